@@ -1,0 +1,58 @@
+# Thin wrapper over CMake/CTest so the two everyday commands are
+# `make run` and `make test`. All real build logic lives in CMakeLists.txt.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+BUILD_DIR    := build
+SANITIZE_DIR := build-sanitize
+JOBS         ?= 2
+PYTHON       := /usr/bin/python3
+PYTEST_ARGS  ?=
+
+# Sanitizer runtime options for the whole sanitize run (unit tests and the
+# servers the API tests start): fail on the first report, with a stack.
+SANITIZE_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+                UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+
+.PHONY: all deps build build-sanitize test test-sanitize run clean distclean
+
+all: build
+
+# Cheap check first; the apt-get path runs only when something is missing.
+deps:
+	@scripts/install-deps --check || scripts/install-deps
+
+build: deps
+	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	cmake --build $(BUILD_DIR) -j$(JOBS)
+
+build-sanitize: deps
+	cmake -S . -B $(SANITIZE_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBREEZE_SANITIZE=ON
+	cmake --build $(SANITIZE_DIR) -j$(JOBS)
+
+# Unit tests, then the API tests; both always run so one report shows
+# everything, and the pytest summary is the last line printed.
+define run_tests
+	rc=0; \
+	$(2) ctest --test-dir $(1) --output-on-failure || rc=$$?; \
+	$(2) BREEZE_BUILD_DIR=$(CURDIR)/$(1) $(PYTHON) -m pytest -q $(PYTEST_ARGS) tests/api || rc=$$?; \
+	exit $$rc
+endef
+
+test: build
+	@$(call run_tests,$(BUILD_DIR),env)
+
+test-sanitize: build-sanitize
+	@$(call run_tests,$(SANITIZE_DIR),env $(SANITIZE_ENV))
+
+run: build
+	scripts/dev-run
+
+clean:
+	rm -rf $(BUILD_DIR) $(SANITIZE_DIR)
+
+# Also drops the local dev database, Redis and agent state made by `make run`.
+distclean: clean
+	scripts/dev-services stop var
+	rm -rf var

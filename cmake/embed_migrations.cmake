@@ -1,0 +1,22 @@
+# Writes OUT: a C array of {version, name, sql} for every migration in FILES
+# (a ;-list of paths named NNNN_name.sql), in order. Bytes are emitted as hex
+# so no SQL text needs escaping.
+set(body "#include <stddef.h>\n#include \"server/db/migrate.h\"\n\n")
+set(table "const struct migration migrations_embedded[] = {\n")
+set(i 0)
+foreach(f ${FILES})
+  get_filename_component(base ${f} NAME_WE)
+  string(REGEX MATCH "^([0-9]+)_(.*)$" _m ${base})
+  if(NOT _m)
+    message(FATAL_ERROR "migration file name must be NNNN_name.sql: ${f}")
+  endif()
+  set(version "${CMAKE_MATCH_1}")
+  set(name "${CMAKE_MATCH_2}")
+  file(READ ${f} hex HEX)
+  string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," hex "${hex}")
+  string(APPEND body "static const char m${i}[] = {${hex}0x00};\n")
+  string(APPEND table "  {\"${version}\", \"${name}\", m${i}},\n")
+  math(EXPR i "${i} + 1")
+endforeach()
+string(APPEND table "};\nconst size_t migrations_embedded_count = ${i};\n")
+file(WRITE ${OUT} "${body}\n${table}")

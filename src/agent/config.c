@@ -1,0 +1,436 @@
+#include "agent/config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "agent/yamlmap.h"
+
+static int check_stat(const struct stat *st)
+{
+	if (!S_ISREG(st->st_mode))
+		return AGENT_PERM_NOT_REGULAR;
+	if (st->st_uid != geteuid())
+		return AGENT_PERM_BAD_OWNER;
+	if ((st->st_mode & 077) != 0)
+		return AGENT_PERM_TOO_OPEN;
+	return AGENT_PERM_OK;
+}
+
+int agent_config_check_secrets(const char *path)
+{
+	struct stat st;
+
+	/* lstat, not stat: a symlink could point the agent at a file whose
+	 * permissions we never see. */
+	if (lstat(path, &st) != 0)
+		return errno == ENOENT ? AGENT_PERM_MISSING : AGENT_PERM_ERROR;
+	return check_stat(&st);
+}
+
+const char *agent_config_perm_str(int perm)
+{
+	switch (perm) {
+	case AGENT_PERM_OK:
+		return "ok";
+	case AGENT_PERM_MISSING:
+		return "secrets file is missing (enroll first)";
+	case AGENT_PERM_NOT_REGULAR:
+		return "secrets file is not a regular file";
+	case AGENT_PERM_TOO_OPEN:
+		return "secrets file is accessible by group or others (chmod 600 it)";
+	case AGENT_PERM_BAD_OWNER:
+		return "secrets file is not owned by the user running the agent";
+	default:
+		return "secrets file cannot be inspected";
+	}
+}
+
+int agent_config_path(const char *dir, const char *name, char *buf, size_t len)
+{
+	int n = snprintf(buf, len, "%s/%s", dir, name);
+
+	if (n < 0 || (size_t)n >= len)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+int agent_config_ensure_dir(const char *dir)
+{
+	struct stat st;
+
+	if (mkdir(dir, AGENT_CONFIG_DIR_MODE) == 0) {
+		/* mkdir's mode is filtered by the umask; set it exactly. */
+		if (chmod(dir, AGENT_CONFIG_DIR_MODE) != 0)
+			return -errno;
+		return 0;
+	}
+	if (errno != EEXIST)
+		return -errno;
+	if (stat(dir, &st) != 0)
+		return -errno;
+	return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+}
+
+static int write_all(int fd, const unsigned char *p, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int agent_config_write_atomic(const char *path, mode_t mode, const void *data, size_t len)
+{
+	char dir[PATH_MAX], tmp[PATH_MAX];
+	const char *base, *slash = strrchr(path, '/');
+	int fd = -1, dfd = -1, rc = 0, created = 0;
+
+	if (slash == NULL) {
+		dir[0] = '.';
+		dir[1] = '\0';
+		base = path;
+	} else {
+		size_t dlen = (size_t)(slash - path);
+
+		if (dlen == 0)
+			dlen = 1; /* file in "/" */
+		if (dlen >= sizeof(dir))
+			return -ENAMETOOLONG;
+		memcpy(dir, path, dlen);
+		dir[dlen] = '\0';
+		base = slash + 1;
+	}
+	if (*base == '\0')
+		return -EINVAL;
+
+	for (int attempt = 0; attempt < 16 && fd < 0; attempt++) {
+		uint32_t r;
+		int n;
+
+		if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
+			rc = -EIO;
+			goto out;
+		}
+		n = snprintf(tmp, sizeof(tmp), "%s/.%s.tmp-%08x", dir, base, (unsigned)r);
+		if (n < 0 || (size_t)n >= sizeof(tmp)) {
+			rc = -ENAMETOOLONG;
+			goto out;
+		}
+		/* Created with its final mode: the secret is never readable by
+		 * anyone else, not even for an instant. */
+		fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+		if (fd < 0 && errno != EEXIST) {
+			rc = -errno;
+			goto out;
+		}
+	}
+	if (fd < 0) {
+		rc = -EEXIST;
+		goto out;
+	}
+	created = 1;
+	/* The umask may have removed bits from MODE; set exactly MODE. */
+	if (fchmod(fd, mode) != 0) {
+		rc = -errno;
+		goto out;
+	}
+	if ((rc = write_all(fd, data, len)) != 0)
+		goto out;
+	if (fsync(fd) != 0) {
+		rc = -errno;
+		goto out;
+	}
+	if (close(fd) != 0) {
+		fd = -1;
+		rc = -errno;
+		goto out;
+	}
+	fd = -1;
+	if (rename(tmp, path) != 0) {
+		rc = -errno;
+		goto out;
+	}
+	created = 0;
+	/* Without this the rename itself may not survive a power loss. */
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0 || fsync(dfd) != 0)
+		rc = -errno;
+out:
+	if (fd >= 0)
+		close(fd);
+	if (dfd >= 0)
+		close(dfd);
+	if (created)
+		unlink(tmp);
+	return rc;
+}
+
+/* Reads at most AGENT_YAML_MAX_BYTES from an open descriptor into a malloc'd,
+ * NUL-terminated buffer. */
+static int read_fd(int fd, char **out, size_t *out_len)
+{
+	size_t cap = AGENT_YAML_MAX_BYTES + 1, len = 0;
+	char *buf = malloc(cap + 1);
+
+	if (buf == NULL)
+		return -ENOMEM;
+	for (;;) {
+		ssize_t n = read(fd, buf + len, cap - len);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			int e = -errno;
+			OPENSSL_cleanse(buf, len);
+			free(buf);
+			return e;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+		if (len == cap) {
+			OPENSSL_cleanse(buf, len);
+			free(buf);
+			return -E2BIG;
+		}
+	}
+	buf[len] = '\0';
+	*out = buf;
+	*out_len = len;
+	return 0;
+}
+
+static int load_map(const char *path, int secret, struct agent_yaml_map *m)
+{
+	struct stat st;
+	char *buf = NULL;
+	size_t len = 0;
+	int rc;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | (secret ? O_NOFOLLOW : 0));
+
+	if (fd < 0)
+		return errno == ELOOP ? -EPERM : -errno;
+	if (fstat(fd, &st) != 0) {
+		rc = -errno;
+		goto out;
+	}
+	/* Checked on the descriptor we read from, so the file cannot be swapped
+	 * between the check and the read. */
+	if (secret && check_stat(&st) != AGENT_PERM_OK) {
+		rc = -EPERM;
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		rc = -EBADMSG;
+		goto out;
+	}
+	if ((rc = read_fd(fd, &buf, &len)) != 0)
+		goto out;
+	rc = agent_yaml_parse(buf, len, m);
+out:
+	if (buf != NULL) {
+		OPENSSL_cleanse(buf, len);
+		free(buf);
+	}
+	close(fd);
+	return rc;
+}
+
+static int save_map(const char *path, mode_t mode, const struct agent_yaml_map *m)
+{
+	char *doc = NULL;
+	size_t len = 0;
+	int rc = agent_yaml_emit(m, &doc, &len);
+
+	if (rc != 0)
+		return rc;
+	rc = agent_config_write_atomic(path, mode, doc, len);
+	OPENSSL_cleanse(doc, len);
+	free(doc);
+	return rc;
+}
+
+int agent_config_valid_id(const char *s)
+{
+	size_t n = 0;
+
+	if (s == NULL)
+		return 0;
+	for (; s[n] != '\0'; n++) {
+		char c = s[n];
+
+		if (n >= 128)
+			return 0;
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+		      c == '_' || c == '.'))
+			return 0;
+	}
+	/* "." and ".." would be path segments, not ids. */
+	return n > 0 && strcmp(s, ".") != 0 && strcmp(s, "..") != 0;
+}
+
+int agent_config_valid_token(const char *s)
+{
+	size_t n = 0;
+
+	if (s == NULL)
+		return 0;
+	for (; s[n] != '\0'; n++)
+		if (n >= 1024 || (unsigned char)s[n] <= 0x20 || (unsigned char)s[n] >= 0x7f)
+			return 0;
+	return n > 0;
+}
+
+long agent_config_clamp_interval(long s)
+{
+	if (s <= 0)
+		return AGENT_INTERVAL_DEFAULT_S;
+	if (s < AGENT_INTERVAL_MIN_S)
+		return AGENT_INTERVAL_MIN_S;
+	if (s > AGENT_INTERVAL_MAX_S)
+		return AGENT_INTERVAL_MAX_S;
+	return s;
+}
+
+static int dup_opt(const struct agent_yaml_map *m, const char *key, char **out)
+{
+	const char *v = agent_yaml_get(m, key);
+
+	*out = NULL;
+	if (v == NULL)
+		return 0;
+	*out = strdup(v);
+	return *out ? 0 : -ENOMEM;
+}
+
+int agent_config_load(const char *dir, struct agent_config *cfg)
+{
+	char path[PATH_MAX];
+	struct agent_yaml_map m = {0};
+	int rc;
+
+	memset(cfg, 0, sizeof(*cfg));
+	if ((rc = agent_config_path(dir, AGENT_CONFIG_FILE, path, sizeof(path))) != 0)
+		return rc;
+	if ((rc = load_map(path, 0, &m)) != 0)
+		return rc;
+	if ((rc = dup_opt(&m, "serverUrl", &cfg->server_url)) != 0 ||
+	    (rc = dup_opt(&m, "agentId", &cfg->agent_id)) != 0 || (rc = dup_opt(&m, "orgId", &cfg->org_id)) != 0 ||
+	    (rc = dup_opt(&m, "siteId", &cfg->site_id)) != 0)
+		goto out;
+	if (cfg->server_url == NULL || cfg->server_url[0] == '\0' || !agent_config_valid_id(cfg->agent_id)) {
+		rc = -EBADMSG;
+		goto out;
+	}
+	cfg->heartbeat_interval_s = AGENT_INTERVAL_DEFAULT_S;
+	const char *iv = agent_yaml_get(&m, "heartbeatIntervalSeconds");
+	if (iv != NULL) {
+		char *end;
+		errno = 0;
+		long v = strtol(iv, &end, 10);
+		if (errno == 0 && end != iv && *end == '\0')
+			cfg->heartbeat_interval_s = agent_config_clamp_interval(v);
+	}
+out:
+	agent_yaml_free(&m);
+	if (rc != 0)
+		agent_config_free(cfg);
+	return rc;
+}
+
+int agent_config_save(const char *dir, const struct agent_config *cfg)
+{
+	char path[PATH_MAX];
+	struct agent_yaml_map m = {0};
+	int rc;
+
+	if ((rc = agent_config_path(dir, AGENT_CONFIG_FILE, path, sizeof(path))) != 0)
+		return rc;
+	if ((rc = agent_yaml_set(&m, "serverUrl", cfg->server_url ? cfg->server_url : "")) != 0 ||
+	    (rc = agent_yaml_set(&m, "agentId", cfg->agent_id ? cfg->agent_id : "")) != 0 ||
+	    (rc = agent_yaml_set(&m, "orgId", cfg->org_id ? cfg->org_id : "")) != 0 ||
+	    (rc = agent_yaml_set(&m, "siteId", cfg->site_id ? cfg->site_id : "")) != 0 ||
+	    (rc = agent_yaml_set_long(&m, "heartbeatIntervalSeconds", cfg->heartbeat_interval_s)) != 0)
+		goto out;
+	rc = save_map(path, AGENT_CONFIG_FILE_MODE, &m);
+out:
+	agent_yaml_free(&m);
+	return rc;
+}
+
+void agent_config_free(struct agent_config *cfg)
+{
+	if (cfg == NULL)
+		return;
+	free(cfg->server_url);
+	free(cfg->agent_id);
+	free(cfg->org_id);
+	free(cfg->site_id);
+	memset(cfg, 0, sizeof(*cfg));
+}
+
+int agent_config_load_token(const char *dir, char **token)
+{
+	char path[PATH_MAX];
+	struct agent_yaml_map m = {0};
+	int rc;
+
+	*token = NULL;
+	if ((rc = agent_config_path(dir, AGENT_SECRETS_FILE, path, sizeof(path))) != 0)
+		return rc;
+	if ((rc = load_map(path, 1, &m)) != 0)
+		return rc;
+	const char *t = agent_yaml_get(&m, "authToken");
+	if (!agent_config_valid_token(t)) {
+		rc = -EBADMSG;
+		goto out;
+	}
+	if ((*token = strdup(t)) == NULL)
+		rc = -ENOMEM;
+out:
+	agent_yaml_free(&m);
+	return rc;
+}
+
+int agent_config_save_token(const char *dir, const char *token)
+{
+	char path[PATH_MAX];
+	struct agent_yaml_map m = {0};
+	int rc;
+
+	if (!agent_config_valid_token(token))
+		return -EINVAL;
+	if ((rc = agent_config_path(dir, AGENT_SECRETS_FILE, path, sizeof(path))) != 0)
+		return rc;
+	if ((rc = agent_yaml_set(&m, "authToken", token)) != 0)
+		goto out;
+	rc = save_map(path, AGENT_SECRETS_FILE_MODE, &m);
+out:
+	agent_yaml_free(&m);
+	return rc;
+}
+
+void agent_config_free_token(char *token)
+{
+	if (token == NULL)
+		return;
+	OPENSSL_cleanse(token, strlen(token));
+	free(token);
+}

@@ -1,0 +1,362 @@
+#include "agent/loop.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "agent/client.h"
+#include "agent/config.h"
+#include "agent/inventory.h"
+#include "common/log.h"
+
+volatile sig_atomic_t agent_loop_stop = 0;
+
+enum agent_outcome agent_loop_classify(long status)
+{
+	if (status >= 200 && status < 300)
+		return AGENT_OUTCOME_OK;
+	if (status == 401)
+		return AGENT_OUTCOME_REENROLL;
+	if (status == 403 || status == 404)
+		return AGENT_OUTCOME_FORBIDDEN;
+	if (status == 429)
+		return AGENT_OUTCOME_RATE_LIMITED;
+	/* Transport errors, 5xx, and anything unexpected (3xx, 400, 413…):
+	 * retrying with backoff is safe and bounded. */
+	return AGENT_OUTCOME_RETRY;
+}
+
+int agent_loop_exit_code(enum agent_outcome outcome)
+{
+	switch (outcome) {
+	case AGENT_OUTCOME_REENROLL:
+		return AGENT_EXIT_REENROLL;
+	case AGENT_OUTCOME_FORBIDDEN:
+		return AGENT_EXIT_FORBIDDEN;
+	default:
+		return -1;
+	}
+}
+
+/* Uniform value in [lo, hi] (hi >= lo). Modulo bias is below 2^-40 for the
+ * ranges used here. */
+static uint64_t uniform(uint64_t lo, uint64_t hi, agent_rand_fn rnd, void *ctx)
+{
+	uint64_t span = hi - lo;
+
+	if (span == UINT64_MAX)
+		return rnd(ctx);
+	return lo + rnd(ctx) % (span + 1);
+}
+
+uint64_t agent_next_delay_ms(const struct agent_delay_input *in, agent_rand_fn rnd, void *ctx)
+{
+	switch (in->outcome) {
+	case AGENT_OUTCOME_OK: {
+		uint64_t base = (uint64_t)(in->interval_s > 0 ? in->interval_s : AGENT_INTERVAL_DEFAULT_S) * 1000;
+		return uniform(base - base / 10, base + base / 10, rnd, ctx);
+	}
+	case AGENT_OUTCOME_RATE_LIMITED: {
+		/* R6: the server's Retry-After is a floor, never shortened. */
+		long long ra = in->retry_after_s >= 0 ? in->retry_after_s : AGENT_RETRY_AFTER_DEFAULT_S;
+		uint64_t ms = (uint64_t)ra * 1000;
+		return uniform(ms, ms + ms / 10, rnd, ctx);
+	}
+	default: {
+		uint64_t cap = AGENT_BACKOFF_CAP_MS;
+		/* 2^9 s already exceeds the cap; stop shifting before overflow. */
+		if (in->failures < 9 && (AGENT_BACKOFF_BASE_MS << in->failures) < cap)
+			cap = AGENT_BACKOFF_BASE_MS << in->failures;
+		return uniform(0, cap, rnd, ctx);
+	}
+	}
+}
+
+uint64_t agent_loop_random(void *ctx)
+{
+	uint64_t v = 0;
+
+	(void)ctx;
+	/* getrandom on a small buffer does not fail once the pool is ready;
+	 * if it ever did, a zero delay is still a valid choice. */
+	if (getrandom(&v, sizeof(v), 0) != (ssize_t)sizeof(v))
+		v = (uint64_t)time(NULL);
+	return v;
+}
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	agent_loop_stop = 1;
+}
+
+int agent_loop_install_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	/* No SA_RESTART: a signal must cut a sleep short. */
+	if (sigaction(SIGTERM, &sa, NULL) != 0 || sigaction(SIGINT, &sa, NULL) != 0)
+		return -errno;
+	/* CURLOPT_NOSIGNAL leaves SIGPIPE to us. */
+	sa.sa_handler = SIG_IGN;
+	if (sigaction(SIGPIPE, &sa, NULL) != 0)
+		return -errno;
+	return 0;
+}
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+int agent_loop_sleep_ms(uint64_t ms)
+{
+	uint64_t end = mono_ms() + ms;
+
+	/* Short slices bound the window in which a signal arriving just before
+	 * nanosleep would go unnoticed. */
+	while (!agent_loop_stop) {
+		uint64_t now = mono_ms();
+		if (now >= end)
+			return 0;
+		uint64_t left = end - now;
+		if (left > 500)
+			left = 500;
+		struct timespec ts = {.tv_sec = (time_t)(left / 1000), .tv_nsec = (long)(left % 1000) * 1000000L};
+		nanosleep(&ts, NULL);
+	}
+	return 1;
+}
+
+static void log_num(enum log_level level, const char *msg, const char *k1, json_t *v1, const char *k2, json_t *v2)
+{
+	json_t *f = json_object();
+
+	if (f == NULL)
+		return;
+	if (k1 != NULL)
+		json_object_set_new(f, k1, v1);
+	if (k2 != NULL)
+		json_object_set_new(f, k2, v2);
+	log_json(level, msg, f);
+	json_decref(f);
+}
+
+/* State of a running agent. The token lives only here and in secrets.yaml. */
+struct agent_state {
+	const char *dir;
+	struct agent_config cfg;
+	char *token;
+	int token_unsaved; /* rotated token not yet written to disk */
+	char *heartbeat_url;
+	struct agent_cpu_sample cpu;
+	unsigned failures;
+};
+
+static int startup(struct agent_state *s)
+{
+	char path[PATH_MAX], err[128] = "", idpath[200];
+	char *base = NULL;
+	int rc;
+
+	rc = agent_config_load(s->dir, &s->cfg);
+	if (rc == -ENOENT) {
+		log_error("agent.not_enrolled", "configDir", s->dir, "hint", "run `breeze-agent enroll` first", NULL);
+		return -1;
+	}
+	if (rc != 0) {
+		log_error("agent.config_invalid", "configDir", s->dir, "file", AGENT_CONFIG_FILE, "error",
+			  rc == -EBADMSG ? "malformed or missing serverUrl/agentId" : strerror(-rc), NULL);
+		return -1;
+	}
+	if (agent_config_path(s->dir, AGENT_SECRETS_FILE, path, sizeof(path)) != 0)
+		return -1;
+	rc = agent_config_check_secrets(path);
+	if (rc != AGENT_PERM_OK) {
+		log_error("agent.secrets_refused", "path", path, "error", agent_config_perm_str(rc), NULL);
+		return -1;
+	}
+	rc = agent_config_load_token(s->dir, &s->token);
+	if (rc != 0) {
+		log_error("agent.secrets_invalid", "path", path, "error",
+			  rc == -EBADMSG ? "missing or malformed authToken" : strerror(-rc), NULL);
+		return -1;
+	}
+	if (agent_http_normalize_url(s->cfg.server_url, &base, err, sizeof(err)) != 0) {
+		log_error("agent.config_invalid", "file", AGENT_CONFIG_FILE, "field", "serverUrl", "error", err, NULL);
+		return -1;
+	}
+	if (strncmp(base, "http://", 7) == 0)
+		log_warn("agent.insecure_transport", "serverUrl", base, "hint", "use https outside development",
+			 NULL);
+	snprintf(idpath, sizeof(idpath), "/api/v1/agents/%s/heartbeat", s->cfg.agent_id);
+	rc = agent_http_join(base, idpath, &s->heartbeat_url);
+	free(base);
+	if (rc != 0) {
+		log_error("agent.config_invalid", "field", "serverUrl", "error", "cannot build heartbeat URL", NULL);
+		return -1;
+	}
+	return 0;
+}
+
+static void save_token_if_needed(struct agent_state *s)
+{
+	int rc;
+
+	if (!s->token_unsaved)
+		return;
+	rc = agent_config_save_token(s->dir, s->token);
+	if (rc != 0) {
+		/* Keep using the new token in memory: the server already
+		 * switched to it. Retried on every heartbeat. */
+		log_error("agent.token_save_failed", "error", strerror(-rc), NULL);
+		return;
+	}
+	s->token_unsaved = 0;
+	log_info("agent.token_rotated", "agentId", s->cfg.agent_id, NULL);
+}
+
+static void apply_response(struct agent_state *s, const json_t *body)
+{
+	long iv = 0;
+	char *nt = NULL;
+	int rc = agent_http_parse_heartbeat(body, &iv, &nt);
+
+	/* A malformed newToken is ignored; the interval still applies. */
+	if (rc != 0)
+		log_warn("agent.heartbeat_bad_token", "error", "newToken present but invalid; ignored", NULL);
+	if (nt != NULL) {
+		agent_config_free_token(s->token);
+		s->token = nt;
+		s->token_unsaved = 1;
+	}
+	save_token_if_needed(s);
+	if (iv > 0 && iv != s->cfg.heartbeat_interval_s) {
+		long old = s->cfg.heartbeat_interval_s;
+		s->cfg.heartbeat_interval_s = iv;
+		rc = agent_config_save(s->dir, &s->cfg);
+		log_num(LOG_LEVEL_INFO, "agent.interval_changed", "from", json_integer(old), "to", json_integer(iv));
+		if (rc != 0)
+			log_error("agent.config_save_failed", "error", strerror(-rc), NULL);
+	}
+}
+
+/* One heartbeat. Returns the outcome and the server's Retry-After. */
+static enum agent_outcome heartbeat(struct agent_state *s, long long *retry_after_s)
+{
+	struct agent_host host;
+	struct agent_metrics m;
+	struct agent_http_result res;
+	enum agent_outcome o;
+	char desc[512];
+	json_t *body;
+	int rc;
+
+	*retry_after_s = -1;
+	agent_inventory_collect_host(&host);
+	agent_inventory_collect_metrics(&m, &s->cpu);
+	body = agent_http_heartbeat_body(&host, &m);
+	if (body == NULL) {
+		log_error("agent.heartbeat_failed", "error", "cannot build request body", NULL);
+		return AGENT_OUTCOME_RETRY;
+	}
+	rc = agent_http_post_json(s->heartbeat_url, s->token, body, &agent_loop_stop, &res);
+	json_decref(body);
+	if (rc != 0) {
+		if (rc != -ECANCELED)
+			log_warn("agent.heartbeat_failed", "error", res.error[0] ? res.error : strerror(-rc), NULL);
+		agent_http_result_free(&res);
+		return AGENT_OUTCOME_RETRY;
+	}
+	o = agent_loop_classify(res.status);
+	*retry_after_s = res.retry_after_s;
+	if (o == AGENT_OUTCOME_OK) {
+		if (s->failures > 0)
+			log_info("agent.heartbeat_recovered", NULL);
+		log_debug("agent.heartbeat_ok", NULL);
+		apply_response(s, res.body);
+	} else {
+		agent_http_describe_error(&res, desc, sizeof(desc));
+		switch (o) {
+		case AGENT_OUTCOME_REENROLL:
+			log_error("agent.reenroll_required", "agentId", s->cfg.agent_id, "error", desc, "hint",
+				  "the server no longer accepts this agent's token; run `breeze-agent enroll` again",
+				  NULL);
+			break;
+		case AGENT_OUTCOME_FORBIDDEN:
+			log_error("agent.refused", "agentId", s->cfg.agent_id, "error", desc, "hint",
+				  "the device is disabled or deleted on the server", NULL);
+			break;
+		default:
+			log_warn("agent.heartbeat_failed", "error", desc, NULL);
+		}
+	}
+	agent_http_result_free(&res);
+	return o;
+}
+
+int agent_loop_run(const char *config_dir)
+{
+	struct agent_state s;
+	int status = AGENT_EXIT_OK;
+
+	memset(&s, 0, sizeof(s));
+	s.dir = config_dir;
+	if (startup(&s) != 0) {
+		status = AGENT_EXIT_FAILURE;
+		goto out;
+	}
+	if (agent_loop_install_signals() != 0) {
+		log_error("agent.start_failed", "error", "cannot install signal handlers", NULL);
+		status = AGENT_EXIT_FAILURE;
+		goto out;
+	}
+	log_info("agent.started", "agentId", s.cfg.agent_id, "serverUrl", s.cfg.server_url, "version",
+		 AGENT_VERSION, NULL);
+
+	while (!agent_loop_stop) {
+		struct agent_delay_input in = {0};
+		long long ra;
+		enum agent_outcome o = heartbeat(&s, &ra);
+		int code = agent_loop_exit_code(o);
+
+		if (agent_loop_stop)
+			break;
+		if (code >= 0) {
+			status = code;
+			goto out;
+		}
+		in.outcome = o;
+		in.failures = s.failures;
+		in.interval_s = s.cfg.heartbeat_interval_s;
+		in.retry_after_s = ra;
+		uint64_t delay = agent_next_delay_ms(&in, agent_loop_random, NULL);
+		if (o == AGENT_OUTCOME_OK)
+			s.failures = 0;
+		else if (o == AGENT_OUTCOME_RETRY && s.failures < UINT_MAX)
+			s.failures++;
+		if (o != AGENT_OUTCOME_OK)
+			log_num(LOG_LEVEL_INFO, "agent.retry_scheduled", "delayMs", json_integer((json_int_t)delay),
+				"failures", json_integer((json_int_t)s.failures));
+		if (agent_loop_sleep_ms(delay))
+			break;
+	}
+	log_info("agent.stopped", "reason", "signal", NULL);
+out:
+	agent_config_free_token(s.token);
+	free(s.heartbeat_url);
+	agent_config_free(&s.cfg);
+	return status;
+}

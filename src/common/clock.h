@@ -1,0 +1,24 @@
+/*
+ * clock.h — the one clock of the process (STYLE.md: "one clock function").
+ */
+#ifndef BZ_CLOCK_H
+#define BZ_CLOCK_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+/* Wall-clock time in seconds since the Unix epoch. Tests may pin it with
+ * bz_clock_set_for_test(). */
+int64_t bz_now(void);
+
+/* Monotonic time in milliseconds (for durations; never pinned). */
+int64_t bz_monotonic_ms(void);
+
+/* Pins bz_now() to T seconds; T = 0 restores the real clock. Test-only. */
+void bz_clock_set_for_test(int64_t t);
+
+/* Formats epoch seconds T as ISO 8601 UTC ("2026-01-02T03:04:05Z") into BUF
+ * of LEN bytes (at least 21). Returns 0, or -1 if BUF is too small. */
+int bz_format_iso8601(int64_t t, char *buf, size_t len);
+
+#endif

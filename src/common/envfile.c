@@ -1,0 +1,78 @@
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/envfile.h"
+
+static char *trim(char *s)
+{
+	char *e;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	e = s + strlen(s);
+	while (e > s && isspace((unsigned char)e[-1]))
+		*--e = '\0';
+	return s;
+}
+
+static int valid_key(const char *k)
+{
+	if (!(isalpha((unsigned char)*k) || *k == '_'))
+		return 0;
+	for (; *k; k++)
+		if (!(isalnum((unsigned char)*k) || *k == '_'))
+			return 0;
+	return 1;
+}
+
+int envfile_load(const char *path, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "r");
+	char *line = NULL;
+	size_t cap = 0;
+	int lineno = 0, rc = 0;
+
+	if (f == NULL) {
+		snprintf(err, errlen, "cannot open env file %s", path);
+		return -1;
+	}
+	while (getline(&line, &cap, f) >= 0) {
+		lineno++;
+		char *s = trim(line);
+		if (*s == '\0' || *s == '#')
+			continue;
+		if (strncmp(s, "export ", 7) == 0)
+			s = trim(s + 7);
+		char *eq = strchr(s, '=');
+		if (eq == NULL) {
+			snprintf(err, errlen, "%s:%d: expected KEY=VALUE", path, lineno);
+			rc = -1;
+			break;
+		}
+		*eq = '\0';
+		char *key = trim(s), *val = trim(eq + 1);
+		size_t vl = strlen(val);
+		if (!valid_key(key)) {
+			snprintf(err, errlen, "%s:%d: invalid variable name", path, lineno);
+			rc = -1;
+			break;
+		}
+		if (vl >= 2 && (val[0] == '"' || val[0] == '\'') && val[vl - 1] == val[0]) {
+			val[vl - 1] = '\0';
+			val++;
+		}
+		if (getenv(key) == NULL && setenv(key, val, 0) != 0) {
+			snprintf(err, errlen, "%s:%d: setenv failed", path, lineno);
+			rc = -1;
+			break;
+		}
+	}
+	if (line != NULL) {
+		explicit_bzero(line, cap);
+		free(line);
+	}
+	fclose(f);
+	return rc;
+}

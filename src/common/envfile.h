@@ -1,0 +1,18 @@
+/*
+ * envfile.h — loads KEY=VALUE lines into the process environment.
+ */
+#ifndef BZ_ENVFILE_H
+#define BZ_ENVFILE_H
+
+/*
+ * Reads PATH as an env file: one KEY=VALUE per line, blank lines and lines
+ * starting with '#' ignored, an optional leading "export ", and a value
+ * optionally wrapped in single or double quotes (no escapes inside). Keys
+ * must match [A-Za-z_][A-Za-z0-9_]*. Variables already set in the
+ * environment win over the file (so `FOO=x breeze-server …` overrides it).
+ * Returns 0, or -1 with a message (line number, never a value) written to
+ * ERR (ERRLEN bytes) on an unreadable file or malformed line.
+ */
+int envfile_load(const char *path, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,105 @@
+#include "server/audit/audit.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/err.h"
+#include "server/db/db.h"
+#include "server/http/http.h"
+
+static int is_secret_key(const char *k)
+{
+	static const char *words[] = {"password", "secret", "token", "key", "pepper", "totp"};
+	size_t kl = strlen(k);
+
+	/* "enrollmentKeyId", "api_key_id": identifiers, not secrets. */
+	if ((kl > 2 && !strcmp(k + kl - 2, "Id")) || (kl > 3 && !strcmp(k + kl - 3, "_id")))
+		return 0;
+	for (size_t i = 0; i < sizeof(words) / sizeof(*words); i++)
+		if (strcasestr(k, words[i]) != NULL)
+			return 1;
+	return 0;
+}
+
+static json_t *redact(const json_t *v)
+{
+	const char *k;
+	json_t *child;
+	size_t i;
+
+	if (json_is_object(v)) {
+		json_t *out = json_object();
+		json_object_foreach((json_t *)v, k, child)
+		{
+			if (is_secret_key(k))
+				json_object_set_new(out, k, json_string("[REDACTED]"));
+			else
+				json_object_set_new(out, k, redact(child));
+		}
+		return out;
+	}
+	if (json_is_array(v)) {
+		json_t *out = json_array();
+		json_array_foreach(v, i, child) json_array_append_new(out, redact(child));
+		return out;
+	}
+	return json_deep_copy(v);
+}
+
+json_t *audit_redact(const json_t *details)
+{
+	if (details == NULL)
+		return json_object();
+	return redact(details);
+}
+
+void audit_event_from_request(struct audit_event *ev, const struct request *rq)
+{
+	if (rq->who.authenticated) {
+		ev->actor_type = "user";
+		ev->actor_id = rq->who.user_id;
+	} else if (ev->actor_type == NULL) {
+		ev->actor_type = "system";
+	}
+	ev->ip_address = rq->client_ip[0] ? rq->client_ip : NULL;
+}
+
+static const char *insert_sql =
+	"INSERT INTO audit_log (org_id, actor_type, actor_id, action, resource, resource_id,"
+	" details, ip_address, result)"
+	" VALUES ($1::uuid, $2, $3, $4, $5, $6, $7::jsonb, $8::inet, $9)";
+
+int audit_write(PGconn *conn, const struct audit_event *ev)
+{
+	json_t *clean = audit_redact(ev->details);
+	char *details = json_dumps(clean, JSON_COMPACT | JSON_SORT_KEYS);
+	int rc;
+
+	json_decref(clean);
+	if (details == NULL)
+		return BZ_ERR_NOMEM;
+	const char *p[9] = {ev->org_id,
+			    ev->actor_type ? ev->actor_type : "system",
+			    ev->actor_id,
+			    ev->action,
+			    ev->resource,
+			    ev->resource_id,
+			    details,
+			    ev->ip_address,
+			    ev->result ? ev->result : "success"};
+	rc = db_exec(conn, insert_sql, 9, p);
+	free(details);
+	return rc;
+}
+
+int audit_write_standalone(PGconn *conn, const struct audit_event *ev)
+{
+	if (db_begin(conn) != 0)
+		return BZ_ERR_DB;
+	if (audit_write(conn, ev) != 0 || db_commit(conn) != 0) {
+		db_rollback(conn);
+		return BZ_ERR_DB;
+	}
+	return 0;
+}

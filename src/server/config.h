@@ -1,0 +1,93 @@
+/*
+ * config.h — server configuration from environment variables (optionally
+ * loaded from --env-file first). Validated once at start: every problem is
+ * reported at once, one line each, naming the variable and never its value.
+ */
+#ifndef BZ_CONFIG_H
+#define BZ_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "server/http/client_ip.h"
+
+enum breeze_env { BREEZE_ENV_DEVELOPMENT, BREEZE_ENV_TEST, BREEZE_ENV_PRODUCTION };
+
+/* The secrets the server knows, in a fixed order (checklist S1). */
+enum config_secret {
+	SECRET_JWT,
+	SECRET_APP_ENCRYPTION_KEY,
+	SECRET_MFA_ENCRYPTION_KEY,
+	SECRET_MFA_RECOVERY_CODE_PEPPER,
+	SECRET_ENROLLMENT_KEY_PEPPER,
+	SECRET_AGENT_ENROLLMENT_SECRET,
+	SECRET_METRICS_SCRAPE_TOKEN,
+	SECRET_COUNT
+};
+
+/* Variable name of secret S (e.g. "JWT_SECRET"). */
+const char *config_secret_name(enum config_secret s);
+
+struct config {
+	enum breeze_env env;
+	char listen_host[64];
+	uint16_t listen_port;
+	const char *database_url;           /* borrowed from environ */
+	const char *migration_database_url; /* borrowed; may be NULL */
+	const char *redis_url;              /* borrowed */
+	const char *secrets[SECRET_COUNT];  /* borrowed; NULL when unset */
+	unsigned database_pool_size;        /* connections, 1..200, default 8 */
+	int enable_registration;            /* 0/1, default 0 */
+	int64_t session_max_age_s;          /* default 86400 */
+	int64_t access_token_ttl_s;         /* 900 (15 min), fixed */
+	int heartbeat_interval_s;           /* default 60 */
+	struct cidr_list trusted_proxies;
+	uint32_t argon2_memory_kib, argon2_iterations, argon2_parallelism, argon2_max_concurrent;
+	size_t http_max_body_bytes;         /* default 1 MiB */
+	unsigned http_threads;              /* MHD thread pool size, default 8 */
+	unsigned http_max_connections;      /* default 1024 */
+	unsigned http_timeout_s;            /* idle connection timeout, default 30 */
+};
+
+#define CONFIG_MAX_PROBLEMS 64
+#define CONFIG_PROBLEM_LEN 200
+
+struct config_problems {
+	unsigned n_fatal, n_warn;
+	unsigned n;
+	struct {
+		int fatal;
+		char text[CONFIG_PROBLEM_LEN];
+	} items[CONFIG_MAX_PROBLEMS];
+};
+
+/* What the caller needs from the configuration. */
+enum config_purpose {
+	CONFIG_FOR_SERVE,     /* everything */
+	CONFIG_FOR_DATABASE,  /* migrate/bootstrap: database URLs only */
+};
+
+/*
+ * Reads the configuration from the environment into CFG and records every
+ * problem in PROBS. Rules: S1 (no known example values, no low-entropy
+ * secrets), S4 (secrets at least 32 characters), S5 (APP_ENCRYPTION_KEY
+ * distinct from MFA_ENCRYPTION_KEY and every other secret), A3 (registration
+ * off in production). In production those are fatal; elsewhere warnings.
+ * Missing required values are always fatal. Returns 0 when nothing is
+ * fatal, -1 otherwise. CFG borrows strings from the environment.
+ */
+int config_load(struct config *cfg, enum config_purpose purpose, struct config_problems *probs);
+
+/*
+ * Checks one secret VALUE named NAME for S1/S4 and records problems
+ * (FATAL selects fatal vs warning). Exposed for unit tests. Returns the
+ * number of problems found (0 = fine).
+ */
+int config_check_secret(const char *name, const char *value, int fatal,
+			struct config_problems *probs);
+
+/* Estimated entropy of S in bits (Shannon entropy of its character
+ * distribution times its length). Used for the low-entropy rule (S1). */
+double config_entropy_bits(const char *s);
+
+#endif

@@ -1,0 +1,558 @@
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "crypto/crypto.h"
+#include "server/auth/auth.h"
+#include "server/http/http.h"
+#include "server/tenancy/tenancy.h"
+
+#define DB_ACQUIRE_TIMEOUT_MS 5000
+
+/* One entry per registered path: its routes, for 405 and the Allow header. */
+struct path_entry {
+	struct app *app;
+	const char *path;
+	char allow[64];
+};
+
+static struct path_entry *paths;
+static size_t n_paths;
+static struct route not_found_route = {"*", "(unmatched)", NULL, ROUTE_PUBLIC, NULL, NULL};
+static struct route not_allowed_route = {"*", "(method not allowed)", NULL, ROUTE_PUBLIC, NULL, NULL};
+
+void http_set_header(struct request *rq, const char *name, const char *value)
+{
+	u_map_put(rq->resp->map_header, name, value);
+}
+
+void http_reply(struct request *rq, int status, json_t *body)
+{
+	rq->status = status;
+	if (body != NULL) {
+		char *s = json_dumps(body, JSON_COMPACT);
+		json_decref(body);
+		if (s == NULL) {
+			rq->status = 500;
+			ulfius_set_string_body_response(rq->resp, 500,
+				"{\"error\":{\"code\":\"internal\",\"message\":\"internal error\"}}");
+			return;
+		}
+		ulfius_set_string_body_response(rq->resp, (unsigned)status, s);
+		free(s);
+	} else {
+		ulfius_set_empty_body_response(rq->resp, (unsigned)status);
+	}
+}
+
+static void fail_v(struct request *rq, int status, const char *code, json_t *extra,
+		   const char *fmt, va_list ap)
+{
+	char msg[512];
+	json_t *body = json_object();
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	json_object_set_new(body, "error", json_pack("{s:s,s:s}", "code", code, "message", msg));
+	if (extra != NULL) {
+		json_object_update(body, extra);
+		json_decref(extra);
+	}
+	http_reply(rq, status, body);
+}
+
+void http_fail(struct request *rq, int status, const char *code, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	fail_v(rq, status, code, NULL, fmt, ap);
+	va_end(ap);
+}
+
+void http_fail_extra(struct request *rq, int status, const char *code, json_t *extra,
+		     const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	fail_v(rq, status, code, extra, fmt, ap);
+	va_end(ap);
+}
+
+/* The one table from internal error codes to HTTP (STYLE.md). */
+static const struct {
+	int err;
+	int status;
+	const char *code;
+} err_map[] = {
+	{BZ_ERR_INVALID, 400, "invalid_request"},
+	{BZ_ERR_UNAUTHORIZED, 401, "unauthorized"},
+	{BZ_ERR_FORBIDDEN, 403, "forbidden"},
+	{BZ_ERR_NOT_FOUND, 404, "not_found"},
+	{BZ_ERR_CONFLICT, 409, "conflict"},
+	{BZ_ERR_UNAVAILABLE, 503, "service_unavailable"},
+	{BZ_ERR_DB, 500, "internal"},
+	{BZ_ERR_NOMEM, 500, "internal"},
+	{BZ_ERR_CRYPTO, 500, "internal"},
+	{BZ_ERR_IO, 500, "internal"},
+	{BZ_ERR_INTERNAL, 500, "internal"},
+};
+
+void http_fail_err(struct request *rq, int err, const char *msg)
+{
+	for (size_t i = 0; i < sizeof(err_map) / sizeof(*err_map); i++) {
+		if (err_map[i].err == err) {
+			http_fail(rq, err_map[i].status, err_map[i].code, "%s",
+				  err_map[i].status >= 500 && err != BZ_ERR_UNAVAILABLE
+					  ? "internal error"
+					  : msg);
+			return;
+		}
+	}
+	http_fail(rq, 500, "internal", "internal error");
+}
+
+PGconn *http_db(struct request *rq)
+{
+	if (rq->db == NULL) {
+		rq->db = db_acquire(rq->app->pool, DB_ACQUIRE_TIMEOUT_MS);
+		if (rq->db == NULL)
+			http_fail(rq, 503, "database_unavailable", "database unavailable");
+	}
+	return rq->db;
+}
+
+const char *http_header(const struct request *rq, const char *name)
+{
+	return u_map_get_case(rq->u->map_header, name);
+}
+
+static int is_path_param(const struct request *rq, const char *name)
+{
+	const char *t = rq->route->path;
+	size_t nl = strlen(name);
+
+	while ((t = strchr(t, ':')) != NULL) {
+		t++;
+		if (strncmp(t, name, nl) == 0 && (t[nl] == '/' || t[nl] == '\0'))
+			return 1;
+	}
+	return 0;
+}
+
+const char *http_query(const struct request *rq, const char *name)
+{
+	if (is_path_param(rq, name))
+		return NULL;
+	return u_map_get(rq->u->map_url, name);
+}
+
+int http_path_param(const struct request *rq, const char *name, char *out, size_t outlen)
+{
+	const char *t = rq->route->path, *p = rq->u->url_path;
+	size_t nl = strlen(name);
+
+	/* Walk template and path segment by segment. */
+	while (*t && *p) {
+		while (*t == '/')
+			t++;
+		while (*p == '/')
+			p++;
+		const char *te = strchr(t, '/'), *pe = strchr(p, '/');
+		size_t tl = te ? (size_t)(te - t) : strlen(t);
+		size_t pl = pe ? (size_t)(pe - p) : strlen(p);
+		if (*t == ':' && tl - 1 == nl && strncmp(t + 1, name, nl) == 0) {
+			if (pl == 0 || pl >= outlen)
+				return -1;
+			memcpy(out, p, pl);
+			out[pl] = '\0';
+			return 0;
+		}
+		t += tl;
+		p += pl;
+	}
+	return -1;
+}
+
+int http_has_permission(const struct request *rq, const char *perm)
+{
+	size_t i;
+	json_t *v;
+
+	if (rq->who.permissions == NULL)
+		return 0;
+	json_array_foreach(rq->who.permissions, i, v) if (json_is_string(v) &&
+							  !strcmp(json_string_value(v), perm)) return 1;
+	return 0;
+}
+
+int is_uuid(const char *s)
+{
+	if (s == NULL || strlen(s) != 36)
+		return 0;
+	for (int i = 0; i < 36; i++) {
+		if (i == 8 || i == 13 || i == 18 || i == 23) {
+			if (s[i] != '-')
+				return 0;
+		} else if (!isxdigit((unsigned char)s[i])) {
+			return 0;
+		}
+	}
+	return 1;
+}
+
+int body_string(struct request *rq, const char *field, int required, size_t maxlen,
+		const char **out)
+{
+	json_t *v = json_object_get(rq->body, field);
+
+	if (v == NULL || json_is_null(v)) {
+		if (!required)
+			return 0;
+		http_fail(rq, 400, "validation_error", "field '%s' is required", field);
+		return -1;
+	}
+	if (!json_is_string(v)) {
+		http_fail(rq, 400, "validation_error", "field '%s' must be a string", field);
+		return -1;
+	}
+	size_t len = json_string_length(v);
+	if (len > maxlen || strlen(json_string_value(v)) != len) {
+		http_fail(rq, 400, "validation_error",
+			  "field '%s' must be at most %zu characters without NUL bytes", field, maxlen);
+		return -1;
+	}
+	*out = json_string_value(v);
+	return 0;
+}
+
+int body_int(struct request *rq, const char *field, int required, json_int_t min, json_int_t max,
+	     json_int_t *out)
+{
+	json_t *v = json_object_get(rq->body, field);
+
+	if (v == NULL || json_is_null(v)) {
+		if (!required)
+			return 0;
+		http_fail(rq, 400, "validation_error", "field '%s' is required", field);
+		return -1;
+	}
+	if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max) {
+		http_fail(rq, 400, "validation_error",
+			  "field '%s' must be an integer between %lld and %lld", field, (long long)min,
+			  (long long)max);
+		return -1;
+	}
+	*out = json_integer_value(v);
+	return 0;
+}
+
+int body_object(struct request *rq, const char *field, int required, json_t **out)
+{
+	json_t *v = json_object_get(rq->body, field);
+
+	if (v == NULL || json_is_null(v)) {
+		if (!required)
+			return 0;
+		http_fail(rq, 400, "validation_error", "field '%s' is required", field);
+		return -1;
+	}
+	if (!json_is_object(v)) {
+		http_fail(rq, 400, "validation_error", "field '%s' must be an object", field);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+int body_uuid(struct request *rq, const char *field, int required, const char **out)
+{
+	const char *s = NULL;
+
+	if (body_string(rq, field, required, 36, &s) != 0)
+		return -1;
+	if (s == NULL)
+		return 0;
+	if (!is_uuid(s)) {
+		http_fail(rq, 400, "validation_error", "field '%s' must be a UUID", field);
+		return -1;
+	}
+	*out = s;
+	return 0;
+}
+
+static int content_type_is_json(const char *ct)
+{
+	static const char want[] = "application/json";
+
+	if (ct == NULL)
+		return 0;
+	while (*ct == ' ')
+		ct++;
+	if (strncasecmp(ct, want, sizeof(want) - 1) != 0)
+		return 0;
+	ct += sizeof(want) - 1;
+	while (*ct == ' ')
+		ct++;
+	return *ct == '\0' || *ct == ';';
+}
+
+static int method_has_body(const char *m)
+{
+	return !strcmp(m, "POST") || !strcmp(m, "PUT") || !strcmp(m, "PATCH");
+}
+
+/* Body checks shared by every route: size (413), then for JSON routes the
+ * content type (415) and syntax (400). Returns 0 to continue. */
+static int check_body(struct request *rq)
+{
+	const struct config *cfg = rq->app->cfg;
+	const char *cl = http_header(rq, "Content-Length");
+
+	if (cl != NULL) {
+		char *end;
+		unsigned long long n = strtoull(cl, &end, 10);
+		if (end == cl || *end != '\0') {
+			http_fail(rq, 400, "invalid_request", "invalid Content-Length");
+			return -1;
+		}
+		if (n > cfg->http_max_body_bytes) {
+			http_fail(rq, 413, "payload_too_large", "request body exceeds %zu bytes",
+				  cfg->http_max_body_bytes);
+			return -1;
+		}
+	}
+	/* ulfius keeps at most max+1 bytes; more than max means truncated. */
+	if (rq->u->binary_body_length > cfg->http_max_body_bytes) {
+		http_fail(rq, 413, "payload_too_large", "request body exceeds %zu bytes",
+			  cfg->http_max_body_bytes);
+		return -1;
+	}
+	if (!(rq->route->flags & ROUTE_JSON_BODY) || !method_has_body(rq->u->http_verb))
+		return 0;
+	if (!content_type_is_json(http_header(rq, "Content-Type"))) {
+		http_fail(rq, 415, "unsupported_media_type", "Content-Type must be application/json");
+		return -1;
+	}
+	json_error_t jerr;
+	rq->body = json_loadb(rq->u->binary_body, rq->u->binary_body_length,
+			      JSON_REJECT_DUPLICATES, &jerr);
+	if (rq->body == NULL) {
+		http_fail(rq, 400, "invalid_json", "malformed JSON at line %d column %d", jerr.line,
+			  jerr.column);
+		return -1;
+	}
+	if (!json_is_object(rq->body)) {
+		http_fail(rq, 400, "invalid_json", "request body must be a JSON object");
+		return -1;
+	}
+	return 0;
+}
+
+static void log_request(struct request *rq)
+{
+	json_t *f = json_pack("{s:s,s:s,s:s,s:i,s:I,s:s}", "requestId", rq->request_id, "method",
+			      rq->u->http_verb ? rq->u->http_verb : "", "route", rq->route->path,
+			      "status", rq->status, "durationMs",
+			      (json_int_t)(bz_monotonic_ms() - rq->start_ms), "clientIp", rq->client_ip);
+	if (rq->who.authenticated)
+		json_object_set_new(f, "userId", json_string(rq->who.user_id));
+	log_json(rq->status >= 500 ? LOG_LEVEL_ERROR : LOG_LEVEL_INFO, "http.request", f);
+	json_decref(f);
+}
+
+static void request_free(struct request *rq)
+{
+	if (rq->db != NULL)
+		db_release(rq->app->pool, rq->db);
+	json_decref(rq->body);
+	json_decref(rq->who.permissions);
+	tenancy_scope_free(&rq->scope);
+}
+
+static int dispatch(const struct _u_request *u, struct _u_response *resp, struct app *app,
+		    const struct route *route)
+{
+	struct request rq;
+
+	memset(&rq, 0, sizeof(rq));
+	atomic_fetch_add(&app->in_flight, 1);
+	rq.app = app;
+	rq.route = route;
+	rq.u = u;
+	rq.resp = resp;
+	rq.start_ms = bz_monotonic_ms();
+	if (crypto_random_uuid(rq.request_id) != 0)
+		snprintf(rq.request_id, sizeof(rq.request_id), "unknown");
+	client_ip_resolve(u->client_address, http_header(&rq, "X-Forwarded-For"),
+			  &app->cfg->trusted_proxies, rq.client_ip);
+
+	http_set_header(&rq, "X-Request-Id", rq.request_id);
+	http_set_header(&rq, "Content-Type", "application/json");
+	http_set_header(&rq, "Cache-Control", "no-store");
+	http_set_header(&rq, "X-Content-Type-Options", "nosniff");
+	/* N9: the API sends HSTS itself too, in case the proxy forgets. */
+	http_set_header(&rq, "Strict-Transport-Security", "max-age=31536000; includeSubDomains; preload");
+
+	if (route == &not_found_route) {
+		http_fail(&rq, 404, "not_found", "no such route");
+		goto out;
+	}
+	if (check_body(&rq) != 0)
+		goto out;
+	if (route->flags & ROUTE_USER) {
+		if (auth_authenticate(&rq) != 0)
+			goto out;
+		if (tenancy_resolve(&rq) != 0)
+			goto out;
+		if (route->permission != NULL && !http_has_permission(&rq, route->permission)) {
+			http_fail(&rq, 403, "forbidden", "missing permission %s", route->permission);
+			goto out;
+		}
+	}
+	route->fn(&rq);
+	if (rq.status == 0)
+		http_fail(&rq, 500, "internal", "internal error");
+out:
+	log_request(&rq);
+	request_free(&rq);
+	atomic_fetch_sub(&app->in_flight, 1);
+	return U_CALLBACK_COMPLETE;
+}
+
+static int route_callback(const struct _u_request *u, struct _u_response *resp, void *data)
+{
+	const struct route *r = data;
+	extern struct app *http_current_app;
+
+	return dispatch(u, resp, http_current_app, r);
+}
+
+struct app *http_current_app;
+
+static int not_found_callback(const struct _u_request *u, struct _u_response *resp, void *data)
+{
+	(void)data;
+	return dispatch(u, resp, http_current_app, &not_found_route);
+}
+
+static int not_allowed_callback(const struct _u_request *u, struct _u_response *resp, void *data)
+{
+	struct path_entry *pe = data;
+	struct request rq;
+
+	memset(&rq, 0, sizeof(rq));
+	rq.app = pe->app;
+	rq.route = &not_allowed_route;
+	rq.u = u;
+	rq.resp = resp;
+	rq.start_ms = bz_monotonic_ms();
+	crypto_random_uuid(rq.request_id);
+	client_ip_resolve(u->client_address, http_header(&rq, "X-Forwarded-For"),
+			  &pe->app->cfg->trusted_proxies, rq.client_ip);
+	http_set_header(&rq, "X-Request-Id", rq.request_id);
+	http_set_header(&rq, "Content-Type", "application/json");
+	http_set_header(&rq, "Allow", pe->allow);
+	http_fail(&rq, 405, "method_not_allowed", "method not allowed; allowed: %s", pe->allow);
+	log_request(&rq);
+	return U_CALLBACK_COMPLETE;
+}
+
+int http_server_start(struct app *app, const struct route *routes, size_t n)
+{
+	const struct config *cfg = app->cfg;
+	static struct sockaddr_in addr;
+
+	http_current_app = app;
+	memset(&addr, 0, sizeof(addr));
+	addr.sin_family = AF_INET;
+	addr.sin_port = htons(cfg->listen_port);
+	if (inet_pton(AF_INET, cfg->listen_host, &addr.sin_addr) != 1) {
+		log_error("http.listen.invalid", "reason",
+			  "LISTEN_ADDR must be an IPv4 address (ulfius keeps only a struct "
+			  "sockaddr of the peer, which truncates IPv6 addresses)",
+			  NULL);
+		return -1;
+	}
+	if (ulfius_init_instance(&app->inst, cfg->listen_port, &addr, NULL) != U_OK)
+		return -1;
+	/* Keep max+1 bytes so an oversized body is detected (413), not truncated. */
+	app->inst.max_post_body_size = cfg->http_max_body_bytes + 1;
+	app->inst.allowed_post_processor = U_POST_PROCESS_NONE;
+
+	paths = calloc(n, sizeof(*paths));
+	if (paths == NULL)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		const struct route *r = &routes[i];
+		if (ulfius_add_endpoint_by_val(&app->inst, r->method, NULL, r->path, 0,
+					       route_callback, (void *)r) != U_OK)
+			return -1;
+		size_t j;
+		for (j = 0; j < n_paths; j++)
+			if (!strcmp(paths[j].path, r->path))
+				break;
+		if (j == n_paths) {
+			paths[n_paths].app = app;
+			paths[n_paths].path = r->path;
+			n_paths++;
+		}
+		struct path_entry *pe = &paths[j];
+		size_t al = strlen(pe->allow);
+		snprintf(pe->allow + al, sizeof(pe->allow) - al, "%s%s", al ? ", " : "", r->method);
+	}
+	/* Lower priority: runs only when no method-specific endpoint matched. */
+	for (size_t j = 0; j < n_paths; j++)
+		if (ulfius_add_endpoint_by_val(&app->inst, "*", NULL, paths[j].path, 1,
+					       not_allowed_callback, &paths[j]) != U_OK)
+			return -1;
+	ulfius_set_default_endpoint(&app->inst, not_found_callback, NULL);
+
+	struct MHD_OptionItem ops[] = {
+		{MHD_OPTION_SOCK_ADDR, 0, &addr},
+		{MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)cfg->http_threads, NULL},
+		{MHD_OPTION_CONNECTION_LIMIT, (intptr_t)cfg->http_max_connections, NULL},
+		{MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)cfg->http_timeout_s, NULL},
+		{MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)(64 * 1024), NULL},
+		{MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)mhd_request_completed, NULL},
+		{MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)ulfius_uri_logger, NULL},
+		{MHD_OPTION_END, 0, NULL},
+	};
+	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+	if (ulfius_start_framework_with_mhd_options(&app->inst, flags, ops) != U_OK) {
+		log_error("http.start.failed", "listen", cfg->listen_host, NULL);
+		return -1;
+	}
+	return 0;
+}
+
+void http_server_stop(struct app *app, int drain_ms)
+{
+	int64_t deadline = bz_monotonic_ms() + drain_ms;
+
+	atomic_store(&app->draining, 1);
+	/* Stop accepting; in-flight requests keep their connections. */
+	if (app->inst.mhd_daemon != NULL) {
+		MHD_socket ls = MHD_quiesce_daemon(app->inst.mhd_daemon);
+		if (ls != MHD_INVALID_SOCKET)
+			close(ls); /* after quiescing, the listen socket is ours to close */
+	}
+	while (atomic_load(&app->in_flight) > 0 && bz_monotonic_ms() < deadline) {
+		struct timespec ts = {0, 20 * 1000000L};
+		nanosleep(&ts, NULL);
+	}
+	ulfius_stop_framework(&app->inst);
+	ulfius_clean_instance(&app->inst);
+	free(paths);
+	paths = NULL;
+	n_paths = 0;
+}

@@ -1,0 +1,354 @@
+/*
+ * breeze-server — the Breeze control plane.
+ *
+ *   breeze-server serve      [--env-file FILE] [--allow-root]
+ *   breeze-server migrate    [--env-file FILE]
+ *   breeze-server bootstrap  --email E --name N --partner P --org O --site S
+ *                            [--password-stdin] [--env-file FILE]
+ *   breeze-server gen-secrets
+ *   breeze-server version | help
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "common/envfile.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "crypto/crypto.h"
+#include "crypto/password.h"
+#include "server/bootstrap.h"
+#include "server/config.h"
+#include "server/db/db.h"
+#include "server/db/migrate.h"
+#include "server/http/http.h"
+#include "server/routes.h"
+
+#define DRAIN_MS 25000
+
+static void usage(FILE *f)
+{
+	fputs("usage: breeze-server <command> [options]\n"
+	      "\n"
+	      "commands:\n"
+	      "  serve        run the HTTP API (refuses to run as root unless --allow-root)\n"
+	      "  migrate      apply database migrations (uses MIGRATION_DATABASE_URL)\n"
+	      "  bootstrap    create the first partner, organization, site and admin user\n"
+	      "               --email E --name N --partner P --org O --site S [--password-stdin]\n"
+	      "  gen-secrets  print a fresh set of secrets in env-file form\n"
+	      "  version      print the version\n"
+	      "  help         this text\n"
+	      "\n"
+	      "common options:\n"
+	      "  --env-file FILE   load KEY=VALUE lines before reading the environment\n",
+	      f);
+}
+
+struct opts {
+	const char *env_file;
+	int allow_root;
+	int password_stdin;
+	const char *email, *name, *partner, *org, *site;
+};
+
+static int parse_opts(int argc, char **argv, struct opts *o)
+{
+	static const struct option longopts[] = {
+		{"env-file", required_argument, NULL, 'e'},
+		{"allow-root", no_argument, NULL, 'R'},
+		{"password-stdin", no_argument, NULL, 'P'},
+		{"email", required_argument, NULL, 'm'},
+		{"name", required_argument, NULL, 'n'},
+		{"partner", required_argument, NULL, 'p'},
+		{"org", required_argument, NULL, 'o'},
+		{"site", required_argument, NULL, 's'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	int ch;
+
+	memset(o, 0, sizeof(*o));
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'e': o->env_file = optarg; break;
+		case 'R': o->allow_root = 1; break;
+		case 'P': o->password_stdin = 1; break;
+		case 'm': o->email = optarg; break;
+		case 'n': o->name = optarg; break;
+		case 'p': o->partner = optarg; break;
+		case 'o': o->org = optarg; break;
+		case 's': o->site = optarg; break;
+		case 'h': usage(stdout); exit(0);
+		default: return -1;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "breeze-server: unexpected argument '%s'\n", argv[optind]);
+		return -1;
+	}
+	if (o->env_file != NULL) {
+		char err[256];
+		if (envfile_load(o->env_file, err, sizeof(err)) != 0) {
+			fprintf(stderr, "breeze-server: %s\n", err);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Prints every configuration problem, one line each, then says whether to
+ * go on. Values are never printed, only variable names. */
+static int load_config(struct config *cfg, enum config_purpose purpose)
+{
+	static struct config_problems probs;
+	int rc = config_load(cfg, purpose, &probs);
+
+	for (unsigned i = 0; i < probs.n; i++)
+		fprintf(stderr, "breeze-server: config %s: %s\n",
+			probs.items[i].fatal ? "error" : "warning", probs.items[i].text);
+	if (probs.n_fatal + probs.n_warn > probs.n)
+		fprintf(stderr, "breeze-server: config: %u more problems not shown\n",
+			probs.n_fatal + probs.n_warn - probs.n);
+	if (rc != 0)
+		fprintf(stderr, "breeze-server: refusing to start: %u configuration error(s)\n",
+			probs.n_fatal);
+	return rc;
+}
+
+static void init_passwords(const struct config *cfg)
+{
+	struct password_params pp = {cfg->argon2_memory_kib, cfg->argon2_iterations,
+				     cfg->argon2_parallelism, cfg->argon2_max_concurrent};
+	if (password_init(&pp) != 0) {
+		fprintf(stderr, "breeze-server: invalid argon2 parameters\n");
+		exit(1);
+	}
+}
+
+static int cmd_serve(struct opts *o)
+{
+	struct config cfg;
+	struct app app;
+	const char *err = NULL;
+	sigset_t set;
+	int sig = 0;
+
+	if (geteuid() == 0 && !o->allow_root) {
+		fprintf(stderr, "breeze-server: refusing to run as root (K5); run as an unprivileged "
+				"user, or pass --allow-root for local development\n");
+		return 1;
+	}
+	if (load_config(&cfg, CONFIG_FOR_SERVE) != 0)
+		return 1;
+	if (cfg.env == BREEZE_ENV_DEVELOPMENT)
+		log_set_level(LOG_LEVEL_DEBUG);
+	init_passwords(&cfg);
+	memset(&app, 0, sizeof(app));
+	app.cfg = &cfg;
+	app.pool = db_pool_open(cfg.database_url, cfg.database_pool_size, &err);
+	if (app.pool == NULL) {
+		fprintf(stderr, "breeze-server: %s\n", err);
+		return 1;
+	}
+	PGconn *c = db_acquire(app.pool, 5000);
+	int pending = -1;
+	if (c == NULL || migrate_pending(c, &pending) != 0) {
+		fprintf(stderr, "breeze-server: cannot read schema_migrations\n");
+		db_release(app.pool, c);
+		db_pool_close(app.pool);
+		return 1;
+	}
+	db_release(app.pool, c);
+	if (pending > 0) {
+		fprintf(stderr,
+			"breeze-server: %d migration(s) not applied; run `breeze-server migrate` first\n",
+			pending);
+		db_pool_close(app.pool);
+		return 1;
+	}
+
+	/* Threads started below inherit this mask; only sigwait sees signals. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	size_t n = 0;
+	struct route *routes = routes_all(&n);
+	if (routes == NULL || http_server_start(&app, routes, n) != 0) {
+		fprintf(stderr, "breeze-server: cannot listen on %s:%u\n", cfg.listen_host,
+			cfg.listen_port);
+		free(routes);
+		db_pool_close(app.pool);
+		return 1;
+	}
+	char port[8];
+	snprintf(port, sizeof(port), "%u", cfg.listen_port);
+	log_info("server.started", "listen", cfg.listen_host, "port", port, "version", BREEZE_VERSION,
+		 NULL);
+	sigwait(&set, &sig);
+	log_info("server.stopping", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", NULL);
+	http_server_stop(&app, DRAIN_MS);
+	free(routes);
+	db_pool_close(app.pool);
+	log_info("server.stopped", NULL);
+	return 0;
+}
+
+static int cmd_migrate(struct opts *o)
+{
+	struct config cfg;
+	int applied = 0;
+
+	(void)o;
+	if (load_config(&cfg, CONFIG_FOR_DATABASE) != 0)
+		return 1;
+	const char *url = cfg.migration_database_url;
+	if (url == NULL || *url == '\0') {
+		fprintf(stderr, "breeze-server: MIGRATION_DATABASE_URL not set; using DATABASE_URL\n");
+		url = cfg.database_url;
+	}
+	PGconn *c = db_connect(url);
+	if (c == NULL) {
+		fprintf(stderr, "breeze-server: cannot connect to the database\n");
+		return 1;
+	}
+	int rc = migrate_apply(c, &applied);
+	PQfinish(c);
+	if (rc != 0) {
+		fprintf(stderr, "breeze-server: migration failed (see log)\n");
+		return 1;
+	}
+	printf("migrations applied: %d\n", applied);
+	return 0;
+}
+
+static int read_password_stdin(char *buf, size_t len)
+{
+	if (fgets(buf, (int)len, stdin) == NULL)
+		return -1;
+	buf[strcspn(buf, "\r\n")] = '\0';
+	return buf[0] ? 0 : -1;
+}
+
+static int cmd_bootstrap(struct opts *o)
+{
+	struct config cfg;
+	struct bootstrap_result res;
+	char password[1100] = "";
+	int generated = 0, rc = 1;
+
+	if (!o->email || !o->name || !o->partner || !o->org || !o->site) {
+		fprintf(stderr, "breeze-server: bootstrap needs --email --name --partner --org --site\n");
+		return 2;
+	}
+	if (load_config(&cfg, CONFIG_FOR_DATABASE) != 0)
+		return 1;
+	init_passwords(&cfg);
+	if (o->password_stdin || !isatty(STDIN_FILENO)) {
+		if (read_password_stdin(password, sizeof(password)) != 0 && o->password_stdin) {
+			fprintf(stderr, "breeze-server: no password on stdin\n");
+			return 2;
+		}
+	}
+	if (password[0] == '\0') {
+		if (crypto_random_hex(16, password) != 0)
+			return 1;
+		generated = 1;
+	}
+	PGconn *c = db_connect(cfg.database_url);
+	if (c == NULL) {
+		fprintf(stderr, "breeze-server: cannot connect to the database\n");
+		goto out;
+	}
+	struct bootstrap_input in = {o->email, o->name, o->partner, o->org, o->site, password};
+	int err = bootstrap_run(c, &in, &res);
+	PQfinish(c);
+	if (err == BZ_ERR_CONFLICT) {
+		fprintf(stderr, "breeze-server: refused: an administrator already exists\n");
+		goto out;
+	}
+	if (err == BZ_ERR_INVALID) {
+		fprintf(stderr, "breeze-server: invalid input (e-mail address, non-empty names, "
+				"password of at least 12 characters)\n");
+		goto out;
+	}
+	if (err != 0) {
+		fprintf(stderr, "breeze-server: bootstrap failed (see log)\n");
+		goto out;
+	}
+	printf("admin e-mail: %s\n", o->email);
+	if (generated)
+		printf("admin password (shown once): %s\n", password);
+	printf("{\"partnerId\":\"%s\",\"orgId\":\"%s\",\"siteId\":\"%s\",\"userId\":\"%s\"}\n",
+	       res.partner_id, res.org_id, res.site_id, res.user_id);
+	rc = 0;
+out:
+	crypto_wipe(password, sizeof(password));
+	return rc;
+}
+
+static int cmd_gen_secrets(void)
+{
+	char hex[65];
+
+	printf("# Generated by breeze-server gen-secrets: 32 random bytes each (S1).\n"
+	       "# Keep this file mode 0600 and out of version control (S2, S3).\n");
+	for (int s = 0; s < SECRET_COUNT; s++) {
+		if (crypto_random_hex(32, hex) != 0)
+			return 1;
+		printf("%s=%s\n", config_secret_name((enum config_secret)s), hex);
+	}
+	if (crypto_random_hex(32, hex) != 0)
+		return 1;
+	printf("AUDIT_SIGNING_KEY=%s\n", hex);
+	crypto_wipe(hex, sizeof(hex));
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o;
+	int rc;
+
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	const char *cmd = argv[1];
+	if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+		usage(stdout);
+		return 0;
+	}
+	if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+		printf("breeze-server %s\n", BREEZE_VERSION);
+		return 0;
+	}
+	if (!strcmp(cmd, "gen-secrets"))
+		return cmd_gen_secrets();
+	if (parse_opts(argc - 1, argv + 1, &o) != 0) {
+		usage(stderr);
+		return 2;
+	}
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	if (!strcmp(cmd, "serve"))
+		rc = cmd_serve(&o);
+	else if (!strcmp(cmd, "migrate"))
+		rc = cmd_migrate(&o);
+	else if (!strcmp(cmd, "bootstrap"))
+		rc = cmd_bootstrap(&o);
+	else {
+		fprintf(stderr, "breeze-server: unknown command '%s'\n", cmd);
+		usage(stderr);
+		rc = 2;
+	}
+	curl_global_cleanup();
+	return rc;
+}

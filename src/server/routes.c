@@ -1,0 +1,35 @@
+#include "server/routes.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/agents/agents.h"
+#include "server/auth/auth.h"
+#include "server/http/health.h"
+#include "server/tenancy/tenancy.h"
+
+struct route *routes_all(size_t *n)
+{
+	const struct {
+		const struct route *r;
+		size_t n;
+	} tables[] = {
+		{health_routes, health_routes_count},
+		{auth_routes, auth_routes_count},
+		{tenancy_routes, tenancy_routes_count},
+		{agents_routes, agents_routes_count},
+	};
+	size_t total = 0, off = 0;
+
+	for (size_t i = 0; i < sizeof(tables) / sizeof(*tables); i++)
+		total += tables[i].n;
+	struct route *all = calloc(total, sizeof(*all));
+	if (all == NULL)
+		return NULL;
+	for (size_t i = 0; i < sizeof(tables) / sizeof(*tables); i++) {
+		memcpy(all + off, tables[i].r, tables[i].n * sizeof(*all));
+		off += tables[i].n;
+	}
+	*n = total;
+	return all;
+}
