@@ -6,12 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #include <curl/curl.h>
 #include <openssl/crypto.h>
 
 #include "agent/config.h"
+#include "common/clock.h"
 #include "common/log.h"
 
 int agent_http_global_init(void)
@@ -276,7 +276,7 @@ int agent_http_post_json(const char *url, const char *bearer, const json_t *body
 	}
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &res->status);
 	if (curl_easy_header(c, "Retry-After", 0, CURLH_HEADER, -1, &h) == CURLHE_OK && h != NULL)
-		res->retry_after_s = agent_http_parse_retry_after(h->value, (long long)time(NULL));
+		res->retry_after_s = agent_http_parse_retry_after(h->value, (long long)bz_now());
 	if (rb.len > 0)
 		res->body = json_loadb(rb.data, rb.len, JSON_REJECT_DUPLICATES, NULL);
 	rc = 0;

@@ -13,6 +13,7 @@
 #include "agent/client.h"
 #include "agent/config.h"
 #include "agent/inventory.h"
+#include "common/clock.h"
 #include "common/log.h"
 
 volatile sig_atomic_t agent_loop_stop = 0;
@@ -86,7 +87,7 @@ uint64_t agent_loop_random(void *ctx)
 	/* getrandom on a small buffer does not fail once the pool is ready;
 	 * if it ever did, a zero delay is still a valid choice. */
 	if (getrandom(&v, sizeof(v), 0) != (ssize_t)sizeof(v))
-		v = (uint64_t)time(NULL);
+		v = (uint64_t)bz_monotonic_ms();
 	return v;
 }
 
@@ -113,22 +114,14 @@ int agent_loop_install_signals(void)
 	return 0;
 }
 
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 int agent_loop_sleep_ms(uint64_t ms)
 {
-	uint64_t end = mono_ms() + ms;
+	uint64_t end = (uint64_t)bz_monotonic_ms() + ms;
 
 	/* Short slices bound the window in which a signal arriving just before
 	 * nanosleep would go unnoticed. */
 	while (!agent_loop_stop) {
-		uint64_t now = mono_ms();
+		uint64_t now = (uint64_t)bz_monotonic_ms();
 		if (now >= end)
 			return 0;
 		uint64_t left = end - now;

@@ -230,6 +230,20 @@ static int cmd_run(int argc, char **argv)
 	return agent_loop_run(o.dir);
 }
 
+/* Prints LABEL and VALUE on one line. VALUE came from the server, so control
+ * characters are shown as \xNN instead of reaching the terminal. */
+static void print_field(const char *label, const char *value)
+{
+	fputs(label, stdout);
+	for (const unsigned char *p = (const unsigned char *)(value ? value : "-"); *p != '\0'; p++) {
+		if (*p < 0x20 || *p == 0x7f)
+			printf("\\x%02x", *p);
+		else
+			putchar(*p);
+	}
+	putchar('\n');
+}
+
 static int cmd_status(int argc, char **argv)
 {
 	struct opts o;
@@ -258,15 +272,13 @@ static int cmd_status(int argc, char **argv)
 	if (perm == AGENT_PERM_OK && agent_config_load_token(o.dir, &token) != 0)
 		perm = AGENT_PERM_ERROR;
 	agent_config_free_token(token);
-	printf("enrolled:   yes\n"
-	       "agentId:    %s\n"
-	       "serverUrl:  %s\n"
-	       "orgId:      %s\n"
-	       "siteId:     %s\n"
-	       "interval:   %lds\n"
-	       "secrets:    %s (%s)\n",
-	       cfg.agent_id, cfg.server_url, cfg.org_id ? cfg.org_id : "-", cfg.site_id ? cfg.site_id : "-",
-	       cfg.heartbeat_interval_s, perm == AGENT_PERM_OK ? "ok" : "NOT OK",
+	print_field("enrolled:   ", "yes");
+	print_field("agentId:    ", cfg.agent_id);
+	print_field("serverUrl:  ", cfg.server_url);
+	print_field("orgId:      ", cfg.org_id);
+	print_field("siteId:     ", cfg.site_id);
+	printf("interval:   %lds\n", cfg.heartbeat_interval_s);
+	printf("secrets:    %s (%s)\n", perm == AGENT_PERM_OK ? "ok" : "NOT OK",
 	       perm == AGENT_PERM_ERROR ? "authToken missing or unreadable" : agent_config_perm_str(perm));
 	agent_config_free(&cfg);
 	return perm == AGENT_PERM_OK ? AGENT_EXIT_OK : AGENT_EXIT_FAILURE;

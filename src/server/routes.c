@@ -17,7 +17,9 @@ struct route *routes_all(size_t *n)
 		{health_routes, health_routes_count},
 		{auth_routes, auth_routes_count},
 		{tenancy_routes, tenancy_routes_count},
-		{agents_routes, agents_routes_count},
+		{enrollment_key_routes, enrollment_key_routes_count},
+		{agent_routes, agent_routes_count},
+		{device_routes, device_routes_count},
 	};
 	size_t total = 0, off = 0;
 
