@@ -1,8 +1,9 @@
 # Writes OUT: a C array of {version, name, sql} for every migration in FILES
-# (a ;-list of paths named NNNN_name.sql), in order. Bytes are emitted as hex
+# (a |-separated list of paths named NNNN_name.sql), in order. Bytes are emitted as hex
 # so no SQL text needs escaping.
 set(body "#include <stddef.h>\n#include \"server/db/migrate.h\"\n\n")
 set(table "const struct migration migrations_embedded[] = {\n")
+string(REPLACE "|" ";" FILES "${FILES}")
 set(i 0)
 foreach(f ${FILES})
   get_filename_component(base ${f} NAME_WE)

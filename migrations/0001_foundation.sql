@@ -165,22 +165,32 @@ CREATE TABLE device_heartbeats (
     inventory       jsonb NOT NULL DEFAULT '{}'
 );
 
--- Audit log (checklist L1). Hash chain columns are filled by 0002.
+-- Audit log (checklist L1, L2). Rows are sealed into a per-organization
+-- hash chain by the trigger in 0002; seq, ts, checksum and prev_checksum are
+-- always set there, whatever the inserting client sends. details and
+-- ip_address are text so the bytes that are hashed are the bytes stored.
 CREATE TABLE audit_log (
     id             bigserial PRIMARY KEY,
     org_id         uuid,
-    seq            bigint,
-    ts             timestamptz NOT NULL DEFAULT now(),
+    chain_id       uuid GENERATED ALWAYS AS
+                       (coalesce(org_id, '00000000-0000-0000-0000-000000000000'::uuid)) STORED,
+    seq            bigint NOT NULL CHECK (seq >= 1),
+    ts             timestamptz NOT NULL,
     actor_type     text NOT NULL CHECK (actor_type IN ('user', 'api_key', 'agent', 'system')),
     actor_id       text,
     action         text NOT NULL CHECK (action ~ '^[a-z0-9_]+(\.[a-z0-9_]+)+$'),
-    resource       text NOT NULL,
+    resource       text NOT NULL CHECK (length(resource) BETWEEN 1 AND 100),
     resource_id    text,
-    details        jsonb NOT NULL DEFAULT '{}',
-    ip_address     inet,
+    details        text NOT NULL DEFAULT '{}' CHECK (details::jsonb IS NOT NULL),
+    ip_address     text CHECK (ip_address IS NULL OR host(ip_address::inet) = ip_address),
     result         text NOT NULL DEFAULT 'success' CHECK (result IN ('success', 'failure', 'denied')),
-    checksum       text,
-    prev_checksum  text
+    checksum       text NOT NULL CHECK (checksum ~ '^[0-9a-f]{64}$'),
+    prev_checksum  text NOT NULL CHECK (prev_checksum ~ '^[0-9a-f]{64}$'),
+    -- One position per row, and no two rows with the same predecessor: a
+    -- chain can neither repeat a position nor fork (checklist L2).
+    CONSTRAINT audit_log_chain_seq_key UNIQUE (chain_id, seq),
+    CONSTRAINT audit_log_chain_prev_key UNIQUE (chain_id, prev_checksum),
+    CONSTRAINT audit_log_genesis_check CHECK ((seq = 1) = (prev_checksum = repeat('0', 64)))
 );
 CREATE INDEX audit_log_org_ts_idx ON audit_log (org_id, ts DESC, id DESC);
 
@@ -188,6 +198,4 @@ CREATE INDEX audit_log_org_ts_idx ON audit_log (org_id, ts DESC, id DESC);
 GRANT SELECT, INSERT, UPDATE, DELETE ON partners, organizations, sites, users,
     memberships, sessions, enrollment_keys, devices, device_heartbeats TO breeze_app;
 GRANT SELECT ON roles TO breeze_app;
-GRANT SELECT, INSERT ON audit_log TO breeze_app;
-GRANT USAGE ON SEQUENCE audit_log_id_seq TO breeze_app;
 GRANT SELECT ON schema_migrations TO breeze_app;

@@ -68,7 +68,7 @@ void audit_event_from_request(struct audit_event *ev, const struct request *rq)
 static const char *insert_sql =
 	"INSERT INTO audit_log (org_id, actor_type, actor_id, action, resource, resource_id,"
 	" details, ip_address, result)"
-	" VALUES ($1::uuid, $2, $3, $4, $5, $6, $7::jsonb, $8::inet, $9)";
+	" VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, host($8::inet), $9)";
 
 int audit_write(PGconn *conn, const struct audit_event *ev)
 {

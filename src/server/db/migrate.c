@@ -29,7 +29,8 @@ static int is_applied(PGconn *conn, const char *version, int *applied)
 int migrate_apply(PGconn *conn, int *applied)
 {
 	*applied = 0;
-	if (db_exec(conn, create_table_sql, 0, NULL) != 0)
+	if (db_exec(conn, "SET client_min_messages = warning", 0, NULL) != 0 ||
+	    db_exec(conn, create_table_sql, 0, NULL) != 0)
 		return BZ_ERR_DB;
 	for (size_t i = 0; i < migrations_embedded_count; i++) {
 		const struct migration *m = &migrations_embedded[i];
