@@ -4,6 +4,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,8 +131,8 @@ uint8_t *crypto_base64url_decode(const char *in, size_t inlen, size_t *outlen)
 			c = '+';
 		else if (c == '_')
 			c = '/';
-		else if (c == '+' || c == '/' || c == '=')
-			goto fail; /* not in the base64url alphabet */
+		else if (!isalnum((unsigned char)c))
+			goto fail; /* not in the base64url alphabet (RFC 4648 §5) */
 		tmp[i] = c;
 	}
 	for (size_t i = inlen; i < padded; i++)

@@ -2,6 +2,7 @@
 
 #include <argon2.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "common/err.h"
@@ -15,8 +16,12 @@ static struct password_params params = {19456, 2, 1, 4};
 static pthread_mutex_t slot_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t slot_cv = PTHREAD_COND_INITIALIZER;
 static uint32_t running;
+/* Hash of a random password under the current parameters, verified for
+ * unknown users so they cost what known users cost. Rebuilt whenever the
+ * parameters change. */
 static char dummy_hash[PASSWORD_HASH_MAX];
-static pthread_once_t dummy_once = PTHREAD_ONCE_INIT;
+static struct password_params dummy_params;
+static pthread_mutex_t dummy_mu = PTHREAD_MUTEX_INITIALIZER;
 
 int password_init(const struct password_params *p)
 {
@@ -24,7 +29,6 @@ int password_init(const struct password_params *p)
 	    p->max_concurrent < 1)
 		return BZ_ERR_INVALID;
 	params = *p;
-	dummy_hash[0] = '\0';
 	return 0;
 }
 
@@ -67,28 +71,44 @@ int password_hash(const char *password, char *out, size_t outlen)
 	return rc;
 }
 
-static void make_dummy(void)
+/* Copies the current dummy hash into OUT, building it first if missing or
+ * made with other parameters. Returns 0 or -1. */
+static int current_dummy(char *out, size_t outlen)
 {
 	char pw[33];
+	int rc = 0;
 
-	if (crypto_random_hex(16, pw) != 0 ||
-	    hash_unbounded(pw, dummy_hash, sizeof(dummy_hash)) != 0)
-		dummy_hash[0] = '\0';
+	pthread_mutex_lock(&dummy_mu);
+	if (dummy_hash[0] == '\0' || memcmp(&dummy_params, &params, sizeof(params)) != 0) {
+		if (crypto_random_hex(16, pw) != 0 ||
+		    hash_unbounded(pw, dummy_hash, sizeof(dummy_hash)) != 0) {
+			dummy_hash[0] = '\0';
+			rc = -1;
+		} else {
+			dummy_params = params;
+		}
+		crypto_wipe(pw, sizeof(pw));
+	}
+	if (rc == 0)
+		snprintf(out, outlen, "%s", dummy_hash);
+	pthread_mutex_unlock(&dummy_mu);
+	return rc;
 }
 
 int password_verify(const char *password, const char *encoded)
 {
-	int ok;
+	char dummy[PASSWORD_HASH_MAX];
+	int ok, invalid = password == NULL || strlen(password) > PASSWORD_MAX;
 
-	if (password == NULL || strlen(password) > PASSWORD_MAX)
+	if (invalid)
 		password = "";
-	if (encoded == NULL || strncmp(encoded, "$argon2id$", 10) != 0) {
+	if (invalid || encoded == NULL || strncmp(encoded, "$argon2id$", 10) != 0) {
 		/* Same work as a real verification, result discarded. */
-		pthread_once(&dummy_once, make_dummy);
-		slot_acquire();
-		if (dummy_hash[0] != '\0')
-			(void)argon2id_verify(dummy_hash, password, strlen(password));
-		slot_release();
+		if (current_dummy(dummy, sizeof(dummy)) == 0) {
+			slot_acquire();
+			(void)argon2id_verify(dummy, password, strlen(password));
+			slot_release();
+		}
 		return 0;
 	}
 	slot_acquire();

@@ -1,5 +1,8 @@
 #include "server/config.h"
 
+#include "crypto/crypto.h"
+#include "server/redis/redis.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -17,6 +20,7 @@ static const char *secret_names[SECRET_COUNT] = {
 	"ENROLLMENT_KEY_PEPPER",
 	"AGENT_ENROLLMENT_SECRET",
 	"METRICS_SCRAPE_TOKEN",
+	"AUDIT_SIGNING_KEY",
 };
 
 /* Values from docs, examples and tutorials that must never reach
@@ -187,6 +191,11 @@ int config_load(struct config *cfg, enum config_purpose purpose, struct config_p
 	cfg->database_url = getenv("DATABASE_URL");
 	cfg->migration_database_url = getenv("MIGRATION_DATABASE_URL");
 	cfg->redis_url = getenv("REDIS_URL");
+	cfg->audit_admin_database_url = getenv("AUDIT_ADMIN_DATABASE_URL");
+	if (cfg->audit_admin_database_url && *cfg->audit_admin_database_url == '\0')
+		cfg->audit_admin_database_url = NULL;
+	if (!parse_uint("AUDIT_RETENTION_DAYS", "365", 1, 36500, &x, p))
+		cfg->audit_retention_days = (int)x;
 	if (cfg->database_url == NULL || *cfg->database_url == '\0')
 		problem(p, 1, "DATABASE_URL: required (postgresql://user:password@host:port/db)");
 	if (!parse_uint("DATABASE_POOL_SIZE", "8", 1, 200, &x, p))
@@ -204,8 +213,14 @@ int config_load(struct config *cfg, enum config_purpose purpose, struct config_p
 
 	if (cfg->redis_url == NULL || *cfg->redis_url == '\0')
 		problem(p, 1, "REDIS_URL: required (redis://:password@host:port/0)");
-	else if (prod && strstr(cfg->redis_url, "@") == NULL)
-		problem(p, 1, "REDIS_URL: production Redis must require a password (N4)");
+	else {
+		struct redis_target rt;
+		if (redis_url_parse(cfg->redis_url, &rt) != 0)
+			problem(p, 1, "REDIS_URL: must be redis://[:password@]host:port[/db]");
+		else if (prod && rt.password[0] == '\0')
+			problem(p, 1, "REDIS_URL: production Redis must require a password (N4)");
+		crypto_wipe(&rt, sizeof(rt));
+	}
 
 	parse_listen(cfg, p);
 
@@ -242,14 +257,24 @@ int config_load(struct config *cfg, enum config_purpose purpose, struct config_p
 				problem(p, prod, "%s: must differ from %s", secret_names[b],
 					secret_names[a]);
 
-	if (!parse_bool("ENABLE_REGISTRATION", 0, &cfg->enable_registration, p) && prod &&
+	if (!parse_bool("ENABLE_REGISTRATION", 0, &cfg->enable_registration, p) &&
 	    cfg->enable_registration)
-		problem(p, 1, "ENABLE_REGISTRATION: must be false in production (A3)");
+		problem(p, prod, "ENABLE_REGISTRATION: must be false in production (A3)");
 	if (!parse_uint("SESSION_MAX_AGE", "86400", 300, 30UL * 86400, &x, p))
 		cfg->session_max_age_s = (int64_t)x;
 	cfg->access_token_ttl_s = 900;
 	if (!parse_uint("HEARTBEAT_INTERVAL_SECONDS", "60", 5, 3600, &x, p))
 		cfg->heartbeat_interval_s = (int)x;
+
+	if (!parse_uint("AUDIT_CHECKPOINT_INTERVAL_SECONDS", "300", 0, 86400, &x, p))
+		cfg->audit_checkpoint_interval_s = (int)x;
+	if (!parse_uint("AUDIT_RETENTION_INTERVAL_SECONDS", "86400", 0, 7UL * 86400, &x, p))
+		cfg->audit_retention_interval_s = (int)x;
+	const char *sk = cfg->secrets[SECRET_AUDIT_SIGNING_KEY];
+	if (sk != NULL && (strlen(sk) != 64 || strspn(sk, "0123456789abcdefABCDEF") != 64))
+		problem(p, 1, "AUDIT_SIGNING_KEY: must be 64 hex characters (an Ed25519 seed)");
+	if (prod && cfg->audit_admin_database_url == NULL)
+		problem(p, 1, "AUDIT_ADMIN_DATABASE_URL: required in production for audit retention (L5)");
 
 	const char *tp = getenv("TRUSTED_PROXY_CIDRS");
 	if (tp != NULL && *tp != '\0' && cidr_list_parse(tp, &cfg->trusted_proxies) != 0)

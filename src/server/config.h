@@ -22,6 +22,7 @@ enum config_secret {
 	SECRET_ENROLLMENT_KEY_PEPPER,
 	SECRET_AGENT_ENROLLMENT_SECRET,
 	SECRET_METRICS_SCRAPE_TOKEN,
+	SECRET_AUDIT_SIGNING_KEY, /* Ed25519 seed, 64 hex chars (L4 checkpoints) */
 	SECRET_COUNT
 };
 
@@ -35,6 +36,10 @@ struct config {
 	const char *database_url;           /* borrowed from environ */
 	const char *migration_database_url; /* borrowed; may be NULL */
 	const char *redis_url;              /* borrowed */
+	const char *audit_admin_database_url; /* borrowed; NULL disables the retention worker */
+	int audit_retention_days;           /* default for organizations without their own, 365 */
+	int audit_checkpoint_interval_s;    /* signed checkpoints every N s, default 300; 0 = off */
+	int audit_retention_interval_s;     /* retention pass every N s, default 86400; 0 = off */
 	const char *secrets[SECRET_COUNT];  /* borrowed; NULL when unset */
 	unsigned database_pool_size;        /* connections, 1..200, default 8 */
 	int enable_registration;            /* 0/1, default 0 */

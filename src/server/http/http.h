@@ -61,6 +61,11 @@ enum route_flags {
 	ROUTE_PUBLIC = 0,         /* no authentication */
 	ROUTE_USER = 1 << 0,      /* JWT access token of a user session */
 	ROUTE_JSON_BODY = 1 << 1, /* body must be a JSON object */
+	/* A mutating route that writes no audit row by design. Only for
+	 * high-rate telemetry (agent heartbeats, ~1/min/device): the changes
+	 * worth auditing inside it (source IP change, G7) are audited as
+	 * their own events. tests/unit/test_routes.c lists the allowed ones. */
+	ROUTE_AUDIT_EXEMPT = 1 << 2,
 };
 
 struct route {

@@ -35,6 +35,9 @@ int redis_url_parse(const char *url, struct redis_target *out)
 	memset(out, 0, sizeof(*out));
 	if (u == NULL)
 		return -1;
+	/* curl would read "redis:///0" as host "0.0.0.0"; a host is required. */
+	if (strncmp(url, "redis:///", 9) == 0)
+		goto out;
 	/* CURLU_NON_SUPPORT_SCHEME: libcurl does not speak redis:// itself. */
 	if (curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK)
 		goto out;

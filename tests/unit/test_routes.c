@@ -1,0 +1,132 @@
+/*
+ * test_routes.c — walks the server's whole route table (M3): every mutating
+ * route (POST/PUT/PATCH/DELETE) names the audit action it writes, unless it
+ * is one of the explicitly listed telemetry exemptions; every route that is
+ * not public names a permission or is one of the listed self-service routes;
+ * no route is registered twice.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "server/routes.h"
+
+/* Mutating routes allowed to write no audit row, with the reason. */
+static const char *audit_exempt[] = {
+	"POST /api/v1/agents/:agentId/heartbeat", /* telemetry; IP changes audited (G7) */
+};
+
+/* Authenticated routes that need no permission: the caller's own data. */
+static const char *self_service[] = {
+	"GET /api/v1/auth/me",
+};
+
+static int listed(const char *const *list, size_t n, const struct route *r)
+{
+	char key[256];
+
+	snprintf(key, sizeof(key), "%s %s", r->method, r->path);
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(list[i], key))
+			return 1;
+	return 0;
+}
+
+static int is_mutating(const char *m)
+{
+	return !strcmp(m, "POST") || !strcmp(m, "PUT") || !strcmp(m, "PATCH") || !strcmp(m, "DELETE");
+}
+
+static void every_mutating_route_is_audited(void **state)
+{
+	(void)state;
+	size_t n = 0;
+	struct route *all = routes_all(&n);
+	int failures = 0;
+
+	assert_non_null(all);
+	assert_true(n > 10);
+	for (size_t i = 0; i < n; i++) {
+		const struct route *r = &all[i];
+		if (!is_mutating(r->method))
+			continue;
+		int exempt = (r->flags & ROUTE_AUDIT_EXEMPT) != 0;
+		if (exempt != listed(audit_exempt, sizeof(audit_exempt) / sizeof(*audit_exempt), r)) {
+			fprintf(stderr, "%s %s: ROUTE_AUDIT_EXEMPT must match the test's list\n",
+				r->method, r->path);
+			failures++;
+		}
+		if (!exempt && (r->audit_action == NULL || strchr(r->audit_action, '.') == NULL)) {
+			fprintf(stderr, "%s %s: mutating route without an audit action\n", r->method,
+				r->path);
+			failures++;
+		}
+	}
+	free(all);
+	assert_int_equal(failures, 0);
+}
+
+static void read_routes_write_no_audit_action(void **state)
+{
+	(void)state;
+	size_t n = 0;
+	struct route *all = routes_all(&n);
+
+	for (size_t i = 0; i < n; i++) {
+		if (!is_mutating(all[i].method)) {
+			assert_null(all[i].audit_action);
+			assert_false(all[i].flags & ROUTE_AUDIT_EXEMPT);
+		}
+	}
+	free(all);
+}
+
+static void user_routes_name_a_permission(void **state)
+{
+	(void)state;
+	size_t n = 0;
+	struct route *all = routes_all(&n);
+	int failures = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		const struct route *r = &all[i];
+		if (!(r->flags & ROUTE_USER))
+			continue;
+		if (r->permission == NULL &&
+		    !listed(self_service, sizeof(self_service) / sizeof(*self_service), r)) {
+			fprintf(stderr, "%s %s: user route without a permission\n", r->method, r->path);
+			failures++;
+		}
+	}
+	free(all);
+	assert_int_equal(failures, 0);
+}
+
+static void no_duplicate_routes(void **state)
+{
+	(void)state;
+	size_t n = 0;
+	struct route *all = routes_all(&n);
+
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = i + 1; j < n; j++)
+			assert_false(!strcmp(all[i].method, all[j].method) &&
+				     !strcmp(all[i].path, all[j].path));
+	free(all);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(every_mutating_route_is_audited),
+		cmocka_unit_test(read_routes_write_no_audit_action),
+		cmocka_unit_test(user_routes_name_a_permission),
+		cmocka_unit_test(no_duplicate_routes),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
