@@ -13,14 +13,16 @@
 --   deleting only the oldest run of one chain, after recording an anchor.
 
 -- Length-prefixed field: NULL is "N", a value is "S<bytes>:<value>,".
+-- The volatility labels matter: they let the planner inline these SQL
+-- functions into the sealing trigger (about 100x faster than calling them).
 CREATE FUNCTION audit_field(v text) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    RETURN CASE WHEN v IS NULL THEN 'N' ELSE 'S' || octet_length(v) || ':' || v || ',' END;
+    RETURN CASE WHEN v IS NULL THEN 'N' ELSE 'S' || octet_length(v)::text || ':' || v || ',' END;
 
 -- The timestamp as hashed: UTC, microseconds, independent of the session's
 -- TimeZone, DateStyle and locale.
 CREATE FUNCTION audit_ts_text(t timestamptz) RETURNS text
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    LANGUAGE sql STABLE PARALLEL SAFE
     RETURN to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"');
 
 -- The canonical encoding of a row (format breeze-audit-v1) and its checksum.
@@ -28,7 +30,7 @@ CREATE FUNCTION audit_canonical(p_id bigint, p_org uuid, p_seq bigint, p_ts time
                                 p_actor_type text, p_actor_id text, p_action text,
                                 p_resource text, p_resource_id text, p_details text,
                                 p_ip text, p_result text, p_prev text) RETURNS bytea
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    LANGUAGE sql STABLE PARALLEL SAFE
     RETURN convert_to(
         audit_field('breeze-audit-v1') || audit_field(p_id::text) || audit_field(p_org::text) ||
         audit_field(p_seq::text) || audit_field(audit_ts_text(p_ts)) ||
