@@ -117,6 +117,13 @@ static void list_devices(struct request *rq)
 		return http_fail(rq, 400, "validation_error", "parameter 'cursor' is not a valid cursor");
 	if (org && !tenancy_org_visible(rq, org))
 		return http_fail(rq, 404, "not_found", "organization not found");
+	if (site) {
+		int vis = tenancy_site_visible(rq, site, NULL);
+		if (vis == BZ_ERR_NOT_FOUND)
+			return http_fail(rq, 404, "not_found", "site not found");
+		if (vis != 0)
+			return rq->status ? (void)0 : http_fail_err(rq, vis, "database unavailable");
+	}
 	if (host && (like = like_prefix(host)) == NULL)
 		return http_fail_err(rq, BZ_ERR_NOMEM, NULL);
 

@@ -119,14 +119,17 @@ static void create_key(struct request *rq)
 
 	if (db_begin(c) != 0)
 		return http_fail_err(rq, BZ_ERR_DB, NULL);
-	const char *p[8] = {org_id, site_id, name, hash, prefix, max_s, ttl_s, rq->who.user_id};
+	/* An explicit expiresAt is stored exactly as given; otherwise now + TTL. */
+	const char *p[9] = {org_id, site_id, name, hash, prefix, max_s, ttl_s, rq->who.user_id,
+			    expires_at};
 	PGresult *r = db_query(
 		c,
 		"WITH k AS (INSERT INTO enrollment_keys (org_id, site_id, name, key_hash, key_prefix,"
 		" max_usage, expires_at, created_by) VALUES ($1::uuid, $2::uuid, $3, $4, $5,"
-		" $6::int, now() + make_interval(secs => $7::bigint), $8::uuid) RETURNING *)"
+		" $6::int, coalesce($9::timestamptz, now() + make_interval(secs => $7::bigint)),"
+		" $8::uuid) RETURNING *)"
 		" SELECT " KEY_COLS " FROM k",
-		8, p, sqlstate);
+		9, p, sqlstate);
 	if (r == NULL) {
 		db_rollback(c);
 		crypto_wipe(raw, sizeof(raw));

@@ -243,15 +243,15 @@ void users_create(struct request *rq)
 	snprintf(created, sizeof(created), "%s", PQgetvalue(r, 0, 1));
 	PQclear(r);
 	r = NULL;
-	const char *pm[3] = {uid, org_ids, site_ids};
+	const char *pmo[2] = {uid, org_ids}, *pms[2] = {uid, site_ids};
 	if ((org_ids && db_exec(c,
 				"INSERT INTO memberships (user_id, org_id)"
 				" SELECT $1::uuid, unnest($2::uuid[])",
-				2, pm)) ||
+				2, pmo)) ||
 	    (site_ids && db_exec(c,
 				 "INSERT INTO memberships (user_id, site_id)"
-				 " SELECT $1::uuid, unnest($3::uuid[])",
-				 3, pm)))
+				 " SELECT $1::uuid, unnest($2::uuid[])",
+				 2, pms)))
 		goto dberr;
 	struct audit_event ev = {.org_id = partner_scope ? NULL : org_id,
 				 .action = "user.create",

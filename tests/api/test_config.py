@@ -1,0 +1,121 @@
+"""Start-up configuration: the server refuses bad configuration with exit 1 and
+one line naming the variable (never its value), starts with a good one, and
+stops cleanly on SIGTERM. Checklist S1, S4, S5, A3, N4, K5."""
+import re
+import secrets
+import signal
+import subprocess
+
+import pytest
+
+from conftest import SERVER_BIN, base_process_env
+
+SECRET_VARS = ("JWT_SECRET", "APP_ENCRYPTION_KEY", "MFA_ENCRYPTION_KEY", "MFA_RECOVERY_CODE_PEPPER",
+               "ENROLLMENT_KEY_PEPPER", "AGENT_ENROLLMENT_SECRET", "METRICS_SCRAPE_TOKEN",
+               "AUDIT_SIGNING_KEY")
+
+
+def sensitive_values(env):
+    """Every secret of ENV, including the passwords inside the URLs."""
+    vals = [env[k] for k in SECRET_VARS if env.get(k)]
+    vals.append(env["REDIS_PASSWORD"])
+    for k in ("DATABASE_URL", "MIGRATION_DATABASE_URL", "AUDIT_ADMIN_DATABASE_URL",
+              "SUPERUSER_DATABASE_URL", "REDIS_URL"):
+        m = re.match(r"^[a-z]+://[^:/@]*:([^@]+)@", env.get(k, ""))
+        if m:
+            vals.append(m.group(1))
+    return vals
+
+
+HEX = secrets.token_hex(32)
+
+# (id, env overrides (None removes), variable that must be named on stderr)
+# Overrides that are callables receive the services env (to reuse its values).
+REFUSED = [
+    ("prod-jwt-changeme", {"BREEZE_ENV": "production", "JWT_SECRET": "changeme" + HEX}, "JWT_SECRET"),
+    ("prod-jwt-short", {"BREEZE_ENV": "production", "JWT_SECRET": HEX[:31]}, "JWT_SECRET"),
+    ("prod-jwt-low-entropy", {"BREEZE_ENV": "production", "JWT_SECRET": "ab" * 24}, "JWT_SECRET"),
+    ("prod-app-key-equals-mfa-key",
+     {"BREEZE_ENV": "production", "APP_ENCRYPTION_KEY": lambda e: e["MFA_ENCRYPTION_KEY"]},
+     "APP_ENCRYPTION_KEY"),
+    ("prod-pepper-reused",
+     {"BREEZE_ENV": "production", "ENROLLMENT_KEY_PEPPER": lambda e: e["JWT_SECRET"]},
+     "ENROLLMENT_KEY_PEPPER"),
+    ("prod-mfa-key-missing", {"BREEZE_ENV": "production", "MFA_ENCRYPTION_KEY": None},
+     "MFA_ENCRYPTION_KEY"),
+    ("prod-redis-without-password",
+     {"BREEZE_ENV": "production", "REDIS_URL": lambda e: f"redis://127.0.0.1:{e['REDIS_PORT']}/0"},
+     "REDIS_URL"),
+    ("prod-registration-enabled", {"BREEZE_ENV": "production", "ENABLE_REGISTRATION": "true"},
+     "ENABLE_REGISTRATION"),
+    ("test-jwt-missing", {"JWT_SECRET": None}, "JWT_SECRET"),
+    ("test-enrollment-pepper-missing", {"ENROLLMENT_KEY_PEPPER": None}, "ENROLLMENT_KEY_PEPPER"),
+    ("test-agent-secret-missing", {"AGENT_ENROLLMENT_SECRET": None}, "AGENT_ENROLLMENT_SECRET"),
+    ("database-url-missing", {"DATABASE_URL": None}, "DATABASE_URL"),
+    ("redis-url-missing", {"REDIS_URL": None}, "REDIS_URL"),
+    ("bad-breeze-env", {"BREEZE_ENV": "staging"}, "BREEZE_ENV"),
+    ("heartbeat-too-small", {"HEARTBEAT_INTERVAL_SECONDS": "4"}, "HEARTBEAT_INTERVAL_SECONDS"),
+    ("heartbeat-too-big", {"HEARTBEAT_INTERVAL_SECONDS": "3601"}, "HEARTBEAT_INTERVAL_SECONDS"),
+    ("heartbeat-not-a-number", {"HEARTBEAT_INTERVAL_SECONDS": "60s"}, "HEARTBEAT_INTERVAL_SECONDS"),
+    ("listen-addr-hostname", {"LISTEN_ADDR": "localhost:8080"}, "LISTEN_ADDR"),
+    ("listen-addr-no-port", {"LISTEN_ADDR": "127.0.0.1"}, "LISTEN_ADDR"),
+    ("body-limit-too-small", {"HTTP_MAX_BODY_BYTES": "10"}, "HTTP_MAX_BODY_BYTES"),
+]
+
+
+@pytest.mark.parametrize("overrides,variable", [c[1:] for c in REFUSED], ids=[c[0] for c in REFUSED])
+def test_bad_config_is_refused_naming_the_variable(run_server, env, overrides, variable):
+    """S1/S4/S5/A3/N4: exit 1, the variable named, no secret value printed."""
+    ov = {k: (v(env) if callable(v) else v) for k, v in overrides.items()}
+    r = run_server(**ov)
+    out = r.stdout + r.stderr
+    assert r.returncode == 1, f"rc={r.returncode}\n{out[-2000:]}"
+    assert variable in r.stderr, r.stderr
+    for v in sensitive_values(env) + [v for v in ov.values() if v and len(v) >= 16]:
+        assert v not in out, f"a secret value appears in the output: {out[-2000:]}"
+
+
+def test_refuses_to_run_as_root_without_allow_root(run_server):
+    """K5: as root, serve needs --allow-root."""
+    r = run_server(args=())
+    assert r.returncode == 1
+    assert "root" in r.stderr
+
+
+def test_production_with_generated_secrets_starts(spawn_server):
+    """The positive control for the production cases above: `gen-secrets` output
+    passes every check, so those refusals come from the variable under test."""
+    out = subprocess.run([str(SERVER_BIN), "gen-secrets"], capture_output=True, text=True,
+                         timeout=30, env=base_process_env())
+    assert out.returncode == 0
+    gen = dict(line.split("=", 1) for line in out.stdout.splitlines()
+               if line and not line.startswith("#"))
+    assert set(SECRET_VARS) <= set(gen)
+    assert len(set(gen.values())) == len(gen)
+    for v in gen.values():
+        assert re.fullmatch(r"[0-9a-f]{64}", v)
+    srv = spawn_server(BREEZE_ENV="production", **gen)
+    assert srv.proc.poll() is None
+    assert srv.stop() == 0
+
+
+def test_sigterm_exits_zero(spawn_server):
+    srv = spawn_server()
+    assert srv.stop(signal.SIGTERM) == 0
+    assert "server.stopped" in srv.log_text()
+
+
+def test_sigint_exits_zero(spawn_server):
+    srv = spawn_server()
+    assert srv.stop(signal.SIGINT) == 0
+
+
+def test_second_bootstrap_is_refused(env_file, bootstrap):
+    password = "Another-" + secrets.token_hex(8)
+    r = subprocess.run(
+        [str(SERVER_BIN), "bootstrap", "--env-file", str(env_file), "--password-stdin",
+         "--email", "second-admin@example.test", "--name", "Second", "--partner", "P2",
+         "--org", "O2", "--site", "S2"],
+        input=password + "\n", capture_output=True, text=True, timeout=60, env=base_process_env())
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert password not in r.stdout + r.stderr
