@@ -35,8 +35,10 @@ build-sanitize: deps
 # everything, and the pytest summary is the last line printed.
 define run_tests
 	rc=0; \
+	echo "== unit tests (ctest, $(1))"; \
 	$(2) ctest --test-dir $(1) --output-on-failure || rc=$$?; \
-	$(2) BREEZE_BUILD_DIR=$(CURDIR)/$(1) $(PYTHON) -m pytest -q $(PYTEST_ARGS) tests/api || rc=$$?; \
+	echo "== API tests (pytest, BREEZE_BUILD_DIR=$(abspath $(1)))"; \
+	$(2) BREEZE_BUILD_DIR=$(abspath $(1)) $(PYTHON) -m pytest -q $(PYTEST_ARGS) tests/api || rc=$$?; \
 	exit $$rc
 endef
 
