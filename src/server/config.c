@@ -287,6 +287,8 @@ int config_load(struct config *cfg, enum config_purpose purpose, struct config_p
 		cfg->http_threads = (unsigned)x;
 	if (!parse_uint("HTTP_MAX_CONNECTIONS", "1024", 8, 65536, &x, p))
 		cfg->http_max_connections = (unsigned)x;
+	if (!parse_uint("HTTP_MAX_CONNECTIONS_PER_IP", "0", 0, 65536, &x, p))
+		cfg->http_max_connections_per_ip = (unsigned)x;
 	if (!parse_uint("HTTP_TIMEOUT_SECONDS", "30", 1, 3600, &x, p))
 		cfg->http_timeout_s = (unsigned)x;
 	return p->n_fatal ? -1 : 0;

@@ -51,6 +51,7 @@ struct config {
 	size_t http_max_body_bytes;         /* default 1 MiB */
 	unsigned http_threads;              /* MHD thread pool size, default 8 */
 	unsigned http_max_connections;      /* default 1024 */
+	unsigned http_max_connections_per_ip; /* 0 = unlimited (default: behind a proxy all share its IP) */
 	unsigned http_timeout_s;            /* idle connection timeout, default 30 */
 };
 

@@ -35,6 +35,46 @@ static const char *insert_device_sql =
 	" VALUES ($1::uuid, $2::uuid, $3, $4, $5, $6, $7, $8, $9::int, $10::uuid, $11::jsonb, $12::inet)"
 	" RETURNING id";
 
+/* Largest integer a double (and so every JSON consumer) holds exactly. */
+#define JSON_SAFE_INTEGER 9007199254740992.0
+
+/* 1 if every number inside V (at any depth up to 32) is finite and within
+ * ±2^53, so what is stored can be read back by any JSON parser. */
+static int numbers_bounded(const json_t *v, int depth)
+{
+	const char *k;
+	json_t *child;
+	size_t i;
+
+	if (depth > 32)
+		return 0;
+	if (json_is_number(v)) {
+		double d = json_number_value(v);
+		return d == d && d <= JSON_SAFE_INTEGER && d >= -JSON_SAFE_INTEGER;
+	}
+	if (json_is_object(v)) {
+		json_object_foreach((json_t *)v, k, child) if (!numbers_bounded(child, depth + 1)) return 0;
+	} else if (json_is_array(v)) {
+		json_array_foreach(v, i, child) if (!numbers_bounded(child, depth + 1)) return 0;
+	}
+	return 1;
+}
+
+/* A hostname as devices report it: 1–255 bytes, no control characters, not
+ * only blanks. (Not RFC 1123: Windows names may hold other characters.) */
+static int hostname_ok(const char *h)
+{
+	int visible = 0;
+
+	for (const unsigned char *p = (const unsigned char *)h; *p; p++) {
+		if (*p < 0x20 || *p == 0x7f)
+			return 0;
+		if (*p != ' ')
+			visible = 1;
+	}
+	return visible;
+}
+
 /* Refuses an enrolment with 401 and the reason, and audits the attempt. */
 static void enroll_refused(struct request *rq, PGconn *c, const char *hash, const char *hostname)
 {
@@ -80,8 +120,12 @@ static void enroll(struct request *rq)
 	    body_string(rq, "agentVersion", 0, 64, &agent_version) ||
 	    body_object(rq, "hardware", 0, &hardware))
 		return;
-	if (hostname[0] == '\0')
-		return http_fail(rq, 400, "validation_error", "field 'hostname' must not be empty");
+	if (!hostname_ok(hostname))
+		return http_fail(rq, 400, "validation_error",
+				 "field 'hostname' must be non-blank text without control characters");
+	if (hardware != NULL && !numbers_bounded(hardware, 0))
+		return http_fail(rq, 400, "validation_error",
+				 "field 'hardware' holds a number out of range or is nested too deeply");
 	/* The shared secret is checked first, in constant time, so keys
 	 * cannot be probed without it. */
 	if (!crypto_ct_streq(secret, cfg->secrets[SECRET_AGENT_ENROLLMENT_SECRET]))
@@ -160,7 +204,8 @@ dberr:
 /* Token lookup: current hash, or the previous one inside its grace period
  * (G2, rotation comes with a later issue). */
 static const char *device_by_token_sql =
-	"SELECT id, org_id, status, auth_token_hash, heartbeat_interval_s FROM devices"
+	"SELECT id, org_id, status, auth_token_hash, heartbeat_interval_s,"
+	"       coalesce(host(last_ip), ''), hostname FROM devices"
 	" WHERE auth_token_hash = $1"
 	"    OR (prev_token_hash = $1 AND prev_token_expires_at > now())";
 
@@ -196,9 +241,10 @@ static int heartbeat_body(struct request *rq, const char **status, const char **
 	    body_object(rq, "metrics", 0, metrics))
 		return -1;
 	if (*metrics != NULL) {
-		json_object_foreach(*metrics, s, v) if (!json_is_number(v))
+		json_object_foreach(*metrics, s, v) if (!json_is_number(v) || !numbers_bounded(v, 0))
 		{
-			http_fail(rq, 400, "validation_error", "field 'metrics.%.64s' must be a number", s);
+			http_fail(rq, 400, "validation_error",
+				  "field 'metrics.%.64s' must be a number within ±2^53", s);
 			return -1;
 		}
 	}
@@ -216,6 +262,20 @@ static int heartbeat_body(struct request *rq, const char **status, const char **
 		}
 		if (json_is_string(v) && json_string_length(v) > 255) {
 			http_fail(rq, 400, "validation_error", "field '%s' is too long", inventory_fields[i]);
+			json_decref(*inventory);
+			*inventory = NULL;
+			return -1;
+		}
+		if (json_is_string(v) && !strcmp(inventory_fields[i], "hostname") &&
+		    !hostname_ok(json_string_value(v))) {
+			http_fail(rq, 400, "validation_error",
+				  "field 'hostname' must be non-blank text without control characters");
+			json_decref(*inventory);
+			*inventory = NULL;
+			return -1;
+		}
+		if (json_is_integer(v) && !numbers_bounded(v, 0)) {
+			http_fail(rq, 400, "validation_error", "field '%s' is out of range", inventory_fields[i]);
 			json_decref(*inventory);
 			*inventory = NULL;
 			return -1;
@@ -251,10 +311,13 @@ static void heartbeat(struct request *rq)
 		PQclear(r);
 		return http_fail(rq, 401, "unauthorized", "invalid agent token");
 	}
-	char device_id[37];
+	char device_id[37], org_id[37], old_ip[CLIENT_IP_LEN], old_host[256];
 	snprintf(device_id, sizeof(device_id), "%s", PQgetvalue(r, 0, 0));
+	snprintf(org_id, sizeof(org_id), "%s", PQgetvalue(r, 0, 1));
 	int suspended = strcmp(PQgetvalue(r, 0, 2), "active") != 0;
 	int interval = atoi(PQgetvalue(r, 0, 4));
+	snprintf(old_ip, sizeof(old_ip), "%s", PQgetvalue(r, 0, 5));
+	snprintf(old_host, sizeof(old_host), "%s", PQgetvalue(r, 0, 6));
 	PQclear(r);
 	/* A token only speaks for its own device. */
 	if (strcasecmp(device_id, path_id) != 0)
@@ -283,12 +346,40 @@ static void heartbeat(struct request *rq)
 			     inv,
 			     (json_is_string(hn) && json_string_length(hn) > 0) ? json_string_value(hn) : NULL,
 			     json_is_string(ov) ? json_string_value(ov) : NULL};
-	int rc = db_exec(c, heartbeat_sql, 9, ph);
+	/* G7: a new source address (token theft, NAT change) and a renamed
+	 * device are audited, in the same transaction as the change. */
+	int ip_changed = old_ip[0] && rq->client_ip[0] && strcmp(old_ip, rq->client_ip) != 0;
+	int renamed = ph[7] != NULL && strcmp(ph[7], old_host) != 0;
+	int rc = (ip_changed || renamed) ? db_begin(c) : 0;
+	if (rc == 0)
+		rc = db_exec(c, heartbeat_sql, 9, ph);
+	if (rc == 0 && ip_changed) {
+		struct audit_event ev = {.org_id = org_id, .actor_type = "agent", .actor_id = device_id,
+					 .action = "agent.source.ip.changed", .resource = "devices",
+					 .resource_id = device_id, .ip_address = rq->client_ip,
+					 .details = json_pack("{s:s,s:s}", "previousIp", old_ip, "newIp",
+							      rq->client_ip)};
+		rc = audit_write(c, &ev);
+		json_decref(ev.details);
+	}
+	if (rc == 0 && renamed) {
+		struct audit_event ev = {.org_id = org_id, .actor_type = "agent", .actor_id = device_id,
+					 .action = "device.renamed", .resource = "devices",
+					 .resource_id = device_id, .ip_address = rq->client_ip,
+					 .details = json_pack("{s:s,s:s}", "previousHostname", old_host,
+							      "hostname", ph[7])};
+		rc = audit_write(c, &ev);
+		json_decref(ev.details);
+	}
+	if (rc == 0 && (ip_changed || renamed))
+		rc = db_commit(c);
 	free(m);
 	free(inv);
 	json_decref(inventory);
-	if (rc != 0)
+	if (rc != 0) {
+		db_rollback(c);
 		return http_fail_err(rq, BZ_ERR_DB, NULL);
+	}
 	http_reply(rq, 200,
 		   json_pack("{s:{s:i},s:[]}", "config", "heartbeatIntervalSeconds", interval, "commands"));
 }

@@ -51,6 +51,24 @@ static int header_is_hs256(const char *token)
 	return ok;
 }
 
+/* libjwt keeps the last of duplicate claims; refuse them outright. */
+static int payload_has_no_duplicates(const char *token)
+{
+	const char *p = strchr(token, '.'), *e;
+	size_t len;
+
+	if (p == NULL || (e = strchr(p + 1, '.')) == NULL)
+		return 0;
+	uint8_t *raw = crypto_base64url_decode(p + 1, (size_t)(e - p - 1), &len);
+	if (raw == NULL)
+		return 0;
+	json_t *j = json_loadb((const char *)raw, len, JSON_REJECT_DUPLICATES, NULL);
+	free(raw);
+	int ok = json_is_object(j);
+	json_decref(j);
+	return ok;
+}
+
 static int claim_string(json_t *claims, const char *name, const char *want, char *out)
 {
 	json_t *v = json_object_get(claims, name);
@@ -74,7 +92,8 @@ int auth_jwt_verify(const char *secret, size_t secretlen, const char *token, int
 	int rc = BZ_ERR_UNAUTHORIZED;
 
 	memset(out, 0, sizeof(*out));
-	if (token == NULL || strlen(token) > 4096 || !header_is_hs256(token))
+	if (token == NULL || strlen(token) > 4096 || !header_is_hs256(token) ||
+	    !payload_has_no_duplicates(token))
 		return rc;
 	if (jwt_decode(&jwt, token, (const unsigned char *)secret, (int)secretlen) != 0 ||
 	    jwt == NULL || jwt_get_alg(jwt) != JWT_ALG_HS256)

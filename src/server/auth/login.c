@@ -93,6 +93,16 @@ static void login(struct request *rq)
 	const char *ua = http_header(rq, "User-Agent");
 	char ua_short[256];
 	snprintf(ua_short, sizeof(ua_short), "%s", ua ? ua : "");
+	/* Never cut a UTF-8 sequence in half: drop a trailing partial one. */
+	size_t ul = strlen(ua_short), k = ul;
+	while (k > 0 && ((unsigned char)ua_short[k - 1] & 0xC0) == 0x80)
+		k--;
+	if (k > 0 && ((unsigned char)ua_short[k - 1] & 0x80)) {
+		unsigned char lead = (unsigned char)ua_short[k - 1];
+		size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : 2;
+		if (ul - (k - 1) < need)
+			ua_short[k - 1] = '\0';
+	}
 	if (db_begin(c) != 0)
 		goto dberr;
 	const char *p2[4] = {user_id, max_age, rq->client_ip[0] ? rq->client_ip : NULL, ua_short};

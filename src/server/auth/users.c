@@ -26,13 +26,16 @@ void users_list(struct request *rq)
 		"       coalesce(u.org_id::text, ''), u.status, u.mfa_enabled, " TS("u.created_at") ","
 		"       coalesce(" TS("u.last_login_at") ", '')"
 		"  FROM users u JOIN roles r ON r.id = u.role_id"
-		" WHERE u.partner_id = $1::uuid OR u.org_id = ANY($2::uuid[])"
+		" WHERE (u.partner_id = $1::uuid AND ($3::boolean IS NOT TRUE OR u.id = $4::uuid))"
+		"    OR u.org_id = ANY($2::uuid[])"
 		" ORDER BY u.email";
 	PGconn *c = http_db(rq);
 	if (c == NULL)
 		return;
-	const char *p[2] = {rq->who.partner_id[0] ? rq->who.partner_id : NULL, rq->scope.org_ids_pg};
-	PGresult *r = db_query(c, sql, 2, p, NULL);
+	/* Organization-limited partner users see partner staff only as themselves. */
+	const char *p[4] = {rq->who.partner_id[0] ? rq->who.partner_id : NULL, rq->scope.org_ids_pg,
+			    rq->scope.limited ? "true" : "false", rq->who.user_id};
+	PGresult *r = db_query(c, sql, 4, p, NULL);
 	if (r == NULL)
 		return http_fail_err(rq, BZ_ERR_DB, NULL);
 	json_t *arr = json_array();

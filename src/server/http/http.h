@@ -52,6 +52,7 @@ struct tenancy_scope {
 	json_t *org_ids;     /* array of uuid strings; owned */
 	char *org_ids_pg;    /* "{uuid,uuid}" Postgres array literal; owned */
 	char *site_ids_pg;   /* NULL = every site of those orgs; owned */
+	int limited;         /* partner user limited to listed organizations */
 };
 
 struct request;

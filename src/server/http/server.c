@@ -303,7 +303,18 @@ static int content_type_is_json(const char *ct)
 	ct += sizeof(want) - 1;
 	while (*ct == ' ')
 		ct++;
-	return *ct == '\0' || *ct == ';';
+	if (*ct == '\0')
+		return 1;
+	if (*ct != ';')
+		return 0;
+	/* RFC 8259 §8.1: JSON is UTF-8; any other declared charset is refused. */
+	const char *cs = strcasestr(ct, "charset=");
+	if (cs == NULL)
+		return 1;
+	cs += 8;
+	if (*cs == '"')
+		cs++;
+	return strncasecmp(cs, "utf-8", 5) == 0 && (cs[5] == '\0' || cs[5] == '"' || cs[5] == ';' || cs[5] == ' ');
 }
 
 static int method_has_body(const char *m)
@@ -358,6 +369,28 @@ static int check_body(struct request *rq)
 	return 0;
 }
 
+static void set_common_headers(struct request *rq)
+{
+	http_set_header(rq, "X-Request-Id", rq->request_id);
+	http_set_header(rq, "Content-Type", "application/json");
+	http_set_header(rq, "Cache-Control", "no-store");
+	http_set_header(rq, "X-Content-Type-Options", "nosniff");
+	/* N9: the API sends HSTS itself too, in case the proxy forgets. */
+	http_set_header(rq, "Strict-Transport-Security", "max-age=31536000; includeSubDomains; preload");
+}
+
+/* libmicrohttpd's own messages (bad requests it answers itself, closed
+ * connections) become JSON log lines like everything else (M4). */
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char msg[512];
+
+	(void)cls;
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	msg[strcspn(msg, "\n")] = '\0';
+	log_warn("http.mhd", "detail", msg, NULL);
+}
+
 static void log_request(struct request *rq)
 {
 	json_t *f = json_pack("{s:s,s:s,s:s,s:i,s:I,s:s}", "requestId", rq->request_id, "method",
@@ -396,12 +429,7 @@ static int dispatch(const struct _u_request *u, struct _u_response *resp, struct
 	client_ip_resolve(u->client_address, http_header(&rq, "X-Forwarded-For"),
 			  &app->cfg->trusted_proxies, rq.client_ip);
 
-	http_set_header(&rq, "X-Request-Id", rq.request_id);
-	http_set_header(&rq, "Content-Type", "application/json");
-	http_set_header(&rq, "Cache-Control", "no-store");
-	http_set_header(&rq, "X-Content-Type-Options", "nosniff");
-	/* N9: the API sends HSTS itself too, in case the proxy forgets. */
-	http_set_header(&rq, "Strict-Transport-Security", "max-age=31536000; includeSubDomains; preload");
+	set_common_headers(&rq);
 
 	if (route == &not_found_route) {
 		http_fail(&rq, 404, "not_found", "no such route");
@@ -459,8 +487,7 @@ static int not_allowed_callback(const struct _u_request *u, struct _u_response *
 	crypto_random_uuid(rq.request_id);
 	client_ip_resolve(u->client_address, http_header(&rq, "X-Forwarded-For"),
 			  &pe->app->cfg->trusted_proxies, rq.client_ip);
-	http_set_header(&rq, "X-Request-Id", rq.request_id);
-	http_set_header(&rq, "Content-Type", "application/json");
+	set_common_headers(&rq);
 	http_set_header(&rq, "Allow", pe->allow);
 	http_fail(&rq, 405, "method_not_allowed", "method not allowed; allowed: %s", pe->allow);
 	log_request(&rq);
@@ -523,6 +550,8 @@ int http_server_start(struct app *app, const struct route *routes, size_t n)
 		{MHD_OPTION_CONNECTION_LIMIT, (intptr_t)cfg->http_max_connections, NULL},
 		{MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)cfg->http_timeout_s, NULL},
 		{MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)(64 * 1024), NULL},
+		{MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log, NULL},
+		{MHD_OPTION_PER_IP_CONNECTION_LIMIT, (intptr_t)cfg->http_max_connections_per_ip, NULL},
 		{MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)mhd_request_completed, NULL},
 		{MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)ulfius_uri_logger, NULL},
 		{MHD_OPTION_END, 0, NULL},

@@ -76,8 +76,9 @@ static void create_org(struct request *rq)
 	const char *name = NULL;
 	char sqlstate[6];
 
-	if (rq->who.partner_id[0] == '\0')
-		return http_fail(rq, 403, "forbidden", "only partner users can create organizations");
+	if (rq->who.partner_id[0] == '\0' || rq->scope.limited)
+		return http_fail(rq, 403, "forbidden",
+				 "only partner users with access to every organization can create organizations");
 	if (body_string(rq, "name", 1, 200, &name) != 0)
 		return;
 	if (name[0] == '\0')

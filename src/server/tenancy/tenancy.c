@@ -11,7 +11,8 @@
 /* Organizations of a partner user: all of the partner's, unless the user has
  * organization-limited memberships. */
 static const char *partner_orgs_sql =
-	"SELECT o.id FROM organizations o"
+	"SELECT o.id, EXISTS (SELECT 1 FROM memberships m WHERE m.user_id = $2 AND m.org_id IS NOT NULL)"
+	"  FROM organizations o"
 	" WHERE o.partner_id = $1"
 	"   AND (NOT EXISTS (SELECT 1 FROM memberships m WHERE m.user_id = $2 AND m.org_id IS NOT NULL)"
 	"        OR o.id IN (SELECT m.org_id FROM memberships m WHERE m.user_id = $2))"
@@ -62,6 +63,10 @@ int tenancy_resolve(struct request *rq)
 			goto fail;
 		for (int i = 0; i < PQntuples(r); i++)
 			json_array_append_new(sc->org_ids, json_string(PQgetvalue(r, i, 0)));
+		if (PQntuples(r) > 0)
+			sc->limited = PQgetvalue(r, 0, 1)[0] == 't';
+		else
+			sc->limited = 1; /* limited to organizations that no longer exist */
 		PQclear(r);
 	} else {
 		const char *p[2] = {rq->who.user_id, rq->who.org_id};
