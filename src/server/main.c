@@ -6,6 +6,7 @@
  *   breeze-server bootstrap  --email E --name N --partner P --org O --site S
  *                            [--password-stdin] [--env-file FILE]
  *   breeze-server gen-secrets
+ *   breeze-server audit      verify|export|checkpoint|public-key|prune|help …
  *   breeze-server version | help
  */
 #include <getopt.h>
@@ -22,6 +23,8 @@
 #include "common/log.h"
 #include "crypto/crypto.h"
 #include "crypto/password.h"
+#include "server/audit/audit_cli.h"
+#include "server/audit/audit_retention.h"
 #include "server/bootstrap.h"
 #include "server/config.h"
 #include "server/db/db.h"
@@ -41,6 +44,7 @@ static void usage(FILE *f)
 	      "  bootstrap    create the first partner, organization, site and admin user\n"
 	      "               --email E --name N --partner P --org O --site S [--password-stdin]\n"
 	      "  gen-secrets  print a fresh set of secrets in env-file form\n"
+	      "  audit        verify | export | checkpoint | public-key | prune (audit help)\n"
 	      "  version      print the version\n"
 	      "  help         this text\n"
 	      "\n"
@@ -193,9 +197,11 @@ static int cmd_serve(struct opts *o)
 	snprintf(port, sizeof(port), "%u", cfg.listen_port);
 	log_info("server.started", "listen", cfg.listen_host, "port", port, "version", BREEZE_VERSION,
 		 NULL);
+	audit_worker_start(&cfg);
 	sigwait(&set, &sig);
 	log_info("server.stopping", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", NULL);
 	http_server_stop(&app, DRAIN_MS);
+	audit_worker_stop();
 	free(routes);
 	db_pool_close(app.pool);
 	log_info("server.stopped", NULL);
@@ -306,9 +312,6 @@ static int cmd_gen_secrets(void)
 			return 1;
 		printf("%s=%s\n", config_secret_name((enum config_secret)s), hex);
 	}
-	if (crypto_random_hex(32, hex) != 0)
-		return 1;
-	printf("AUDIT_SIGNING_KEY=%s\n", hex);
 	crypto_wipe(hex, sizeof(hex));
 	return 0;
 }
@@ -333,6 +336,12 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(cmd, "gen-secrets"))
 		return cmd_gen_secrets();
+	if (!strcmp(cmd, "audit")) {
+		curl_global_init(CURL_GLOBAL_DEFAULT);
+		rc = audit_cli_main(argc - 1, argv + 1);
+		curl_global_cleanup();
+		return rc;
+	}
 	if (parse_opts(argc - 1, argv + 1, &o) != 0) {
 		usage(stderr);
 		return 2;

@@ -4,6 +4,8 @@
 #include <string.h>
 
 #include "server/agents/agents.h"
+#include "server/audit/audit.h"
+#include "server/audit/audit_chain.h"
 #include "server/auth/auth.h"
 #include "server/http/health.h"
 #include "server/tenancy/tenancy.h"
@@ -20,6 +22,8 @@ struct route *routes_all(size_t *n)
 		{enrollment_key_routes, enrollment_key_routes_count},
 		{agent_routes, agent_routes_count},
 		{device_routes, device_routes_count},
+		{audit_query_routes, audit_query_routes_count},
+		{audit_verify_routes, audit_verify_routes_count},
 	};
 	size_t total = 0, off = 0;
 

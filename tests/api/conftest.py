@@ -596,3 +596,133 @@ def pytest_sessionfinish(session, exitstatus):
             else:
                 print(msg)
         session.exitstatus = 1
+
+
+# ============================================================ audit tests: begin
+# Additive helpers for tests/api/test_audit_*.py (owned by the audit tests;
+# nothing above this line depends on them). Canonical form: audit_canonical.py.
+
+AUDIT_COLS = ("id, org_id::text AS org_id, seq, ts, actor_type, actor_id, action, resource,"
+              " resource_id, details, ip_address, result, prev_checksum, checksum")
+
+
+class AuditTools:
+    """Database roles, fresh organizations, raw audit inserts, chain reads and
+    the `breeze-server audit …` CLI, for the audit tests."""
+
+    def __init__(self, env, env_file, partner_id):
+        self.env = env
+        self.env_file = env_file
+        self.partner_id = partner_id
+        self.urls = {"app": env["DATABASE_URL"], "admin": env["AUDIT_ADMIN_DATABASE_URL"],
+                     "owner": env["MIGRATION_DATABASE_URL"], "super": superuser_breeze_url(env)}
+        self._conns = []
+        self._su = None
+
+    def connect(self, who="app", autocommit=True):
+        """A new connection as 'app' (breeze_app), 'admin' (breeze_audit_admin),
+        'owner' or 'super'; closed at the end of the session if still open."""
+        conn = psycopg2.connect(self.urls[who])
+        conn.autocommit = autocommit
+        self._conns.append(conn)
+        return conn
+
+    def su(self, query, *params):
+        """Runs QUERY as the superuser (autocommit); returns rows (or [])."""
+        if self._su is None or self._su.closed:
+            self._su = self.connect("super")
+        with self._su.cursor() as cur:
+            cur.execute(query, params)
+            return cur.fetchall() if cur.description else []
+
+    def new_org(self, name=None):
+        """A new organization of the bootstrap partner with an empty audit chain
+        (created in SQL, so no organization.create row starts its chain)."""
+        return self.su("INSERT INTO organizations (partner_id, name) VALUES (%s, %s) RETURNING id::text",
+                       self.partner_id, name or uniq("audit-org"))[0][0]
+
+    def insert(self, org_id, n=1, conn=None, **fields):
+        """Inserts N audit rows as breeze_app (or on CONN); returns their ids.
+        FIELDS override the columns; a callable value is called with the index."""
+        own = conn is None
+        conn = conn or self.connect("app")
+        ids = []
+        try:
+            with conn.cursor() as cur:
+                for i in range(n):
+                    row = {"org_id": org_id, "actor_type": "system", "action": "test.event",
+                           "resource": "tests", "details": json.dumps({"i": i})}
+                    row.update({k: (v(i) if callable(v) else v) for k, v in fields.items()})
+                    cols = ", ".join(row)
+                    cur.execute(f"INSERT INTO audit_log ({cols}) VALUES ({', '.join(['%s'] * len(row))})"
+                                " RETURNING id", list(row.values()))
+                    ids.append(cur.fetchone()[0])
+        finally:
+            if own:
+                conn.close()
+        return ids
+
+    def rows(self, org_id, where="", *params):
+        """The chain of ORG_ID (None: the system chain) as dicts, by seq."""
+        chain = org_id or "00000000-0000-0000-0000-000000000000"
+        with self._su_cursor() as cur:
+            cur.execute(f"SELECT {AUDIT_COLS} FROM audit_log WHERE chain_id = %s {where} ORDER BY seq",
+                        (chain, *params))
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, r)) for r in cur.fetchall()]
+
+    def count(self, org_id, action=None):
+        chain = org_id or "00000000-0000-0000-0000-000000000000"
+        return self.su("SELECT count(*) FROM audit_log WHERE chain_id = %s"
+                       " AND (%s::text IS NULL OR action = %s)", chain, action, action)[0][0]
+
+    def head(self, org_id):
+        """(seq, checksum) from audit_chain_heads, or None."""
+        chain = org_id or "00000000-0000-0000-0000-000000000000"
+        r = self.su("SELECT seq, checksum FROM audit_chain_heads WHERE chain_id = %s", chain)
+        return r[0] if r else None
+
+    def _su_cursor(self):
+        if self._su is None or self._su.closed:
+            self._su = self.connect("super")
+        return self._su.cursor()
+
+    def cli(self, *args, env_file=_UNSET, timeout=120 * SLOW):
+        """Runs `breeze-server audit ARGS --env-file F` (no --env-file when
+        ENV_FILE is None); returns the CompletedProcess (text)."""
+        cmd = [str(SERVER_BIN), "audit", *map(str, args)]
+        ef = self.env_file if env_file is _UNSET else env_file
+        if ef is not None:
+            cmd += ["--env-file", str(ef)]
+        return subprocess.run(cmd, env=base_process_env(), stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, timeout=timeout)
+
+    def cli_json(self, *args, **kw):
+        """(CompletedProcess, parsed stdout) of an `audit … --json` command."""
+        p = self.cli(*args, "--json", **kw)
+        try:
+            doc = json.loads(p.stdout)
+        except ValueError:
+            pytest.fail(f"audit {' '.join(map(str, args))} --json: stdout is not JSON "
+                        f"(rc={p.returncode}):\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
+        return p, doc
+
+    def verify(self, org_id, *extra):
+        """`audit verify --org ORG_ID --json` -> (exit status, the org's chain report, whole doc)."""
+        p, doc = self.cli_json("verify", "--org", org_id, *extra)
+        chains = [c for c in doc.get("chains", []) if c.get("orgId") == org_id]
+        assert len(chains) == 1, f"verify --org {org_id}: want one chain report, got {doc}"
+        return p.returncode, chains[0], doc
+
+    def close(self):
+        for c in self._conns:
+            if not c.closed:
+                c.close()
+
+
+@pytest.fixture(scope="session")
+def audit(env, env_file, bootstrap):
+    tools = AuditTools(env, env_file, bootstrap.partnerId)
+    yield tools
+    tools.close()
+# ============================================================== audit tests: end

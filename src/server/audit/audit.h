@@ -12,6 +12,9 @@
 
 #include <jansson.h>
 #include <libpq-fe.h>
+#include <stddef.h>
+
+#include "server/http/http.h"
 
 struct request;
 
@@ -43,5 +46,10 @@ int audit_write_standalone(PGconn *conn, const struct audit_event *ev);
  * except names ending in "Id"/"_id") has its value replaced by
  * "[REDACTED]", at any depth. NULL in → empty object out. */
 json_t *audit_redact(const json_t *details);
+
+/* GET /api/v1/audit (query.c, L6): the caller's organizations' audit rows,
+ * filtered, newest first, cursor-paginated; permission audit:read. */
+extern const struct route audit_query_routes[];
+extern const size_t audit_query_routes_count;
 
 #endif

@@ -1,0 +1,144 @@
+/*
+ * audit_chain.h — the canonical form of an audit row, its checksum, and
+ * verification of a chain (checklist L2, L4). The byte-for-byte definition
+ * is docs/audit-chain.md; migrations/0002_audit_chain.sql computes the same
+ * thing in the sealing trigger.
+ */
+#ifndef BZ_AUDIT_CHAIN_H
+#define BZ_AUDIT_CHAIN_H
+
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "server/http/http.h"
+
+#define AUDIT_SYSTEM_CHAIN "00000000-0000-0000-0000-000000000000"
+#define AUDIT_GENESIS "0000000000000000000000000000000000000000000000000000000000000000"
+
+/* One audit row as text fields, exactly as stored. NULL = SQL NULL. */
+struct audit_row {
+	const char *id;          /* decimal */
+	const char *org_id;      /* lower-case UUID, NULL for the system chain */
+	const char *seq;         /* decimal */
+	const char *ts;          /* "YYYY-MM-DDTHH:MM:SS.ffffffZ" (UTC, 6 digits) */
+	const char *actor_type, *actor_id, *action, *resource, *resource_id;
+	const char *details;     /* JSON text, byte-exact */
+	const char *ip_address;
+	const char *result;
+	const char *prev_checksum;
+	const char *checksum;    /* not part of the canonical form */
+};
+
+/* Kinds of chain breaks verification reports. */
+enum audit_break_kind {
+	AUDIT_BREAK_ALTERED_ROW,        /* checksum does not match the row */
+	AUDIT_BREAK_MISSING_ROW,        /* gap in seq */
+	AUDIT_BREAK_INSERTED_ROW,       /* a row that is not part of the chain */
+	AUDIT_BREAK_BROKEN_LINK,        /* prev_checksum != predecessor's checksum */
+	AUDIT_BREAK_BAD_ANCHOR,         /* chain start does not match its anchor */
+	AUDIT_BREAK_CHECKPOINT_MISMATCH /* a signed head vanished or changed */
+};
+
+/* "altered_row", "missing_row", … */
+const char *audit_break_kind_name(enum audit_break_kind k);
+
+/* ---- Canonical form (canonical.c) ---- */
+
+/* Length of the canonical timestamp text, "2026-01-02T03:04:05.000006Z". */
+#define AUDIT_TS_LEN 27
+
+/* Writes the canonical encoding of ROW (format breeze-audit-v1) into *BUF,
+ * growing it with realloc when *CAP is too small (*BUF may start NULL; the
+ * caller frees it), and its length into *LEN. Returns 0 or BZ_ERR_NOMEM. */
+int audit_canonical_encode(const struct audit_row *row, char **buf, size_t *cap, size_t *len);
+
+/* checksum = lower-case hex SHA-256 of the canonical encoding of ROW into
+ * OUT[65]. Returns 0, BZ_ERR_NOMEM or BZ_ERR_CRYPTO. */
+int audit_row_checksum(const struct audit_row *row, char out[65]);
+
+/* Formats EPOCH_US (microseconds since 1970-01-01T00:00:00Z) as the
+ * canonical timestamp (UTC, 6 fractional digits) into OUT[32], as
+ * PostgreSQL's audit_ts_text() does. Returns 0, or -1 outside years
+ * 0001–9999. */
+int audit_ts_format(int64_t epoch_us, char out[32]);
+
+/* Parses an ISO 8601 time — "YYYY-MM-DD", or "YYYY-MM-DDTHH:MM[:SS[.f…]]"
+ * followed by "Z", "±HH:MM", "±HHMM" or nothing (UTC) — into
+ * microseconds since the epoch. Returns 0 or BZ_ERR_INVALID. */
+int audit_ts_parse(const char *s, int64_t *epoch_us);
+
+/* ---- Verification (verify.c) ---- */
+
+/* At most this many breaks are kept per chain (all are counted). */
+#define AUDIT_MAX_BREAKS 1000
+
+struct audit_break {
+	enum audit_break_kind kind;
+	long long seq; /* the row (or position) concerned; -1 if none */
+	long long id;  /* audit_log.id of the row, -1 if none */
+	char detail[200];
+};
+
+struct audit_report {
+	char chain_id[37];
+	int system;               /* 1: the system chain (orgId null) */
+	long long rows_checked;
+	long long n_breaks;       /* breaks found */
+	size_t n_kept;            /* breaks[] entries (≤ AUDIT_MAX_BREAKS) */
+	struct audit_break *breaks;
+	int ok;                   /* no break */
+};
+
+struct audit_verify_opts {
+	int has_from, has_to;
+	int64_t from_us, to_us;   /* window: from ≤ ts < to, epoch microseconds */
+	/* Ed25519 public keys (64 hex) trusted for checkpoints and anchors.
+	 * With none, signatures are not checked (a warning is logged). */
+	const char *const *public_keys;
+	size_t n_public_keys;
+};
+
+/* Verifies chain CHAIN_ID (an organization id, or AUDIT_SYSTEM_CHAIN) on
+ * CONN in one REPEATABLE READ, READ ONLY transaction: every checksum and
+ * link from the latest anchor (or genesis) to the head, the anchor, the
+ * signed checkpoints and the head recorded in audit_chain_heads. With a
+ * window, only rows from the first to the last row in it are checked, plus
+ * the link of the first to its predecessor. Fills REP (free with
+ * audit_report_free). Returns 0 (see rep->ok), BZ_ERR_DB or BZ_ERR_NOMEM. */
+int audit_verify_chain(PGconn *conn, const char *chain_id, const struct audit_verify_opts *opts,
+		       struct audit_report *rep);
+
+/* Verifies an export (audit_export's format) read from F with no database
+ * (the time window of OPTS is not used). Returns 0 (see rep->ok),
+ * BZ_ERR_INVALID for input that is not an export (ERR, ERRLEN bytes, then
+ * says which line and why) or BZ_ERR_NOMEM. */
+int audit_verify_file(FILE *f, const struct audit_verify_opts *opts, struct audit_report *rep,
+		      char *err, size_t errlen);
+
+/* Every chain known to the database (heads, rows, anchors, checkpoints),
+ * as a malloc'd array of 37-byte ids in *IDS (caller frees) and *N.
+ * Returns 0, BZ_ERR_DB or BZ_ERR_NOMEM. */
+int audit_chain_list(PGconn *conn, char (**ids)[37], size_t *n);
+
+/* {"orgId","rowsChecked","ok","breaks":[{"kind","seq","id","detail"}]}
+ * (plus "breaksTotal" when breaks were left out). New reference. */
+json_t *audit_report_json(const struct audit_report *rep);
+
+void audit_report_free(struct audit_report *rep);
+
+/* Writes the export of chain CHAIN_ID as JSON lines to OUT: a header line
+ * {"format":"breeze-audit-export-v1","orgId","chainId","anchor","checkpoints"}
+ * then one line per row in seq order (docs/audit-chain.md §7). Returns 0,
+ * BZ_ERR_DB, BZ_ERR_IO or BZ_ERR_NOMEM. */
+int audit_export(PGconn *conn, const char *chain_id, FILE *out);
+
+/* ---- HTTP (verify_api.c) ---- */
+
+/* GET /api/v1/audit/verify (audit:read; orgId required and visible). */
+extern const struct route audit_verify_routes[];
+extern const size_t audit_verify_routes_count;
+
+#endif

@@ -1,0 +1,272 @@
+/*
+ * checkpoint.c — signed chain heads (checklist L4) and the Ed25519
+ * signatures of checkpoints and retention anchors, via OpenSSL EVP.
+ *
+ * A checkpoint is what lets verification notice that the newest rows of a
+ * chain were deleted: the chain itself still looks intact, but a signed
+ * (seq, checksum) that the database operator could not forge is gone.
+ */
+#include "server/audit/audit_checkpoint.h"
+
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/clock.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "crypto/crypto.h"
+#include "server/db/db.h"
+
+#define ED25519_LEN 32
+#define ED25519_SIG_LEN 64
+#define PAYLOAD_MAX 512
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Decodes exactly 2*LEN hex characters of HEX into OUT. */
+static int unhex(const char *hex, uint8_t *out, size_t len)
+{
+	if (hex == NULL || strlen(hex) != 2 * len)
+		return -1;
+	for (size_t i = 0; i < len; i++) {
+		int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
+		if (hi < 0 || lo < 0)
+			return -1;
+		out[i] = (uint8_t)(hi << 4 | lo);
+	}
+	return 0;
+}
+
+/* Appends one canonical field "S<len>:<value>," to BUF (LEN used of CAP). */
+static int put_field(char *buf, size_t cap, size_t *len, const char *v)
+{
+	int n = snprintf(buf + *len, cap - *len, "S%zu:%s,", strlen(v), v);
+
+	if (n < 0 || (size_t)n >= cap - *len)
+		return -1;
+	*len += (size_t)n;
+	return 0;
+}
+
+static int checkpoint_payload(char *buf, size_t cap, size_t *len, const char *chain_id,
+			      long long seq, const char *checksum, long long created_at)
+{
+	char s[24], t[24];
+
+	snprintf(s, sizeof(s), "%lld", seq);
+	snprintf(t, sizeof(t), "%lld", created_at);
+	*len = 0;
+	if (put_field(buf, cap, len, "breeze-audit-checkpoint-v1") ||
+	    put_field(buf, cap, len, chain_id) || put_field(buf, cap, len, s) ||
+	    put_field(buf, cap, len, checksum) || put_field(buf, cap, len, t))
+		return -1;
+	return 0;
+}
+
+static int anchor_payload(char *buf, size_t cap, size_t *len, const char *chain_id,
+			  long long first_seq, const char *prev_checksum)
+{
+	char s[24];
+
+	snprintf(s, sizeof(s), "%lld", first_seq);
+	*len = 0;
+	if (put_field(buf, cap, len, "breeze-audit-anchor-v1") ||
+	    put_field(buf, cap, len, chain_id) || put_field(buf, cap, len, s) ||
+	    put_field(buf, cap, len, prev_checksum))
+		return -1;
+	return 0;
+}
+
+static EVP_PKEY *key_from_seed(const char *seed_hex)
+{
+	uint8_t seed[ED25519_LEN];
+	EVP_PKEY *k = NULL;
+
+	if (unhex(seed_hex, seed, sizeof(seed)) == 0)
+		k = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, seed, sizeof(seed));
+	OPENSSL_cleanse(seed, sizeof(seed));
+	return k;
+}
+
+int audit_public_key_hex(const char *seed_hex, char out[65])
+{
+	uint8_t pub[ED25519_LEN];
+	size_t len = sizeof(pub);
+	EVP_PKEY *k = key_from_seed(seed_hex);
+
+	if (k == NULL)
+		return BZ_ERR_INVALID;
+	int ok = EVP_PKEY_get_raw_public_key(k, pub, &len) == 1 && len == sizeof(pub);
+	EVP_PKEY_free(k);
+	if (!ok)
+		return BZ_ERR_CRYPTO;
+	crypto_hex(pub, sizeof(pub), out);
+	return 0;
+}
+
+static int sign(const char *seed_hex, const char *msg, size_t len, char sig_hex[129],
+		char pub_hex[65])
+{
+	uint8_t sig[ED25519_SIG_LEN];
+	size_t siglen = sizeof(sig);
+	EVP_PKEY *k = key_from_seed(seed_hex);
+	EVP_MD_CTX *ctx = NULL;
+	int rc = BZ_ERR_CRYPTO;
+
+	if (k == NULL)
+		return BZ_ERR_INVALID;
+	if ((ctx = EVP_MD_CTX_new()) == NULL)
+		goto out;
+	/* Ed25519 is "pure": no digest is named, the whole message is signed. */
+	if (EVP_DigestSignInit(ctx, NULL, NULL, NULL, k) != 1 ||
+	    EVP_DigestSign(ctx, sig, &siglen, (const uint8_t *)msg, len) != 1 ||
+	    siglen != sizeof(sig))
+		goto out;
+	crypto_hex(sig, sizeof(sig), sig_hex);
+	if (pub_hex != NULL) {
+		uint8_t pub[ED25519_LEN];
+		size_t plen = sizeof(pub);
+		if (EVP_PKEY_get_raw_public_key(k, pub, &plen) != 1 || plen != sizeof(pub))
+			goto out;
+		crypto_hex(pub, sizeof(pub), pub_hex);
+	}
+	rc = 0;
+out:
+	EVP_MD_CTX_free(ctx);
+	EVP_PKEY_free(k);
+	return rc;
+}
+
+static int sig_ok(const char *pub_hex, const char *msg, size_t len, const char *sig_hex)
+{
+	uint8_t pub[ED25519_LEN], sig[ED25519_SIG_LEN];
+	EVP_PKEY *k = NULL;
+	EVP_MD_CTX *ctx = NULL;
+	int ok = 0;
+
+	if (unhex(pub_hex, pub, sizeof(pub)) || unhex(sig_hex, sig, sizeof(sig)))
+		return 0;
+	k = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, pub, sizeof(pub));
+	ctx = EVP_MD_CTX_new();
+	if (k != NULL && ctx != NULL && EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, k) == 1)
+		ok = EVP_DigestVerify(ctx, sig, sizeof(sig), (const uint8_t *)msg, len) == 1;
+	EVP_MD_CTX_free(ctx);
+	EVP_PKEY_free(k);
+	return ok;
+}
+
+int audit_checkpoint_sign(const char *seed_hex, const char *chain_id, long long seq,
+			  const char *checksum, long long created_at, char sig_hex[129],
+			  char pub_hex[65])
+{
+	char msg[PAYLOAD_MAX];
+	size_t len;
+
+	if (checkpoint_payload(msg, sizeof(msg), &len, chain_id, seq, checksum, created_at))
+		return BZ_ERR_INVALID;
+	return sign(seed_hex, msg, len, sig_hex, pub_hex);
+}
+
+int audit_checkpoint_sig_ok(const char *pub_hex, const char *chain_id, long long seq,
+			    const char *checksum, long long created_at, const char *sig_hex)
+{
+	char msg[PAYLOAD_MAX];
+	size_t len;
+
+	if (checkpoint_payload(msg, sizeof(msg), &len, chain_id, seq, checksum, created_at))
+		return 0;
+	return sig_ok(pub_hex, msg, len, sig_hex);
+}
+
+int audit_anchor_sign(const char *seed_hex, const char *chain_id, long long first_seq,
+		      const char *prev_checksum, char sig_hex[129], char pub_hex[65])
+{
+	char msg[PAYLOAD_MAX];
+	size_t len;
+
+	if (anchor_payload(msg, sizeof(msg), &len, chain_id, first_seq, prev_checksum))
+		return BZ_ERR_INVALID;
+	return sign(seed_hex, msg, len, sig_hex, pub_hex);
+}
+
+int audit_anchor_sig_ok(const char *pub_hex, const char *chain_id, long long first_seq,
+			const char *prev_checksum, const char *sig_hex)
+{
+	char msg[PAYLOAD_MAX];
+	size_t len;
+
+	if (anchor_payload(msg, sizeof(msg), &len, chain_id, first_seq, prev_checksum))
+		return 0;
+	return sig_ok(pub_hex, msg, len, sig_hex);
+}
+
+/* Heads that moved since their chain's newest checkpoint. The head must be
+ * a row that exists with that checksum: a head row edited behind the
+ * trigger's back is never signed. */
+static const char *moved_heads_sql =
+	"SELECT h.chain_id, h.seq, h.checksum FROM audit_chain_heads h"
+	" JOIN audit_log l ON l.chain_id = h.chain_id AND l.seq = h.seq AND l.checksum = h.checksum"
+	" WHERE h.seq > 0 AND h.seq IS DISTINCT FROM (SELECT c.seq FROM audit_checkpoints c"
+	"   WHERE c.chain_id = h.chain_id ORDER BY c.seq DESC, c.id DESC LIMIT 1)"
+	" ORDER BY h.chain_id";
+
+/* created_at is stored in whole seconds: exactly the value that is signed. */
+static const char *insert_checkpoint_sql =
+	"INSERT INTO audit_checkpoints (chain_id, seq, checksum, created_at, public_key, signature)"
+	" VALUES ($1::uuid, $2::bigint, $3, to_timestamp($4::bigint), $5, $6)";
+
+int audit_checkpoint_all(PGconn *conn, const char *seed_hex, int *written)
+{
+	char pub[65], sig[129], when[24];
+	int rc = BZ_ERR_DB, n = 0;
+	PGresult *r = NULL;
+
+	*written = 0;
+	if ((rc = audit_public_key_hex(seed_hex, pub)) != 0)
+		return rc;
+	rc = BZ_ERR_DB;
+	if (db_begin(conn) != 0)
+		return BZ_ERR_DB;
+	if ((r = db_query(conn, moved_heads_sql, 0, NULL, NULL)) == NULL)
+		goto out;
+	long long now = (long long)bz_now();
+	snprintf(when, sizeof(when), "%lld", now);
+	for (int i = 0; i < PQntuples(r); i++) {
+		const char *chain = PQgetvalue(r, i, 0), *seq = PQgetvalue(r, i, 1),
+			   *sum = PQgetvalue(r, i, 2);
+		int err = audit_checkpoint_sign(seed_hex, chain, atoll(seq), sum, now, sig, NULL);
+		if (err != 0) {
+			rc = err;
+			goto out;
+		}
+		const char *p[6] = {chain, seq, sum, when, pub, sig};
+		if (db_exec(conn, insert_checkpoint_sql, 6, p) != 0)
+			goto out;
+		n++;
+	}
+	if (db_commit(conn) != 0)
+		goto out;
+	*written = n;
+	rc = 0;
+	if (n > 0) {
+		char nbuf[16];
+		snprintf(nbuf, sizeof(nbuf), "%d", n);
+		log_info("audit.checkpoint", "chains", nbuf, NULL);
+	}
+out:
+	PQclear(r);
+	if (rc != 0)
+		db_rollback(conn);
+	return rc;
+}

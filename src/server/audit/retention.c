@@ -1,0 +1,452 @@
+/*
+ * retention.c — audit retention pruning (checklist L5) and the background
+ * worker of `serve` that runs it and the signed checkpoints (L4).
+ *
+ * The database decides what may be deleted (audit_check_prune, migration
+ * 0002): only breeze_audit_admin with breeze.allow_audit_retention = '1',
+ * only the oldest run of a chain, never its head, and only after an anchor
+ * for the new start was inserted in the same transaction. This file picks
+ * the run and writes the anchor; it cannot widen what the triggers allow.
+ */
+#include "server/audit/audit_retention.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/clock.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "server/audit/audit_chain.h"
+#include "server/audit/audit_checkpoint.h"
+#include "server/db/db.h"
+#include "server/http/http.h"
+
+/* The worker's first runs come this soon after start, and a failed run is
+ * retried after this long rather than a whole interval later. */
+#define WORKER_FIRST_S 60
+#define WORKER_RETRY_S 60
+
+/* Every chain that has rows, with its retention in days: the run's
+ * override ($2), else the organization's own, else the default ($3).
+ * Chains come from audit_chain_heads, so the system chain and chains of
+ * deleted organizations are included. */
+static const char *chains_sql =
+	"SELECT h.chain_id, coalesce($2::int, o.audit_retention_days, $3::int)"
+	"  FROM audit_chain_heads h LEFT JOIN organizations o ON o.id = h.chain_id"
+	" WHERE ($1::uuid IS NULL OR h.chain_id = $1::uuid) AND h.seq > 0"
+	" ORDER BY h.chain_id";
+
+/* Two retention runs (two `serve` instances, or serve and the CLI) must
+ * not prune one chain at once: their anchors would disagree. A
+ * transaction-level advisory lock per chain serializes them without
+ * touching a row that writers need; the loser skips the chain. */
+static const char *lock_sql =
+	"SELECT pg_try_advisory_xact_lock(hashtext('breeze.audit_retention'), hashtext($1))";
+
+/* The run to prune: the rows below both the head and the first row (in
+ * seq order) that is not older than the cutoff, so every pruned row is
+ * older than the cutoff even if the clock once stepped back. Returns the
+ * cutoff, then — if there is anything to prune — the last pruned seq, its
+ * checksum, the number of rows and the first seq. */
+static const char *plan_sql =
+	"WITH b AS ("
+	"  SELECT (SELECT max(seq) FROM audit_log WHERE chain_id = $1::uuid) AS head,"
+	"         (SELECT seq FROM audit_log WHERE chain_id = $1::uuid"
+	"             AND ts >= now() - make_interval(days => $2::int)"
+	"           ORDER BY seq LIMIT 1) AS young"
+	"), last AS ("
+	"  SELECT l.seq, l.checksum FROM audit_log l, b"
+	"   WHERE l.chain_id = $1::uuid AND l.seq < least(b.head, b.young)"
+	"   ORDER BY l.seq DESC LIMIT 1"
+	")"
+	" SELECT audit_ts_text(now() - make_interval(days => $2::int)), last.seq, last.checksum,"
+	"        (SELECT count(*) FROM audit_log WHERE chain_id = $1::uuid AND seq <= last.seq),"
+	"        (SELECT min(seq) FROM audit_log WHERE chain_id = $1::uuid)"
+	"   FROM (SELECT 1) one LEFT JOIN last ON true";
+
+static const char *allow_sql = "SELECT set_config('breeze.allow_audit_retention', '1', true)";
+
+static const char *anchor_sql =
+	"INSERT INTO audit_anchors (chain_id, first_seq, prev_checksum, pruned_rows, pruned_before,"
+	"                           public_key, signature)"
+	" VALUES ($1::uuid, $2::bigint, $3, $4::bigint, now() - make_interval(days => $5::int),"
+	"         $6, $7)";
+
+static const char *delete_sql = "DELETE FROM audit_log WHERE chain_id = $1::uuid AND seq <= $2::bigint";
+
+static void say(FILE *report, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void say(FILE *report, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (report == NULL)
+		return;
+	va_start(ap, fmt);
+	vfprintf(report, fmt, ap);
+	va_end(ap);
+}
+
+/* Prunes one chain in its own transaction. *ROWS receives the rows pruned
+ * (or that would be, in a dry run). Returns 0 or BZ_ERR_DB / BZ_ERR_CRYPTO
+ * / BZ_ERR_INTERNAL; on error nothing of this chain changed. */
+static int prune_chain(PGconn *c, const char *chain, const char *days, const char *seed,
+		       int dry_run, FILE *report, long long *rows)
+{
+	PGresult *r = NULL;
+	char sig[129], pub[65], first_seq[24];
+	int rc = BZ_ERR_DB;
+
+	*rows = 0;
+	if (db_begin(c) != 0)
+		return BZ_ERR_DB;
+	const char *lp[1] = {chain};
+	if ((r = db_query(c, lock_sql, 1, lp, NULL)) == NULL)
+		goto out;
+	if (strcmp(PQgetvalue(r, 0, 0), "t") != 0) {
+		say(report, "chain %s: skipped, another retention run is pruning it\n", chain);
+		rc = 0;
+		goto out;
+	}
+	PQclear(r);
+	const char *pp[2] = {chain, days};
+	if ((r = db_query(c, plan_sql, 2, pp, NULL)) == NULL || PQntuples(r) != 1)
+		goto out;
+	const char *cutoff = PQgetvalue(r, 0, 0);
+	if (PQgetisnull(r, 0, 1)) {
+		say(report, "chain %s: retention %s days, cutoff %s: nothing to prune\n", chain, days,
+		    cutoff);
+		rc = 0;
+		goto out;
+	}
+	const char *last = PQgetvalue(r, 0, 1), *prev = PQgetvalue(r, 0, 2),
+		   *count = PQgetvalue(r, 0, 3), *first = PQgetvalue(r, 0, 4);
+	long long last_seq = atoll(last), n = atoll(count);
+	snprintf(first_seq, sizeof(first_seq), "%lld", last_seq + 1);
+	if (dry_run) {
+		say(report, "chain %s: retention %s days, cutoff %s: would prune %lld rows (seq %s-%s)\n",
+		    chain, days, cutoff, n, first, last);
+		*rows = n;
+		rc = 0;
+		goto out;
+	}
+	const char *sig_p = NULL, *pub_p = NULL;
+	if (seed != NULL) {
+		if ((rc = audit_anchor_sign(seed, chain, last_seq + 1, prev, sig, pub)) != 0)
+			goto out;
+		sig_p = sig;
+		pub_p = pub;
+		rc = BZ_ERR_DB;
+	}
+	const char *ap[7] = {chain, first_seq, prev, count, days, pub_p, sig_p};
+	if (db_exec(c, allow_sql, 0, NULL) != 0 || db_exec(c, anchor_sql, 7, ap) != 0)
+		goto out;
+	PGresult *d = db_query(c, delete_sql, 2, (const char *const[]){chain, last}, NULL);
+	if (d == NULL)
+		goto out;
+	long long deleted = atoll(PQcmdTuples(d));
+	PQclear(d);
+	/* Nothing can add rows below the head while we hold the chain, so a
+	 * different count means the plan was wrong: keep everything. */
+	if (deleted != n) {
+		log_error("audit.retention.mismatch", "chainId", chain, "planned", count, NULL);
+		rc = BZ_ERR_INTERNAL;
+		goto out;
+	}
+	if (db_commit(c) != 0)
+		goto out;
+	say(report,
+	    "chain %s: retention %s days, cutoff %s: pruned %lld rows (seq %s-%s), "
+	    "chain now starts at seq %s\n",
+	    chain, days, cutoff, n, first, last, first_seq);
+	log_info("audit.retention.pruned", "chainId", chain, "rows", count, "firstSeq", first_seq,
+		 "cutoff", cutoff, "signed", seed != NULL ? "true" : "false", NULL);
+	*rows = n;
+	rc = 0;
+out:
+	PQclear(r);
+	if (PQtransactionStatus(c) != PQTRANS_IDLE)
+		db_rollback(c);
+	if (rc != 0) {
+		say(report, "chain %s: failed, nothing pruned (see log)\n", chain);
+		log_error("audit.retention.chain_failed", "chainId", chain, NULL);
+	}
+	return rc;
+}
+
+/* The whole run. OVERRIDE_DAYS < 0: configured retention. STOP, when
+ * non-NULL, is checked between chains. */
+static int run(PGconn *c, const char *org_id, int override_days, int default_days,
+	       const char *seed, int dry_run, FILE *report, long long *pruned,
+	       const atomic_int *stop)
+{
+	char over[16], def[16], pub[65];
+	int rc = 0;
+
+	*pruned = 0;
+	if (org_id != NULL && !is_uuid(org_id))
+		return BZ_ERR_INVALID;
+	if (default_days < 1)
+		return BZ_ERR_INVALID;
+	/* A bad key fails the run before anything is pruned, not chain by chain. */
+	if (seed != NULL && !dry_run && audit_public_key_hex(seed, pub) != 0)
+		return BZ_ERR_INVALID;
+	snprintf(over, sizeof(over), "%d", override_days);
+	snprintf(def, sizeof(def), "%d", default_days);
+	const char *p[3] = {org_id, override_days >= 0 ? over : NULL, def};
+	PGresult *r = db_query(c, chains_sql, 3, p, NULL);
+	if (r == NULL)
+		return BZ_ERR_DB;
+	if (PQntuples(r) == 0 && org_id != NULL)
+		say(report, "chain %s: no audit rows\n", org_id);
+	for (int i = 0; i < PQntuples(r); i++) {
+		long long n = 0;
+
+		if (stop != NULL && atomic_load(stop))
+			break;
+		if (prune_chain(c, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), seed, dry_run, report,
+				&n) != 0) {
+			rc = BZ_ERR_DB;
+			if (PQstatus(c) != CONNECTION_OK)
+				break;
+		}
+		*pruned += n;
+	}
+	PQclear(r);
+	return rc;
+}
+
+int audit_retention_run(PGconn *admin, const char *org_id, int default_days,
+			const char *signing_key_hex, int dry_run, FILE *report, long long *pruned)
+{
+	return run(admin, org_id, -1, default_days, signing_key_hex, dry_run, report, pruned, NULL);
+}
+
+int audit_retention_run_older_than(PGconn *admin, const char *org_id, int older_than_days,
+				   const char *signing_key_hex, int dry_run, FILE *report,
+				   long long *pruned)
+{
+	*pruned = 0;
+	if (older_than_days < 0)
+		return BZ_ERR_INVALID;
+	return run(admin, org_id, older_than_days, 1, signing_key_hex, dry_run, report, pruned,
+		   NULL);
+}
+
+/* ---- The worker inside `serve` ---- */
+
+static struct {
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv; /* on CLOCK_MONOTONIC */
+	int started;
+	atomic_int stop;
+	PGcancel *cancel; /* of the retention connection while it is open; under mu */
+	const struct config *cfg;
+} W = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+/* Sleeps until monotonic time DUE_MS or until stopped. Returns 1 if
+ * stopped. */
+static int wait_until(int64_t due_ms)
+{
+	struct timespec ts;
+	int stopped;
+
+	pthread_mutex_lock(&W.mu);
+	while (!atomic_load(&W.stop)) {
+		int64_t left = due_ms - bz_monotonic_ms();
+		if (left <= 0)
+			break;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_sec += (time_t)(left / 1000);
+		ts.tv_nsec += (long)(left % 1000) * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&W.cv, &W.mu, &ts);
+	}
+	stopped = atomic_load(&W.stop);
+	pthread_mutex_unlock(&W.mu);
+	return stopped;
+}
+
+static void admin_close(PGconn **c)
+{
+	pthread_mutex_lock(&W.mu);
+	PQfreeCancel(W.cancel);
+	W.cancel = NULL;
+	pthread_mutex_unlock(&W.mu);
+	PQfinish(*c);
+	*c = NULL;
+}
+
+/* (Re)connects *C to URL when it is not usable. Returns 0 or -1. */
+static int ensure_conn(PGconn **c, const char *url, int is_admin)
+{
+	if (*c != NULL && PQstatus(*c) == CONNECTION_OK)
+		return 0;
+	if (is_admin)
+		admin_close(c);
+	else {
+		PQfinish(*c);
+		*c = NULL;
+	}
+	if ((*c = db_connect(url)) == NULL)
+		return -1;
+	if (is_admin) {
+		pthread_mutex_lock(&W.mu);
+		W.cancel = PQgetCancel(*c);
+		pthread_mutex_unlock(&W.mu);
+	}
+	return 0;
+}
+
+static int worker_retention(PGconn **admin)
+{
+	const struct config *cfg = W.cfg;
+	long long pruned = 0;
+	char rows[24], ms[24];
+	int64_t t0 = bz_monotonic_ms();
+
+	if (ensure_conn(admin, cfg->audit_admin_database_url, 1) != 0) {
+		log_warn("audit.retention.failed", "reason", "cannot connect as the audit admin", NULL);
+		return -1;
+	}
+	int rc = run(*admin, NULL, -1, cfg->audit_retention_days,
+		     cfg->secrets[SECRET_AUDIT_SIGNING_KEY], 0, NULL, &pruned, &W.stop);
+	snprintf(rows, sizeof(rows), "%lld", pruned);
+	snprintf(ms, sizeof(ms), "%lld", (long long)(bz_monotonic_ms() - t0));
+	if (rc != 0 && atomic_load(&W.stop)) {
+		log_info("audit.retention.cancelled", "rowsPruned", rows, "durationMs", ms, NULL);
+		return -1;
+	}
+	if (rc != 0) {
+		log_warn("audit.retention.failed", "rowsPruned", rows, "durationMs", ms, NULL);
+		if (PQstatus(*admin) != CONNECTION_OK)
+			admin_close(admin);
+		return -1;
+	}
+	log_info("audit.retention.done", "rowsPruned", rows, "durationMs", ms, NULL);
+	return 0;
+}
+
+static int worker_checkpoint(PGconn **app)
+{
+	const struct config *cfg = W.cfg;
+	int written = 0;
+
+	if (ensure_conn(app, cfg->database_url, 0) != 0) {
+		log_warn("audit.checkpoint.failed", "reason", "cannot connect to the database", NULL);
+		return -1;
+	}
+	if (audit_checkpoint_all(*app, cfg->secrets[SECRET_AUDIT_SIGNING_KEY], &written) != 0) {
+		log_warn("audit.checkpoint.failed", NULL);
+		if (PQstatus(*app) != CONNECTION_OK) {
+			PQfinish(*app);
+			*app = NULL;
+		}
+		return -1;
+	}
+	return 0;
+}
+
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+static void *worker_main(void *arg)
+{
+	const struct config *cfg = arg;
+	const int64_t never = INT64_MAX;
+	int64_t ret_ms = (int64_t)cfg->audit_retention_interval_s * 1000,
+		cp_ms = (int64_t)cfg->audit_checkpoint_interval_s * 1000;
+	int do_ret = ret_ms > 0 && cfg->audit_admin_database_url != NULL;
+	int do_cp = cp_ms > 0 && cfg->secrets[SECRET_AUDIT_SIGNING_KEY] != NULL;
+	int64_t now = bz_monotonic_ms();
+	int64_t next_ret = do_ret ? now + min64(ret_ms, WORKER_FIRST_S * 1000) : never;
+	int64_t next_cp = do_cp ? now + min64(cp_ms, WORKER_FIRST_S * 1000) : never;
+	PGconn *admin = NULL, *app = NULL;
+
+	while (!wait_until(min64(next_ret, next_cp))) {
+		now = bz_monotonic_ms();
+		if (now >= next_cp) {
+			int ok = worker_checkpoint(&app) == 0;
+			next_cp = bz_monotonic_ms() + (ok ? cp_ms : min64(cp_ms, WORKER_RETRY_S * 1000));
+		}
+		if (now >= next_ret && !atomic_load(&W.stop)) {
+			int ok = worker_retention(&admin) == 0;
+			next_ret =
+				bz_monotonic_ms() + (ok ? ret_ms : min64(ret_ms, WORKER_RETRY_S * 1000));
+		}
+	}
+	admin_close(&admin);
+	PQfinish(app);
+	return NULL;
+}
+
+int audit_worker_start(const struct config *cfg)
+{
+	pthread_condattr_t ca;
+	char ret_s[16], cp_s[16];
+
+	if (W.started)
+		return 0;
+	if (cfg->audit_retention_interval_s > 0 && cfg->audit_admin_database_url == NULL)
+		log_warn("audit.retention.disabled", "reason", "AUDIT_ADMIN_DATABASE_URL is not set",
+			 NULL);
+	if (cfg->audit_checkpoint_interval_s > 0 && cfg->secrets[SECRET_AUDIT_SIGNING_KEY] == NULL)
+		log_warn("audit.checkpoint.disabled", "reason", "AUDIT_SIGNING_KEY is not set", NULL);
+	int do_ret = cfg->audit_retention_interval_s > 0 && cfg->audit_admin_database_url != NULL;
+	int do_cp = cfg->audit_checkpoint_interval_s > 0 &&
+		    cfg->secrets[SECRET_AUDIT_SIGNING_KEY] != NULL;
+	if (!do_ret && !do_cp)
+		return 0;
+
+	W.cfg = cfg;
+	atomic_store(&W.stop, 0);
+	if (pthread_condattr_init(&ca) != 0)
+		goto fail;
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	int err = pthread_cond_init(&W.cv, &ca);
+	pthread_condattr_destroy(&ca);
+	if (err != 0)
+		goto fail;
+	if (pthread_create(&W.thread, NULL, worker_main, (void *)cfg) != 0) {
+		pthread_cond_destroy(&W.cv);
+		goto fail;
+	}
+	W.started = 1;
+	snprintf(ret_s, sizeof(ret_s), "%d", do_ret ? cfg->audit_retention_interval_s : 0);
+	snprintf(cp_s, sizeof(cp_s), "%d", do_cp ? cfg->audit_checkpoint_interval_s : 0);
+	log_info("audit.worker.started", "retentionIntervalSeconds", ret_s,
+		 "checkpointIntervalSeconds", cp_s, NULL);
+	return 0;
+fail:
+	log_error("audit.worker.failed", "reason", "cannot start the thread", NULL);
+	return -1;
+}
+
+void audit_worker_stop(void)
+{
+	char err[256];
+
+	if (!W.started)
+		return;
+	pthread_mutex_lock(&W.mu);
+	atomic_store(&W.stop, 1);
+	pthread_cond_signal(&W.cv);
+	/* A first retention run over a large backlog can take minutes; the
+	 * cancelled transaction rolls back whole, so stopping loses no work
+	 * that was not redone on the next start. */
+	if (W.cancel != NULL)
+		PQcancel(W.cancel, err, sizeof(err));
+	pthread_mutex_unlock(&W.mu);
+	pthread_join(W.thread, NULL);
+	pthread_cond_destroy(&W.cv);
+	W.started = 0;
+	log_info("audit.worker.stopped", NULL);
+}
