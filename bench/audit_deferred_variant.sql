@@ -18,6 +18,14 @@ CREATE TABLE bench_deferred_log (
     resource text NOT NULL, resource_id text, details text NOT NULL DEFAULT '{}',
     ip_address text, result text NOT NULL DEFAULT 'success', checksum text, prev_checksum text,
     UNIQUE (chain_id, seq), UNIQUE (chain_id, prev_checksum));
+-- The same secondary indexes and checks as audit_log, so the comparison is
+-- of the sealing design only (the per-row link trigger cannot exist here:
+-- seq is unknown until commit).
+CREATE INDEX ON bench_deferred_log (org_id, ts DESC, id DESC);
+CREATE INDEX ON bench_deferred_log (org_id, resource, resource_id, ts DESC, id DESC);
+CREATE INDEX ON bench_deferred_log (org_id, action, ts DESC, id DESC);
+ALTER TABLE bench_deferred_log ADD CHECK (details::jsonb IS NOT NULL),
+    ADD CHECK (ip_address IS NULL OR host(ip_address::inet) = ip_address);
 CREATE TABLE bench_deferred_heads (chain_id uuid PRIMARY KEY, seq bigint NOT NULL, checksum text NOT NULL);
 
 CREATE FUNCTION bench_deferred_seal() RETURNS trigger
