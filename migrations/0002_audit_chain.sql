@@ -84,6 +84,10 @@ BEGIN
         SELECT seq, checksum INTO v_seq, v_prev FROM public.audit_chain_heads
          WHERE chain_id = v_chain FOR UPDATE;
     END IF;
+    -- Every unique key of the row (id; chain_id+seq; chain_id+prev_checksum)
+    -- is set here, fresh, so no INSERT … ON CONFLICT can find a conflict
+    -- and skip the row after the head has moved.
+    NEW.id := pg_catalog.nextval('public.audit_log_id_seq'::pg_catalog.regclass);
     NEW.seq := v_seq + 1;
     NEW.prev_checksum := v_prev;
     NEW.ts := clock_timestamp();
@@ -185,20 +189,20 @@ CREATE TRIGGER audit_checkpoints_no_truncate BEFORE TRUNCATE ON audit_checkpoint
 -- chain it touches, never the head, and only after an anchor for the new
 -- start was recorded in the same transaction.
 CREATE FUNCTION audit_check_prune() RETURNS trigger
-    LANGUAGE plpgsql AS $$
+    LANGUAGE plpgsql SET search_path = pg_catalog AS $$
 DECLARE
     c record;
 BEGIN
     FOR c IN SELECT chain_id, max(seq) AS last_seq, count(*) AS n FROM pruned GROUP BY chain_id LOOP
-        IF EXISTS (SELECT 1 FROM audit_log WHERE chain_id = c.chain_id AND seq < c.last_seq) THEN
+        IF EXISTS (SELECT 1 FROM public.audit_log WHERE chain_id = c.chain_id AND seq < c.last_seq) THEN
             RAISE EXCEPTION 'audit retention: only the oldest rows of a chain may be pruned'
                 USING ERRCODE = 'insufficient_privilege';
         END IF;
-        IF NOT EXISTS (SELECT 1 FROM audit_log WHERE chain_id = c.chain_id AND seq > c.last_seq) THEN
+        IF NOT EXISTS (SELECT 1 FROM public.audit_log WHERE chain_id = c.chain_id AND seq > c.last_seq) THEN
             RAISE EXCEPTION 'audit retention: the head of a chain may not be pruned'
                 USING ERRCODE = 'insufficient_privilege';
         END IF;
-        IF NOT EXISTS (SELECT 1 FROM audit_anchors a JOIN pruned p
+        IF NOT EXISTS (SELECT 1 FROM public.audit_anchors a JOIN pruned p
                          ON p.chain_id = a.chain_id AND p.seq = c.last_seq
                       WHERE a.chain_id = c.chain_id AND a.first_seq = c.last_seq + 1
                         AND a.prev_checksum = p.checksum
@@ -213,6 +217,35 @@ END $$;
 CREATE TRIGGER audit_log_prune_check AFTER DELETE ON audit_log
     REFERENCING OLD TABLE AS pruned
     FOR EACH STATEMENT EXECUTE FUNCTION audit_check_prune();
+
+-- An anchor must describe a prune that happened: at commit, the chain's
+-- first surviving row is at first_seq and links to the anchor. (An anchor
+-- on its own would make verification report a permanent false break.)
+CREATE FUNCTION audit_check_anchor() RETURNS trigger
+    LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM public.audit_log WHERE chain_id = NEW.chain_id
+                  AND seq = NEW.first_seq AND prev_checksum = NEW.prev_checksum)
+       AND NOT EXISTS (SELECT 1 FROM public.audit_log WHERE chain_id = NEW.chain_id
+                          AND seq < NEW.first_seq) THEN
+        RETURN NULL;
+    END IF;
+    RAISE EXCEPTION 'audit_anchors: anchor at % of chain % does not match a prune of that chain',
+        NEW.first_seq, NEW.chain_id USING ERRCODE = 'integrity_constraint_violation';
+END $$;
+
+CREATE CONSTRAINT TRIGGER audit_anchors_match_prune AFTER INSERT ON audit_anchors
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION audit_check_anchor();
+
+-- Functions running with the caller's rights resolve unqualified names in
+-- the caller's search path, where pg_temp comes first; the roles that touch
+-- the audit tables get no temporary tables at all. (REVOKE needs the
+-- database owner; elsewhere it is a warning, and `breeze-server check`
+-- reports the privilege.)
+DO $$
+BEGIN
+    EXECUTE pg_catalog.format('REVOKE TEMPORARY ON DATABASE %I FROM PUBLIC', pg_catalog.current_database());
+END $$;
 
 -- Privileges (L3): the application inserts and reads; it cannot touch heads.
 REVOKE ALL ON audit_log, audit_chain_heads, audit_anchors, audit_checkpoints FROM PUBLIC;

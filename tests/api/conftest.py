@@ -622,7 +622,10 @@ class AuditTools:
     def connect(self, who="app", autocommit=True):
         """A new connection as 'app' (breeze_app), 'admin' (breeze_audit_admin),
         'owner' or 'super'; closed at the end of the session if still open."""
-        conn = psycopg2.connect(self.urls[who])
+        # A failing test must fail, not hang behind a lock it left behind.
+        conn = psycopg2.connect(self.urls[who],
+                                options="-c lock_timeout=15000 -c statement_timeout=120000"
+                                        " -c idle_in_transaction_session_timeout=60000")
         conn.autocommit = autocommit
         self._conns.append(conn)
         return conn
@@ -694,8 +697,11 @@ class AuditTools:
         ef = self.env_file if env_file is _UNSET else env_file
         if ef is not None:
             cmd += ["--env-file", str(ef)]
-        return subprocess.run(cmd, env=base_process_env(), stdin=subprocess.DEVNULL,
-                              capture_output=True, text=True, timeout=timeout)
+        p = subprocess.run(cmd, env=base_process_env(), stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True, timeout=timeout)
+        found = sanitizer_findings(p.stderr)
+        assert not found, f"sanitizer report from {' '.join(cmd[1:3])}:\n" + "\n".join(found[:20])
+        return p
 
     def cli_json(self, *args, **kw):
         """(CompletedProcess, parsed stdout) of an `audit … --json` command."""

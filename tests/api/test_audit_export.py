@@ -38,6 +38,19 @@ def lines_of(exported):
     return exported["text"].splitlines(keepends=True)
 
 
+def is_row(line):
+    o = json.loads(line)
+    return isinstance(o, dict) and "seq" in o and "checksum" in o and "format" not in o
+
+
+def split(exported):
+    """(header line, row lines, trailing lines such as a signed seal)."""
+    lines = lines_of(exported)
+    rows = [ln for ln in lines[1:] if is_row(ln)]
+    assert lines[1:1 + len(rows)] == rows, "row lines must follow the header, contiguous"
+    return lines[0], rows, lines[1 + len(rows):]
+
+
 def verify_file(audit, path, pub):
     """Offline: no --env-file (so no key comes from AUDIT_SIGNING_KEY), no DB."""
     args = ["verify", "--file", str(path)]
@@ -64,11 +77,13 @@ def breaks_of(doc):
 
 def test_export_format(exported):
     lines = lines_of(exported)
-    assert len(lines) == 1 + N_ROWS and all(ln.endswith("\n") for ln in lines)
-    header = json.loads(lines[0])
+    head, rows, tail = split(exported)
+    assert len(rows) == N_ROWS and all(ln.endswith("\n") for ln in lines)
+    assert len(tail) <= 1 and all("exportSeal" in json.loads(t) for t in tail), tail
+    header = json.loads(head)
     assert header["orgId"] == exported["org"]
     assert any(c["seq"] == N_ROWS for c in header["checkpoints"]), header
-    for ln, row in zip(lines[1:], exported["rows"]):
+    for ln, row in zip(rows, exported["rows"]):
         e = json.loads(ln)
         mapped = {"id": e["id"], "org_id": e["orgId"], "seq": e["seq"], "ts": e["ts"],
                   "actor_type": e["actorType"], "actor_id": e["actorId"], "action": e["action"],
@@ -137,23 +152,28 @@ def test_duplicated_row_fails(audit, exported):
     assert p.returncode == 1 and breaks_of(doc)[0][:2] == ("inserted_row", 3), doc
 
 
-def test_truncated_export_fails(audit, exported):
-    """The newest rows cut off: the signed checkpoint in the header tells."""
-    lines = lines_of(exported)[:-2]
-    p, doc = verify_file(audit, write(exported, "truncated.jsonl", lines), exported["pub"])
-    assert p.returncode == 1 and {k for k, _, _ in breaks_of(doc)} == {"checkpoint_mismatch"}, doc
+@pytest.mark.parametrize("keep_tail", [True, False])
+def test_truncated_export_fails(audit, exported, keep_tail):
+    """The newest rows cut off (with or without what follows them): the
+    signatures tell, not the hash chain, which is intact."""
+    head, rows, tail = split(exported)
+    lines = [head] + rows[:-2] + (tail if keep_tail else [])
+    p, doc = verify_file(audit, write(exported, f"truncated-{keep_tail}.jsonl", lines), exported["pub"])
+    kinds = {k for k, _, _ in breaks_of(doc)}
+    assert p.returncode == 1 and kinds and kinds <= {"checkpoint_mismatch", "missing_row"}, doc
 
 
-def _resealed(exported, strip_checkpoints=False):
+def _resealed(exported, strip_signatures=False):
     """Row 2's details rewritten and every later row re-sealed: the rows are
-    self-consistent, only signatures can tell."""
-    lines = lines_of(exported)
-    header = json.loads(lines[0])
-    if strip_checkpoints:
+    self-consistent, only signatures can tell. STRIP_SIGNATURES also drops the
+    header's checkpoints and any trailing (seal) lines."""
+    head, rows, tail = split(exported)
+    header = json.loads(head)
+    if strip_signatures:
         header["checkpoints"] = []
     out = [json.dumps(header, separators=(",", ":")) + "\n"]
     prev = None
-    for i, ln in enumerate(lines[1:], 1):
+    for i, ln in enumerate(rows, 1):
         e = json.loads(ln)
         if i == 2:
             e["details"] = '{"i": 1, "note": "nothing to see"}'
@@ -167,18 +187,22 @@ def _resealed(exported, strip_checkpoints=False):
                                       "prev_checksum": e["prevChecksum"]})
         prev = e["checksum"]
         out.append(json.dumps(e, separators=(",", ":")) + "\n")
-    return out
+    return out + ([] if strip_signatures else tail)
+
+
+SIGNATURE_KINDS = {"checkpoint_mismatch", "missing_row"}
 
 
 def test_resealed_export_fails(audit, exported):
     p, doc = verify_file(audit, write(exported, "resealed.jsonl", _resealed(exported)), exported["pub"])
-    assert p.returncode == 1 and {k for k, _, _ in breaks_of(doc)} == {"checkpoint_mismatch"}, doc
+    kinds = {k for k, _, _ in breaks_of(doc)}
+    assert p.returncode == 1 and "checkpoint_mismatch" in kinds and kinds <= SIGNATURE_KINDS, doc
 
 
 def test_resealed_export_with_forged_checkpoint_fails(audit, exported):
     lines = _resealed(exported)
     header = json.loads(lines[0])
-    new_head = json.loads(lines[-1])["checksum"]
+    new_head = json.loads(lines[N_ROWS])["checksum"]
     for c in header["checkpoints"]:
         if c["seq"] == N_ROWS:
             c["checksum"] = new_head
@@ -190,7 +214,7 @@ def test_resealed_export_with_forged_checkpoint_fails(audit, exported):
 def test_export_without_signatures_fails_when_a_key_is_given(audit, exported):
     """A re-sealed export stripped of its signed checkpoints has nothing the
     public key can vouch for: verifying it against that key must not pass."""
-    lines = _resealed(exported, strip_checkpoints=True)
+    lines = _resealed(exported, strip_signatures=True)
     p, doc = verify_file(audit, write(exported, "unsigned.jsonl", lines), exported["pub"])
     assert p.returncode == 1, f"an export with no signature passed --public-key verification:\n{p.stdout}{p.stderr}"
 
@@ -218,3 +242,71 @@ def test_malformed_export_fails(audit, exported, garbage):
     path = write(exported, "garbage.jsonl", [garbage] + lines_of(exported)[1:])
     p, _ = verify_file(audit, path, exported["pub"])
     assert p.returncode == 1, p.stdout + p.stderr
+
+
+# ---- the export seal (docs/audit-chain.md §8)
+
+
+def test_export_ends_with_a_seal_naming_the_last_row(exported):
+    _, rows, tail = split(exported)
+    assert len(tail) == 1, tail
+    seal = json.loads(tail[0])["exportSeal"]
+    last = json.loads(rows[-1])
+    assert seal["chainId"] == exported["org"] and seal["rows"] == N_ROWS
+    assert seal["lastSeq"] == int(last["seq"]) and seal["lastChecksum"] == last["checksum"]
+    assert seal["publicKey"] == exported["pub"] and re.fullmatch(r"[0-9a-f]{128}", seal["signature"])
+
+
+def test_cut_short_to_an_older_checkpoint_fails(audit, tmp_path):
+    """Rows after an older checkpoint removed together with the newer
+    checkpoint that signed them (the header is not signed): the hash chain
+    and the remaining checkpoint are intact, only the seal can tell."""
+    org = audit.new_org()
+    audit.insert(org, 3)
+    assert audit.cli("checkpoint").returncode == 0
+    audit.insert(org, 2)
+    assert audit.cli("checkpoint").returncode == 0
+    p = audit.cli("export", "--org", org)
+    assert p.returncode == 0, p.stderr
+    pub = audit.cli("public-key").stdout.strip()
+    lines = p.stdout.splitlines(keepends=True)
+    header = json.loads(lines[0])
+    assert sorted(c["seq"] for c in header["checkpoints"]) == [3, 5], header
+    ex = {"text": p.stdout, "dir": tmp_path}
+    head, rows, tail = split(ex)
+    intact = write(ex, "two-checkpoints.jsonl", lines)
+    assert verify_file(audit, intact, pub)[0].returncode == 0
+    header["checkpoints"] = [c for c in header["checkpoints"] if c["seq"] == 3]
+    cut = [json.dumps(header, separators=(",", ":")) + "\n"] + rows[:3] + tail
+    p, doc = verify_file(audit, write(ex, "cut-older.jsonl", cut), pub)
+    assert p.returncode == 1 and [k for k, _, _ in breaks_of(doc)] == ["missing_row"], doc
+
+
+def test_seal_removed_fails(audit, exported):
+    head, rows, _ = split(exported)
+    p, doc = verify_file(audit, write(exported, "no-seal.jsonl", [head] + rows), exported["pub"])
+    assert p.returncode == 1 and [k for k, _, _ in breaks_of(doc)] == ["missing_row"], doc
+
+
+def test_edited_seal_fails(audit, exported):
+    """A seal rewritten to match a shortened file no longer verifies."""
+    head, rows, tail = split(exported)
+    seal = json.loads(tail[0])
+    last = json.loads(rows[-2])
+    seal["exportSeal"].update(rows=N_ROWS - 1, lastSeq=int(last["seq"]), lastChecksum=last["checksum"])
+    lines = [head] + rows[:-1] + [json.dumps(seal) + "\n"]
+    p, doc = verify_file(audit, write(exported, "edited-seal.jsonl", lines), exported["pub"])
+    assert p.returncode == 1 and "checkpoint_mismatch" in {k for k, _, _ in breaks_of(doc)}, doc
+
+
+def test_line_after_the_seal_fails(audit, exported):
+    head, rows, tail = split(exported)
+    p, doc = verify_file(audit, write(exported, "after-seal.jsonl", [head] + rows + tail + rows[-1:]),
+                         exported["pub"])
+    assert p.returncode == 1 and "inserted_row" in {k for k, _, _ in breaks_of(doc)}, doc
+
+
+def test_verify_file_needs_a_public_key(audit, exported):
+    """Without a trusted key anyone could have re-sealed the rows."""
+    p, _ = verify_file(audit, write(exported, "nokey.jsonl", lines_of(exported)), None)
+    assert p.returncode == 2 and "public-key" in p.stderr, p.stdout + p.stderr

@@ -227,11 +227,12 @@ BAD = [
     ("actorType", "robot"), ("result", "maybe"),
     ("from", "garbage"), ("to", "garbage"), ("from", "2024-13-01T00:00:00Z"),
     ("cursor", "garbage"), ("cursor", "%%%"), ("cursor", "eyJ4IjoxfQ"),
-    ("orgId", "not-a-uuid"),
+    ("orgId", "not-a-uuid"), ("limit", ""),
+    ("resource", ""), ("resource", b"\xff\xfe"), ("resource", "r" * 1001), ("action", b"a.\xc3"),
 ]
 
 
-@pytest.mark.parametrize("name,value", BAD, ids=[f"{n}={v}" for n, v in BAD])
+@pytest.mark.parametrize("name,value", BAD, ids=[f"{n}={v!r:.20}" for n, v in BAD])
 def test_bad_parameter_is_400_naming_it(admin, name, value):
     r = admin.get("/api/v1/audit", params={name: value})
     body = assert_error(r, 400)
@@ -245,8 +246,20 @@ def test_from_after_to_is_400(admin):
 
 
 def test_verify_api_bad_parameters(admin, tenants):
-    for params, name in (({"orgId": tenants.a.id, "from": "garbage"}, "from"),
+    for params, name in (({}, "orgId"), ({"orgId": ""}, "orgId"),
+                         ({"orgId": tenants.a.id, "from": "garbage"}, "from"),
+                         ({"orgId": tenants.a.id, "from": "2025-01-02", "to": "2025-01-01"}, "from"),
                          ({"orgId": tenants.a.id, "to": "nope"}, "to"),
                          ({"orgId": "not-a-uuid"}, "orgId")):
         body = assert_error(admin.get("/api/v1/audit/verify", params=params), 400)
         assert name in json.dumps(body), body
+
+
+def test_org_id_is_case_insensitive(admin, seeded, tenants):
+    """An upper-case spelling of a visible organization's id is that
+    organization (UUIDs are case-insensitive), not a 404 or another scope."""
+    got, _ = get_all(admin, resource=seeded["res"], orgId=tenants.a.id.upper())
+    assert sorted(ids(got)) == sorted(r["id"] for r in seeded["a"])
+    r = admin.get("/api/v1/audit/verify", params={"orgId": tenants.a.id.upper()})
+    assert r.status_code == 200 and r.json()["orgId"] == tenants.a.id, r.text
+    assert_error(tenants.a_admin.api.get("/api/v1/audit", params={"orgId": tenants.b.id.upper()}), 404)

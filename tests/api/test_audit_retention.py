@@ -169,7 +169,7 @@ def test_prune_rejects_bad_arguments(audit):
     for args in (["--org", "not-a-uuid"], ["--older-than-days", "-1"], ["--older-than-days", "abc"],
                  ["--org", org, "--older-than-days", ""]):
         p = audit.cli("prune", *args)
-        print("BADARG", args, p.returncode, p.stderr); assert p.returncode != 0
+        assert p.returncode != 0, args
     assert audit.count(org) == 2
 
 
@@ -184,7 +184,7 @@ def test_prune_needs_the_audit_admin_role(audit, tmp_path, env):
     ef.write_text(text)
     ef.chmod(0o600)
     p = audit.cli("prune", "--org", org, "--older-than-days", "0", env_file=ef)
-    print("ADMINROLE", p.returncode, p.stdout, p.stderr); assert p.returncode != 0
+    assert p.returncode != 0, p.stdout + p.stderr
     assert audit.count(org) == 3 and anchors(audit, org) == []
 
 
@@ -197,5 +197,5 @@ def test_zero_days_refused_in_production(audit, tmp_path, env):
     ef.write_text(text)
     ef.chmod(0o600)
     p = audit.cli("prune", "--org", org, "--older-than-days", "0", env_file=ef)
-    print("PROD", p.returncode, p.stdout, p.stderr); assert p.returncode != 0
+    assert p.returncode != 0 and "production" in p.stderr, p.stdout + p.stderr
     assert audit.count(org) == 3

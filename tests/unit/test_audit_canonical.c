@@ -282,9 +282,15 @@ static void build_chain(struct chain_row *rows, int n)
 }
 
 /* The export of N rows (those with SKIP[i] set left out) and checkpoint
- * JSON objects CPS. details only holds quotes that need escaping. */
-static FILE *write_export(const struct chain_row *rows, int n, const int *skip, const char *cps)
+ * JSON objects CPS, ending with an export seal signed with SEAL_SEED over
+ * the rows written (none when NULL). details only holds quotes that need
+ * escaping. */
+static FILE *write_export_sealed(const struct chain_row *rows, int n, const int *skip,
+				 const char *cps, const char *seal_seed)
 {
+	long long nrows = 0, last_seq = 0;
+	const char *last_sum = AUDIT_GENESIS;
+
 	FILE *f = tmpfile();
 
 	assert_non_null(f);
@@ -310,9 +316,29 @@ static FILE *write_export(const struct chain_row *rows, int n, const int *skip, 
 			"\"ipAddress\":\"::1\",\"result\":\"success\",\"prevChecksum\":\"%s\","
 			"\"checksum\":\"%s\"}\n",
 			c->id, c->org, c->seq, c->ts, details, c->prev, c->sum);
+		nrows++;
+		last_seq = atoll(c->seq);
+		last_sum = c->sum;
+	}
+	if (seal_seed != NULL) {
+		char sig[129], pub[65];
+		assert_int_equal(audit_export_seal_sign(seal_seed, ORG, last_seq, last_sum, nrows,
+							1767323200, sig, pub),
+				 0);
+		fprintf(f,
+			"{\"exportSeal\":{\"chainId\":\"" ORG "\",\"lastSeq\":%lld,"
+			"\"lastChecksum\":\"%s\",\"rows\":%lld,\"exportedAt\":1767323200,"
+			"\"publicKey\":\"%s\",\"signature\":\"%s\"}}\n",
+			last_seq, last_sum, nrows, pub, sig);
 	}
 	rewind(f);
 	return f;
+}
+
+/* Sealed with the trusted test key, as `audit export` does. */
+static FILE *write_export(const struct chain_row *rows, int n, const int *skip, const char *cps)
+{
+	return write_export_sealed(rows, n, skip, cps, RFC8032_SEED);
 }
 
 static int has_kinds(const struct audit_report *rep, const char *want, char *got, size_t gotlen)
@@ -428,6 +454,33 @@ static void test_offline_tampering(void **state)
 	cp[7] = '5';
 	run_case("edited checkpoint", 1, write_export(rows, NROWS, NULL, cp),
 		 "checkpoint_mismatch,checkpoint_mismatch", 5);
+
+	/* The export seal (§8): a keyed verification needs it, and it must
+	 * match the rows and be signed by a trusted key. */
+	checkpoint_json(&rows[9], cp, sizeof(cp), RFC8032_SEED);
+	run_case("no seal", 1, write_export_sealed(rows, NROWS, NULL, cp, NULL), "missing_row", -1);
+	memset(skip, 0, sizeof(skip));
+	skip[NROWS - 1] = skip[NROWS - 2] = 1;
+	/* Cut short after an older checkpoint (the newest one removed from
+	 * the header): only the seal notices. */
+	checkpoint_json(&rows[4], cp, sizeof(cp), RFC8032_SEED);
+	FILE *cut = write_export(rows, NROWS, NULL, cp);
+	FILE *shortf = tmpfile();
+	char ln[4096];
+	/* Cut short: every line but the last row and the seal. */
+	int total = 0;
+	while (fgets(ln, sizeof(ln), cut) != NULL)
+		total++;
+	rewind(cut);
+	for (int i = 0; i < total - 2 && fgets(ln, sizeof(ln), cut) != NULL; i++)
+		fputs(ln, shortf);
+	fclose(cut);
+	rewind(shortf);
+	run_case("cut short", 1, shortf, "missing_row", -1);
+	run_case("resealed by another key", 1,
+		 write_export_sealed(rows, NROWS, skip, NULL,
+				     "0000000000000000000000000000000000000000000000000000000000000002"),
+		 "checkpoint_mismatch,checkpoint_mismatch", -1);
 
 	/* A row of another chain spliced in. */
 	memcpy(t, rows, sizeof(rows));

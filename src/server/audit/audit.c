@@ -10,7 +10,10 @@
 
 static int is_secret_key(const char *k)
 {
-	static const char *words[] = {"password", "secret", "token", "key", "pepper", "totp"};
+	static const char *words[] = {"password", "passphrase", "secret",     "token",
+				      "key",      "pepper",     "totp",       "otp",
+				      "authorization", "cookie", "credential", "mfacode",
+				      "recoverycode"};
 	size_t kl = strlen(k);
 
 	/* "enrollmentKeyId", "api_key_id": identifiers, not secrets. */

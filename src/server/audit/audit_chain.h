@@ -130,10 +130,12 @@ json_t *audit_report_json(const struct audit_report *rep);
 void audit_report_free(struct audit_report *rep);
 
 /* Writes the export of chain CHAIN_ID as JSON lines to OUT: a header line
- * {"format":"breeze-audit-export-v1","orgId","chainId","anchor","checkpoints"}
- * then one line per row in seq order (docs/audit-chain.md §7). Returns 0,
- * BZ_ERR_DB, BZ_ERR_IO or BZ_ERR_NOMEM. */
-int audit_export(PGconn *conn, const char *chain_id, FILE *out);
+ * {"format":"breeze-audit-export-v1","orgId","chainId","anchor","checkpoints"},
+ * one line per row in seq order, and, when SEED_HEX (the Ed25519 signing
+ * seed) is given, a last line {"exportSeal":{…}} signing the chain, last
+ * row and row count (docs/audit-chain.md §8). Returns 0, BZ_ERR_DB,
+ * BZ_ERR_IO, BZ_ERR_CRYPTO or BZ_ERR_NOMEM. */
+int audit_export(PGconn *conn, const char *chain_id, const char *seed_hex, FILE *out);
 
 /* ---- HTTP (verify_api.c) ---- */
 

@@ -33,6 +33,18 @@ int audit_checkpoint_sign(const char *seed_hex, const char *chain_id, long long 
 			  char pub_hex[65]);
 int audit_checkpoint_sig_ok(const char *pub_hex, const char *chain_id, long long seq,
 			    const char *checksum, long long created_at, const char *sig_hex);
+/* The seal on the last line of an export (docs/audit-chain.md §8): signs
+ * ("breeze-audit-export-v1", chain id, last seq, last checksum, row count,
+ * exported-at epoch seconds) so an export cannot be cut short or have rows
+ * dropped and re-sealed without the verifier noticing. _sign returns 0 or
+ * BZ_ERR_*; _ok returns 1 when SIG_HEX verifies under PUB_HEX. */
+int audit_export_seal_sign(const char *seed_hex, const char *chain_id, long long last_seq,
+			   const char *last_checksum, long long rows, long long exported_at,
+			   char sig_hex[129], char pub_hex[65]);
+int audit_export_seal_ok(const char *pub_hex, const char *chain_id, long long last_seq,
+			 const char *last_checksum, long long rows, long long exported_at,
+			 const char *sig_hex);
+
 int audit_anchor_sign(const char *seed_hex, const char *chain_id, long long first_seq,
 		      const char *prev_checksum, char sig_hex[129], char pub_hex[65]);
 int audit_anchor_sig_ok(const char *pub_hex, const char *chain_id, long long first_seq,

@@ -88,6 +88,24 @@ static int anchor_payload(char *buf, size_t cap, size_t *len, const char *chain_
 	return 0;
 }
 
+static int seal_payload(char *buf, size_t cap, size_t *len, const char *chain_id,
+			long long last_seq, const char *last_checksum, long long rows,
+			long long exported_at)
+{
+	char s[24], n[24], t[24];
+
+	snprintf(s, sizeof(s), "%lld", last_seq);
+	snprintf(n, sizeof(n), "%lld", rows);
+	snprintf(t, sizeof(t), "%lld", exported_at);
+	*len = 0;
+	if (put_field(buf, cap, len, "breeze-audit-export-v1") ||
+	    put_field(buf, cap, len, chain_id) || put_field(buf, cap, len, s) ||
+	    put_field(buf, cap, len, last_checksum) || put_field(buf, cap, len, n) ||
+	    put_field(buf, cap, len, t))
+		return -1;
+	return 0;
+}
+
 static EVP_PKEY *key_from_seed(const char *seed_hex)
 {
 	uint8_t seed[ED25519_LEN];
@@ -207,6 +225,32 @@ int audit_anchor_sig_ok(const char *pub_hex, const char *chain_id, long long fir
 	size_t len;
 
 	if (anchor_payload(msg, sizeof(msg), &len, chain_id, first_seq, prev_checksum))
+		return 0;
+	return sig_ok(pub_hex, msg, len, sig_hex);
+}
+
+int audit_export_seal_sign(const char *seed_hex, const char *chain_id, long long last_seq,
+			   const char *last_checksum, long long rows, long long exported_at,
+			   char sig_hex[129], char pub_hex[65])
+{
+	char msg[PAYLOAD_MAX];
+	size_t len;
+
+	if (seal_payload(msg, sizeof(msg), &len, chain_id, last_seq, last_checksum, rows,
+			 exported_at))
+		return BZ_ERR_INVALID;
+	return sign(seed_hex, msg, len, sig_hex, pub_hex);
+}
+
+int audit_export_seal_ok(const char *pub_hex, const char *chain_id, long long last_seq,
+			 const char *last_checksum, long long rows, long long exported_at,
+			 const char *sig_hex)
+{
+	char msg[PAYLOAD_MAX];
+	size_t len;
+
+	if (seal_payload(msg, sizeof(msg), &len, chain_id, last_seq, last_checksum, rows,
+			 exported_at))
 		return 0;
 	return sig_ok(pub_hex, msg, len, sig_hex);
 }

@@ -249,6 +249,15 @@ static int verify_file(struct cli *c, struct audit_verify_opts *o)
 		fprintf(stderr, "breeze-server audit: cannot open %s\n", c->file);
 		return 1;
 	}
+	/* Without a trusted key anyone could have re-sealed the rows: an
+	 * export is only verified against a public key. */
+	if (o->n_public_keys == 0) {
+		fprintf(stderr, "breeze-server audit: verifying an export needs --public-key HEX "
+				"(or AUDIT_SIGNING_KEY through --env-file)\n");
+		if (f != stdin)
+			fclose(f);
+		return 2;
+	}
 	int rc = audit_verify_file(f, o, &rep, err, sizeof(err));
 	if (f != stdin)
 		fclose(f);
@@ -370,7 +379,11 @@ static int cmd_export(struct cli *c)
 	for (char *p = org; *p; p++)
 		if (*p >= 'A' && *p <= 'F')
 			*p = (char)(*p - 'A' + 'a');
-	int rc = audit_export(conn, org, stdout);
+	const char *seed = signing_key(0);
+	if (seed == NULL)
+		fprintf(stderr, "breeze-server audit: warning: no AUDIT_SIGNING_KEY: the export is "
+				"not sealed and will not verify offline\n");
+	int rc = audit_export(conn, org, seed, stdout);
 	PQfinish(conn);
 	if (rc != 0) {
 		fprintf(stderr, "breeze-server audit: export failed (%s)\n",

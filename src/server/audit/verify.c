@@ -845,6 +845,8 @@ void audit_report_free(struct audit_report *rep)
 struct export_ctx {
 	FILE *out;
 	int err;
+	long long rows, last_seq;
+	char last_checksum[65];
 };
 
 static json_t *str_or_null(const char *s)
@@ -874,6 +876,9 @@ static void export_row_cb(void *arg, const struct audit_row *r, long long seq, l
 	if (json_dumpf(o, x->out, JSON_COMPACT) != 0 || fputc('\n', x->out) == EOF)
 		x->err = BZ_ERR_IO;
 	json_decref(o);
+	x->rows++;
+	x->last_seq = seq;
+	snprintf(x->last_checksum, sizeof(x->last_checksum), "%s", r->checksum);
 }
 
 static json_t *export_header(const struct vstate *st, const char *chain_id)
@@ -906,12 +911,12 @@ static json_t *export_header(const struct vstate *st, const char *chain_id)
 			 cps);
 }
 
-int audit_export(PGconn *conn, const char *chain_id, FILE *out)
+int audit_export(PGconn *conn, const char *chain_id, const char *seed_hex, FILE *out)
 {
 	struct audit_verify_opts none = {0};
 	struct audit_report rep;
 	struct vstate st;
-	struct export_ctx x = {out, 0};
+	struct export_ctx x = {out, 0, 0, 0, ""};
 	int rc;
 
 	if ((rc = vstate_init(&st, &rep, &none, chain_id)) != 0)
@@ -935,6 +940,26 @@ int audit_export(PGconn *conn, const char *chain_id, FILE *out)
 	if ((rc = read_rows(conn, chain_id, 0, INT64_MAX, export_row_cb, &x)) != 0)
 		goto rollback;
 	rc = x.err;
+	if (rc == 0 && seed_hex != NULL) {
+		/* The seal: the last line, signed, naming the last row and the
+		 * number of rows (§8). */
+		char sig[129], pub[65];
+		long long at = (long long)bz_now();
+		rc = audit_export_seal_sign(seed_hex, chain_id, x.last_seq,
+					    x.rows ? x.last_checksum : AUDIT_GENESIS, x.rows, at, sig,
+					    pub);
+		if (rc == 0) {
+			json_t *seal = json_pack("{s:{s:s,s:I,s:s,s:I,s:I,s:s,s:s}}", "exportSeal",
+						 "chainId", chain_id, "lastSeq", (json_int_t)x.last_seq,
+						 "lastChecksum", x.rows ? x.last_checksum : AUDIT_GENESIS,
+						 "rows", (json_int_t)x.rows, "exportedAt", (json_int_t)at,
+						 "publicKey", pub, "signature", sig);
+			if (seal == NULL || json_dumpf(seal, out, JSON_COMPACT) != 0 ||
+			    fputc('\n', out) == EOF)
+				rc = BZ_ERR_IO;
+			json_decref(seal);
+		}
+	}
 	if (rc == 0 && fflush(out) != 0)
 		rc = BZ_ERR_IO;
 rollback:
@@ -1054,6 +1079,48 @@ static int read_row(json_t *o, struct audit_row *r, long long *seq, long long *i
 	return 0;
 }
 
+/* The export seal must be present, signed by a trusted key, and name this
+ * chain, its last row and its row count: what stops an export being cut
+ * short or re-sealed after rows were dropped. */
+static void check_seal(struct vstate *st, const struct audit_verify_opts *opts, json_t *seal,
+		       const char *chain, long long last_seq, const char *last_sum, long long rows)
+{
+	const char *cid = NULL, *sum = NULL, *pub = NULL, *sig = NULL;
+	json_t *ls = json_object_get(seal, "lastSeq"), *nr = json_object_get(seal, "rows"),
+	       *at = json_object_get(seal, "exportedAt");
+
+	/* Without a trusted key a seal proves nothing (anyone can make one);
+	 * the CLI refuses to verify an export without a key. */
+	if (opts->n_public_keys == 0)
+		return;
+	if (seal == NULL) {
+		add_break(st, AUDIT_BREAK_MISSING_ROW, NO_SEQ, NO_SEQ,
+			  "the export has no seal line: it may have been cut short");
+		return;
+	}
+	if (member_str(seal, "chainId", 0, &cid) || member_str(seal, "lastChecksum", 0, &sum) ||
+	    member_str(seal, "publicKey", 0, &pub) || member_str(seal, "signature", 0, &sig) ||
+	    !json_is_integer(ls) || !json_is_integer(nr) || !json_is_integer(at)) {
+		add_break(st, AUDIT_BREAK_ALTERED_ROW, NO_SEQ, NO_SEQ, "the export seal is malformed");
+		return;
+	}
+	if (strcmp(cid, chain) != 0 || json_integer_value(ls) != last_seq ||
+	    strcmp(sum, last_sum) != 0 || json_integer_value(nr) != rows) {
+		add_break(st, AUDIT_BREAK_MISSING_ROW, NO_SEQ, NO_SEQ,
+			  "the export seal names %lld rows ending at seq %lld; the file holds %lld "
+			  "ending at seq %lld",
+			  (long long)json_integer_value(nr), (long long)json_integer_value(ls), rows,
+			  last_seq);
+		return;
+	}
+	for (size_t i = 0; i < opts->n_public_keys; i++)
+		if (!strcmp(opts->public_keys[i], pub) &&
+		    audit_export_seal_ok(pub, cid, last_seq, sum, rows, json_integer_value(at), sig))
+			return;
+	add_break(st, AUDIT_BREAK_CHECKPOINT_MISMATCH, NO_SEQ, NO_SEQ,
+		  "the export seal is not signed by a trusted key");
+}
+
 int audit_verify_file(FILE *f, const struct audit_verify_opts *opts, struct audit_report *rep,
 		      char *err, size_t errlen)
 {
@@ -1083,14 +1150,23 @@ int audit_verify_file(FILE *f, const struct audit_verify_opts *opts, struct audi
 	rep->system = strcmp(chain, AUDIT_SYSTEM_CHAIN) == 0;
 	start_full(&st);
 	checkpoints_prepare(&st, st.start_seq, 1);
+	json_t *seal = NULL;
+	long long last_seq = 0;
+	char last_sum[65] = AUDIT_GENESIS;
 	while ((n = getline(&line, &cap, f)) > 0) {
 		struct audit_row r;
 		long long seq, id;
 		lineno++;
 		if (n == 1 && line[0] == '\n')
 			continue;
-		json_t *o = json_loadb(line, (size_t)n, 0, NULL);
-		if (read_row(o, &r, &seq, &id) != 0) {
+		json_t *o = json_loadb(line, (size_t)n, JSON_REJECT_DUPLICATES, NULL);
+		if (seal != NULL) {
+			add_break(&st, AUDIT_BREAK_INSERTED_ROW, NO_SEQ, NO_SEQ,
+				  "line %lld follows the export seal", lineno);
+		} else if (json_is_object(o) && json_object_size(o) == 1 &&
+			   json_is_object(json_object_get(o, "exportSeal"))) {
+			seal = json_incref(json_object_get(o, "exportSeal"));
+		} else if (read_row(o, &r, &seq, &id) != 0) {
 			add_break(&st, AUDIT_BREAK_ALTERED_ROW, NO_SEQ, NO_SEQ,
 				  "line %lld is not a valid export row", lineno);
 		} else if ((r.org_id == NULL) != (rep->system != 0) ||
@@ -1099,12 +1175,16 @@ int audit_verify_file(FILE *f, const struct audit_verify_opts *opts, struct audi
 				  "row belongs to another chain (%s)", r.org_id ? r.org_id : "system");
 		} else {
 			feed_row(&st, &r, seq, id);
+			last_seq = seq;
+			snprintf(last_sum, sizeof(last_sum), "%s", r.checksum);
 		}
 		json_decref(o);
 		if (st.err != 0)
 			break;
 	}
 	finish(&st, 0, 1);
+	check_seal(&st, opts, seal, chain, last_seq, last_sum, (long long)rep->rows_checked);
+	json_decref(seal);
 	/* With a trusted key, an export none of whose checkpoints it signed is
 	 * only self-consistent: anyone can re-seal rows. */
 	if (opts->n_public_keys > 0 && st.n_signed_ok == 0 && rep->rows_checked > 0)

@@ -91,6 +91,10 @@ static void login(struct request *rq)
 	char max_age[24];
 	snprintf(max_age, sizeof(max_age), "%lld", (long long)cfg->session_max_age_s);
 	const char *ua = http_header(rq, "User-Agent");
+	json_t *ua_check = ua ? json_string(ua) : NULL; /* jansson validates UTF-8 */
+	if (ua_check == NULL)
+		ua = NULL;
+	json_decref(ua_check);
 	char ua_short[256];
 	snprintf(ua_short, sizeof(ua_short), "%s", ua ? ua : "");
 	/* Never cut a UTF-8 sequence in half: drop a trailing partial one. */

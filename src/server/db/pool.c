@@ -31,9 +31,20 @@ static PGconn *connect_quiet(const char *url)
 		PQfinish(c);
 		return NULL;
 	}
-	/* Times are exchanged in UTC and ISO form whatever the server's defaults. */
-	PGresult *r = PQexec(c, "SET TIME ZONE 'UTC'; SET DateStyle = 'ISO, YMD'");
+	/* Text is exchanged as UTF-8 (hashed audit fields depend on it) and
+	 * times in UTC and ISO form, whatever the server's or the role's
+	 * defaults say; SET has the highest precedence. A connection that
+	 * cannot be so configured is not used. */
+	PGresult *r = PQexec(c, "SET client_encoding = 'UTF8'; SET TIME ZONE 'UTC';"
+				" SET DateStyle = 'ISO, YMD'");
+	int ok = PQresultStatus(r) == PGRES_COMMAND_OK &&
+		 strcmp(pg_encoding_to_char(PQclientEncoding(c)), "UTF8") == 0;
 	PQclear(r);
+	if (!ok) {
+		log_error("db.connect.failed", "error", "cannot set client_encoding UTF8", NULL);
+		PQfinish(c);
+		return NULL;
+	}
 	return c;
 }
 

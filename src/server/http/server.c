@@ -317,6 +317,35 @@ static int content_type_is_json(const char *ct)
 	return strncasecmp(cs, "utf-8", 5) == 0 && (cs[5] == '\0' || cs[5] == '"' || cs[5] == ';' || cs[5] == ' ');
 }
 
+/* 1 if S is valid UTF-8 (checked by jansson, which refuses anything else). */
+static int utf8_ok(const char *s)
+{
+	json_t *j = json_string(s);
+	int ok = j != NULL;
+
+	json_decref(j);
+	return ok;
+}
+
+/* Query parameters must be valid UTF-8: ulfius's own check would drop a bad
+ * value silently, turning a filter into no filter. Returns 0 or fails the
+ * request with 400 naming the parameter. */
+static int check_query(struct request *rq)
+{
+	const char **keys = u_map_enum_keys(rq->u->map_url);
+
+	for (size_t i = 0; keys != NULL && keys[i] != NULL; i++) {
+		const char *v = u_map_get(rq->u->map_url, keys[i]);
+		if (!utf8_ok(keys[i]) || (v != NULL && !utf8_ok(v))) {
+			char name[64];
+			snprintf(name, sizeof(name), "%s", utf8_ok(keys[i]) ? keys[i] : "?");
+			http_fail(rq, 400, "validation_error", "parameter '%s' must be valid UTF-8", name);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 static int method_has_body(const char *m)
 {
 	return !strcmp(m, "POST") || !strcmp(m, "PUT") || !strcmp(m, "PATCH");
@@ -435,7 +464,7 @@ static int dispatch(const struct _u_request *u, struct _u_response *resp, struct
 		http_fail(&rq, 404, "not_found", "no such route");
 		goto out;
 	}
-	if (check_body(&rq) != 0)
+	if (check_query(&rq) != 0 || check_body(&rq) != 0)
 		goto out;
 	if (route->flags & ROUTE_USER) {
 		if (auth_authenticate(&rq) != 0)
@@ -515,6 +544,8 @@ int http_server_start(struct app *app, const struct route *routes, size_t n)
 	/* Keep max+1 bytes so an oversized body is detected (413), not truncated. */
 	app->inst.max_post_body_size = cfg->http_max_body_bytes + 1;
 	app->inst.allowed_post_processor = U_POST_PROCESS_NONE;
+	/* Validated by the dispatcher instead (check_query), with a 400. */
+	app->inst.check_utf8 = 0;
 
 	paths = calloc(n, sizeof(*paths));
 	if (paths == NULL)
