@@ -34,6 +34,9 @@ static const char *known_examples[] = {
 const char *config_secret_name(enum config_secret s) { return secret_names[s]; }
 
 static void problem(struct config_problems *p, int fatal, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void problem(struct config_problems *p, int fatal, const char *fmt, ...)
 {
 	va_list ap;
 

@@ -1032,6 +1032,8 @@ static int read_header(json_t *h, struct vstate *st, char chain[37])
 			return -1;
 		an->present = 1;
 		an->first_seq = json_integer_value(fs);
+		if (an->first_seq < 2)
+			return -1; /* an anchor starts a chain after pruned rows */
 		an->has_sig = pub != NULL && sig != NULL;
 		snprintf(an->pub, sizeof(an->pub), "%s", pub ? pub : "");
 		snprintf(an->sig, sizeof(an->sig), "%s", sig ? sig : "");
@@ -1052,6 +1054,8 @@ static int read_header(json_t *h, struct vstate *st, char chain[37])
 			return -1;
 		cp->id = (long long)i + 1;
 		cp->seq = json_integer_value(seq);
+		if (cp->seq < 1)
+			return -1;
 		cp->created_at = us / 1000000;
 		if (i > 0 && cp->seq < st->cps[i - 1].seq)
 			return -1; /* the format lists checkpoints by seq */

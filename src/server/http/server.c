@@ -56,6 +56,10 @@ void http_reply(struct request *rq, int status, json_t *body)
 
 static void fail_v(struct request *rq, int status, const char *code, json_t *extra,
 		   const char *fmt, va_list ap)
+	__attribute__((format(printf, 5, 0)));
+
+static void fail_v(struct request *rq, int status, const char *code, json_t *extra,
+		   const char *fmt, va_list ap)
 {
 	char msg[512];
 	json_t *body = json_object();
@@ -410,6 +414,8 @@ static void set_common_headers(struct request *rq)
 
 /* libmicrohttpd's own messages (bad requests it answers itself, closed
  * connections) become JSON log lines like everything else (M4). */
+static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	char msg[512];
