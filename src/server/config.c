@@ -296,3 +296,26 @@ int config_load(struct config *cfg, enum config_purpose purpose, struct config_p
 		cfg->http_timeout_s = (unsigned)x;
 	return p->n_fatal ? -1 : 0;
 }
+
+int config_load_report(struct config *cfg, enum config_purpose purpose, FILE *err)
+{
+	struct config_problems *probs = calloc(1, sizeof(*probs));
+	int rc;
+
+	if (probs == NULL) {
+		fprintf(err, "breeze-server: out of memory\n");
+		return -1;
+	}
+	rc = config_load(cfg, purpose, probs);
+	for (unsigned i = 0; i < probs->n; i++)
+		fprintf(err, "breeze-server: config %s: %s\n",
+			probs->items[i].fatal ? "error" : "warning", probs->items[i].text);
+	if (probs->n_fatal + probs->n_warn > probs->n)
+		fprintf(err, "breeze-server: config: %u more problems not shown\n",
+			probs->n_fatal + probs->n_warn - probs->n);
+	if (rc != 0)
+		fprintf(err, "breeze-server: refusing to start: %u configuration error(s)\n",
+			probs->n_fatal);
+	free(probs);
+	return rc;
+}

@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "server/http/client_ip.h"
 
@@ -83,6 +84,14 @@ enum config_purpose {
  * fatal, -1 otherwise. CFG borrows strings from the environment.
  */
 int config_load(struct config *cfg, enum config_purpose purpose, struct config_problems *probs);
+
+/*
+ * config_load() for command-line use: writes every problem to ERR, one
+ * line each ("breeze-server: config error: NAME: …"; names, never values),
+ * and a closing line when something is fatal. Returns config_load()'s
+ * result.
+ */
+int config_load_report(struct config *cfg, enum config_purpose purpose, FILE *err);
 
 /*
  * Checks one secret VALUE named NAME for S1/S4 and records problems

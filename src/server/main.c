@@ -110,19 +110,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
  * go on. Values are never printed, only variable names. */
 static int load_config(struct config *cfg, enum config_purpose purpose)
 {
-	static struct config_problems probs;
-	int rc = config_load(cfg, purpose, &probs);
-
-	for (unsigned i = 0; i < probs.n; i++)
-		fprintf(stderr, "breeze-server: config %s: %s\n",
-			probs.items[i].fatal ? "error" : "warning", probs.items[i].text);
-	if (probs.n_fatal + probs.n_warn > probs.n)
-		fprintf(stderr, "breeze-server: config: %u more problems not shown\n",
-			probs.n_fatal + probs.n_warn - probs.n);
-	if (rc != 0)
-		fprintf(stderr, "breeze-server: refusing to start: %u configuration error(s)\n",
-			probs.n_fatal);
-	return rc;
+	return config_load_report(cfg, purpose, stderr);
 }
 
 static void init_passwords(const struct config *cfg)

@@ -142,15 +142,7 @@ static int parse(int argc, char **argv, struct cli *c)
  * values). */
 static int load_config(struct cli *c)
 {
-	static struct config_problems probs;
-	int rc = config_load(&c->cfg, CONFIG_FOR_DATABASE, &probs);
-
-	for (unsigned i = 0; i < probs.n; i++)
-		fprintf(stderr, "breeze-server: config %s: %s\n",
-			probs.items[i].fatal ? "error" : "warning", probs.items[i].text);
-	if (rc != 0)
-		fprintf(stderr, "breeze-server: %u configuration error(s)\n", probs.n_fatal);
-	return rc;
+	return config_load_report(&c->cfg, CONFIG_FOR_DATABASE, stderr);
 }
 
 /* AUDIT_SIGNING_KEY, or NULL when unset or malformed (said on stderr). */
