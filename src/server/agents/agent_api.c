@@ -120,34 +120,46 @@ static void enroll(struct request *rq)
 	    body_string(rq, "agentVersion", 0, 64, &agent_version) ||
 	    body_object(rq, "hardware", 0, &hardware))
 		return;
-	if (!hostname_ok(hostname))
-		return http_fail(rq, 400, "validation_error",
+	if (!hostname_ok(hostname)) {
+		http_fail(rq, 400, "validation_error",
 				 "field 'hostname' must be non-blank text without control characters");
-	if (hardware != NULL && !numbers_bounded(hardware, 0))
-		return http_fail(rq, 400, "validation_error",
+		return;
+	}
+	if (hardware != NULL && !numbers_bounded(hardware, 0)) {
+		http_fail(rq, 400, "validation_error",
 				 "field 'hardware' holds a number out of range or is nested too deeply");
+		return;
+	}
 	/* The shared secret is checked first, in constant time, so keys
 	 * cannot be probed without it. */
-	if (!crypto_ct_streq(secret, cfg->secrets[SECRET_AGENT_ENROLLMENT_SECRET]))
-		return http_fail(rq, 403, "invalid_enrollment_secret", "enrollment secret is wrong");
-	if (enrollment_key_hash(cfg->secrets[SECRET_ENROLLMENT_KEY_PEPPER], key, hash) != 0)
-		return http_fail_err(rq, BZ_ERR_CRYPTO, NULL);
+	if (!crypto_ct_streq(secret, cfg->secrets[SECRET_AGENT_ENROLLMENT_SECRET])) {
+		http_fail(rq, 403, "invalid_enrollment_secret", "enrollment secret is wrong");
+		return;
+	}
+	if (enrollment_key_hash(cfg->secrets[SECRET_ENROLLMENT_KEY_PEPPER], key, hash) != 0) {
+		http_fail_err(rq, BZ_ERR_CRYPTO, NULL);
+		return;
+	}
 
 	PGconn *c = http_db(rq);
 	if (c == NULL)
 		return;
-	if (db_begin(c) != 0)
-		return http_fail_err(rq, BZ_ERR_DB, NULL);
+	if (db_begin(c) != 0) {
+		http_fail_err(rq, BZ_ERR_DB, NULL);
+		return;
+	}
 	const char *pk[1] = {hash};
 	PGresult *r = db_query(c, consume_key_sql, 1, pk, NULL);
 	if (r == NULL) {
 		db_rollback(c);
-		return http_fail_err(rq, BZ_ERR_DB, NULL);
+		http_fail_err(rq, BZ_ERR_DB, NULL);
+		return;
 	}
 	if (PQntuples(r) != 1) {
 		PQclear(r);
 		db_rollback(c);
-		return enroll_refused(rq, c, hash, hostname);
+		enroll_refused(rq, c, hash, hostname);
+		return;
 	}
 	char key_id[37], org[37], site[37];
 	snprintf(key_id, sizeof(key_id), "%s", PQgetvalue(r, 0, 0));
@@ -159,13 +171,15 @@ static void enroll(struct request *rq)
 	if (crypto_random_hex(32, token + 4) != 0 ||
 	    crypto_sha256_hex(token, strlen(token), token_hash) != 0) {
 		db_rollback(c);
-		return http_fail_err(rq, BZ_ERR_CRYPTO, NULL);
+		http_fail_err(rq, BZ_ERR_CRYPTO, NULL);
+		return;
 	}
 	char *hw = hardware ? json_dumps(hardware, JSON_COMPACT) : strdup("{}");
 	if (hw == NULL) {
 		db_rollback(c);
 		crypto_wipe(token, sizeof(token));
-		return http_fail_err(rq, BZ_ERR_NOMEM, NULL);
+		http_fail_err(rq, BZ_ERR_NOMEM, NULL);
+		return;
 	}
 	snprintf(interval, sizeof(interval), "%d", cfg->heartbeat_interval_s);
 	const char *pd[12] = {org, site, hostname, os_type, os_version, arch, agent_version,
@@ -194,7 +208,8 @@ static void enroll(struct request *rq)
 				"orgId", org, "siteId", site, "config", "heartbeatIntervalSeconds",
 				cfg->heartbeat_interval_s);
 	crypto_wipe(token, sizeof(token));
-	return http_reply(rq, 201, out);
+	http_reply(rq, 201, out);
+	return;
 dberr:
 	crypto_wipe(token, sizeof(token));
 	db_rollback(c);
@@ -293,23 +308,32 @@ static void heartbeat(struct request *rq)
 	json_int_t uptime = -1;
 	json_t *metrics = NULL, *inventory = NULL;
 
-	if (http_path_param(rq, "agentId", path_id, sizeof(path_id)) != 0 || !is_uuid(path_id))
-		return http_fail(rq, 404, "not_found", "agent not found");
+	if (http_path_param(rq, "agentId", path_id, sizeof(path_id)) != 0 || !is_uuid(path_id)) {
+		http_fail(rq, 404, "not_found", "agent not found");
+		return;
+	}
 	if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0 || strlen(h + 7) != 68 ||
-	    strncmp(h + 7, AGENT_TOKEN_PREFIX, 4) != 0)
-		return http_fail(rq, 401, "unauthorized", "missing or malformed agent token");
-	if (crypto_sha256_hex(h + 7, strlen(h + 7), token_hash) != 0)
-		return http_fail_err(rq, BZ_ERR_CRYPTO, NULL);
+	    strncmp(h + 7, AGENT_TOKEN_PREFIX, 4) != 0) {
+		http_fail(rq, 401, "unauthorized", "missing or malformed agent token");
+		return;
+	}
+	if (crypto_sha256_hex(h + 7, strlen(h + 7), token_hash) != 0) {
+		http_fail_err(rq, BZ_ERR_CRYPTO, NULL);
+		return;
+	}
 	PGconn *c = http_db(rq);
 	if (c == NULL)
 		return;
 	const char *pt[1] = {token_hash};
 	PGresult *r = db_query(c, device_by_token_sql, 1, pt, NULL);
-	if (r == NULL)
-		return http_fail_err(rq, BZ_ERR_DB, NULL);
+	if (r == NULL) {
+		http_fail_err(rq, BZ_ERR_DB, NULL);
+		return;
+	}
 	if (PQntuples(r) != 1) {
 		PQclear(r);
-		return http_fail(rq, 401, "unauthorized", "invalid agent token");
+		http_fail(rq, 401, "unauthorized", "invalid agent token");
+		return;
 	}
 	char device_id[37], org_id[37], old_ip[CLIENT_IP_LEN], old_host[256];
 	snprintf(device_id, sizeof(device_id), "%s", PQgetvalue(r, 0, 0));
@@ -320,10 +344,14 @@ static void heartbeat(struct request *rq)
 	snprintf(old_host, sizeof(old_host), "%s", PQgetvalue(r, 0, 6));
 	PQclear(r);
 	/* A token only speaks for its own device. */
-	if (strcasecmp(device_id, path_id) != 0)
-		return http_fail(rq, 403, "forbidden", "token does not belong to this agent");
-	if (suspended)
-		return http_fail(rq, 403, "device_suspended", "device is suspended; an administrator must review it");
+	if (strcasecmp(device_id, path_id) != 0) {
+		http_fail(rq, 403, "forbidden", "token does not belong to this agent");
+		return;
+	}
+	if (suspended) {
+		http_fail(rq, 403, "device_suspended", "device is suspended; an administrator must review it");
+		return;
+	}
 	if (heartbeat_body(rq, &status, &version, &uptime, &metrics, &inventory) != 0)
 		return;
 
@@ -333,7 +361,8 @@ static void heartbeat(struct request *rq)
 		free(m);
 		free(inv);
 		json_decref(inventory);
-		return http_fail_err(rq, BZ_ERR_NOMEM, NULL);
+		http_fail_err(rq, BZ_ERR_NOMEM, NULL);
+		return;
 	}
 	json_t *hn = json_object_get(inventory, "hostname"), *ov = json_object_get(inventory, "osVersion");
 	snprintf(uptime_s, sizeof(uptime_s), "%lld", (long long)uptime);
@@ -378,7 +407,8 @@ static void heartbeat(struct request *rq)
 	json_decref(inventory);
 	if (rc != 0) {
 		db_rollback(c);
-		return http_fail_err(rq, BZ_ERR_DB, NULL);
+		http_fail_err(rq, BZ_ERR_DB, NULL);
+		return;
 	}
 	http_reply(rq, 200,
 		   json_pack("{s:{s:i},s:[]}", "config", "heartbeatIntervalSeconds", interval, "commands"));

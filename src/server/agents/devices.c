@@ -97,35 +97,56 @@ static void list_devices(struct request *rq)
 	long limit = 50;
 	char *like = NULL;
 
-	if (org && !is_uuid(org))
-		return http_fail(rq, 400, "validation_error", "parameter 'orgId' must be a UUID");
-	if (site && !is_uuid(site))
-		return http_fail(rq, 400, "validation_error", "parameter 'siteId' must be a UUID");
-	if (status && strcmp(status, "online") && strcmp(status, "offline") && strcmp(status, "never"))
-		return http_fail(rq, 400, "validation_error",
+	if (org && !is_uuid(org)) {
+		http_fail(rq, 400, "validation_error", "parameter 'orgId' must be a UUID");
+		return;
+	}
+	if (site && !is_uuid(site)) {
+		http_fail(rq, 400, "validation_error", "parameter 'siteId' must be a UUID");
+		return;
+	}
+	if (status && strcmp(status, "online") && strcmp(status, "offline") && strcmp(status, "never")) {
+		http_fail(rq, 400, "validation_error",
 				 "parameter 'status' must be online, offline or never");
-	if (host && strlen(host) > 255)
-		return http_fail(rq, 400, "validation_error", "parameter 'hostname' is too long");
+		return;
+	}
+	if (host && strlen(host) > 255) {
+		http_fail(rq, 400, "validation_error", "parameter 'hostname' is too long");
+		return;
+	}
 	if (limit_s) {
 		char *end;
 		limit = strtol(limit_s, &end, 10);
-		if (*limit_s == '\0' || *end != '\0' || limit < 1 || limit > 500)
-			return http_fail(rq, 400, "validation_error",
+		if (*limit_s == '\0' || *end != '\0' || limit < 1 || limit > 500) {
+			http_fail(rq, 400, "validation_error",
 					 "parameter 'limit' must be an integer between 1 and 500");
+			return;
+		}
 	}
-	if (cursor && cursor_decode(cursor, cur_host, sizeof(cur_host), cur_id) != 0)
-		return http_fail(rq, 400, "validation_error", "parameter 'cursor' is not a valid cursor");
-	if (org && !tenancy_org_visible(rq, org))
-		return http_fail(rq, 404, "not_found", "organization not found");
+	if (cursor && cursor_decode(cursor, cur_host, sizeof(cur_host), cur_id) != 0) {
+		http_fail(rq, 400, "validation_error", "parameter 'cursor' is not a valid cursor");
+		return;
+	}
+	if (org && !tenancy_org_visible(rq, org)) {
+		http_fail(rq, 404, "not_found", "organization not found");
+		return;
+	}
 	if (site) {
 		int vis = tenancy_site_visible(rq, site, NULL);
-		if (vis == BZ_ERR_NOT_FOUND)
-			return http_fail(rq, 404, "not_found", "site not found");
-		if (vis != 0)
-			return rq->status ? (void)0 : http_fail_err(rq, vis, "database unavailable");
+		if (vis == BZ_ERR_NOT_FOUND) {
+			http_fail(rq, 404, "not_found", "site not found");
+			return;
+		}
+		if (vis != 0) {
+			if (rq->status == 0)
+				http_fail_err(rq, vis, "database unavailable");
+			return;
+		}
 	}
-	if (host && (like = like_prefix(host)) == NULL)
-		return http_fail_err(rq, BZ_ERR_NOMEM, NULL);
+	if (host && (like = like_prefix(host)) == NULL) {
+		http_fail_err(rq, BZ_ERR_NOMEM, NULL);
+		return;
+	}
 
 	PGconn *c = http_db(rq);
 	if (c == NULL) {
@@ -147,8 +168,10 @@ static void list_devices(struct request *rq)
 			       " ORDER BY d.hostname, d.id LIMIT $9::int",
 			       9, p, NULL);
 	free(like);
-	if (r == NULL)
-		return http_fail_err(rq, BZ_ERR_DB, NULL);
+	if (r == NULL) {
+		http_fail_err(rq, BZ_ERR_DB, NULL);
+		return;
+	}
 	int n = PQntuples(r), shown = n > limit ? (int)limit : n;
 	json_t *arr = json_array();
 	for (int i = 0; i < shown; i++)
@@ -166,8 +189,10 @@ static void get_device(struct request *rq)
 {
 	char id[64];
 
-	if (http_path_param(rq, "id", id, sizeof(id)) != 0 || !is_uuid(id))
-		return http_fail(rq, 404, "not_found", "device not found");
+	if (http_path_param(rq, "id", id, sizeof(id)) != 0 || !is_uuid(id)) {
+		http_fail(rq, 404, "not_found", "device not found");
+		return;
+	}
 	PGconn *c = http_db(rq);
 	if (c == NULL)
 		return;
@@ -181,11 +206,14 @@ static void get_device(struct request *rq)
 			       " WHERE d.id = $1::uuid AND d.org_id = ANY($2::uuid[])"
 			       "   AND ($3::uuid[] IS NULL OR d.site_id = ANY($3::uuid[]))",
 			       3, p, NULL);
-	if (r == NULL)
-		return http_fail_err(rq, BZ_ERR_DB, NULL);
+	if (r == NULL) {
+		http_fail_err(rq, BZ_ERR_DB, NULL);
+		return;
+	}
 	if (PQntuples(r) != 1) {
 		PQclear(r);
-		return http_fail(rq, 404, "not_found", "device not found");
+		http_fail(rq, 404, "not_found", "device not found");
+		return;
 	}
 	json_t *d = device_json(r, 0);
 	json_t *hw = json_loads(PQgetvalue(r, 0, 13), 0, NULL);

@@ -71,21 +71,33 @@ static void create_key(struct request *rq)
 	    body_int(rq, "ttlMinutes", 0, 1, 525600, &ttl_min) ||
 	    body_string(rq, "expiresAt", 0, 40, &expires_at))
 		return;
-	if (name[0] == '\0')
-		return http_fail(rq, 400, "validation_error", "field 'name' must not be empty");
-	if (expires_at != NULL && json_object_get(rq->body, "ttlMinutes") != NULL)
-		return http_fail(rq, 400, "validation_error",
+	if (name[0] == '\0') {
+		http_fail(rq, 400, "validation_error", "field 'name' must not be empty");
+		return;
+	}
+	if (expires_at != NULL && json_object_get(rq->body, "ttlMinutes") != NULL) {
+		http_fail(rq, 400, "validation_error",
 				 "give either 'ttlMinutes' or 'expiresAt', not both");
-	if (expires_at != NULL && !looks_like_iso8601(expires_at))
-		return http_fail(rq, 400, "validation_error",
+		return;
+	}
+	if (expires_at != NULL && !looks_like_iso8601(expires_at)) {
+		http_fail(rq, 400, "validation_error",
 				 "field 'expiresAt' must be an ISO 8601 timestamp");
-	if (!tenancy_org_visible(rq, org_id))
-		return http_fail(rq, 404, "not_found", "organization not found");
+		return;
+	}
+	if (!tenancy_org_visible(rq, org_id)) {
+		http_fail(rq, 404, "not_found", "organization not found");
+		return;
+	}
 	int vis = tenancy_site_visible(rq, site_id, site_org);
-	if (vis == BZ_ERR_NOT_FOUND || (vis == 0 && strcasecmp(site_org, org_id) != 0))
-		return http_fail(rq, 404, "not_found", "site not found");
-	if (vis != 0)
-		return http_fail_err(rq, vis, "database unavailable");
+	if (vis == BZ_ERR_NOT_FOUND || (vis == 0 && strcasecmp(site_org, org_id) != 0)) {
+		http_fail(rq, 404, "not_found", "site not found");
+		return;
+	}
+	if (vis != 0) {
+		http_fail_err(rq, vis, "database unavailable");
+		return;
+	}
 
 	PGconn *c = http_db(rq);
 	if (c == NULL)
@@ -98,27 +110,36 @@ static void create_key(struct request *rq)
 		PGresult *r = db_query(c,
 				       "SELECT extract(epoch FROM $1::timestamptz - now())::bigint", 1, pe,
 				       sqlstate);
-		if (r == NULL)
-			return strncmp(sqlstate, "22", 2) == 0
-				       ? http_fail(rq, 400, "validation_error",
-						   "field 'expiresAt' must be an ISO 8601 timestamp")
-				       : http_fail_err(rq, BZ_ERR_DB, NULL);
+		if (r == NULL) {
+			if (strncmp(sqlstate, "22", 2) == 0)
+				http_fail(rq, 400, "validation_error",
+					  "field 'expiresAt' must be an ISO 8601 timestamp");
+			else
+				http_fail_err(rq, BZ_ERR_DB, NULL);
+			return;
+		}
 		long long secs = atoll(PQgetvalue(r, 0, 0));
 		PQclear(r);
-		if (secs <= 0 || secs > 525600LL * 60)
-			return http_fail(rq, 400, "validation_error",
+		if (secs <= 0 || secs > 525600LL * 60) {
+			http_fail(rq, 400, "validation_error",
 					 "field 'expiresAt' must be in the future and at most 365 days away");
+			return;
+		}
 		snprintf(ttl_s, sizeof(ttl_s), "%lld", secs);
 	}
 
 	memcpy(raw, KEY_PREFIX, 4);
 	if (crypto_random_hex(32, raw + 4) != 0 ||
-	    enrollment_key_hash(rq->app->cfg->secrets[SECRET_ENROLLMENT_KEY_PEPPER], raw, hash) != 0)
-		return http_fail_err(rq, BZ_ERR_CRYPTO, NULL);
+	    enrollment_key_hash(rq->app->cfg->secrets[SECRET_ENROLLMENT_KEY_PEPPER], raw, hash) != 0) {
+		http_fail_err(rq, BZ_ERR_CRYPTO, NULL);
+		return;
+	}
 	snprintf(prefix, sizeof(prefix), "%.12s", raw);
 
-	if (db_begin(c) != 0)
-		return http_fail_err(rq, BZ_ERR_DB, NULL);
+	if (db_begin(c) != 0) {
+		http_fail_err(rq, BZ_ERR_DB, NULL);
+		return;
+	}
 	/* An explicit expiresAt is stored exactly as given; otherwise now + TTL. */
 	const char *p[9] = {org_id, site_id, name, hash, prefix, max_s, ttl_s, rq->who.user_id,
 			    expires_at};
@@ -133,7 +154,8 @@ static void create_key(struct request *rq)
 	if (r == NULL) {
 		db_rollback(c);
 		crypto_wipe(raw, sizeof(raw));
-		return http_fail_err(rq, BZ_ERR_DB, NULL);
+		http_fail_err(rq, BZ_ERR_DB, NULL);
+		return;
 	}
 	json_t *out = key_json(r, 0);
 	PQclear(r);
@@ -151,7 +173,8 @@ static void create_key(struct request *rq)
 		db_rollback(c);
 		json_decref(out);
 		crypto_wipe(raw, sizeof(raw));
-		return http_fail_err(rq, BZ_ERR_DB, NULL);
+		http_fail_err(rq, BZ_ERR_DB, NULL);
+		return;
 	}
 	/* The raw key leaves the server exactly once, here. */
 	json_object_set_new(out, "key", json_string(raw));
@@ -163,10 +186,14 @@ static void list_keys(struct request *rq)
 {
 	const char *org = http_query(rq, "orgId");
 
-	if (org != NULL && !is_uuid(org))
-		return http_fail(rq, 400, "validation_error", "parameter 'orgId' must be a UUID");
-	if (org != NULL && !tenancy_org_visible(rq, org))
-		return http_fail(rq, 404, "not_found", "organization not found");
+	if (org != NULL && !is_uuid(org)) {
+		http_fail(rq, 400, "validation_error", "parameter 'orgId' must be a UUID");
+		return;
+	}
+	if (org != NULL && !tenancy_org_visible(rq, org)) {
+		http_fail(rq, 404, "not_found", "organization not found");
+		return;
+	}
 	PGconn *c = http_db(rq);
 	if (c == NULL)
 		return;
@@ -178,8 +205,10 @@ static void list_keys(struct request *rq)
 			       "   AND ($3::uuid IS NULL OR k.org_id = $3::uuid)"
 			       " ORDER BY k.created_at DESC, k.id LIMIT 1000",
 			       3, p, NULL);
-	if (r == NULL)
-		return http_fail_err(rq, BZ_ERR_DB, NULL);
+	if (r == NULL) {
+		http_fail_err(rq, BZ_ERR_DB, NULL);
+		return;
+	}
 	json_t *arr = json_array();
 	for (int i = 0; i < PQntuples(r); i++)
 		json_array_append_new(arr, key_json(r, i));
@@ -191,13 +220,17 @@ static void revoke_key(struct request *rq)
 {
 	char id[64];
 
-	if (http_path_param(rq, "id", id, sizeof(id)) != 0 || !is_uuid(id))
-		return http_fail(rq, 404, "not_found", "enrollment key not found");
+	if (http_path_param(rq, "id", id, sizeof(id)) != 0 || !is_uuid(id)) {
+		http_fail(rq, 404, "not_found", "enrollment key not found");
+		return;
+	}
 	PGconn *c = http_db(rq);
 	if (c == NULL)
 		return;
-	if (db_begin(c) != 0)
-		return http_fail_err(rq, BZ_ERR_DB, NULL);
+	if (db_begin(c) != 0) {
+		http_fail_err(rq, BZ_ERR_DB, NULL);
+		return;
+	}
 	const char *p[3] = {id, rq->scope.org_ids_pg, rq->scope.site_ids_pg};
 	/* Revoking twice keeps the first revocation time. */
 	PGresult *r = db_query(c,
@@ -208,12 +241,14 @@ static void revoke_key(struct request *rq)
 			       3, p, NULL);
 	if (r == NULL) {
 		db_rollback(c);
-		return http_fail_err(rq, BZ_ERR_DB, NULL);
+		http_fail_err(rq, BZ_ERR_DB, NULL);
+		return;
 	}
 	if (PQntuples(r) != 1) {
 		PQclear(r);
 		db_rollback(c);
-		return http_fail(rq, 404, "not_found", "enrollment key not found");
+		http_fail(rq, 404, "not_found", "enrollment key not found");
+		return;
 	}
 	json_t *out = json_pack("{s:s,s:s}", "id", PQgetvalue(r, 0, 0), "revokedAt", PQgetvalue(r, 0, 2));
 	char org[37];
@@ -227,7 +262,8 @@ static void revoke_key(struct request *rq)
 	if (audit_write(c, &ev) != 0 || db_commit(c) != 0) {
 		db_rollback(c);
 		json_decref(out);
-		return http_fail_err(rq, BZ_ERR_DB, NULL);
+		http_fail_err(rq, BZ_ERR_DB, NULL);
+		return;
 	}
 	http_reply(rq, 200, out);
 }

@@ -266,8 +266,10 @@ static void list_audit(struct request *rq)
 	if (c == NULL)
 		return;
 	PGresult *r = query_entries(c, rq->scope.org_ids_pg, &f);
-	if (r == NULL)
-		return http_fail_err(rq, BZ_ERR_DB, NULL);
+	if (r == NULL) {
+		http_fail_err(rq, BZ_ERR_DB, NULL);
+		return;
+	}
 	int n = PQntuples(r), shown = n > f.limit ? (int)f.limit : n;
 	json_t *arr = json_array();
 	for (int i = 0; i < shown; i++)
@@ -278,7 +280,8 @@ static void list_audit(struct request *rq)
 	PQclear(r);
 	if (nomem) {
 		json_decref(arr);
-		return http_fail_err(rq, BZ_ERR_NOMEM, NULL);
+		http_fail_err(rq, BZ_ERR_NOMEM, NULL);
+		return;
 	}
 	json_t *out = json_pack("{s:o,s:s?}", "entries", arr, "nextCursor", next);
 	free(next);

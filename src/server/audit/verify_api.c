@@ -22,26 +22,38 @@ static void verify_org(struct request *rq)
 	char pub[65], id[37];
 	const char *keys[1];
 
-	if (org == NULL || *org == '\0')
-		return http_fail(rq, 400, "validation_error", "parameter 'orgId' is required");
-	if (!is_uuid(org))
-		return http_fail(rq, 400, "validation_error", "parameter 'orgId' must be a UUID");
-	if (from != NULL && audit_ts_parse(from, &o.from_us) != 0)
-		return http_fail(rq, 400, "validation_error",
+	if (org == NULL || *org == '\0') {
+		http_fail(rq, 400, "validation_error", "parameter 'orgId' is required");
+		return;
+	}
+	if (!is_uuid(org)) {
+		http_fail(rq, 400, "validation_error", "parameter 'orgId' must be a UUID");
+		return;
+	}
+	if (from != NULL && audit_ts_parse(from, &o.from_us) != 0) {
+		http_fail(rq, 400, "validation_error",
 				 "parameter 'from' must be an ISO 8601 time");
-	if (to != NULL && audit_ts_parse(to, &o.to_us) != 0)
-		return http_fail(rq, 400, "validation_error", "parameter 'to' must be an ISO 8601 time");
+		return;
+	}
+	if (to != NULL && audit_ts_parse(to, &o.to_us) != 0) {
+		http_fail(rq, 400, "validation_error", "parameter 'to' must be an ISO 8601 time");
+		return;
+	}
 	o.has_from = from != NULL;
 	o.has_to = to != NULL;
-	if (o.has_from && o.has_to && o.from_us > o.to_us)
-		return http_fail(rq, 400, "validation_error", "parameter 'from' is after 'to'");
+	if (o.has_from && o.has_to && o.from_us > o.to_us) {
+		http_fail(rq, 400, "validation_error", "parameter 'from' is after 'to'");
+		return;
+	}
 	/* Stored ids are lower case; the chain id is compared as text. */
 	snprintf(id, sizeof(id), "%s", org);
 	for (char *p = id; *p; p++)
 		if (*p >= 'A' && *p <= 'F')
 			*p = (char)(*p - 'A' + 'a');
-	if (!tenancy_org_visible(rq, id))
-		return http_fail(rq, 404, "not_found", "organization not found");
+	if (!tenancy_org_visible(rq, id)) {
+		http_fail(rq, 404, "not_found", "organization not found");
+		return;
+	}
 
 	/* The server's own key is the trusted one; the seed never leaves here. */
 	const char *seed = rq->app->cfg->secrets[SECRET_AUDIT_SIGNING_KEY];
@@ -56,12 +68,15 @@ static void verify_org(struct request *rq)
 	int rc = audit_verify_chain(c, id, &o, &rep);
 	if (rc != 0) {
 		audit_report_free(&rep);
-		return http_fail_err(rq, rc, NULL);
+		http_fail_err(rq, rc, NULL);
+		return;
 	}
 	json_t *out = audit_report_json(&rep);
 	audit_report_free(&rep);
-	if (out == NULL)
-		return http_fail_err(rq, BZ_ERR_NOMEM, NULL);
+	if (out == NULL) {
+		http_fail_err(rq, BZ_ERR_NOMEM, NULL);
+		return;
+	}
 	http_reply(rq, 200, out);
 }
 

@@ -57,21 +57,25 @@ static void login(struct request *rq)
 	if (auth_normalize_email(email_in, email, sizeof(email)) != 0) {
 		/* Malformed addresses cannot exist; still spend the same time. */
 		password_verify(password, NULL);
-		return http_fail(rq, 401, "invalid_credentials", "invalid e-mail or password");
+		http_fail(rq, 401, "invalid_credentials", "invalid e-mail or password");
+		return;
 	}
 	PGconn *c = http_db(rq);
 	if (c == NULL)
 		return;
 	const char *p1[1] = {email};
 	PGresult *r = db_query(c, user_by_email_sql, 1, p1, NULL);
-	if (r == NULL)
-		return http_fail_err(rq, BZ_ERR_DB, NULL);
+	if (r == NULL) {
+		http_fail_err(rq, BZ_ERR_DB, NULL);
+		return;
+	}
 	int found = PQntuples(r) == 1;
 	const char *hash = found ? PQgetvalue(r, 0, 1) : NULL;
 	int ok = password_verify(password, hash);
 	if (!found) {
 		PQclear(r);
-		return login_failed(rq, c, email, NULL, NULL, "unknown_user");
+		login_failed(rq, c, email, NULL, NULL, "unknown_user");
+		return;
 	}
 	char user_id[37], org_id[37], partner_id[37];
 	snprintf(user_id, sizeof(user_id), "%s", PQgetvalue(r, 0, 0));
@@ -85,7 +89,8 @@ static void login(struct request *rq)
 	PQclear(r);
 	if (!ok || !active) {
 		json_decref(user);
-		return login_failed(rq, c, email, user_id, org_id, ok ? "account_disabled" : "bad_password");
+		login_failed(rq, c, email, user_id, org_id, ok ? "account_disabled" : "bad_password");
+		return;
 	}
 
 	char max_age[24];
@@ -138,13 +143,15 @@ static void login(struct request *rq)
 	char *tok = auth_jwt_issue(secret, strlen(secret), user_id, sid, now, exp);
 	if (tok == NULL) {
 		json_decref(user);
-		return http_fail_err(rq, BZ_ERR_CRYPTO, NULL);
+		http_fail_err(rq, BZ_ERR_CRYPTO, NULL);
+		return;
 	}
 	json_t *out = json_pack("{s:s,s:s,s:I,s:o}", "accessToken", tok, "tokenType", "Bearer",
 				"expiresIn", (json_int_t)(exp - now), "user", user);
 	crypto_wipe(tok, strlen(tok));
 	free(tok);
-	return http_reply(rq, 200, out);
+	http_reply(rq, 200, out);
+	return;
 dberr:
 	db_rollback(c);
 	json_decref(user);

@@ -36,8 +36,10 @@ void users_list(struct request *rq)
 	const char *p[4] = {rq->who.partner_id[0] ? rq->who.partner_id : NULL, rq->scope.org_ids_pg,
 			    rq->scope.limited ? "true" : "false", rq->who.user_id};
 	PGresult *r = db_query(c, sql, 4, p, NULL);
-	if (r == NULL)
-		return http_fail_err(rq, BZ_ERR_DB, NULL);
+	if (r == NULL) {
+		http_fail_err(rq, BZ_ERR_DB, NULL);
+		return;
+	}
 	json_t *arr = json_array();
 	for (int i = 0; i < PQntuples(r); i++) {
 		const char *pid = PQgetvalue(r, i, 4), *oid = PQgetvalue(r, i, 5),
@@ -294,8 +296,10 @@ void roles_list(struct request *rq)
 			       "SELECT id, name, scope, array_to_json(permissions), force_mfa, builtin"
 			       " FROM roles ORDER BY name",
 			       0, NULL, NULL);
-	if (r == NULL)
-		return http_fail_err(rq, BZ_ERR_DB, NULL);
+	if (r == NULL) {
+		http_fail_err(rq, BZ_ERR_DB, NULL);
+		return;
+	}
 	json_t *arr = json_array();
 	for (int i = 0; i < PQntuples(r); i++) {
 		json_t *perms = json_loads(PQgetvalue(r, i, 3), 0, NULL);

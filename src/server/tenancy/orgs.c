@@ -36,8 +36,10 @@ static void list_orgs(struct request *rq)
 		return;
 	const char *p[1] = {rq->scope.org_ids_pg};
 	PGresult *r = db_query(c, sql, 1, p, NULL);
-	if (r == NULL)
-		return http_fail_err(rq, BZ_ERR_DB, NULL);
+	if (r == NULL) {
+		http_fail_err(rq, BZ_ERR_DB, NULL);
+		return;
+	}
 	json_t *arr = json_array();
 	for (int i = 0; i < PQntuples(r); i++)
 		json_array_append_new(arr, org_json(r, i));
@@ -51,18 +53,23 @@ static void get_org(struct request *rq)
 	char id[64];
 
 	if (http_path_param(rq, "id", id, sizeof(id)) != 0 || !is_uuid(id) ||
-	    !tenancy_org_visible(rq, id))
-		return http_fail(rq, 404, "not_found", "organization not found");
+	    !tenancy_org_visible(rq, id)) {
+		http_fail(rq, 404, "not_found", "organization not found");
+		return;
+	}
 	PGconn *c = http_db(rq);
 	if (c == NULL)
 		return;
 	const char *p[1] = {id};
 	PGresult *r = db_query(c, sql, 1, p, NULL);
-	if (r == NULL)
-		return http_fail_err(rq, BZ_ERR_DB, NULL);
+	if (r == NULL) {
+		http_fail_err(rq, BZ_ERR_DB, NULL);
+		return;
+	}
 	if (PQntuples(r) != 1) {
 		PQclear(r);
-		return http_fail(rq, 404, "not_found", "organization not found");
+		http_fail(rq, 404, "not_found", "organization not found");
+		return;
 	}
 	json_t *o = org_json(r, 0);
 	PQclear(r);
@@ -76,23 +83,34 @@ static void create_org(struct request *rq)
 	const char *name = NULL;
 	char sqlstate[6];
 
-	if (rq->who.partner_id[0] == '\0' || rq->scope.limited)
-		return http_fail(rq, 403, "forbidden",
+	if (rq->who.partner_id[0] == '\0' || rq->scope.limited) {
+		http_fail(rq, 403, "forbidden",
 				 "only partner users with access to every organization can create organizations");
+		return;
+	}
 	if (body_string(rq, "name", 1, 200, &name) != 0)
 		return;
-	if (name[0] == '\0')
-		return http_fail(rq, 400, "validation_error", "field 'name' must not be empty");
+	if (name[0] == '\0') {
+		http_fail(rq, 400, "validation_error", "field 'name' must not be empty");
+		return;
+	}
 	PGconn *c = http_db(rq);
-	if (c == NULL || db_begin(c) != 0)
-		return c ? http_fail_err(rq, BZ_ERR_DB, NULL) : (void)0;
+	if (c == NULL)
+		return; /* http_db() answered 503 */
+	if (db_begin(c) != 0) {
+		http_fail_err(rq, BZ_ERR_DB, NULL);
+		return;
+	}
 	const char *p[2] = {rq->who.partner_id, name};
 	PGresult *r = db_query(c, sql, 2, p, sqlstate);
 	if (r == NULL) {
 		db_rollback(c);
-		if (!strcmp(sqlstate, "23505"))
-			return http_fail(rq, 409, "conflict", "an organization with that name exists");
-		return http_fail_err(rq, BZ_ERR_DB, NULL);
+		if (!strcmp(sqlstate, "23505")) {
+			http_fail(rq, 409, "conflict", "an organization with that name exists");
+			return;
+		}
+		http_fail_err(rq, BZ_ERR_DB, NULL);
+		return;
 	}
 	json_t *o = org_json(r, 0);
 	PQclear(r);
@@ -107,7 +125,8 @@ static void create_org(struct request *rq)
 	if (rc != 0 || db_commit(c) != 0) {
 		db_rollback(c);
 		json_decref(o);
-		return http_fail_err(rq, BZ_ERR_DB, NULL);
+		http_fail_err(rq, BZ_ERR_DB, NULL);
+		return;
 	}
 	http_reply(rq, 201, o);
 }
@@ -119,15 +138,19 @@ static void list_sites(struct request *rq)
 	char id[64];
 
 	if (http_path_param(rq, "id", id, sizeof(id)) != 0 || !is_uuid(id) ||
-	    !tenancy_org_visible(rq, id))
-		return http_fail(rq, 404, "not_found", "organization not found");
+	    !tenancy_org_visible(rq, id)) {
+		http_fail(rq, 404, "not_found", "organization not found");
+		return;
+	}
 	PGconn *c = http_db(rq);
 	if (c == NULL)
 		return;
 	const char *p[2] = {id, rq->scope.site_ids_pg};
 	PGresult *r = db_query(c, sql, 2, p, NULL);
-	if (r == NULL)
-		return http_fail_err(rq, BZ_ERR_DB, NULL);
+	if (r == NULL) {
+		http_fail_err(rq, BZ_ERR_DB, NULL);
+		return;
+	}
 	json_t *arr = json_array();
 	for (int i = 0; i < PQntuples(r); i++)
 		json_array_append_new(arr, site_json(r, i));
@@ -143,24 +166,37 @@ static void create_site(struct request *rq)
 	char id[64], sqlstate[6];
 
 	if (http_path_param(rq, "id", id, sizeof(id)) != 0 || !is_uuid(id) ||
-	    !tenancy_org_visible(rq, id))
-		return http_fail(rq, 404, "not_found", "organization not found");
-	if (rq->scope.site_ids_pg != NULL)
-		return http_fail(rq, 403, "forbidden", "site-limited users cannot create sites");
+	    !tenancy_org_visible(rq, id)) {
+		http_fail(rq, 404, "not_found", "organization not found");
+		return;
+	}
+	if (rq->scope.site_ids_pg != NULL) {
+		http_fail(rq, 403, "forbidden", "site-limited users cannot create sites");
+		return;
+	}
 	if (body_string(rq, "name", 1, 200, &name) != 0)
 		return;
-	if (name[0] == '\0')
-		return http_fail(rq, 400, "validation_error", "field 'name' must not be empty");
+	if (name[0] == '\0') {
+		http_fail(rq, 400, "validation_error", "field 'name' must not be empty");
+		return;
+	}
 	PGconn *c = http_db(rq);
-	if (c == NULL || db_begin(c) != 0)
-		return c ? http_fail_err(rq, BZ_ERR_DB, NULL) : (void)0;
+	if (c == NULL)
+		return; /* http_db() answered 503 */
+	if (db_begin(c) != 0) {
+		http_fail_err(rq, BZ_ERR_DB, NULL);
+		return;
+	}
 	const char *p[2] = {id, name};
 	PGresult *r = db_query(c, sql, 2, p, sqlstate);
 	if (r == NULL) {
 		db_rollback(c);
-		if (!strcmp(sqlstate, "23505"))
-			return http_fail(rq, 409, "conflict", "a site with that name exists");
-		return http_fail_err(rq, BZ_ERR_DB, NULL);
+		if (!strcmp(sqlstate, "23505")) {
+			http_fail(rq, 409, "conflict", "a site with that name exists");
+			return;
+		}
+		http_fail_err(rq, BZ_ERR_DB, NULL);
+		return;
 	}
 	json_t *o = site_json(r, 0);
 	PQclear(r);
@@ -175,7 +211,8 @@ static void create_site(struct request *rq)
 	if (rc != 0 || db_commit(c) != 0) {
 		db_rollback(c);
 		json_decref(o);
-		return http_fail_err(rq, BZ_ERR_DB, NULL);
+		http_fail_err(rq, BZ_ERR_DB, NULL);
+		return;
 	}
 	http_reply(rq, 201, o);
 }
