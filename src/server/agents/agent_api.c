@@ -141,13 +141,9 @@ static void enroll(struct request *rq)
 		return;
 	}
 
-	PGconn *c = http_db(rq);
+	PGconn *c = http_db_begin(rq);
 	if (c == NULL)
 		return;
-	if (db_begin(c) != 0) {
-		http_fail_err(rq, BZ_ERR_DB, NULL);
-		return;
-	}
 	const char *pk[1] = {hash};
 	PGresult *r = db_query(c, consume_key_sql, 1, pk, NULL);
 	if (r == NULL) {

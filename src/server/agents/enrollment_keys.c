@@ -224,13 +224,9 @@ static void revoke_key(struct request *rq)
 		http_fail(rq, 404, "not_found", "enrollment key not found");
 		return;
 	}
-	PGconn *c = http_db(rq);
+	PGconn *c = http_db_begin(rq);
 	if (c == NULL)
 		return;
-	if (db_begin(c) != 0) {
-		http_fail_err(rq, BZ_ERR_DB, NULL);
-		return;
-	}
 	const char *p[3] = {id, rq->scope.org_ids_pg, rq->scope.site_ids_pg};
 	/* Revoking twice keeps the first revocation time. */
 	PGresult *r = db_query(c,

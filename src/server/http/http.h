@@ -98,6 +98,11 @@ struct request {
  * Returns NULL after failing the request with 503 if none is available. */
 PGconn *http_db(struct request *rq);
 
+/* http_db() followed by BEGIN: the connection inside a fresh transaction
+ * (rolled back by the dispatcher if the handler does not commit), or NULL
+ * after failing the request with 503 (no connection) or 500 (BEGIN failed). */
+PGconn *http_db_begin(struct request *rq);
+
 /* Sets the response to STATUS with BODY (reference stolen; NULL = empty). */
 void http_reply(struct request *rq, int status, json_t *body);
 

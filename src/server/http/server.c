@@ -135,6 +135,17 @@ PGconn *http_db(struct request *rq)
 	return rq->db;
 }
 
+PGconn *http_db_begin(struct request *rq)
+{
+	PGconn *c = http_db(rq);
+
+	if (c != NULL && db_begin(c) != 0) {
+		http_fail_err(rq, BZ_ERR_DB, NULL);
+		return NULL;
+	}
+	return c;
+}
+
 const char *http_header(const struct request *rq, const char *name)
 {
 	return u_map_get_case(rq->u->map_header, name);

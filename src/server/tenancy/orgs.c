@@ -94,13 +94,9 @@ static void create_org(struct request *rq)
 		http_fail(rq, 400, "validation_error", "field 'name' must not be empty");
 		return;
 	}
-	PGconn *c = http_db(rq);
+	PGconn *c = http_db_begin(rq);
 	if (c == NULL)
-		return; /* http_db() answered 503 */
-	if (db_begin(c) != 0) {
-		http_fail_err(rq, BZ_ERR_DB, NULL);
 		return;
-	}
 	const char *p[2] = {rq->who.partner_id, name};
 	PGresult *r = db_query(c, sql, 2, p, sqlstate);
 	if (r == NULL) {
@@ -180,13 +176,9 @@ static void create_site(struct request *rq)
 		http_fail(rq, 400, "validation_error", "field 'name' must not be empty");
 		return;
 	}
-	PGconn *c = http_db(rq);
+	PGconn *c = http_db_begin(rq);
 	if (c == NULL)
-		return; /* http_db() answered 503 */
-	if (db_begin(c) != 0) {
-		http_fail_err(rq, BZ_ERR_DB, NULL);
 		return;
-	}
 	const char *p[2] = {id, name};
 	PGresult *r = db_query(c, sql, 2, p, sqlstate);
 	if (r == NULL) {
