@@ -1,4 +1,5 @@
 #include "common/clock.h"
+#include "common/err.h"
 
 #include <stdatomic.h>
 #include <time.h>
@@ -30,6 +31,6 @@ int bz_format_iso8601(int64_t t, char *buf, size_t len)
 	time_t tt = (time_t)t;
 
 	if (gmtime_r(&tt, &tm) == NULL)
-		return -1;
-	return strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0 ? -1 : 0;
+		return BZ_ERR_INVALID;
+	return strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0 ? BZ_ERR_INVALID : 0;
 }

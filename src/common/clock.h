@@ -18,7 +18,7 @@ int64_t bz_monotonic_ms(void);
 void bz_clock_set_for_test(int64_t t);
 
 /* Formats epoch seconds T as ISO 8601 UTC ("2026-01-02T03:04:05Z") into BUF
- * of LEN bytes (at least 21). Returns 0, or -1 if BUF is too small. */
+ * of LEN bytes (at least 21). Returns 0, or BZ_ERR_INVALID if BUF is too small. */
 int bz_format_iso8601(int64_t t, char *buf, size_t len);
 
 #endif

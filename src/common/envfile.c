@@ -4,18 +4,8 @@
 #include <string.h>
 
 #include "common/envfile.h"
-
-static char *trim(char *s)
-{
-	char *e;
-
-	while (isspace((unsigned char)*s))
-		s++;
-	e = s + strlen(s);
-	while (e > s && isspace((unsigned char)e[-1]))
-		*--e = '\0';
-	return s;
-}
+#include "common/err.h"
+#include "common/text.h"
 
 static int valid_key(const char *k)
 {
@@ -36,27 +26,27 @@ int envfile_load(const char *path, char *err, size_t errlen)
 
 	if (f == NULL) {
 		snprintf(err, errlen, "cannot open env file %s", path);
-		return -1;
+		return BZ_ERR_IO;
 	}
 	while (getline(&line, &cap, f) >= 0) {
 		lineno++;
-		char *s = trim(line);
+		char *s = text_trim(line);
 		if (*s == '\0' || *s == '#')
 			continue;
 		if (strncmp(s, "export ", 7) == 0)
-			s = trim(s + 7);
+			s = text_trim(s + 7);
 		char *eq = strchr(s, '=');
 		if (eq == NULL) {
 			snprintf(err, errlen, "%s:%d: expected KEY=VALUE", path, lineno);
-			rc = -1;
+			rc = BZ_ERR_INVALID;
 			break;
 		}
 		*eq = '\0';
-		char *key = trim(s), *val = trim(eq + 1);
+		char *key = text_trim(s), *val = text_trim(eq + 1);
 		size_t vl = strlen(val);
 		if (!valid_key(key)) {
 			snprintf(err, errlen, "%s:%d: invalid variable name", path, lineno);
-			rc = -1;
+			rc = BZ_ERR_INVALID;
 			break;
 		}
 		if (vl >= 2 && (val[0] == '"' || val[0] == '\'') && val[vl - 1] == val[0]) {
@@ -65,7 +55,7 @@ int envfile_load(const char *path, char *err, size_t errlen)
 		}
 		if (getenv(key) == NULL && setenv(key, val, 0) != 0) {
 			snprintf(err, errlen, "%s:%d: setenv failed", path, lineno);
-			rc = -1;
+			rc = BZ_ERR_NOMEM;
 			break;
 		}
 	}

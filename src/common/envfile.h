@@ -10,7 +10,7 @@
  * optionally wrapped in single or double quotes (no escapes inside). Keys
  * must match [A-Za-z_][A-Za-z0-9_]*. Variables already set in the
  * environment win over the file (so `FOO=x breeze-server …` overrides it).
- * Returns 0, or -1 with a message (line number, never a value) written to
+ * Returns 0, or BZ_ERR_IO or BZ_ERR_INVALID with a message (line number, never a value) written to
  * ERR (ERRLEN bytes) on an unreadable file or malformed line.
  */
 int envfile_load(const char *path, char *err, size_t errlen);

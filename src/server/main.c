@@ -29,6 +29,7 @@
 #include "server/config.h"
 #include "server/db/db.h"
 #include "server/db/migrate.h"
+#include "server/auth/auth_api.h"
 #include "server/http/http.h"
 #include "server/routes.h"
 
@@ -143,6 +144,7 @@ static int cmd_serve(struct opts *o)
 	init_passwords(&cfg);
 	memset(&app, 0, sizeof(app));
 	app.cfg = &cfg;
+	app.authenticate = auth_api_authenticate;
 	app.pool = db_pool_open(cfg.database_url, cfg.database_pool_size, &err);
 	if (app.pool == NULL) {
 		fprintf(stderr, "breeze-server: %s\n", err);

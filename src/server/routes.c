@@ -3,12 +3,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "server/agents/agents.h"
-#include "server/audit/audit.h"
-#include "server/audit/audit_chain.h"
-#include "server/auth/auth.h"
+#include "server/agents/agents_api.h"
+#include "server/audit/audit_api.h"
+#include "server/auth/auth_api.h"
 #include "server/http/health.h"
-#include "server/tenancy/tenancy.h"
+#include "server/tenancy/tenancy_api.h"
 
 struct route *routes_all(size_t *n)
 {

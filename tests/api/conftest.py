@@ -158,6 +158,9 @@ class Api:
     def post(self, path, json=_UNSET, **kw):
         return self.request("POST", path, json=json, **kw)
 
+    def patch(self, path, json=_UNSET, **kw):
+        return self.request("PATCH", path, json=json, **kw)
+
     def delete(self, path, **kw):
         return self.request("DELETE", path, **kw)
 

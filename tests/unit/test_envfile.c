@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "common/envfile.h"
+#include "common/err.h"
 
 /* Every variable the tests set, cleared before and after each test. */
 static const char *vars[] = {
@@ -160,7 +161,7 @@ static void test_malformed(void **state)
 
 		memset(err, 0, sizeof(err));
 		write_file(f, c->text);
-		if (envfile_load(f->path, err, sizeof(err)) != -1)
+		if (envfile_load(f->path, err, sizeof(err)) != BZ_ERR_INVALID)
 			fail_msg("case \"%s\": accepted", c->name);
 		snprintf(want, sizeof(want), ":%d:", c->line);
 		if (strstr(err, want) == NULL)
@@ -176,7 +177,7 @@ static void test_missing_file(void **state)
 	char err[256] = "";
 
 	(void)state;
-	assert_int_equal(envfile_load("/nonexistent/bz-envfile-test", err, sizeof(err)), -1);
+	assert_int_equal(envfile_load("/nonexistent/bz-envfile-test", err, sizeof(err)), BZ_ERR_IO);
 	assert_true(strlen(err) > 0);
 }
 
@@ -187,7 +188,7 @@ static void test_small_error_buffer(void **state)
 
 	memset(err, 'x', sizeof(err));
 	write_file(f, "no equals sign here\n");
-	assert_int_equal(envfile_load(f->path, err, sizeof(err)), -1);
+	assert_int_equal(envfile_load(f->path, err, sizeof(err)), BZ_ERR_INVALID);
 	assert_int_equal(strlen(err), sizeof(err) - 1); /* truncated, still terminated */
 }
 

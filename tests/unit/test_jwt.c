@@ -335,7 +335,7 @@ static void test_normalize_email_table(void **state)
 		int rc = auth_normalize_email(email_cases[i].in, out, sizeof(out));
 
 		if (email_cases[i].want == NULL) {
-			if (rc != -1)
+			if (rc != BZ_ERR_INVALID)
 				fail_msg("accepted e-mail [%s] as [%s]", email_cases[i].in, out);
 		} else {
 			if (rc != 0)
@@ -361,11 +361,11 @@ static void test_normalize_email_lengths(void **state)
 
 	in[254] = 'a';
 	in[255] = '\0';
-	assert_int_equal(auth_normalize_email(in, out, sizeof(out)), -1);
+	assert_int_equal(auth_normalize_email(in, out, sizeof(out)), BZ_ERR_INVALID);
 
 	/* OUT too small for the address is an error, not a truncation. */
-	assert_int_equal(auth_normalize_email("alice@example.com", out, 10), -1);
-	assert_int_equal(auth_normalize_email("alice@example.com", out, 17), -1);
+	assert_int_equal(auth_normalize_email("alice@example.com", out, 10), BZ_ERR_INVALID);
+	assert_int_equal(auth_normalize_email("alice@example.com", out, 17), BZ_ERR_INVALID);
 	assert_int_equal(auth_normalize_email("alice@example.com", out, 18), 0);
 }
 

@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "server/agents/agents.h"
+#include "server/agents/agents_api.h"
 
 /* SQL expression rendering timestamptz COL as ISO 8601 UTC with seconds. */
 #define AGENTS_TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"

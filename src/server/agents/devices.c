@@ -127,12 +127,15 @@ static void list_devices(struct request *rq)
 		http_fail(rq, 400, "validation_error", "parameter 'cursor' is not a valid cursor");
 		return;
 	}
-	if (org && !tenancy_org_visible(rq, org)) {
+	if (org && !tenancy_scope_has_org(&rq->scope, org)) {
 		http_fail(rq, 404, "not_found", "organization not found");
 		return;
 	}
 	if (site) {
-		int vis = tenancy_site_visible(rq, site, NULL);
+		PGconn *c0 = http_db(rq);
+		if (c0 == NULL)
+			return;
+		int vis = tenancy_site_visible(c0, &rq->scope, site, NULL);
 		if (vis == BZ_ERR_NOT_FOUND) {
 			http_fail(rq, 404, "not_found", "site not found");
 			return;

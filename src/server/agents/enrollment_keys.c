@@ -85,11 +85,14 @@ static void create_key(struct request *rq)
 				 "field 'expiresAt' must be an ISO 8601 timestamp");
 		return;
 	}
-	if (!tenancy_org_visible(rq, org_id)) {
+	if (!tenancy_scope_has_org(&rq->scope, org_id)) {
 		http_fail(rq, 404, "not_found", "organization not found");
 		return;
 	}
-	int vis = tenancy_site_visible(rq, site_id, site_org);
+	PGconn *c0 = http_db(rq);
+	if (c0 == NULL)
+		return;
+	int vis = tenancy_site_visible(c0, &rq->scope, site_id, site_org);
 	if (vis == BZ_ERR_NOT_FOUND || (vis == 0 && strcasecmp(site_org, org_id) != 0)) {
 		http_fail(rq, 404, "not_found", "site not found");
 		return;
@@ -166,7 +169,7 @@ static void create_key(struct request *rq)
 				 .details = json_pack("{s:s,s:s,s:I,s:s}", "name", name, "siteId", site_id,
 						      "maxUsage", max_usage, "expiresAt",
 						      json_string_value(json_object_get(out, "expiresAt")))};
-	audit_event_from_request(&ev, rq);
+	http_audit_actor(&ev, rq);
 	int rc = audit_write(c, &ev);
 	json_decref(ev.details);
 	if (rc != 0 || db_commit(c) != 0) {
@@ -190,7 +193,7 @@ static void list_keys(struct request *rq)
 		http_fail(rq, 400, "validation_error", "parameter 'orgId' must be a UUID");
 		return;
 	}
-	if (org != NULL && !tenancy_org_visible(rq, org)) {
+	if (org != NULL && !tenancy_scope_has_org(&rq->scope, org)) {
 		http_fail(rq, 404, "not_found", "organization not found");
 		return;
 	}
@@ -254,7 +257,7 @@ static void revoke_key(struct request *rq)
 				 .action = "enrollment_key.revoke",
 				 .resource = "enrollment_keys",
 				 .resource_id = id};
-	audit_event_from_request(&ev, rq);
+	http_audit_actor(&ev, rq);
 	if (audit_write(c, &ev) != 0 || db_commit(c) != 0) {
 		db_rollback(c);
 		json_decref(out);

@@ -57,17 +57,6 @@ json_t *audit_redact(const json_t *details)
 	return redact(details);
 }
 
-void audit_event_from_request(struct audit_event *ev, const struct request *rq)
-{
-	if (rq->who.authenticated) {
-		ev->actor_type = "user";
-		ev->actor_id = rq->who.user_id;
-	} else if (ev->actor_type == NULL) {
-		ev->actor_type = "system";
-	}
-	ev->ip_address = rq->client_ip[0] ? rq->client_ip : NULL;
-}
-
 static const char *insert_sql =
 	"INSERT INTO audit_log (org_id, actor_type, actor_id, action, resource, resource_id,"
 	" details, ip_address, result)"

@@ -14,9 +14,6 @@
 #include <libpq-fe.h>
 #include <stddef.h>
 
-#include "server/http/http.h"
-
-struct request;
 
 struct audit_event {
 	const char *org_id;      /* NULL: the system chain */
@@ -29,9 +26,6 @@ struct audit_event {
 	const char *ip_address;  /* client IP or NULL */
 	const char *result;      /* "success" (default when NULL), "failure", "denied" */
 };
-
-/* Fills actor_type/actor_id/ip_address of EV from the request's caller. */
-void audit_event_from_request(struct audit_event *ev, const struct request *rq);
 
 /* Inserts EV into audit_log on CONN (inside the caller's transaction).
  * Returns 0 or BZ_ERR_DB; on error the caller must roll back. */
@@ -46,10 +40,5 @@ int audit_write_standalone(PGconn *conn, const struct audit_event *ev);
  * except names ending in "Id"/"_id") has its value replaced by
  * "[REDACTED]", at any depth. NULL in → empty object out. */
 json_t *audit_redact(const json_t *details);
-
-/* GET /api/v1/audit (query.c, L6): the caller's organizations' audit rows,
- * filtered, newest first, cursor-paginated; permission audit:read. */
-extern const struct route audit_query_routes[];
-extern const size_t audit_query_routes_count;
 
 #endif

@@ -13,7 +13,6 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "server/http/http.h"
 
 #define AUDIT_SYSTEM_CHAIN "00000000-0000-0000-0000-000000000000"
 #define AUDIT_GENESIS "0000000000000000000000000000000000000000000000000000000000000000"
@@ -136,11 +135,5 @@ void audit_report_free(struct audit_report *rep);
  * row and row count (docs/audit-chain.md §8). Returns 0, BZ_ERR_DB,
  * BZ_ERR_IO, BZ_ERR_CRYPTO or BZ_ERR_NOMEM. */
 int audit_export(PGconn *conn, const char *chain_id, const char *seed_hex, FILE *out);
-
-/* ---- HTTP (verify_api.c) ---- */
-
-/* GET /api/v1/audit/verify (audit:read; orgId required and visible). */
-extern const struct route audit_verify_routes[];
-extern const size_t audit_verify_routes_count;
 
 #endif

@@ -15,13 +15,13 @@
 
 #include "common/envfile.h"
 #include "common/err.h"
+#include "common/text.h"
 #include "crypto/crypto.h"
 #include "server/audit/audit_chain.h"
 #include "server/audit/audit_checkpoint.h"
 #include "server/audit/audit_retention.h"
 #include "server/config.h"
 #include "server/db/db.h"
-#include "server/http/http.h"
 
 #define MAX_KEYS 8
 

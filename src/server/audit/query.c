@@ -14,6 +14,7 @@
 #include "server/audit/audit.h"
 #include "server/audit/audit_chain.h"
 #include "server/db/db.h"
+#include "server/audit/audit_api.h"
 #include "server/http/http.h"
 #include "server/tenancy/tenancy.h"
 
@@ -186,7 +187,7 @@ static int parse_filter(struct request *rq, struct audit_filter *f)
 		/* Ids are stored and scoped in lower case. */
 		for (size_t i = 0; i < 36; i++)
 			f->org_id[i] = (char)(org[i] >= 'A' && org[i] <= 'F' ? org[i] - 'A' + 'a' : org[i]);
-		if (!tenancy_org_visible(rq, f->org_id)) {
+		if (!tenancy_scope_has_org(&rq->scope, f->org_id)) {
 			http_fail(rq, 404, "not_found", "organization not found");
 			return -1;
 		}

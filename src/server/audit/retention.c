@@ -20,11 +20,11 @@
 
 #include "common/clock.h"
 #include "common/err.h"
+#include "common/text.h"
 #include "common/log.h"
 #include "server/audit/audit_chain.h"
 #include "server/audit/audit_checkpoint.h"
 #include "server/db/db.h"
-#include "server/http/http.h"
 
 /* The worker's first runs come this soon after start, and a failed run is
  * retried after this long rather than a whole interval later. */

@@ -10,6 +10,7 @@
 #include "common/err.h"
 #include "server/audit/audit_chain.h"
 #include "server/audit/audit_checkpoint.h"
+#include "server/audit/audit_api.h"
 #include "server/http/http.h"
 #include "server/tenancy/tenancy.h"
 
@@ -50,7 +51,7 @@ static void verify_org(struct request *rq)
 	for (char *p = id; *p; p++)
 		if (*p >= 'A' && *p <= 'F')
 			*p = (char)(*p - 'A' + 'a');
-	if (!tenancy_org_visible(rq, id)) {
+	if (!tenancy_scope_has_org(&rq->scope, id)) {
 		http_fail(rq, 404, "not_found", "organization not found");
 		return;
 	}

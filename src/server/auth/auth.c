@@ -3,7 +3,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include "common/clock.h"
 #include "common/err.h"
 #include "server/auth/auth.h"
 #include "server/db/db.h"
@@ -19,42 +18,21 @@ static const char *principal_sql =
 
 static void copy(char *dst, size_t n, const char *src) { snprintf(dst, n, "%s", src ? src : ""); }
 
-int auth_authenticate(struct request *rq)
+int auth_session_principal(PGconn *c, const char *sid, const char *sub, struct principal *w)
 {
-	const struct config *cfg = rq->app->cfg;
-	const char *h = http_header(rq, "Authorization");
-	struct jwt_claims cl;
-
-	if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0) {
-		http_set_header(rq, "WWW-Authenticate", "Bearer");
-		http_fail(rq, 401, "unauthorized", "missing bearer token");
-		return -1;
-	}
-	const char *jwt_secret = cfg->secrets[SECRET_JWT];
-	if (auth_jwt_verify(jwt_secret, strlen(jwt_secret), h + 7, bz_now(), &cl) != 0) {
-		http_set_header(rq, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
-		http_fail(rq, 401, "unauthorized", "invalid or expired token");
-		return -1;
-	}
-	PGconn *c = http_db(rq);
-	if (c == NULL)
-		return -1;
-	const char *p[2] = {cl.sid, cl.sub};
+	const char *p[2] = {sid, sub};
 	PGresult *r = db_query(c, principal_sql, 2, p, NULL);
-	if (r == NULL) {
-		http_fail_err(rq, BZ_ERR_DB, NULL);
-		return -1;
-	}
+
+	memset(w, 0, sizeof(*w));
+	if (r == NULL)
+		return BZ_ERR_DB;
 	if (PQntuples(r) != 1) {
 		PQclear(r);
-		http_set_header(rq, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
-		http_fail(rq, 401, "unauthorized", "session expired or revoked");
-		return -1;
+		return BZ_ERR_UNAUTHORIZED;
 	}
-	struct principal *w = &rq->who;
 	w->authenticated = 1;
 	copy(w->user_id, sizeof(w->user_id), PQgetvalue(r, 0, 0));
-	copy(w->session_id, sizeof(w->session_id), cl.sid);
+	copy(w->session_id, sizeof(w->session_id), sid);
 	copy(w->partner_id, sizeof(w->partner_id), PQgetvalue(r, 0, 1));
 	copy(w->org_id, sizeof(w->org_id), PQgetvalue(r, 0, 2));
 	copy(w->email, sizeof(w->email), PQgetvalue(r, 0, 3));
@@ -82,16 +60,16 @@ int auth_normalize_email(const char *in, char *out, size_t outlen)
 	while (n > 0 && isspace((unsigned char)in[n - 1]))
 		n--;
 	if (n < 3 || n > 254 || n >= outlen)
-		return -1;
+		return BZ_ERR_INVALID;
 	for (size_t i = 0; i < n; i++) {
 		unsigned char ch = (unsigned char)in[i];
 		if (ch < 0x21 || ch == 0x7f)
-			return -1;
+			return BZ_ERR_INVALID;
 		out[i] = (char)tolower(ch);
 	}
 	out[n] = '\0';
 	const char *at = strchr(out, '@');
 	if (at == NULL || at == out || at[1] == '\0' || strchr(at + 1, '@') != NULL)
-		return -1;
+		return BZ_ERR_INVALID;
 	return 0;
 }

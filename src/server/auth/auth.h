@@ -1,6 +1,7 @@
 /*
  * auth.h — user authentication: JWT access tokens (HS256 only) bound to a
- * session row, login with argon2id, and the users/roles API.
+ * session row, login with argon2id, users and roles. No HTTP here: the
+ * routes and the request hook are in auth_api.h.
  */
 #ifndef BZ_AUTH_H
 #define BZ_AUTH_H
@@ -8,7 +9,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "server/http/http.h"
+#include <libpq-fe.h>
+
+#include "server/auth/principal.h"
 
 #define AUTH_JWT_ISSUER "breeze"
 #define AUTH_JWT_AUDIENCE "breeze-api"
@@ -39,16 +42,16 @@ char *auth_jwt_issue(const char *secret, size_t secretlen, const char *sub, cons
 int auth_jwt_verify(const char *secret, size_t secretlen, const char *token, int64_t now,
 		    struct jwt_claims *out);
 
-/* Authenticates the request's "Authorization: Bearer <jwt>" against a live
- * session and fills rq->who. Returns 0, or fails the request with 401
- * (503 if the database is down) and returns -1. */
-int auth_authenticate(struct request *rq);
+/* Loads into OUT the caller behind session SID of user SUB (both UUIDs,
+ * from a verified access token) on C. A token is only as good as its
+ * session: a revoked or expired session or a disabled user is refused.
+ * Returns 0, BZ_ERR_UNAUTHORIZED or BZ_ERR_DB. OUT owns its permissions
+ * (principal_free()). */
+int auth_session_principal(PGconn *c, const char *sid, const char *sub, struct principal *out);
 
 /* Lower-cases and trims an e-mail address into OUT (OUTLEN bytes).
- * Returns 0, or -1 if it is empty, too long or not of the form a@b. */
+ * Returns 0, or BZ_ERR_INVALID if it is empty, too long or not of the
+ * form a@b. */
 int auth_normalize_email(const char *in, char *out, size_t outlen);
-
-extern const struct route auth_routes[];
-extern const size_t auth_routes_count;
 
 #endif

@@ -5,6 +5,7 @@
 
 #include "common/err.h"
 #include "crypto/crypto.h"
+#include "common/text.h"
 #include "server/auth/auth.h"
 
 char *auth_jwt_issue(const char *secret, size_t secretlen, const char *sub, const char *sid,

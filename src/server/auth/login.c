@@ -16,6 +16,7 @@
 #include "crypto/password.h"
 #include "server/audit/audit.h"
 #include "server/auth/auth.h"
+#include "server/auth/auth_api.h"
 #include "server/db/db.h"
 
 static const char *user_by_email_sql =

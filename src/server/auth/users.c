@@ -10,6 +10,7 @@
 #include "crypto/password.h"
 #include "server/audit/audit.h"
 #include "server/auth/auth.h"
+#include "server/auth/auth_api.h"
 #include "server/db/db.h"
 #include "server/tenancy/tenancy.h"
 
@@ -170,7 +171,7 @@ void users_create(struct request *rq)
 		if (org_ids != NULL) {
 			json_t *v = json_object_get(rq->body, "orgIds"), *e;
 			size_t i;
-			json_array_foreach(v, i, e) if (!tenancy_org_visible(rq, json_string_value(e)))
+			json_array_foreach(v, i, e) if (!tenancy_scope_has_org(&rq->scope, json_string_value(e)))
 			{
 				http_fail(rq, 404, "not_found", "organization not found");
 				goto out;
@@ -185,7 +186,7 @@ void users_create(struct request *rq)
 			http_fail(rq, 400, "validation_error", "organization roles take 'orgId', not 'orgIds'");
 			goto out;
 		}
-		if (!tenancy_org_visible(rq, org_id)) {
+		if (!tenancy_scope_has_org(&rq->scope, org_id)) {
 			http_fail(rq, 404, "not_found", "organization not found");
 			goto out;
 		}
@@ -263,7 +264,7 @@ void users_create(struct request *rq)
 				 .resource = "users",
 				 .resource_id = uid,
 				 .details = json_pack("{s:s,s:s}", "email", email, "role", role)};
-	audit_event_from_request(&ev, rq);
+	http_audit_actor(&ev, rq);
 	int rc = audit_write(c, &ev);
 	json_decref(ev.details);
 	if (rc != 0 || db_commit(c) != 0)

@@ -5,6 +5,7 @@
 #ifndef BZ_DB_H
 #define BZ_DB_H
 
+#include <jansson.h>
 #include <libpq-fe.h>
 #include <stddef.h>
 
@@ -53,5 +54,18 @@ int db_ping(struct db_pool *pool, int timeout_ms);
 
 /* Value of row R column C, or NULL for SQL NULL. */
 const char *db_val(const PGresult *res, int r, int c);
+
+/* SQL expression rendering the timestamptz column COL as ISO 8601 UTC with
+ * whole seconds ("2026-01-02T03:04:05Z"), the API's time format. */
+#define DB_TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+
+/* Builds the PostgreSQL array literal "{id,id,…}" from N canonical UUID
+ * strings IDS (each checked with is_uuid()), for binding as a uuid[]
+ * parameter. Returns a malloc'd string (caller frees), or NULL when an
+ * entry is not a UUID or allocation fails. N = 0 gives "{}". */
+char *db_uuid_array(const char *const *ids, size_t n);
+
+/* db_uuid_array() over a jansson array of UUID strings (borrowed). */
+char *db_uuid_array_json(const json_t *ids);
 
 #endif

@@ -13,12 +13,20 @@
 
 #include <jansson.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <ulfius.h>
 
+#include "common/err.h"
+#include "common/text.h"
+#include "server/audit/audit.h"
+#include "server/auth/principal.h"
 #include "server/config.h"
 #include "server/db/db.h"
 #include "server/http/client_ip.h"
+#include "server/tenancy/tenancy.h"
+
+struct request;
 
 struct app {
 	const struct config *cfg;
@@ -26,36 +34,12 @@ struct app {
 	struct _u_instance inst;
 	atomic_int in_flight;
 	atomic_int draining;
+	/* Authenticates a ROUTE_USER request: fills rq->who and rq->scope, or
+	 * answers it (401, 503, …) and returns BZ_ERR_RESPONDED. Registered by
+	 * main.c; the dispatcher knows no authentication scheme by name. */
+	int (*authenticate)(struct request *rq);
 };
 
-/* Who is calling. Filled by the dispatcher for ROUTE_USER routes. */
-struct principal {
-	int authenticated;
-	char user_id[37];
-	char session_id[37];
-	char partner_id[37]; /* home partner ("" for organization users) */
-	char org_id[37];     /* home organization ("" for partner users) */
-	char email[256];
-	char name[201];
-	char role_id[37];
-	char role_name[64];
-	int force_mfa;
-	int mfa_enabled;
-	json_t *permissions; /* array of strings; owned by the request */
-};
-
-/* The organizations (and optionally sites) the caller may see, resolved once
- * per request by tenancy_resolve(). Every tenant-scoped query binds
- * org_ids_pg (and site_ids_pg when non-NULL) as uuid[] parameters. */
-struct tenancy_scope {
-	char partner_id[37];
-	json_t *org_ids;     /* array of uuid strings; owned */
-	char *org_ids_pg;    /* "{uuid,uuid}" Postgres array literal; owned */
-	char *site_ids_pg;   /* NULL = every site of those orgs; owned */
-	int limited;         /* partner user limited to listed organizations */
-};
-
-struct request;
 typedef void (*route_fn)(struct request *rq);
 
 enum route_flags {
@@ -116,11 +100,13 @@ void http_fail(struct request *rq, int status, const char *code, const char *fmt
 void http_fail_extra(struct request *rq, int status, const char *code, json_t *extra,
 		     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
-/* Maps a bz_err (common/err.h) to its status and code, with MSG as text. */
+/* Maps a bz_err (common/err.h) to its status and code, with MSG as text
+ * (ignored for 5xx answers, which say "internal error"). */
 void http_fail_err(struct request *rq, int err, const char *msg);
 
 /* Value of path parameter NAME (":name" in the route template), decoded,
- * copied into OUT (OUTLEN bytes). Returns 0, or -1 if absent/too long. */
+ * copied into OUT (OUTLEN bytes). Returns 0, or BZ_ERR_NOT_FOUND if absent
+ * or too long. */
 int http_path_param(const struct request *rq, const char *name, char *out, size_t outlen);
 
 /* Query-string parameter NAME or NULL. Names that are also path parameters
@@ -136,9 +122,75 @@ void http_set_header(struct request *rq, const char *name, const char *value);
 /* 1 if the caller's role has permission PERM. */
 int http_has_permission(const struct request *rq, const char *perm);
 
-/* Field readers for JSON bodies. Each returns 0 and stores the value, or
- * fails the request with 400 naming the field and returns -1. A missing
- * optional field leaves *OUT unchanged and returns 0. */
+/* ---- Request bodies (body.c) ---- */
+
+/* A string member of a parsed body: PRESENT is 1 when the field was in the
+ * body (V is then the value, or NULL for JSON null on BODY_NULLABLE
+ * fields). V points into rq->body and lives as long as the request. */
+struct body_str {
+	int present;
+	const char *v;
+};
+struct body_int {
+	int present;
+	int64_t v;
+};
+struct body_bool {
+	int present;
+	int v;
+};
+/* BODY_OBJECT / BODY_UUID_ARRAY members: V is borrowed from rq->body. */
+struct body_json {
+	int present;
+	json_t *v;
+};
+
+enum body_type {
+	BODY_STRING,     /* struct body_str: any string up to MAX bytes, no NUL */
+	BODY_TEXT,       /* struct body_str: a display string (text_check()), MIN..MAX bytes */
+	BODY_UUID,       /* struct body_str: a canonical UUID */
+	BODY_ENUM,       /* struct body_str: one of ALLOWED */
+	BODY_INT,        /* struct body_int: an integer in MIN..MAX */
+	BODY_BOOL,       /* struct body_bool */
+	BODY_OBJECT,     /* struct body_json: any JSON object */
+	BODY_UUID_ARRAY, /* struct body_json: an array of at most MAX UUID strings */
+};
+
+enum body_field_flags {
+	BODY_REQUIRED = 1 << 0, /* absent (or null) is a 400 */
+	BODY_NULLABLE = 1 << 1, /* JSON null is a value (present, v = NULL) */
+};
+
+/* One accepted member of a JSON request body; tables end with {NULL}. */
+struct body_field {
+	const char *name;
+	enum body_type type;
+	unsigned flags;
+	size_t offset;               /* offsetof() the member in the output struct */
+	int64_t min, max;            /* BODY_INT range; BODY_TEXT/STRING length in bytes */
+	const char *const *allowed;  /* BODY_ENUM: NULL-terminated list */
+};
+
+#define BODY_FIELD(name, type, flags, st, member, min, max)                                        \
+	{ name, type, flags, offsetof(st, member), min, max, NULL }
+#define BODY_ENUM_FIELD(name, flags, st, member, allowed)                                          \
+	{ name, BODY_ENUM, flags, offsetof(st, member), 0, 0, allowed }
+
+/*
+ * Parses rq->body (a JSON object, checked by the dispatcher) against FIELDS
+ * into OUT (a struct whose members FIELDS locate). Strict: a member that is
+ * not in FIELDS, a missing required member, a wrong type, a string that is
+ * too long or fails text_check(), or an integer out of range fails the
+ * request with 400 validation_error naming the field (also in
+ * "error.field"). A route without a body (rq->body NULL) parses as {}.
+ * Returns 0 or BZ_ERR_RESPONDED.
+ */
+int http_body_parse(struct request *rq, const struct body_field *fields, void *out);
+
+/* Field-by-field readers (not strict: they do not refuse unknown members);
+ * being replaced by http_body_parse() handler by handler. Each returns 0
+ * and stores the value, or fails the request with 400 and returns
+ * BZ_ERR_RESPONDED. A missing optional field leaves *OUT unchanged. */
 int body_string(struct request *rq, const char *field, int required, size_t maxlen,
 		const char **out);
 int body_int(struct request *rq, const char *field, int required, json_int_t min, json_int_t max,
@@ -146,11 +198,36 @@ int body_int(struct request *rq, const char *field, int required, json_int_t min
 int body_object(struct request *rq, const char *field, int required, json_t **out);
 int body_uuid(struct request *rq, const char *field, int required, const char **out);
 
-/* 1 if S is a canonical lower/upper-case hex UUID (8-4-4-4-12). */
-int is_uuid(const char *s);
+/* ---- Ending a mutation ---- */
+
+/* Fills the actor (user or system) and client IP of EV from RQ. */
+void http_audit_actor(struct audit_event *ev, const struct request *rq);
+
+/*
+ * Ends a mutating handler on C, inside the transaction opened by
+ * http_db_begin(). When RC is 0: writes EV (if EV->action is non-NULL; a
+ * no-op change writes no row) with the caller as actor, commits, and
+ * replies STATUS with BODY. Otherwise — or when the audit write or COMMIT
+ * fails — rolls back and answers the error RC explained by WHY (may be
+ * NULL). BODY and EV->details are stolen in every case.
+ */
+void http_commit(struct request *rq, PGconn *c, int rc, const struct bz_errinfo *why,
+		 struct audit_event *ev, int status, json_t *body);
+
+/* Answers the error RC (a bz_err) with WHY's code, message and field when
+ * given (WHY may be NULL). 5xx answers never carry WHY's message. Does
+ * nothing for BZ_ERR_RESPONDED. */
+void http_fail_why(struct request *rq, int rc, const struct bz_errinfo *why);
+
+/* Reads path parameter NAME as a UUID into OUT[37]; answers 404 with
+ * NOT_FOUND_MSG (e.g. "device not found") when it is not one. Returns 0 or
+ * BZ_ERR_RESPONDED. */
+int http_path_uuid(struct request *rq, const char *name, char out[37], const char *not_found_msg);
 
 /* Starts the HTTP server for APP on the configured address with ROUTES
- * (N entries; the table must outlive the server). Returns 0 or -1. */
+ * (N entries; the table must outlive the server). APP->authenticate must be
+ * set when any route has ROUTE_USER. Returns 0, BZ_ERR_INVALID (bad listen
+ * address) or BZ_ERR_IO. */
 int http_server_start(struct app *app, const struct route *routes, size_t n);
 
 /* Stops accepting connections, waits up to DRAIN_MS milliseconds for

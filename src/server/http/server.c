@@ -12,9 +12,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "crypto/crypto.h"
-#include "server/auth/auth.h"
 #include "server/http/http.h"
-#include "server/tenancy/tenancy.h"
 
 #define DB_ACQUIRE_TIMEOUT_MS 5000
 
@@ -92,39 +90,6 @@ void http_fail_extra(struct request *rq, int status, const char *code, json_t *e
 	va_end(ap);
 }
 
-/* The one table from internal error codes to HTTP (STYLE.md). */
-static const struct {
-	int err;
-	int status;
-	const char *code;
-} err_map[] = {
-	{BZ_ERR_INVALID, 400, "invalid_request"},
-	{BZ_ERR_UNAUTHORIZED, 401, "unauthorized"},
-	{BZ_ERR_FORBIDDEN, 403, "forbidden"},
-	{BZ_ERR_NOT_FOUND, 404, "not_found"},
-	{BZ_ERR_CONFLICT, 409, "conflict"},
-	{BZ_ERR_UNAVAILABLE, 503, "service_unavailable"},
-	{BZ_ERR_DB, 500, "internal"},
-	{BZ_ERR_NOMEM, 500, "internal"},
-	{BZ_ERR_CRYPTO, 500, "internal"},
-	{BZ_ERR_IO, 500, "internal"},
-	{BZ_ERR_INTERNAL, 500, "internal"},
-};
-
-void http_fail_err(struct request *rq, int err, const char *msg)
-{
-	for (size_t i = 0; i < sizeof(err_map) / sizeof(*err_map); i++) {
-		if (err_map[i].err == err) {
-			http_fail(rq, err_map[i].status, err_map[i].code, "%s",
-				  err_map[i].status >= 500 && err != BZ_ERR_UNAVAILABLE
-					  ? "internal error"
-					  : msg);
-			return;
-		}
-	}
-	http_fail(rq, 500, "internal", "internal error");
-}
-
 PGconn *http_db(struct request *rq)
 {
 	if (rq->db == NULL) {
@@ -200,109 +165,7 @@ int http_path_param(const struct request *rq, const char *name, char *out, size_
 
 int http_has_permission(const struct request *rq, const char *perm)
 {
-	size_t i;
-	json_t *v;
-
-	if (rq->who.permissions == NULL)
-		return 0;
-	json_array_foreach(rq->who.permissions, i, v) if (json_is_string(v) &&
-							  !strcmp(json_string_value(v), perm)) return 1;
-	return 0;
-}
-
-int is_uuid(const char *s)
-{
-	if (s == NULL || strlen(s) != 36)
-		return 0;
-	for (int i = 0; i < 36; i++) {
-		if (i == 8 || i == 13 || i == 18 || i == 23) {
-			if (s[i] != '-')
-				return 0;
-		} else if (!isxdigit((unsigned char)s[i])) {
-			return 0;
-		}
-	}
-	return 1;
-}
-
-int body_string(struct request *rq, const char *field, int required, size_t maxlen,
-		const char **out)
-{
-	json_t *v = json_object_get(rq->body, field);
-
-	if (v == NULL || json_is_null(v)) {
-		if (!required)
-			return 0;
-		http_fail(rq, 400, "validation_error", "field '%s' is required", field);
-		return -1;
-	}
-	if (!json_is_string(v)) {
-		http_fail(rq, 400, "validation_error", "field '%s' must be a string", field);
-		return -1;
-	}
-	size_t len = json_string_length(v);
-	if (len > maxlen || strlen(json_string_value(v)) != len) {
-		http_fail(rq, 400, "validation_error",
-			  "field '%s' must be at most %zu characters without NUL bytes", field, maxlen);
-		return -1;
-	}
-	*out = json_string_value(v);
-	return 0;
-}
-
-int body_int(struct request *rq, const char *field, int required, json_int_t min, json_int_t max,
-	     json_int_t *out)
-{
-	json_t *v = json_object_get(rq->body, field);
-
-	if (v == NULL || json_is_null(v)) {
-		if (!required)
-			return 0;
-		http_fail(rq, 400, "validation_error", "field '%s' is required", field);
-		return -1;
-	}
-	if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max) {
-		http_fail(rq, 400, "validation_error",
-			  "field '%s' must be an integer between %lld and %lld", field, (long long)min,
-			  (long long)max);
-		return -1;
-	}
-	*out = json_integer_value(v);
-	return 0;
-}
-
-int body_object(struct request *rq, const char *field, int required, json_t **out)
-{
-	json_t *v = json_object_get(rq->body, field);
-
-	if (v == NULL || json_is_null(v)) {
-		if (!required)
-			return 0;
-		http_fail(rq, 400, "validation_error", "field '%s' is required", field);
-		return -1;
-	}
-	if (!json_is_object(v)) {
-		http_fail(rq, 400, "validation_error", "field '%s' must be an object", field);
-		return -1;
-	}
-	*out = v;
-	return 0;
-}
-
-int body_uuid(struct request *rq, const char *field, int required, const char **out)
-{
-	const char *s = NULL;
-
-	if (body_string(rq, field, required, 36, &s) != 0)
-		return -1;
-	if (s == NULL)
-		return 0;
-	if (!is_uuid(s)) {
-		http_fail(rq, 400, "validation_error", "field '%s' must be a UUID", field);
-		return -1;
-	}
-	*out = s;
-	return 0;
+	return principal_has_permission(&rq->who, perm);
 }
 
 static int content_type_is_json(const char *ct)
@@ -332,15 +195,7 @@ static int content_type_is_json(const char *ct)
 	return strncasecmp(cs, "utf-8", 5) == 0 && (cs[5] == '\0' || cs[5] == '"' || cs[5] == ';' || cs[5] == ' ');
 }
 
-/* 1 if S is valid UTF-8 (checked by jansson, which refuses anything else). */
-static int utf8_ok(const char *s)
-{
-	json_t *j = json_string(s);
-	int ok = j != NULL;
-
-	json_decref(j);
-	return ok;
-}
+static int utf8_ok(const char *s) { return text_utf8_valid(s, strlen(s)); }
 
 /* Query parameters must be valid UTF-8: ulfius's own check would drop a bad
  * value silently, turning a filter into no filter. Returns 0 or fails the
@@ -454,7 +309,7 @@ static void request_free(struct request *rq)
 	if (rq->db != NULL)
 		db_release(rq->app->pool, rq->db);
 	json_decref(rq->body);
-	json_decref(rq->who.permissions);
+	principal_free(&rq->who);
 	tenancy_scope_free(&rq->scope);
 }
 
@@ -484,10 +339,11 @@ static int dispatch(const struct _u_request *u, struct _u_response *resp, struct
 	if (check_query(&rq) != 0 || check_body(&rq) != 0)
 		goto out;
 	if (route->flags & ROUTE_USER) {
-		if (auth_authenticate(&rq) != 0)
+		if (app->authenticate == NULL || app->authenticate(&rq) != 0) {
+			if (rq.status == 0)
+				http_fail(&rq, 500, "internal", "internal error");
 			goto out;
-		if (tenancy_resolve(&rq) != 0)
-			goto out;
+		}
 		if (route->permission != NULL && !http_has_permission(&rq, route->permission)) {
 			http_fail(&rq, 403, "forbidden", "missing permission %s", route->permission);
 			goto out;

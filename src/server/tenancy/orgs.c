@@ -1,221 +1,164 @@
 /*
- * orgs.c — organizations and sites API. Partner administrators create
- * organizations; sites belong to an organization. Reads are scoped by
- * tenancy_resolve(); another tenant's ids answer 404.
+ * orgs.c — organizations and sites: the SQL of both tables. Partner staff
+ * who see every organization of their partner create organizations; sites
+ * belong to an organization. Every read is bound to a tenancy scope.
  */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-#include "common/err.h"
-#include "server/audit/audit.h"
 #include "server/db/db.h"
 #include "server/tenancy/tenancy.h"
 
-static json_t *org_json(PGresult *r, int i)
+#define ORG_COLS "id, partner_id, name, " DB_TS("created_at")
+#define SITE_COLS "id, org_id, name, " DB_TS("created_at")
+
+static void copy(char *dst, size_t n, const char *src) { snprintf(dst, n, "%s", src); }
+
+static void org_from_row(const PGresult *r, int i, void *dst)
 {
-	return json_pack("{s:s,s:s,s:s,s:s}", "id", PQgetvalue(r, i, 0), "partnerId",
-			 PQgetvalue(r, i, 1), "name", PQgetvalue(r, i, 2), "createdAt",
-			 PQgetvalue(r, i, 3));
+	struct tenancy_org *o = dst;
+
+	copy(o->id, sizeof(o->id), PQgetvalue(r, i, 0));
+	copy(o->partner_id, sizeof(o->partner_id), PQgetvalue(r, i, 1));
+	copy(o->name, sizeof(o->name), PQgetvalue(r, i, 2));
+	copy(o->created_at, sizeof(o->created_at), PQgetvalue(r, i, 3));
 }
 
-static json_t *site_json(PGresult *r, int i)
+static void site_from_row(const PGresult *r, int i, void *dst)
 {
-	return json_pack("{s:s,s:s,s:s,s:s}", "id", PQgetvalue(r, i, 0), "orgId",
-			 PQgetvalue(r, i, 1), "name", PQgetvalue(r, i, 2), "createdAt",
-			 PQgetvalue(r, i, 3));
+	struct tenancy_site *s = dst;
+
+	copy(s->id, sizeof(s->id), PQgetvalue(r, i, 0));
+	copy(s->org_id, sizeof(s->org_id), PQgetvalue(r, i, 1));
+	copy(s->name, sizeof(s->name), PQgetvalue(r, i, 2));
+	copy(s->created_at, sizeof(s->created_at), PQgetvalue(r, i, 3));
 }
 
-#define ORG_COLS "id, partner_id, name, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
-#define SITE_COLS "id, org_id, name, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+/* Runs SQL and collects every row with FROM_ROW into a malloc'd array of
+ * SIZE-byte elements. Returns 0, BZ_ERR_DB or BZ_ERR_NOMEM. */
+static int collect(PGconn *c, const char *sql, int np, const char *const *p, size_t size,
+		   void (*from_row)(const PGresult *, int, void *), void **out, size_t *n)
+{
+	PGresult *r = db_query(c, sql, np, p, NULL);
+	char *arr = NULL;
 
-static void list_orgs(struct request *rq)
+	*out = NULL;
+	*n = 0;
+	if (r == NULL)
+		return BZ_ERR_DB;
+	if (PQntuples(r) > 0 && (arr = calloc((size_t)PQntuples(r), size)) == NULL) {
+		PQclear(r);
+		return BZ_ERR_NOMEM;
+	}
+	for (int i = 0; i < PQntuples(r); i++)
+		from_row(r, i, arr + (size_t)i * size);
+	*n = (size_t)PQntuples(r);
+	*out = arr;
+	PQclear(r);
+	return 0;
+}
+
+int tenancy_org_list(PGconn *c, const struct tenancy_scope *sc, struct tenancy_org **out,
+		     size_t *n)
 {
 	static const char *sql = "SELECT " ORG_COLS " FROM organizations"
 				 " WHERE id = ANY($1::uuid[]) ORDER BY name, id";
-	PGconn *c = http_db(rq);
-	if (c == NULL)
-		return;
-	const char *p[1] = {rq->scope.org_ids_pg};
-	PGresult *r = db_query(c, sql, 1, p, NULL);
-	if (r == NULL) {
-		http_fail_err(rq, BZ_ERR_DB, NULL);
-		return;
-	}
-	json_t *arr = json_array();
-	for (int i = 0; i < PQntuples(r); i++)
-		json_array_append_new(arr, org_json(r, i));
-	PQclear(r);
-	http_reply(rq, 200, json_pack("{s:o}", "organizations", arr));
+	const char *p[1] = {sc->org_ids_pg};
+
+	return collect(c, sql, 1, p, sizeof(**out), org_from_row,
+		       (void **)out, n);
 }
 
-static void get_org(struct request *rq)
+int tenancy_org_get(PGconn *c, const struct tenancy_scope *sc, const char *id,
+		    struct tenancy_org *out)
 {
 	static const char *sql = "SELECT " ORG_COLS " FROM organizations WHERE id = $1::uuid";
-	char id[64];
-
-	if (http_path_param(rq, "id", id, sizeof(id)) != 0 || !is_uuid(id) ||
-	    !tenancy_org_visible(rq, id)) {
-		http_fail(rq, 404, "not_found", "organization not found");
-		return;
-	}
-	PGconn *c = http_db(rq);
-	if (c == NULL)
-		return;
 	const char *p[1] = {id};
-	PGresult *r = db_query(c, sql, 1, p, NULL);
-	if (r == NULL) {
-		http_fail_err(rq, BZ_ERR_DB, NULL);
-		return;
+	PGresult *r;
+	int rc = BZ_ERR_NOT_FOUND;
+
+	if (!tenancy_scope_has_org(sc, id))
+		return BZ_ERR_NOT_FOUND;
+	if ((r = db_query(c, sql, 1, p, NULL)) == NULL)
+		return BZ_ERR_DB;
+	if (PQntuples(r) == 1) {
+		org_from_row(r, 0, out);
+		rc = 0;
 	}
-	if (PQntuples(r) != 1) {
-		PQclear(r);
-		http_fail(rq, 404, "not_found", "organization not found");
-		return;
-	}
-	json_t *o = org_json(r, 0);
 	PQclear(r);
-	http_reply(rq, 200, o);
+	return rc;
 }
 
-static void create_org(struct request *rq)
+int tenancy_org_create(PGconn *c, const struct tenancy_scope *sc, const char *name,
+		       struct tenancy_org *out, struct audit_event *ev, struct bz_errinfo *why)
 {
 	static const char *sql = "INSERT INTO organizations (partner_id, name) VALUES ($1, $2)"
 				 " RETURNING " ORG_COLS;
-	const char *name = NULL;
+	const char *p[2] = {sc->partner_id, name};
 	char sqlstate[6];
+	PGresult *r;
 
-	if (rq->who.partner_id[0] == '\0' || rq->scope.limited) {
-		http_fail(rq, 403, "forbidden",
-				 "only partner users with access to every organization can create organizations");
-		return;
+	if (sc->partner_id[0] == '\0' || sc->limited)
+		return bz_fail(why, BZ_ERR_FORBIDDEN, NULL, NULL,
+			       "only partner users with access to every organization can create "
+			       "organizations");
+	if ((r = db_query(c, sql, 2, p, sqlstate)) == NULL) {
+		if (!strcmp(sqlstate, "23505"))
+			return bz_fail(why, BZ_ERR_CONFLICT, NULL, "name",
+				       "an organization with that name exists");
+		return BZ_ERR_DB;
 	}
-	if (body_string(rq, "name", 1, 200, &name) != 0)
-		return;
-	if (name[0] == '\0') {
-		http_fail(rq, 400, "validation_error", "field 'name' must not be empty");
-		return;
-	}
-	PGconn *c = http_db_begin(rq);
-	if (c == NULL)
-		return;
-	const char *p[2] = {rq->who.partner_id, name};
-	PGresult *r = db_query(c, sql, 2, p, sqlstate);
-	if (r == NULL) {
-		db_rollback(c);
-		if (!strcmp(sqlstate, "23505")) {
-			http_fail(rq, 409, "conflict", "an organization with that name exists");
-			return;
-		}
-		http_fail_err(rq, BZ_ERR_DB, NULL);
-		return;
-	}
-	json_t *o = org_json(r, 0);
+	org_from_row(r, 0, out);
 	PQclear(r);
-	struct audit_event ev = {.org_id = json_string_value(json_object_get(o, "id")),
-				 .action = "organization.create",
-				 .resource = "organizations",
-				 .resource_id = json_string_value(json_object_get(o, "id")),
-				 .details = json_pack("{s:s}", "name", name)};
-	audit_event_from_request(&ev, rq);
-	int rc = audit_write(c, &ev);
-	json_decref(ev.details);
-	if (rc != 0 || db_commit(c) != 0) {
-		db_rollback(c);
-		json_decref(o);
-		http_fail_err(rq, BZ_ERR_DB, NULL);
-		return;
-	}
-	http_reply(rq, 201, o);
+	*ev = (struct audit_event){.org_id = out->id,
+				   .action = "organization.create",
+				   .resource = "organizations",
+				   .resource_id = out->id,
+				   .details = json_pack("{s:s}", "name", out->name)};
+	return 0;
 }
 
-static void list_sites(struct request *rq)
+int tenancy_site_list(PGconn *c, const struct tenancy_scope *sc, const char *org_id,
+		      struct tenancy_site **out, size_t *n)
 {
 	static const char *sql = "SELECT " SITE_COLS " FROM sites WHERE org_id = $1::uuid"
 				 " AND ($2::uuid[] IS NULL OR id = ANY($2::uuid[])) ORDER BY name, id";
-	char id[64];
+	const char *p[2] = {org_id, sc->site_ids_pg};
 
-	if (http_path_param(rq, "id", id, sizeof(id)) != 0 || !is_uuid(id) ||
-	    !tenancy_org_visible(rq, id)) {
-		http_fail(rq, 404, "not_found", "organization not found");
-		return;
-	}
-	PGconn *c = http_db(rq);
-	if (c == NULL)
-		return;
-	const char *p[2] = {id, rq->scope.site_ids_pg};
-	PGresult *r = db_query(c, sql, 2, p, NULL);
-	if (r == NULL) {
-		http_fail_err(rq, BZ_ERR_DB, NULL);
-		return;
-	}
-	json_t *arr = json_array();
-	for (int i = 0; i < PQntuples(r); i++)
-		json_array_append_new(arr, site_json(r, i));
-	PQclear(r);
-	http_reply(rq, 200, json_pack("{s:o}", "sites", arr));
+	if (!tenancy_scope_has_org(sc, org_id))
+		return BZ_ERR_NOT_FOUND;
+	return collect(c, sql, 2, p, sizeof(**out),
+		       site_from_row, (void **)out, n);
 }
 
-static void create_site(struct request *rq)
+int tenancy_site_create(PGconn *c, const struct tenancy_scope *sc, const char *org_id,
+			const char *name, struct tenancy_site *out, struct audit_event *ev,
+			struct bz_errinfo *why)
 {
 	static const char *sql = "INSERT INTO sites (org_id, name) VALUES ($1::uuid, $2)"
 				 " RETURNING " SITE_COLS;
-	const char *name = NULL;
-	char id[64], sqlstate[6];
+	const char *p[2] = {org_id, name};
+	char sqlstate[6];
+	PGresult *r;
 
-	if (http_path_param(rq, "id", id, sizeof(id)) != 0 || !is_uuid(id) ||
-	    !tenancy_org_visible(rq, id)) {
-		http_fail(rq, 404, "not_found", "organization not found");
-		return;
+	if (!tenancy_scope_has_org(sc, org_id))
+		return bz_fail(why, BZ_ERR_NOT_FOUND, NULL, NULL, "organization not found");
+	if (tenancy_scope_site_limited(sc))
+		return bz_fail(why, BZ_ERR_FORBIDDEN, NULL, NULL,
+			       "site-limited users cannot create sites");
+	if ((r = db_query(c, sql, 2, p, sqlstate)) == NULL) {
+		if (!strcmp(sqlstate, "23505"))
+			return bz_fail(why, BZ_ERR_CONFLICT, NULL, "name",
+				       "a site with that name exists");
+		return BZ_ERR_DB;
 	}
-	if (rq->scope.site_ids_pg != NULL) {
-		http_fail(rq, 403, "forbidden", "site-limited users cannot create sites");
-		return;
-	}
-	if (body_string(rq, "name", 1, 200, &name) != 0)
-		return;
-	if (name[0] == '\0') {
-		http_fail(rq, 400, "validation_error", "field 'name' must not be empty");
-		return;
-	}
-	PGconn *c = http_db_begin(rq);
-	if (c == NULL)
-		return;
-	const char *p[2] = {id, name};
-	PGresult *r = db_query(c, sql, 2, p, sqlstate);
-	if (r == NULL) {
-		db_rollback(c);
-		if (!strcmp(sqlstate, "23505")) {
-			http_fail(rq, 409, "conflict", "a site with that name exists");
-			return;
-		}
-		http_fail_err(rq, BZ_ERR_DB, NULL);
-		return;
-	}
-	json_t *o = site_json(r, 0);
+	site_from_row(r, 0, out);
 	PQclear(r);
-	struct audit_event ev = {.org_id = id,
-				 .action = "site.create",
-				 .resource = "sites",
-				 .resource_id = json_string_value(json_object_get(o, "id")),
-				 .details = json_pack("{s:s}", "name", name)};
-	audit_event_from_request(&ev, rq);
-	int rc = audit_write(c, &ev);
-	json_decref(ev.details);
-	if (rc != 0 || db_commit(c) != 0) {
-		db_rollback(c);
-		json_decref(o);
-		http_fail_err(rq, BZ_ERR_DB, NULL);
-		return;
-	}
-	http_reply(rq, 201, o);
+	*ev = (struct audit_event){.org_id = out->org_id,
+				   .action = "site.create",
+				   .resource = "sites",
+				   .resource_id = out->id,
+				   .details = json_pack("{s:s}", "name", out->name)};
+	return 0;
 }
-
-const struct route tenancy_routes[] = {
-	{"GET", "/api/v1/organizations", list_orgs, ROUTE_USER, "orgs:read", NULL},
-	{"POST", "/api/v1/organizations", create_org, ROUTE_USER | ROUTE_JSON_BODY, "orgs:write",
-	 "organization.create"},
-	{"GET", "/api/v1/organizations/:id", get_org, ROUTE_USER, "orgs:read", NULL},
-	{"GET", "/api/v1/organizations/:id/sites", list_sites, ROUTE_USER, "sites:read", NULL},
-	{"POST", "/api/v1/organizations/:id/sites", create_site, ROUTE_USER | ROUTE_JSON_BODY,
-	 "sites:write", "site.create"},
-};
-const size_t tenancy_routes_count = sizeof(tenancy_routes) / sizeof(*tenancy_routes);

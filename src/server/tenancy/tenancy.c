@@ -1,11 +1,11 @@
 #include "server/tenancy/tenancy.h"
 
-#include <stdlib.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#include "common/err.h"
+#include "common/text.h"
 #include "server/db/db.h"
 
 /* Organizations of a partner user: all of the partner's, unless the user has
@@ -24,73 +24,58 @@ static const char *org_sites_sql =
 	"  FROM memberships m JOIN sites s ON s.id = m.site_id"
 	" WHERE m.user_id = $1 AND s.org_id = $2";
 
-static char *pg_array(json_t *ids)
+static int partner_scope(PGconn *c, struct tenancy_scope *sc)
 {
-	size_t n = json_array_size(ids), cap = 3 + n * 37, off = 0;
-	char *s = malloc(cap);
-	size_t i;
-	json_t *v;
+	const char *p[2] = {sc->partner_id, sc->user_id};
+	PGresult *r = db_query(c, partner_orgs_sql, 2, p, NULL);
 
-	if (s == NULL)
-		return NULL;
-	s[off++] = '{';
-	json_array_foreach(ids, i, v)
-	{
-		if (i > 0)
-			s[off++] = ',';
-		memcpy(s + off, json_string_value(v), 36);
-		off += 36;
-	}
-	s[off++] = '}';
-	s[off] = '\0';
-	return s;
+	if (r == NULL)
+		return BZ_ERR_DB;
+	for (int i = 0; i < PQntuples(r); i++)
+		json_array_append_new(sc->org_ids, json_string(PQgetvalue(r, i, 0)));
+	/* No rows: limited to organizations that no longer exist. */
+	sc->limited = PQntuples(r) > 0 ? PQgetvalue(r, 0, 1)[0] == 't' : 1;
+	PQclear(r);
+	return 0;
 }
 
-int tenancy_resolve(struct request *rq)
+static int org_scope(PGconn *c, const char *org_id, struct tenancy_scope *sc)
 {
-	struct tenancy_scope *sc = &rq->scope;
-	PGconn *c = http_db(rq);
+	const char *p[2] = {sc->user_id, org_id};
 	PGresult *r;
+	int rc = 0;
 
-	if (c == NULL)
-		return -1;
+	json_array_append_new(sc->org_ids, json_string(org_id));
+	r = db_query(c, org_sites_sql, 2, p, NULL);
+	if (r == NULL)
+		return BZ_ERR_DB;
+	const char *v = PQgetvalue(r, 0, 0);
+	if (v[0] != '\0' && (sc->site_ids_pg = strdup(v)) == NULL)
+		rc = BZ_ERR_NOMEM;
+	PQclear(r);
+	return rc;
+}
+
+int tenancy_scope_compute(PGconn *c, const char *user_id, const char *partner_id,
+			  const char *org_id, struct tenancy_scope *sc)
+{
+	int rc;
+
+	memset(sc, 0, sizeof(*sc));
+	snprintf(sc->user_id, sizeof(sc->user_id), "%s", user_id);
+	snprintf(sc->partner_id, sizeof(sc->partner_id), "%s", partner_id ? partner_id : "");
 	sc->org_ids = json_array();
-	if (rq->who.partner_id[0]) {
-		const char *p[2] = {rq->who.partner_id, rq->who.user_id};
-		memcpy(sc->partner_id, rq->who.partner_id, 37);
-		r = db_query(c, partner_orgs_sql, 2, p, NULL);
-		if (r == NULL)
-			goto fail;
-		for (int i = 0; i < PQntuples(r); i++)
-			json_array_append_new(sc->org_ids, json_string(PQgetvalue(r, i, 0)));
-		if (PQntuples(r) > 0)
-			sc->limited = PQgetvalue(r, 0, 1)[0] == 't';
-		else
-			sc->limited = 1; /* limited to organizations that no longer exist */
-		PQclear(r);
-	} else {
-		const char *p[2] = {rq->who.user_id, rq->who.org_id};
-		json_array_append_new(sc->org_ids, json_string(rq->who.org_id));
-		r = db_query(c, org_sites_sql, 2, p, NULL);
-		if (r == NULL)
-			goto fail;
-		const char *v = PQgetvalue(r, 0, 0);
-		if (v[0] != '\0') {
-			sc->site_ids_pg = strdup(v);
-			if (sc->site_ids_pg == NULL) {
-				PQclear(r);
-				goto fail;
-			}
-		}
-		PQclear(r);
-	}
-	sc->org_ids_pg = pg_array(sc->org_ids);
-	if (sc->org_ids_pg == NULL)
-		goto fail;
-	return 0;
-fail:
-	http_fail(rq, 500, "internal", "internal error");
-	return -1;
+	if (sc->org_ids == NULL)
+		return BZ_ERR_NOMEM;
+	if (sc->partner_id[0])
+		rc = partner_scope(c, sc);
+	else
+		rc = org_scope(c, org_id, sc);
+	if (rc == 0 && (sc->org_ids_pg = db_uuid_array_json(sc->org_ids)) == NULL)
+		rc = BZ_ERR_NOMEM;
+	if (rc != 0)
+		tenancy_scope_free(sc);
+	return rc;
 }
 
 void tenancy_scope_free(struct tenancy_scope *sc)
@@ -103,28 +88,35 @@ void tenancy_scope_free(struct tenancy_scope *sc)
 	sc->site_ids_pg = NULL;
 }
 
-int tenancy_org_visible(const struct request *rq, const char *org_id)
+int tenancy_scope_has_org(const struct tenancy_scope *sc, const char *org_id)
 {
 	size_t i;
 	json_t *v;
 
-	if (org_id == NULL)
+	if (org_id == NULL || sc->org_ids == NULL)
 		return 0;
-	json_array_foreach(rq->scope.org_ids, i, v) if (!strcasecmp(json_string_value(v), org_id)) return 1;
+	json_array_foreach(sc->org_ids, i, v)
+	{
+		if (!strcasecmp(json_string_value(v), org_id))
+			return 1;
+	}
 	return 0;
 }
 
-int tenancy_site_visible(struct request *rq, const char *site_id, char *org_out)
+int tenancy_scope_site_limited(const struct tenancy_scope *sc) { return sc->site_ids_pg != NULL; }
+
+int tenancy_site_visible(PGconn *c, const struct tenancy_scope *sc, const char *site_id,
+			 char *org_out)
 {
 	static const char *sql = "SELECT org_id FROM sites WHERE id = $1::uuid"
 				 " AND org_id = ANY($2::uuid[])"
 				 " AND ($3::uuid[] IS NULL OR id = ANY($3::uuid[]))";
-	PGconn *c = http_db(rq);
+	const char *p[3] = {site_id, sc->org_ids_pg, sc->site_ids_pg};
+	PGresult *r;
 
-	if (c == NULL)
-		return BZ_ERR_UNAVAILABLE;
-	const char *p[3] = {site_id, rq->scope.org_ids_pg, rq->scope.site_ids_pg};
-	PGresult *r = db_query(c, sql, 3, p, NULL);
+	if (!is_uuid(site_id))
+		return BZ_ERR_NOT_FOUND;
+	r = db_query(c, sql, 3, p, NULL);
 	if (r == NULL)
 		return BZ_ERR_DB;
 	int found = PQntuples(r) == 1;

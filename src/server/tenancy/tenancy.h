@@ -3,35 +3,113 @@
  *
  * Partner users see every organization of their partner, or only the ones
  * listed in memberships; organization users see only their organization,
- * optionally only some of its sites. tenancy_resolve() computes that once
- * per request into rq->scope, and every tenant-scoped query binds
- * rq->scope.org_ids_pg (and site_ids_pg) as uuid[] parameters. Another
- * tenant's object answers 404, never 403, so ids cannot be probed.
+ * optionally only some of its sites. tenancy_scope_compute() works that out
+ * once (per request, or once for a CLI command or worker), and every
+ * tenant-scoped query binds scope->org_ids_pg (and site_ids_pg) as uuid[]
+ * parameters. Another tenant's object answers "not found", never
+ * "forbidden", so ids cannot be probed.
+ *
+ * Organizations, sites and memberships are this module's tables; the SQL
+ * that touches them lives here (orgs.c, sites.c, memberships.c).
  */
 #ifndef BZ_TENANCY_H
 #define BZ_TENANCY_H
 
-#include "server/http/http.h"
+#include <jansson.h>
+#include <libpq-fe.h>
 
-/* Resolves rq->scope for the authenticated caller. Returns 0, or fails the
- * request (503/500) and returns -1. */
-int tenancy_resolve(struct request *rq);
+#include "common/err.h"
+#include "server/audit/audit.h"
 
-/* Frees what tenancy_resolve() allocated. Safe on a zeroed scope. */
+/* The organizations (and optionally sites) a caller may see. */
+struct tenancy_scope {
+	char partner_id[37]; /* the caller's partner, "" for organization users */
+	char user_id[37];
+	json_t *org_ids;     /* array of uuid strings; owned */
+	char *org_ids_pg;    /* "{uuid,uuid}" Postgres array literal; owned */
+	char *site_ids_pg;   /* NULL = every site of those orgs; owned */
+	int limited;         /* partner user limited to listed organizations */
+};
+
+/*
+ * Computes the scope of user USER_ID whose home is PARTNER_ID (partner
+ * staff; ORG_ID "") or ORG_ID (organization users; PARTNER_ID "") into OUT,
+ * on connection C. No HTTP: usable from the CLI and workers. Returns 0,
+ * BZ_ERR_DB or BZ_ERR_NOMEM; on error OUT holds nothing to free.
+ */
+int tenancy_scope_compute(PGconn *c, const char *user_id, const char *partner_id,
+			  const char *org_id, struct tenancy_scope *out);
+
+/* Frees what tenancy_scope_compute() allocated. Safe on a zeroed scope. */
 void tenancy_scope_free(struct tenancy_scope *scope);
 
-/* 1 if ORG_ID is one of the caller's organizations. */
-int tenancy_org_visible(const struct request *rq, const char *org_id);
+/* 1 if ORG_ID (a UUID, either case) is one of the scope's organizations. */
+int tenancy_scope_has_org(const struct tenancy_scope *scope, const char *org_id);
 
-/* Checks that SITE_ID exists and is visible to the caller (its organization
- * in scope, and the site allowed when the caller is site-limited); copies
- * its organization id into ORG_OUT[37] when non-NULL. Returns 0,
- * BZ_ERR_NOT_FOUND, or BZ_ERR_DB. */
-int tenancy_site_visible(struct request *rq, const char *site_id, char *org_out);
+/* 1 if the scope is limited to some sites (organization users with site
+ * memberships), else 0. */
+int tenancy_scope_site_limited(const struct tenancy_scope *scope);
 
-/* Registers the tenancy routes (organizations, sites). */
-#include <stddef.h>
-extern const struct route tenancy_routes[];
-extern const size_t tenancy_routes_count;
+/*
+ * Checks on C that SITE_ID exists and is visible in SCOPE (its organization
+ * in scope, and the site allowed when the scope is site-limited); copies its
+ * organization id into ORG_OUT[37] when non-NULL. Returns 0,
+ * BZ_ERR_NOT_FOUND (also for another tenant's site) or BZ_ERR_DB.
+ */
+int tenancy_site_visible(PGconn *c, const struct tenancy_scope *scope, const char *site_id,
+			 char *org_out);
+
+/* ---- Organizations and sites (orgs.c) ---- */
+
+#define TENANCY_NAME_MAX 200 /* bytes of an organization or site name */
+
+struct tenancy_org {
+	char id[37];
+	char partner_id[37];
+	char name[TENANCY_NAME_MAX + 1];
+	char created_at[32]; /* ISO 8601 UTC */
+};
+
+struct tenancy_site {
+	char id[37];
+	char org_id[37];
+	char name[TENANCY_NAME_MAX + 1];
+	char created_at[32]; /* ISO 8601 UTC */
+};
+
+/* The organizations visible in SCOPE, by name, into a malloc'd array *OUT
+ * (caller frees; NULL when *N is 0). Returns 0, BZ_ERR_DB or BZ_ERR_NOMEM. */
+int tenancy_org_list(PGconn *c, const struct tenancy_scope *scope, struct tenancy_org **out,
+		     size_t *n);
+
+/* Organization ID if visible in SCOPE. Returns 0, BZ_ERR_NOT_FOUND or
+ * BZ_ERR_DB. */
+int tenancy_org_get(PGconn *c, const struct tenancy_scope *scope, const char *id,
+		    struct tenancy_org *out);
+
+/*
+ * Creates organization NAME (a checked display string) under the scope's
+ * partner, inside the caller's transaction on C, and describes the change
+ * in EV (action organization.create; EV's strings point into OUT). Only
+ * partner staff who see every organization of their partner may.
+ * Returns 0, BZ_ERR_FORBIDDEN, BZ_ERR_CONFLICT (name taken) or BZ_ERR_DB,
+ * with WHY set.
+ */
+int tenancy_org_create(PGconn *c, const struct tenancy_scope *scope, const char *name,
+		       struct tenancy_org *out, struct audit_event *ev, struct bz_errinfo *why);
+
+/* The sites of organization ORG_ID visible in SCOPE, by name, into a
+ * malloc'd array (caller frees). Returns 0, BZ_ERR_NOT_FOUND (organization
+ * not visible), BZ_ERR_DB or BZ_ERR_NOMEM. */
+int tenancy_site_list(PGconn *c, const struct tenancy_scope *scope, const char *org_id,
+		      struct tenancy_site **out, size_t *n);
+
+/* Creates site NAME in organization ORG_ID inside the caller's transaction
+ * and describes it in EV (site.create). Site-limited callers may not.
+ * Returns 0, BZ_ERR_NOT_FOUND, BZ_ERR_FORBIDDEN, BZ_ERR_CONFLICT or
+ * BZ_ERR_DB, with WHY set. */
+int tenancy_site_create(PGconn *c, const struct tenancy_scope *scope, const char *org_id,
+			const char *name, struct tenancy_site *out, struct audit_event *ev,
+			struct bz_errinfo *why);
 
 #endif

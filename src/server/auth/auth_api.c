@@ -1,0 +1,45 @@
+/*
+ * auth_api.c — the authentication hook: bearer access token → live
+ * session → principal → tenancy scope, for every ROUTE_USER request.
+ */
+#include <string.h>
+#include <strings.h>
+
+#include "common/clock.h"
+#include "server/auth/auth.h"
+#include "server/auth/auth_api.h"
+
+static int unauthorized(struct request *rq, const char *challenge, const char *msg)
+{
+	http_set_header(rq, "WWW-Authenticate", challenge);
+	http_fail(rq, 401, "unauthorized", "%s", msg);
+	return BZ_ERR_RESPONDED;
+}
+
+int auth_api_authenticate(struct request *rq)
+{
+	const struct config *cfg = rq->app->cfg;
+	const char *h = http_header(rq, "Authorization");
+	const char *jwt_secret = cfg->secrets[SECRET_JWT];
+	struct jwt_claims cl;
+	PGconn *c;
+	int rc;
+
+	if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
+		return unauthorized(rq, "Bearer", "missing bearer token");
+	if (auth_jwt_verify(jwt_secret, strlen(jwt_secret), h + 7, bz_now(), &cl) != 0)
+		return unauthorized(rq, "Bearer error=\"invalid_token\"", "invalid or expired token");
+	if ((c = http_db(rq)) == NULL)
+		return BZ_ERR_RESPONDED;
+	rc = auth_session_principal(c, cl.sid, cl.sub, &rq->who);
+	if (rc == BZ_ERR_UNAUTHORIZED)
+		return unauthorized(rq, "Bearer error=\"invalid_token\"", "session expired or revoked");
+	if (rc == 0)
+		rc = tenancy_scope_compute(c, rq->who.user_id, rq->who.partner_id, rq->who.org_id,
+					   &rq->scope);
+	if (rc != 0) {
+		http_fail_err(rq, rc, NULL);
+		return BZ_ERR_RESPONDED;
+	}
+	return 0;
+}

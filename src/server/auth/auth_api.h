@@ -1,0 +1,21 @@
+/*
+ * auth_api.h — the auth module's HTTP face: its routes (login, me, users,
+ * roles) and the authentication hook main.c registers with the dispatcher.
+ */
+#ifndef BZ_AUTH_API_H
+#define BZ_AUTH_API_H
+
+#include <stddef.h>
+
+#include "server/http/http.h"
+
+/* The dispatcher's authentication hook (struct app.authenticate): checks
+ * "Authorization: Bearer <access token>" against a live session, fills
+ * rq->who and computes rq->scope. Returns 0, or answers 401 (503 when the
+ * database is down, 500 on other failures) and returns BZ_ERR_RESPONDED. */
+int auth_api_authenticate(struct request *rq);
+
+extern const struct route auth_routes[];
+extern const size_t auth_routes_count;
+
+#endif

@@ -1,0 +1,108 @@
+/*
+ * commit.c — how handlers end: the one error answer for a bz_err with its
+ * explanation, and the one tail of every mutation (audit row, COMMIT,
+ * reply — or ROLLBACK and the error), so no handler repeats it.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "server/http/http.h"
+
+void http_audit_actor(struct audit_event *ev, const struct request *rq)
+{
+	if (rq->who.authenticated) {
+		ev->actor_type = "user";
+		ev->actor_id = rq->who.user_id;
+	} else if (ev->actor_type == NULL) {
+		ev->actor_type = "system";
+	}
+	ev->ip_address = rq->client_ip[0] ? rq->client_ip : NULL;
+}
+
+/* Status and default code of each bz_err (the one table, see err.h). */
+static const struct {
+	int err;
+	int status;
+	const char *code;
+} err_map[] = {
+	{BZ_ERR_INVALID, 400, "validation_error"},
+	{BZ_ERR_UNAUTHORIZED, 401, "unauthorized"},
+	{BZ_ERR_FORBIDDEN, 403, "forbidden"},
+	{BZ_ERR_NOT_FOUND, 404, "not_found"},
+	{BZ_ERR_CONFLICT, 409, "conflict"},
+	{BZ_ERR_TOO_LARGE, 413, "payload_too_large"},
+	{BZ_ERR_UNAVAILABLE, 503, "service_unavailable"},
+};
+
+void http_fail_why(struct request *rq, int rc, const struct bz_errinfo *why)
+{
+	const char *code = "internal", *msg = "internal error";
+	int status = 500;
+
+	if (rc == BZ_ERR_RESPONDED)
+		return;
+	for (size_t i = 0; i < sizeof(err_map) / sizeof(*err_map); i++) {
+		if (err_map[i].err == rc) {
+			status = err_map[i].status;
+			code = err_map[i].code;
+			msg = NULL;
+			break;
+		}
+	}
+	if (status == 500) {
+		http_fail(rq, 500, code, "%s", msg);
+		return;
+	}
+	if (why != NULL && why->code != NULL)
+		code = why->code;
+	if (why != NULL && why->msg != NULL)
+		msg = why->msg;
+	if (msg == NULL)
+		msg = status == 404 ? "not found" : code;
+	json_t *err = json_pack("{s:s,s:s}", "code", code, "message", msg);
+	if (why != NULL && why->field != NULL)
+		json_object_set_new(err, "field", json_string(why->field));
+	http_reply(rq, status, json_pack("{s:o}", "error", err));
+}
+
+void http_fail_err(struct request *rq, int err, const char *msg)
+{
+	http_fail_why(rq, err, &(struct bz_errinfo){.code = err == BZ_ERR_INVALID ? "invalid_request" : NULL, .msg = msg});
+}
+
+void http_commit(struct request *rq, PGconn *c, int rc, const struct bz_errinfo *why,
+		 struct audit_event *ev, int status, json_t *body)
+{
+	if (rc == 0 && ev != NULL && ev->action != NULL) {
+		http_audit_actor(ev, rq);
+		rc = audit_write(c, ev);
+		if (rc != 0)
+			log_error("audit.write.failed", "action", ev->action, NULL);
+	}
+	if (ev != NULL) {
+		json_decref(ev->details);
+		ev->details = NULL;
+	}
+	if (rc == 0)
+		rc = db_commit(c);
+	if (rc != 0) {
+		db_rollback(c);
+		json_decref(body);
+		http_fail_why(rq, rc, why);
+		return;
+	}
+	http_reply(rq, status, body);
+}
+
+int http_path_uuid(struct request *rq, const char *name, char out[37], const char *not_found_msg)
+{
+	char v[64];
+
+	if (http_path_param(rq, name, v, sizeof(v)) != 0 || !is_uuid(v)) {
+		http_fail(rq, 404, "not_found", "%s", not_found_msg);
+		return BZ_ERR_RESPONDED;
+	}
+	memcpy(out, v, 37);
+	return 0;
+}

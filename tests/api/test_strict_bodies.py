@@ -1,0 +1,57 @@
+"""
+Request bodies are strict and every stored string is a checked display
+string: an unknown member, a control character, a bidirectional override or
+a blank name is a 400 validation_error that names the field, and nothing is
+stored.
+"""
+import pytest
+
+from conftest import assert_error, uniq
+
+
+def test_unknown_field_is_named(admin):
+    r = admin.post("/api/v1/organizations", json={"name": uniq("org"), "nmae": "typo"})
+    body = assert_error(r, 400, "validation_error")
+    assert body["error"]["field"] == "nmae"
+    assert "nmae" in body["error"]["message"]
+
+
+def test_unknown_field_refused_before_anything_is_stored(admin, sql):
+    name = uniq("org")
+    r = admin.post("/api/v1/organizations", json={"name": name, "extra": 1})
+    assert_error(r, 400, "validation_error")
+    assert sql("SELECT count(*) FROM organizations WHERE name = %s", name)[0][0] == 0
+
+
+@pytest.mark.parametrize("name", [
+    "",
+    "   ",
+    "tab\there",
+    "line\nbreak",
+    "esc\x1b[31m",
+    "c1\u009b",
+    "rlo\u202eevil",
+    "isolate\u2066x",
+    "bom\ufeff",
+])
+def test_bad_display_strings_refused(admin, make_org, name):
+    body = assert_error(admin.post("/api/v1/organizations", json={"name": name}), 400,
+                        "validation_error")
+    assert body["error"]["field"] == "name"
+    org = make_org()
+    body = assert_error(admin.post(f"/api/v1/organizations/{org.id}/sites", json={"name": name}),
+                        400, "validation_error")
+    assert body["error"]["field"] == "name"
+
+
+def test_name_length_in_bytes(admin):
+    assert_error(admin.post("/api/v1/organizations", json={"name": "é" * 101}), 400,
+                 "validation_error")
+    r = admin.post("/api/v1/organizations", json={"name": uniq("é" * 90)[:100]})
+    assert r.status_code == 201, r.text
+
+
+def test_wrong_type_named(admin):
+    body = assert_error(admin.post("/api/v1/organizations", json={"name": 5}), 400,
+                        "validation_error")
+    assert body["error"]["field"] == "name"
