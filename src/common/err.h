@@ -10,8 +10,11 @@
  * table (http/server.c). BZ_ERR_RESPONDED is the HTTP layer's way of saying
  * "the error response is already written": the caller just returns.
  *
- * breeze-agent uses the same codes internally; its process exit status is
- * the separate scheme in common/exitcode.h where that exists, else 0/1.
+ * breeze-agent does not use these codes: it is a small program around
+ * files and system calls, and its functions return 0 or a negated errno
+ * value (-ENOENT, -EACCES, -EPROTO …) that strerror() can name in its
+ * messages. Process exit statuses of both programs are a separate scheme,
+ * documented in the README.
  */
 #ifndef BZ_ERR_H
 #define BZ_ERR_H

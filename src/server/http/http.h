@@ -161,7 +161,7 @@ enum body_field_flags {
 	BODY_NULLABLE = 1 << 1, /* JSON null is a value (present, v = NULL) */
 };
 
-/* One accepted member of a JSON request body; tables end with {NULL}. */
+/* One accepted member of a JSON request body; tables end with BODY_FIELDS_END. */
 struct body_field {
 	const char *name;
 	enum body_type type;
@@ -175,6 +175,8 @@ struct body_field {
 	{ name, type, flags, offsetof(st, member), min, max, NULL }
 #define BODY_ENUM_FIELD(name, flags, st, member, allowed)                                          \
 	{ name, BODY_ENUM, flags, offsetof(st, member), 0, 0, allowed }
+/* The end of a struct body_field table. */
+#define BODY_FIELDS_END { NULL, BODY_STRING, 0, 0, 0, 0, NULL }
 
 /*
  * Parses rq->body (a JSON object, checked by the dispatcher) against FIELDS

@@ -25,7 +25,7 @@ struct name_input {
 
 static const struct body_field name_fields[] = {
 	BODY_FIELD("name", BODY_TEXT, BODY_REQUIRED, struct name_input, name, 1, TENANCY_NAME_MAX),
-	{NULL},
+	BODY_FIELDS_END,
 };
 
 static void list_orgs(struct request *rq)
