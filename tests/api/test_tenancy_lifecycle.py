@@ -501,3 +501,27 @@ def test_deletion_in_flight_makes_a_late_insert_fail(admin, make_org, env):
     finally:
         deleter.close()
         inserter.close()
+
+
+def test_site_created_while_its_organization_is_deleted_is_404(admin, make_org, env):
+    """POST /organizations/:id/sites racing a deletion of the organization:
+    the scope still shows the organization, the insert waits for the
+    deletion and then answers 404, not 500."""
+    org = make_org()
+    deleter = app_conn(env)
+    try:
+        d = deleter.cursor()
+        d.execute("SELECT id FROM organizations WHERE id = %s FOR UPDATE", (org.id,))
+        d.execute("UPDATE sites SET deleted_at = now() WHERE org_id = %s", (org.id,))
+        d.execute("UPDATE organizations SET deleted_at = now() WHERE id = %s", (org.id,))
+        out = {}
+        t = threading.Thread(target=lambda: out.setdefault(
+            "r", admin.clone().post(f"/api/v1/organizations/{org.id}/sites", json={"name": "late"})))
+        t.start()
+        time.sleep(1.0)
+        assert t.is_alive(), "the site insert did not wait for the deletion"
+        deleter.commit()
+        t.join(30)
+        assert_error(out["r"], 404, "not_found")
+    finally:
+        deleter.close()

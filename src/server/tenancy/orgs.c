@@ -167,6 +167,10 @@ int tenancy_site_create(PGconn *c, const struct tenancy_scope *sc, const char *o
 		if (!strcmp(sqlstate, "23505"))
 			return bz_fail(why, BZ_ERR_CONFLICT, NULL, "name",
 				       "a site with that name exists");
+		/* The organization was deleted after the scope was computed
+		 * (trigger tenancy_require_live_parent, migration 0006). */
+		if (!strcmp(sqlstate, "23503"))
+			return bz_fail(why, BZ_ERR_NOT_FOUND, NULL, NULL, "organization not found");
 		return BZ_ERR_DB;
 	}
 	site_from_row(r, 0, out);
