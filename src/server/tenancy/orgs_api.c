@@ -1,6 +1,7 @@
 /*
  * orgs_api.c — the organizations and sites routes. Each handler is parse →
- * one tenancy call → render; another tenant's ids answer 404.
+ * one tenancy call → render; another tenant's ids, and deleted
+ * organizations and sites, answer 404.
  */
 #include <stdlib.h>
 
@@ -18,7 +19,9 @@ static json_t *site_json(const struct tenancy_site *s)
 			 "createdAt", s->created_at);
 }
 
-/* The body of POST /organizations and POST /organizations/:id/sites. */
+/* The body of POST /organizations, POST /organizations/:id/sites and of
+ * PATCH /organizations/:id and /sites/:id (name is the one changeable
+ * field, so it is required there too). */
 struct name_input {
 	struct body_str name;
 };
@@ -115,13 +118,98 @@ static void create_site(struct request *rq)
 	http_commit(rq, c, rc, &why, &ev, 201, rc == 0 ? site_json(&site) : NULL);
 }
 
+static void patch_org(struct request *rq)
+{
+	struct name_input in = {0};
+	struct tenancy_org org;
+	struct audit_event ev = {0};
+	struct bz_errinfo why = {0};
+	char id[37];
+	PGconn *c;
+
+	if (http_path_uuid(rq, "id", id, "organization not found") != 0 ||
+	    http_body_parse(rq, name_fields, &in) != 0 || (c = http_db_begin(rq)) == NULL)
+		return;
+	int rc = tenancy_org_rename(c, &rq->scope, id, in.name.v, &org, &ev, &why);
+	http_commit(rq, c, rc, &why, &ev, 200, rc == 0 ? org_json(&org) : NULL);
+}
+
+static void delete_org(struct request *rq)
+{
+	struct tenancy_org org;
+	struct audit_event ev = {0};
+	struct bz_errinfo why = {0};
+	char id[37];
+	PGconn *c;
+
+	if (http_path_uuid(rq, "id", id, "organization not found") != 0 ||
+	    (c = http_db_begin(rq)) == NULL)
+		return;
+	int rc = tenancy_org_delete(c, &rq->scope, id, &org, &ev, &why);
+	http_commit(rq, c, rc, &why, &ev, 204, NULL);
+}
+
+static void get_site(struct request *rq)
+{
+	struct tenancy_site site;
+	char id[37];
+	PGconn *c;
+
+	if (http_path_uuid(rq, "id", id, "site not found") != 0 || (c = http_db(rq)) == NULL)
+		return;
+	int rc = tenancy_site_get(c, &rq->scope, id, &site);
+	if (rc != 0) {
+		http_fail_why(rq, rc, &(struct bz_errinfo){.msg = "site not found"});
+		return;
+	}
+	http_reply(rq, 200, site_json(&site));
+}
+
+static void patch_site(struct request *rq)
+{
+	struct name_input in = {0};
+	struct tenancy_site site;
+	struct audit_event ev = {0};
+	struct bz_errinfo why = {0};
+	char id[37];
+	PGconn *c;
+
+	if (http_path_uuid(rq, "id", id, "site not found") != 0 ||
+	    http_body_parse(rq, name_fields, &in) != 0 || (c = http_db_begin(rq)) == NULL)
+		return;
+	int rc = tenancy_site_rename(c, &rq->scope, id, in.name.v, &site, &ev, &why);
+	http_commit(rq, c, rc, &why, &ev, 200, rc == 0 ? site_json(&site) : NULL);
+}
+
+static void delete_site(struct request *rq)
+{
+	struct tenancy_site site;
+	struct audit_event ev = {0};
+	struct bz_errinfo why = {0};
+	char id[37];
+	PGconn *c;
+
+	if (http_path_uuid(rq, "id", id, "site not found") != 0 || (c = http_db_begin(rq)) == NULL)
+		return;
+	int rc = tenancy_site_delete(c, &rq->scope, id, &site, &ev, &why);
+	http_commit(rq, c, rc, &why, &ev, 204, NULL);
+}
+
 const struct route tenancy_routes[] = {
 	{"GET", "/api/v1/organizations", list_orgs, ROUTE_USER, "orgs:read", NULL},
 	{"POST", "/api/v1/organizations", create_org, ROUTE_USER | ROUTE_JSON_BODY, "orgs:write",
 	 "organization.create"},
 	{"GET", "/api/v1/organizations/:id", get_org, ROUTE_USER, "orgs:read", NULL},
+	{"PATCH", "/api/v1/organizations/:id", patch_org, ROUTE_USER | ROUTE_JSON_BODY, "orgs:write",
+	 "organization.update"},
+	{"DELETE", "/api/v1/organizations/:id", delete_org, ROUTE_USER, "orgs:write",
+	 "organization.delete"},
 	{"GET", "/api/v1/organizations/:id/sites", list_sites, ROUTE_USER, "sites:read", NULL},
 	{"POST", "/api/v1/organizations/:id/sites", create_site, ROUTE_USER | ROUTE_JSON_BODY,
 	 "sites:write", "site.create"},
+	{"GET", "/api/v1/sites/:id", get_site, ROUTE_USER, "sites:read", NULL},
+	{"PATCH", "/api/v1/sites/:id", patch_site, ROUTE_USER | ROUTE_JSON_BODY, "sites:write",
+	 "site.update"},
+	{"DELETE", "/api/v1/sites/:id", delete_site, ROUTE_USER, "sites:write", "site.delete"},
 };
 const size_t tenancy_routes_count = sizeof(tenancy_routes) / sizeof(*tenancy_routes);

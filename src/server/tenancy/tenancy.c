@@ -9,18 +9,27 @@
 #include "server/db/db.h"
 
 /* Organizations of a partner user: all of the partner's, unless the user has
- * organization-limited memberships. */
+ * organization-limited memberships; deleted ones never. One row at least:
+ * the limit flag, with a NULL id when no organization is visible (so a
+ * partner admin whose partner has no organization left is still unlimited
+ * and may create one). */
 static const char *partner_orgs_sql =
-	"SELECT o.id, EXISTS (SELECT 1 FROM memberships m WHERE m.user_id = $2 AND m.org_id IS NOT NULL)"
-	"  FROM organizations o"
-	" WHERE o.partner_id = $1"
-	"   AND (NOT EXISTS (SELECT 1 FROM memberships m WHERE m.user_id = $2 AND m.org_id IS NOT NULL)"
-	"        OR o.id IN (SELECT m.org_id FROM memberships m WHERE m.user_id = $2))"
+	"WITH lim AS (SELECT count(*) > 0 AS limited FROM memberships m"
+	"              WHERE m.user_id = $2 AND m.org_id IS NOT NULL)"
+	"SELECT lim.limited, o.id"
+	"  FROM lim LEFT JOIN organizations o"
+	"    ON o.partner_id = $1 AND o.deleted_at IS NULL"
+	"   AND (NOT lim.limited OR o.id IN (SELECT m.org_id FROM memberships m WHERE m.user_id = $2))"
 	" ORDER BY o.id";
 
-/* Site limits of an organization user (none = every site). */
+/* An organization user: whether the organization is live, whether the user
+ * has site limits, and the live sites among them ("{}" when every listed
+ * site is deleted: the user then sees no site, not every site). */
 static const char *org_sites_sql =
-	"SELECT coalesce(array_agg(m.site_id ORDER BY m.site_id)::text, '')"
+	"SELECT EXISTS (SELECT 1 FROM organizations WHERE id = $2::uuid AND deleted_at IS NULL),"
+	"       count(m.site_id) > 0,"
+	"       coalesce(array_agg(m.site_id ORDER BY m.site_id) FILTER (WHERE s.deleted_at IS NULL),"
+	"                '{}')::text"
 	"  FROM memberships m JOIN sites s ON s.id = m.site_id"
 	" WHERE m.user_id = $1 AND s.org_id = $2";
 
@@ -32,9 +41,10 @@ static int partner_scope(PGconn *c, struct tenancy_scope *sc)
 	if (r == NULL)
 		return BZ_ERR_DB;
 	for (int i = 0; i < PQntuples(r); i++)
-		json_array_append_new(sc->org_ids, json_string(PQgetvalue(r, i, 0)));
-	/* No rows: limited to organizations that no longer exist. */
-	sc->limited = PQntuples(r) > 0 ? PQgetvalue(r, 0, 1)[0] == 't' : 1;
+		if (!PQgetisnull(r, i, 1))
+			json_array_append_new(sc->org_ids, json_string(PQgetvalue(r, i, 1)));
+	/* No row cannot happen (lim always has one); treat it as limited. */
+	sc->limited = PQntuples(r) > 0 ? PQgetvalue(r, 0, 0)[0] == 't' : 1;
 	PQclear(r);
 	return 0;
 }
@@ -45,12 +55,13 @@ static int org_scope(PGconn *c, const char *org_id, struct tenancy_scope *sc)
 	PGresult *r;
 	int rc = 0;
 
-	json_array_append_new(sc->org_ids, json_string(org_id));
 	r = db_query(c, org_sites_sql, 2, p, NULL);
 	if (r == NULL)
 		return BZ_ERR_DB;
-	const char *v = PQgetvalue(r, 0, 0);
-	if (v[0] != '\0' && (sc->site_ids_pg = strdup(v)) == NULL)
+	/* A deleted organization leaves its users an empty scope. */
+	if (PQgetvalue(r, 0, 0)[0] == 't')
+		json_array_append_new(sc->org_ids, json_string(org_id));
+	if (PQgetvalue(r, 0, 1)[0] == 't' && (sc->site_ids_pg = strdup(PQgetvalue(r, 0, 2))) == NULL)
 		rc = BZ_ERR_NOMEM;
 	PQclear(r);
 	return rc;
@@ -109,7 +120,7 @@ int tenancy_site_visible(PGconn *c, const struct tenancy_scope *sc, const char *
 			 char *org_out)
 {
 	static const char *sql = "SELECT org_id FROM sites WHERE id = $1::uuid"
-				 " AND org_id = ANY($2::uuid[])"
+				 " AND deleted_at IS NULL AND org_id = ANY($2::uuid[])"
 				 " AND ($3::uuid[] IS NULL OR id = ANY($3::uuid[]))";
 	const char *p[3] = {site_id, sc->org_ids_pg, sc->site_ids_pg};
 	PGresult *r;

@@ -7,7 +7,9 @@
  * once (per request, or once for a CLI command or worker), and every
  * tenant-scoped query binds scope->org_ids_pg (and site_ids_pg) as uuid[]
  * parameters. Another tenant's object answers "not found", never
- * "forbidden", so ids cannot be probed.
+ * "forbidden", so ids cannot be probed. Deleted organizations and sites
+ * (soft-deleted, migration 0006) are in no scope: they answer "not found"
+ * like another tenant's.
  *
  * Organizations, sites and memberships are this module's tables; the SQL
  * that touches them lives here (orgs.c, sites.c, memberships.c).
@@ -51,7 +53,7 @@ int tenancy_scope_has_org(const struct tenancy_scope *scope, const char *org_id)
 int tenancy_scope_site_limited(const struct tenancy_scope *scope);
 
 /*
- * Checks on C that SITE_ID exists and is visible in SCOPE (its organization
+ * Checks on C that SITE_ID exists, is not deleted, and is visible in SCOPE (its organization
  * in scope, and the site allowed when the scope is site-limited); copies its
  * organization id into ORG_OUT[37] when non-NULL. Returns 0,
  * BZ_ERR_NOT_FOUND (also for another tenant's site) or BZ_ERR_DB.
@@ -111,5 +113,61 @@ int tenancy_site_list(PGconn *c, const struct tenancy_scope *scope, const char *
 int tenancy_site_create(PGconn *c, const struct tenancy_scope *scope, const char *org_id,
 			const char *name, struct tenancy_site *out, struct audit_event *ev,
 			struct bz_errinfo *why);
+
+/* Site ID if it is live and visible in SCOPE (its organization in scope,
+ * and the site allowed when the scope is site-limited). Returns 0,
+ * BZ_ERR_NOT_FOUND or BZ_ERR_DB. */
+int tenancy_site_get(PGconn *c, const struct tenancy_scope *scope, const char *id,
+		     struct tenancy_site *out);
+
+/*
+ * Renames organization ID to NAME (a checked display string) inside the
+ * caller's transaction on C, into OUT (the organization as it is now), and
+ * describes the change in EV (organization.update, details {name,
+ * previousName}; EV's strings point into OUT). Partner staff who see the
+ * organization may, organization-limited ones included; organization
+ * users may not. Renaming to the current name changes nothing and leaves
+ * EV->action NULL (no audit row). Returns 0, BZ_ERR_NOT_FOUND (not in
+ * SCOPE, or deleted), BZ_ERR_FORBIDDEN, BZ_ERR_CONFLICT (another live
+ * organization of the partner has NAME; field "name") or BZ_ERR_DB, with
+ * WHY set.
+ */
+int tenancy_org_rename(PGconn *c, const struct tenancy_scope *scope, const char *id,
+		       const char *name, struct tenancy_org *out, struct audit_event *ev,
+		       struct bz_errinfo *why);
+
+/*
+ * Soft-deletes organization ID and its sites inside the caller's
+ * transaction on C (OUT receives the organization, EV describes it:
+ * organization.delete, details {name, siteIds}). Only partner staff who see
+ * every organization of their partner may. Refused while the organization
+ * holds devices that are not decommissioned, users (users.org_id, or
+ * memberships limited to it or its sites) or usable enrolment keys (not
+ * revoked, not expired, uses left): BZ_ERR_CONFLICT with code
+ * "organization_not_empty" and a message naming what is left. Returns 0,
+ * BZ_ERR_NOT_FOUND, BZ_ERR_FORBIDDEN, BZ_ERR_CONFLICT or BZ_ERR_DB, with
+ * WHY set. Concurrency: see the comment above the lifecycle code in orgs.c.
+ */
+int tenancy_org_delete(PGconn *c, const struct tenancy_scope *scope, const char *id,
+		       struct tenancy_org *out, struct audit_event *ev, struct bz_errinfo *why);
+
+/* Renames site ID to NAME like tenancy_org_rename (site.update; no-op for
+ * the current name). Site-limited callers may not (BZ_ERR_FORBIDDEN);
+ * BZ_ERR_CONFLICT when another live site of the organization has NAME. */
+int tenancy_site_rename(PGconn *c, const struct tenancy_scope *scope, const char *id,
+			const char *name, struct tenancy_site *out, struct audit_event *ev,
+			struct bz_errinfo *why);
+
+/*
+ * Soft-deletes site ID inside the caller's transaction (site.delete,
+ * details {name}). Site-limited callers may not (BZ_ERR_FORBIDDEN).
+ * Refused while it holds devices that are not decommissioned, users
+ * limited to it (memberships.site_id) or usable enrolment keys:
+ * BZ_ERR_CONFLICT with code "site_not_empty". An organization's last site
+ * may be deleted. Returns 0, BZ_ERR_NOT_FOUND, BZ_ERR_FORBIDDEN,
+ * BZ_ERR_CONFLICT or BZ_ERR_DB, with WHY set.
+ */
+int tenancy_site_delete(PGconn *c, const struct tenancy_scope *scope, const char *id,
+			struct tenancy_site *out, struct audit_event *ev, struct bz_errinfo *why);
 
 #endif
