@@ -120,14 +120,17 @@ class Contract:
             if status != 404:
                 return f"{where}: the path matches no template in docs/openapi.yaml, " \
                        f"so the server must answer 404 (no such route)"
-            return self._check_body(where, self.error_schema, headers, body, method)
+            return self._check_body(where, self.error_schema, headers, body, method, "not_found")
         ops = self.operations(template)
         op = ops.get(method.lower())
         if op is None:
             if status != 405:
                 return f"{where}: {template} has no {method} in docs/openapi.yaml " \
                        f"(documented: {', '.join(m.upper() for m in ops)}), so the server must answer 405"
-            return self._check_body(where, self.error_schema, headers, body, method)
+            if not headers.get("Allow"):
+                return f"{where}: a 405 must carry Allow (RFC 9110 §15.5.6)"
+            return self._check_body(where, self.error_schema, headers, body, method,
+                                    "method_not_allowed")
         where = f"{method} {template} ({path}) -> {status}"
         responses = op.get("responses", {})
         resp = responses.get(str(status))
@@ -145,7 +148,7 @@ class Contract:
             return f"{where}: only application/json responses can be checked"
         return self._check_body(where, media.get("schema", {}), headers, body, method)
 
-    def _check_body(self, where, schema, headers, body, method):
+    def _check_body(self, where, schema, headers, body, method, code=None):
         if method == "HEAD":
             return None  # no body by definition (RFC 9110 §9.3.2)
         ctype = headers.get("Content-Type", "")
@@ -162,6 +165,8 @@ class Contract:
             return f"{where}: body does not match the schema at {loc}: {e.message}\n" \
                    f"  schema path: {'/'.join(str(p) for p in e.absolute_schema_path)}\n" \
                    f"  body: {json.dumps(doc)[:1000]}"
+        if code is not None and doc["error"]["code"] != code:
+            return f"{where}: error code {doc['error']['code']!r}, want {code!r}"
         return None
 
 

@@ -257,6 +257,9 @@ def test_validator_refuses_drift(api):
     assert good.check(*_exchange(api, "PUT", "/healthz")) is None
     assert good.check("PUT", api.base + "/healthz", 404, headers, body)
     assert good.check("PUT", api.base + "/healthz", 405, headers, body)
+    m, u, st, h, b = _exchange(api, "PUT", "/healthz")
+    assert "Allow" in good.check(m, u, st, {k: v for k, v in h.items() if k != "Allow"}, b)
+    assert "code" in good.check(m, u, 405, h, b.replace(b"method_not_allowed", b"not_found"))
 
     # A response documented without content must have none.
     assert good.check("DELETE", api.base + "/api/v1/sites/00000000-0000-0000-0000-000000000000",
