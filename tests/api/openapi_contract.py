@@ -67,6 +67,7 @@ class Contract:
         with open(spec_path, encoding="utf-8") as f:
             self.spec = yaml.safe_load(f)
         self.format_checker = _format_checker()
+        self._local = threading.local()
         self.error_schema = {"$ref": "#/components/schemas/Error"}
         # (segments, template) with literal templates before parameterized
         # ones of the same length, as a router prefers the literal match.
@@ -99,12 +100,19 @@ class Contract:
         item = self.spec["paths"][template]
         return {m: op for m, op in item.items() if m in METHODS}
 
+    def _resolver(self):
+        """A RefResolver for the spec, one per thread: it keeps a scope stack,
+        so sharing one between threads (the concurrency tests) is not safe,
+        and building one per call would re-index the whole spec each time."""
+        cached = getattr(self._local, "resolver", None)
+        if cached is None or cached[0] is not self.spec:
+            cached = (self.spec, jsonschema.RefResolver.from_schema(self.spec))
+            self._local.resolver = cached
+        return cached[1]
+
     def validate_schema(self, schema, instance):
         """Raises jsonschema.ValidationError when INSTANCE does not fit SCHEMA."""
-        # A resolver per call: RefResolver keeps a scope stack, so one shared
-        # between threads (the concurrency tests) is not safe.
-        resolver = jsonschema.RefResolver.from_schema(self.spec)
-        v = jsonschema.Draft202012Validator(schema, resolver=resolver,
+        v = jsonschema.Draft202012Validator(schema, resolver=self._resolver(),
                                             format_checker=self.format_checker)
         err = jsonschema.exceptions.best_match(v.iter_errors(instance))
         if err is not None:
