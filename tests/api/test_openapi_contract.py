@@ -187,6 +187,38 @@ def test_objects_are_closed(spec):
     assert not bad, "\n".join(sorted(set(bad)))
 
 
+def test_dispatcher_statuses_are_documented(spec, routes):
+    """Statuses the dispatcher (http/server.c) can answer before or around any
+    handler are documented on every route they apply to, not only on those a
+    test happens to provoke: 400 (query not UTF-8, bad Content-Length) and
+    413 everywhere; 415 and 400 on JSON-body routes; 401, 403 (a permission),
+    500 and 503 on user routes."""
+    ops = operations(spec)
+    bad = []
+    for (m, p), r in sorted(routes.items()):
+        if (m, p) not in ops:
+            continue
+        want = {"400", "413"}
+        if r["jsonBody"]:
+            want |= {"415"}
+        if r["user"]:
+            want |= {"401", "500", "503"}
+        if r["permission"]:
+            want |= {"403"}
+        missing = want - set(ops[(m, p)][0]["responses"])
+        if missing:
+            bad.append(f"{m} {p}: undocumented {', '.join(sorted(missing))}")
+    assert not bad, "\n".join(bad)
+
+
+def test_spec_version_is_the_server_version(spec):
+    version = (openapi_contract.SPEC_PATH.parents[1] / "VERSION").read_text().strip()
+    assert spec["info"]["version"] == version
+    p = subprocess.run([str(SERVER_BIN), "version"], env=base_process_env(), capture_output=True,
+                       text=True, timeout=60)
+    assert p.stdout.split() == ["breeze-server", version], p.stdout
+
+
 # The one error status whose body is not an Error: readiness reports which
 # dependency is down in the same shape as a 200.
 NOT_ERROR_SHAPED = {("GET", "/readyz", "503"): "#/components/schemas/Readyz"}
