@@ -23,9 +23,6 @@ import requests
 import openapi_contract
 from conftest import SERVER_BIN, base_process_env
 
-HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
-
-
 @pytest.fixture(scope="module")
 def spec():
     return openapi_contract.Contract().spec
@@ -51,7 +48,7 @@ def operations(spec):
     ops = {}
     for template, item in spec["paths"].items():
         for method, op in item.items():
-            if method in HTTP_METHODS:
+            if method in openapi_contract.METHODS:
                 ops[(method.upper(), template)] = (op, item)
     return ops
 
