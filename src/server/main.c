@@ -8,6 +8,7 @@
  *   breeze-server gen-secrets
  *   breeze-server audit      verify|export|checkpoint|public-key|prune|help …
  *   breeze-server version | help
+ *   breeze-server routes     the route table as JSON lines (for tests; not in usage)
  */
 #include <getopt.h>
 #include <signal.h>
@@ -326,6 +327,8 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(cmd, "gen-secrets"))
 		return cmd_gen_secrets();
+	if (!strcmp(cmd, "routes"))
+		return routes_print_json(stdout) == 0 ? 0 : 1;
 	if (!strcmp(cmd, "audit")) {
 		curl_global_init(CURL_GLOBAL_DEFAULT);
 		rc = audit_cli_main(argc - 1, argv + 1);

@@ -1,8 +1,10 @@
 #include "server/routes.h"
 
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/err.h"
 #include "server/agents/agents_api.h"
 #include "server/audit/audit_api.h"
 #include "server/auth/auth_api.h"
@@ -37,4 +39,34 @@ struct route *routes_all(size_t *n)
 	}
 	*n = total;
 	return all;
+}
+
+int routes_print_json(FILE *out)
+{
+	size_t n = 0;
+	struct route *all = routes_all(&n);
+	int rc = 0;
+
+	if (all == NULL)
+		return BZ_ERR_NOMEM;
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		const struct route *r = &all[i];
+		json_t *j = json_pack("{s:s,s:s,s:b,s:b,s:b,s:b,s:s?,s:s?}", "method", r->method,
+				      "path", r->path, "public", !(r->flags & ROUTE_USER), "user",
+				      (r->flags & ROUTE_USER) != 0, "jsonBody",
+				      (r->flags & ROUTE_JSON_BODY) != 0, "auditExempt",
+				      (r->flags & ROUTE_AUDIT_EXEMPT) != 0, "permission", r->permission,
+				      "auditAction", r->audit_action);
+		if (j == NULL) {
+			rc = BZ_ERR_NOMEM;
+			break;
+		}
+		if (json_dumpf(j, out, JSON_COMPACT) != 0 || fputc('\n', out) == EOF)
+			rc = BZ_ERR_IO;
+		json_decref(j);
+	}
+	free(all);
+	if (rc == 0 && fflush(out) != 0)
+		rc = BZ_ERR_IO;
+	return rc;
 }

@@ -31,6 +31,8 @@ import psycopg2
 import pytest
 import requests
 
+import openapi_contract
+
 REPO = Path(__file__).resolve().parents[2]
 _build = os.environ.get("BREEZE_BUILD_DIR", "build")
 BUILD = Path(_build) if os.path.isabs(_build) else REPO / _build
@@ -126,14 +128,23 @@ def assert_error(resp, status, code=None):
 _UNSET = object()
 
 
+def http_session():
+    """A requests.Session whose every response is validated against
+    docs/openapi.yaml (tests/api/openapi_contract.py): a response the spec does
+    not allow fails the test that received it. Use it (or Api) for every
+    request to a breeze-server; only raw-socket tests go around it."""
+    return openapi_contract.session()
+
+
 class Api:
-    """requests wrapper with a base URL and an optional bearer token."""
+    """requests wrapper with a base URL and an optional bearer token; every
+    response is validated against docs/openapi.yaml (http_session)."""
 
     def __init__(self, base_url, token=None, timeout=30 * SLOW):
         self.base = base_url.rstrip("/")
         self.token = token
         self.timeout = timeout
-        self.s = requests.Session()
+        self.s = http_session()
         self.user = None  # login response's "user", when made by login()
 
     def clone(self, token=_UNSET):
@@ -209,12 +220,13 @@ class ServerProc:
         """Polls PATH until 200; fails with the log tail if the process dies."""
         deadline = time.monotonic() + timeout
         last = None
+        http = http_session()
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 pytest.fail(f"breeze-server exited with {self.proc.returncode} before becoming "
                             f"ready:\n{self.log_text()[-3000:]}")
             try:
-                r = requests.get(self.url + path, timeout=5)
+                r = http.get(self.url + path, timeout=5)
                 last = r.status_code
                 if r.status_code == 200:
                     return self
@@ -583,6 +595,20 @@ def scan_logs():
         if found:
             bad.append((path, found))
     return bad
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A response that violated docs/openapi.yaml fails the test that received
+    it, even when the ContractViolation raised in the request was swallowed
+    (a worker thread, a broad except)."""
+    outcome = yield
+    rep = outcome.get_result()
+    found = openapi_contract.take_violations()
+    if found and rep.passed:
+        rep.outcome = "failed"
+        rep.longrepr = ("response(s) violating docs/openapi.yaml during " + rep.when + ":\n  "
+                        + "\n  ".join(found[:20]))
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -9,9 +9,7 @@ import hmac
 import json
 import time
 
-import requests
-
-from conftest import Api, assert_error, heartbeat_body, uniq
+from conftest import Api, assert_error, heartbeat_body, http_session, uniq
 
 
 def audit_rows(sql, device_id, action):
@@ -103,9 +101,9 @@ def test_duplicate_jwt_claims_refused(api, env, make_user):
 
 def test_long_utf8_user_agent_login(api, make_user, sql):
     u = make_user("partner_technician")
-    r = requests.post(api.base + "/api/v1/auth/login",
-                      json={"email": u.email, "password": u.password},
-                      headers={"User-Agent": ("é" * 200).encode("utf-8")}, timeout=30)
+    r = http_session().post(api.base + "/api/v1/auth/login",
+                            json={"email": u.email, "password": u.password},
+                            headers={"User-Agent": ("é" * 200).encode("utf-8")}, timeout=30)
     assert r.status_code == 200, r.text
     ua = sql("SELECT user_agent FROM sessions WHERE user_id = %s ORDER BY created_at DESC LIMIT 1", u.id)[0][0]
     assert 0 < len(ua.encode()) <= 255 and set(ua) == {"é"}

@@ -7,9 +7,8 @@ import subprocess
 import time
 
 import pytest
-import requests
 
-from conftest import SLOW, free_port
+from conftest import SLOW, free_port, http_session
 
 
 @pytest.fixture
@@ -53,7 +52,7 @@ def redis(workdir):
 
 
 def readyz(srv):
-    r = requests.get(srv.url + "/readyz", timeout=10 * SLOW)
+    r = http_session().get(srv.url + "/readyz", timeout=10 * SLOW)
     return r.status_code, r.json()
 
 
@@ -67,7 +66,7 @@ def test_readyz_follows_redis(spawn_server, redis):
     assert body["checks"] == {"postgres": "ok", "redis": "down"}
     assert body["status"] != "ready"
     # Liveness is not readiness: the process itself is fine.
-    assert requests.get(srv.url + "/healthz", timeout=10).status_code == 200
+    assert http_session().get(srv.url + "/healthz", timeout=10).status_code == 200
 
     redis.start()
     deadline = time.monotonic() + 10 * SLOW

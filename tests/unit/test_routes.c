@@ -3,7 +3,7 @@
  * route (POST/PUT/PATCH/DELETE) names the audit action it writes, unless it
  * is one of the explicitly listed telemetry exemptions; every route that is
  * not public names a permission or is one of the listed self-service routes;
- * no route is registered twice.
+ * no route is registered twice; `breeze-server routes` prints it faithfully.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "server/routes.h"
 
@@ -120,6 +121,52 @@ static void no_duplicate_routes(void **state)
 	free(all);
 }
 
+/* `breeze-server routes` (routes_print_json): one JSON object per route, in
+ * table order, with the flags spelled out, read back with jansson. */
+static void routes_print_json_lists_every_route(void **state)
+{
+	(void)state;
+	size_t n = 0;
+	struct route *all = routes_all(&n);
+	char line[1024];
+	FILE *f = tmpfile();
+	size_t i = 0;
+
+	assert_non_null(all);
+	assert_non_null(f);
+	assert_int_equal(routes_print_json(f), 0);
+	rewind(f);
+	while (fgets(line, sizeof(line), f) != NULL) {
+		json_error_t err;
+		json_t *j = json_loads(line, 0, &err);
+		assert_non_null(j);
+		assert_true(i < n);
+		const struct route *r = &all[i++];
+		assert_string_equal(json_string_value(json_object_get(j, "method")), r->method);
+		assert_string_equal(json_string_value(json_object_get(j, "path")), r->path);
+		assert_int_equal(json_is_true(json_object_get(j, "user")), (r->flags & ROUTE_USER) != 0);
+		assert_int_equal(json_is_true(json_object_get(j, "public")), !(r->flags & ROUTE_USER));
+		assert_int_equal(json_is_true(json_object_get(j, "jsonBody")),
+				 (r->flags & ROUTE_JSON_BODY) != 0);
+		assert_int_equal(json_is_true(json_object_get(j, "auditExempt")),
+				 (r->flags & ROUTE_AUDIT_EXEMPT) != 0);
+		json_t *perm = json_object_get(j, "permission");
+		if (r->permission == NULL)
+			assert_true(json_is_null(perm));
+		else
+			assert_string_equal(json_string_value(perm), r->permission);
+		json_t *act = json_object_get(j, "auditAction");
+		if (r->audit_action == NULL)
+			assert_true(json_is_null(act));
+		else
+			assert_string_equal(json_string_value(act), r->audit_action);
+		json_decref(j);
+	}
+	assert_int_equal(i, n);
+	fclose(f);
+	free(all);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -127,6 +174,7 @@ int main(void)
 		cmocka_unit_test(read_routes_write_no_audit_action),
 		cmocka_unit_test(user_routes_name_a_permission),
 		cmocka_unit_test(no_duplicate_routes),
+		cmocka_unit_test(routes_print_json_lists_every_route),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
