@@ -1,6 +1,7 @@
 /*
- * auth_api.h — the auth module's HTTP face: its routes (login, me, users,
- * roles) and the authentication hook main.c registers with the dispatcher.
+ * auth_api.h — the auth module's HTTP face: its routes (login_api.c: login,
+ * me; users_api.c: users, roles) and the authentication hook main.c
+ * registers with the dispatcher (auth_api.c).
  */
 #ifndef BZ_AUTH_API_H
 #define BZ_AUTH_API_H
@@ -17,5 +18,8 @@ int auth_api_authenticate(struct request *rq);
 
 extern const struct route auth_routes[];
 extern const size_t auth_routes_count;
+
+extern const struct route auth_user_routes[];
+extern const size_t auth_user_routes_count;
 
 #endif

@@ -1,316 +1,578 @@
 /*
- * users.c — users and roles API (partner administrators manage users).
+ * users.c — users and roles: the SQL of both tables. Partner staff manage
+ * users; every read is bound to the caller's tenancy scope, and another
+ * tenant's user is "not found". Scope limits (memberships) belong to the
+ * tenancy module and are read and written through it.
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/err.h"
+#include "common/text.h"
 #include "crypto/crypto.h"
 #include "crypto/password.h"
-#include "server/audit/audit.h"
 #include "server/auth/auth.h"
-#include "server/auth/auth_api.h"
 #include "server/db/db.h"
-#include "server/tenancy/tenancy.h"
 
-void users_list(struct request *rq);
-void users_create(struct request *rq);
-void roles_list(struct request *rq);
+#define USER_COLS                                                                                  \
+	"u.id, u.email, u.name, r.name, coalesce(u.partner_id::text, ''),"                        \
+	" coalesce(u.org_id::text, ''), u.status, u.mfa_enabled, " DB_TS("u.created_at") ","      \
+	" coalesce(" DB_TS("u.last_login_at") ", '')"
+#define USER_FROM " FROM users u JOIN roles r ON r.id = u.role_id"
 
-#define TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+/* The users a scope sees ($1 its partner or NULL, $2 its organizations,
+ * $3 organization-limited, $4 the caller): organization-limited partner
+ * users see partner staff only as themselves. */
+#define USER_VISIBLE                                                                               \
+	" ((u.partner_id = $1::uuid AND ($3::boolean IS NOT TRUE OR u.id = $4::uuid))"            \
+	"  OR u.org_id = ANY($2::uuid[]))"
 
-void users_list(struct request *rq)
+/* The built-in role that administers a partner; a partner keeps at least
+ * one active user with it. */
+#define PARTNER_ADMIN_ROLE "partner_admin"
+
+static void copy(char *dst, size_t n, const char *src) { snprintf(dst, n, "%s", src); }
+
+static void user_from_row(const PGresult *r, int i, struct auth_user *u)
 {
-	static const char *sql =
-		"SELECT u.id, u.email, u.name, r.name, coalesce(u.partner_id::text, ''),"
-		"       coalesce(u.org_id::text, ''), u.status, u.mfa_enabled, " TS("u.created_at") ","
-		"       coalesce(" TS("u.last_login_at") ", '')"
-		"  FROM users u JOIN roles r ON r.id = u.role_id"
-		" WHERE (u.partner_id = $1::uuid AND ($3::boolean IS NOT TRUE OR u.id = $4::uuid))"
-		"    OR u.org_id = ANY($2::uuid[])"
-		" ORDER BY u.email";
-	PGconn *c = http_db(rq);
-	if (c == NULL)
-		return;
-	/* Organization-limited partner users see partner staff only as themselves. */
-	const char *p[4] = {rq->who.partner_id[0] ? rq->who.partner_id : NULL, rq->scope.org_ids_pg,
-			    rq->scope.limited ? "true" : "false", rq->who.user_id};
-	PGresult *r = db_query(c, sql, 4, p, NULL);
-	if (r == NULL) {
-		http_fail_err(rq, BZ_ERR_DB, NULL);
-		return;
-	}
-	json_t *arr = json_array();
-	for (int i = 0; i < PQntuples(r); i++) {
-		const char *pid = PQgetvalue(r, i, 4), *oid = PQgetvalue(r, i, 5),
-			   *last = PQgetvalue(r, i, 9);
-		json_array_append_new(
-			arr, json_pack("{s:s,s:s,s:s,s:s,s:s?,s:s?,s:s,s:b,s:s,s:s?}", "id",
-				       PQgetvalue(r, i, 0), "email", PQgetvalue(r, i, 1), "name",
-				       PQgetvalue(r, i, 2), "role", PQgetvalue(r, i, 3), "partnerId",
-				       pid[0] ? pid : NULL, "orgId", oid[0] ? oid : NULL, "status",
-				       PQgetvalue(r, i, 6), "mfaEnabled", PQgetvalue(r, i, 7)[0] == 't',
-				       "createdAt", PQgetvalue(r, i, 8), "lastLoginAt",
-				       last[0] ? last : NULL));
-	}
-	PQclear(r);
-	http_reply(rq, 200, json_pack("{s:o}", "users", arr));
+	copy(u->id, sizeof(u->id), PQgetvalue(r, i, 0));
+	copy(u->email, sizeof(u->email), PQgetvalue(r, i, 1));
+	copy(u->name, sizeof(u->name), PQgetvalue(r, i, 2));
+	copy(u->role, sizeof(u->role), PQgetvalue(r, i, 3));
+	copy(u->partner_id, sizeof(u->partner_id), PQgetvalue(r, i, 4));
+	copy(u->org_id, sizeof(u->org_id), PQgetvalue(r, i, 5));
+	copy(u->status, sizeof(u->status), PQgetvalue(r, i, 6));
+	u->mfa_enabled = PQgetvalue(r, i, 7)[0] == 't';
+	copy(u->created_at, sizeof(u->created_at), PQgetvalue(r, i, 8));
+	copy(u->last_login_at, sizeof(u->last_login_at), PQgetvalue(r, i, 9));
 }
 
-/* Reads an optional array of UUIDs FIELD from the body into a Postgres array
- * literal (malloc'd, caller frees; NULL when absent). Returns 0 or -1 after
- * failing the request. */
-static int body_uuid_array(struct request *rq, const char *field, char **out)
+/* The first four parameters of USER_VISIBLE for SC. */
+static void visible_params(const struct tenancy_scope *sc, const char *p[4])
 {
-	json_t *v = json_object_get(rq->body, field), *e;
-	size_t i;
+	p[0] = sc->partner_id[0] ? sc->partner_id : NULL;
+	p[1] = sc->org_ids_pg;
+	p[2] = sc->limited ? "true" : "false";
+	p[3] = sc->user_id;
+}
 
-	*out = NULL;
-	if (v == NULL || json_is_null(v))
-		return 0;
-	if (!json_is_array(v) || json_array_size(v) > 1000) {
-		http_fail(rq, 400, "validation_error", "field '%s' must be an array of UUIDs", field);
-		return -1;
+int auth_normalize_email(const char *in, char *out, size_t outlen)
+{
+	size_t n;
+
+	while (isspace((unsigned char)*in))
+		in++;
+	n = strlen(in);
+	while (n > 0 && isspace((unsigned char)in[n - 1]))
+		n--;
+	if (n < 3 || n > 254 || n >= outlen)
+		return BZ_ERR_INVALID;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)in[i];
+		if (ch < 0x21 || ch == 0x7f)
+			return BZ_ERR_INVALID;
+		out[i] = (char)tolower(ch);
 	}
-	if (json_array_size(v) == 0)
-		return 0;
-	char *s = malloc(json_array_size(v) * 37 + 3);
-	size_t off = 0;
-	if (s == NULL) {
-		http_fail_err(rq, BZ_ERR_NOMEM, NULL);
-		return -1;
-	}
-	s[off++] = '{';
-	json_array_foreach(v, i, e)
-	{
-		if (!json_is_string(e) || !is_uuid(json_string_value(e))) {
-			free(s);
-			http_fail(rq, 400, "validation_error", "field '%s' must be an array of UUIDs",
-				  field);
-			return -1;
-		}
-		if (i)
-			s[off++] = ',';
-		memcpy(s + off, json_string_value(e), 36);
-		off += 36;
-	}
-	s[off++] = '}';
-	s[off] = '\0';
-	*out = s;
+	out[n] = '\0';
+	const char *at = strchr(out, '@');
+	if (at == NULL || at == out || at[1] == '\0' || strchr(at + 1, '@') != NULL)
+		return BZ_ERR_INVALID;
 	return 0;
 }
 
-void users_create(struct request *rq)
+int auth_user_list(PGconn *c, const struct tenancy_scope *sc, struct auth_user **out, size_t *n)
 {
-	const char *email_in = NULL, *name = NULL, *password = NULL, *role = NULL, *org_id = NULL;
-	char email[256], gen_pw[33] = "", hash[PASSWORD_HASH_MAX], sqlstate[6];
-	char *org_ids = NULL, *site_ids = NULL;
-	PGresult *r = NULL;
+	static const char *sql = "SELECT " USER_COLS USER_FROM " WHERE" USER_VISIBLE
+				 " ORDER BY u.email";
+	const char *p[4];
+	PGresult *r;
 
-	if (rq->who.partner_id[0] == '\0') {
-		http_fail(rq, 403, "forbidden", "only partner users can manage users");
-		return;
-	}
-	if (body_string(rq, "email", 1, 320, &email_in) || body_string(rq, "name", 1, 200, &name) ||
-	    body_string(rq, "password", 0, 1024, &password) ||
-	    body_string(rq, "role", 1, 64, &role) || body_uuid(rq, "orgId", 0, &org_id) ||
-	    body_uuid_array(rq, "orgIds", &org_ids) || body_uuid_array(rq, "siteIds", &site_ids))
-		goto out;
-	if (auth_normalize_email(email_in, email, sizeof(email)) != 0) {
-		http_fail(rq, 400, "validation_error", "field 'email' must be an e-mail address");
-		goto out;
-	}
-	if (name[0] == '\0') {
-		http_fail(rq, 400, "validation_error", "field 'name' must not be empty");
-		goto out;
-	}
-	if (password != NULL && strlen(password) < 12) {
-		http_fail(rq, 400, "validation_error", "field 'password' must be at least 12 characters");
-		goto out;
-	}
-	PGconn *c = http_db(rq);
-	if (c == NULL)
-		goto out;
-	const char *pr[1] = {role};
-	r = db_query(c, "SELECT id, scope FROM roles WHERE name = $1", 1, pr, NULL);
-	if (r == NULL) {
-		http_fail_err(rq, BZ_ERR_DB, NULL);
-		goto out;
-	}
-	if (PQntuples(r) != 1) {
-		http_fail(rq, 400, "validation_error", "field 'role' names no role");
-		goto out;
-	}
-	char role_id[37];
-	snprintf(role_id, sizeof(role_id), "%s", PQgetvalue(r, 0, 0));
-	int partner_scope = strcmp(PQgetvalue(r, 0, 1), "partner") == 0;
-	PQclear(r);
-	r = NULL;
-
-	if (partner_scope) {
-		if (org_id != NULL || site_ids != NULL) {
-			http_fail(rq, 400, "validation_error",
-				  "partner roles take 'orgIds', not 'orgId' or 'siteIds'");
-			goto out;
-		}
-		/* A caller limited to some organizations cannot mint a wider user. */
-		const char *pc[1] = {rq->who.user_id};
-		r = db_query(c, "SELECT 1 FROM memberships WHERE user_id = $1::uuid LIMIT 1", 1, pc, NULL);
-		if (r == NULL) {
-			http_fail_err(rq, BZ_ERR_DB, NULL);
-			goto out;
-		}
-		int limited = PQntuples(r) > 0;
+	*out = NULL;
+	*n = 0;
+	visible_params(sc, p);
+	if ((r = db_query(c, sql, 4, p, NULL)) == NULL)
+		return BZ_ERR_DB;
+	if (PQntuples(r) > 0 && (*out = calloc((size_t)PQntuples(r), sizeof(**out))) == NULL) {
 		PQclear(r);
-		r = NULL;
-		if (limited && org_ids == NULL) {
-			http_fail(rq, 403, "forbidden", "organization-limited users cannot create unrestricted partner users");
-			goto out;
-		}
-		if (org_ids != NULL) {
-			json_t *v = json_object_get(rq->body, "orgIds"), *e;
-			size_t i;
-			json_array_foreach(v, i, e) if (!tenancy_scope_has_org(&rq->scope, json_string_value(e)))
-			{
-				http_fail(rq, 404, "not_found", "organization not found");
-				goto out;
-			}
-		}
-	} else {
-		if (org_id == NULL) {
-			http_fail(rq, 400, "validation_error", "field 'orgId' is required for organization roles");
-			goto out;
-		}
-		if (org_ids != NULL) {
-			http_fail(rq, 400, "validation_error", "organization roles take 'orgId', not 'orgIds'");
-			goto out;
-		}
-		if (!tenancy_scope_has_org(&rq->scope, org_id)) {
-			http_fail(rq, 404, "not_found", "organization not found");
-			goto out;
-		}
-		if (site_ids != NULL) {
-			const char *ps[2] = {site_ids, org_id};
-			r = db_query(c,
-				     "SELECT count(*) = cardinality($1::uuid[]) FROM sites"
-				     " WHERE id = ANY($1::uuid[]) AND org_id = $2::uuid",
-				     2, ps, NULL);
-			if (r == NULL) {
-				http_fail_err(rq, BZ_ERR_DB, NULL);
-				goto out;
-			}
-			int ok = PQgetvalue(r, 0, 0)[0] == 't';
-			PQclear(r);
-			r = NULL;
-			if (!ok) {
-				http_fail(rq, 404, "not_found", "site not found");
-				goto out;
-			}
-		}
+		return BZ_ERR_NOMEM;
 	}
+	for (int i = 0; i < PQntuples(r); i++)
+		user_from_row(r, i, &(*out)[i]);
+	*n = (size_t)PQntuples(r);
+	PQclear(r);
+	return 0;
+}
 
+int auth_user_get(PGconn *c, const struct tenancy_scope *sc, const char *id, struct auth_user *out)
+{
+	static const char *sql = "SELECT " USER_COLS USER_FROM " WHERE" USER_VISIBLE
+				 " AND u.id = $5::uuid";
+	const char *p[5];
+	PGresult *r;
+	int rc = BZ_ERR_NOT_FOUND;
+
+	if (!is_uuid(id))
+		return BZ_ERR_NOT_FOUND;
+	visible_params(sc, p);
+	p[4] = id;
+	if ((r = db_query(c, sql, 5, p, NULL)) == NULL)
+		return BZ_ERR_DB;
+	if (PQntuples(r) == 1) {
+		user_from_row(r, 0, out);
+		rc = 0;
+	}
+	PQclear(r);
+	return rc;
+}
+
+/* User ID without a scope check, after this file changed it. */
+static int read_user(PGconn *c, const char *id, struct auth_user *out)
+{
+	static const char *sql = "SELECT " USER_COLS USER_FROM " WHERE u.id = $1::uuid";
+	const char *p[1] = {id};
+	PGresult *r = db_query(c, sql, 1, p, NULL);
+	int rc = BZ_ERR_INTERNAL;
+
+	if (r == NULL)
+		return BZ_ERR_DB;
+	if (PQntuples(r) == 1) {
+		user_from_row(r, 0, out);
+		rc = 0;
+	}
+	PQclear(r);
+	return rc;
+}
+
+/* Role NAME's id into ROLE_ID[37] and whether it is a partner role. An
+ * unknown name is a 400 on field "role". */
+static int role_lookup(PGconn *c, const char *name, char role_id[37], int *partner_scope,
+		       struct bz_errinfo *why)
+{
+	static const char *sql = "SELECT id, scope FROM roles WHERE name = $1";
+	const char *p[1] = {name};
+	PGresult *r = db_query(c, sql, 1, p, NULL);
+
+	if (r == NULL)
+		return BZ_ERR_DB;
+	if (PQntuples(r) != 1) {
+		PQclear(r);
+		return bz_fail(why, BZ_ERR_INVALID, "validation_error", "role",
+			       "field 'role' names no role");
+	}
+	copy(role_id, 37, PQgetvalue(r, 0, 0));
+	*partner_scope = strcmp(PQgetvalue(r, 0, 1), "partner") == 0;
+	PQclear(r);
+	return 0;
+}
+
+/* ---- Creating users ---- */
+
+/* Where a new user goes: its role and its partner or organization, with
+ * the scope limits to record. */
+struct placement {
+	char role_id[37];
+	int partner_scope;
+	char org_id[37];   /* organization roles */
+	char *org_ids_pg;  /* partner roles: organization limits or NULL; owned */
+	char *site_ids_pg; /* organization roles: site limits or NULL; owned */
+};
+
+static const json_t *nonempty(const json_t *a) { return json_array_size(a) > 0 ? a : NULL; }
+
+/* Partner roles: optional organization limits, all in scope; a caller
+ * limited to some organizations cannot mint a wider user. */
+static int place_partner(PGconn *c, const struct tenancy_scope *sc, const struct auth_user_new *in,
+			 struct placement *pl, struct bz_errinfo *why)
+{
+	const json_t *org_ids = nonempty(in->org_ids), *e;
+	size_t i;
+	int limited, rc;
+
+	if (in->org_id != NULL || nonempty(in->site_ids) != NULL)
+		return bz_fail(why, BZ_ERR_INVALID, "validation_error",
+			       in->org_id != NULL ? "orgId" : "siteIds",
+			       "partner roles take 'orgIds', not 'orgId' or 'siteIds'");
+	if ((rc = tenancy_user_limited(c, sc->user_id, &limited)) != 0)
+		return rc;
+	if (limited && org_ids == NULL)
+		return bz_fail(why, BZ_ERR_FORBIDDEN, NULL, NULL,
+			       "organization-limited users cannot create unrestricted partner users");
+	if (org_ids == NULL)
+		return 0;
+	json_array_foreach(org_ids, i, e)
+	{
+		if (!tenancy_scope_has_org(sc, json_string_value(e)))
+			return bz_fail(why, BZ_ERR_NOT_FOUND, NULL, NULL, "organization not found");
+	}
+	if ((pl->org_ids_pg = db_uuid_array_json(org_ids)) == NULL)
+		return bz_fail(why, BZ_ERR_INVALID, "validation_error", "orgIds",
+			       "field 'orgIds' must be an array of UUIDs");
+	return 0;
+}
+
+/* Organization roles: orgId, or the one organization of siteIds. */
+static int place_org(PGconn *c, const struct tenancy_scope *sc, const struct auth_user_new *in,
+		     struct placement *pl, struct bz_errinfo *why)
+{
+	const json_t *site_ids = nonempty(in->site_ids);
+
+	if (in->org_id == NULL && site_ids == NULL)
+		return bz_fail(why, BZ_ERR_INVALID, "validation_error", "orgId",
+			       "field 'orgId' (or 'siteIds') is required for organization roles");
+	if (nonempty(in->org_ids) != NULL)
+		return bz_fail(why, BZ_ERR_INVALID, "validation_error", "orgIds",
+			       "organization roles take 'orgId', not 'orgIds'");
+	if (in->org_id != NULL && (!is_uuid(in->org_id) || !tenancy_scope_has_org(sc, in->org_id)))
+		return bz_fail(why, BZ_ERR_NOT_FOUND, NULL, NULL, "organization not found");
+	if (site_ids == NULL) {
+		copy(pl->org_id, sizeof(pl->org_id), in->org_id);
+		return 0;
+	}
+	if ((pl->site_ids_pg = db_uuid_array_json(site_ids)) == NULL)
+		return bz_fail(why, BZ_ERR_INVALID, "validation_error", "siteIds",
+			       "field 'siteIds' must be an array of UUIDs");
+	return tenancy_sites_org(c, sc, pl->site_ids_pg, in->org_id, pl->org_id, why);
+}
+
+static int insert_user(PGconn *c, const struct placement *pl, const char *partner_id,
+		       const char *email, const char *name, const char *hash, char id_out[37],
+		       struct bz_errinfo *why)
+{
+	static const char *sql =
+		"INSERT INTO users (partner_id, org_id, role_id, email, name, password_hash)"
+		" VALUES ($1::uuid, $2::uuid, $3::uuid, $4, $5, $6) RETURNING id";
+	const char *p[6] = {pl->partner_scope ? partner_id : NULL,
+			    pl->partner_scope ? NULL : pl->org_id,
+			    pl->role_id,
+			    email,
+			    name,
+			    hash};
+	char sqlstate[6];
+	PGresult *r = db_query(c, sql, 6, p, sqlstate);
+
+	if (r == NULL) {
+		if (!strcmp(sqlstate, "23505"))
+			return bz_fail(why, BZ_ERR_CONFLICT, "conflict", "email",
+				       "a user with that e-mail exists");
+		return BZ_ERR_DB;
+	}
+	copy(id_out, 37, PQgetvalue(r, 0, 0));
+	PQclear(r);
+	return 0;
+}
+
+int auth_user_create(PGconn *c, const struct tenancy_scope *sc, const struct auth_user_new *in,
+		     struct auth_user *out, char *gen_pw, struct audit_event *ev,
+		     struct bz_errinfo *why)
+{
+	struct placement pl = {0};
+	char email[AUTH_EMAIL_MAX + 1], hash[PASSWORD_HASH_MAX], id[37];
+	const char *password = in->password;
+	int rc;
+
+	gen_pw[0] = '\0';
+	memset(out, 0, sizeof(*out));
+	if (sc->partner_id[0] == '\0')
+		return bz_fail(why, BZ_ERR_FORBIDDEN, NULL, NULL, "only partner users can manage users");
+	if (auth_normalize_email(in->email, email, sizeof(email)) != 0 ||
+	    text_check(email, AUTH_EMAIL_MAX, 0, NULL) != 0)
+		return bz_fail(why, BZ_ERR_INVALID, "validation_error", "email",
+			       "field 'email' must be an e-mail address");
+	if (text_check(in->name, AUTH_NAME_MAX, 0, NULL) != 0)
+		return bz_fail(why, BZ_ERR_INVALID, "validation_error", "name",
+			       "field 'name' must be a display name of 1 to 200 bytes");
+	if (password != NULL && (strlen(password) < AUTH_PASSWORD_MIN ||
+				 strlen(password) > AUTH_PASSWORD_MAX))
+		return bz_fail(why, BZ_ERR_INVALID, "validation_error", "password",
+			       "field 'password' must be at least 12 characters");
+	if ((rc = role_lookup(c, in->role, pl.role_id, &pl.partner_scope, why)) != 0)
+		return rc;
+	rc = pl.partner_scope ? place_partner(c, sc, in, &pl, why) : place_org(c, sc, in, &pl, why);
+	if (rc != 0)
+		goto out;
 	if (password == NULL) {
 		if (crypto_random_hex(16, gen_pw) != 0) {
-			http_fail_err(rq, BZ_ERR_CRYPTO, NULL);
+			rc = BZ_ERR_CRYPTO;
 			goto out;
 		}
 		password = gen_pw;
 	}
 	if (password_hash(password, hash, sizeof(hash)) != 0) {
-		http_fail_err(rq, BZ_ERR_CRYPTO, NULL);
+		rc = BZ_ERR_CRYPTO;
 		goto out;
 	}
-	if (db_begin(c) != 0) {
-		http_fail_err(rq, BZ_ERR_DB, NULL);
+	if ((rc = insert_user(c, &pl, sc->partner_id, email, in->name, hash, id, why)) != 0 ||
+	    (rc = tenancy_memberships_add(c, id, pl.org_ids_pg, pl.site_ids_pg)) != 0 ||
+	    (rc = read_user(c, id, out)) != 0)
 		goto out;
-	}
-	const char *pi[6] = {partner_scope ? rq->who.partner_id : NULL,
-			     partner_scope ? NULL : org_id,
-			     role_id,
-			     email,
-			     name,
-			     hash};
-	r = db_query(c,
-		     "INSERT INTO users (partner_id, org_id, role_id, email, name, password_hash)"
-		     " VALUES ($1::uuid, $2::uuid, $3::uuid, $4, $5, $6)"
-		     " RETURNING id, " TS("created_at"),
-		     6, pi, sqlstate);
-	if (r == NULL) {
-		db_rollback(c);
-		if (!strcmp(sqlstate, "23505"))
-			http_fail(rq, 409, "conflict", "a user with that e-mail exists");
-		else
-			http_fail_err(rq, BZ_ERR_DB, NULL);
-		goto out;
-	}
-	char uid[37], created[32];
-	snprintf(uid, sizeof(uid), "%s", PQgetvalue(r, 0, 0));
-	snprintf(created, sizeof(created), "%s", PQgetvalue(r, 0, 1));
-	PQclear(r);
-	r = NULL;
-	const char *pmo[2] = {uid, org_ids}, *pms[2] = {uid, site_ids};
-	if ((org_ids && db_exec(c,
-				"INSERT INTO memberships (user_id, org_id)"
-				" SELECT $1::uuid, unnest($2::uuid[])",
-				2, pmo)) ||
-	    (site_ids && db_exec(c,
-				 "INSERT INTO memberships (user_id, site_id)"
-				 " SELECT $1::uuid, unnest($2::uuid[])",
-				 2, pms)))
-		goto dberr;
-	struct audit_event ev = {.org_id = partner_scope ? NULL : org_id,
-				 .action = "user.create",
-				 .resource = "users",
-				 .resource_id = uid,
-				 .details = json_pack("{s:s,s:s}", "email", email, "role", role)};
-	http_audit_actor(&ev, rq);
-	int rc = audit_write(c, &ev);
-	json_decref(ev.details);
-	if (rc != 0 || db_commit(c) != 0)
-		goto dberr;
-	json_t *out = json_pack("{s:s,s:s,s:s,s:s,s:s?,s:s?,s:s,s:s}", "id", uid, "email", email,
-				"name", name, "role", role, "partnerId",
-				partner_scope ? rq->who.partner_id : NULL, "orgId",
-				partner_scope ? NULL : org_id, "status", "active", "createdAt", created);
-	/* A generated password is shown exactly once, in this response. */
-	if (gen_pw[0])
-		json_object_set_new(out, "password", json_string(gen_pw));
-	http_reply(rq, 201, out);
-	goto out;
-dberr:
-	db_rollback(c);
-	http_fail_err(rq, BZ_ERR_DB, NULL);
+	*ev = (struct audit_event){.org_id = pl.partner_scope ? NULL : out->org_id,
+				   .action = "user.create",
+				   .resource = "users",
+				   .resource_id = out->id,
+				   .details = json_pack("{s:s,s:s}", "email", out->email, "role",
+							in->role)};
 out:
-	crypto_wipe(gen_pw, sizeof(gen_pw));
-	PQclear(r);
-	free(org_ids);
-	free(site_ids);
+	crypto_wipe(hash, sizeof(hash));
+	if (rc != 0)
+		crypto_wipe(gen_pw, AUTH_GENERATED_PASSWORD_LEN);
+	free(pl.org_ids_pg);
+	free(pl.site_ids_pg);
+	return rc;
 }
 
-void roles_list(struct request *rq)
+/* ---- Changing users ---- */
+
+/* The user a PATCH changes, as it was, and what changes. */
+struct user_change {
+	struct auth_user was;
+	char role_id[37];     /* current role */
+	int partner_staff;    /* a partner user (else an organization user) */
+	char new_role_id[37]; /* "" = role unchanged */
+	const char *name;     /* new name or NULL */
+	const char *status;   /* new status or NULL */
+	int disabling;
+};
+
+/* Serializes user changes within a partner (PARTNER_ID), so two
+ * administrators disabling each other at once cannot both succeed. The
+ * two-key form keeps it apart from bootstrap's one-key lock. */
+static int lock_partner_users(PGconn *c, const char *partner_id)
 {
-	PGconn *c = http_db(rq);
-	if (c == NULL)
-		return;
-	PGresult *r = db_query(c,
-			       "SELECT id, name, scope, array_to_json(permissions), force_mfa, builtin"
-			       " FROM roles ORDER BY name",
-			       0, NULL, NULL);
-	if (r == NULL) {
-		http_fail_err(rq, BZ_ERR_DB, NULL);
-		return;
+	static const char *sql = "SELECT pg_advisory_xact_lock(7314007, hashtext($1))";
+	const char *p[1] = {partner_id};
+	PGresult *r = db_query(c, sql, 1, p, NULL);
+
+	if (r == NULL)
+		return BZ_ERR_DB;
+	PQclear(r);
+	return 0;
+}
+
+/* Loads user ID, if SC sees it, locked for the change, into CH->was. */
+static int load_for_change(PGconn *c, const struct tenancy_scope *sc, const char *id,
+			   struct user_change *ch, struct bz_errinfo *why)
+{
+	static const char *sql = "SELECT " USER_COLS ", u.role_id" USER_FROM " WHERE" USER_VISIBLE
+				 " AND u.id = $5::uuid FOR UPDATE OF u";
+	const char *p[5];
+	PGresult *r;
+
+	if (!is_uuid(id))
+		return bz_fail(why, BZ_ERR_NOT_FOUND, NULL, NULL, "user not found");
+	visible_params(sc, p);
+	p[4] = id;
+	if ((r = db_query(c, sql, 5, p, NULL)) == NULL)
+		return BZ_ERR_DB;
+	if (PQntuples(r) != 1) {
+		PQclear(r);
+		return bz_fail(why, BZ_ERR_NOT_FOUND, NULL, NULL, "user not found");
 	}
-	json_t *arr = json_array();
-	for (int i = 0; i < PQntuples(r); i++) {
-		json_t *perms = json_loads(PQgetvalue(r, i, 3), 0, NULL);
-		json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:o,s:b,s:b}", "id",
-						     PQgetvalue(r, i, 0), "name", PQgetvalue(r, i, 1),
-						     "scope", PQgetvalue(r, i, 2), "permissions",
-						     perms ? perms : json_array(), "forceMfa",
-						     PQgetvalue(r, i, 4)[0] == 't', "builtin",
-						     PQgetvalue(r, i, 5)[0] == 't'));
+	user_from_row(r, 0, &ch->was);
+	copy(ch->role_id, sizeof(ch->role_id), PQgetvalue(r, 0, 10));
+	ch->partner_staff = ch->was.partner_id[0] != '\0';
+	PQclear(r);
+	return 0;
+}
+
+/* Works out what IN changes of CH->was; checks the role and self-changes. */
+static int plan_change(PGconn *c, const struct tenancy_scope *sc,
+		       const struct auth_user_change *in, struct user_change *ch,
+		       struct bz_errinfo *why)
+{
+	char role_id[37];
+	int partner_role, rc;
+
+	if (in->role != NULL) {
+		if ((rc = role_lookup(c, in->role, role_id, &partner_role, why)) != 0)
+			return rc;
+		if (partner_role != ch->partner_staff)
+			return bz_fail(why, BZ_ERR_INVALID, "validation_error", "role",
+				       ch->partner_staff ? "partner staff take partner roles"
+							 : "organization users take organization roles");
+		if (strcmp(role_id, ch->role_id) != 0)
+			copy(ch->new_role_id, sizeof(ch->new_role_id), role_id);
+	}
+	if (in->name != NULL && strcmp(in->name, ch->was.name) != 0)
+		ch->name = in->name;
+	if (in->status != NULL && strcmp(in->status, ch->was.status) != 0)
+		ch->status = in->status;
+	ch->disabling = ch->status != NULL && !strcmp(ch->status, "disabled");
+	if (!strcmp(ch->was.id, sc->user_id) && (ch->new_role_id[0] || ch->disabling))
+		return bz_fail(why, BZ_ERR_FORBIDDEN, NULL, NULL,
+			       "you cannot disable or change the role of your own account");
+	return 0;
+}
+
+/* Refuses to disable or demote the last active partner_admin of a partner. */
+static int keep_an_administrator(PGconn *c, const struct user_change *ch, struct bz_errinfo *why)
+{
+	static const char *sql = "SELECT count(*) FROM users u JOIN roles r ON r.id = u.role_id"
+				 " WHERE u.partner_id = $1::uuid AND u.id <> $2::uuid"
+				 "   AND u.status = 'active' AND r.name = $3";
+	const char *p[3] = {ch->was.partner_id, ch->was.id, PARTNER_ADMIN_ROLE};
+	PGresult *r;
+	long others;
+
+	if (!ch->partner_staff || strcmp(ch->was.status, "active") != 0 ||
+	    strcmp(ch->was.role, PARTNER_ADMIN_ROLE) != 0 || !(ch->disabling || ch->new_role_id[0]))
+		return 0;
+	if ((r = db_query(c, sql, 3, p, NULL)) == NULL)
+		return BZ_ERR_DB;
+	others = strtol(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
+	if (others == 0)
+		return bz_fail(why, BZ_ERR_CONFLICT, "last_administrator", NULL,
+			       "the last active administrator of a partner cannot be disabled or "
+			       "given another role");
+	return 0;
+}
+
+/* The audit details of CH: {"email", "changes": {field: {"from", "to"}}}. */
+static json_t *change_details(const struct user_change *ch, const struct auth_user *now,
+			      long revoked)
+{
+	json_t *changes = json_object();
+
+	if (ch->name != NULL)
+		json_object_set_new(changes, "name",
+				    json_pack("{s:s,s:s}", "from", ch->was.name, "to", now->name));
+	if (ch->new_role_id[0])
+		json_object_set_new(changes, "role",
+				    json_pack("{s:s,s:s}", "from", ch->was.role, "to", now->role));
+	if (ch->status != NULL)
+		json_object_set_new(changes, "status", json_pack("{s:s,s:s}", "from",
+								 ch->was.status, "to", now->status));
+	json_t *d = json_pack("{s:s,s:o}", "email", now->email, "changes", changes);
+	if (ch->disabling)
+		json_object_set_new(d, "sessionsRevoked", json_integer(revoked));
+	return d;
+}
+
+int auth_user_update(PGconn *c, const struct tenancy_scope *sc, const char *id,
+		     const struct auth_user_change *in, struct auth_user *out,
+		     struct audit_event *ev, struct bz_errinfo *why)
+{
+	static const char *sql = "UPDATE users SET name = coalesce($2, name),"
+				 " role_id = coalesce($3::uuid, role_id), status = coalesce($4, status)"
+				 " WHERE id = $1::uuid";
+	struct user_change ch = {0};
+	long revoked = 0;
+	int rc;
+
+	*ev = (struct audit_event){0};
+	if (sc->partner_id[0] == '\0')
+		return bz_fail(why, BZ_ERR_FORBIDDEN, NULL, NULL, "only partner users can manage users");
+	if (in->name == NULL && in->role == NULL && in->status == NULL)
+		return bz_fail(why, BZ_ERR_INVALID, "validation_error", NULL,
+			       "give at least one of 'name', 'role' and 'status'");
+	if (in->name != NULL && text_check(in->name, AUTH_NAME_MAX, 0, NULL) != 0)
+		return bz_fail(why, BZ_ERR_INVALID, "validation_error", "name",
+			       "field 'name' must be a display name of 1 to 200 bytes");
+	if (in->status != NULL && strcmp(in->status, "active") != 0 &&
+	    strcmp(in->status, "disabled") != 0)
+		return bz_fail(why, BZ_ERR_INVALID, "validation_error", "status",
+			       "field 'status' must be 'active' or 'disabled'");
+	if ((rc = lock_partner_users(c, sc->partner_id)) != 0 ||
+	    (rc = load_for_change(c, sc, id, &ch, why)) != 0 ||
+	    (rc = plan_change(c, sc, in, &ch, why)) != 0)
+		return rc;
+	if (ch.name == NULL && ch.status == NULL && !ch.new_role_id[0]) {
+		*out = ch.was; /* nothing changes: no write, no audit row */
+		return 0;
+	}
+	const char *p[4] = {ch.was.id, ch.name, ch.new_role_id[0] ? ch.new_role_id : NULL, ch.status};
+	if ((rc = keep_an_administrator(c, &ch, why)) != 0 || (rc = db_exec(c, sql, 4, p)) != 0 ||
+	    (ch.disabling && (rc = auth_sessions_revoke_user(c, ch.was.id, "user_disabled",
+							     &revoked)) != 0) ||
+	    (rc = read_user(c, ch.was.id, out)) != 0)
+		return rc;
+	*ev = (struct audit_event){.org_id = out->org_id[0] ? out->org_id : NULL,
+				   .action = ch.disabling  ? "user.disable"
+					     : ch.status ? "user.enable"
+							 : "user.update",
+				   .resource = "users",
+				   .resource_id = out->id,
+				   .details = change_details(&ch, out, revoked)};
+	return 0;
+}
+
+/* ---- Login lookups ---- */
+
+int auth_user_credentials(PGconn *c, const char *email, struct auth_credentials *out, int *found)
+{
+	static const char *sql = "SELECT " USER_COLS ", u.password_hash" USER_FROM
+				 " WHERE u.email = $1";
+	const char *p[1] = {email};
+	PGresult *r = db_query(c, sql, 1, p, NULL);
+
+	memset(out, 0, sizeof(*out));
+	*found = 0;
+	if (r == NULL)
+		return BZ_ERR_DB;
+	if (PQntuples(r) == 1) {
+		user_from_row(r, 0, &out->user);
+		copy(out->password_hash, sizeof(out->password_hash), PQgetvalue(r, 0, 10));
+		*found = 1;
 	}
 	PQclear(r);
-	http_reply(rq, 200, json_pack("{s:o}", "roles", arr));
+	return 0;
+}
+
+int auth_user_login_touch(PGconn *c, const char *user_id)
+{
+	static const char *sql = "UPDATE users SET last_login_at = now()"
+				 " WHERE id = $1::uuid AND status = 'active' RETURNING id";
+	const char *p[1] = {user_id};
+	PGresult *r = db_query(c, sql, 1, p, NULL);
+	int rc;
+
+	if (r == NULL)
+		return BZ_ERR_DB;
+	rc = PQntuples(r) == 1 ? 0 : BZ_ERR_UNAUTHORIZED;
+	PQclear(r);
+	return rc;
+}
+
+/* ---- Roles ---- */
+
+int auth_role_list(PGconn *c, struct auth_role **out, size_t *n)
+{
+	static const char *sql = "SELECT id, name, scope, array_to_json(permissions), force_mfa,"
+				 " builtin FROM roles ORDER BY name";
+	PGresult *r = db_query(c, sql, 0, NULL, NULL);
+	struct auth_role *a = NULL;
+
+	*out = NULL;
+	*n = 0;
+	if (r == NULL)
+		return BZ_ERR_DB;
+	if (PQntuples(r) > 0 && (a = calloc((size_t)PQntuples(r), sizeof(*a))) == NULL) {
+		PQclear(r);
+		return BZ_ERR_NOMEM;
+	}
+	for (int i = 0; i < PQntuples(r); i++) {
+		copy(a[i].id, sizeof(a[i].id), PQgetvalue(r, i, 0));
+		copy(a[i].name, sizeof(a[i].name), PQgetvalue(r, i, 1));
+		copy(a[i].scope, sizeof(a[i].scope), PQgetvalue(r, i, 2));
+		a[i].permissions = json_loads(PQgetvalue(r, i, 3), 0, NULL);
+		if (!json_is_array(a[i].permissions)) {
+			json_decref(a[i].permissions);
+			a[i].permissions = json_array();
+		}
+		a[i].force_mfa = PQgetvalue(r, i, 4)[0] == 't';
+		a[i].builtin = PQgetvalue(r, i, 5)[0] == 't';
+	}
+	*n = (size_t)PQntuples(r);
+	*out = a;
+	PQclear(r);
+	return 0;
+}
+
+void auth_roles_free(struct auth_role *roles, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		json_decref(roles[i].permissions);
+	free(roles);
 }

@@ -170,4 +170,27 @@ int tenancy_site_rename(PGconn *c, const struct tenancy_scope *scope, const char
 int tenancy_site_delete(PGconn *c, const struct tenancy_scope *scope, const char *id,
 			struct tenancy_site *out, struct audit_event *ev, struct bz_errinfo *why);
 
+/* ---- Memberships: scope limits of users (memberships.c) ---- */
+
+/* Sets *LIMITED to 1 if user USER_ID has any membership row (an
+ * organization or site limit), else 0. Returns 0 or BZ_ERR_DB. */
+int tenancy_user_limited(PGconn *c, const char *user_id, int *limited);
+
+/*
+ * Checks on C that every site of SITE_IDS_PG (a non-empty uuid[] literal)
+ * exists, is visible in SCOPE and, when ORG_ID is non-NULL, belongs to
+ * ORG_ID; without ORG_ID they must all belong to one organization. Copies
+ * that organization's id into ORG_OUT[37]. Returns 0, BZ_ERR_NOT_FOUND
+ * (a site missing, not visible, or not of ORG_ID), BZ_ERR_INVALID (sites of
+ * several organizations; field "siteIds") or BZ_ERR_DB, with WHY set.
+ */
+int tenancy_sites_org(PGconn *c, const struct tenancy_scope *scope, const char *site_ids_pg,
+		      const char *org_id, char org_out[37], struct bz_errinfo *why);
+
+/* Limits new user USER_ID to the organizations ORG_IDS_PG and/or the sites
+ * SITE_IDS_PG (uuid[] literals; NULL = none), inside the caller's
+ * transaction on C. Callers check visibility first. Returns 0 or BZ_ERR_DB. */
+int tenancy_memberships_add(PGconn *c, const char *user_id, const char *org_ids_pg,
+			    const char *site_ids_pg);
+
 #endif

@@ -1,0 +1,74 @@
+/*
+ * login_api.c — POST /api/v1/auth/login and GET /api/v1/auth/me. The
+ * handlers parse, call login.c, and render; the credential checks, the
+ * timing equalisation and the audit events live in login.c.
+ */
+#include "server/auth/auth.h"
+#include "server/auth/auth_api.h"
+
+/* The body of POST /auth/login. The password is a secret: no display-string
+ * check, only a length bound; an empty one is a wrong one (401). */
+struct login_input {
+	struct body_str email;
+	struct body_str password;
+};
+
+static const struct body_field login_fields[] = {
+	BODY_FIELD("email", BODY_STRING, BODY_REQUIRED, struct login_input, email, 0, 320),
+	BODY_FIELD("password", BODY_STRING, BODY_REQUIRED, struct login_input, password, 0,
+		   AUTH_PASSWORD_MAX),
+	{NULL},
+};
+
+static json_t *login_json(const struct auth_login *l)
+{
+	const struct auth_user *u = &l->user;
+	json_t *user = json_pack("{s:s,s:s,s:s,s:s,s:s?,s:s?}", "id", u->id, "email", u->email,
+				 "name", u->name, "role", u->role, "partnerId",
+				 u->partner_id[0] ? u->partner_id : NULL, "orgId",
+				 u->org_id[0] ? u->org_id : NULL);
+
+	return json_pack("{s:s,s:s,s:I,s:o}", "accessToken", l->access_token, "tokenType", "Bearer",
+			 "expiresIn", (json_int_t)l->expires_in_s, "user", user);
+}
+
+static void login(struct request *rq)
+{
+	struct login_input in = {0};
+	struct auth_login res;
+	struct audit_event ev;
+	struct bz_errinfo why = {0};
+	PGconn *c;
+
+	if (http_body_parse(rq, login_fields, &in) != 0 || (c = http_db(rq)) == NULL)
+		return;
+	const struct auth_login_input li = {.email = in.email.v,
+					    .password = in.password.v,
+					    .ip = rq->client_ip,
+					    .user_agent = http_header(rq, "User-Agent")};
+	int rc = auth_login(c, rq->app->cfg, &li, &res, &ev, &why);
+	if (rc != 0)
+		http_fail_why(rq, rc, &why); /* no transaction is open */
+	else
+		http_commit(rq, c, 0, &why, &ev, 200, login_json(&res));
+	auth_login_free(&res);
+}
+
+static void me(struct request *rq)
+{
+	const struct principal *w = &rq->who;
+	json_t *out = json_pack("{s:s,s:s,s:s,s:s?,s:s?,s:{s:s,s:s,s:b},s:O,s:b,s:s,s:O}", "id",
+				w->user_id, "email", w->email, "name", w->name, "partnerId",
+				w->partner_id[0] ? w->partner_id : NULL, "orgId",
+				w->org_id[0] ? w->org_id : NULL, "role", "id", w->role_id, "name",
+				w->role_name, "forceMfa", w->force_mfa, "permissions", w->permissions,
+				"mfaEnabled", w->mfa_enabled, "sessionId", w->session_id,
+				"organizationIds", rq->scope.org_ids);
+	http_reply(rq, 200, out);
+}
+
+const struct route auth_routes[] = {
+	{"POST", "/api/v1/auth/login", login, ROUTE_PUBLIC | ROUTE_JSON_BODY, NULL, "auth.login"},
+	{"GET", "/api/v1/auth/me", me, ROUTE_USER, NULL, NULL},
+};
+const size_t auth_routes_count = sizeof(auth_routes) / sizeof(*auth_routes);
