@@ -31,7 +31,8 @@ int auth_authenticate(struct request *rq)
 		return -1;
 	}
 	const char *jwt_secret = cfg->secrets[SECRET_JWT];
-	if (auth_jwt_verify(jwt_secret, strlen(jwt_secret), h + 7, bz_now(), &cl) != 0) {
+	if (auth_jwt_verify(jwt_secret, strlen(jwt_secret), h + 7, bz_now(),
+			    cfg->access_token_ttl_s, &cl) != 0) {
 		http_set_header(rq, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
 		http_fail(rq, 401, "unauthorized", "invalid or expired token");
 		return -1;
