@@ -60,6 +60,24 @@ REFUSED = [
     ("listen-addr-hostname", {"LISTEN_ADDR": "localhost:8080"}, "LISTEN_ADDR"),
     ("listen-addr-no-port", {"LISTEN_ADDR": "127.0.0.1"}, "LISTEN_ADDR"),
     ("body-limit-too-small", {"HTTP_MAX_BODY_BYTES": "10"}, "HTTP_MAX_BODY_BYTES"),
+    # Database URLs are postgresql:// URIs that libpq parses.
+    ("database-url-keyword-form",
+     {"DATABASE_URL": "host=127.0.0.1 dbname=breeze user=breeze_app password=kw-secret-value-1"},
+     "DATABASE_URL"),
+    ("database-url-garbage", {"DATABASE_URL": "definitely not a database url"}, "DATABASE_URL"),
+    ("migration-url-keyword-form", {"MIGRATION_DATABASE_URL": "dbname=breeze user=breeze"},
+     "MIGRATION_DATABASE_URL"),
+    ("audit-admin-url-bad-option",
+     {"AUDIT_ADMIN_DATABASE_URL": "postgresql://127.0.0.1/breeze?nosuchoption=1"},
+     "AUDIT_ADMIN_DATABASE_URL"),
+    # A proxy list that trusts every address lets any client choose its own.
+    ("prod-trusted-proxies-every-ipv4", {"BREEZE_ENV": "production", "TRUSTED_PROXY_CIDRS": "0.0.0.0/0"},
+     "TRUSTED_PROXY_CIDRS"),
+    ("prod-trusted-proxies-every-ipv6",
+     {"BREEZE_ENV": "production", "TRUSTED_PROXY_CIDRS": "127.0.0.1/32,::/0"}, "TRUSTED_PROXY_CIDRS"),
+    ("prod-trusted-proxies-halves",
+     {"BREEZE_ENV": "production", "TRUSTED_PROXY_CIDRS": "0.0.0.0/1,128.0.0.0/1"},
+     "TRUSTED_PROXY_CIDRS"),
 ]
 
 
@@ -119,3 +137,19 @@ def test_second_bootstrap_is_refused(env_file, bootstrap):
         input=password + "\n", capture_output=True, text=True, timeout=60, env=base_process_env())
     assert r.returncode == 1, r.stdout + r.stderr
     assert password not in r.stdout + r.stderr
+
+
+def test_trust_every_address_is_only_a_warning_outside_production(spawn_server):
+    srv = spawn_server(TRUSTED_PROXY_CIDRS="0.0.0.0/0")
+    assert srv.proc.poll() is None
+    assert "config warning: TRUSTED_PROXY_CIDRS: trusts every" in srv.log_text()
+    assert srv.stop() == 0
+
+
+def test_messages_name_no_outside_documents(run_server):
+    r = run_server(DATABASE_URL="host=x dbname=y", TRUSTED_PROXY_CIDRS="::/0",
+                   BREEZE_ENV="production", JWT_SECRET="short")
+    assert r.returncode == 1
+    assert ".md" not in r.stderr and "shared/" not in r.stderr, r.stderr
+    assert "DATABASE_URL: must be a postgresql:// URI" in r.stderr
+    assert "host=x" not in r.stderr
