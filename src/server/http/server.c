@@ -661,6 +661,7 @@ static struct {
 	void *inner_cls;
 	size_t max_body; /* HTTP_MAX_BODY_BYTES */
 	int armed;       /* set by http_server_start() just before starting */
+	int logger_first; /* the JSON logger went in as MHD's first option */
 } guard;
 
 struct body_guard {
@@ -678,20 +679,52 @@ static enum MHD_Result guard_access(void *cls, struct MHD_Connection *conn, cons
 				    const char *upload_data, size_t *upload_data_size,
 				    void **con_cls);
 
-/* Replaces libmicrohttpd's MHD_start_daemon for ulfius (see above); every
- * argument but the access handler is passed on unchanged. Without
- * http_server_start()'s go-ahead it starts MHD exactly as asked. */
+static struct MHD_Daemon *start_daemon_shim(unsigned int flags, uint16_t port,
+					     MHD_AcceptPolicyCallback apc, void *apc_cls, ...)
+{
+	struct MHD_Daemon *d;
+	va_list ap;
+
+	va_start(ap, apc_cls);
+	d = MHD_start_daemon_va(flags, port, apc, apc_cls, guard_access, NULL, ap);
+	va_end(ap);
+	return d;
+}
+
+/*
+ * Replaces libmicrohttpd's MHD_start_daemon for ulfius (see above); every
+ * argument but the access handler is passed on unchanged. ulfius passes its
+ * options as (MHD_OPTION_ARRAY, ops, MHD_OPTION_END); the JSON logger is
+ * then put in front of that array, because MHD uses whatever logger is set
+ * when it logs and warns unless the logger is the very first option (an
+ * option inside an array is not). Without http_server_start()'s go-ahead it
+ * starts MHD exactly as asked.
+ */
 struct MHD_Daemon *MHD_start_daemon(unsigned int flags, uint16_t port,
 				    MHD_AcceptPolicyCallback apc, void *apc_cls,
 				    MHD_AccessHandlerCallback dh, void *dh_cls, ...)
 {
 	struct MHD_Daemon *d;
-	va_list ap;
+	va_list ap, peek;
 
 	va_start(ap, dh_cls);
 	if (guard.armed && guard.inner == NULL) {
 		guard.inner = dh;
 		guard.inner_cls = dh_cls;
+		va_copy(peek, ap);
+		int opt = va_arg(peek, int);
+		if (opt == MHD_OPTION_ARRAY) {
+			struct MHD_OptionItem *ops = va_arg(peek, struct MHD_OptionItem *);
+			if (va_arg(peek, int) == MHD_OPTION_END) {
+				va_end(peek);
+				va_end(ap);
+				guard.logger_first = 1;
+				return start_daemon_shim(flags, port, apc, apc_cls,
+							 MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+							 MHD_OPTION_ARRAY, ops, MHD_OPTION_END);
+			}
+		}
+		va_end(peek);
 		d = MHD_start_daemon_va(flags, port, apc, apc_cls, guard_access, NULL, ap);
 	} else {
 		d = MHD_start_daemon_va(flags, port, apc, apc_cls, dh, dh_cls, ap);
@@ -942,12 +975,10 @@ int http_server_start(struct app *app, const struct route *routes, size_t n)
 			return BZ_ERR_NOMEM;
 	ulfius_set_default_endpoint(&app->inst, not_found_callback, NULL);
 
-	/* The logger comes first: MHD applies options in order and logs about
-	 * later ones (e.g. the thread pool) through whatever logger is set by
-	 * then, which would otherwise be its default stderr text. The completion
-	 * and URI callbacks are ulfius's, wrapped by the body guard above. */
+	/* The JSON logger (mhd_log) is not in this array: MHD_start_daemon()
+	 * above puts it before the array, as MHD's very first option. The
+	 * completion and URI callbacks are ulfius's, wrapped by the body guard. */
 	struct MHD_OptionItem ops[] = {
-		{MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log, NULL},
 		{MHD_OPTION_SOCK_ADDR, 0, &addr},
 		{MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)cfg->http_threads, NULL},
 		{MHD_OPTION_CONNECTION_LIMIT, (intptr_t)cfg->http_max_connections, NULL},
@@ -963,6 +994,7 @@ int http_server_start(struct app *app, const struct route *routes, size_t n)
 	snprintf(port, sizeof(port), "%u", (unsigned)cfg->listen_port);
 	guard.max_body = cfg->http_max_body_bytes;
 	guard.inner = NULL;
+	guard.logger_first = 0;
 	guard.armed = 1;
 	int started = ulfius_start_framework_with_mhd_options(&app->inst, flags, ops) == U_OK;
 	guard.armed = 0;
@@ -978,6 +1010,10 @@ int http_server_start(struct app *app, const struct route *routes, size_t n)
 		ulfius_stop_framework(&app->inst);
 		return BZ_ERR_INTERNAL;
 	}
+	if (!guard.logger_first)
+		log_warn("http.mhd.logger", "reason",
+			 "unexpected MHD options from ulfius; MHD's own messages go to stderr as text",
+			 NULL);
 	return 0;
 }
 
