@@ -947,14 +947,15 @@ int http_server_start(struct app *app, const struct route *routes, size_t n)
 	/* Validated by the dispatcher instead (check_query), with a 400. */
 	app->inst.check_utf8 = 0;
 
+	int rc = BZ_ERR_NOMEM;
 	paths = calloc(n, sizeof(*paths));
 	if (paths == NULL)
-		return BZ_ERR_NOMEM;
+		goto fail;
 	for (size_t i = 0; i < n; i++) {
 		const struct route *r = &routes[i];
 		if (ulfius_add_endpoint_by_val(&app->inst, r->method, NULL, r->path, 0,
 					       route_callback, (void *)r) != U_OK)
-			return BZ_ERR_NOMEM;
+			goto fail;
 		size_t j;
 		for (j = 0; j < n_paths; j++)
 			if (!strcmp(paths[j].path, r->path))
@@ -972,7 +973,7 @@ int http_server_start(struct app *app, const struct route *routes, size_t n)
 	for (size_t j = 0; j < n_paths; j++)
 		if (ulfius_add_endpoint_by_val(&app->inst, "*", NULL, paths[j].path, 1,
 					       not_allowed_callback, &paths[j]) != U_OK)
-			return BZ_ERR_NOMEM;
+			goto fail;
 	ulfius_set_default_endpoint(&app->inst, not_found_callback, NULL);
 
 	/* The JSON logger (mhd_log) is not in this array: MHD_start_daemon()
@@ -1002,19 +1003,28 @@ int http_server_start(struct app *app, const struct route *routes, size_t n)
 		log_error("http.start.failed", "listen", cfg->listen_host, "port", port, "reason",
 			  "could not start the HTTP server (address in use or not available?)",
 			  NULL);
-		return BZ_ERR_IO;
+		rc = BZ_ERR_IO;
+		goto fail;
 	}
 	if (guard.inner == NULL) {
 		log_error("http.start.failed", "listen", cfg->listen_host, "port", port, "reason",
 			  "body-size guard not installed in front of ulfius", NULL);
 		ulfius_stop_framework(&app->inst);
-		return BZ_ERR_INTERNAL;
+		rc = BZ_ERR_INTERNAL;
+		goto fail;
 	}
 	if (!guard.logger_first)
 		log_warn("http.mhd.logger", "reason",
 			 "unexpected MHD options from ulfius; MHD's own messages go to stderr as text",
 			 NULL);
 	return 0;
+fail:
+	/* Nothing is listening: free what was set up, so a refused start is clean. */
+	ulfius_clean_instance(&app->inst);
+	free(paths);
+	paths = NULL;
+	n_paths = 0;
+	return rc;
 }
 
 void http_server_stop(struct app *app, int drain_ms)
