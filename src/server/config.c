@@ -1,5 +1,10 @@
 #include "server/config.h"
 
+#include <libpq-fe.h>
+#include <netinet/in.h>
+#include <stddef.h>
+
+#include "common/err.h"
 #include "crypto/crypto.h"
 #include "server/redis/redis.h"
 
@@ -12,15 +17,24 @@
 #include <string.h>
 #include <strings.h>
 
-static const char *secret_names[SECRET_COUNT] = {
-	"JWT_SECRET",
-	"APP_ENCRYPTION_KEY",
-	"MFA_ENCRYPTION_KEY",
-	"MFA_RECOVERY_CODE_PEPPER",
-	"ENROLLMENT_KEY_PEPPER",
-	"AGENT_ENROLLMENT_SECRET",
-	"METRICS_SCRAPE_TOKEN",
-	"AUDIT_SIGNING_KEY",
+static const char secret_name_SECRET_JWT[] = "JWT_SECRET";
+static const char secret_name_SECRET_APP_ENCRYPTION_KEY[] = "APP_ENCRYPTION_KEY";
+static const char secret_name_SECRET_MFA_ENCRYPTION_KEY[] = "MFA_ENCRYPTION_KEY";
+static const char secret_name_SECRET_MFA_RECOVERY_CODE_PEPPER[] = "MFA_RECOVERY_CODE_PEPPER";
+static const char secret_name_SECRET_ENROLLMENT_KEY_PEPPER[] = "ENROLLMENT_KEY_PEPPER";
+static const char secret_name_SECRET_AGENT_ENROLLMENT_SECRET[] = "AGENT_ENROLLMENT_SECRET";
+static const char secret_name_SECRET_METRICS_SCRAPE_TOKEN[] = "METRICS_SCRAPE_TOKEN";
+static const char secret_name_SECRET_AUDIT_SIGNING_KEY[] = "AUDIT_SIGNING_KEY";
+
+static const char *const secret_names[SECRET_COUNT] = {
+	secret_name_SECRET_JWT,
+	secret_name_SECRET_APP_ENCRYPTION_KEY,
+	secret_name_SECRET_MFA_ENCRYPTION_KEY,
+	secret_name_SECRET_MFA_RECOVERY_CODE_PEPPER,
+	secret_name_SECRET_ENROLLMENT_KEY_PEPPER,
+	secret_name_SECRET_AGENT_ENROLLMENT_SECRET,
+	secret_name_SECRET_METRICS_SCRAPE_TOKEN,
+	secret_name_SECRET_AUDIT_SIGNING_KEY,
 };
 
 /* Values from docs, examples and tutorials that must never reach
@@ -101,146 +115,332 @@ int config_check_secret(const char *name, const char *value, int fatal,
 	return found;
 }
 
-static int parse_uint(const char *name, const char *def, unsigned long min, unsigned long max,
-		      unsigned long *out, struct config_problems *p)
+/*
+ * The variables, one row each, read in this order. Every rule about a
+ * single variable lives in its row; only rules between variables (S5 and
+ * secret reuse) are written out in config_load().
+ */
+enum var_type {
+	VAR_ENV,       /* BREEZE_ENV: development (default), test, production */
+	VAR_UINT,      /* decimal integer in [min, max] */
+	VAR_BOOL,      /* true/false, 1/0, yes/no */
+	VAR_PG_URL,    /* postgresql:// URI, checked with libpq's PQconninfoParse */
+	VAR_REDIS_URL, /* redis://[:password@]host:port[/db] (redis_url_parse) */
+	VAR_LISTEN,    /* IP:PORT or [IPv6]:PORT */
+	VAR_CIDRS,     /* comma-separated CIDR list */
+	VAR_SECRET,    /* one of enum config_secret; S1/S4 checked */
+	VAR_SEED_HEX,  /* a secret that must also be 64 hex characters (Ed25519 seed) */
+};
+
+enum var_need {
+	NEED_OPTIONAL,
+	NEED_ALWAYS,     /* missing or empty: fatal everywhere */
+	NEED_PRODUCTION, /* missing or empty: fatal in production */
+};
+
+/* Extra rule applied in production (fatal there, a warning elsewhere
+ * unless noted). */
+enum var_prod_rule {
+	PROD_NONE,
+	PROD_FALSE,          /* a boolean that must be off (A3) */
+	PROD_REDIS_PASSWORD, /* Redis must require a password (N4); nothing elsewhere */
+	PROD_STRONG_SECRET,  /* S1/S4 */
+	PROD_NARROW_CIDRS,   /* must not trust every IPv4 or IPv6 address */
+};
+
+struct var {
+	const char *name;
+	enum var_type type;
+	int serve_only; /* not read for CONFIG_FOR_DATABASE */
+	enum var_need need;
+	const char *need_hint; /* text after "NAME: required" */
+	const char *def;       /* default for VAR_UINT/VAR_BOOL/VAR_LISTEN */
+	unsigned long min, max;
+	enum var_prod_rule prod;
+	size_t off;  /* offset of the field in struct config */
+	size_t size; /* its size, for integers */
+};
+
+#define F(field) offsetof(struct config, field), sizeof(((struct config *)0)->field)
+#define GEN_HINT "; generate with `breeze-server gen-secrets`"
+#define SECRET_ROW(s, type, need) \
+	{secret_name_##s, type, 1, need, GEN_HINT, NULL, 0, 0, PROD_STRONG_SECRET, F(secrets[s])}
+
+static const struct var vars[] = {
+	{"BREEZE_ENV", VAR_ENV, 0, NEED_OPTIONAL, NULL, "development", 0, 0, PROD_NONE, F(env)},
+	{"DATABASE_URL", VAR_PG_URL, 0, NEED_ALWAYS, " (postgresql://user:password@host:port/db)",
+	 NULL, 0, 0, PROD_NONE, F(database_url)},
+	{"MIGRATION_DATABASE_URL", VAR_PG_URL, 0, NEED_OPTIONAL, NULL, NULL, 0, 0, PROD_NONE,
+	 F(migration_database_url)},
+	{"AUDIT_ADMIN_DATABASE_URL", VAR_PG_URL, 0, NEED_OPTIONAL, NULL, NULL, 0, 0, PROD_NONE,
+	 F(audit_admin_database_url)},
+	{"AUDIT_RETENTION_DAYS", VAR_UINT, 0, NEED_OPTIONAL, NULL, "365", 1, 36500, PROD_NONE,
+	 F(audit_retention_days)},
+	{"DATABASE_POOL_SIZE", VAR_UINT, 0, NEED_OPTIONAL, NULL, "8", 1, 200, PROD_NONE,
+	 F(database_pool_size)},
+	{"ARGON2_MEMORY_KIB", VAR_UINT, 0, NEED_OPTIONAL, NULL, "19456", 8192, 4UL * 1024 * 1024,
+	 PROD_NONE, F(argon2_memory_kib)},
+	{"ARGON2_ITERATIONS", VAR_UINT, 0, NEED_OPTIONAL, NULL, "2", 1, 64, PROD_NONE,
+	 F(argon2_iterations)},
+	{"ARGON2_PARALLELISM", VAR_UINT, 0, NEED_OPTIONAL, NULL, "1", 1, 16, PROD_NONE,
+	 F(argon2_parallelism)},
+	{"ARGON2_MAX_CONCURRENT", VAR_UINT, 0, NEED_OPTIONAL, NULL, "4", 1, 256, PROD_NONE,
+	 F(argon2_max_concurrent)},
+
+	/* Below: serve only. */
+	{"REDIS_URL", VAR_REDIS_URL, 1, NEED_ALWAYS, " (redis://:password@host:port/0)", NULL, 0, 0,
+	 PROD_REDIS_PASSWORD, F(redis_url)},
+	{"LISTEN_ADDR", VAR_LISTEN, 1, NEED_OPTIONAL, NULL, "127.0.0.1:8080", 0, 0, PROD_NONE,
+	 F(listen_host)},
+	SECRET_ROW(SECRET_JWT, VAR_SECRET, NEED_ALWAYS),
+	SECRET_ROW(SECRET_APP_ENCRYPTION_KEY, VAR_SECRET, NEED_PRODUCTION),
+	SECRET_ROW(SECRET_MFA_ENCRYPTION_KEY, VAR_SECRET, NEED_PRODUCTION),
+	SECRET_ROW(SECRET_MFA_RECOVERY_CODE_PEPPER, VAR_SECRET, NEED_PRODUCTION),
+	SECRET_ROW(SECRET_ENROLLMENT_KEY_PEPPER, VAR_SECRET, NEED_ALWAYS),
+	SECRET_ROW(SECRET_AGENT_ENROLLMENT_SECRET, VAR_SECRET, NEED_ALWAYS),
+	SECRET_ROW(SECRET_METRICS_SCRAPE_TOKEN, VAR_SECRET, NEED_PRODUCTION),
+	SECRET_ROW(SECRET_AUDIT_SIGNING_KEY, VAR_SEED_HEX, NEED_PRODUCTION),
+	{"ENABLE_REGISTRATION", VAR_BOOL, 1, NEED_OPTIONAL, NULL, "false", 0, 0, PROD_FALSE,
+	 F(enable_registration)},
+	{"SESSION_MAX_AGE", VAR_UINT, 1, NEED_OPTIONAL, NULL, "86400", 300, 30UL * 86400, PROD_NONE,
+	 F(session_max_age_s)},
+	{"HEARTBEAT_INTERVAL_SECONDS", VAR_UINT, 1, NEED_OPTIONAL, NULL, "60", 5, 3600, PROD_NONE,
+	 F(heartbeat_interval_s)},
+	{"AUDIT_CHECKPOINT_INTERVAL_SECONDS", VAR_UINT, 1, NEED_OPTIONAL, NULL, "300", 0, 86400,
+	 PROD_NONE, F(audit_checkpoint_interval_s)},
+	{"AUDIT_RETENTION_INTERVAL_SECONDS", VAR_UINT, 1, NEED_OPTIONAL, NULL, "86400", 0,
+	 7UL * 86400, PROD_NONE, F(audit_retention_interval_s)},
+	{"TRUSTED_PROXY_CIDRS", VAR_CIDRS, 1, NEED_OPTIONAL, NULL, NULL, 0, 0, PROD_NARROW_CIDRS,
+	 F(trusted_proxies)},
+	{"HTTP_MAX_BODY_BYTES", VAR_UINT, 1, NEED_OPTIONAL, NULL, "1048576", 1024,
+	 64UL * 1024 * 1024, PROD_NONE, F(http_max_body_bytes)},
+	{"HTTP_THREADS", VAR_UINT, 1, NEED_OPTIONAL, NULL, "8", 1, 256, PROD_NONE, F(http_threads)},
+	{"HTTP_MAX_CONNECTIONS", VAR_UINT, 1, NEED_OPTIONAL, NULL, "1024", 8, 65536, PROD_NONE,
+	 F(http_max_connections)},
+	{"HTTP_MAX_CONNECTIONS_PER_IP", VAR_UINT, 1, NEED_OPTIONAL, NULL, "0", 0, 65536, PROD_NONE,
+	 F(http_max_connections_per_ip)},
+	{"HTTP_TIMEOUT_SECONDS", VAR_UINT, 1, NEED_OPTIONAL, NULL, "30", 1, 3600, PROD_NONE,
+	 F(http_timeout_s)},
+};
+
+/* Stores X in the integer field of V (int, unsigned, uint32_t, int64_t or
+ * size_t; every range in the table fits each of them). */
+static void store_uint(struct config *cfg, const struct var *v, unsigned long x)
 {
-	const char *v = getenv(name);
+	char *field = (char *)cfg + v->off;
+
+	if (v->size == sizeof(uint32_t)) {
+		uint32_t y = (uint32_t)x;
+		memcpy(field, &y, sizeof(y));
+	} else {
+		uint64_t y = (uint64_t)x;
+		memcpy(field, &y, sizeof(y));
+	}
+}
+
+static int parse_uint(const struct var *v, const char *s, unsigned long *out)
+{
 	char *end;
 
-	if (v == NULL || *v == '\0')
-		v = def;
 	errno = 0;
-	unsigned long x = strtoul(v, &end, 10);
-	if (errno != 0 || end == v || *end != '\0' || v[0] == '-' || x < min || x > max) {
-		problem(p, 1, "%s: must be an integer between %lu and %lu", name, min, max);
-		return -1;
-	}
+	unsigned long x = strtoul(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || s[0] == '-' || x < v->min || x > v->max)
+		return BZ_ERR_INVALID;
 	*out = x;
 	return 0;
 }
 
-static int parse_bool(const char *name, int def, int *out, struct config_problems *p)
+static int parse_bool(const char *s, int *out)
 {
-	const char *v = getenv(name);
-
-	if (v == NULL || *v == '\0') {
-		*out = def;
-		return 0;
-	}
-	if (!strcasecmp(v, "true") || !strcmp(v, "1") || !strcasecmp(v, "yes")) {
+	if (!strcasecmp(s, "true") || !strcmp(s, "1") || !strcasecmp(s, "yes")) {
 		*out = 1;
 		return 0;
 	}
-	if (!strcasecmp(v, "false") || !strcmp(v, "0") || !strcasecmp(v, "no")) {
+	if (!strcasecmp(s, "false") || !strcmp(s, "0") || !strcasecmp(s, "no")) {
 		*out = 0;
 		return 0;
 	}
-	problem(p, 1, "%s: must be true or false", name);
-	return -1;
+	return BZ_ERR_INVALID;
 }
 
-static void parse_listen(struct config *cfg, struct config_problems *p)
+static int parse_listen(struct config *cfg, const char *v)
 {
-	const char *v = getenv("LISTEN_ADDR");
 	char buf[96];
 
-	if (v == NULL || *v == '\0')
-		v = "127.0.0.1:8080";
 	if (strlen(v) >= sizeof(buf))
-		goto bad;
+		return BZ_ERR_INVALID;
 	memcpy(buf, v, strlen(v) + 1);
 	char *colon = strrchr(buf, ':');
 	if (colon == NULL)
-		goto bad;
+		return BZ_ERR_INVALID;
 	*colon = '\0';
 	char *host = buf, *end;
 	if (*host == '[') {
 		size_t hl = strlen(host);
 		if (hl < 3 || host[hl - 1] != ']')
-			goto bad;
+			return BZ_ERR_INVALID;
 		host[hl - 1] = '\0';
 		host++;
 	}
 	errno = 0;
 	unsigned long port = strtoul(colon + 1, &end, 10);
 	if (errno || *end || end == colon + 1 || port == 0 || port > 65535)
-		goto bad;
+		return BZ_ERR_INVALID;
 	if (strlen(host) >= sizeof(cfg->listen_host) || !client_ip_is_literal(host))
-		goto bad;
+		return BZ_ERR_INVALID;
 	memcpy(cfg->listen_host, host, strlen(host) + 1);
 	cfg->listen_port = (uint16_t)port;
-	return;
-bad:
-	problem(p, 1, "LISTEN_ADDR: must be IP:PORT (e.g. 127.0.0.1:8080 or [::1]:8080)");
+	return 0;
 }
 
-int config_load(struct config *cfg, enum config_purpose purpose, struct config_problems *p)
+/*
+ * 0 if S is a PostgreSQL connection URI that libpq accepts
+ * (PQconninfoParse). The keyword=value form is refused too: one form
+ * everywhere keeps the documentation, the checks and the operators' files
+ * alike. libpq's error text may quote the value, so it is dropped.
+ */
+static int check_pg_url(const char *s)
 {
-	unsigned long x;
-	const char *env = getenv("BREEZE_ENV");
+	char *err = NULL;
+	PQconninfoOption *opts;
 
-	memset(cfg, 0, sizeof(*cfg));
-	memset(p, 0, sizeof(*p));
-	if (env == NULL || *env == '\0' || !strcmp(env, "development"))
+	if (strncmp(s, "postgresql://", 13) != 0 && strncmp(s, "postgres://", 11) != 0)
+		return BZ_ERR_INVALID;
+	opts = PQconninfoParse(s, &err);
+	if (err != NULL)
+		PQfreemem(err);
+	if (opts == NULL)
+		return BZ_ERR_INVALID;
+	PQconninfoFree(opts);
+	return 0;
+}
+
+/* Applies row V to the value S (never NULL or empty here). */
+static void load_var(struct config *cfg, const struct var *v, const char *s, int prod,
+		     struct config_problems *p)
+{
+	char *field = (char *)cfg + v->off;
+	unsigned long x;
+	int b;
+
+	switch (v->type) {
+	case VAR_ENV:
+		/* Read before every other row; see config_load(). */
+		break;
+	case VAR_UINT:
+		if (parse_uint(v, s, &x) != 0)
+			problem(p, 1, "%s: must be an integer between %lu and %lu", v->name, v->min,
+				v->max);
+		else
+			store_uint(cfg, v, x);
+		break;
+	case VAR_BOOL:
+		if (parse_bool(s, &b) != 0) {
+			problem(p, 1, "%s: must be true or false", v->name);
+			break;
+		}
+		memcpy(field, &b, sizeof(b));
+		if (b && v->prod == PROD_FALSE)
+			problem(p, prod, "%s: must be false in production (A3)", v->name);
+		break;
+	case VAR_PG_URL:
+		memcpy(field, &s, sizeof(s));
+		if (check_pg_url(s) != 0)
+			problem(p, 1,
+				"%s: must be a postgresql:// URI accepted by libpq "
+				"(postgresql://user:password@host:port/db)",
+				v->name);
+		break;
+	case VAR_REDIS_URL: {
+		struct redis_target rt;
+		memcpy(field, &s, sizeof(s));
+		if (redis_url_parse(s, &rt) != 0)
+			problem(p, 1, "%s: must be redis://[:password@]host:port[/db]", v->name);
+		else if (prod && v->prod == PROD_REDIS_PASSWORD && rt.password[0] == '\0')
+			problem(p, 1, "%s: production Redis must require a password (N4)", v->name);
+		crypto_wipe(&rt, sizeof(rt));
+		break;
+	}
+	case VAR_LISTEN:
+		if (parse_listen(cfg, s) != 0)
+			problem(p, 1, "%s: must be IP:PORT (e.g. 127.0.0.1:8080 or [::1]:8080)",
+				v->name);
+		break;
+	case VAR_CIDRS:
+		if (cidr_list_parse(s, &cfg->trusted_proxies) != 0) {
+			problem(p, 1,
+				"%s: must be a comma-separated list of CIDRs (at most 32), e.g. "
+				"127.0.0.1/32,10.0.0.0/8",
+				v->name);
+			break;
+		}
+		if (v->prod == PROD_NARROW_CIDRS &&
+		    (cidr_list_covers_all(&cfg->trusted_proxies, AF_INET) ||
+		     cidr_list_covers_all(&cfg->trusted_proxies, AF_INET6)))
+			problem(p, prod,
+				"%s: trusts every IPv4 or IPv6 address, so any client could choose "
+				"the address recorded for it; list only the proxies' own addresses",
+				v->name);
+		break;
+	case VAR_SECRET:
+	case VAR_SEED_HEX:
+		memcpy(field, &s, sizeof(s));
+		if (v->prod == PROD_STRONG_SECRET)
+			config_check_secret(v->name, s, prod, p);
+		if (v->type == VAR_SEED_HEX && (strlen(s) != 64 || strspn(s, "0123456789abcdefABCDEF") != 64))
+			problem(p, 1, "%s: must be 64 hex characters (an Ed25519 seed)", v->name);
+		break;
+	}
+}
+
+/* BREEZE_ENV decides what is fatal, so it is read first. */
+static void load_env(struct config *cfg, const struct var *v, struct config_problems *p)
+{
+	const char *env = getenv(v->name);
+
+	if (env == NULL || *env == '\0')
+		env = v->def;
+	if (!strcmp(env, "development"))
 		cfg->env = BREEZE_ENV_DEVELOPMENT;
 	else if (!strcmp(env, "test"))
 		cfg->env = BREEZE_ENV_TEST;
 	else if (!strcmp(env, "production"))
 		cfg->env = BREEZE_ENV_PRODUCTION;
 	else
-		problem(p, 1, "BREEZE_ENV: must be development, test or production");
+		problem(p, 1, "%s: must be development, test or production", v->name);
+}
+
+int config_load(struct config *cfg, enum config_purpose purpose, struct config_problems *p)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	memset(p, 0, sizeof(*p));
+	for (size_t i = 0; i < sizeof(vars) / sizeof(*vars); i++)
+		if (vars[i].type == VAR_ENV)
+			load_env(cfg, &vars[i], p);
 	int prod = cfg->env == BREEZE_ENV_PRODUCTION;
 
-	cfg->database_url = getenv("DATABASE_URL");
-	cfg->migration_database_url = getenv("MIGRATION_DATABASE_URL");
-	cfg->redis_url = getenv("REDIS_URL");
-	cfg->audit_admin_database_url = getenv("AUDIT_ADMIN_DATABASE_URL");
-	if (cfg->audit_admin_database_url && *cfg->audit_admin_database_url == '\0')
-		cfg->audit_admin_database_url = NULL;
-	if (!parse_uint("AUDIT_RETENTION_DAYS", "365", 1, 36500, &x, p))
-		cfg->audit_retention_days = (int)x;
-	if (cfg->database_url == NULL || *cfg->database_url == '\0')
-		problem(p, 1, "DATABASE_URL: required (postgresql://user:password@host:port/db)");
-	if (!parse_uint("DATABASE_POOL_SIZE", "8", 1, 200, &x, p))
-		cfg->database_pool_size = (unsigned)x;
-	if (!parse_uint("ARGON2_MEMORY_KIB", "19456", 8192, 4UL * 1024 * 1024, &x, p))
-		cfg->argon2_memory_kib = (uint32_t)x;
-	if (!parse_uint("ARGON2_ITERATIONS", "2", 1, 64, &x, p))
-		cfg->argon2_iterations = (uint32_t)x;
-	if (!parse_uint("ARGON2_PARALLELISM", "1", 1, 16, &x, p))
-		cfg->argon2_parallelism = (uint32_t)x;
-	if (!parse_uint("ARGON2_MAX_CONCURRENT", "4", 1, 256, &x, p))
-		cfg->argon2_max_concurrent = (uint32_t)x;
-	if (purpose == CONFIG_FOR_DATABASE)
-		return p->n_fatal ? -1 : 0;
+	for (size_t i = 0; i < sizeof(vars) / sizeof(*vars); i++) {
+		const struct var *v = &vars[i];
+		const char *s = getenv(v->name);
 
-	if (cfg->redis_url == NULL || *cfg->redis_url == '\0')
-		problem(p, 1, "REDIS_URL: required (redis://:password@host:port/0)");
-	else {
-		struct redis_target rt;
-		if (redis_url_parse(cfg->redis_url, &rt) != 0)
-			problem(p, 1, "REDIS_URL: must be redis://[:password@]host:port[/db]");
-		else if (prod && rt.password[0] == '\0')
-			problem(p, 1, "REDIS_URL: production Redis must require a password (N4)");
-		crypto_wipe(&rt, sizeof(rt));
-	}
-
-	parse_listen(cfg, p);
-
-	/* Secrets: present, strong (S1, S4), and distinct (S5). */
-	for (int s = 0; s < SECRET_COUNT; s++) {
-		const char *v = getenv(secret_names[s]);
-		cfg->secrets[s] = (v != NULL && *v != '\0') ? v : NULL;
-		int required = prod || s == SECRET_JWT || s == SECRET_ENROLLMENT_KEY_PEPPER ||
-			       s == SECRET_AGENT_ENROLLMENT_SECRET;
-		if (cfg->secrets[s] == NULL) {
-			if (required)
-				problem(p, 1, "%s: required; generate with `breeze-server gen-secrets`",
-					secret_names[s]);
+		if (v->type == VAR_ENV || (purpose == CONFIG_FOR_DATABASE && v->serve_only))
 			continue;
+		if (s == NULL || *s == '\0') {
+			if (v->need == NEED_ALWAYS || (v->need == NEED_PRODUCTION && prod)) {
+				problem(p, 1, "%s: required%s", v->name, v->need_hint ? v->need_hint : "");
+				continue;
+			}
+			if (v->def == NULL)
+				continue; /* optional and unset: the field stays NULL/0 */
+			s = v->def;
 		}
-		config_check_secret(secret_names[s], cfg->secrets[s], prod, p);
+		load_var(cfg, v, s, prod, p);
 	}
+	cfg->access_token_ttl_s = 900; /* fixed: not configurable (see auth_jwt_verify) */
+	if (purpose == CONFIG_FOR_DATABASE)
+		return p->n_fatal ? BZ_ERR_INVALID : 0;
+
+	/* S5: the application encryption key is used for nothing else. */
 	const char *app = cfg->secrets[SECRET_APP_ENCRYPTION_KEY];
 	if (app != NULL) {
 		for (int s = 0; s < SECRET_COUNT; s++) {
@@ -259,42 +459,9 @@ int config_load(struct config *cfg, enum config_purpose purpose, struct config_p
 			    strcmp(cfg->secrets[a], cfg->secrets[b]) == 0)
 				problem(p, prod, "%s: must differ from %s", secret_names[b],
 					secret_names[a]);
-
-	if (!parse_bool("ENABLE_REGISTRATION", 0, &cfg->enable_registration, p) &&
-	    cfg->enable_registration)
-		problem(p, prod, "ENABLE_REGISTRATION: must be false in production (A3)");
-	if (!parse_uint("SESSION_MAX_AGE", "86400", 300, 30UL * 86400, &x, p))
-		cfg->session_max_age_s = (int64_t)x;
-	cfg->access_token_ttl_s = 900;
-	if (!parse_uint("HEARTBEAT_INTERVAL_SECONDS", "60", 5, 3600, &x, p))
-		cfg->heartbeat_interval_s = (int)x;
-
-	if (!parse_uint("AUDIT_CHECKPOINT_INTERVAL_SECONDS", "300", 0, 86400, &x, p))
-		cfg->audit_checkpoint_interval_s = (int)x;
-	if (!parse_uint("AUDIT_RETENTION_INTERVAL_SECONDS", "86400", 0, 7UL * 86400, &x, p))
-		cfg->audit_retention_interval_s = (int)x;
-	const char *sk = cfg->secrets[SECRET_AUDIT_SIGNING_KEY];
-	if (sk != NULL && (strlen(sk) != 64 || strspn(sk, "0123456789abcdefABCDEF") != 64))
-		problem(p, 1, "AUDIT_SIGNING_KEY: must be 64 hex characters (an Ed25519 seed)");
 	if (prod && cfg->audit_admin_database_url == NULL)
 		problem(p, 1, "AUDIT_ADMIN_DATABASE_URL: required in production for audit retention (L5)");
-
-	const char *tp = getenv("TRUSTED_PROXY_CIDRS");
-	if (tp != NULL && *tp != '\0' && cidr_list_parse(tp, &cfg->trusted_proxies) != 0)
-		problem(p, 1, "TRUSTED_PROXY_CIDRS: must be a comma-separated list of CIDRs "
-			      "(at most 32), e.g. 127.0.0.1/32,10.0.0.0/8");
-
-	if (!parse_uint("HTTP_MAX_BODY_BYTES", "1048576", 1024, 64UL * 1024 * 1024, &x, p))
-		cfg->http_max_body_bytes = (size_t)x;
-	if (!parse_uint("HTTP_THREADS", "8", 1, 256, &x, p))
-		cfg->http_threads = (unsigned)x;
-	if (!parse_uint("HTTP_MAX_CONNECTIONS", "1024", 8, 65536, &x, p))
-		cfg->http_max_connections = (unsigned)x;
-	if (!parse_uint("HTTP_MAX_CONNECTIONS_PER_IP", "0", 0, 65536, &x, p))
-		cfg->http_max_connections_per_ip = (unsigned)x;
-	if (!parse_uint("HTTP_TIMEOUT_SECONDS", "30", 1, 3600, &x, p))
-		cfg->http_timeout_s = (unsigned)x;
-	return p->n_fatal ? -1 : 0;
+	return p->n_fatal ? BZ_ERR_INVALID : 0;
 }
 
 int config_load_report(struct config *cfg, enum config_purpose purpose, FILE *err)
@@ -304,7 +471,7 @@ int config_load_report(struct config *cfg, enum config_purpose purpose, FILE *er
 
 	if (probs == NULL) {
 		fprintf(err, "breeze-server: out of memory\n");
-		return -1;
+		return BZ_ERR_NOMEM;
 	}
 	rc = config_load(cfg, purpose, probs);
 	for (unsigned i = 0; i < probs->n; i++)

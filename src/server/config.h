@@ -80,8 +80,13 @@ enum config_purpose {
  * secrets), S4 (secrets at least 32 characters), S5 (APP_ENCRYPTION_KEY
  * distinct from MFA_ENCRYPTION_KEY and every other secret), A3 (registration
  * off in production). In production those are fatal; elsewhere warnings.
- * Missing required values are always fatal. Returns 0 when nothing is
- * fatal, -1 otherwise. CFG borrows strings from the environment.
+ * Missing required values are always fatal, and so are malformed values
+ * (database URLs must be postgresql:// URIs that libpq's PQconninfoParse
+ * accepts). TRUSTED_PROXY_CIDRS covering every IPv4 or IPv6 address is
+ * fatal in production, a warning elsewhere. Every variable is one row of a
+ * table in config.c (name, type, range, default, production rule). An empty
+ * value counts as unset. Returns 0 when nothing is fatal, BZ_ERR_INVALID
+ * otherwise. CFG borrows strings from the environment.
  */
 int config_load(struct config *cfg, enum config_purpose purpose, struct config_problems *probs);
 
@@ -89,7 +94,7 @@ int config_load(struct config *cfg, enum config_purpose purpose, struct config_p
  * config_load() for command-line use: writes every problem to ERR, one
  * line each ("breeze-server: config error: NAME: …"; names, never values),
  * and a closing line when something is fatal. Returns config_load()'s
- * result.
+ * result, or BZ_ERR_NOMEM.
  */
 int config_load_report(struct config *cfg, enum config_purpose purpose, FILE *err);
 

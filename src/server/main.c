@@ -29,6 +29,7 @@
 #include "server/bootstrap.h"
 #include "server/config.h"
 #include "server/db/db.h"
+#include "server/db/db_role_check.h"
 #include "server/db/migrate.h"
 #include "server/auth/auth_api.h"
 #include "server/http/http.h"
@@ -125,6 +126,68 @@ static void init_passwords(const struct config *cfg)
 	}
 }
 
+/*
+ * Refuses (production) or warns about (elsewhere) a DATABASE_URL role that
+ * could switch off or get round the audit log's append-only protection:
+ * superuser, BYPASSRLS, owner of the schema or its tables (or a member of
+ * the owner), UPDATE/DELETE/TRUNCATE on an audit table. One
+ * "db.role.unsafe" log line per problem; in production also one stderr line
+ * each. Returns 0 to go on, BZ_ERR_FORBIDDEN to refuse, BZ_ERR_DB if the
+ * check itself failed.
+ */
+static int check_db_role(struct db_pool *pool, const struct config *cfg)
+{
+	struct db_role_findings f;
+	char msg[5][384];
+	int n = 0, rc;
+	PGconn *c = db_acquire(pool, 5000);
+
+	if (c == NULL)
+		return BZ_ERR_DB;
+	rc = db_role_check(c, "public", &f);
+	db_release(pool, c);
+	if (rc != 0)
+		return BZ_ERR_DB;
+	if (f.superuser)
+		snprintf(msg[n++], sizeof(msg[0]),
+			 "is a superuser (or a member of one) and could disable the audit "
+			 "log's append-only triggers");
+	if (f.bypass_rls)
+		snprintf(msg[n++], sizeof(msg[0]),
+			 "has BYPASSRLS (itself or through a role it is a member of)");
+	if (f.owns_schema)
+		snprintf(msg[n++], sizeof(msg[0]),
+			 "owns schema public (or is a member of its owner); serve must run as "
+			 "the application role, not the migration owner");
+	if (f.owned_table[0] != '\0')
+		snprintf(msg[n++], sizeof(msg[0]),
+			 "owns table %s (or is a member of its owner); serve must run as the "
+			 "application role, not the migration owner",
+			 f.owned_table);
+	if (f.audit_grants[0] != '\0')
+		snprintf(msg[n++], sizeof(msg[0]),
+			 "may change or remove audit rows (%s); the application role needs only "
+			 "SELECT and INSERT on the audit tables",
+			 f.audit_grants);
+	int prod = cfg->env == BREEZE_ENV_PRODUCTION;
+	for (int i = 0; i < n; i++) {
+		if (prod)
+			log_error("db.role.unsafe", "variable", "DATABASE_URL", "role", f.role,
+				  "problem", msg[i], NULL);
+		else
+			log_warn("db.role.unsafe", "variable", "DATABASE_URL", "role", f.role,
+				 "problem", msg[i], NULL);
+		if (prod)
+			fprintf(stderr, "breeze-server: DATABASE_URL: role %s %s\n", f.role, msg[i]);
+	}
+	if (prod && n > 0) {
+		fprintf(stderr, "breeze-server: refusing to start in production with an unsafe "
+				"database role\n");
+		return BZ_ERR_FORBIDDEN;
+	}
+	return 0;
+}
+
 static int cmd_serve(struct opts *o)
 {
 	struct config cfg;
@@ -149,6 +212,14 @@ static int cmd_serve(struct opts *o)
 	app.pool = db_pool_open(cfg.database_url, cfg.database_pool_size, &err);
 	if (app.pool == NULL) {
 		fprintf(stderr, "breeze-server: %s\n", err);
+		return 1;
+	}
+	/* Before anything else reads a table: the role must be fit for serve. */
+	int role_rc = check_db_role(app.pool, &cfg);
+	if (role_rc != 0) {
+		if (role_rc == BZ_ERR_DB)
+			fprintf(stderr, "breeze-server: cannot check the database role's privileges\n");
+		db_pool_close(app.pool);
 		return 1;
 	}
 	PGconn *c = db_acquire(app.pool, 5000);

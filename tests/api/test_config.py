@@ -1,6 +1,7 @@
 """Start-up configuration: the server refuses bad configuration with exit 1 and
 one line naming the variable (never its value), starts with a good one, and
 stops cleanly on SIGTERM. Checklist S1, S4, S5, A3, N4, K5."""
+import json
 import re
 import secrets
 import signal
@@ -60,6 +61,24 @@ REFUSED = [
     ("listen-addr-hostname", {"LISTEN_ADDR": "localhost:8080"}, "LISTEN_ADDR"),
     ("listen-addr-no-port", {"LISTEN_ADDR": "127.0.0.1"}, "LISTEN_ADDR"),
     ("body-limit-too-small", {"HTTP_MAX_BODY_BYTES": "10"}, "HTTP_MAX_BODY_BYTES"),
+    # Database URLs are postgresql:// URIs that libpq parses.
+    ("database-url-keyword-form",
+     {"DATABASE_URL": "host=127.0.0.1 dbname=breeze user=breeze_app password=kw-secret-value-1"},
+     "DATABASE_URL"),
+    ("database-url-garbage", {"DATABASE_URL": "definitely not a database url"}, "DATABASE_URL"),
+    ("migration-url-keyword-form", {"MIGRATION_DATABASE_URL": "dbname=breeze user=breeze"},
+     "MIGRATION_DATABASE_URL"),
+    ("audit-admin-url-bad-option",
+     {"AUDIT_ADMIN_DATABASE_URL": "postgresql://127.0.0.1/breeze?nosuchoption=1"},
+     "AUDIT_ADMIN_DATABASE_URL"),
+    # A proxy list that trusts every address lets any client choose its own.
+    ("prod-trusted-proxies-every-ipv4", {"BREEZE_ENV": "production", "TRUSTED_PROXY_CIDRS": "0.0.0.0/0"},
+     "TRUSTED_PROXY_CIDRS"),
+    ("prod-trusted-proxies-every-ipv6",
+     {"BREEZE_ENV": "production", "TRUSTED_PROXY_CIDRS": "127.0.0.1/32,::/0"}, "TRUSTED_PROXY_CIDRS"),
+    ("prod-trusted-proxies-halves",
+     {"BREEZE_ENV": "production", "TRUSTED_PROXY_CIDRS": "0.0.0.0/1,128.0.0.0/1"},
+     "TRUSTED_PROXY_CIDRS"),
 ]
 
 
@@ -119,3 +138,74 @@ def test_second_bootstrap_is_refused(env_file, bootstrap):
         input=password + "\n", capture_output=True, text=True, timeout=60, env=base_process_env())
     assert r.returncode == 1, r.stdout + r.stderr
     assert password not in r.stdout + r.stderr
+
+
+def test_trust_every_address_is_only_a_warning_outside_production(spawn_server):
+    srv = spawn_server(TRUSTED_PROXY_CIDRS="0.0.0.0/0")
+    assert srv.proc.poll() is None
+    assert "config warning: TRUSTED_PROXY_CIDRS: trusts every" in srv.log_text()
+    assert srv.stop() == 0
+
+
+def test_messages_name_no_outside_documents(run_server):
+    r = run_server(DATABASE_URL="host=x dbname=y", TRUSTED_PROXY_CIDRS="::/0",
+                   BREEZE_ENV="production", JWT_SECRET="short")
+    assert r.returncode == 1
+    assert ".md" not in r.stderr and "shared/" not in r.stderr, r.stderr
+    assert "DATABASE_URL: must be a postgresql:// URI" in r.stderr
+    assert "host=x" not in r.stderr
+
+
+# --------------------------------------------------------------------------- database role
+
+
+def _prod_env(env, **overrides):
+    return {"BREEZE_ENV": "production", **overrides}
+
+
+def test_production_refuses_the_schema_owner(run_server, env):
+    """serve as the migration owner could switch the append-only triggers off:
+    refused in production, naming the problem (not the URL or password)."""
+    r = run_server(**_prod_env(env, DATABASE_URL=env["MIGRATION_DATABASE_URL"]))
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert "DATABASE_URL: role breeze_owner owns schema public" in r.stderr, r.stderr
+    assert "owns table" in r.stderr
+    assert "refusing to start in production with an unsafe database role" in r.stderr
+    assert '"db.role.unsafe"' in r.stderr
+    for v in sensitive_values(env):
+        assert v not in r.stdout + r.stderr
+
+
+def test_production_refuses_a_superuser(run_server, env):
+    from conftest import superuser_breeze_url
+    r = run_server(**_prod_env(env, DATABASE_URL=superuser_breeze_url(env)))
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert "is a superuser" in r.stderr, r.stderr
+    assert "BYPASSRLS" in r.stderr
+
+
+def test_production_refuses_audit_delete_grant(run_server, env):
+    """breeze_audit_admin may DELETE from audit_log (retention): not a role for serve."""
+    r = run_server(**_prod_env(env, DATABASE_URL=env["AUDIT_ADMIN_DATABASE_URL"]))
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert "may change or remove audit rows (audit_log DELETE)" in r.stderr, r.stderr
+
+
+def test_development_warns_about_the_schema_owner_and_starts(spawn_server, env):
+    srv = spawn_server(BREEZE_ENV="development", DATABASE_URL=env["MIGRATION_DATABASE_URL"])
+    assert srv.proc.poll() is None
+    log = srv.log_text()
+    lines = [json.loads(l) for l in log.splitlines() if '"db.role.unsafe"' in l]
+    assert lines, log[-2000:]
+    assert all(l["level"] == "warn" and l["role"] == "breeze_owner" for l in lines)
+    assert any("owns schema public" in l["problem"] for l in lines)
+    assert srv.stop() == 0
+
+
+def test_production_app_role_starts_without_migration_url(spawn_server):
+    """The positive control: the application role passes the check, and serve
+    never needs MIGRATION_DATABASE_URL."""
+    srv = spawn_server(BREEZE_ENV="production", MIGRATION_DATABASE_URL=None)
+    assert srv.proc.poll() is None
+    assert '"db.role.unsafe"' not in srv.log_text()
+    assert srv.stop() == 0

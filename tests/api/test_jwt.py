@@ -58,6 +58,13 @@ def test_forged_hs256_token_for_live_session_is_accepted(api, env, victim):
     assert r.json()["id"] == victim.id
     assert r.json()["sessionId"] == sid
 
+def test_forged_token_with_past_nbf_is_accepted(api, env, victim):
+    """Positive control for the nbf cases: a past nbf is fine."""
+    sid = decode_claims(victim.api.token)["sid"]
+    c = good_claims(victim.id, sid)
+    tok = forge({**c, "nbf": c["iat"] - 10}, env["JWT_SECRET"])
+    assert api.get(ME, token=tok).status_code == 200
+
 
 def test_server_tokens_are_hs256_with_expected_claims(victim):
     header = json.loads(base64.urlsafe_b64decode(victim.api.token.split(".")[0] + "=="))
@@ -104,6 +111,13 @@ FORGERIES = [
     ("sid-not-uuid", lambda c, s: forge({**c, "sid": "1 OR 1=1"}, s)),
     ("iat-far-future", lambda c, s: forge({**c, "iat": int(time.time()) + 3600,
                                            "exp": int(time.time()) + 7200}, s)),
+    # Times must fit one access-token lifetime (900 s) with a 60 s skew.
+    ("exp-a-year-ahead", lambda c, s: forge({**c, "exp": int(time.time()) + 365 * 86400}, s)),
+    ("exp-two-lifetimes-ahead", lambda c, s: forge({**c, "exp": c["iat"] + 1800}, s)),
+    ("iat-older-than-exp-minus-ttl", lambda c, s: forge({**c, "iat": c["exp"] - 2000}, s)),
+    ("iat-beyond-skew", lambda c, s: forge({**c, "iat": int(time.time()) + 120}, s)),
+    ("nbf-in-the-future", lambda c, s: forge({**c, "nbf": int(time.time()) + 300}, s)),
+    ("nbf-as-string", lambda c, s: forge({**c, "nbf": str(c["iat"])}, s)),
     ("two-parts", lambda c, s: ".".join(forge(c, s).split(".")[:2])),
     ("four-parts", lambda c, s: forge(c, s) + ".x"),
 ]

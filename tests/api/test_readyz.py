@@ -89,3 +89,38 @@ def test_readyz_gives_no_details(api):
     r = api.get("/readyz")
     assert set(r.json()) == {"status", "checks"}
     assert "127.0.0.1" not in r.text and "postgres://" not in r.text and "redis://" not in r.text
+
+
+def redis_info_stat(redis, name):
+    """A field of INFO stats from the private Redis, over a raw RESP socket."""
+    with socket.create_connection(("127.0.0.1", redis.port), timeout=5) as s:
+        def cmd(*args):
+            s.sendall(b"*%d\r\n" % len(args) + b"".join(
+                b"$%d\r\n%s\r\n" % (len(a), a) for a in (x.encode() for x in args)))
+        cmd("AUTH", redis.password)
+        cmd("INFO", "stats")
+        buf = b""
+        while buf.count(b"\r\n") < 2 or name.encode() not in buf:
+            chunk = s.recv(65536)
+            assert chunk, buf
+            buf += chunk
+    for line in buf.decode().splitlines():
+        if line.startswith(name + ":"):
+            return int(line.split(":", 1)[1])
+    raise AssertionError(f"{name} not in INFO")
+
+
+def test_readyz_keeps_one_redis_connection(spawn_server, redis):
+    """Probes reuse one connection (no connect + AUTH per probe), also when
+    many arrive at once on MHD's thread pool."""
+    srv = spawn_server(REDIS_URL=redis.url)
+    assert readyz(srv)[0] == 200
+    before = redis_info_stat(redis, "total_connections_received")
+    for _ in range(20):
+        assert readyz(srv)[0] == 200
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(8) as ex:
+        assert all(s == 200 for s, _ in ex.map(lambda _: readyz(srv), range(40)))
+    # Only this test's own INFO connection is new.
+    assert redis_info_stat(redis, "total_connections_received") - before == 1
+    assert srv.stop() == 0

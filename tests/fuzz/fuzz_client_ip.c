@@ -4,8 +4,9 @@
  *
  * The input is used as an X-Forwarded-For value from a trusted proxy (IPv4,
  * IPv6 and IPv4-mapped peers) against a fixed trusted list, then as a CIDR
- * list; when it parses, it also becomes the trusted list. Whatever the
- * input, a resolved address must be a printable IP literal.
+ * list; when it parses, it also becomes the trusted list, and a list said
+ * to cover every IPv4/IPv6 address must contain sample addresses of it.
+ * Whatever the input, a resolved address must be a printable IP literal.
  */
 #include <arpa/inet.h>
 
@@ -64,6 +65,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		resolve(&peer6, "203.0.113.9, 10.0.0.1", &list);
 		(void)cidr_list_contains(&list, "10.1.2.3");
 		(void)cidr_list_contains(&list, "2001:db8::1");
+		/* A list that covers a family contains its extremes and a middle. */
+		if (cidr_list_covers_all(&list, AF_INET))
+			FUZZ_ASSERT(cidr_list_contains(&list, "0.0.0.0") &&
+				    cidr_list_contains(&list, "255.255.255.255") &&
+				    cidr_list_contains(&list, "100.64.1.2"));
+		if (cidr_list_covers_all(&list, AF_INET6))
+			FUZZ_ASSERT(cidr_list_contains(&list, "::") &&
+				    cidr_list_contains(&list, "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff") &&
+				    cidr_list_contains(&list, "2001:db8::1"));
+		if (!cidr_list_covers_all(&list, AF_INET) && cidr_list_contains(&list, "0.0.0.0") &&
+		    list.n == 1)
+			FUZZ_ASSERT(list.items[0].prefix > 0);
 	}
 	free(s);
 	return 0;

@@ -19,6 +19,7 @@
 
 static const char secret[] = "fuzz-secret-0123456789abcdef0123456789abcdef";
 static const int64_t now = 1767225600; /* 2026-01-01T00:00:00Z */
+static const int64_t ttl_s = 900;     /* access_token_ttl_s */
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -31,8 +32,9 @@ static void verify(const char *token)
 {
 	struct jwt_claims c;
 
-	if (auth_jwt_verify(secret, sizeof(secret) - 1, token, now, &c) == 0) {
+	if (auth_jwt_verify(secret, sizeof(secret) - 1, token, now, ttl_s, &c) == 0) {
 		FUZZ_ASSERT(c.exp > now && c.iat <= now + 60);
+		FUZZ_ASSERT(c.exp <= now + ttl_s + 60 && c.iat >= c.exp - ttl_s);
 		FUZZ_ASSERT(strlen(c.sub) == 36 && strlen(c.sid) == 36);
 	} else {
 		static const struct jwt_claims zero;

@@ -239,6 +239,48 @@ static void test_parse_max_entries(void **state)
 	assert_int_equal(cidr_list_parse(buf, &l), -1);
 }
 
+static const struct {
+	const char *list;
+	int v4, v6; /* covers every IPv4 / IPv6 address */
+} covers_cases[] = {
+	{"", 0, 0},
+	{"0.0.0.0/0", 1, 0},
+	{"1.2.3.4/0", 1, 0}, /* host bits beyond the prefix do not matter */
+	{"::/0", 0, 1},
+	{"0.0.0.0/0, ::/0", 1, 1},
+	{"0.0.0.0/1, 128.0.0.0/1", 1, 0},
+	{"0.0.0.0/1, 128.0.0.0/2, 192.0.0.0/2", 1, 0},
+	{"0.0.0.0/1, 128.0.0.0/2", 0, 0},
+	{"0.0.0.0/1, 0.0.0.0/1", 0, 0},
+	{"::/1, 8000::/1", 0, 1},
+	{"::/1, 8000::/2, c000::/3", 0, 0},
+	{"10.0.0.0/8, 127.0.0.1/32, ::1", 0, 0},
+	{"0.0.0.0/1, 127.0.0.1, 128.0.0.0/1", 1, 0},
+	{"255.255.255.255/32, 0.0.0.0/1, 128.0.0.0/2, 192.0.0.0/3, 224.0.0.0/3", 1, 0},
+	{"255.255.255.254/32, 0.0.0.0/1, 128.0.0.0/2, 192.0.0.0/3, 224.0.0.0/4, "
+	 "240.0.0.0/5, 248.0.0.0/6, 252.0.0.0/7, 254.0.0.0/8, 255.0.0.0/9, 255.128.0.0/10, "
+	 "255.192.0.0/11, 255.224.0.0/12, 255.240.0.0/13, 255.248.0.0/14, 255.252.0.0/15, "
+	 "255.254.0.0/16, 255.255.0.0/17, 255.255.128.0/18, 255.255.192.0/19, 255.255.224.0/20, "
+	 "255.255.240.0/21, 255.255.248.0/22, 255.255.252.0/23, 255.255.254.0/24, "
+	 "255.255.255.0/25, 255.255.255.128/26, 255.255.255.192/27, 255.255.255.224/28, "
+	 "255.255.255.240/29, 255.255.255.248/30, 255.255.255.252/31",
+	 0, 0}, /* all but 255.255.255.255 */
+};
+
+static void test_covers_all(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(covers_cases) / sizeof(*covers_cases); i++) {
+		struct cidr_list l;
+
+		assert_int_equal(cidr_list_parse(covers_cases[i].list, &l), 0);
+		if (cidr_list_covers_all(&l, AF_INET) != covers_cases[i].v4 ||
+		    cidr_list_covers_all(&l, AF_INET6) != covers_cases[i].v6)
+			fail_msg("covers_all(%s) wrong", covers_cases[i].list);
+	}
+	assert_int_equal(cidr_list_covers_all(NULL, AF_INET), 0);
+}
+
 static void test_is_literal(void **state)
 {
 	(void)state;
@@ -261,6 +303,7 @@ int main(void)
 		cmocka_unit_test(test_parse_rejects),
 		cmocka_unit_test(test_parse_accepts),
 		cmocka_unit_test(test_parse_max_entries),
+		cmocka_unit_test(test_covers_all),
 		cmocka_unit_test(test_is_literal),
 	};
 

@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include "common/err.h"
 #include "crypto/crypto.h"
 #include "server/config.h"
 
@@ -28,7 +29,7 @@ static const char *all_vars[] = {
 	"HEARTBEAT_INTERVAL_SECONDS", "TRUSTED_PROXY_CIDRS", "HTTP_MAX_BODY_BYTES", "HTTP_THREADS",
 	"HTTP_MAX_CONNECTIONS", "HTTP_TIMEOUT_SECONDS", "AUDIT_SIGNING_KEY",
 	"AUDIT_ADMIN_DATABASE_URL", "AUDIT_RETENTION_DAYS", "AUDIT_CHECKPOINT_INTERVAL_SECONDS",
-	"AUDIT_RETENTION_INTERVAL_SECONDS",
+	"AUDIT_RETENTION_INTERVAL_SECONDS", "HTTP_MAX_CONNECTIONS_PER_IP",
 };
 
 /* Fresh `openssl rand -hex 32`-style values for every secret, plus a Redis
@@ -198,7 +199,53 @@ static const struct bad_case bad_cases[] = {
 	 DEV_FATAL},
 	{"bad proxy CIDR", "TRUSTED_PROXY_CIDRS", "10.0.0.0/33", NULL, "TRUSTED_PROXY_CIDRS", 0,
 	 DEV_FATAL},
+	/* A proxy list that trusts everyone lets any client pick its address. */
+	{"trust every IPv4", "TRUSTED_PROXY_CIDRS", "0.0.0.0/0", NULL, "TRUSTED_PROXY_CIDRS", 0,
+	 DEV_WARN},
+	{"trust every IPv6", "TRUSTED_PROXY_CIDRS", "127.0.0.1/32, ::/0", NULL,
+	 "TRUSTED_PROXY_CIDRS", 0, DEV_WARN},
+	{"trust every IPv4 in halves", "TRUSTED_PROXY_CIDRS", "0.0.0.0/1,128.0.0.0/1", NULL,
+	 "TRUSTED_PROXY_CIDRS", 0, DEV_WARN},
+	/* Database URLs: postgresql:// URIs libpq accepts. (URI-shaped values
+	 * share their first characters with the message's example, so the
+	 * leak check for them is test_database_url_never_echoed.) */
+	{"database URL keyword form", "DATABASE_URL", "host=db.internal dbname=breeze password=kw-pass-1",
+	 NULL, "DATABASE_URL", 1, DEV_FATAL},
+	{"database URL garbage", "DATABASE_URL", "not a url at all", NULL, "DATABASE_URL", 1,
+	 DEV_FATAL},
+	{"database URL bad option", "DATABASE_URL",
+	 "postgresql://breeze_app:uri-pass-2@127.0.0.1/breeze?nosuchoption=1", NULL, "DATABASE_URL",
+	 0, DEV_FATAL},
+	{"database URL other scheme", "DATABASE_URL", "mysql://breeze_app:uri-pass-3@127.0.0.1/breeze",
+	 NULL, "DATABASE_URL", 0, DEV_FATAL},
+	{"migration URL keyword form", "MIGRATION_DATABASE_URL", "host=db user=breeze password=kw-4",
+	 NULL, "MIGRATION_DATABASE_URL", 1, DEV_FATAL},
+	{"audit admin URL malformed", "AUDIT_ADMIN_DATABASE_URL",
+	 "postgresql://admin:uri-pass-5@[::1/breeze", NULL, "AUDIT_ADMIN_DATABASE_URL", 0, DEV_FATAL},
+	{"missing audit admin URL", "AUDIT_ADMIN_DATABASE_URL", NULL, NULL,
+	 "AUDIT_ADMIN_DATABASE_URL", 0, DEV_NOT_FATAL},
+	{"audit signing key not hex", "AUDIT_SIGNING_KEY",
+	 "Zq3v8Tn1Rx6Wm0Lk5Hj2Gf9Dd4Sa7Pb1Zq3v8Tn1Rx6Wm0Lk5Hj2Gf9Dd4Sa7Pb1", NULL,
+	 "AUDIT_SIGNING_KEY", 1, DEV_FATAL},
+	{"HTTP threads 0", "HTTP_THREADS", "0", NULL, "HTTP_THREADS", 0, DEV_FATAL},
+	{"body limit too small", "HTTP_MAX_BODY_BYTES", "1023", NULL, "HTTP_MAX_BODY_BYTES", 0,
+	 DEV_FATAL},
+	{"session max age too big", "SESSION_MAX_AGE", "2592001", NULL, "SESSION_MAX_AGE", 0,
+	 DEV_FATAL},
+	{"per-IP limit word", "HTTP_MAX_CONNECTIONS_PER_IP", "many", NULL,
+	 "HTTP_MAX_CONNECTIONS_PER_IP", 0, DEV_FATAL},
 };
+
+/* Problem texts speak for themselves: no pointers to documents outside the
+ * repository. */
+static void assert_self_contained(const struct config_problems *p, const char *ctx)
+{
+	for (unsigned i = 0; i < p->n; i++)
+		if (strstr(p->items[i].text, ".md") != NULL ||
+		    strstr(p->items[i].text, "shared/") != NULL)
+			fail_msg("%s: problem text points outside the repository: %s", ctx,
+				 p->items[i].text);
+}
 
 /* Applies case C on top of the good configuration; returns the value set. */
 static const char *apply(const struct bad_case *c)
@@ -227,7 +274,7 @@ static void test_production_fatal_table(void **state)
 		set_good_env("production");
 		const char *v = apply(c);
 		int rc = config_load(&cfg, CONFIG_FOR_SERVE, &p);
-		if (rc != -1 || p.n_fatal == 0 || !names_var(&p, c->names, 1)) {
+		if (rc != BZ_ERR_INVALID || p.n_fatal == 0 || !names_var(&p, c->names, 1)) {
 			print_error("production case \"%s\": rc=%d n_fatal=%u, want a fatal problem "
 				    "naming %s\n",
 				    c->name, rc, p.n_fatal, c->names);
@@ -237,6 +284,7 @@ static void test_production_fatal_table(void **state)
 		if (c->is_secret)
 			assert_not_leaked(&p, v, c->name);
 		assert_no_good_secret_leaked(&p, c->name);
+		assert_self_contained(&p, c->name);
 	}
 	assert_int_equal(failures, 0);
 }
@@ -263,7 +311,7 @@ static void test_development_table(void **state)
 			ok = rc == 0 && p.n_fatal == 0;
 			break;
 		default:
-			ok = rc == -1 && names_var(&p, c->names, 1);
+			ok = rc == BZ_ERR_INVALID && names_var(&p, c->names, 1);
 			break;
 		}
 		if (!ok) {
@@ -275,6 +323,7 @@ static void test_development_table(void **state)
 		if (c->is_secret)
 			assert_not_leaked(&p, v, c->name);
 		assert_no_good_secret_leaked(&p, c->name);
+		assert_self_contained(&p, c->name);
 	}
 	assert_int_equal(failures, 0);
 }
@@ -348,7 +397,7 @@ static void test_many_problems_reported_at_once(void **state)
 	assert_int_equal(setenv("ENABLE_REGISTRATION", "true", 1), 0);
 	assert_int_equal(setenv("LISTEN_ADDR", "localhost:8080", 1), 0);
 	assert_int_equal(setenv("DATABASE_POOL_SIZE", "0", 1), 0);
-	assert_int_equal(config_load(&cfg, CONFIG_FOR_SERVE, &p), -1);
+	assert_int_equal(config_load(&cfg, CONFIG_FOR_SERVE, &p), BZ_ERR_INVALID);
 	if (p.n_fatal < 3) {
 		dump(&p);
 		fail_msg("only %u fatal problems reported", p.n_fatal);
@@ -394,7 +443,7 @@ static void test_unknown_environment(void **state)
 	(void)state;
 	/* A typo must not silently fall back to the lenient development rules. */
 	set_good_env("prod");
-	assert_int_equal(config_load(&cfg, CONFIG_FOR_SERVE, &p), -1);
+	assert_int_equal(config_load(&cfg, CONFIG_FOR_SERVE, &p), BZ_ERR_INVALID);
 	assert_true(names_var(&p, "BREEZE_ENV", 1));
 }
 
@@ -415,8 +464,93 @@ static void test_for_database(void **state)
 	assert_string_equal(cfg.migration_database_url, "postgresql://breeze@127.0.0.1/breeze");
 
 	assert_int_equal(unsetenv("DATABASE_URL"), 0);
-	assert_int_equal(config_load(&cfg, CONFIG_FOR_DATABASE, &p), -1);
+	assert_int_equal(config_load(&cfg, CONFIG_FOR_DATABASE, &p), BZ_ERR_INVALID);
 	assert_true(names_var(&p, "DATABASE_URL", 1));
+
+	/* The URLs are checked for migrate/bootstrap too; an empty one is unset. */
+	assert_int_equal(setenv("DATABASE_URL", "dbname=breeze user=breeze_app", 1), 0);
+	assert_int_equal(config_load(&cfg, CONFIG_FOR_DATABASE, &p), BZ_ERR_INVALID);
+	assert_true(names_var(&p, "DATABASE_URL", 1));
+	assert_int_equal(setenv("DATABASE_URL", "postgres://breeze_app@127.0.0.1/breeze", 1), 0);
+	assert_int_equal(setenv("MIGRATION_DATABASE_URL", "", 1), 0);
+	assert_int_equal(config_load(&cfg, CONFIG_FOR_DATABASE, &p), 0);
+	assert_null(cfg.migration_database_url);
+	/* Serve-only settings are not read: a bad one is no problem here. */
+	assert_int_equal(setenv("HTTP_THREADS", "0", 1), 0);
+	assert_int_equal(config_load(&cfg, CONFIG_FOR_DATABASE, &p), 0);
+	assert_int_equal(p.n, 0);
+}
+
+static void test_database_url_never_echoed(void **state)
+{
+	static const char *const bad[] = {
+		"postgresql://breeze_app:uri-pass-2@127.0.0.1/breeze?nosuchoption=1",
+		"mysql://breeze_app:uri-pass-3@127.0.0.1/breeze",
+		"postgresql://admin:uri-pass-5@[::1/breeze",
+		"host=db.internal dbname=breeze password=uri-pass-6",
+	};
+	static const char *const vars[] = {"DATABASE_URL", "MIGRATION_DATABASE_URL",
+					   "AUDIT_ADMIN_DATABASE_URL"};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++)
+		for (size_t j = 0; j < sizeof(vars) / sizeof(*vars); j++) {
+			struct config cfg;
+			struct config_problems p;
+
+			set_good_env("production");
+			assert_int_equal(setenv(vars[j], bad[i], 1), 0);
+			assert_int_equal(config_load(&cfg, CONFIG_FOR_SERVE, &p), BZ_ERR_INVALID);
+			assert_true(names_var(&p, vars[j], 1));
+			assert_not_leaked(&p, strstr(bad[i], "uri-pass"), vars[j]);
+			assert_not_leaked(&p, "breeze_app", vars[j]);
+			assert_not_leaked(&p, "db.internal", vars[j]);
+			for (unsigned k = 0; k < p.n; k++)
+				if (strncmp(p.items[k].text, vars[j], strlen(vars[j])) == 0 &&
+				    strstr(p.items[k].text, "postgresql:// URI") == NULL)
+					fail_msg("unexpected text: %s", p.items[k].text);
+		}
+}
+
+static void test_every_variable_documented_default(void **state)
+{
+	struct config cfg;
+	struct config_problems p;
+
+	(void)state;
+	/* Development with only the required values: every default applies. */
+	clear_env();
+	assert_int_equal(setenv("DATABASE_URL", "postgresql://breeze_app@127.0.0.1/breeze", 1), 0);
+	assert_int_equal(setenv("REDIS_URL", "redis://127.0.0.1:6379/0", 1), 0);
+	for (int s = 0; s < SECRET_COUNT; s++)
+		if (s == SECRET_JWT || s == SECRET_ENROLLMENT_KEY_PEPPER ||
+		    s == SECRET_AGENT_ENROLLMENT_SECRET) {
+			assert_int_equal(crypto_random_hex(32, good_secret[s]), 0);
+			assert_int_equal(setenv(config_secret_name(s), good_secret[s], 1), 0);
+		}
+	assert_int_equal(config_load(&cfg, CONFIG_FOR_SERVE, &p), 0);
+	if (p.n != 0) {
+		dump(&p);
+		fail_msg("minimal development config reported %u problems", p.n);
+	}
+	assert_int_equal(cfg.env, BREEZE_ENV_DEVELOPMENT);
+	assert_null(cfg.secrets[SECRET_APP_ENCRYPTION_KEY]);
+	assert_null(cfg.audit_admin_database_url);
+	assert_int_equal(cfg.audit_retention_days, 365);
+	assert_int_equal(cfg.audit_checkpoint_interval_s, 300);
+	assert_int_equal(cfg.audit_retention_interval_s, 86400);
+	assert_int_equal(cfg.argon2_max_concurrent, 4);
+	assert_int_equal(cfg.http_max_connections_per_ip, 0);
+	assert_int_equal(cfg.access_token_ttl_s, 900);
+
+	/* Upper bounds are accepted exactly, one more is not. */
+	assert_int_equal(setenv("HTTP_MAX_BODY_BYTES", "67108864", 1), 0);
+	assert_int_equal(setenv("SESSION_MAX_AGE", "2592000", 1), 0);
+	assert_int_equal(setenv("AUDIT_CHECKPOINT_INTERVAL_SECONDS", "0", 1), 0);
+	assert_int_equal(config_load(&cfg, CONFIG_FOR_SERVE, &p), 0);
+	assert_int_equal(cfg.http_max_body_bytes, 67108864);
+	assert_int_equal(cfg.session_max_age_s, 2592000);
+	assert_int_equal(cfg.audit_checkpoint_interval_s, 0);
 }
 
 static const struct {
@@ -510,6 +644,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_development_weak_secrets_warn, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unknown_environment, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_for_database, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_database_url_never_echoed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_every_variable_documented_default, setup,
+						teardown),
 		cmocka_unit_test(test_check_secret),
 		cmocka_unit_test(test_entropy_bits),
 		cmocka_unit_test(test_secret_names),

@@ -24,6 +24,7 @@
 #define SUB_ID "11111111-2222-4333-8444-555555555555"
 #define SID_ID "66666666-7777-4888-9999-aaaaaaaaaaaa"
 #define NOW 1767225600 /* 2026-01-01T00:00:00Z */
+#define TTL 900        /* access_token_ttl_s */
 
 /* Claim fragments; NOW and NOW+900 written out so the table stays data. */
 #define C_SUB "\"sub\":\"" SUB_ID "\""
@@ -130,6 +131,26 @@ static const struct token_case token_cases[] = {
 	{"iat far in the future", H_HS256,
 	 C_SUB "," C_SID "," C_ISS "," C_AUD ",\"iat\":1893456000,\"exp\":1893456900", SIG_HS256, 0},
 
+	/* exp and iat must fit one access-token lifetime (900 s, 60 s skew). */
+	{"exp a year ahead", H_HS256,
+	 C_SUB "," C_SID "," C_ISS "," C_AUD "," C_IAT ",\"exp\":1798761600", SIG_HS256, 0},
+	{"exp one lifetime + skew + 1 ahead", H_HS256,
+	 C_SUB "," C_SID "," C_ISS "," C_AUD ",\"iat\":1767225660,\"exp\":1767226561", SIG_HS256, 0},
+	{"exp one lifetime + skew ahead", H_HS256,
+	 C_SUB "," C_SID "," C_ISS "," C_AUD ",\"iat\":1767225660,\"exp\":1767226560", SIG_HS256, 1},
+	{"iat older than exp - ttl", H_HS256,
+	 C_SUB "," C_SID "," C_ISS "," C_AUD ",\"iat\":1767224000,\"exp\":1767225700", SIG_HS256, 0},
+	{"iat exactly exp - ttl", H_HS256,
+	 C_SUB "," C_SID "," C_ISS "," C_AUD ",\"iat\":1767224800,\"exp\":1767225700", SIG_HS256, 1},
+
+	/* nbf: optional, an integer, not in the future beyond the skew. */
+	{"nbf now", H_HS256, GOOD_CLAIMS ",\"nbf\":1767225600", SIG_HS256, 1},
+	{"nbf at the 60 s skew", H_HS256, GOOD_CLAIMS ",\"nbf\":1767225660", SIG_HS256, 1},
+	{"nbf 61 s in the future", H_HS256, GOOD_CLAIMS ",\"nbf\":1767225661", SIG_HS256, 0},
+	{"nbf far in the future", H_HS256, GOOD_CLAIMS ",\"nbf\":1893456000", SIG_HS256, 0},
+	{"nbf as string", H_HS256, GOOD_CLAIMS ",\"nbf\":\"1767225600\"", SIG_HS256, 0},
+	{"nbf null", H_HS256, GOOD_CLAIMS ",\"nbf\":null", SIG_HS256, 0},
+
 	/* iss/aud. */
 	{"wrong iss", H_HS256, C_SUB "," C_SID ",\"iss\":\"evil\"," C_AUD "," C_IAT "," C_EXP,
 	 SIG_HS256, 0},
@@ -175,7 +196,7 @@ static void test_token_table(void **state)
 		}
 		char *tok = make_token(c->header, payload, md, key);
 		memset(&cl, 0x5a, sizeof(cl));
-		int rc = auth_jwt_verify(SECRET, strlen(SECRET), tok, NOW, &cl);
+		int rc = auth_jwt_verify(SECRET, strlen(SECRET), tok, NOW, TTL, &cl);
 		free(tok);
 		if (c->want_ok) {
 			if (rc != 0 || strcmp(cl.sub, SUB_ID) != 0 || strcmp(cl.sid, SID_ID) != 0) {
@@ -202,25 +223,31 @@ static void test_issue_verify_round_trip(void **state)
 	(void)state;
 	tok = auth_jwt_issue(SECRET, strlen(SECRET), SUB_ID, SID_ID, NOW, NOW + 900);
 	assert_non_null(tok);
-	assert_int_equal(auth_jwt_verify(SECRET, strlen(SECRET), tok, NOW, &cl), 0);
+	assert_int_equal(auth_jwt_verify(SECRET, strlen(SECRET), tok, NOW, TTL, &cl), 0);
 	assert_string_equal(cl.sub, SUB_ID);
 	assert_string_equal(cl.sid, SID_ID);
 	assert_int_equal(cl.iat, NOW);
 	assert_int_equal(cl.exp, NOW + 900);
 
 	/* Valid until the last second before exp, refused from exp on. */
-	assert_int_equal(auth_jwt_verify(SECRET, strlen(SECRET), tok, NOW + 899, &cl), 0);
-	assert_int_equal(auth_jwt_verify(SECRET, strlen(SECRET), tok, NOW + 900, &cl),
+	assert_int_equal(auth_jwt_verify(SECRET, strlen(SECRET), tok, NOW + 899, TTL, &cl), 0);
+	assert_int_equal(auth_jwt_verify(SECRET, strlen(SECRET), tok, NOW + 900, TTL, &cl),
 			 BZ_ERR_UNAUTHORIZED);
-	assert_int_equal(auth_jwt_verify(SECRET, strlen(SECRET), tok, NOW + 100000, &cl),
+	assert_int_equal(auth_jwt_verify(SECRET, strlen(SECRET), tok, NOW + 100000, TTL, &cl),
 			 BZ_ERR_UNAUTHORIZED);
 	/* Issued more than the leeway after "now": a clock-skewed or forged iat. */
-	assert_int_equal(auth_jwt_verify(SECRET, strlen(SECRET), tok, NOW - 61, &cl),
+	assert_int_equal(auth_jwt_verify(SECRET, strlen(SECRET), tok, NOW - 61, TTL, &cl),
+			 BZ_ERR_UNAUTHORIZED);
+	/* A token issued for a longer life than the configured one is refused;
+	 * a non-positive lifetime accepts nothing. */
+	assert_int_equal(auth_jwt_verify(SECRET, strlen(SECRET), tok, NOW, 600, &cl),
+			 BZ_ERR_UNAUTHORIZED);
+	assert_int_equal(auth_jwt_verify(SECRET, strlen(SECRET), tok, NOW, 0, &cl),
 			 BZ_ERR_UNAUTHORIZED);
 	/* Another secret, or the same secret truncated, does not verify it. */
-	assert_int_equal(auth_jwt_verify(OTHER_SECRET, strlen(OTHER_SECRET), tok, NOW, &cl),
+	assert_int_equal(auth_jwt_verify(OTHER_SECRET, strlen(OTHER_SECRET), tok, NOW, TTL, &cl),
 			 BZ_ERR_UNAUTHORIZED);
-	assert_int_equal(auth_jwt_verify(SECRET, strlen(SECRET) - 1, tok, NOW, &cl),
+	assert_int_equal(auth_jwt_verify(SECRET, strlen(SECRET) - 1, tok, NOW, TTL, &cl),
 			 BZ_ERR_UNAUTHORIZED);
 	free(tok);
 }
@@ -246,7 +273,7 @@ static void test_tampered(void **state)
 	forged = malloc(len);
 	assert_non_null(forged);
 	snprintf(forged, len, "%.*s.%s%s", (int)(dot1 - tok), tok, p64, dot2);
-	assert_int_equal(auth_jwt_verify(SECRET, strlen(SECRET), forged, NOW, &cl),
+	assert_int_equal(auth_jwt_verify(SECRET, strlen(SECRET), forged, NOW, TTL, &cl),
 			 BZ_ERR_UNAUTHORIZED);
 	free(forged);
 	free(p64);
@@ -256,7 +283,7 @@ static void test_tampered(void **state)
 	assert_non_null(forged);
 	size_t pi = (size_t)(dot1 - tok) + 5;
 	forged[pi] = forged[pi] == 'A' ? 'B' : 'A';
-	assert_int_equal(auth_jwt_verify(SECRET, strlen(SECRET), forged, NOW, &cl),
+	assert_int_equal(auth_jwt_verify(SECRET, strlen(SECRET), forged, NOW, TTL, &cl),
 			 BZ_ERR_UNAUTHORIZED);
 	free(forged);
 
@@ -264,7 +291,7 @@ static void test_tampered(void **state)
 	assert_non_null(forged);
 	size_t si = strlen(forged) - 3;
 	forged[si] = forged[si] == 'A' ? 'B' : 'A';
-	assert_int_equal(auth_jwt_verify(SECRET, strlen(SECRET), forged, NOW, &cl),
+	assert_int_equal(auth_jwt_verify(SECRET, strlen(SECRET), forged, NOW, TTL, &cl),
 			 BZ_ERR_UNAUTHORIZED);
 	free(forged);
 
@@ -273,10 +300,10 @@ static void test_tampered(void **state)
 	forged = malloc(len);
 	assert_non_null(forged);
 	snprintf(forged, len, "%.*s.", (int)(dot2 - tok), tok);
-	assert_int_equal(auth_jwt_verify(SECRET, strlen(SECRET), forged, NOW, &cl),
+	assert_int_equal(auth_jwt_verify(SECRET, strlen(SECRET), forged, NOW, TTL, &cl),
 			 BZ_ERR_UNAUTHORIZED);
 	snprintf(forged, len, "%s.AAAA", tok);
-	assert_int_equal(auth_jwt_verify(SECRET, strlen(SECRET), forged, NOW, &cl),
+	assert_int_equal(auth_jwt_verify(SECRET, strlen(SECRET), forged, NOW, TTL, &cl),
 			 BZ_ERR_UNAUTHORIZED);
 	free(forged);
 	free(tok);
@@ -288,10 +315,10 @@ static void test_malformed_inputs(void **state)
 	static const char *bad[] = {"", ".", "..", "abc", "a.b.c", "eyJhbGciOiJIUzI1NiJ9"};
 
 	(void)state;
-	assert_int_equal(auth_jwt_verify(SECRET, strlen(SECRET), NULL, NOW, &cl),
+	assert_int_equal(auth_jwt_verify(SECRET, strlen(SECRET), NULL, NOW, TTL, &cl),
 			 BZ_ERR_UNAUTHORIZED);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++)
-		if (auth_jwt_verify(SECRET, strlen(SECRET), bad[i], NOW, &cl) != BZ_ERR_UNAUTHORIZED)
+		if (auth_jwt_verify(SECRET, strlen(SECRET), bad[i], NOW, TTL, &cl) != BZ_ERR_UNAUTHORIZED)
 			fail_msg("accepted malformed token [%s]", bad[i]);
 
 	/* A valid token padded past the 4 KiB limit is refused before parsing. */
@@ -301,7 +328,7 @@ static void test_malformed_inputs(void **state)
 	snprintf(payload + n + 4000, sizeof(payload) - (size_t)n - 4000, "\"}");
 	char *tok = make_token(H_HS256, payload, EVP_sha256(), SECRET);
 	assert_true(strlen(tok) > 4096);
-	assert_int_equal(auth_jwt_verify(SECRET, strlen(SECRET), tok, NOW, &cl),
+	assert_int_equal(auth_jwt_verify(SECRET, strlen(SECRET), tok, NOW, TTL, &cl),
 			 BZ_ERR_UNAUTHORIZED);
 	free(tok);
 }

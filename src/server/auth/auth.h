@@ -40,15 +40,18 @@ char *auth_jwt_issue(const char *secret, size_t secretlen, const char *sub, cons
 		     int64_t now, int64_t exp);
 
 /*
- * Verifies TOKEN (RFC 7519) against SECRET at time NOW (epoch seconds).
+ * Verifies TOKEN (RFC 7519) against SECRET at time NOW (epoch seconds) for
+ * an access-token lifetime of TTL_S seconds (config access_token_ttl_s).
  * Accepted only when: the header's alg is exactly "HS256" (no "none", no
  * other algorithm — the algorithm is pinned, not taken from the token), the
- * signature verifies, iss and aud match, exp is an integer > NOW, iat an
- * integer not in the future (60 s leeway), and sub/sid are UUIDs. Fills
- * OUT. Returns 0 or BZ_ERR_UNAUTHORIZED.
+ * signature verifies, iss and aud match, sub/sid are UUIDs, and the times
+ * are plausible with a 60 s clock skew: exp and iat are integers, exp > NOW,
+ * exp <= NOW + TTL_S (+ skew), iat <= NOW (+ skew), iat >= exp - TTL_S, and
+ * nbf, if present, is an integer <= NOW (+ skew). Fills OUT (zeroed when
+ * refused). Returns 0 or BZ_ERR_UNAUTHORIZED (also for TTL_S <= 0).
  */
 int auth_jwt_verify(const char *secret, size_t secretlen, const char *token, int64_t now,
-		    struct jwt_claims *out);
+		    int64_t ttl_s, struct jwt_claims *out);
 
 
 /* ---- Sessions (sessions.c) ---- */

@@ -27,7 +27,8 @@ int auth_api_authenticate(struct request *rq)
 
 	if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
 		return unauthorized(rq, "Bearer", "missing bearer token");
-	if (auth_jwt_verify(jwt_secret, strlen(jwt_secret), h + 7, bz_now(), &cl) != 0)
+	if (auth_jwt_verify(jwt_secret, strlen(jwt_secret), h + 7, bz_now(), cfg->access_token_ttl_s,
+			    &cl) != 0)
 		return unauthorized(rq, "Bearer error=\"invalid_token\"", "invalid or expired token");
 	if ((c = http_db(rq)) == NULL)
 		return BZ_ERR_RESPONDED;

@@ -8,6 +8,13 @@
 #include "common/text.h"
 #include "server/auth/auth.h"
 
+/*
+ * Clock skew tolerated between the instance that issued a token and the one
+ * verifying it (seconds): instances behind one proxy run NTP, so a minute
+ * covers drift without stretching a token's life noticeably.
+ */
+#define JWT_CLOCK_SKEW_S 60
+
 char *auth_jwt_issue(const char *secret, size_t secretlen, const char *sub, const char *sid,
 		     int64_t now, int64_t exp)
 {
@@ -85,7 +92,7 @@ static int claim_string(json_t *claims, const char *name, const char *want, char
 }
 
 int auth_jwt_verify(const char *secret, size_t secretlen, const char *token, int64_t now,
-		    struct jwt_claims *out)
+		    int64_t ttl_s, struct jwt_claims *out)
 {
 	jwt_t *jwt = NULL;
 	char *grants = NULL;
@@ -110,7 +117,19 @@ int auth_jwt_verify(const char *secret, size_t secretlen, const char *token, int
 		goto out;
 	out->exp = json_integer_value(exp);
 	out->iat = json_integer_value(iat);
-	if (out->exp <= now || out->iat > now + 60)
+	/*
+	 * This server issues exp = iat + ttl_s, so a token is plausible only if
+	 * it is unexpired, was not issued in the future, lives no longer than one
+	 * lifetime from now, and its iat is no older than exp - ttl_s (a signed
+	 * token claiming a longer life was not made by this server's rules).
+	 */
+	if (ttl_s <= 0 || out->exp <= now || out->iat > now + JWT_CLOCK_SKEW_S ||
+	    out->exp > now + ttl_s + JWT_CLOCK_SKEW_S || out->iat < out->exp - ttl_s)
+		goto out;
+	/* RFC 7519 §4.1.5: not before; this server never sets it, but a token
+	 * carrying one is honoured, with the same skew, and must be an integer. */
+	json_t *nbf = json_object_get(claims, "nbf");
+	if (nbf != NULL && (!json_is_integer(nbf) || json_integer_value(nbf) > now + JWT_CLOCK_SKEW_S))
 		goto out;
 	if (claim_string(claims, "iss", AUTH_JWT_ISSUER, NULL) ||
 	    claim_string(claims, "aud", AUTH_JWT_AUDIENCE, NULL) ||

@@ -99,6 +99,44 @@ static int cidr_match(const struct cidr *c, int family, const uint8_t addr[16])
 	return (c->addr[full] & mask) == (addr[full] & mask);
 }
 
+/* 1 if some range of LIST covers the whole block ADDR/LEN of FAMILY. */
+static int block_covered(const struct cidr_list *list, int family, uint8_t addr[16], unsigned len)
+{
+	unsigned max = family == AF_INET ? 32 : 128;
+	int inside = 0;
+
+	for (unsigned i = 0; i < list->n; i++) {
+		const struct cidr *c = &list->items[i];
+		if (c->family != family)
+			continue;
+		struct cidr block = {.family = family, .prefix = c->prefix < len ? c->prefix : len};
+		memcpy(block.addr, addr, 16);
+		if (!cidr_match(&block, family, c->addr))
+			continue;
+		if (c->prefix <= len)
+			return 1; /* C contains the whole block */
+		inside = 1; /* C lies inside the block: look at both halves */
+	}
+	if (!inside || len >= max)
+		return 0;
+	uint8_t bit = (uint8_t)(0x80 >> (len % 8));
+	uint8_t lo[16], hi[16];
+	memcpy(lo, addr, 16);
+	memcpy(hi, addr, 16);
+	lo[len / 8] &= (uint8_t)~bit;
+	hi[len / 8] |= bit;
+	return block_covered(list, family, lo, len + 1) && block_covered(list, family, hi, len + 1);
+}
+
+int cidr_list_covers_all(const struct cidr_list *list, int family)
+{
+	uint8_t zero[16] = {0};
+
+	if (list == NULL || (family != AF_INET && family != AF_INET6))
+		return 0;
+	return block_covered(list, family, zero, 0);
+}
+
 int cidr_list_contains(const struct cidr_list *list, const char *ip)
 {
 	int family;

@@ -37,6 +37,11 @@ int cidr_list_parse(const char *s, struct cidr_list *out);
 /* 1 if the textual IP address IP (v4 or v6) is inside one of LIST's ranges. */
 int cidr_list_contains(const struct cidr_list *list, const char *ip);
 
+/* 1 if the ranges of LIST together cover every address of FAMILY (AF_INET
+ * or AF_INET6), e.g. 0.0.0.0/0, ::/0, or 0.0.0.0/1 plus 128.0.0.0/1: a
+ * trusted-proxy list like that lets any client choose its own address. */
+int cidr_list_covers_all(const struct cidr_list *list, int family);
+
 /* 1 if S is a literal IPv4 or IPv6 address. */
 int client_ip_is_literal(const char *s);
 

@@ -1,11 +1,14 @@
 #include "server/redis/redis.h"
 
 #include <curl/curl.h>
+#include <errno.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 
+#include "common/err.h"
 #include "crypto/crypto.h"
 
 static int copy_part(CURLU *u, CURLUPart part, char *out, size_t outlen, int required)
@@ -120,4 +123,49 @@ int redis_ping(const char *url, int timeout_ms)
 	freeReplyObject(rep);
 	redisFree(c);
 	return rc;
+}
+
+/* 1 if PING over C answers PONG (C's timeouts apply). */
+static int ping_ok(redisContext *c)
+{
+	redisReply *rep = redisCommand(c, "PING");
+	int ok = rep != NULL && rep->type == REDIS_REPLY_STATUS && !strcmp(rep->str, "PONG");
+
+	freeReplyObject(rep);
+	return ok && c->err == 0;
+}
+
+int redis_shared_ping(struct redis_shared *s, const char *url, int timeout_ms)
+{
+	struct timespec until;
+	struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+	int ok = 0;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += timeout_ms / 1000;
+	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	if (pthread_mutex_timedlock(&s->mu, &until) != 0)
+		return BZ_ERR_UNAVAILABLE;
+	if (s->c != NULL) {
+		redisSetTimeout(s->c, tv);
+		ok = ping_ok(s->c);
+		if (!ok) {
+			redisFree(s->c);
+			s->c = NULL;
+		}
+	}
+	if (!ok) {
+		s->c = redis_connect_url(url, timeout_ms);
+		ok = s->c != NULL && ping_ok(s->c);
+		if (!ok && s->c != NULL) {
+			redisFree(s->c);
+			s->c = NULL;
+		}
+	}
+	pthread_mutex_unlock(&s->mu);
+	return ok ? 0 : BZ_ERR_UNAVAILABLE;
 }
