@@ -15,6 +15,7 @@
 
 /* Largest integer a double (and so every JSON consumer) holds exactly. */
 #define JSON_SAFE_INTEGER 9007199254740992.0
+#define JSON_SAFE_INTEGER_I 9007199254740992LL
 #define JSON_MAX_DEPTH 32
 #define JSON_STRING_MAX 1024
 
@@ -28,8 +29,13 @@ static int value_ok(const json_t *v, int depth)
 
 	if (depth > JSON_MAX_DEPTH)
 		return 0;
-	if (json_is_number(v)) {
-		double d = json_number_value(v);
+	/* Integers are compared as integers: 2^53 + 1 would round to 2^53 as
+	 * a double and pass. */
+	if (json_is_integer(v))
+		return json_integer_value(v) <= JSON_SAFE_INTEGER_I &&
+		       json_integer_value(v) >= -JSON_SAFE_INTEGER_I;
+	if (json_is_real(v)) {
+		double d = json_real_value(v);
 		return d == d && d <= JSON_SAFE_INTEGER && d >= -JSON_SAFE_INTEGER;
 	}
 	if (json_is_string(v))
