@@ -212,11 +212,11 @@ static int target_site(PGconn *c, const struct tenancy_scope *sc, const char *si
 	return 0;
 }
 
-/* {"from": OLD or null, "to": NEW or null}; "" counts as null. */
-static json_t *change(const char *old, const char *new)
+/* {"from": FROM or null, "to": TO or null}; "" counts as null. */
+static json_t *change(const char *from, const char *to)
 {
-	return json_pack("{s:s?,s:s?}", "from", old && old[0] ? old : NULL, "to",
-			 new && new[0] ? new : NULL);
+	return json_pack("{s:s?,s:s?}", "from", from && from[0] ? from : NULL, "to",
+			 to && to[0] ? to : NULL);
 }
 
 int agents_device_update(PGconn *c, const struct tenancy_scope *sc, const char *id,
@@ -237,7 +237,10 @@ int agents_device_update(PGconn *c, const struct tenancy_scope *sc, const char *
 			       "device is decommissioned and cannot be changed");
 	if (p->site_id != NULL && (rc = target_site(c, sc, p->site_id, cur.org_id, why)) != 0)
 		return rc;
-	const char *name = p->set_display_name ? p->display_name : (cur.display_name[0] ? cur.display_name : NULL);
+	/* The row afterwards: NAME NULL = no display name. */
+	const char *name = p->set_display_name ? p->display_name
+			   : cur.display_name[0]   ? cur.display_name
+						   : NULL;
 	const char *site = p->site_id != NULL ? p->site_id : cur.site_id;
 	json_t *changes = json_object();
 	if (strcmp(name ? name : "", cur.display_name) != 0)
