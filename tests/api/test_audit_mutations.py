@@ -109,11 +109,12 @@ def test_create_and_revoke_enrollment_key(admin, audit, make_org):
     assert r.status_code == 200, r.text
     row = one_row(audit, before, o.id)
     assert_actor(row, admin.user["id"], "enrollment_key.revoke", "enrollment_keys", key["id"])
-    # Revoking again is still one call, one row (the first revocation time stays).
+    # Revoking again answers the same but changes nothing, so it writes no
+    # second row (the first revocation time stays).
     before = Chains(audit)
     r = admin.delete(f"/api/v1/enrollment-keys/{key['id']}")
     assert r.status_code == 200, r.text
-    assert one_row(audit, before, o.id)["action"] == "enrollment_key.revoke"
+    no_rows(before)
     # An unknown key changes nothing and writes nothing.
     before = Chains(audit)
     assert_error(admin.delete("/api/v1/enrollment-keys/7c9e6679-7425-40de-944b-e07fc1f90ae7"), 404)

@@ -356,3 +356,169 @@ def test_secrets_never_reach_the_server_log(api, admin, agents, bootstrap, serve
                    d["authToken"][4:], admin.token, env["JWT_SECRET"], env["AGENT_ENROLLMENT_SECRET"],
                    env["ENROLLMENT_KEY_PEPPER"], env["REDIS_PASSWORD"]):
         assert secret not in log, f"a secret ({secret[:6]}...) appears in the server log"
+
+
+# ------------------------------------------------------------------ key by id, orgId-less, revoke
+
+
+def test_get_key_by_id(admin, agents):
+    k = agents.create_key(maxUsage=3)
+    r = admin.get(f"{KEYS}/{k['id']}")
+    assert r.status_code == 200, r.text
+    got = r.json()
+    assert got == listed(admin, k["id"])
+    assert set(got) == LIST_FIELDS | {"status"}
+    assert got["maxUsage"] == 3 and got["status"] == "active" and got["revokedAt"] is None
+    assert k["key"] not in r.text and k["key"][4:] not in r.text
+    assert "key" not in got and "keyHash" not in got
+
+
+def test_get_key_never_shows_the_hash(admin, agents, sql):
+    k = agents.create_key()
+    (h,), = sql("SELECT key_hash FROM enrollment_keys WHERE id = %s", k["id"])
+    assert h not in admin.get(f"{KEYS}/{k['id']}").text
+
+
+def test_get_key_of_another_tenant_is_404(tenants, agents):
+    k = agents.create_key(tenants.b_admin.api, tenants.b.id, tenants.b.site_id)
+    assert tenants.b_admin.api.get(f"{KEYS}/{k['id']}").status_code == 200
+    assert_error(tenants.a_admin.api.get(f"{KEYS}/{k['id']}"), 404, "not_found")
+    assert_error(tenants.tech_a.api.get(f"{KEYS}/{k['id']}"), 404, "not_found")
+
+
+@pytest.mark.parametrize("key_id", ["not-a-uuid", "7c9e6679-7425-40de-944b-e07fc1f90ae7"])
+def test_get_unknown_key_is_404(admin, key_id):
+    assert_error(admin.get(f"{KEYS}/{key_id}"), 404, "not_found")
+
+
+def test_get_key_needs_read_permission(tenants, agents):
+    k = agents.create_key(tenants.a_admin.api, tenants.a.id, tenants.a.site_id)
+    assert_error(tenants.a_viewer.api.get(f"{KEYS}/{k['id']}"), 403)
+
+
+def test_site_limited_user_sees_only_keys_of_its_sites(admin, make_org, make_user, agents):
+    org = make_org()
+    s2 = admin.post(f"/api/v1/organizations/{org.id}/sites", json={"name": "Two"}).json()["id"]
+    mine = agents.create_key(None, org.id, s2)
+    other = agents.create_key(None, org.id, org.site_id)
+    limited = make_user("org_admin", orgId=org.id, siteIds=[s2]).api
+    assert limited.get(f"{KEYS}/{mine['id']}").status_code == 200
+    assert_error(limited.get(f"{KEYS}/{other['id']}"), 404, "not_found")
+    assert {k["id"] for k in limited.get(KEYS).json()["enrollmentKeys"]} == {mine["id"]}
+
+
+def test_create_key_without_org_id_takes_the_site_org(admin, make_org, sql):
+    org = make_org()
+    r = admin.post(KEYS, json={"siteId": org.site_id, "name": uniq("key")})
+    assert r.status_code == 201, r.text
+    k = r.json()
+    assert k["orgId"] == org.id and k["siteId"] == org.site_id
+    assert sql("SELECT org_id::text FROM enrollment_keys WHERE id = %s", k["id"]) == [(org.id,)]
+    (n,), = sql("SELECT count(*) FROM audit_log WHERE resource_id = %s AND org_id = %s"
+                " AND action = 'enrollment_key.create'", k["id"], org.id)
+    assert n == 1
+
+
+def test_create_key_org_and_site_must_agree(admin, make_org, bootstrap):
+    other = make_org()
+    b = assert_error(admin.post(KEYS, json={"orgId": bootstrap.orgId, "siteId": other.site_id,
+                                            "name": uniq("key")}), 404, "not_found")
+    assert "site" in b["error"]["message"]
+
+
+def test_create_key_for_invisible_site_without_org_is_404(tenants):
+    b = assert_error(tenants.a_admin.api.post(KEYS, json={"siteId": tenants.b.site_id,
+                                                          "name": uniq("key")}), 404, "not_found")
+    assert "site" in b["error"]["message"]
+
+
+def test_create_key_needs_a_site(admin, bootstrap):
+    b = assert_error(admin.post(KEYS, json={"orgId": bootstrap.orgId, "name": uniq("key")}), 400,
+                     "validation_error")
+    assert b["error"]["field"] == "siteId"
+
+
+def test_second_revoke_answers_the_same_and_writes_no_audit_row(admin, agents, sql):
+    k = agents.create_key()
+    first = admin.delete(f"{KEYS}/{k['id']}")
+    assert first.status_code == 200, first.text
+    second = admin.delete(f"{KEYS}/{k['id']}")
+    assert second.status_code == 200, second.text
+    assert second.json() == first.json()
+    (n,), = sql("SELECT count(*) FROM audit_log WHERE resource_id = %s"
+                " AND action = 'enrollment_key.revoke'", k["id"])
+    assert n == 1
+
+
+def test_revoke_of_another_tenant_is_404(tenants, agents, sql):
+    k = agents.create_key(tenants.b_admin.api, tenants.b.id, tenants.b.site_id)
+    assert_error(tenants.a_admin.api.delete(f"{KEYS}/{k['id']}"), 404, "not_found")
+    assert sql("SELECT revoked_at FROM enrollment_keys WHERE id = %s", k["id"]) == [(None,)]
+
+
+# ------------------------------------------------------------------ strict bodies
+
+
+def test_key_create_unknown_field_is_named(admin, bootstrap, sql):
+    name = uniq("key")
+    b = assert_error(admin.post(KEYS, json={"orgId": bootstrap.orgId, "siteId": bootstrap.siteId,
+                                            "name": name, "maxUseage": 5}), 400, "validation_error")
+    assert b["error"]["field"] == "maxUseage" and "maxUseage" in b["error"]["message"]
+    assert sql("SELECT count(*) FROM enrollment_keys WHERE name = %s", name) == [(0,)]
+
+
+BAD_TEXT = ["", "   ", "tab\there", "line\nbreak", "esc\x1b[31m", "c1\u009b", "rlo\u202eevil",
+            "isolate\u2066x", "bom\ufeff"]
+
+
+@pytest.mark.parametrize("name", BAD_TEXT)
+def test_key_name_must_be_display_text(admin, bootstrap, name):
+    b = assert_error(admin.post(KEYS, json={"orgId": bootstrap.orgId, "siteId": bootstrap.siteId,
+                                            "name": name}), 400, "validation_error")
+    assert b["error"]["field"] == "name"
+
+
+def test_enroll_unknown_field_is_named_and_uses_nothing(agents, sql):
+    k = agents.create_key()
+    body = enroll_body(k["key"], agents.secret, serialNumber="X1")
+    b = assert_error(agents.api.post(ENROLL, json=body), 400, "validation_error")
+    assert b["error"]["field"] == "serialNumber" and "serialNumber" in b["error"]["message"]
+    assert sql("SELECT usage_count FROM enrollment_keys WHERE id = %s", k["id"]) == [(0,)]
+
+
+@pytest.mark.parametrize("field", ["hostname", "osType", "osVersion", "architecture", "agentVersion"])
+@pytest.mark.parametrize("value", BAD_TEXT)
+def test_enroll_strings_must_be_display_text(agents, sql, field, value):
+    k = agents.create_key()
+    body = enroll_body(k["key"], agents.secret, **{field: value})
+    b = assert_error(agents.api.post(ENROLL, json=body), 400, "validation_error")
+    assert b["error"]["field"] == field, b
+    assert sql("SELECT usage_count FROM enrollment_keys WHERE id = %s", k["id"]) == [(0,)]
+
+
+@pytest.mark.parametrize("hardware,named", [
+    ({"cpuModel": "evil\x1b[2J"}, "cpuModel"),
+    ({"kernel": "6.1\u202e"}, "kernel"),
+    ({"memoryTotalBytes": 2 ** 60}, "memoryTotalBytes"),
+    ({"nested": {"x": "a\nb"}}, "nested"),
+])
+def test_enroll_hardware_is_checked(agents, sql, hardware, named):
+    k = agents.create_key()
+    body = enroll_body(k["key"], agents.secret, hardware=hardware)
+    b = assert_error(agents.api.post(ENROLL, json=body), 400, "validation_error")
+    assert b["error"]["field"] == "hardware" and named in b["error"]["message"], b
+    assert sql("SELECT usage_count FROM enrollment_keys WHERE id = %s", k["id"]) == [(0,)]
+
+
+def test_enroll_hardware_may_have_an_unknown_cpu_model(agents):
+    """The agent sends cpuModel "" when /proc/cpuinfo has none."""
+    k = agents.create_key()
+    body = enroll_body(k["key"], agents.secret)
+    body["hardware"]["cpuModel"] = ""
+    r = agents.api.post(ENROLL, json=body)
+    assert r.status_code == 201, r.text
+
+
+def test_enroll_unicode_hostname_is_kept(agents, admin):
+    d = agents.new_device(hostname=uniq("büro-π"))
+    assert admin.get(f"/api/v1/devices/{d['agentId']}").json()["hostname"] == d["hostname"]

@@ -129,3 +129,67 @@ def test_heartbeat_requires_json(agents):
                            headers={"Content-Type": "application/x-www-form-urlencoded"},
                            token=d["authToken"])
     assert_error(r, 415)
+
+
+# ------------------------------------------------------------------ strict bodies
+
+
+def test_heartbeat_unknown_field_is_named(agents, sql):
+    d = agents.new_device()
+    r = agents.heartbeat(d["agentId"], d["authToken"], batteryLevel=80)
+    b = assert_error(r, 400, "validation_error")
+    assert b["error"]["field"] == "batteryLevel" and "batteryLevel" in b["error"]["message"]
+    (seen,), = sql("SELECT last_seen_at FROM devices WHERE id = %s", d["agentId"])
+    assert seen is None
+
+
+def test_heartbeat_body_checked_only_after_the_token(agents):
+    """An unauthenticated caller learns nothing about the body's shape."""
+    d = agents.new_device()
+    r = agents.heartbeat(d["agentId"], "brz_" + "0" * 64, batteryLevel=80)
+    assert_error(r, 401)
+
+
+def test_heartbeat_with_every_field_the_agent_sends_is_accepted(agents, admin):
+    """The members src/agent/client.c sends, plus cpuModel/cpuCount, which
+    are accepted explicitly."""
+    d = agents.new_device()
+    body = heartbeat_body(cpuModel="Test CPU", cpuCount=4)
+    r = agents.api.post(hb_path(d["agentId"]), json=body, token=d["authToken"])
+    assert r.status_code == 200, r.text
+    inv = admin.get(f"/api/v1/devices/{d['agentId']}").json()["inventory"]
+    assert inv == {"hostname": body["hostname"], "osType": "linux", "osVersion": body["osVersion"],
+                   "kernel": body["kernel"], "architecture": "x86_64", "cpuModel": "Test CPU",
+                   "cpuCount": 4}
+
+
+BAD_TEXT = ["", "   ", "tab\there", "line\nbreak", "esc\x1b[31m", "c1\u009b", "rlo\u202eevil",
+            "isolate\u2066x", "bom\ufeff"]
+
+
+@pytest.mark.parametrize("field", ["status", "agentVersion", "hostname", "osType", "osVersion",
+                                   "kernel", "architecture", "cpuModel"])
+@pytest.mark.parametrize("value", BAD_TEXT)
+def test_heartbeat_strings_must_be_display_text(agents, sql, field, value):
+    d = agents.new_device(hostname=uniq_host())
+    r = agents.heartbeat(d["agentId"], d["authToken"], **{field: value})
+    b = assert_error(r, 400, "validation_error")
+    assert b["error"]["field"] == field, b
+    (seen, host), = sql("SELECT last_seen_at, hostname FROM devices WHERE id = %s", d["agentId"])
+    assert seen is None and host == d["hostname"]
+
+
+@pytest.mark.parametrize("metrics,named", [
+    ({"cpuPercent": "high"}, "cpuPercent"),
+    ({"memoryUsedBytes": 2 ** 60}, "memoryUsedBytes"),
+    ({"load1": {"x": 1}}, "load1"),
+])
+def test_heartbeat_metrics_are_bounded_numbers(agents, metrics, named):
+    d = agents.new_device()
+    b = assert_error(agents.heartbeat(d["agentId"], d["authToken"], metrics=metrics), 400,
+                     "validation_error")
+    assert b["error"]["field"] == "metrics" and f"metrics.{named}" in b["error"]["message"], b
+
+
+def uniq_host():
+    return "hb-" + secrets.token_hex(5)

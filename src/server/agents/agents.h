@@ -1,15 +1,299 @@
 /*
  * agents.h — enrolment keys (G5), agent enrolment, heartbeats (G1, G7) and
- * devices. The routes are in agents_api.h.
+ * devices: the SQL of enrollment_keys, devices and device_heartbeats. Plain
+ * structs in and out, no HTTP types; every read and change is bound to a
+ * tenancy scope, and another tenant's object is BZ_ERR_NOT_FOUND. The
+ * routes are in agents_api.h.
+ *
+ * Mutations run inside the caller's transaction and describe themselves in
+ * a struct audit_event (EV->action NULL = nothing changed, write no row);
+ * the caller writes it and commits. Errors are negative bz_err codes with a
+ * struct bz_errinfo explanation.
  */
 #ifndef BZ_AGENTS_H
 #define BZ_AGENTS_H
 
+#include <jansson.h>
+#include <libpq-fe.h>
 #include <stddef.h>
+#include <stdint.h>
 
+#include "common/err.h"
+#include "server/audit/audit.h"
+#include "server/tenancy/tenancy.h"
 
 /* Agent tokens are "brz_" + 32 random bytes in hex; only their SHA-256 is
  * stored (G1). */
 #define AGENT_TOKEN_PREFIX "brz_"
+#define AGENTS_TOKEN_LEN 68 /* bytes of a token, without the NUL */
+
+/* Enrolment keys are "bek_" + 32 random bytes in hex (G5). */
+#define AGENTS_KEY_LEN 68
+
+#define AGENTS_NAME_MAX 200     /* bytes of a key name or a device display name */
+#define AGENTS_HOSTNAME_MAX 255 /* bytes of a hostname (the column's CHECK) */
+#define AGENTS_TEXT_MAX 255     /* bytes of an OS/inventory string */
+
+/* ---- Enrolment keys (enrollment_keys.c) ---- */
+
+struct agents_key {
+	char id[37];
+	char org_id[37];
+	char site_id[37];
+	char name[AGENTS_NAME_MAX + 1];
+	char key_prefix[16];
+	int max_usage;
+	int usage_count;
+	char expires_at[32]; /* ISO 8601 UTC */
+	char revoked_at[32]; /* "" = not revoked */
+	char created_at[32];
+	char status[12]; /* active, expired, exhausted, revoked */
+};
+
+struct agents_key_input {
+	const char *org_id;     /* NULL: the site's organization */
+	const char *site_id;    /* required */
+	const char *name;       /* a checked display string */
+	int64_t max_usage;      /* 1..100000 */
+	int64_t ttl_min;        /* 1..525600 minutes; used when EXPIRES_AT is NULL */
+	const char *expires_at; /* ISO 8601 instant at most 365 days ahead, or NULL */
+	const char *created_by; /* user id or NULL */
+};
+
+/* HMAC-SHA-256 of enrolment KEY under PEPPER as hex into OUT[65] (G5).
+ * Returns 0 or BZ_ERR_CRYPTO. */
+int agents_key_hash(const char *pepper, const char *key, char out[65]);
+
+/*
+ * Creates an enrolment key for IN's site (visible in SCOPE; when IN->org_id
+ * is given it must be the site's organization) inside the caller's
+ * transaction on C; only its HMAC under PEPPER is stored. The raw key is
+ * written to RAW (caller wipes it with crypto_wipe after use). EV describes
+ * the change (enrollment_key.create; its strings point into OUT). Returns
+ * 0, BZ_ERR_INVALID (expiresAt), BZ_ERR_NOT_FOUND (organization or site),
+ * BZ_ERR_CRYPTO or BZ_ERR_DB, with WHY set.
+ */
+int agents_key_create(PGconn *c, const struct tenancy_scope *scope, const char *pepper,
+		      const struct agents_key_input *in, struct agents_key *out,
+		      char raw[AGENTS_KEY_LEN + 1], struct audit_event *ev, struct bz_errinfo *why);
+
+/* The keys visible in SCOPE (site-limited scopes: only their sites' keys),
+ * optionally of organization ORG_ID only, newest first, at most 1000, into
+ * a malloc'd array *OUT (caller frees). Returns 0, BZ_ERR_NOT_FOUND (ORG_ID
+ * not visible), BZ_ERR_DB or BZ_ERR_NOMEM. */
+int agents_key_list(PGconn *c, const struct tenancy_scope *scope, const char *org_id,
+		    struct agents_key **out, size_t *n);
+
+/* Key ID if visible in SCOPE. Returns 0, BZ_ERR_NOT_FOUND or BZ_ERR_DB. */
+int agents_key_get(PGconn *c, const struct tenancy_scope *scope, const char *id,
+		   struct agents_key *out);
+
+/* Revokes key ID (visible in SCOPE) inside the caller's transaction; a key
+ * already revoked keeps its first revocation time and EV->action stays
+ * NULL (no second audit row). Returns 0, BZ_ERR_NOT_FOUND or BZ_ERR_DB. */
+int agents_key_revoke(PGconn *c, const struct tenancy_scope *scope, const char *id,
+		      struct agents_key *out, struct audit_event *ev, struct bz_errinfo *why);
+
+/* ---- Enrolment (enroll.c) ---- */
+
+struct agents_enroll_input {
+	const char *key;           /* the raw enrolment key */
+	const char *hostname;      /* checked display strings ... */
+	const char *os_type;
+	const char *os_version;    /* NULL = "" */
+	const char *architecture;  /* NULL = "" */
+	const char *agent_version; /* NULL = "" */
+	const json_t *hardware;    /* checked with agents_json_check(), or NULL */
+	const char *client_ip;     /* or NULL */
+	int heartbeat_interval_s;
+};
+
+struct agents_enrollment {
+	char device_id[37];
+	char org_id[37];
+	char site_id[37];
+	char key_id[37];
+	char token[AGENTS_TOKEN_LEN + 1]; /* returned once; caller wipes it */
+};
+
+/* Why an enrolment key was not accepted, for the refusal answer and its
+ * audit row. */
+struct agents_refusal {
+	char reason[16]; /* unknown, revoked, expired, exhausted */
+	char key_id[37]; /* "" when unknown */
+	char org_id[37]; /* "" when unknown (the system chain) */
+};
+
+/* Compares the enrolment secret GIVEN with the configured EXPECTED in
+ * constant time. Returns 0 or BZ_ERR_FORBIDDEN (code
+ * invalid_enrollment_secret) with WHY set. */
+int agents_enroll_check_secret(const char *given, const char *expected, struct bz_errinfo *why);
+
+/*
+ * Enrols a device inside the caller's transaction on C: consumes one use of
+ * the key whose HMAC under PEPPER matches IN->key (a guarded UPDATE, so
+ * parallel enrolments never exceed the use limit) and inserts the device
+ * with a fresh token, of which only the SHA-256 is stored. EV describes the
+ * change (device.enroll, actor the new device; strings point into OUT).
+ * Returns 0, BZ_ERR_UNAUTHORIZED (key not usable: roll back, then see
+ * agents_enroll_refusal()), BZ_ERR_CRYPTO, BZ_ERR_NOMEM or BZ_ERR_DB.
+ */
+int agents_enroll(PGconn *c, const char *pepper, const struct agents_enroll_input *in,
+		  struct agents_enrollment *out, struct audit_event *ev);
+
+/* Works out on C (outside the rolled-back enrolment transaction) why
+ * enrolment key KEY (HMAC under PEPPER) was refused, and describes the
+ * security event in EV (agent.enroll.failed, result failure, HOSTNAME in
+ * the details; EV->details owned by the caller; strings point into OUT),
+ * to be written with audit_write_standalone(). Returns 0; OUT->reason is
+ * "unknown" also when the lookup fails. */
+int agents_enroll_refusal(PGconn *c, const char *pepper, const char *key, const char *hostname,
+			  struct agents_refusal *out, struct audit_event *ev);
+
+/* ---- Heartbeats (heartbeat.c) ---- */
+
+enum agents_json_flags {
+	AGENTS_JSON_NUMBERS = 1 << 0, /* every member must be a number */
+};
+
+/*
+ * Checks a JSON object an agent reports (enrolment "hardware", heartbeat
+ * "metrics"): at most 32 levels deep, every number finite and within ±2^53
+ * (so any JSON consumer reads it back exactly), every string a display
+ * string of at most 1024 bytes (empty allowed), and with
+ * AGENTS_JSON_NUMBERS every top-level member a number. Returns 0 or
+ * BZ_ERR_INVALID with *BAD_KEY (when non-NULL) the top-level member at
+ * fault (borrowed from OBJ) or NULL.
+ */
+int agents_json_check(const json_t *obj, unsigned flags, const char **bad_key);
+
+/* The device an agent token authenticates. */
+struct agents_agent {
+	char device_id[37];
+	char org_id[37];
+	char old_ip[64];                          /* last source address or "" */
+	char hostname[AGENTS_HOSTNAME_MAX + 1];
+	int heartbeat_interval_s;
+};
+
+/*
+ * Finds the device whose current token, or previous token inside its grace
+ * period (G2), has SHA-256 TOKEN_HASH (hex) and checks it is the device
+ * PATH_ID speaks for. Decommissioned devices have no token. Returns 0,
+ * BZ_ERR_UNAUTHORIZED (no such token), BZ_ERR_FORBIDDEN (another device's
+ * token; or code device_suspended) or BZ_ERR_DB, with WHY set.
+ */
+int agents_agent_auth(PGconn *c, const char *token_hash, const char *path_id,
+		      struct agents_agent *out, struct bz_errinfo *why);
+
+struct agents_heartbeat {
+	const char *status;        /* checked display string; NULL = "online" */
+	const char *agent_version; /* NULL = unchanged */
+	int64_t uptime_s;          /* -1 = not reported */
+	const json_t *metrics;     /* checked object or NULL */
+	const json_t *inventory;   /* object of the checked inventory members; borrowed */
+	const char *hostname;      /* NULL = unchanged */
+	const char *os_version;    /* NULL = unchanged */
+	const char *client_ip;     /* or NULL */
+};
+
+/*
+ * Records heartbeat HB of device A on C: last seen time and address, the
+ * reported versions, and the latest metrics and inventory. A new source
+ * address (G7) and a changed hostname are audited (agent.source.ip.changed,
+ * device.renamed) in the same transaction as the change; a heartbeat that
+ * changes neither runs as one statement without a transaction (this is the
+ * hot path, ~1/min/device). Returns 0 or BZ_ERR_DB / BZ_ERR_NOMEM.
+ */
+int agents_heartbeat_record(PGconn *c, const struct agents_agent *a,
+			    const struct agents_heartbeat *hb);
+
+/* ---- Devices (devices.c) ---- */
+
+/* A device as the API shows it. The detail members (from ARCHITECTURE on)
+ * are filled by agents_device_get() only. */
+struct agents_device {
+	char id[37];
+	char org_id[37];
+	char site_id[37];
+	char hostname[AGENTS_HOSTNAME_MAX + 1];
+	char display_name[AGENTS_NAME_MAX + 1]; /* "" = none (NULL in the API) */
+	char os_type[AGENTS_TEXT_MAX + 1];
+	char os_version[AGENTS_TEXT_MAX + 1];
+	char status[16];           /* online, offline, never, decommissioned */
+	char last_seen_at[32];     /* "" = never */
+	char last_ip[64];          /* "" = unknown */
+	char decommissioned_at[32]; /* "" = not decommissioned */
+	int suspended;
+	/* detail */
+	char architecture[AGENTS_TEXT_MAX + 1];
+	char agent_version[AGENTS_TEXT_MAX + 1];
+	char enrolled_at[32];
+	json_t *hardware;  /* owned; agents_device_free() */
+	json_t *inventory; /* owned */
+	json_t *metrics;   /* owned */
+	int64_t uptime_s;  /* -1 = unknown */
+	int heartbeat_interval_s;
+};
+
+/* Releases the JSON members of D (safe on a zeroed or list-filled device). */
+void agents_device_free(struct agents_device *d);
+
+struct agents_device_filter {
+	const char *org_id;      /* or NULL */
+	const char *site_id;     /* or NULL */
+	const char *status;      /* online, offline, never, decommissioned, or NULL =
+				  * every device that is not decommissioned */
+	const char *hostname;    /* prefix (LIKE metacharacters literal) or NULL */
+	const char *after_host;  /* keyset cursor: continue after (host, id), or NULL */
+	const char *after_id;
+	int limit;               /* 1..500 */
+};
+
+/* The devices visible in SCOPE matching F, by hostname then id, into a
+ * malloc'd array *OUT of at most F->limit (caller frees); *MORE is 1 when
+ * more follow. Returns 0, BZ_ERR_NOT_FOUND (organization or site filter not
+ * visible, WHY set), BZ_ERR_DB or BZ_ERR_NOMEM. */
+int agents_device_list(PGconn *c, const struct tenancy_scope *scope,
+		       const struct agents_device_filter *f, struct agents_device **out, size_t *n,
+		       int *more, struct bz_errinfo *why);
+
+/* Device ID with its details if visible in SCOPE (release with
+ * agents_device_free()). Returns 0, BZ_ERR_NOT_FOUND or BZ_ERR_DB. */
+int agents_device_get(PGconn *c, const struct tenancy_scope *scope, const char *id,
+		      struct agents_device *out);
+
+struct agents_device_patch {
+	int set_display_name;     /* 1: DISPLAY_NAME is the new value */
+	const char *display_name; /* checked display string, or NULL = clear */
+	const char *site_id;      /* new site, or NULL = unchanged */
+};
+
+/*
+ * Changes device ID (visible in SCOPE) inside the caller's transaction: its
+ * display name and/or its site, which must be a site visible in SCOPE of
+ * the device's own organization. EV describes the change (device.update,
+ * details {"changes": {member: {"from", "to"}}}); a patch that changes
+ * nothing leaves EV->action NULL. OUT is the device afterwards (release
+ * with agents_device_free()). Returns 0, BZ_ERR_NOT_FOUND (device, or the
+ * site), BZ_ERR_INVALID (site of another organization), BZ_ERR_CONFLICT
+ * (code device_decommissioned) or BZ_ERR_DB, with WHY set.
+ */
+int agents_device_update(PGconn *c, const struct tenancy_scope *scope, const char *id,
+			 const struct agents_device_patch *p, struct agents_device *out,
+			 struct audit_event *ev, struct bz_errinfo *why);
+
+/*
+ * Decommissions device ID (visible in SCOPE) inside the caller's
+ * transaction: status decommissioned, decommissioned_at now, and its token
+ * hashes (current and previous) cleared, so the agent is refused at once
+ * (G1); its heartbeats and audit history stay. EV describes the change
+ * (device.decommission); a device already decommissioned is left as it is
+ * and EV->action stays NULL. OUT is the device afterwards. Returns 0,
+ * BZ_ERR_NOT_FOUND or BZ_ERR_DB, with WHY set.
+ */
+int agents_device_decommission(PGconn *c, const struct tenancy_scope *scope, const char *id,
+			       struct agents_device *out, struct audit_event *ev,
+			       struct bz_errinfo *why);
 
 #endif

@@ -1,73 +1,89 @@
 /*
- * devices.c — GET /api/v1/devices (filters, cursor pagination) and
- * GET /api/v1/devices/:id. Scoped by the caller's tenancy; another
- * tenant's device answers 404.
+ * devices.c — devices as operators see them: listing (filters, keyset
+ * pagination), detail, display name and site changes, and decommissioning.
+ * Every read and change is bound to the caller's tenancy scope; another
+ * tenant's device is BZ_ERR_NOT_FOUND.
  *
  * A device is "online" when seen within 3 heartbeat intervals, "never" if it
- * has not sent one, else "offline".
+ * has not sent one, else "offline" — and "decommissioned" once retired,
+ * whatever its last heartbeat.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
-#include "common/err.h"
-#include "crypto/crypto.h"
-#include "server/agents/agents_internal.h"
+#include "server/agents/agents.h"
 #include "server/db/db.h"
-#include "server/tenancy/tenancy.h"
 
 #define STATUS_EXPR                                                                                \
-	"CASE WHEN d.last_seen_at IS NULL THEN 'never'"                                            \
+	"CASE WHEN d.status = 'decommissioned' THEN 'decommissioned'"                              \
+	"     WHEN d.last_seen_at IS NULL THEN 'never'"                                            \
 	"     WHEN d.last_seen_at > now() - make_interval(secs => 3 * d.heartbeat_interval_s)"     \
 	"     THEN 'online' ELSE 'offline' END"
 
 #define DEVICE_COLS                                                                                \
-	"d.id, d.org_id, d.site_id, d.hostname, d.os_type, d.os_version, " STATUS_EXPR ","        \
-	" coalesce(" AGENTS_TS("d.last_seen_at") ", ''), coalesce(host(d.last_ip), ''), d.status"
+	"d.id, d.org_id, d.site_id, d.hostname, coalesce(d.display_name, ''), d.os_type,"          \
+	" d.os_version, " STATUS_EXPR ", coalesce(" DB_TS("d.last_seen_at") ", ''),"               \
+	" coalesce(host(d.last_ip), ''), coalesce(" DB_TS("d.decommissioned_at") ", ''), d.status"
+#define DEVICE_NCOLS 12
 
-static json_t *device_json(PGresult *r, int i)
+#define DETAIL_COLS                                                                                \
+	DEVICE_COLS ", d.architecture, d.agent_version, " DB_TS("d.enrolled_at") ","               \
+	" d.hardware::text, coalesce(h.inventory, '{}')::text, coalesce(h.metrics, '{}')::text,"   \
+	" coalesce(h.uptime_seconds::text, ''), d.heartbeat_interval_s"
+
+/* Devices visible in a scope: $1 org ids, $2 site ids (NULL = all sites). */
+#define DEVICE_SCOPE                                                                               \
+	"d.org_id = ANY($1::uuid[]) AND ($2::uuid[] IS NULL OR d.site_id = ANY($2::uuid[]))"
+
+static void copy(char *dst, size_t n, const char *src) { snprintf(dst, n, "%s", src); }
+
+static void device_from_row(const PGresult *r, int i, struct agents_device *d)
 {
-	const char *seen = PQgetvalue(r, i, 7), *ip = PQgetvalue(r, i, 8);
-
-	return json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s?,s:s?,s:b}", "id", PQgetvalue(r, i, 0),
-			 "orgId", PQgetvalue(r, i, 1), "siteId", PQgetvalue(r, i, 2), "hostname",
-			 PQgetvalue(r, i, 3), "osType", PQgetvalue(r, i, 4), "osVersion",
-			 PQgetvalue(r, i, 5), "status", PQgetvalue(r, i, 6), "lastSeenAt",
-			 seen[0] ? seen : NULL, "lastIp", ip[0] ? ip : NULL, "suspended",
-			 strcmp(PQgetvalue(r, i, 9), "suspended") == 0);
+	copy(d->id, sizeof(d->id), PQgetvalue(r, i, 0));
+	copy(d->org_id, sizeof(d->org_id), PQgetvalue(r, i, 1));
+	copy(d->site_id, sizeof(d->site_id), PQgetvalue(r, i, 2));
+	copy(d->hostname, sizeof(d->hostname), PQgetvalue(r, i, 3));
+	copy(d->display_name, sizeof(d->display_name), PQgetvalue(r, i, 4));
+	copy(d->os_type, sizeof(d->os_type), PQgetvalue(r, i, 5));
+	copy(d->os_version, sizeof(d->os_version), PQgetvalue(r, i, 6));
+	copy(d->status, sizeof(d->status), PQgetvalue(r, i, 7));
+	copy(d->last_seen_at, sizeof(d->last_seen_at), PQgetvalue(r, i, 8));
+	copy(d->last_ip, sizeof(d->last_ip), PQgetvalue(r, i, 9));
+	copy(d->decommissioned_at, sizeof(d->decommissioned_at), PQgetvalue(r, i, 10));
+	d->suspended = strcmp(PQgetvalue(r, i, 11), "suspended") == 0;
+	d->uptime_s = -1;
 }
 
-/* The cursor is opaque to clients: base64url of {"h":hostname,"i":id}. */
-static char *cursor_encode(const char *hostname, const char *id)
+static json_t *json_or_empty(const char *text)
 {
-	json_t *j = json_pack("{s:s,s:s}", "h", hostname, "i", id);
-	char *s = json_dumps(j, JSON_COMPACT);
-	char *out = s ? crypto_base64url_encode((const uint8_t *)s, strlen(s)) : NULL;
+	json_t *j = json_loads(text, 0, NULL);
 
-	free(s);
-	json_decref(j);
-	return out;
+	return j != NULL ? j : json_object();
 }
 
-static int cursor_decode(const char *cur, char *host, size_t hostlen, char id[37])
+static void detail_from_row(const PGresult *r, int i, struct agents_device *d)
 {
-	size_t len;
-	uint8_t *raw = crypto_base64url_decode(cur, strlen(cur), &len);
-	int rc = -1;
+	const char *up = PQgetvalue(r, i, DEVICE_NCOLS + 6);
 
-	if (raw == NULL)
-		return -1;
-	json_t *j = json_loadb((const char *)raw, len, 0, NULL);
-	free(raw);
-	json_t *h = json_object_get(j, "h"), *i = json_object_get(j, "i");
-	if (json_is_string(h) && json_is_string(i) && is_uuid(json_string_value(i)) &&
-	    json_string_length(h) < hostlen) {
-		snprintf(host, hostlen, "%s", json_string_value(h));
-		snprintf(id, 37, "%s", json_string_value(i));
-		rc = 0;
-	}
-	json_decref(j);
-	return rc;
+	device_from_row(r, i, d);
+	copy(d->architecture, sizeof(d->architecture), PQgetvalue(r, i, DEVICE_NCOLS));
+	copy(d->agent_version, sizeof(d->agent_version), PQgetvalue(r, i, DEVICE_NCOLS + 1));
+	copy(d->enrolled_at, sizeof(d->enrolled_at), PQgetvalue(r, i, DEVICE_NCOLS + 2));
+	d->hardware = json_or_empty(PQgetvalue(r, i, DEVICE_NCOLS + 3));
+	d->inventory = json_or_empty(PQgetvalue(r, i, DEVICE_NCOLS + 4));
+	d->metrics = json_or_empty(PQgetvalue(r, i, DEVICE_NCOLS + 5));
+	d->uptime_s = up[0] ? atoll(up) : -1;
+	d->heartbeat_interval_s = atoi(PQgetvalue(r, i, DEVICE_NCOLS + 7));
+}
+
+void agents_device_free(struct agents_device *d)
+{
+	json_decref(d->hardware);
+	json_decref(d->inventory);
+	json_decref(d->metrics);
+	d->hardware = d->inventory = d->metrics = NULL;
 }
 
 /* Escapes LIKE metacharacters of PREFIX and appends '%'. Caller frees. */
@@ -88,155 +104,201 @@ static char *like_prefix(const char *prefix)
 	return out;
 }
 
-static void list_devices(struct request *rq)
+/* The filters' organization and site must be visible in SC. */
+static int filter_visible(PGconn *c, const struct tenancy_scope *sc,
+			  const struct agents_device_filter *f, struct bz_errinfo *why)
 {
-	const char *org = http_query(rq, "orgId"), *site = http_query(rq, "siteId"),
-		   *status = http_query(rq, "status"), *host = http_query(rq, "hostname"),
-		   *limit_s = http_query(rq, "limit"), *cursor = http_query(rq, "cursor");
-	char cur_host[256] = "", cur_id[37] = "", limit_buf[8];
-	long limit = 50;
-	char *like = NULL;
+	if (f->org_id != NULL && !tenancy_scope_has_org(sc, f->org_id))
+		return bz_fail(why, BZ_ERR_NOT_FOUND, NULL, NULL, "organization not found");
+	if (f->site_id == NULL)
+		return 0;
+	int rc = tenancy_site_visible(c, sc, f->site_id, NULL);
+	if (rc == BZ_ERR_NOT_FOUND)
+		return bz_fail(why, rc, NULL, NULL, "site not found");
+	return rc;
+}
 
-	if (org && !is_uuid(org)) {
-		http_fail(rq, 400, "validation_error", "parameter 'orgId' must be a UUID");
-		return;
-	}
-	if (site && !is_uuid(site)) {
-		http_fail(rq, 400, "validation_error", "parameter 'siteId' must be a UUID");
-		return;
-	}
-	if (status && strcmp(status, "online") && strcmp(status, "offline") && strcmp(status, "never")) {
-		http_fail(rq, 400, "validation_error",
-				 "parameter 'status' must be online, offline or never");
-		return;
-	}
-	if (host && strlen(host) > 255) {
-		http_fail(rq, 400, "validation_error", "parameter 'hostname' is too long");
-		return;
-	}
-	if (limit_s) {
-		char *end;
-		limit = strtol(limit_s, &end, 10);
-		if (*limit_s == '\0' || *end != '\0' || limit < 1 || limit > 500) {
-			http_fail(rq, 400, "validation_error",
-					 "parameter 'limit' must be an integer between 1 and 500");
-			return;
-		}
-	}
-	if (cursor && cursor_decode(cursor, cur_host, sizeof(cur_host), cur_id) != 0) {
-		http_fail(rq, 400, "validation_error", "parameter 'cursor' is not a valid cursor");
-		return;
-	}
-	if (org && !tenancy_scope_has_org(&rq->scope, org)) {
-		http_fail(rq, 404, "not_found", "organization not found");
-		return;
-	}
-	if (site) {
-		PGconn *c0 = http_db(rq);
-		if (c0 == NULL)
-			return;
-		int vis = tenancy_site_visible(c0, &rq->scope, site, NULL);
-		if (vis == BZ_ERR_NOT_FOUND) {
-			http_fail(rq, 404, "not_found", "site not found");
-			return;
-		}
-		if (vis != 0) {
-			if (rq->status == 0)
-				http_fail_err(rq, vis, "database unavailable");
-			return;
-		}
-	}
-	if (host && (like = like_prefix(host)) == NULL) {
-		http_fail_err(rq, BZ_ERR_NOMEM, NULL);
-		return;
-	}
+int agents_device_list(PGconn *c, const struct tenancy_scope *sc,
+		       const struct agents_device_filter *f, struct agents_device **out, size_t *n,
+		       int *more, struct bz_errinfo *why)
+{
+	static const char *sql =
+		"SELECT " DEVICE_COLS " FROM devices d WHERE " DEVICE_SCOPE
+		"   AND ($3::uuid IS NULL OR d.org_id = $3::uuid)"
+		"   AND ($4::uuid IS NULL OR d.site_id = $4::uuid)"
+		"   AND CASE WHEN $5::text IS NULL THEN d.status <> 'decommissioned'"
+		"            ELSE " STATUS_EXPR " = $5 END"
+		"   AND ($6::text IS NULL OR d.hostname LIKE $6)"
+		"   AND ($7::text IS NULL OR (d.hostname, d.id) > ($7, $8::uuid))"
+		" ORDER BY d.hostname, d.id LIMIT $9::int";
+	char limit_s[16], *like = NULL;
+	PGresult *r;
+	int rc;
 
-	PGconn *c = http_db(rq);
-	if (c == NULL) {
-		free(like);
-		return;
-	}
-	snprintf(limit_buf, sizeof(limit_buf), "%ld", limit + 1);
-	const char *p[9] = {rq->scope.org_ids_pg, rq->scope.site_ids_pg, org, site, status, like,
-			    cursor ? cur_host : NULL, cursor ? cur_id : NULL, limit_buf};
-	PGresult *r = db_query(c,
-			       "SELECT " DEVICE_COLS " FROM devices d"
-			       " WHERE d.org_id = ANY($1::uuid[])"
-			       "   AND ($2::uuid[] IS NULL OR d.site_id = ANY($2::uuid[]))"
-			       "   AND ($3::uuid IS NULL OR d.org_id = $3::uuid)"
-			       "   AND ($4::uuid IS NULL OR d.site_id = $4::uuid)"
-			       "   AND ($5::text IS NULL OR " STATUS_EXPR " = $5)"
-			       "   AND ($6::text IS NULL OR d.hostname LIKE $6)"
-			       "   AND ($7::text IS NULL OR (d.hostname, d.id) > ($7, $8::uuid))"
-			       " ORDER BY d.hostname, d.id LIMIT $9::int",
-			       9, p, NULL);
+	*out = NULL;
+	*n = 0;
+	*more = 0;
+	if ((rc = filter_visible(c, sc, f, why)) != 0)
+		return rc;
+	if (f->hostname != NULL && (like = like_prefix(f->hostname)) == NULL)
+		return BZ_ERR_NOMEM;
+	snprintf(limit_s, sizeof(limit_s), "%d", f->limit + 1);
+	const char *p[9] = {sc->org_ids_pg, sc->site_ids_pg, f->org_id,   f->site_id, f->status,
+			    like,           f->after_host,   f->after_id, limit_s};
+	r = db_query(c, sql, 9, p, NULL);
 	free(like);
-	if (r == NULL) {
-		http_fail_err(rq, BZ_ERR_DB, NULL);
-		return;
-	}
-	int n = PQntuples(r), shown = n > limit ? (int)limit : n;
-	json_t *arr = json_array();
-	for (int i = 0; i < shown; i++)
-		json_array_append_new(arr, device_json(r, i));
-	char *next = NULL;
-	if (n > limit)
-		next = cursor_encode(PQgetvalue(r, shown - 1, 3), PQgetvalue(r, shown - 1, 0));
-	PQclear(r);
-	json_t *out = json_pack("{s:o,s:s?}", "devices", arr, "nextCursor", next);
-	free(next);
-	http_reply(rq, 200, out);
-}
-
-static void get_device(struct request *rq)
-{
-	char id[64];
-
-	if (http_path_param(rq, "id", id, sizeof(id)) != 0 || !is_uuid(id)) {
-		http_fail(rq, 404, "not_found", "device not found");
-		return;
-	}
-	PGconn *c = http_db(rq);
-	if (c == NULL)
-		return;
-	const char *p[3] = {id, rq->scope.org_ids_pg, rq->scope.site_ids_pg};
-	PGresult *r = db_query(c,
-			       "SELECT " DEVICE_COLS ", d.architecture, d.agent_version,"
-			       " " AGENTS_TS("d.enrolled_at") ", d.hardware::text,"
-			       " coalesce(h.inventory, '{}')::text, coalesce(h.metrics, '{}')::text,"
-			       " coalesce(h.uptime_seconds::text, ''), d.heartbeat_interval_s"
-			       " FROM devices d LEFT JOIN device_heartbeats h ON h.device_id = d.id"
-			       " WHERE d.id = $1::uuid AND d.org_id = ANY($2::uuid[])"
-			       "   AND ($3::uuid[] IS NULL OR d.site_id = ANY($3::uuid[]))",
-			       3, p, NULL);
-	if (r == NULL) {
-		http_fail_err(rq, BZ_ERR_DB, NULL);
-		return;
-	}
-	if (PQntuples(r) != 1) {
+	if (r == NULL)
+		return BZ_ERR_DB;
+	int rows = PQntuples(r), shown = rows > f->limit ? f->limit : rows;
+	if (shown > 0 && (*out = calloc((size_t)shown, sizeof(**out))) == NULL) {
 		PQclear(r);
-		http_fail(rq, 404, "not_found", "device not found");
-		return;
+		return BZ_ERR_NOMEM;
 	}
-	json_t *d = device_json(r, 0);
-	json_t *hw = json_loads(PQgetvalue(r, 0, 13), 0, NULL);
-	json_t *inv = json_loads(PQgetvalue(r, 0, 14), 0, NULL);
-	json_t *met = json_loads(PQgetvalue(r, 0, 15), 0, NULL);
-	const char *up = PQgetvalue(r, 0, 16);
-	json_object_set_new(d, "architecture", json_string(PQgetvalue(r, 0, 10)));
-	json_object_set_new(d, "agentVersion", json_string(PQgetvalue(r, 0, 11)));
-	json_object_set_new(d, "enrolledAt", json_string(PQgetvalue(r, 0, 12)));
-	json_object_set_new(d, "hardware", hw ? hw : json_object());
-	json_object_set_new(d, "inventory", inv ? inv : json_object());
-	json_object_set_new(d, "metrics", met ? met : json_object());
-	json_object_set_new(d, "uptimeSeconds", up[0] ? json_integer(atoll(up)) : json_null());
-	json_object_set_new(d, "heartbeatIntervalSeconds", json_integer(atoi(PQgetvalue(r, 0, 17))));
+	for (int i = 0; i < shown; i++)
+		device_from_row(r, i, &(*out)[i]);
+	*n = (size_t)shown;
+	*more = rows > f->limit;
 	PQclear(r);
-	http_reply(rq, 200, d);
+	return 0;
 }
 
-const struct route device_routes[] = {
-	{"GET", "/api/v1/devices", list_devices, ROUTE_USER, "devices:read", NULL},
-	{"GET", "/api/v1/devices/:id", get_device, ROUTE_USER, "devices:read", NULL},
-};
-const size_t device_routes_count = sizeof(device_routes) / sizeof(*device_routes);
+/* Device ID in SC with details; FOR UPDATE locks it for a change. */
+static int device_get(PGconn *c, const struct tenancy_scope *sc, const char *id, int for_update,
+		      struct agents_device *out)
+{
+	static const char *sql = "SELECT " DETAIL_COLS " FROM devices d"
+				 " LEFT JOIN device_heartbeats h ON h.device_id = d.id"
+				 " WHERE d.id = $3::uuid AND " DEVICE_SCOPE;
+	static const char *sql_lock = "SELECT " DETAIL_COLS " FROM devices d"
+				      " LEFT JOIN device_heartbeats h ON h.device_id = d.id"
+				      " WHERE d.id = $3::uuid AND " DEVICE_SCOPE " FOR UPDATE OF d";
+	const char *p[3] = {sc->org_ids_pg, sc->site_ids_pg, id};
+	PGresult *r = db_query(c, for_update ? sql_lock : sql, 3, p, NULL);
+	int rc = BZ_ERR_NOT_FOUND;
+
+	memset(out, 0, sizeof(*out));
+	out->uptime_s = -1;
+	if (r == NULL)
+		return BZ_ERR_DB;
+	if (PQntuples(r) == 1) {
+		detail_from_row(r, 0, out);
+		rc = 0;
+	}
+	PQclear(r);
+	return rc;
+}
+
+int agents_device_get(PGconn *c, const struct tenancy_scope *sc, const char *id,
+		      struct agents_device *out)
+{
+	return device_get(c, sc, id, 0, out);
+}
+
+/* Checks that SITE_ID is a site visible in SC of organization ORG_ID. */
+static int target_site(PGconn *c, const struct tenancy_scope *sc, const char *site_id,
+		       const char *org_id, struct bz_errinfo *why)
+{
+	char site_org[37];
+	int rc = tenancy_site_visible(c, sc, site_id, site_org);
+
+	if (rc == BZ_ERR_NOT_FOUND)
+		return bz_fail(why, rc, "not_found", "siteId", "site not found");
+	if (rc != 0)
+		return rc;
+	if (strcasecmp(site_org, org_id) != 0)
+		return bz_fail(why, BZ_ERR_INVALID, "validation_error", "siteId",
+			       "field 'siteId' must be a site of the device's organization; moving "
+			       "a device to another organization is not supported");
+	return 0;
+}
+
+/* {"from": FROM or null, "to": TO or null}; "" counts as null. */
+static json_t *change(const char *from, const char *to)
+{
+	return json_pack("{s:s?,s:s?}", "from", from && from[0] ? from : NULL, "to",
+			 to && to[0] ? to : NULL);
+}
+
+int agents_device_update(PGconn *c, const struct tenancy_scope *sc, const char *id,
+			 const struct agents_device_patch *p, struct agents_device *out,
+			 struct audit_event *ev, struct bz_errinfo *why)
+{
+	static const char *sql = "UPDATE devices SET display_name = $2, site_id = $3::uuid"
+				 " WHERE id = $1::uuid";
+	struct agents_device cur;
+	int rc;
+
+	*ev = (struct audit_event){0};
+	if ((rc = device_get(c, sc, id, 1, &cur)) != 0)
+		return rc == BZ_ERR_NOT_FOUND ? bz_fail(why, rc, NULL, NULL, "device not found") : rc;
+	agents_device_free(&cur);
+	if (cur.decommissioned_at[0])
+		return bz_fail(why, BZ_ERR_CONFLICT, "device_decommissioned", NULL,
+			       "device is decommissioned and cannot be changed");
+	if (p->site_id != NULL && (rc = target_site(c, sc, p->site_id, cur.org_id, why)) != 0)
+		return rc;
+	/* The row afterwards: NAME NULL = no display name. */
+	const char *name = p->set_display_name ? p->display_name
+			   : cur.display_name[0]   ? cur.display_name
+						   : NULL;
+	const char *site = p->site_id != NULL ? p->site_id : cur.site_id;
+	json_t *changes = json_object();
+	if (strcmp(name ? name : "", cur.display_name) != 0)
+		json_object_set_new(changes, "displayName", change(cur.display_name, name));
+	if (strcasecmp(site, cur.site_id) != 0)
+		json_object_set_new(changes, "siteId", change(cur.site_id, site));
+	if (json_object_size(changes) > 0) {
+		const char *q[3] = {id, name, site};
+		if (db_exec(c, sql, 3, q) != 0) {
+			json_decref(changes);
+			return BZ_ERR_DB;
+		}
+	}
+	if ((rc = device_get(c, sc, id, 0, out)) != 0) {
+		json_decref(changes);
+		return rc == BZ_ERR_NOT_FOUND ? BZ_ERR_INTERNAL : rc;
+	}
+	if (json_object_size(changes) == 0) {
+		json_decref(changes);
+		return 0; /* nothing changed: nothing to audit */
+	}
+	*ev = (struct audit_event){.org_id = out->org_id,
+				   .action = "device.update",
+				   .resource = "devices",
+				   .resource_id = out->id,
+				   .details = json_pack("{s:o}", "changes", changes)};
+	return 0;
+}
+
+int agents_device_decommission(PGconn *c, const struct tenancy_scope *sc, const char *id,
+			       struct agents_device *out, struct audit_event *ev,
+			       struct bz_errinfo *why)
+{
+	/* The token hashes go in the same UPDATE as the status: from this
+	 * commit on, neither the current nor a grace-period token works. */
+	static const char *sql =
+		"UPDATE devices d SET status = 'decommissioned', decommissioned_at = now(),"
+		"       auth_token_hash = NULL, prev_token_hash = NULL, prev_token_expires_at = NULL"
+		" WHERE d.id = $3::uuid AND d.status <> 'decommissioned' AND " DEVICE_SCOPE
+		" RETURNING d.status";
+	const char *p[3] = {sc->org_ids_pg, sc->site_ids_pg, id};
+	PGresult *r;
+	int changed, rc;
+
+	*ev = (struct audit_event){0};
+	if ((r = db_query(c, sql, 3, p, NULL)) == NULL)
+		return BZ_ERR_DB;
+	changed = PQntuples(r) == 1;
+	PQclear(r);
+	if ((rc = device_get(c, sc, id, 0, out)) != 0)
+		return rc == BZ_ERR_NOT_FOUND ? bz_fail(why, rc, NULL, NULL, "device not found") : rc;
+	if (!changed)
+		return 0; /* already decommissioned: nothing to audit */
+	*ev = (struct audit_event){.org_id = out->org_id,
+				   .action = "device.decommission",
+				   .resource = "devices",
+				   .resource_id = out->id,
+				   .details = json_pack("{s:s,s:s}", "hostname", out->hostname,
+							"decommissionedAt", out->decommissioned_at)};
+	return 0;
+}

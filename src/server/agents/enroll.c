@@ -1,0 +1,141 @@
+/*
+ * enroll.c — agent enrolment: consuming a use of an enrolment key and
+ * creating the device.
+ *
+ * Enrolment consumes one use of the key with a guarded UPDATE in the same
+ * transaction as the device insert, so concurrent enrolments can never
+ * exceed the key's use limit (PostgreSQL re-checks the WHERE clause of a
+ * row it waited for). The agent token is 32 random bytes, returned once;
+ * only its SHA-256 is stored (G1).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crypto/crypto.h"
+#include "server/agents/agents.h"
+#include "server/db/db.h"
+
+static const char *consume_key_sql =
+	"UPDATE enrollment_keys SET usage_count = usage_count + 1"
+	" WHERE key_hash = $1 AND revoked_at IS NULL AND expires_at > now()"
+	"   AND usage_count < max_usage"
+	" RETURNING id, org_id, site_id";
+
+static const char *key_reason_sql =
+	"SELECT id, org_id, CASE WHEN revoked_at IS NOT NULL THEN 'revoked'"
+	"  WHEN expires_at <= now() THEN 'expired' ELSE 'exhausted' END"
+	" FROM enrollment_keys WHERE key_hash = $1";
+
+static const char *insert_device_sql =
+	"INSERT INTO devices (org_id, site_id, hostname, os_type, os_version, architecture,"
+	" agent_version, auth_token_hash, heartbeat_interval_s, enrollment_key_id, hardware, last_ip)"
+	" VALUES ($1::uuid, $2::uuid, $3, $4, $5, $6, $7, $8, $9::int, $10::uuid, $11::jsonb, $12::inet)"
+	" RETURNING id";
+
+static void copy(char *dst, size_t n, const char *src) { snprintf(dst, n, "%s", src); }
+
+int agents_enroll_check_secret(const char *given, const char *expected, struct bz_errinfo *why)
+{
+	/* Checked first, in constant time, so keys cannot be probed without it. */
+	if (!crypto_ct_streq(given, expected))
+		return bz_fail(why, BZ_ERR_FORBIDDEN, "invalid_enrollment_secret", NULL,
+			       "enrollment secret is wrong");
+	return 0;
+}
+
+/* Consumes one use of the key with HMAC HASH; fills OUT's key, org, site. */
+static int consume_key(PGconn *c, const char *hash, struct agents_enrollment *out)
+{
+	const char *p[1] = {hash};
+	PGresult *r = db_query(c, consume_key_sql, 1, p, NULL);
+
+	if (r == NULL)
+		return BZ_ERR_DB;
+	if (PQntuples(r) != 1) {
+		PQclear(r);
+		return BZ_ERR_UNAUTHORIZED;
+	}
+	copy(out->key_id, sizeof(out->key_id), PQgetvalue(r, 0, 0));
+	copy(out->org_id, sizeof(out->org_id), PQgetvalue(r, 0, 1));
+	copy(out->site_id, sizeof(out->site_id), PQgetvalue(r, 0, 2));
+	PQclear(r);
+	return 0;
+}
+
+static const char *or_empty(const char *s) { return s != NULL ? s : ""; }
+
+int agents_enroll(PGconn *c, const char *pepper, const struct agents_enroll_input *in,
+		  struct agents_enrollment *out, struct audit_event *ev)
+{
+	char hash[65], token_hash[65], interval[16];
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if (agents_key_hash(pepper, in->key, hash) != 0)
+		return BZ_ERR_CRYPTO;
+	if ((rc = consume_key(c, hash, out)) != 0)
+		return rc;
+	memcpy(out->token, AGENT_TOKEN_PREFIX, 4);
+	if (crypto_random_hex(32, out->token + 4) != 0 ||
+	    crypto_sha256_hex(out->token, strlen(out->token), token_hash) != 0) {
+		crypto_wipe(out->token, sizeof(out->token));
+		return BZ_ERR_CRYPTO;
+	}
+	char *hw = in->hardware ? json_dumps(in->hardware, JSON_COMPACT) : strdup("{}");
+	if (hw == NULL) {
+		crypto_wipe(out->token, sizeof(out->token));
+		return BZ_ERR_NOMEM;
+	}
+	snprintf(interval, sizeof(interval), "%d", in->heartbeat_interval_s);
+	const char *p[12] = {out->org_id,         out->site_id,  in->hostname,
+			     in->os_type,         or_empty(in->os_version), or_empty(in->architecture),
+			     or_empty(in->agent_version), token_hash, interval,
+			     out->key_id,         hw,            in->client_ip};
+	PGresult *r = db_query(c, insert_device_sql, 12, p, NULL);
+	free(hw);
+	if (r == NULL) {
+		crypto_wipe(out->token, sizeof(out->token));
+		return BZ_ERR_DB;
+	}
+	copy(out->device_id, sizeof(out->device_id), PQgetvalue(r, 0, 0));
+	PQclear(r);
+	*ev = (struct audit_event){.org_id = out->org_id,
+				   .actor_type = "agent",
+				   .actor_id = out->device_id,
+				   .action = "device.enroll",
+				   .resource = "devices",
+				   .resource_id = out->device_id,
+				   .details = json_pack("{s:s,s:s,s:s,s:s}", "hostname", in->hostname,
+							"siteId", out->site_id, "enrollmentKeyId",
+							out->key_id, "osType", in->os_type)};
+	return 0;
+}
+
+int agents_enroll_refusal(PGconn *c, const char *pepper, const char *key, const char *hostname,
+			  struct agents_refusal *out, struct audit_event *ev)
+{
+	char hash[65];
+	const char *p[1] = {hash};
+	PGresult *r = NULL;
+
+	memset(out, 0, sizeof(*out));
+	copy(out->reason, sizeof(out->reason), "unknown");
+	if (agents_key_hash(pepper, key, hash) == 0)
+		r = db_query(c, key_reason_sql, 1, p, NULL);
+	if (r != NULL && PQntuples(r) == 1) {
+		copy(out->key_id, sizeof(out->key_id), PQgetvalue(r, 0, 0));
+		copy(out->org_id, sizeof(out->org_id), PQgetvalue(r, 0, 1));
+		copy(out->reason, sizeof(out->reason), PQgetvalue(r, 0, 2));
+	}
+	PQclear(r);
+	*ev = (struct audit_event){.org_id = out->org_id[0] ? out->org_id : NULL,
+				   .actor_type = "agent",
+				   .action = "agent.enroll.failed",
+				   .resource = "enrollment_keys",
+				   .resource_id = out->key_id[0] ? out->key_id : NULL,
+				   .result = "failure",
+				   .details = json_pack("{s:s,s:s}", "reason", out->reason, "hostname",
+							hostname)};
+	return 0;
+}

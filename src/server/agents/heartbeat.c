@@ -1,0 +1,180 @@
+/*
+ * heartbeat.c — what agents report after enrolment: token authentication
+ * (G1, G2), the latest heartbeat per device (device_heartbeats), and the
+ * audited changes a heartbeat can carry (G7: a new source address; a new
+ * hostname).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/text.h"
+#include "server/agents/agents.h"
+#include "server/db/db.h"
+
+/* Largest integer a double (and so every JSON consumer) holds exactly. */
+#define JSON_SAFE_INTEGER 9007199254740992.0
+#define JSON_SAFE_INTEGER_I 9007199254740992LL
+#define JSON_MAX_DEPTH 32
+#define JSON_STRING_MAX 1024
+
+/* 1 if V and everything inside it (up to JSON_MAX_DEPTH levels) is a
+ * bounded number, a display string, or another kind of value. */
+static int value_ok(const json_t *v, int depth)
+{
+	const char *k, *why;
+	json_t *child;
+	size_t i;
+
+	if (depth > JSON_MAX_DEPTH)
+		return 0;
+	/* Integers are compared as integers: 2^53 + 1 would round to 2^53 as
+	 * a double and pass. */
+	if (json_is_integer(v))
+		return json_integer_value(v) <= JSON_SAFE_INTEGER_I &&
+		       json_integer_value(v) >= -JSON_SAFE_INTEGER_I;
+	if (json_is_real(v)) {
+		double d = json_real_value(v);
+		return d == d && d <= JSON_SAFE_INTEGER && d >= -JSON_SAFE_INTEGER;
+	}
+	if (json_is_string(v))
+		return text_check(json_string_value(v), JSON_STRING_MAX, TEXT_ALLOW_EMPTY, &why) == 0 &&
+		       strlen(json_string_value(v)) == json_string_length(v);
+	if (json_is_object(v)) {
+		json_object_foreach((json_t *)v, k, child) if (!value_ok(child, depth + 1)) return 0;
+	} else if (json_is_array(v)) {
+		json_array_foreach(v, i, child) if (!value_ok(child, depth + 1)) return 0;
+	}
+	return 1;
+}
+
+int agents_json_check(const json_t *obj, unsigned flags, const char **bad_key)
+{
+	const char *k;
+	json_t *v;
+
+	if (bad_key != NULL)
+		*bad_key = NULL;
+	json_object_foreach((json_t *)obj, k, v)
+	{
+		if (((flags & AGENTS_JSON_NUMBERS) && !json_is_number(v)) || !value_ok(v, 1)) {
+			if (bad_key != NULL)
+				*bad_key = k;
+			return BZ_ERR_INVALID;
+		}
+	}
+	return 0;
+}
+
+static void copy(char *dst, size_t n, const char *src) { snprintf(dst, n, "%s", src); }
+
+int agents_agent_auth(PGconn *c, const char *token_hash, const char *path_id,
+		      struct agents_agent *out, struct bz_errinfo *why)
+{
+	/* Current hash, or the previous one inside its grace period (G2). A
+	 * decommissioned device has neither; the status test says so again. */
+	static const char *sql =
+		"SELECT id, org_id, status, heartbeat_interval_s, coalesce(host(last_ip), ''),"
+		"       hostname FROM devices"
+		" WHERE (auth_token_hash = $1"
+		"        OR (prev_token_hash = $1 AND prev_token_expires_at > now()))"
+		"   AND status <> 'decommissioned'";
+	const char *p[1] = {token_hash};
+	PGresult *r = db_query(c, sql, 1, p, NULL);
+
+	if (r == NULL)
+		return BZ_ERR_DB;
+	if (PQntuples(r) != 1) {
+		PQclear(r);
+		return bz_fail(why, BZ_ERR_UNAUTHORIZED, "unauthorized", NULL, "invalid agent token");
+	}
+	copy(out->device_id, sizeof(out->device_id), PQgetvalue(r, 0, 0));
+	copy(out->org_id, sizeof(out->org_id), PQgetvalue(r, 0, 1));
+	int suspended = strcmp(PQgetvalue(r, 0, 2), "active") != 0;
+	out->heartbeat_interval_s = atoi(PQgetvalue(r, 0, 3));
+	copy(out->old_ip, sizeof(out->old_ip), PQgetvalue(r, 0, 4));
+	copy(out->hostname, sizeof(out->hostname), PQgetvalue(r, 0, 5));
+	PQclear(r);
+	/* A token only speaks for its own device. */
+	if (strcasecmp(out->device_id, path_id) != 0)
+		return bz_fail(why, BZ_ERR_FORBIDDEN, "forbidden", NULL,
+			       "token does not belong to this agent");
+	if (suspended)
+		return bz_fail(why, BZ_ERR_FORBIDDEN, "device_suspended", NULL,
+			       "device is suspended; an administrator must review it");
+	return 0;
+}
+
+static const char *heartbeat_sql =
+	"WITH d AS ("
+	"  UPDATE devices SET last_seen_at = now(), last_ip = $2::inet,"
+	"         agent_version = coalesce($3, agent_version),"
+	"         hostname = coalesce($8, hostname), os_version = coalesce($9, os_version)"
+	"   WHERE id = $1::uuid AND status = 'active' RETURNING id, org_id)"
+	" INSERT INTO device_heartbeats (device_id, org_id, received_at, source_ip, agent_status,"
+	"        agent_version, uptime_seconds, metrics, inventory)"
+	" SELECT d.id, d.org_id, now(), $2::inet, $4, coalesce($3, ''), $5::bigint, $6::jsonb, $7::jsonb"
+	"   FROM d"
+	" ON CONFLICT (device_id) DO UPDATE SET received_at = excluded.received_at,"
+	"    source_ip = excluded.source_ip, agent_status = excluded.agent_status,"
+	"    agent_version = excluded.agent_version, uptime_seconds = excluded.uptime_seconds,"
+	"    metrics = excluded.metrics, inventory = excluded.inventory";
+
+/* Writes the agent-actor audit row ACTION with DETAILS (stolen) on C. */
+static int audit_agent(PGconn *c, const struct agents_agent *a, const char *ip,
+		       const char *action, json_t *details)
+{
+	struct audit_event ev = {.org_id = a->org_id,
+				 .actor_type = "agent",
+				 .actor_id = a->device_id,
+				 .action = action,
+				 .resource = "devices",
+				 .resource_id = a->device_id,
+				 .ip_address = ip,
+				 .details = details};
+	int rc = audit_write(c, &ev);
+
+	json_decref(details);
+	return rc;
+}
+
+int agents_heartbeat_record(PGconn *c, const struct agents_agent *a,
+			    const struct agents_heartbeat *hb)
+{
+	char uptime_s[24];
+	const char *ip = hb->client_ip;
+	char *m = hb->metrics ? json_dumps(hb->metrics, JSON_COMPACT) : strdup("{}");
+	char *inv = hb->inventory ? json_dumps(hb->inventory, JSON_COMPACT) : strdup("{}");
+	int rc = BZ_ERR_NOMEM;
+
+	if (m == NULL || inv == NULL)
+		goto out;
+	snprintf(uptime_s, sizeof(uptime_s), "%lld", (long long)hb->uptime_s);
+	const char *p[9] = {a->device_id,  ip,  hb->agent_version,
+			    hb->status ? hb->status : "online", hb->uptime_s >= 0 ? uptime_s : NULL,
+			    m,             inv, hb->hostname,
+			    hb->os_version};
+	/* G7: a new source address (token theft, NAT change) and a renamed
+	 * device are audited, in the same transaction as the change. */
+	int ip_changed = a->old_ip[0] && ip != NULL && strcmp(a->old_ip, ip) != 0;
+	int renamed = hb->hostname != NULL && strcmp(hb->hostname, a->hostname) != 0;
+	rc = (ip_changed || renamed) ? db_begin(c) : 0;
+	if (rc == 0)
+		rc = db_exec(c, heartbeat_sql, 9, p);
+	if (rc == 0 && ip_changed)
+		rc = audit_agent(c, a, ip, "agent.source.ip.changed",
+				 json_pack("{s:s,s:s}", "previousIp", a->old_ip, "newIp", ip));
+	if (rc == 0 && renamed)
+		rc = audit_agent(c, a, ip, "device.renamed",
+				 json_pack("{s:s,s:s}", "previousHostname", a->hostname, "hostname",
+					   hb->hostname));
+	if (rc == 0 && (ip_changed || renamed))
+		rc = db_commit(c);
+	if (rc != 0 && (ip_changed || renamed))
+		db_rollback(c);
+out:
+	free(m);
+	free(inv);
+	return rc;
+}
