@@ -3,10 +3,9 @@
 The route table (`breeze-server routes`, one JSON object per route) and the
 spec's operations are compared both ways, with ulfius templates (`:id`)
 written as OpenAPI templates (`{id}`); each route's documented security,
-permission (`x-permission`) and request body match its flags. Operations
-marked `x-planned: true` are specified ahead of their implementation: while
-they are missing from the route table the reverse check is an expected
-failure that lists them.
+permission (`x-permission`) and request body match its flags. A route and
+its description land together: nothing is specified ahead of its
+implementation.
 
 The response validator itself (openapi_contract.py, run on every response
 of the API tests) is checked here too: it must refuse drift.
@@ -15,7 +14,6 @@ import copy
 import json
 import re
 import subprocess
-import warnings
 
 import pytest
 import requests
@@ -65,15 +63,12 @@ def test_every_route_is_documented(spec, routes):
 def test_every_documented_operation_is_routed(spec, routes):
     ops = operations(spec)
     absent = set(ops) - set(routes)
-    unplanned = {k for k in absent if not ops[k][0].get("x-planned")}
-    assert not unplanned, ("operations in docs/openapi.yaml but not in the route table "
-                           "(remove them, or mark them x-planned: true):\n  " + fmt(unplanned))
-    landed = {k for k, (op, _) in ops.items() if op.get("x-planned") and k in routes}
-    if landed:
-        warnings.warn("implemented, so drop `x-planned: true` from docs/openapi.yaml:\n  "
-                      + fmt(landed))
-    if absent:
-        pytest.xfail("planned in docs/openapi.yaml, not in the route table yet:\n  " + fmt(absent))
+    assert not absent, ("operations in docs/openapi.yaml but not in the route table:\n  "
+                        + fmt(absent))
+    # A route and its description land in the same commit: nothing is
+    # specified ahead of its implementation.
+    planned = {k for k, (op, _) in ops.items() if "x-planned" in op}
+    assert not planned, "x-planned operations in docs/openapi.yaml:\n  " + fmt(planned)
 
 
 def effective_security(spec, op):
@@ -95,14 +90,6 @@ def test_security_matches_route_flags(spec, routes):
         elif sec and not key[1].startswith("/api/v1/agents/"):
             bad.append(f"{key[0]} {key[1]}: agentToken outside /api/v1/agents/")
     assert not bad, "\n".join(bad)
-
-
-def test_planned_user_operations_require_bearer_auth(spec, routes):
-    # Not in the route table yet, so nothing to compare with: every planned
-    # operation is a user route (the brief of each one says so).
-    bad = [f"{m} {p}" for (m, p), (op, _) in operations(spec).items()
-           if op.get("x-planned") and effective_security(spec, op) != [{"bearerAuth": []}]]
-    assert not bad, bad
 
 
 def test_permission_matches_route_table(spec, routes):

@@ -215,27 +215,6 @@ static void patch_device(struct request *rq)
 	agents_device_free(&d);
 }
 
-/* POST …/decommission takes no body; one that is sent must be JSON {}. */
-static int empty_body(struct request *rq)
-{
-	static const struct body_field none[] = {{NULL}};
-	const char *ct = http_header(rq, "Content-Type");
-	size_t len = rq->u->binary_body_length;
-
-	if (len == 0)
-		return 0;
-	if (ct == NULL || strncasecmp(ct, "application/json", 16) != 0) {
-		http_fail(rq, 415, "unsupported_media_type", "Content-Type must be application/json");
-		return BZ_ERR_RESPONDED;
-	}
-	rq->body = json_loadb(rq->u->binary_body, len, JSON_REJECT_DUPLICATES, NULL);
-	if (!json_is_object(rq->body)) {
-		http_fail(rq, 400, "invalid_json", "request body must be a JSON object");
-		return BZ_ERR_RESPONDED;
-	}
-	return http_body_parse(rq, none, NULL);
-}
-
 static void decommission_device(struct request *rq)
 {
 	struct agents_device d = {0};
@@ -244,8 +223,7 @@ static void decommission_device(struct request *rq)
 	char id[37];
 	PGconn *c;
 
-	if (http_path_uuid(rq, "id", id, "device not found") != 0 || empty_body(rq) != 0 ||
-	    (c = http_db_begin(rq)) == NULL)
+	if (http_path_uuid(rq, "id", id, "device not found") != 0 || (c = http_db_begin(rq)) == NULL)
 		return;
 	int rc = agents_device_decommission(c, &rq->scope, id, &d, &ev, &why);
 	http_commit(rq, c, rc, &why, &ev, 200, rc == 0 ? device_detail_json(&d) : NULL);
