@@ -177,3 +177,25 @@ def test_server_config_error_exits_3(tmp_path):
     r = run_bin(SERVER_BIN, ["migrate"], tmp_path)  # no DATABASE_URL
     assert r.returncode == EXIT_CONFIG, r.stdout + r.stderr
     assert "DATABASE_URL" in r.stderr
+
+
+SERVER_ONLY_LIBS = ("libpq", "libulfius", "libmicrohttpd", "libhiredis", "libjwt", "libargon2", "liboath",
+                    "libcmocka")
+
+
+def test_agent_binary_links_no_server_library():
+    """The agent links only what it uses (CMakeLists.txt: one imported target
+    per pkg-config module): none of the server's libraries on its link line
+    or in its DT_NEEDED. Both, because gcc on Debian links --as-needed and
+    would hide an over-wide link line that clang (no --as-needed) keeps."""
+    link = AGENT_BIN.parent / "CMakeFiles" / "breeze-agent.dir" / "link.txt"
+    if link.exists():  # Makefile generator
+        words = [os.path.basename(w) for w in link.read_text().split()]
+        for lib in SERVER_ONLY_LIBS:
+            assert not [w for w in words if w.startswith(lib + ".") or w == "-l" + lib[3:]], (lib, words)
+    out = subprocess.run(["readelf", "-d", str(AGENT_BIN)], capture_output=True, text=True,
+                         check=True).stdout
+    needed = re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", out)
+    assert any(n.startswith("libcurl") for n in needed), needed
+    for lib in SERVER_ONLY_LIBS:
+        assert not [n for n in needed if n.startswith(lib + ".") or n.startswith(lib + "-")], (lib, needed)
