@@ -10,12 +10,19 @@ JOBS         ?= 2
 PYTHON       := /usr/bin/python3
 PYTEST_ARGS  ?=
 
+# BREEZE_WERROR (warnings are errors) is on for the test targets and CI and
+# left as configured otherwise: `make run` neither turns it on for someone
+# trying Breeze with another compiler nor flips an existing build dir's cache
+# (which would rebuild everything). `make build WERROR=ON` sets it by hand.
+WERROR       ?=
+werror_flag   = $(if $(WERROR),-DBREEZE_WERROR=$(WERROR))
+
 # Sanitizer runtime options for the whole sanitize run (unit tests and the
 # servers the API tests start): fail on the first report, with a stack.
 SANITIZE_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
                 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
-.PHONY: all deps build build-sanitize test test-sanitize run clean distclean
+.PHONY: all deps build build-sanitize test test-sanitize run check-format clean distclean
 
 all: build
 
@@ -24,11 +31,11 @@ deps:
 	@scripts/install-deps --check || scripts/install-deps
 
 build: deps
-	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(werror_flag)
 	cmake --build $(BUILD_DIR) -j$(JOBS)
 
 build-sanitize: deps
-	cmake -S . -B $(SANITIZE_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBREEZE_SANITIZE=ON
+	cmake -S . -B $(SANITIZE_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBREEZE_SANITIZE=ON $(werror_flag)
 	cmake --build $(SANITIZE_DIR) -j$(JOBS)
 
 # Unit tests, then the API tests; both always run so one report shows
@@ -42,6 +49,9 @@ define run_tests
 	exit $$rc
 endef
 
+# Target-specific: also in effect for the build prerequisites.
+test test-sanitize: WERROR = ON
+
 test: build
 	@$(call run_tests,$(BUILD_DIR),env)
 
@@ -50,6 +60,10 @@ test-sanitize: build-sanitize
 
 run: build
 	scripts/dev-run
+
+# clang-format --dry-run -Werror over src/ tests/ bench/ (.clang-format).
+check-format:
+	scripts/check-format
 
 clean:
 	rm -rf $(BUILD_DIR) $(SANITIZE_DIR)

@@ -13,6 +13,7 @@
 #include <openssl/crypto.h>
 
 #include "agent/yamlmap.h"
+#include "common/clock.h"
 
 static int check_stat(const struct stat *st)
 {
@@ -333,7 +334,8 @@ int agent_config_load(const char *dir, struct agent_config *cfg)
 		return rc;
 	if ((rc = dup_opt(&m, "serverUrl", &cfg->server_url)) != 0 ||
 	    (rc = dup_opt(&m, "agentId", &cfg->agent_id)) != 0 || (rc = dup_opt(&m, "orgId", &cfg->org_id)) != 0 ||
-	    (rc = dup_opt(&m, "siteId", &cfg->site_id)) != 0)
+	    (rc = dup_opt(&m, "siteId", &cfg->site_id)) != 0 ||
+	    (rc = dup_opt(&m, "hostname", &cfg->hostname)) != 0)
 		goto out;
 	if (cfg->server_url == NULL || cfg->server_url[0] == '\0' || !agent_config_valid_id(cfg->agent_id)) {
 		rc = -EBADMSG;
@@ -367,6 +369,7 @@ int agent_config_save(const char *dir, const struct agent_config *cfg)
 	    (rc = agent_yaml_set(&m, "agentId", cfg->agent_id ? cfg->agent_id : "")) != 0 ||
 	    (rc = agent_yaml_set(&m, "orgId", cfg->org_id ? cfg->org_id : "")) != 0 ||
 	    (rc = agent_yaml_set(&m, "siteId", cfg->site_id ? cfg->site_id : "")) != 0 ||
+	    (cfg->hostname != NULL && (rc = agent_yaml_set(&m, "hostname", cfg->hostname)) != 0) ||
 	    (rc = agent_yaml_set_long(&m, "heartbeatIntervalSeconds", cfg->heartbeat_interval_s)) != 0)
 		goto out;
 	rc = save_map(path, AGENT_CONFIG_FILE_MODE, &m);
@@ -383,6 +386,7 @@ void agent_config_free(struct agent_config *cfg)
 	free(cfg->agent_id);
 	free(cfg->org_id);
 	free(cfg->site_id);
+	free(cfg->hostname);
 	memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -433,4 +437,66 @@ void agent_config_free_token(char *token)
 		return;
 	OPENSSL_cleanse(token, strlen(token));
 	free(token);
+}
+
+int agent_config_save_last_heartbeat(const char *dir, int64_t t)
+{
+	char path[PATH_MAX], iso[32];
+	struct agent_yaml_map m = {0};
+	int rc;
+
+	if (t <= 0 || t > (int64_t)LONG_MAX || bz_format_iso8601(t, iso, sizeof(iso)) != 0)
+		return -EINVAL;
+	if ((rc = agent_config_path(dir, AGENT_STATE_FILE, path, sizeof(path))) != 0)
+		return rc;
+	/* The ISO form is for people reading the file; the epoch is what is
+	 * read back, so no date parsing is needed. */
+	if ((rc = agent_yaml_set(&m, "lastHeartbeatAt", iso)) != 0 ||
+	    (rc = agent_yaml_set_long(&m, "lastHeartbeatEpoch", (long)t)) != 0)
+		goto out;
+	rc = save_map(path, AGENT_STATE_FILE_MODE, &m);
+out:
+	agent_yaml_free(&m);
+	return rc;
+}
+
+int agent_config_load_last_heartbeat(const char *dir, int64_t *t)
+{
+	char path[PATH_MAX];
+	struct agent_yaml_map m = {0};
+	const char *v;
+	char *end;
+	long long n;
+	int rc;
+
+	*t = 0;
+	if ((rc = agent_config_path(dir, AGENT_STATE_FILE, path, sizeof(path))) != 0)
+		return rc;
+	if ((rc = load_map(path, 0, &m)) != 0)
+		return rc;
+	v = agent_yaml_get(&m, "lastHeartbeatEpoch");
+	rc = -EBADMSG;
+	if (v == NULL || v[0] < '0' || v[0] > '9')
+		goto out;
+	errno = 0;
+	n = strtoll(v, &end, 10);
+	if (errno != 0 || *end != '\0' || n <= 0)
+		goto out;
+	*t = (int64_t)n;
+	rc = 0;
+out:
+	agent_yaml_free(&m);
+	return rc;
+}
+
+int agent_config_remove_state(const char *dir)
+{
+	char path[PATH_MAX];
+	int rc;
+
+	if ((rc = agent_config_path(dir, AGENT_STATE_FILE, path, sizeof(path))) != 0)
+		return rc;
+	if (unlink(path) != 0 && errno != ENOENT)
+		return -errno;
+	return 0;
 }

@@ -2,9 +2,11 @@
  * config.h — the agent's on-disk state in its config directory (checklist G3):
  *
  *   DIR/            0750  created by enroll
- *   DIR/agent.yaml  0640  serverUrl, agentId, orgId, siteId,
+ *   DIR/agent.yaml  0640  serverUrl, agentId, orgId, siteId, hostname,
  *                         heartbeatIntervalSeconds
  *   DIR/secrets.yaml 0600 authToken
+ *   DIR/state.yaml  0640  lastHeartbeatAt (+ its epoch seconds), written by
+ *                         `run` after every accepted heartbeat; no secret
  *
  * Every file is replaced atomically (temp file in the same directory, created
  * with its final mode, fsync, rename, fsync of the directory), so a crash or
@@ -17,14 +19,17 @@
 #define BZ_AGENT_CONFIG_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #define AGENT_CONFIG_DEFAULT_DIR "/etc/breeze"
 #define AGENT_CONFIG_FILE "agent.yaml"
 #define AGENT_SECRETS_FILE "secrets.yaml"
+#define AGENT_STATE_FILE "state.yaml"
 #define AGENT_CONFIG_DIR_MODE 0750
 #define AGENT_CONFIG_FILE_MODE 0640
 #define AGENT_SECRETS_FILE_MODE 0600
+#define AGENT_STATE_FILE_MODE 0640
 
 /* Heartbeat interval bounds, in seconds. A server value outside them is
  * clamped so a bad response can neither spin the agent nor silence it. */
@@ -37,6 +42,7 @@ struct agent_config {
 	char *agent_id;   /* owned; [A-Za-z0-9._-], at most 128 bytes */
 	char *org_id;     /* owned; may be NULL */
 	char *site_id;    /* owned; may be NULL */
+	char *hostname;   /* owned; may be NULL; the hostname sent at enrolment */
 	long heartbeat_interval_s;
 };
 
@@ -98,6 +104,20 @@ int agent_config_save_token(const char *dir, const char *token);
 
 /* Zeroes (OPENSSL_cleanse) and frees a token. NULL-safe. */
 void agent_config_free_token(char *token);
+
+/* Records T (epoch seconds, > 0) as the time of the last heartbeat the
+ * server accepted: DIR/state.yaml, mode 0640, replaced atomically. Returns 0
+ * or -errno. */
+int agent_config_save_last_heartbeat(const char *dir, int64_t t);
+
+/* Reads the time written by agent_config_save_last_heartbeat() into *T
+ * (epoch seconds). Returns 0, -ENOENT if no heartbeat was ever recorded,
+ * -EBADMSG on a malformed file, or -errno. */
+int agent_config_load_last_heartbeat(const char *dir, int64_t *t);
+
+/* Removes DIR/state.yaml (enrolment starts a new device's history). A
+ * missing file is not an error. Returns 0 or -errno. */
+int agent_config_remove_state(const char *dir);
 
 /* Returns 1 if S is a usable agent id: 1..128 bytes of [A-Za-z0-9._-]. It is
  * put into URL paths, so nothing else is allowed. */

@@ -37,9 +37,9 @@ int agent_loop_exit_code(enum agent_outcome outcome)
 {
 	switch (outcome) {
 	case AGENT_OUTCOME_REENROLL:
-		return AGENT_EXIT_REENROLL;
+		return BZ_EXIT_REJECTED;
 	case AGENT_OUTCOME_FORBIDDEN:
-		return AGENT_EXIT_FORBIDDEN;
+		return BZ_EXIT_DISABLED;
 	default:
 		return -1;
 	}
@@ -156,6 +156,7 @@ struct agent_state {
 	char *heartbeat_url;
 	struct agent_cpu_sample cpu;
 	unsigned failures;
+	int state_unsaved; /* the last state.yaml write failed (logged once) */
 };
 
 static int startup(struct agent_state *s)
@@ -246,6 +247,22 @@ static void apply_response(struct agent_state *s, const json_t *body)
 	}
 }
 
+/* Writes the time of this accepted heartbeat to state.yaml. A failure does
+ * not stop the agent (the server has the heartbeat); it is logged once per
+ * run of failures, not every interval. */
+static void record_heartbeat(struct agent_state *s)
+{
+	int rc = agent_config_save_last_heartbeat(s->dir, bz_now());
+
+	if (rc == 0) {
+		s->state_unsaved = 0;
+		return;
+	}
+	if (!s->state_unsaved)
+		log_warn("agent.state_save_failed", "file", AGENT_STATE_FILE, "error", strerror(-rc), NULL);
+	s->state_unsaved = 1;
+}
+
 /* One heartbeat. Returns the outcome and the server's Retry-After. */
 static enum agent_outcome heartbeat(struct agent_state *s, long long *retry_after_s)
 {
@@ -280,6 +297,7 @@ static enum agent_outcome heartbeat(struct agent_state *s, long long *retry_afte
 			log_info("agent.heartbeat_recovered", NULL);
 		log_debug("agent.heartbeat_ok", NULL);
 		apply_response(s, res.body);
+		record_heartbeat(s);
 	} else {
 		agent_http_describe_error(&res, desc, sizeof(desc));
 		switch (o) {
@@ -303,17 +321,17 @@ static enum agent_outcome heartbeat(struct agent_state *s, long long *retry_afte
 int agent_loop_run(const char *config_dir)
 {
 	struct agent_state s;
-	int status = AGENT_EXIT_OK;
+	int status = BZ_EXIT_OK;
 
 	memset(&s, 0, sizeof(s));
 	s.dir = config_dir;
 	if (startup(&s) != 0) {
-		status = AGENT_EXIT_FAILURE;
+		status = BZ_EXIT_CONFIG;
 		goto out;
 	}
 	if (agent_loop_install_signals() != 0) {
 		log_error("agent.start_failed", "error", "cannot install signal handlers", NULL);
-		status = AGENT_EXIT_FAILURE;
+		status = BZ_EXIT_FAILURE;
 		goto out;
 	}
 	log_info("agent.started", "agentId", s.cfg.agent_id, "serverUrl", s.cfg.server_url, "version",

@@ -8,7 +8,11 @@
  *                 cap 5 min, n = consecutive failures before this one
  *   429           Retry-After (or 60 s without one), never less (R6), plus
  *                 up to 10 % so rate-limited agents do not return together
- * 401 ends the process with status 2 (re-enrolment needed), 403/404 with 3.
+ * 401 ends the process with BZ_EXIT_REJECTED (6: re-enrolment needed),
+ * 403/404 with BZ_EXIT_DISABLED (7) (common/exitcode.h).
+ *
+ * Every accepted heartbeat is recorded in DIR/state.yaml
+ * (agent_config_save_last_heartbeat) for `breeze-agent status`.
  */
 #ifndef BZ_AGENT_LOOP_H
 #define BZ_AGENT_LOOP_H
@@ -16,14 +20,11 @@
 #include <signal.h>
 #include <stdint.h>
 
+#include "common/exitcode.h"
+
 #define AGENT_BACKOFF_BASE_MS 1000ULL
 #define AGENT_BACKOFF_CAP_MS 300000ULL
 #define AGENT_RETRY_AFTER_DEFAULT_S 60
-
-#define AGENT_EXIT_OK 0
-#define AGENT_EXIT_FAILURE 1
-#define AGENT_EXIT_REENROLL 2  /* 401: token no longer accepted */
-#define AGENT_EXIT_FORBIDDEN 3 /* 403/404: device disabled or deleted */
 
 enum agent_outcome {
 	AGENT_OUTCOME_OK,           /* 2xx */
@@ -46,7 +47,8 @@ struct agent_delay_input {
 /* Maps an HTTP status (0 = no response) to an outcome. */
 enum agent_outcome agent_loop_classify(long status);
 
-/* Process exit status for a terminal outcome, or -1 if the loop goes on. */
+/* Process exit status (enum bz_exit) for a terminal outcome: REENROLL gives
+ * BZ_EXIT_REJECTED, FORBIDDEN BZ_EXIT_DISABLED; -1 if the loop goes on. */
 int agent_loop_exit_code(enum agent_outcome outcome);
 
 /* Milliseconds to wait before the next request after IN (rules above).
@@ -70,9 +72,9 @@ int agent_loop_install_signals(void);
 int agent_loop_sleep_ms(uint64_t ms);
 
 /* Runs the agent from CONFIG_DIR until stopped or told to exit. Refuses to
- * start (status 1, one clear log line) if not enrolled, if the config is
- * invalid or if secrets.yaml fails agent_config_check_secrets(). Returns
- * the process exit status (AGENT_EXIT_*). */
+ * start (BZ_EXIT_CONFIG, one clear log line) if not enrolled, if the config
+ * is invalid or if secrets.yaml fails agent_config_check_secrets(). Returns
+ * the process exit status (enum bz_exit): BZ_EXIT_OK after SIGTERM/SIGINT. */
 int agent_loop_run(const char *config_dir);
 
 #endif

@@ -1,9 +1,10 @@
 /*
  * breeze-agent — enroll this host with a Breeze server, then heartbeat.
  *
- * Subcommands: enroll, run, status, version, help. Logs are JSON lines on
- * stderr; only the human answers of `enroll`, `status` and `version` go to
- * stdout. The auth token is never printed or logged.
+ * Subcommands: enroll, run, status, version, help; `COMMAND --help` for each.
+ * Logs are JSON lines on stderr; only the human answers of `enroll`,
+ * `status`, `version` and the help texts go to stdout. The auth token is
+ * never printed or logged. Exit statuses: common/exitcode.h.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -18,23 +20,72 @@
 #include "agent/config.h"
 #include "agent/inventory.h"
 #include "agent/loop.h"
+#include "common/clock.h"
+#include "common/err.h"
+#include "common/exitcode.h"
 #include "common/log.h"
 
-#define EXIT_USAGE 64
+/* Per-command usage. Printed on stdout for --help (exit 0), on stderr
+ * after a usage error (exit BZ_EXIT_USAGE). */
+static const char usage_enroll[] =
+	"usage: breeze-agent enroll --server URL [--key KEY] [--secret SECRET] [--force]\n"
+	"                           [--config-dir DIR]\n"
+	"\n"
+	"Enrols this host with a Breeze server and writes DIR/agent.yaml and\n"
+	"DIR/secrets.yaml.\n"
+	"\n"
+	"  --server URL      the server's base URL (https outside development)\n"
+	"  --key KEY         enrolment key; default $BREEZE_ENROLLMENT_KEY\n"
+	"  --secret SECRET   shared enrolment secret; default $BREEZE_ENROLLMENT_SECRET\n"
+	"                    (prefer the environment: arguments are visible to other\n"
+	"                    users in ps)\n"
+	"  --force           enrol again although DIR is already enrolled, replacing\n"
+	"                    that device's token (it says which device it replaces);\n"
+	"                    stop a running `breeze-agent run` on DIR first\n"
+	"  --config-dir DIR  default " AGENT_CONFIG_DEFAULT_DIR "\n"
+	"\n"
+	"exit status: 0 enrolled, 2 usage, 3 config dir unusable, 4 server unreachable\n"
+	"or busy, 5 already enrolled (no --force), 6 key or secret rejected, 1 other.\n";
+
+static const char usage_run[] =
+	"usage: breeze-agent run [--config-dir DIR]\n"
+	"\n"
+	"Sends heartbeats with this host's inventory and metrics until stopped;\n"
+	"records the last accepted one in DIR/" AGENT_STATE_FILE ".\n"
+	"\n"
+	"  --config-dir DIR  default " AGENT_CONFIG_DEFAULT_DIR "\n"
+	"\n"
+	"exit status: 0 on SIGTERM/SIGINT, 2 usage, 3 not enrolled or unsafe files,\n"
+	"6 token rejected (re-enrol), 7 device disabled or deleted, 1 other.\n";
+
+static const char usage_status[] =
+	"usage: breeze-agent status [--config-dir DIR]\n"
+	"\n"
+	"Shows the enrolment, the permissions of the secrets file and the time of\n"
+	"the last heartbeat the server accepted. Never shows the token.\n"
+	"\n"
+	"  --config-dir DIR  default " AGENT_CONFIG_DEFAULT_DIR "\n"
+	"\n"
+	"exit status: 0 enrolled and usable, 2 usage, 3 not enrolled or unsafe files.\n";
+
+static const char usage_version[] = "usage: breeze-agent version\n\nPrints the version.\n";
+
+static const char usage_help[] =
+	"usage: breeze-agent help [COMMAND]\n\nPrints the usage of breeze-agent or of COMMAND.\n";
 
 static void usage(FILE *f)
 {
-	fputs("usage: breeze-agent enroll --server URL [--key KEY] [--secret SECRET] [--config-dir DIR]\n"
+	fputs("usage: breeze-agent enroll --server URL [--key KEY] [--secret SECRET] [--force]\n"
+	      "                           [--config-dir DIR]\n"
 	      "       breeze-agent run [--config-dir DIR]\n"
 	      "       breeze-agent status [--config-dir DIR]\n"
-	      "       breeze-agent version | help\n"
+	      "       breeze-agent version | help [COMMAND]\n"
 	      "\n"
-	      "  --key defaults to $BREEZE_ENROLLMENT_KEY, --secret to $BREEZE_ENROLLMENT_SECRET\n"
-	      "  (prefer the environment: arguments are visible to other users in ps).\n"
-	      "  --config-dir defaults to " AGENT_CONFIG_DEFAULT_DIR ".\n"
+	      "`breeze-agent COMMAND --help` describes one command. --config-dir defaults\n"
+	      "to " AGENT_CONFIG_DEFAULT_DIR ".\n"
 	      "\n"
-	      "run exits 0 on SIGTERM/SIGINT, 1 on a start-up error, 2 when the server\n"
-	      "rejects the token (re-enrol), 3 when the device is disabled or deleted.\n",
+	      "exit status: 0 ok, 1 failure, 2 usage, 3 configuration, 4 server unavailable,\n"
+	      "5 refused (already enrolled), 6 credentials rejected, 7 device disabled.\n",
 	      f);
 }
 
@@ -43,16 +94,24 @@ struct opts {
 	const char *key;
 	const char *secret;
 	const char *dir;
+	int force;
 };
 
-/* Parses the options after the subcommand. ALLOW_ENROLL enables the
- * enrolment options. Returns 0 or -1 after printing the problem. */
-static int parse_opts(int argc, char **argv, int allow_enroll, struct opts *o)
+/* Parses the options after the subcommand (ARGV[0]). ALLOW_ENROLL enables
+ * the enrolment options; USAGE is the command's own text. Returns 0 to go
+ * on, 1 when --help was answered on stdout, or BZ_ERR_INVALID after printing
+ * the problem on stderr. */
+static int parse_opts(int argc, char **argv, int allow_enroll, const char *usage_text,
+		      struct opts *o)
 {
 	static const struct option longopts[] = {
-		{"server", required_argument, NULL, 's'},     {"key", required_argument, NULL, 'k'},
-		{"secret", required_argument, NULL, 'S'},     {"config-dir", required_argument, NULL, 'c'},
-		{"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0},
+		{"server", required_argument, NULL, 's'},
+		{"key", required_argument, NULL, 'k'},
+		{"secret", required_argument, NULL, 'S'},
+		{"force", no_argument, NULL, 'f'},
+		{"config-dir", required_argument, NULL, 'c'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
 	};
 	int ch;
 
@@ -67,37 +126,108 @@ static int parse_opts(int argc, char **argv, int allow_enroll, struct opts *o)
 		case 's':
 		case 'k':
 		case 'S':
+		case 'f':
 			if (!allow_enroll) {
 				fprintf(stderr, "breeze-agent %s: option not allowed here\n", argv[0]);
-				return -1;
+				fputs(usage_text, stderr);
+				return BZ_ERR_INVALID;
 			}
 			if (ch == 's')
 				o->server = optarg;
 			else if (ch == 'k')
 				o->key = optarg;
-			else
+			else if (ch == 'S')
 				o->secret = optarg;
+			else
+				o->force = 1;
 			break;
 		case 'h':
-			usage(stdout);
-			exit(0);
+			fputs(usage_text, stdout);
+			return 1;
 		default:
-			usage(stderr);
-			return -1;
+			fputs(usage_text, stderr);
+			return BZ_ERR_INVALID;
 		}
 	}
 	if (optind != argc) {
 		fprintf(stderr, "breeze-agent %s: unexpected argument '%s'\n", argv[0], argv[optind]);
-		return -1;
+		return BZ_ERR_INVALID;
 	}
 	if (o->dir[0] == '\0') {
 		fprintf(stderr, "breeze-agent: --config-dir must not be empty\n");
-		return -1;
+		return BZ_ERR_INVALID;
 	}
 	return 0;
 }
 
-static void log_enroll_failure(const struct agent_http_result *res)
+/* Writes VALUE to F. VALUE may come from the server or a file, so control
+ * characters are shown as \xNN instead of reaching the terminal. */
+static void put_escaped(FILE *f, const char *value)
+{
+	for (const unsigned char *p = (const unsigned char *)(value ? value : "-"); *p != '\0'; p++) {
+		if (*p < 0x20 || *p == 0x7f)
+			fprintf(f, "\\x%02x", *p);
+		else
+			putc(*p, f);
+	}
+}
+
+/* Is DIR already enrolled (secrets.yaml holds a token)? Returns 0 if not, 1
+ * if it is (a file with unsafe permissions counts: it still holds a token),
+ * or a negative errno when secrets.yaml exists but cannot be read. */
+static int already_enrolled(const char *dir)
+{
+	char *token = NULL;
+	int rc = agent_config_load_token(dir, &token);
+
+	agent_config_free_token(token);
+	if (rc == 0 || rc == -EPERM)
+		return 1;
+	if (rc == -ENOENT || rc == -ENOTDIR || rc == -EBADMSG)
+		return 0;
+	return rc;
+}
+
+/* Refuses to overwrite an enrolled DIR unless FORCE, naming the device on
+ * stderr (refused) or stdout (replaced). Returns BZ_EXIT_OK to go on, or the
+ * exit status. */
+static int check_reenroll(const char *dir, int force)
+{
+	struct agent_config old;
+	int rc = already_enrolled(dir);
+	int have_old;
+
+	if (rc == 0)
+		return BZ_EXIT_OK;
+	if (rc < 0) {
+		log_error("agent.enroll_failed", "error", "cannot read " AGENT_SECRETS_FILE, "configDir",
+			  dir, "detail", strerror(-rc), NULL);
+		return BZ_EXIT_CONFIG;
+	}
+	have_old = agent_config_load(dir, &old) == 0;
+	FILE *f = force ? stdout : stderr;
+	fputs(force ? "replacing device: agentId=" : "breeze-agent enroll: already enrolled: agentId=", f);
+	put_escaped(f, have_old ? old.agent_id : "unknown");
+	fputs(" hostname=", f);
+	put_escaped(f, have_old && old.hostname ? old.hostname : "unknown");
+	fputs(" configDir=", f);
+	put_escaped(f, dir);
+	putc('\n', f);
+	if (!force)
+		fputs("breeze-agent enroll: refusing to replace its token; pass --force to enrol this "
+		      "host again as a new device\n",
+		      stderr);
+	else
+		log_info("agent.reenrolling", "configDir", dir, "previousAgentId",
+			 have_old ? old.agent_id : "unknown", NULL);
+	if (have_old)
+		agent_config_free(&old);
+	return force ? BZ_EXIT_OK : BZ_EXIT_REFUSED;
+}
+
+/* Logs a refused enrolment. Returns the exit status for it: the server
+ * rejected the key or secret, is busy or failing, or answered nonsense. */
+static int log_enroll_failure(const struct agent_http_result *res)
 {
 	char desc[512];
 	const char *why;
@@ -121,9 +251,27 @@ static void log_enroll_failure(const struct agent_http_result *res)
 				      (json_int_t)res->retry_after_s);
 		log_json(LOG_LEVEL_ERROR, "agent.enroll_failed", f);
 		json_decref(f);
-		return;
+		return BZ_EXIT_UNAVAILABLE;
 	}
 	log_error("agent.enroll_failed", "error", why, "detail", desc, NULL);
+	if (res->status == 401 || res->status == 403)
+		return BZ_EXIT_REJECTED;
+	if (res->status == 429 || res->status >= 500)
+		return BZ_EXIT_UNAVAILABLE;
+	return BZ_EXIT_FAILURE;
+}
+
+/* Removes DIR/NAME; a missing file is fine. Returns 0 or -errno. */
+static int remove_file(const char *dir, const char *name)
+{
+	char path[PATH_MAX];
+	int rc = agent_config_path(dir, name, path, sizeof(path));
+
+	if (rc != 0)
+		return rc;
+	if (unlink(path) != 0 && errno != ENOENT)
+		return -errno;
+	return 0;
 }
 
 static int cmd_enroll(int argc, char **argv)
@@ -136,10 +284,10 @@ static int cmd_enroll(int argc, char **argv)
 	char err[128] = "";
 	char *base = NULL, *url = NULL;
 	json_t *body = NULL;
-	int rc, status = AGENT_EXIT_FAILURE;
+	int rc, status = BZ_EXIT_FAILURE;
 
-	if (parse_opts(argc, argv, 1, &o) != 0)
-		return EXIT_USAGE;
+	if ((rc = parse_opts(argc, argv, 1, usage_enroll, &o)) != 0)
+		return rc > 0 ? BZ_EXIT_OK : BZ_EXIT_USAGE;
 	if (o.key == NULL)
 		o.key = getenv("BREEZE_ENROLLMENT_KEY");
 	if (o.secret == NULL)
@@ -148,12 +296,18 @@ static int cmd_enroll(int argc, char **argv)
 		o.secret = NULL;
 	if (o.server == NULL || o.key == NULL || o.key[0] == '\0') {
 		fprintf(stderr, "breeze-agent enroll: --server and --key (or $BREEZE_ENROLLMENT_KEY) are required\n");
-		return EXIT_USAGE;
+		fputs(usage_enroll, stderr);
+		return BZ_EXIT_USAGE;
 	}
 	if (agent_http_normalize_url(o.server, &base, err, sizeof(err)) != 0) {
 		log_error("agent.enroll_failed", "error", "invalid --server URL", "detail", err, NULL);
-		return EXIT_USAGE;
+		return BZ_EXIT_USAGE;
 	}
+	/* Before the key is spent: a second enrolment would orphan the device
+	 * this directory belongs to. */
+	if ((status = check_reenroll(o.dir, o.force)) != BZ_EXIT_OK)
+		goto out;
+	status = BZ_EXIT_FAILURE;
 	if (strncmp(base, "http://", 7) == 0)
 		log_warn("agent.insecure_transport", "serverUrl", base, "hint", "use https outside development",
 			 NULL);
@@ -165,6 +319,7 @@ static int cmd_enroll(int argc, char **argv)
 	if ((rc = agent_config_ensure_dir(o.dir)) != 0) {
 		log_error("agent.enroll_failed", "error", "cannot create config directory", "configDir", o.dir,
 			  "detail", strerror(-rc), NULL);
+		status = BZ_EXIT_CONFIG;
 		goto out;
 	}
 	agent_inventory_collect_host(&host);
@@ -177,10 +332,11 @@ static int cmd_enroll(int argc, char **argv)
 	if (rc != 0) {
 		log_error("agent.enroll_failed", "error", "cannot reach server", "serverUrl", base, "detail",
 			  res.error, NULL);
+		status = BZ_EXIT_UNAVAILABLE;
 		goto out;
 	}
 	if (res.status < 200 || res.status >= 300) {
-		log_enroll_failure(&res);
+		status = log_enroll_failure(&res);
 		goto out;
 	}
 	if (agent_http_parse_enroll(res.body, &er) != 0) {
@@ -188,7 +344,16 @@ static int cmd_enroll(int argc, char **argv)
 		goto out;
 	}
 	/* Token first: agent.yaml is what marks the agent as enrolled, so it
-	 * must never exist without the secrets it refers to. */
+	 * must never exist without the secrets it refers to. A replaced
+	 * device's agent.yaml goes first, so the new token is never paired
+	 * with the old agentId; its heartbeat history goes too. */
+	if (o.force && (rc = remove_file(o.dir, AGENT_CONFIG_FILE)) != 0) {
+		log_error("agent.enroll_failed", "error", "cannot remove the old " AGENT_CONFIG_FILE,
+			  "configDir", o.dir, "detail", strerror(-rc), NULL);
+		goto out;
+	}
+	if ((rc = agent_config_remove_state(o.dir)) != 0)
+		log_warn("agent.state_remove_failed", "file", AGENT_STATE_FILE, "error", strerror(-rc), NULL);
 	if ((rc = agent_config_save_token(o.dir, er.auth_token)) != 0) {
 		log_error("agent.enroll_failed", "error", "cannot write " AGENT_SECRETS_FILE, "configDir", o.dir,
 			  "detail", strerror(-rc), NULL);
@@ -198,6 +363,7 @@ static int cmd_enroll(int argc, char **argv)
 	cfg.agent_id = er.agent_id;
 	cfg.org_id = er.org_id;
 	cfg.site_id = er.site_id;
+	cfg.hostname = host.hostname[0] ? host.hostname : NULL;
 	cfg.heartbeat_interval_s = er.heartbeat_interval_s;
 	rc = agent_config_save(o.dir, &cfg);
 	if (rc != 0) {
@@ -207,7 +373,7 @@ static int cmd_enroll(int argc, char **argv)
 	}
 	log_info("agent.enrolled", "agentId", er.agent_id, "orgId", er.org_id, "siteId", er.site_id, NULL);
 	printf("enrolled: agentId=%s\n", er.agent_id);
-	status = AGENT_EXIT_OK;
+	status = BZ_EXIT_OK;
 out:
 	if (body != NULL) {
 		/* The body holds the enrolment key and secret. */
@@ -224,9 +390,10 @@ out:
 static int cmd_run(int argc, char **argv)
 {
 	struct opts o;
+	int rc;
 
-	if (parse_opts(argc, argv, 0, &o) != 0)
-		return EXIT_USAGE;
+	if ((rc = parse_opts(argc, argv, 0, usage_run, &o)) != 0)
+		return rc > 0 ? BZ_EXIT_OK : BZ_EXIT_USAGE;
 	return agent_loop_run(o.dir);
 }
 
@@ -235,13 +402,24 @@ static int cmd_run(int argc, char **argv)
 static void print_field(const char *label, const char *value)
 {
 	fputs(label, stdout);
-	for (const unsigned char *p = (const unsigned char *)(value ? value : "-"); *p != '\0'; p++) {
-		if (*p < 0x20 || *p == 0x7f)
-			printf("\\x%02x", *p);
-		else
-			putchar(*p);
-	}
+	put_escaped(stdout, value);
 	putchar('\n');
+}
+
+/* Prints the last accepted heartbeat from DIR/state.yaml. */
+static void print_last_heartbeat(const char *dir)
+{
+	char iso[32];
+	int64_t t = 0;
+	int rc = agent_config_load_last_heartbeat(dir, &t);
+
+	if (rc == -ENOENT)
+		printf("heartbeat:  never\n");
+	else if (rc != 0 || bz_format_iso8601(t, iso, sizeof(iso)) != 0)
+		printf("heartbeat:  unknown (%s/%s %s)\n", dir, AGENT_STATE_FILE,
+		       rc == -EBADMSG || rc == 0 ? "malformed" : strerror(-rc));
+	else
+		printf("heartbeat:  %s (last accepted)\n", iso);
 }
 
 static int cmd_status(int argc, char **argv)
@@ -252,21 +430,21 @@ static int cmd_status(int argc, char **argv)
 	char *token = NULL;
 	int rc, perm;
 
-	if (parse_opts(argc, argv, 0, &o) != 0)
-		return EXIT_USAGE;
+	if ((rc = parse_opts(argc, argv, 0, usage_status, &o)) != 0)
+		return rc > 0 ? BZ_EXIT_OK : BZ_EXIT_USAGE;
 	rc = agent_config_load(o.dir, &cfg);
 	if (rc == -ENOENT) {
 		printf("enrolled:   no (%s/%s not found)\n", o.dir, AGENT_CONFIG_FILE);
-		return AGENT_EXIT_FAILURE;
+		return BZ_EXIT_CONFIG;
 	}
 	if (rc != 0) {
 		printf("enrolled:   unknown (%s/%s unreadable: %s)\n", o.dir, AGENT_CONFIG_FILE,
 		       rc == -EBADMSG ? "malformed" : strerror(-rc));
-		return AGENT_EXIT_FAILURE;
+		return BZ_EXIT_CONFIG;
 	}
 	if (agent_config_path(o.dir, AGENT_SECRETS_FILE, path, sizeof(path)) != 0) {
 		agent_config_free(&cfg);
-		return AGENT_EXIT_FAILURE;
+		return BZ_EXIT_CONFIG;
 	}
 	perm = agent_config_check_secrets(path);
 	if (perm == AGENT_PERM_OK && agent_config_load_token(o.dir, &token) != 0)
@@ -274,14 +452,37 @@ static int cmd_status(int argc, char **argv)
 	agent_config_free_token(token);
 	print_field("enrolled:   ", "yes");
 	print_field("agentId:    ", cfg.agent_id);
+	print_field("hostname:   ", cfg.hostname);
 	print_field("serverUrl:  ", cfg.server_url);
 	print_field("orgId:      ", cfg.org_id);
 	print_field("siteId:     ", cfg.site_id);
 	printf("interval:   %lds\n", cfg.heartbeat_interval_s);
 	printf("secrets:    %s (%s)\n", perm == AGENT_PERM_OK ? "ok" : "NOT OK",
 	       perm == AGENT_PERM_ERROR ? "authToken missing or unreadable" : agent_config_perm_str(perm));
+	print_last_heartbeat(o.dir);
 	agent_config_free(&cfg);
-	return perm == AGENT_PERM_OK ? AGENT_EXIT_OK : AGENT_EXIT_FAILURE;
+	return perm == AGENT_PERM_OK ? BZ_EXIT_OK : BZ_EXIT_CONFIG;
+}
+
+/* `version` and `help` take no options but --help (and help a COMMAND). */
+static const char *command_usage(const char *cmd)
+{
+	if (!strcmp(cmd, "enroll"))
+		return usage_enroll;
+	if (!strcmp(cmd, "run"))
+		return usage_run;
+	if (!strcmp(cmd, "status"))
+		return usage_status;
+	if (!strcmp(cmd, "version"))
+		return usage_version;
+	if (!strcmp(cmd, "help"))
+		return usage_help;
+	return NULL;
+}
+
+static int is_help(const char *arg)
+{
+	return !strcmp(arg, "--help") || !strcmp(arg, "-h");
 }
 
 int main(int argc, char **argv)
@@ -290,32 +491,48 @@ int main(int argc, char **argv)
 
 	if (argc < 2) {
 		usage(stderr);
-		return EXIT_USAGE;
+		return BZ_EXIT_USAGE;
 	}
 	const char *cmd = argv[1];
-	if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
-		usage(stdout);
-		return 0;
+	if (!strcmp(cmd, "help") || is_help(cmd)) {
+		const char *text = argc == 3 ? command_usage(is_help(argv[2]) ? "help" : argv[2]) : NULL;
+		if (argc > 3 || (argc == 3 && text == NULL)) {
+			fputs(usage_help, stderr);
+			return BZ_EXIT_USAGE;
+		}
+		if (text != NULL)
+			fputs(text, stdout);
+		else
+			usage(stdout);
+		return BZ_EXIT_OK;
 	}
-	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+	if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+		if (argc == 3 && is_help(argv[2])) {
+			fputs(usage_version, stdout);
+			return BZ_EXIT_OK;
+		}
+		if (argc > 2) {
+			fputs(usage_version, stderr);
+			return BZ_EXIT_USAGE;
+		}
 		printf("breeze-agent %s\n", AGENT_VERSION);
-		return 0;
+		return BZ_EXIT_OK;
+	}
+	if (command_usage(cmd) == NULL) {
+		fprintf(stderr, "breeze-agent: unknown command '%s'\n", cmd);
+		usage(stderr);
+		return BZ_EXIT_USAGE;
 	}
 	if (agent_http_global_init() != 0) {
 		log_error("agent.start_failed", "error", "libcurl initialisation failed", NULL);
-		return AGENT_EXIT_FAILURE;
+		return BZ_EXIT_FAILURE;
 	}
-	if (strcmp(cmd, "enroll") == 0) {
+	if (!strcmp(cmd, "enroll"))
 		status = cmd_enroll(argc - 1, argv + 1);
-	} else if (strcmp(cmd, "run") == 0) {
+	else if (!strcmp(cmd, "run"))
 		status = cmd_run(argc - 1, argv + 1);
-	} else if (strcmp(cmd, "status") == 0) {
+	else
 		status = cmd_status(argc - 1, argv + 1);
-	} else {
-		fprintf(stderr, "breeze-agent: unknown command '%s'\n", cmd);
-		usage(stderr);
-		status = EXIT_USAGE;
-	}
 	agent_http_global_cleanup();
 	return status;
 }

@@ -7,8 +7,11 @@
  *                            [--password-stdin] [--env-file FILE]
  *   breeze-server gen-secrets
  *   breeze-server audit      verify|export|checkpoint|public-key|prune|help …
- *   breeze-server version | help
+ *   breeze-server version | help [COMMAND]
  *   breeze-server routes     the route table as JSON lines (for tests; not in usage)
+ *
+ * `breeze-server COMMAND --help` prints one command's usage on stdout.
+ * Exit statuses: common/exitcode.h (README "Exit codes").
  */
 #include <getopt.h>
 #include <signal.h>
@@ -21,6 +24,7 @@
 
 #include "common/envfile.h"
 #include "common/err.h"
+#include "common/exitcode.h"
 #include "common/log.h"
 #include "crypto/crypto.h"
 #include "crypto/password.h"
@@ -49,11 +53,56 @@ static void usage(FILE *f)
 	      "  gen-secrets  print a fresh set of secrets in env-file form\n"
 	      "  audit        verify | export | checkpoint | public-key | prune (audit help)\n"
 	      "  version      print the version\n"
-	      "  help         this text\n"
+	      "  help         this text; help COMMAND or COMMAND --help for one command\n"
 	      "\n"
 	      "common options:\n"
-	      "  --env-file FILE   load KEY=VALUE lines before reading the environment\n",
+	      "  --env-file FILE   load KEY=VALUE lines before reading the environment\n"
+	      "\n"
+	      "exit status: 0 ok, 1 failure, 2 usage, 3 configuration, 4 database or Redis\n"
+	      "unavailable, 5 refused (root, pending migrations, already bootstrapped).\n",
 	      f);
+}
+
+/* One command's usage, for COMMAND --help (stdout) and usage errors. */
+static const char *command_usage(const char *cmd)
+{
+	static const struct {
+		const char *cmd, *text;
+	} tab[] = {
+		{"serve", "usage: breeze-server serve [--env-file FILE] [--allow-root]\n"
+			  "\n"
+			  "Runs the HTTP API on LISTEN_ADDR until SIGTERM/SIGINT (drains, exits 0).\n"
+			  "Refuses to start as root without --allow-root (exit 5), with pending\n"
+			  "migrations (exit 5) or with a bad configuration (exit 3).\n"},
+		{"migrate", "usage: breeze-server migrate [--env-file FILE]\n"
+			    "\n"
+			    "Applies the pending database migrations embedded in this binary, as\n"
+			    "MIGRATION_DATABASE_URL (the schema owner; DATABASE_URL if unset).\n"},
+		{"bootstrap", "usage: breeze-server bootstrap --email E --name N --partner P --org O --site S\n"
+			      "                           [--password-stdin] [--env-file FILE]\n"
+			      "\n"
+			      "Creates the first partner, organization, site and administrator. The\n"
+			      "password is read from stdin (one line), or generated and printed once.\n"
+			      "Refused (exit 5) once an administrator exists.\n"},
+		{"gen-secrets", "usage: breeze-server gen-secrets\n"
+				"\n"
+				"Prints a fresh set of secrets (32 random bytes each) in env-file form.\n"},
+		{"audit", NULL}, /* audit_cli_main has its own */
+		{"version", "usage: breeze-server version\n\nPrints the version.\n"},
+		{"help", "usage: breeze-server help [COMMAND]\n"
+			 "\n"
+			 "Prints the usage of breeze-server or of COMMAND.\n"},
+	};
+
+	for (size_t i = 0; i < sizeof(tab) / sizeof(tab[0]); i++)
+		if (!strcmp(cmd, tab[i].cmd))
+			return tab[i].text ? tab[i].text : "";
+	return NULL;
+}
+
+static int is_help(const char *arg)
+{
+	return !strcmp(arg, "--help") || !strcmp(arg, "-h");
 }
 
 struct opts {
@@ -63,6 +112,9 @@ struct opts {
 	const char *email, *name, *partner, *org, *site;
 };
 
+/* Parses the options after the command (ARGV[0]) and loads --env-file.
+ * Returns BZ_EXIT_OK to go on, BZ_EXIT_USAGE or BZ_EXIT_CONFIG after
+ * printing the problem; --help prints the command's usage and exits 0. */
 static int parse_opts(int argc, char **argv, struct opts *o)
 {
 	static const struct option longopts[] = {
@@ -91,22 +143,22 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		case 'p': o->partner = optarg; break;
 		case 'o': o->org = optarg; break;
 		case 's': o->site = optarg; break;
-		case 'h': usage(stdout); exit(0);
-		default: return -1;
+		case 'h': fputs(command_usage(argv[0]), stdout); exit(BZ_EXIT_OK);
+		default: return BZ_EXIT_USAGE;
 		}
 	}
 	if (optind != argc) {
 		fprintf(stderr, "breeze-server: unexpected argument '%s'\n", argv[optind]);
-		return -1;
+		return BZ_EXIT_USAGE;
 	}
 	if (o->env_file != NULL) {
 		char err[256];
 		if (envfile_load(o->env_file, err, sizeof(err)) != 0) {
 			fprintf(stderr, "breeze-server: %s\n", err);
-			return -1;
+			return BZ_EXIT_CONFIG;
 		}
 	}
-	return 0;
+	return BZ_EXIT_OK;
 }
 
 /* Prints every configuration problem, one line each, then says whether to
@@ -122,7 +174,7 @@ static void init_passwords(const struct config *cfg)
 				     cfg->argon2_parallelism, cfg->argon2_max_concurrent};
 	if (password_init(&pp) != 0) {
 		fprintf(stderr, "breeze-server: invalid argon2 parameters\n");
-		exit(1);
+		exit(BZ_EXIT_CONFIG);
 	}
 }
 
@@ -199,10 +251,10 @@ static int cmd_serve(struct opts *o)
 	if (geteuid() == 0 && !o->allow_root) {
 		fprintf(stderr, "breeze-server: refusing to run as root (K5); run as an unprivileged "
 				"user, or pass --allow-root for local development\n");
-		return 1;
+		return BZ_EXIT_REFUSED;
 	}
 	if (load_config(&cfg, CONFIG_FOR_SERVE) != 0)
-		return 1;
+		return BZ_EXIT_CONFIG;
 	if (cfg.env == BREEZE_ENV_DEVELOPMENT)
 		log_set_level(LOG_LEVEL_DEBUG);
 	init_passwords(&cfg);
@@ -212,7 +264,7 @@ static int cmd_serve(struct opts *o)
 	app.pool = db_pool_open(cfg.database_url, cfg.database_pool_size, &err);
 	if (app.pool == NULL) {
 		fprintf(stderr, "breeze-server: %s\n", err);
-		return 1;
+		return BZ_EXIT_UNAVAILABLE;
 	}
 	/* Before anything else reads a table: the role must be fit for serve. */
 	int role_rc = check_db_role(app.pool, &cfg);
@@ -220,7 +272,7 @@ static int cmd_serve(struct opts *o)
 		if (role_rc == BZ_ERR_DB)
 			fprintf(stderr, "breeze-server: cannot check the database role's privileges\n");
 		db_pool_close(app.pool);
-		return 1;
+		return role_rc == BZ_ERR_FORBIDDEN ? BZ_EXIT_REFUSED : BZ_EXIT_UNAVAILABLE;
 	}
 	PGconn *c = db_acquire(app.pool, 5000);
 	int pending = -1;
@@ -228,7 +280,7 @@ static int cmd_serve(struct opts *o)
 		fprintf(stderr, "breeze-server: cannot read schema_migrations\n");
 		db_release(app.pool, c);
 		db_pool_close(app.pool);
-		return 1;
+		return BZ_EXIT_UNAVAILABLE;
 	}
 	db_release(app.pool, c);
 	if (pending > 0) {
@@ -236,7 +288,7 @@ static int cmd_serve(struct opts *o)
 			"breeze-server: %d migration(s) not applied; run `breeze-server migrate` first\n",
 			pending);
 		db_pool_close(app.pool);
-		return 1;
+		return BZ_EXIT_REFUSED;
 	}
 
 	/* Threads started below inherit this mask; only sigwait sees signals. */
@@ -253,7 +305,7 @@ static int cmd_serve(struct opts *o)
 			cfg.listen_port);
 		free(routes);
 		db_pool_close(app.pool);
-		return 1;
+		return BZ_EXIT_FAILURE;
 	}
 	char port[8];
 	snprintf(port, sizeof(port), "%u", cfg.listen_port);
@@ -267,7 +319,7 @@ static int cmd_serve(struct opts *o)
 	free(routes);
 	db_pool_close(app.pool);
 	log_info("server.stopped", NULL);
-	return 0;
+	return BZ_EXIT_OK;
 }
 
 static int cmd_migrate(struct opts *o)
@@ -277,7 +329,7 @@ static int cmd_migrate(struct opts *o)
 
 	(void)o;
 	if (load_config(&cfg, CONFIG_FOR_DATABASE) != 0)
-		return 1;
+		return BZ_EXIT_CONFIG;
 	const char *url = cfg.migration_database_url;
 	if (url == NULL || *url == '\0') {
 		fprintf(stderr, "breeze-server: MIGRATION_DATABASE_URL not set; using DATABASE_URL\n");
@@ -286,24 +338,24 @@ static int cmd_migrate(struct opts *o)
 	PGconn *c = db_connect(url);
 	if (c == NULL) {
 		fprintf(stderr, "breeze-server: cannot connect to the database\n");
-		return 1;
+		return BZ_EXIT_UNAVAILABLE;
 	}
 	int rc = migrate_apply(c, &applied);
 	PQfinish(c);
 	if (rc != 0) {
 		fprintf(stderr, "breeze-server: migration failed (see log)\n");
-		return 1;
+		return BZ_EXIT_FAILURE;
 	}
 	printf("migrations applied: %d\n", applied);
-	return 0;
+	return BZ_EXIT_OK;
 }
 
 static int read_password_stdin(char *buf, size_t len)
 {
 	if (fgets(buf, (int)len, stdin) == NULL)
-		return -1;
+		return BZ_ERR_IO;
 	buf[strcspn(buf, "\r\n")] = '\0';
-	return buf[0] ? 0 : -1;
+	return buf[0] ? 0 : BZ_ERR_INVALID;
 }
 
 static int cmd_bootstrap(struct opts *o)
@@ -311,29 +363,30 @@ static int cmd_bootstrap(struct opts *o)
 	struct config cfg;
 	struct bootstrap_result res;
 	char password[1100] = "";
-	int generated = 0, rc = 1;
+	int generated = 0, rc = BZ_EXIT_FAILURE;
 
 	if (!o->email || !o->name || !o->partner || !o->org || !o->site) {
 		fprintf(stderr, "breeze-server: bootstrap needs --email --name --partner --org --site\n");
-		return 2;
+		return BZ_EXIT_USAGE;
 	}
 	if (load_config(&cfg, CONFIG_FOR_DATABASE) != 0)
-		return 1;
+		return BZ_EXIT_CONFIG;
 	init_passwords(&cfg);
 	if (o->password_stdin || !isatty(STDIN_FILENO)) {
 		if (read_password_stdin(password, sizeof(password)) != 0 && o->password_stdin) {
 			fprintf(stderr, "breeze-server: no password on stdin\n");
-			return 2;
+			return BZ_EXIT_USAGE;
 		}
 	}
 	if (password[0] == '\0') {
 		if (crypto_random_hex(16, password) != 0)
-			return 1;
+			return BZ_EXIT_FAILURE;
 		generated = 1;
 	}
 	PGconn *c = db_connect(cfg.database_url);
 	if (c == NULL) {
 		fprintf(stderr, "breeze-server: cannot connect to the database\n");
+		rc = BZ_EXIT_UNAVAILABLE;
 		goto out;
 	}
 	struct bootstrap_input in = {o->email, o->name, o->partner, o->org, o->site, password};
@@ -341,11 +394,13 @@ static int cmd_bootstrap(struct opts *o)
 	PQfinish(c);
 	if (err == BZ_ERR_CONFLICT) {
 		fprintf(stderr, "breeze-server: refused: an administrator already exists\n");
+		rc = BZ_EXIT_REFUSED;
 		goto out;
 	}
 	if (err == BZ_ERR_INVALID) {
 		fprintf(stderr, "breeze-server: invalid input (e-mail address, non-empty names, "
 				"password of at least 12 characters)\n");
+		rc = BZ_EXIT_USAGE;
 		goto out;
 	}
 	if (err != 0) {
@@ -357,7 +412,7 @@ static int cmd_bootstrap(struct opts *o)
 		printf("admin password (shown once): %s\n", password);
 	printf("{\"partnerId\":\"%s\",\"orgId\":\"%s\",\"siteId\":\"%s\",\"userId\":\"%s\"}\n",
 	       res.partner_id, res.org_id, res.site_id, res.user_id);
-	rc = 0;
+	rc = BZ_EXIT_OK;
 out:
 	crypto_wipe(password, sizeof(password));
 	return rc;
@@ -371,11 +426,11 @@ static int cmd_gen_secrets(void)
 	       "# Keep this file mode 0600 and out of version control (S2, S3).\n");
 	for (int s = 0; s < SECRET_COUNT; s++) {
 		if (crypto_random_hex(32, hex) != 0)
-			return 1;
+			return BZ_EXIT_FAILURE;
 		printf("%s=%s\n", config_secret_name((enum config_secret)s), hex);
 	}
 	crypto_wipe(hex, sizeof(hex));
-	return 0;
+	return BZ_EXIT_OK;
 }
 
 int main(int argc, char **argv)
@@ -385,43 +440,68 @@ int main(int argc, char **argv)
 
 	if (argc < 2) {
 		usage(stderr);
-		return 2;
+		return BZ_EXIT_USAGE;
 	}
 	const char *cmd = argv[1];
-	if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
-		usage(stdout);
-		return 0;
+	if (!strcmp(cmd, "help") || is_help(cmd)) {
+		const char *text = argc == 3 ? command_usage(is_help(argv[2]) ? "help" : argv[2]) : NULL;
+		if (argc > 3 || (argc == 3 && text == NULL)) {
+			fputs(command_usage("help"), stderr);
+			return BZ_EXIT_USAGE;
+		}
+		if (text != NULL && !strcmp(argv[2], "audit")) {
+			static char a0[] = "audit", a1[] = "help";
+			char *hv[] = {a0, a1, NULL};
+			return audit_cli_main(2, hv);
+		}
+		if (text != NULL)
+			fputs(text, stdout);
+		else
+			usage(stdout);
+		return BZ_EXIT_OK;
 	}
-	if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+	/* version and gen-secrets take no option but --help. */
+	if (!strcmp(cmd, "version") || !strcmp(cmd, "--version") || !strcmp(cmd, "gen-secrets")) {
+		const char *text = command_usage(cmd[0] == '-' ? "version" : cmd);
+		if (argc == 3 && is_help(argv[2])) {
+			fputs(text, stdout);
+			return BZ_EXIT_OK;
+		}
+		if (argc > 2) {
+			fprintf(stderr, "breeze-server: unexpected argument '%s'\n", argv[2]);
+			fputs(text, stderr);
+			return BZ_EXIT_USAGE;
+		}
+		if (!strcmp(cmd, "gen-secrets"))
+			return cmd_gen_secrets();
 		printf("breeze-server %s\n", BREEZE_VERSION);
-		return 0;
+		return BZ_EXIT_OK;
 	}
-	if (!strcmp(cmd, "gen-secrets"))
-		return cmd_gen_secrets();
 	if (!strcmp(cmd, "routes"))
-		return routes_print_json(stdout) == 0 ? 0 : 1;
+		return routes_print_json(stdout) == 0 ? BZ_EXIT_OK : BZ_EXIT_FAILURE;
 	if (!strcmp(cmd, "audit")) {
 		curl_global_init(CURL_GLOBAL_DEFAULT);
 		rc = audit_cli_main(argc - 1, argv + 1);
 		curl_global_cleanup();
 		return rc;
 	}
-	if (parse_opts(argc - 1, argv + 1, &o) != 0) {
+	if (command_usage(cmd) == NULL) {
+		fprintf(stderr, "breeze-server: unknown command '%s'\n", cmd);
 		usage(stderr);
-		return 2;
+		return BZ_EXIT_USAGE;
+	}
+	if ((rc = parse_opts(argc - 1, argv + 1, &o)) != BZ_EXIT_OK) {
+		if (rc == BZ_EXIT_USAGE)
+			fputs(command_usage(cmd), stderr);
+		return rc;
 	}
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	if (!strcmp(cmd, "serve"))
 		rc = cmd_serve(&o);
 	else if (!strcmp(cmd, "migrate"))
 		rc = cmd_migrate(&o);
-	else if (!strcmp(cmd, "bootstrap"))
+	else
 		rc = cmd_bootstrap(&o);
-	else {
-		fprintf(stderr, "breeze-server: unknown command '%s'\n", cmd);
-		usage(stderr);
-		rc = 2;
-	}
 	curl_global_cleanup();
 	return rc;
 }

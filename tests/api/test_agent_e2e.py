@@ -137,11 +137,11 @@ def test_agent_status(server, agents, agent_dir):
     assert token_of(agent_dir) not in r.stdout + r.stderr
 
 
-def test_agent_exits_2_when_token_is_no_longer_accepted(server, agents, agent_dir, sql):
+def test_agent_exits_6_when_token_is_no_longer_accepted(server, agents, agent_dir, sql):
     r, _ = enroll(server, agents, agent_dir)
     assert r.returncode == 0, r.stderr
     agent_id = agent_id_of(r.stdout)
     sql("UPDATE devices SET auth_token_hash = %s WHERE id = %s", "0" * 64, agent_id)
     r = run_agent(["run", "--config-dir", str(agent_dir)], agent_dir.parent / "run.log",
                   timeout=30 * SLOW)
-    assert r.returncode == 2, r.stdout + r.stderr
+    assert r.returncode == 6, r.stdout + r.stderr  # BZ_EXIT_REJECTED: re-enrol

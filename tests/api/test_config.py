@@ -1,4 +1,4 @@
-"""Start-up configuration: the server refuses bad configuration with exit 1 and
+"""Start-up configuration: the server refuses bad configuration with exit 3 and
 one line naming the variable (never its value), starts with a good one, and
 stops cleanly on SIGTERM. Checklist S1, S4, S5, A3, N4, K5."""
 import json
@@ -84,11 +84,11 @@ REFUSED = [
 
 @pytest.mark.parametrize("overrides,variable", [c[1:] for c in REFUSED], ids=[c[0] for c in REFUSED])
 def test_bad_config_is_refused_naming_the_variable(run_server, env, overrides, variable):
-    """S1/S4/S5/A3/N4: exit 1, the variable named, no secret value printed."""
+    """S1/S4/S5/A3/N4: exit 3 (configuration), the variable named, no secret value printed."""
     ov = {k: (v(env) if callable(v) else v) for k, v in overrides.items()}
     r = run_server(**ov)
     out = r.stdout + r.stderr
-    assert r.returncode == 1, f"rc={r.returncode}\n{out[-2000:]}"
+    assert r.returncode == 3, f"rc={r.returncode}\n{out[-2000:]}"
     assert variable in r.stderr, r.stderr
     for v in sensitive_values(env) + [v for v in ov.values() if v and len(v) >= 16]:
         assert v not in out, f"a secret value appears in the output: {out[-2000:]}"
@@ -97,7 +97,7 @@ def test_bad_config_is_refused_naming_the_variable(run_server, env, overrides, v
 def test_refuses_to_run_as_root_without_allow_root(run_server):
     """K5: as root, serve needs --allow-root."""
     r = run_server(args=())
-    assert r.returncode == 1
+    assert r.returncode == 5  # refused
     assert "root" in r.stderr
 
 
@@ -136,7 +136,7 @@ def test_second_bootstrap_is_refused(env_file, bootstrap):
          "--email", "second-admin@example.test", "--name", "Second", "--partner", "P2",
          "--org", "O2", "--site", "S2"],
         input=password + "\n", capture_output=True, text=True, timeout=60, env=base_process_env())
-    assert r.returncode == 1, r.stdout + r.stderr
+    assert r.returncode == 5, r.stdout + r.stderr  # refused
     assert password not in r.stdout + r.stderr
 
 

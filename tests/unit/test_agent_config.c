@@ -381,6 +381,7 @@ static void test_config_save_load(void **state)
 	in.agent_id = "0b9c6f1e-5d1a-4c1e-9a53-7f1f7e8d9c01";
 	in.org_id = "org: \"x\"\nnewline";
 	in.site_id = "site #1";
+	in.hostname = "host: 'a'";
 	in.heartbeat_interval_s = 90;
 	assert_int_equal(agent_config_save(f->dir, &in), 0);
 	path_in(f, AGENT_CONFIG_FILE, path, sizeof(path));
@@ -390,7 +391,15 @@ static void test_config_save_load(void **state)
 	assert_string_equal(out.agent_id, in.agent_id);
 	assert_string_equal(out.org_id, in.org_id);
 	assert_string_equal(out.site_id, in.site_id);
+	assert_string_equal(out.hostname, in.hostname);
 	assert_int_equal(out.heartbeat_interval_s, 90);
+	agent_config_free(&out);
+
+	/* hostname is optional (files written before it existed). */
+	in.hostname = NULL;
+	assert_int_equal(agent_config_save(f->dir, &in), 0);
+	assert_int_equal(agent_config_load(f->dir, &out), 0);
+	assert_null(out.hostname);
 	agent_config_free(&out);
 
 	/* An id that could walk a URL path is refused on load. */
@@ -409,6 +418,58 @@ static void test_config_missing(void **state)
 	assert_int_equal(agent_config_load(f->dir, &out), -ENOENT);
 	assert_int_equal(agent_config_load_token(f->dir, &tok), -ENOENT);
 	assert_null(tok);
+}
+
+static void test_last_heartbeat_state(void **state)
+{
+	struct fixture *f = *state;
+	char path[256];
+	int64_t t = 42;
+
+	path_in(f, AGENT_STATE_FILE, path, sizeof(path));
+	assert_int_equal(agent_config_load_last_heartbeat(f->dir, &t), -ENOENT);
+	assert_int_equal(t, 0);
+	assert_int_equal(agent_config_save_last_heartbeat(f->dir, 0), -EINVAL);
+	assert_int_equal(agent_config_save_last_heartbeat(f->dir, -5), -EINVAL);
+	assert_int_equal(access(path, F_OK), -1);
+
+	assert_int_equal(agent_config_save_last_heartbeat(f->dir, 1767225600), 0);
+	assert_int_equal(file_mode(path), AGENT_STATE_FILE_MODE);
+	assert_int_equal(agent_config_load_last_heartbeat(f->dir, &t), 0);
+	assert_int_equal(t, 1767225600);
+	/* Human-readable too; replaced, not appended. */
+	assert_int_equal(agent_config_save_last_heartbeat(f->dir, 1767225601), 0);
+	struct agent_yaml_map m = {0};
+	FILE *fp = fopen(path, "r");
+	char buf[512];
+	size_t n = fread(buf, 1, sizeof(buf), fp);
+	fclose(fp);
+	assert_int_equal(agent_yaml_parse(buf, n, &m), 0);
+	assert_string_equal(agent_yaml_get(&m, "lastHeartbeatAt"), "2026-01-01T00:00:01Z");
+	assert_int_equal(m.len, 2);
+	agent_yaml_free(&m);
+	assert_int_equal(count_entries(f->dir), 1); /* no temp file left */
+
+	static const char *bad[] = {
+		"lastHeartbeatAt: \"2026-01-01T00:00:00Z\"\n", /* no epoch */
+		"lastHeartbeatEpoch: -1\n",
+		"lastHeartbeatEpoch: 0\n",
+		"lastHeartbeatEpoch: 12x\n",
+		"lastHeartbeatEpoch: \" 12\"\n",
+		"lastHeartbeatEpoch: 99999999999999999999999\n",
+		"[1, 2]\n",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		write_file(path, 0640, bad[i]);
+		t = 42;
+		if (agent_config_load_last_heartbeat(f->dir, &t) != -EBADMSG)
+			fail_msg("accepted state file: %s", bad[i]);
+		assert_int_equal(t, 0);
+	}
+
+	assert_int_equal(agent_config_remove_state(f->dir), 0);
+	assert_int_equal(access(path, F_OK), -1);
+	assert_int_equal(agent_config_remove_state(f->dir), 0); /* already gone */
 }
 
 static void test_token_save_load(void **state)
@@ -479,6 +540,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_config_save_load, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_config_missing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_token_save_load, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_last_heartbeat_state, setup, teardown),
 		cmocka_unit_test(test_validators),
 	};
 

@@ -137,16 +137,17 @@ static const struct {
 	{302, AGENT_OUTCOME_RETRY, -1},
 	{400, AGENT_OUTCOME_RETRY, -1},
 	{429, AGENT_OUTCOME_RATE_LIMITED, -1},
-	{401, AGENT_OUTCOME_REENROLL, AGENT_EXIT_REENROLL},
-	{403, AGENT_OUTCOME_FORBIDDEN, AGENT_EXIT_FORBIDDEN},
-	{404, AGENT_OUTCOME_FORBIDDEN, AGENT_EXIT_FORBIDDEN},
+	{401, AGENT_OUTCOME_REENROLL, BZ_EXIT_REJECTED},
+	{403, AGENT_OUTCOME_FORBIDDEN, BZ_EXIT_DISABLED},
+	{404, AGENT_OUTCOME_FORBIDDEN, BZ_EXIT_DISABLED},
 };
 
 static void test_classify_and_exit_codes(void **state)
 {
 	(void)state;
-	assert_int_equal(AGENT_EXIT_REENROLL, 2);
-	assert_int_equal(AGENT_EXIT_FORBIDDEN, 3);
+	/* The values are a published interface (README "Exit codes"). */
+	assert_int_equal(BZ_EXIT_REJECTED, 6);
+	assert_int_equal(BZ_EXIT_DISABLED, 7);
 	for (size_t i = 0; i < sizeof(status_cases) / sizeof(status_cases[0]); i++) {
 		enum agent_outcome o = agent_loop_classify(status_cases[i].status);
 		if (o != status_cases[i].want)

@@ -15,6 +15,7 @@
 
 #include "common/envfile.h"
 #include "common/err.h"
+#include "common/exitcode.h"
 #include "common/text.h"
 #include "crypto/crypto.h"
 #include "server/audit/audit_chain.h"
@@ -299,10 +300,10 @@ static int cmd_verify(struct cli *c)
 	o.has_from = c->from != NULL;
 	o.has_to = c->to != NULL;
 	if (load_config(c) != 0)
-		return 1;
+		return BZ_EXIT_CONFIG;
 	PGconn *conn = connect_url(c->cfg.database_url, "DATABASE_URL");
 	if (conn == NULL)
-		return 1;
+		return BZ_EXIT_UNAVAILABLE;
 	if (c->org != NULL) {
 		if ((ids = calloc(1, sizeof(*ids))) == NULL)
 			goto out;
@@ -362,10 +363,10 @@ static int cmd_export(struct cli *c)
 		return 2;
 	}
 	if (load_config(c) != 0)
-		return 1;
+		return BZ_EXIT_CONFIG;
 	PGconn *conn = connect_url(c->cfg.database_url, "DATABASE_URL");
 	if (conn == NULL)
-		return 1;
+		return BZ_EXIT_UNAVAILABLE;
 	char org[37];
 	snprintf(org, sizeof(org), "%s", c->org);
 	for (char *p = org; *p; p++)
@@ -390,13 +391,13 @@ static int cmd_checkpoint(struct cli *c)
 	int written = 0;
 
 	if (load_config(c) != 0)
-		return 1;
+		return BZ_EXIT_CONFIG;
 	const char *seed = signing_key(1);
 	if (seed == NULL)
 		return 1;
 	PGconn *conn = connect_url(c->cfg.database_url, "DATABASE_URL");
 	if (conn == NULL)
-		return 1;
+		return BZ_EXIT_UNAVAILABLE;
 	int rc = audit_checkpoint_all(conn, seed, &written);
 	PQfinish(conn);
 	if (rc != 0) {
@@ -427,7 +428,7 @@ static int cmd_prune(struct cli *c)
 	long long pruned = 0;
 
 	if (load_config(c) != 0)
-		return 1;
+		return BZ_EXIT_CONFIG;
 	/* Pruning everything but the heads is for tests, never production. */
 	if (c->older_than_days == 0 && c->cfg.env == BREEZE_ENV_PRODUCTION) {
 		fprintf(stderr, "breeze-server audit: --older-than-days 0 is refused in production\n");
@@ -435,7 +436,7 @@ static int cmd_prune(struct cli *c)
 	}
 	PGconn *conn = connect_url(c->cfg.audit_admin_database_url, "AUDIT_ADMIN_DATABASE_URL");
 	if (conn == NULL)
-		return 1;
+		return BZ_EXIT_UNAVAILABLE;
 	const char *seed = signing_key(0);
 	const char *set = getenv(config_secret_name(SECRET_AUDIT_SIGNING_KEY));
 	if (seed == NULL && set != NULL && *set != '\0') {
@@ -463,16 +464,16 @@ int audit_cli_main(int argc, char **argv)
 	memset(&c, 0, sizeof(c));
 	if (argc < 2) {
 		usage(stderr);
-		return 2;
+		return BZ_EXIT_USAGE;
 	}
 	const char *cmd = argv[1];
 	if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
 		usage(stdout);
-		return 0;
+		return BZ_EXIT_OK;
 	}
 	if (parse(argc - 1, argv + 1, &c) != 0) {
 		usage(stderr);
-		return 2;
+		return BZ_EXIT_USAGE;
 	}
 	/* Verification and export stream large result batches: keep freed
 	 * memory in the process instead of handing it back to the kernel after
@@ -491,5 +492,5 @@ int audit_cli_main(int argc, char **argv)
 		return cmd_prune(&c);
 	fprintf(stderr, "breeze-server audit: unknown command '%s'\n", cmd);
 	usage(stderr);
-	return 2;
+	return BZ_EXIT_USAGE;
 }
