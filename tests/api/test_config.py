@@ -150,7 +150,7 @@ def test_trust_every_address_is_only_a_warning_outside_production(spawn_server):
 def test_messages_name_no_outside_documents(run_server):
     r = run_server(DATABASE_URL="host=x dbname=y", TRUSTED_PROXY_CIDRS="::/0",
                    BREEZE_ENV="production", JWT_SECRET="short")
-    assert r.returncode == 1
+    assert r.returncode == 3
     assert ".md" not in r.stderr and "shared/" not in r.stderr, r.stderr
     assert "DATABASE_URL: must be a postgresql:// URI" in r.stderr
     assert "host=x" not in r.stderr
@@ -167,7 +167,7 @@ def test_production_refuses_the_schema_owner(run_server, env):
     """serve as the migration owner could switch the append-only triggers off:
     refused in production, naming the problem (not the URL or password)."""
     r = run_server(**_prod_env(env, DATABASE_URL=env["MIGRATION_DATABASE_URL"]))
-    assert r.returncode == 1, r.stderr[-2000:]
+    assert r.returncode == 5, r.stderr[-2000:]
     assert "DATABASE_URL: role breeze_owner owns schema public" in r.stderr, r.stderr
     assert "owns table" in r.stderr
     assert "refusing to start in production with an unsafe database role" in r.stderr
@@ -179,7 +179,7 @@ def test_production_refuses_the_schema_owner(run_server, env):
 def test_production_refuses_a_superuser(run_server, env):
     from conftest import superuser_breeze_url
     r = run_server(**_prod_env(env, DATABASE_URL=superuser_breeze_url(env)))
-    assert r.returncode == 1, r.stderr[-2000:]
+    assert r.returncode == 5, r.stderr[-2000:]
     assert "is a superuser" in r.stderr, r.stderr
     assert "BYPASSRLS" in r.stderr
 
@@ -187,7 +187,7 @@ def test_production_refuses_a_superuser(run_server, env):
 def test_production_refuses_audit_delete_grant(run_server, env):
     """breeze_audit_admin may DELETE from audit_log (retention): not a role for serve."""
     r = run_server(**_prod_env(env, DATABASE_URL=env["AUDIT_ADMIN_DATABASE_URL"]))
-    assert r.returncode == 1, r.stderr[-2000:]
+    assert r.returncode == 5, r.stderr[-2000:]
     assert "may change or remove audit rows (audit_log DELETE)" in r.stderr, r.stderr
 
 

@@ -9,7 +9,7 @@ import pytest
 from conftest import AGENT_BIN, SLOW, base_process_env, register_log
 from test_agent_e2e import agent_id_of, enroll
 
-AGENT_EXIT_REENROLL = 2  # src/agent/loop.h
+AGENT_EXIT_REENROLL = 6  # BZ_EXIT_REJECTED, src/common/exitcode.h
 
 
 @pytest.fixture
