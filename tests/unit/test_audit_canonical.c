@@ -1,7 +1,7 @@
 /*
  * Unit tests for the audit chain's canonical form, checksum, timestamps,
  * signatures (src/server/audit/canonical.c, checkpoint.c) and the offline
- * verification of an export (verify.c).
+ * verification of an export (verify_file.c).
  *
  * The vectors were computed by PostgreSQL — audit_canonical(...) and
  * encode(sha256(...), 'hex') of migrations/0002_audit_chain.sql, in a

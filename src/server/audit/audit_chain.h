@@ -70,7 +70,7 @@ int audit_ts_format(int64_t epoch_us, char out[32]);
  * microseconds since the epoch. Returns 0 or BZ_ERR_INVALID. */
 int audit_ts_parse(const char *s, int64_t *epoch_us);
 
-/* ---- Verification (verify.c) ---- */
+/* ---- Verification (verify_state.c, verify_db.c, verify_file.c, verify_report.c, export.c) ---- */
 
 /* At most this many breaks are kept per chain (all are counted). */
 #define AUDIT_MAX_BREAKS 1000

@@ -18,6 +18,7 @@
 #include "crypto/crypto.h"
 #include "server/audit/audit_chain.h"
 #include "server/audit/audit_checkpoint.h"
+#include "server/audit/audit_internal.h"
 #include "server/audit/audit_retention.h"
 #include "server/config.h"
 #include "server/db/db.h"
@@ -316,10 +317,7 @@ static int cmd_verify(struct cli *c)
 	double t0 = now_s();
 	for (size_t i = 0; i < n; i++) {
 		struct audit_report rep;
-		/* Ids are compared as stored: lower case. */
-		for (char *p = ids[i]; *p; p++)
-			if (*p >= 'A' && *p <= 'F')
-				*p = (char)(*p - 'A' + 'a');
+		audit_id_lower(ids[i], ids[i]);
 		int err = audit_verify_chain(conn, ids[i], &o, &rep);
 		if (err != 0) {
 			fprintf(stderr, "breeze-server audit: verification of chain %s failed (%s)\n",
@@ -367,10 +365,7 @@ static int cmd_export(struct cli *c)
 	if (conn == NULL)
 		return 1;
 	char org[37];
-	snprintf(org, sizeof(org), "%s", c->org);
-	for (char *p = org; *p; p++)
-		if (*p >= 'A' && *p <= 'F')
-			*p = (char)(*p - 'A' + 'a');
+	audit_id_lower(org, c->org);
 	const char *seed = signing_key(0);
 	if (seed == NULL)
 		fprintf(stderr, "breeze-server audit: warning: no AUDIT_SIGNING_KEY: the export is "

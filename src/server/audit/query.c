@@ -13,6 +13,7 @@
 #include "crypto/crypto.h"
 #include "server/audit/audit.h"
 #include "server/audit/audit_chain.h"
+#include "server/audit/audit_internal.h"
 #include "server/db/db.h"
 #include "server/http/http.h"
 #include "server/tenancy/tenancy.h"
@@ -183,9 +184,7 @@ static int parse_filter(struct request *rq, struct audit_filter *f)
 		return -1;
 	}
 	if (org != NULL) {
-		/* Ids are stored and scoped in lower case. */
-		for (size_t i = 0; i < 36; i++)
-			f->org_id[i] = (char)(org[i] >= 'A' && org[i] <= 'F' ? org[i] - 'A' + 'a' : org[i]);
+		audit_id_lower(f->org_id, org);
 		if (!tenancy_org_visible(rq, f->org_id)) {
 			http_fail(rq, 404, "not_found", "organization not found");
 			return -1;

@@ -10,6 +10,7 @@
 #include "common/err.h"
 #include "server/audit/audit_chain.h"
 #include "server/audit/audit_checkpoint.h"
+#include "server/audit/audit_internal.h"
 #include "server/http/http.h"
 #include "server/tenancy/tenancy.h"
 
@@ -45,11 +46,7 @@ static void verify_org(struct request *rq)
 		http_fail(rq, 400, "validation_error", "parameter 'from' is after 'to'");
 		return;
 	}
-	/* Stored ids are lower case; the chain id is compared as text. */
-	snprintf(id, sizeof(id), "%s", org);
-	for (char *p = id; *p; p++)
-		if (*p >= 'A' && *p <= 'F')
-			*p = (char)(*p - 'A' + 'a');
+	audit_id_lower(id, org);
 	if (!tenancy_org_visible(rq, id)) {
 		http_fail(rq, 404, "not_found", "organization not found");
 		return;

@@ -1,0 +1,29 @@
+/*
+ * audit_internal.h — small helpers shared by the files of the audit module
+ * (not part of its public face; only src/server/audit/ includes this).
+ */
+#ifndef BZ_AUDIT_INTERNAL_H
+#define BZ_AUDIT_INTERNAL_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+/* Copies the id IN (a UUID as a caller typed it, at most 36 characters
+ * used) into OUT[37] in lower case: ids are stored, scoped and compared as
+ * PostgreSQL prints them. IN may be OUT. */
+static inline void audit_id_lower(char out[37], const char *in)
+{
+	size_t i = 0;
+
+	for (; i < 36 && in[i] != '\0'; i++)
+		out[i] = (char)(in[i] >= 'A' && in[i] <= 'F' ? in[i] - 'A' + 'a' : in[i]);
+	out[i] = '\0';
+}
+
+/* A JSON string of S, or JSON null for NULL. New reference. */
+static inline json_t *audit_json_str_or_null(const char *s)
+{
+	return s ? json_string(s) : json_null();
+}
+
+#endif
