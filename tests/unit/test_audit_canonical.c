@@ -33,7 +33,7 @@ static const struct vector vectors[] = {
 	{"system chain, genesis, NULL org/actor/ip",
 	 {"1", NULL, "1", "2026-01-02T03:04:05.000006Z", "system", NULL, "system.bootstrap",
 	  "partners", "93e64e13-8d22-4d5a-b0b0-26903f858137", "{\"partner\":\"P\"}", NULL, "success",
-	  AUDIT_GENESIS, NULL},
+	  AUDIT_GENESIS, NULL, NULL, NULL},
 	 "S15:breeze-audit-v1,S1:1,NS1:1,S27:2026-01-02T03:04:05.000006Z,S6:system,NS16:system."
 	 "bootstrap,S8:partners,S36:93e64e13-8d22-4d5a-b0b0-26903f858137,S15:{\"partner\":\"P\"},NS7:"
 	 "success,S64:0000000000000000000000000000000000000000000000000000000000000000,",
@@ -43,7 +43,7 @@ static const struct vector vectors[] = {
 	  "ccbda2f9-2140-48aa-aaac-e324b5f2712b", "device.delete", "devices",
 	  "d3b07384-d113-4ec6-a3f6-1c2d3e4f5a6b",
 	  "{\"hostname\":\"Zürich-東京-🚀\",\"note\":\"ü\"}", "192.0.2.10", "success",
-	  "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881", NULL},
+	  "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881", NULL, NULL, NULL},
 	 "S15:breeze-audit-v1,S2:42,S36:9f9a1404-46ca-445e-ba40-8e54650dfdac,S1:7,S27:2026-11-29T21:"
 	 "59:59.999999Z,S4:user,S36:ccbda2f9-2140-48aa-aaac-e324b5f2712b,S13:device.delete,S7:"
 	 "devices,S36:d3b07384-d113-4ec6-a3f6-1c2d3e4f5a6b,S46:{\"hostname\":\"Zürich-東京-🚀\","
@@ -54,7 +54,7 @@ static const struct vector vectors[] = {
 	 {"9007199254740993", "0b7e5c1a-3f2d-4c6b-9a8e-7d6c5b4a3921", "123456789",
 	  "1999-12-31T23:59:59.000000Z", "api_key", "key_01", "auth.login.failed", "sessions", NULL,
 	  "{\"a\":\"S3:x,N\",\"b\":[1,2,{\"c\":null}]}", "2001:db8::ff00:42:8329", "denied",
-	  "a1fce4363854ff888cff4b8e7875d600c2682390412a8cf79b37d0b11148b0fa", NULL},
+	  "a1fce4363854ff888cff4b8e7875d600c2682390412a8cf79b37d0b11148b0fa", NULL, NULL, NULL},
 	 "S15:breeze-audit-v1,S16:9007199254740993,S36:0b7e5c1a-3f2d-4c6b-9a8e-7d6c5b4a3921,S9:"
 	 "123456789,S27:1999-12-31T23:59:59.000000Z,S7:api_key,S6:key_01,S17:auth.login.failed,S8:"
 	 "sessions,NS35:{\"a\":\"S3:x,N\",\"b\":[1,2,{\"c\":null}]},S22:2001:db8::ff00:42:8329,S6:"
@@ -63,7 +63,7 @@ static const struct vector vectors[] = {
 	{"system chain seq 2 linked to vector 1, empty string vs NULL, leap day, ::1",
 	 {"5", NULL, "2", "2024-02-29T12:00:00.000000Z", "agent", NULL, "agent.token.rotate",
 	  "devices", "", "{}", "::1", "failure",
-	  "e001afba23d2ff5e58287af4585d46dde42b060663d8eca1b7ac45029819c186", NULL},
+	  "e001afba23d2ff5e58287af4585d46dde42b060663d8eca1b7ac45029819c186", NULL, NULL, NULL},
 	 "S15:breeze-audit-v1,S1:5,NS1:2,S27:2024-02-29T12:00:00.000000Z,S5:agent,NS18:agent.token."
 	 "rotate,S7:devices,S0:,S2:{},S3:::1,S7:failure,S64:"
 	 "e001afba23d2ff5e58287af4585d46dde42b060663d8eca1b7ac45029819c186,",
@@ -72,7 +72,7 @@ static const struct vector vectors[] = {
 	 {"77", "9f9a1404-46ca-445e-ba40-8e54650dfdac", "8", "2100-03-01T00:00:00.500000Z", "user", "",
 	  "user.update", "users", "u", "{\"msg\": \"line\\nbreak \\\"q\\\" \\\\ tab\\t\",\n \"n\": 1.50}",
 	  "fe80::1", "success", "594e519ae499312b29433b7dd8a97ff068defcba9755b6d5d00e84c524d67b06",
-	  NULL},
+	  NULL, NULL, NULL},
 	 "S15:breeze-audit-v1,S2:77,S36:9f9a1404-46ca-445e-ba40-8e54650dfdac,S1:8,S27:2100-03-01T00:"
 	 "00:00.500000Z,S4:user,S0:,S11:user.update,S5:users,S1:u,S49:{\"msg\": \"line\\nbreak "
 	 "\\\"q\\\" \\\\ tab\\t\",\n \"n\": 1.50},S7:fe80::1,S7:success,S64:"
@@ -163,8 +163,8 @@ static void test_ts_format_and_parse(void **state)
 		assert_int_equal(audit_ts_parse(ts_cases[i].text, &us), 0);
 		assert_true(us == ts_cases[i].us);
 	}
-	assert_int_equal(audit_ts_format(253402300800000000LL, out), -1);
-	assert_int_equal(audit_ts_format(INT64_MIN, out), -1);
+	assert_int_equal(audit_ts_format(253402300800000000LL, out), BZ_ERR_INVALID);
+	assert_int_equal(audit_ts_format(INT64_MIN, out), BZ_ERR_INVALID);
 
 	assert_int_equal(audit_ts_parse("2026-11-29T23:59:59.999999+02:00", &us), 0);
 	assert_int_equal(audit_ts_format(us, out), 0);
@@ -256,7 +256,7 @@ struct chain_row {
 static void seal(struct chain_row *c)
 {
 	struct audit_row r = {c->id, c->org, c->seq, c->ts, "user", NULL, "device.update",
-			      "devices", NULL, c->details, "::1", "success", c->prev, NULL};
+			      "devices", NULL, c->details, "::1", "success", c->prev, NULL, NULL, NULL};
 	assert_int_equal(audit_row_checksum(&r, c->sum), 0);
 }
 

@@ -26,4 +26,9 @@ static inline json_t *audit_json_str_or_null(const char *s)
 	return s ? json_string(s) : json_null();
 }
 
+/* The signing seed the checkpoint worker of `serve` runs with
+ * (retention.c), or NULL when no worker records checkpoints. audit_write()
+ * signs a chain's first row with it at once. */
+const char *audit_first_row_seed(void);
+
 #endif

@@ -42,6 +42,7 @@ struct audit_vstate {
 	size_t ncps, cpi;
 	size_t n_signed_ok; /* checkpoints whose signature a trusted key verified */
 	int has_head;
+	int org_exists; /* the chain is an existing organization's */
 	long long head_seq;
 	char head_checksum[65];
 

@@ -270,9 +270,23 @@ static const char *insert_checkpoint_sql =
 	"INSERT INTO audit_checkpoints (chain_id, seq, checksum, created_at, public_key, signature)"
 	" VALUES ($1::uuid, $2::bigint, $3, to_timestamp($4::bigint), $5, $6)";
 
-int audit_checkpoint_all(PGconn *conn, const char *seed_hex, int *written)
+int audit_checkpoint_write(PGconn *conn, const char *seed_hex, const char *chain_id,
+			   const char *seq, const char *checksum)
 {
 	char pub[65], sig[129], when[24];
+	long long now = (long long)bz_now();
+	int rc = audit_checkpoint_sign(seed_hex, chain_id, atoll(seq), checksum, now, sig, pub);
+
+	if (rc != 0)
+		return rc;
+	snprintf(when, sizeof(when), "%lld", now);
+	const char *p[6] = {chain_id, seq, checksum, when, pub, sig};
+	return db_exec(conn, insert_checkpoint_sql, 6, p) != 0 ? BZ_ERR_DB : 0;
+}
+
+int audit_checkpoint_all(PGconn *conn, const char *seed_hex, int *written)
+{
+	char pub[65];
 	int rc = BZ_ERR_DB, n = 0;
 	PGresult *r = NULL;
 
@@ -284,19 +298,13 @@ int audit_checkpoint_all(PGconn *conn, const char *seed_hex, int *written)
 		return BZ_ERR_DB;
 	if ((r = db_query(conn, moved_heads_sql, 0, NULL, NULL)) == NULL)
 		goto out;
-	long long now = (long long)bz_now();
-	snprintf(when, sizeof(when), "%lld", now);
 	for (int i = 0; i < PQntuples(r); i++) {
-		const char *chain = PQgetvalue(r, i, 0), *seq = PQgetvalue(r, i, 1),
-			   *sum = PQgetvalue(r, i, 2);
-		int err = audit_checkpoint_sign(seed_hex, chain, atoll(seq), sum, now, sig, NULL);
+		int err = audit_checkpoint_write(conn, seed_hex, PQgetvalue(r, i, 0),
+						 PQgetvalue(r, i, 1), PQgetvalue(r, i, 2));
 		if (err != 0) {
 			rc = err;
 			goto out;
 		}
-		const char *p[6] = {chain, seq, sum, when, pub, sig};
-		if (db_exec(conn, insert_checkpoint_sql, 6, p) != 0)
-			goto out;
 		n++;
 	}
 	if (db_commit(conn) != 0)

@@ -39,6 +39,12 @@ static void export_row_cb(void *arg, const struct audit_row *r, long long seq, l
 			      audit_json_str_or_null(r->resource_id), "details", r->details, "ipAddress",
 			      audit_json_str_or_null(r->ip_address), "result", r->result, "prevChecksum",
 			      r->prev_checksum, "checksum", r->checksum);
+	/* v2: every row says which partner and site it has (null when none). */
+	if (o != NULL && (json_object_set_new(o, "partnerId", audit_json_str_or_null(r->partner_id)) ||
+			  json_object_set_new(o, "siteId", audit_json_str_or_null(r->site_id)))) {
+		json_decref(o);
+		o = NULL;
+	}
 	if (o == NULL) {
 		x->err = BZ_ERR_NOMEM;
 		return;
@@ -53,6 +59,7 @@ static void export_row_cb(void *arg, const struct audit_row *r, long long seq, l
 
 static json_t *export_header(const struct audit_vstate *st, const char *chain_id)
 {
+	int org = !st->rep->system && !st->rep->partner;
 	const struct audit_vanchor *a = &st->anchor;
 	json_t *cps = json_array(), *anchor = json_null();
 	char created[32];
@@ -75,10 +82,10 @@ static json_t *export_header(const struct audit_vstate *st, const char *chain_id
 				   a->has_sig ? json_string(a->sig) : json_null());
 	char now[32];
 	bz_format_iso8601(bz_now(), now, sizeof(now));
-	return json_pack("{s:s,s:o,s:s,s:s,s:o,s:o}", "format", "breeze-audit-export-v1", "orgId",
-			 strcmp(chain_id, AUDIT_SYSTEM_CHAIN) ? json_string(chain_id) : json_null(),
-			 "chainId", chain_id, "exportedAt", now, "anchor", anchor, "checkpoints",
-			 cps);
+	return json_pack("{s:s,s:o,s:o,s:s,s:s,s:o,s:o}", "format", "breeze-audit-export-v2", "orgId",
+			 org ? json_string(chain_id) : json_null(), "partnerId",
+			 st->rep->partner ? json_string(chain_id) : json_null(), "chainId", chain_id,
+			 "exportedAt", now, "anchor", anchor, "checkpoints", cps);
 }
 
 int audit_export(PGconn *conn, const char *chain_id, const char *seed_hex, FILE *out)

@@ -69,7 +69,7 @@ static void ll_text(long long v, char out[24])
 static const char *declare_sql =
 	"DECLARE audit_rows NO SCROLL CURSOR FOR"
 	" SELECT id, org_id, seq, ts, actor_type, actor_id, action, resource, resource_id,"
-	"        details, ip_address, result, prev_checksum, checksum"
+	"        details, ip_address, result, prev_checksum, checksum, partner_id, site_id"
 	"   FROM audit_log WHERE chain_id = $1::uuid AND seq BETWEEN $2::bigint AND $3::bigint"
 	"  ORDER BY seq";
 
@@ -100,23 +100,29 @@ static PGresult *take_result(PGconn *conn)
 
 static void emit_rows(PGresult *r, audit_row_fn fn, void *arg)
 {
-	char id[24], org[37], seq[24], ts[32];
+	char id[24], org[37], partner[37], site[37], seq[24], ts[32];
 	int n = PQntuples(r);
 
 	for (int i = 0; i < n; i++) {
 		struct audit_row row;
-		const char *v[14];
-		for (int c = 0; c < 14; c++)
+		const char *v[16];
+		for (int c = 0; c < 16; c++)
 			v[c] = PQgetisnull(r, i, c) ? NULL : PQgetvalue(r, i, c);
 		if (v[0] == NULL || v[2] == NULL || v[3] == NULL || PQgetlength(r, i, 0) != 8 ||
 		    PQgetlength(r, i, 2) != 8 || PQgetlength(r, i, 3) != 8 ||
-		    (v[1] != NULL && PQgetlength(r, i, 1) != 16))
+		    (v[1] != NULL && PQgetlength(r, i, 1) != 16) ||
+		    (v[14] != NULL && PQgetlength(r, i, 14) != 16) ||
+		    (v[15] != NULL && PQgetlength(r, i, 15) != 16))
 			continue; /* NOT NULL columns of fixed size: cannot happen */
 		long long lid = be64(v[0]), lseq = be64(v[2]);
 		ll_text(lid, id);
 		ll_text(lseq, seq);
 		if (v[1] != NULL)
 			uuid_text(v[1], org);
+		if (v[14] != NULL)
+			uuid_text(v[14], partner);
+		if (v[15] != NULL)
+			uuid_text(v[15], site);
 		if (audit_ts_format(be64(v[3]) + PG_EPOCH_US, ts) != 0)
 			snprintf(ts, sizeof(ts), "(out of range)");
 		row.id = id;
@@ -133,6 +139,8 @@ static void emit_rows(PGresult *r, audit_row_fn fn, void *arg)
 		row.result = v[11];
 		row.prev_checksum = v[12];
 		row.checksum = v[13];
+		row.partner_id = v[14] ? partner : NULL;
+		row.site_id = v[15] ? site : NULL;
 		fn(arg, &row, lseq, lid);
 	}
 }
@@ -186,6 +194,14 @@ static const char *checkpoints_sql =
 
 static const char *head_sql = "SELECT seq, checksum FROM audit_chain_heads WHERE chain_id = $1::uuid";
 
+/* What the chain is: an existing organization's (which must have a
+ * history), a partner's (the partner exists, or its rows say so), or
+ * neither (the system chain, a deleted organization's). */
+static const char *kind_sql =
+	"SELECT EXISTS (SELECT 1 FROM organizations WHERE id = $1::uuid),"
+	"       EXISTS (SELECT 1 FROM partners WHERE id = $1::uuid)"
+	"    OR EXISTS (SELECT 1 FROM audit_log WHERE partner_id = $1::uuid)";
+
 /* Loads the latest anchor, the checkpoints and the head of CHAIN. */
 int audit_vdb_load_meta(PGconn *conn, const char *chain, struct audit_vstate *st)
 {
@@ -235,6 +251,14 @@ int audit_vdb_load_meta(PGconn *conn, const char *chain, struct audit_vstate *st
 		st->head_seq = atoll(PQgetvalue(r, 0, 0));
 		snprintf(st->head_checksum, sizeof(st->head_checksum), "%s", PQgetvalue(r, 0, 1));
 	}
+	PQclear(r);
+
+	if (st->rep->system)
+		return 0;
+	if ((r = db_query(conn, kind_sql, 1, p, NULL)) == NULL)
+		return BZ_ERR_DB;
+	st->org_exists = PQgetvalue(r, 0, 0)[0] == 't';
+	st->rep->partner = !st->org_exists && PQgetvalue(r, 0, 1)[0] == 't';
 	PQclear(r);
 	return 0;
 }
@@ -376,6 +400,15 @@ int audit_verify_chain(PGconn *conn, const char *chain_id, const struct audit_ve
 		audit_vs_finish(&st, 0, 0);
 	} else {
 		audit_vs_finish(&st, 1, 1);
+		/* Every organization's chain starts with its organization.create
+		 * row; one with nothing at all lost its whole history (rows, head
+		 * and checkpoints), which no per-row check can see. */
+		if (st.org_exists && !st.has_head && !st.anchor.present && st.ncps == 0 &&
+		    rep->rows_checked == 0)
+			audit_vs_break(&st, AUDIT_BREAK_MISSING_ROW, NO_SEQ, NO_SEQ,
+				       "organization %s has no audit rows, no chain head and no "
+				       "anchor: its whole history is missing",
+				       chain_id);
 	}
 	rc = st.err;
 rollback:
@@ -397,6 +430,7 @@ static const char *chains_sql =
 	" UNION SELECT chain_id FROM audit_chain_heads"
 	" UNION SELECT chain_id FROM audit_checkpoints"
 	" UNION SELECT chain_id FROM audit_anchors"
+	" UNION SELECT id FROM organizations"
 	" ORDER BY 1";
 
 int audit_chain_list(PGconn *conn, char (**ids)[37], size_t *n)

@@ -57,14 +57,26 @@ static int hex_field(json_t *o, const char *key, size_t len, char *out)
 	return 0;
 }
 
-static int read_header(json_t *h, struct audit_vstate *st, char chain[37])
+/* The header line: format, chain, anchor, checkpoints. *V2 is set for a
+ * breeze-audit-export-v2 file (rows carry partnerId and siteId), *PARTNER
+ * when it is a partner chain's. */
+static int read_header(json_t *h, struct audit_vstate *st, char chain[37], int *v2, int *partner)
 {
-	const char *fmt, *cid;
+	const char *fmt, *cid, *pid = NULL;
 	json_t *a = json_object_get(h, "anchor"), *cps = json_object_get(h, "checkpoints");
 
-	if (member_str(h, "format", 0, &fmt) || strcmp(fmt, "breeze-audit-export-v1") != 0 ||
-	    member_str(h, "chainId", 0, &cid) || strlen(cid) != 36 || !json_is_array(cps))
+	if (member_str(h, "format", 0, &fmt) || member_str(h, "chainId", 0, &cid) ||
+	    strlen(cid) != 36 || !json_is_array(cps))
 		return -1;
+	if (strcmp(fmt, "breeze-audit-export-v2") == 0)
+		*v2 = 1;
+	else if (strcmp(fmt, "breeze-audit-export-v1") == 0)
+		*v2 = 0;
+	else
+		return -1;
+	if (*v2 && (member_str(h, "partnerId", 1, &pid) || (pid != NULL && strcmp(pid, cid) != 0)))
+		return -1;
+	*partner = pid != NULL;
 	snprintf(chain, 37, "%s", cid);
 	if (json_is_object(a)) {
 		struct audit_vanchor *an = &st->anchor;
@@ -107,9 +119,11 @@ static int read_header(json_t *h, struct audit_vstate *st, char chain[37])
 	return 0;
 }
 
-/* One row line into R (pointing into O). Returns -1 if malformed. */
-static int read_row(json_t *o, struct audit_row *r, long long *seq, long long *id)
+/* One row line into R (pointing into O). Returns -1 if malformed. Rows
+ * of a v2 export carry partnerId and siteId (null when absent). */
+static int read_row(json_t *o, int v2, struct audit_row *r, long long *seq, long long *id)
 {
+	memset(r, 0, sizeof(*r));
 	if (!json_is_object(o) || member_str(o, "id", 0, &r->id) ||
 	    member_str(o, "orgId", 1, &r->org_id) || member_str(o, "seq", 0, &r->seq) ||
 	    member_str(o, "ts", 0, &r->ts) || member_str(o, "actorType", 0, &r->actor_type) ||
@@ -123,7 +137,19 @@ static int read_row(json_t *o, struct audit_row *r, long long *seq, long long *i
 	    member_str(o, "checksum", 0, &r->checksum) || parse_ll(r->seq, seq) ||
 	    parse_ll(r->id, id))
 		return -1;
+	if (v2 && (member_str(o, "partnerId", 1, &r->partner_id) ||
+		   member_str(o, "siteId", 1, &r->site_id)))
+		return -1;
 	return 0;
+}
+
+/* 1 if row R belongs to chain CHAIN (its chain id is coalesce(orgId,
+ * partnerId, nil), as the sealing trigger computes it). */
+static int row_in_chain(const struct audit_row *r, const char *chain)
+{
+	const char *c = r->org_id ? r->org_id : r->partner_id ? r->partner_id : AUDIT_SYSTEM_CHAIN;
+
+	return strcmp(c, chain) == 0 && !(r->org_id != NULL && r->partner_id != NULL);
 }
 
 /* The export seal must be present, signed by a trusted key, and name this
@@ -168,15 +194,53 @@ static void check_seal(struct audit_vstate *st, const struct audit_verify_opts *
 		  "the export seal is not signed by a trusted key");
 }
 
+/* Where the row lines stand while they are read. */
+struct file_pass {
+	const char *chain;
+	int v2;
+	json_t *seal; /* the seal line's object, once seen */
+	long long last_seq;
+	char last_sum[65];
+};
+
+/* One line after the header: a row, the seal, or something malformed. */
+static void file_line(struct audit_vstate *st, struct file_pass *fp, const char *line, size_t n,
+		      long long lineno)
+{
+	struct audit_row r;
+	long long seq, id;
+	json_t *o = json_loadb(line, n, JSON_REJECT_DUPLICATES, NULL);
+
+	if (fp->seal != NULL) {
+		audit_vs_break(st, AUDIT_BREAK_INSERTED_ROW, NO_SEQ, NO_SEQ,
+			       "line %lld follows the export seal", lineno);
+	} else if (json_is_object(o) && json_object_size(o) == 1 &&
+		   json_is_object(json_object_get(o, "exportSeal"))) {
+		fp->seal = json_incref(json_object_get(o, "exportSeal"));
+	} else if (read_row(o, fp->v2, &r, &seq, &id) != 0) {
+		audit_vs_break(st, AUDIT_BREAK_ALTERED_ROW, NO_SEQ, NO_SEQ,
+			       "line %lld is not a valid export row", lineno);
+	} else if (!row_in_chain(&r, fp->chain)) {
+		audit_vs_break(st, AUDIT_BREAK_INSERTED_ROW, seq, id, "row belongs to another chain (%s)",
+			       r.org_id ? r.org_id : r.partner_id ? r.partner_id : "system");
+	} else {
+		audit_vs_feed_row(st, &r, seq, id);
+		fp->last_seq = seq;
+		snprintf(fp->last_sum, sizeof(fp->last_sum), "%s", r.checksum);
+	}
+	json_decref(o);
+}
+
 int audit_verify_file(FILE *f, const struct audit_verify_opts *opts, struct audit_report *rep,
 		      char *err, size_t errlen)
 {
 	struct audit_vstate st;
+	struct file_pass fp = {.last_sum = AUDIT_GENESIS};
 	char *line = NULL, chain[37] = "";
 	size_t cap = 0;
 	long long lineno = 0;
 	ssize_t n;
-	int rc;
+	int rc, partner = 0;
 
 	if ((rc = audit_vs_init(&st, rep, opts, AUDIT_SYSTEM_CHAIN)) != 0)
 		goto out;
@@ -187,57 +251,33 @@ int audit_verify_file(FILE *f, const struct audit_verify_opts *opts, struct audi
 	}
 	lineno = 1;
 	json_t *h = json_loadb(line, (size_t)n, 0, NULL);
-	int bad = h == NULL || read_header(h, &st, chain) != 0;
+	int bad = h == NULL || read_header(h, &st, chain, &fp.v2, &partner) != 0;
 	json_decref(h);
 	if (bad) {
-		snprintf(err, errlen, "line 1: not a breeze-audit-export-v1 header");
+		snprintf(err, errlen, "line 1: not a breeze-audit-export-v1 or -v2 header");
 		goto out;
 	}
 	snprintf(rep->chain_id, sizeof(rep->chain_id), "%s", chain);
 	rep->system = strcmp(chain, AUDIT_SYSTEM_CHAIN) == 0;
+	rep->partner = partner;
+	fp.chain = chain;
 	audit_vs_start_full(&st);
 	audit_vs_checkpoints_prepare(&st, st.start_seq, 1);
-	json_t *seal = NULL;
-	long long last_seq = 0;
-	char last_sum[65] = AUDIT_GENESIS;
-	while ((n = getline(&line, &cap, f)) > 0) {
-		struct audit_row r;
-		long long seq, id;
+	while ((n = getline(&line, &cap, f)) > 0 && st.err == 0) {
 		lineno++;
 		if (n == 1 && line[0] == '\n')
 			continue;
-		json_t *o = json_loadb(line, (size_t)n, JSON_REJECT_DUPLICATES, NULL);
-		if (seal != NULL) {
-			audit_vs_break(&st, AUDIT_BREAK_INSERTED_ROW, NO_SEQ, NO_SEQ,
-				  "line %lld follows the export seal", lineno);
-		} else if (json_is_object(o) && json_object_size(o) == 1 &&
-			   json_is_object(json_object_get(o, "exportSeal"))) {
-			seal = json_incref(json_object_get(o, "exportSeal"));
-		} else if (read_row(o, &r, &seq, &id) != 0) {
-			audit_vs_break(&st, AUDIT_BREAK_ALTERED_ROW, NO_SEQ, NO_SEQ,
-				  "line %lld is not a valid export row", lineno);
-		} else if ((r.org_id == NULL) != (rep->system != 0) ||
-			   (r.org_id != NULL && strcmp(r.org_id, chain) != 0)) {
-			audit_vs_break(&st, AUDIT_BREAK_INSERTED_ROW, seq, id,
-				  "row belongs to another chain (%s)", r.org_id ? r.org_id : "system");
-		} else {
-			audit_vs_feed_row(&st, &r, seq, id);
-			last_seq = seq;
-			snprintf(last_sum, sizeof(last_sum), "%s", r.checksum);
-		}
-		json_decref(o);
-		if (st.err != 0)
-			break;
+		file_line(&st, &fp, line, (size_t)n, lineno);
 	}
 	audit_vs_finish(&st, 0, 1);
-	check_seal(&st, opts, seal, chain, last_seq, last_sum, (long long)rep->rows_checked);
-	json_decref(seal);
+	check_seal(&st, opts, fp.seal, chain, fp.last_seq, fp.last_sum, (long long)rep->rows_checked);
+	json_decref(fp.seal);
 	/* With a trusted key, an export none of whose checkpoints it signed is
 	 * only self-consistent: anyone can re-seal rows. */
 	if (opts->n_public_keys > 0 && st.n_signed_ok == 0 && rep->rows_checked > 0)
 		audit_vs_break(&st, AUDIT_BREAK_CHECKPOINT_MISMATCH, NO_SEQ, NO_SEQ,
-			  "the export holds no checkpoint signed by a trusted key: nothing vouches "
-			  "for its rows (run `audit checkpoint` before exporting)");
+			       "the export holds no checkpoint signed by a trusted key: nothing "
+			       "vouches for its rows (run `audit checkpoint` before exporting)");
 	rc = st.err;
 out:
 	free(line);

@@ -42,6 +42,36 @@ void audit_vs_break(struct audit_vstate *st, enum audit_break_kind kind, long lo
 	va_end(ap);
 }
 
+/* Records a warning (formatted DETAIL, at most 200 bytes kept). KIND is a
+ * static string. */
+static void add_warning(struct audit_vstate *st, const char *kind, long long seq, long long id,
+			const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static void add_warning(struct audit_vstate *st, const char *kind, long long seq, long long id,
+			const char *fmt, ...)
+{
+	struct audit_report *rep = st->rep;
+	va_list ap;
+
+	rep->n_warnings++;
+	if (rep->n_warn_kept >= AUDIT_MAX_WARNINGS)
+		return;
+	if (rep->warnings == NULL) {
+		rep->warnings = calloc(AUDIT_MAX_WARNINGS, sizeof(*rep->warnings));
+		if (rep->warnings == NULL) {
+			st->err = BZ_ERR_NOMEM;
+			return;
+		}
+	}
+	struct audit_warning *w = &rep->warnings[rep->n_warn_kept++];
+	w->kind = kind;
+	w->seq = seq;
+	w->id = id;
+	va_start(ap, fmt);
+	vsnprintf(w->detail, sizeof(w->detail), fmt, ap);
+	va_end(ap);
+}
+
 /* First 12 characters of a checksum, for messages. */
 static const char *short_sum(const char *s, char out[16])
 {
@@ -108,11 +138,17 @@ void audit_vs_start_full(struct audit_vstate *st)
 }
 
 /* Checks checkpoint signatures and skips those before FROM_SEQ - 1 (rows
- * pruned or outside the window). With an anchor, the checkpoint exactly at
- * first_seq - 1 must sign the anchor's prev_checksum. */
+ * pruned or outside the window). Only a checkpoint validly signed by a
+ * trusted key counts: breeze_app may insert checkpoints, so one by an
+ * unknown key or with a bad signature proves nothing about the chain and
+ * must not mark it broken for good — it is a warning and is not compared.
+ * Without any trusted key no checkpoint counts. With an anchor, the
+ * checkpoint exactly at first_seq - 1 must sign the anchor's
+ * prev_checksum. */
 void audit_vs_checkpoints_prepare(struct audit_vstate *st, long long from_seq, int use_anchor)
 {
 	const struct audit_verify_opts *o = st->opts;
+	size_t unchecked = 0;
 	char a[16], b[16];
 
 	for (size_t i = 0; i < st->ncps; i++) {
@@ -121,32 +157,39 @@ void audit_vs_checkpoints_prepare(struct audit_vstate *st, long long from_seq, i
 			c->done = 1;
 			continue;
 		}
-		if (o->n_public_keys > 0) {
-			if (!key_trusted(o, c->pub)) {
-				audit_vs_break(st, AUDIT_BREAK_CHECKPOINT_MISMATCH, c->seq, NO_SEQ,
-					  "checkpoint %lld is signed by an untrusted key %.16s…",
-					  c->id, c->pub);
-				c->done = 1;
-				continue;
-			}
-			if (!audit_checkpoint_sig_ok(c->pub, st->rep->chain_id, c->seq, c->checksum,
-						     c->created_at, c->sig)) {
-				audit_vs_break(st, AUDIT_BREAK_CHECKPOINT_MISMATCH, c->seq, NO_SEQ,
-					  "checkpoint %lld has an invalid signature", c->id);
-				c->done = 1;
-				continue;
-			}
-			st->n_signed_ok++;
+		if (o->n_public_keys == 0) {
+			c->done = 1;
+			unchecked++;
+			continue;
 		}
+		if (!key_trusted(o, c->pub)) {
+			add_warning(st, "untrusted_checkpoint", c->seq, c->id,
+				    "checkpoint %lld is signed by an unknown key %.16s…: ignored", c->id,
+				    c->pub);
+			c->done = 1;
+			continue;
+		}
+		if (!audit_checkpoint_sig_ok(c->pub, st->rep->chain_id, c->seq, c->checksum,
+					     c->created_at, c->sig)) {
+			add_warning(st, "untrusted_checkpoint", c->seq, c->id,
+				    "checkpoint %lld has an invalid signature: ignored", c->id);
+			c->done = 1;
+			continue;
+		}
+		st->n_signed_ok++;
 		if (use_anchor && st->anchor.present && c->seq == st->anchor.first_seq - 1) {
 			if (strcmp(c->checksum, st->anchor.prev) != 0)
 				audit_vs_break(st, AUDIT_BREAK_CHECKPOINT_MISMATCH, c->seq, NO_SEQ,
-					  "checkpoint %lld signs seq %lld as %s…, the anchor says %s…",
-					  c->id, c->seq, short_sum(c->checksum, a),
-					  short_sum(st->anchor.prev, b));
+					       "checkpoint %lld signs seq %lld as %s…, the anchor says %s…",
+					       c->id, c->seq, short_sum(c->checksum, a),
+					       short_sum(st->anchor.prev, b));
 			c->done = 1;
 		}
 	}
+	if (unchecked > 0)
+		add_warning(st, "unchecked_checkpoints", NO_SEQ, NO_SEQ,
+			    "no trusted public key: %zu checkpoint%s not checked", unchecked,
+			    unchecked == 1 ? "" : "s");
 	st->cpi = 0;
 }
 
