@@ -78,6 +78,29 @@ static const struct vector vectors[] = {
 	 "\\\"q\\\" \\\\ tab\\t\",\n \"n\": 1.50},S7:fe80::1,S7:success,S64:"
 	 "594e519ae499312b29433b7dd8a97ff068defcba9755b6d5d00e84c524d67b06,",
 	 "3a2623b4807a2a29470789e1846e5e5fa5348e714ed16eabf1668db7c9a51f9a"},
+	/* breeze-audit-v2 (migration 0004): partner_id and site_id after org_id. */
+	{"v2: partner chain, genesis, NULL org and site",
+	 {"43", NULL, "1", "2026-12-01T10:00:00.123456Z", "user",
+	  "ccbda2f9-2140-48aa-aaac-e324b5f2712b", "auth.login", "sessions",
+	  "5e55e55e-1111-4222-8333-444455556666", "{}", "198.51.100.4", "success", AUDIT_GENESIS,
+	  NULL, "a1b2c3d4-0000-4000-8000-00000000beef", NULL},
+	 "S15:breeze-audit-v2,S2:43,NS36:a1b2c3d4-0000-4000-8000-00000000beef,NS1:1,S27:2026-12-01T"
+	 "10:00:00.123456Z,S4:user,S36:ccbda2f9-2140-48aa-aaac-e324b5f2712b,S10:auth.login,S8:"
+	 "sessions,S36:5e55e55e-1111-4222-8333-444455556666,S2:{},S12:198.51.100.4,S7:success,S64:"
+	 "0000000000000000000000000000000000000000000000000000000000000000,",
+	 "eb0a605af1545437f5c08e1acfcedb5880791267f3a21afb60d92339af362ddc"},
+	{"v2: organization row with a site, NULL partner and ip",
+	 {"44", "9f9a1404-46ca-445e-ba40-8e54650dfdac", "9", "2026-12-01T10:00:01.000000Z", "agent",
+	  "d3b07384-d113-4ec6-a3f6-1c2d3e4f5a6b", "device.enroll", "devices",
+	  "d3b07384-d113-4ec6-a3f6-1c2d3e4f5a6b", "{\"siteId\":\"0c0ffee0-aaaa-4bbb-8ccc-ddddeeeeffff\"}",
+	  NULL, "success", "99f1404137708519d2ca5eca4d70c3826471b075c66b86ce8bbbe533739506f4", NULL,
+	  NULL, "0c0ffee0-aaaa-4bbb-8ccc-ddddeeeeffff"},
+	 "S15:breeze-audit-v2,S2:44,S36:9f9a1404-46ca-445e-ba40-8e54650dfdac,NS36:0c0ffee0-aaaa-4bbb-"
+	 "8ccc-ddddeeeeffff,S1:9,S27:2026-12-01T10:00:01.000000Z,S5:agent,S36:d3b07384-d113-4ec6-a3f6-"
+	 "1c2d3e4f5a6b,S13:device.enroll,S7:devices,S36:d3b07384-d113-4ec6-a3f6-1c2d3e4f5a6b,S49:{"
+	 "\"siteId\":\"0c0ffee0-aaaa-4bbb-8ccc-ddddeeeeffff\"},NS7:success,S64:"
+	 "99f1404137708519d2ca5eca4d70c3826471b075c66b86ce8bbbe533739506f4,",
+	 "280ede2da05f9801f045bfdceca8eb1ad4e553dc34a082724713550aabee0ef3"},
 };
 
 static void test_vectors(void **state)
@@ -131,6 +154,36 @@ static void test_every_field_counts(void **state)
 	r.checksum = "ffff";
 	assert_int_equal(audit_row_checksum(&r, sum), 0);
 	assert_string_equal(sum, ref);
+}
+
+/* v2 rows: partner_id and site_id are hashed (a value, another value, NULL
+ * all differ), and a row that loses both falls back to v1 — which hashes
+ * differently, so dropping them is seen too. */
+static void test_v2_fields_count(void **state)
+{
+	(void)state;
+	const struct audit_row base = vectors[6].row; /* site row */
+	char ref[65], sum[65], v1[65];
+
+	assert_non_null(base.site_id);
+	assert_int_equal(audit_row_checksum(&base, ref), 0);
+	struct audit_row r = base;
+	r.site_id = "0c0ffee0-aaaa-4bbb-8ccc-ddddeeeeff00";
+	assert_int_equal(audit_row_checksum(&r, sum), 0);
+	assert_string_not_equal(sum, ref);
+	r = base;
+	r.partner_id = "a1b2c3d4-0000-4000-8000-00000000beef";
+	assert_int_equal(audit_row_checksum(&r, sum), 0);
+	assert_string_not_equal(sum, ref);
+	r = base;
+	r.site_id = NULL;
+	assert_int_equal(audit_row_checksum(&r, v1), 0);
+	assert_string_not_equal(v1, ref);
+	/* With both NULL the row is exactly v1: the v1 vectors still hold. */
+	struct audit_row old = vectors[1].row;
+	assert_null(old.partner_id);
+	assert_int_equal(audit_row_checksum(&old, sum), 0);
+	assert_string_equal(sum, vectors[1].checksum);
 }
 
 struct ts_case {
@@ -444,16 +497,31 @@ static void test_offline_tampering(void **state)
 	run_case("newest rows deleted", 1, write_export(rows, NROWS, skip, cp), "checkpoint_mismatch",
 		 10);
 
-	/* A checkpoint signed by another key, and one edited. */
+	/* A checkpoint signed by another key, and one edited: neither counts
+	 * (each is a warning, not a break of its own), so nothing vouches for
+	 * the export — that is its one break. */
 	checkpoint_json(&rows[9], cp, sizeof(cp),
 			"0000000000000000000000000000000000000000000000000000000000000001");
 	run_case("untrusted checkpoint key", 1, write_export(rows, NROWS, NULL, cp),
-		 "checkpoint_mismatch,checkpoint_mismatch", 10);
+		 "checkpoint_mismatch", -1);
+	{
+		const char *keys[1] = {RFC8032_PUB};
+		struct audit_verify_opts o = {.public_keys = keys, .n_public_keys = 1};
+		struct audit_report rep;
+		char err[200] = "";
+		FILE *f = write_export(rows, NROWS, NULL, cp);
+		assert_int_equal(audit_verify_file(f, &o, &rep, err, sizeof(err)), 0);
+		fclose(f);
+		assert_int_equal(rep.n_warnings, 1);
+		assert_string_equal(rep.warnings[0].kind, "untrusted_checkpoint");
+		assert_int_equal(rep.warnings[0].seq, 10);
+		audit_report_free(&rep);
+	}
 	checkpoint_json(&rows[8], cp, sizeof(cp), RFC8032_SEED);
 	assert_memory_equal(cp, "{\"seq\":9,", 9);
 	cp[7] = '5';
 	run_case("edited checkpoint", 1, write_export(rows, NROWS, NULL, cp),
-		 "checkpoint_mismatch,checkpoint_mismatch", 5);
+		 "checkpoint_mismatch", -1);
 
 	/* The export seal (§8): a keyed verification needs it, and it must
 	 * match the rows and be signed by a trusted key. */
@@ -510,6 +578,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_vectors),
 		cmocka_unit_test(test_every_field_counts),
+		cmocka_unit_test(test_v2_fields_count),
 		cmocka_unit_test(test_ts_format_and_parse),
 		cmocka_unit_test(test_signatures),
 		cmocka_unit_test(test_offline_tampering),
