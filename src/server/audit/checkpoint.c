@@ -23,6 +23,8 @@
 #define ED25519_SIG_LEN 64
 #define PAYLOAD_MAX 512
 
+/* The value of hex digit C, or -1 (a value, not an error code) for any
+ * other character. */
 static int hexval(char c)
 {
 	if (c >= '0' && c <= '9')
@@ -38,11 +40,11 @@ static int hexval(char c)
 static int unhex(const char *hex, uint8_t *out, size_t len)
 {
 	if (hex == NULL || strlen(hex) != 2 * len)
-		return -1;
+		return BZ_ERR_INVALID;
 	for (size_t i = 0; i < len; i++) {
 		int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
 		if (hi < 0 || lo < 0)
-			return -1;
+			return BZ_ERR_INVALID;
 		out[i] = (uint8_t)(hi << 4 | lo);
 	}
 	return 0;
@@ -54,7 +56,7 @@ static int put_field(char *buf, size_t cap, size_t *len, const char *v)
 	int n = snprintf(buf + *len, cap - *len, "S%zu:%s,", strlen(v), v);
 
 	if (n < 0 || (size_t)n >= cap - *len)
-		return -1;
+		return BZ_ERR_INVALID;
 	*len += (size_t)n;
 	return 0;
 }
@@ -70,7 +72,7 @@ static int checkpoint_payload(char *buf, size_t cap, size_t *len, const char *ch
 	if (put_field(buf, cap, len, "breeze-audit-checkpoint-v1") ||
 	    put_field(buf, cap, len, chain_id) || put_field(buf, cap, len, s) ||
 	    put_field(buf, cap, len, checksum) || put_field(buf, cap, len, t))
-		return -1;
+		return BZ_ERR_INVALID;
 	return 0;
 }
 
@@ -84,7 +86,7 @@ static int anchor_payload(char *buf, size_t cap, size_t *len, const char *chain_
 	if (put_field(buf, cap, len, "breeze-audit-anchor-v1") ||
 	    put_field(buf, cap, len, chain_id) || put_field(buf, cap, len, s) ||
 	    put_field(buf, cap, len, prev_checksum))
-		return -1;
+		return BZ_ERR_INVALID;
 	return 0;
 }
 
@@ -102,7 +104,7 @@ static int seal_payload(char *buf, size_t cap, size_t *len, const char *chain_id
 	    put_field(buf, cap, len, chain_id) || put_field(buf, cap, len, s) ||
 	    put_field(buf, cap, len, last_checksum) || put_field(buf, cap, len, n) ||
 	    put_field(buf, cap, len, t))
-		return -1;
+		return BZ_ERR_INVALID;
 	return 0;
 }
 

@@ -99,7 +99,7 @@ static int parse(int argc, char **argv, struct cli *c)
 			    atoi(optarg) > 36500) {
 				fprintf(stderr, "breeze-server audit: --older-than-days must be a "
 						"number of days, 0-36500\n");
-				return -1;
+				return BZ_ERR_INVALID;
 			}
 			c->older_than_days = atoi(optarg);
 			break;
@@ -108,25 +108,25 @@ static int parse(int argc, char **argv, struct cli *c)
 			if (c->n_keys == MAX_KEYS) {
 				fprintf(stderr, "breeze-server audit: at most %d --public-key\n",
 					MAX_KEYS);
-				return -1;
+				return BZ_ERR_INVALID;
 			}
 			c->keys[c->n_keys++] = optarg;
 			break;
 		case 'h': usage(stdout); exit(0);
-		default: return -1;
+		default: return BZ_ERR_INVALID;
 		}
 	}
 	if (optind != argc) {
 		fprintf(stderr, "breeze-server audit: unexpected argument '%s'\n", argv[optind]);
-		return -1;
+		return BZ_ERR_INVALID;
 	}
 	if (c->org != NULL && c->partner != NULL) {
 		fprintf(stderr, "breeze-server audit: --org and --partner exclude each other\n");
-		return -1;
+		return BZ_ERR_INVALID;
 	}
 	if (c->partner != NULL && !is_uuid(c->partner)) {
 		fprintf(stderr, "breeze-server audit: --partner must be a partner id\n");
-		return -1;
+		return BZ_ERR_INVALID;
 	}
 	/* A partner chain's id is the partner id: from here on it is a chain
 	 * like any other. */
@@ -136,21 +136,21 @@ static int parse(int argc, char **argv, struct cli *c)
 		c->org = AUDIT_SYSTEM_CHAIN;
 	if (c->org != NULL && !is_uuid(c->org)) {
 		fprintf(stderr, "breeze-server audit: --org must be an organization id or 'system'\n");
-		return -1;
+		return BZ_ERR_INVALID;
 	}
 	for (size_t i = 0; i < c->n_keys; i++) {
 		size_t n = strlen(c->keys[i]);
 		if (n != 64 || strspn(c->keys[i], "0123456789abcdef") != n) {
 			fprintf(stderr, "breeze-server audit: --public-key must be 64 lower-case hex "
 					"characters\n");
-			return -1;
+			return BZ_ERR_INVALID;
 		}
 	}
 	if (c->env_file != NULL) {
 		char err[256];
 		if (envfile_load(c->env_file, err, sizeof(err)) != 0) {
 			fprintf(stderr, "breeze-server audit: %s\n", err);
-			return -1;
+			return BZ_ERR_INVALID;
 		}
 	}
 	return 0;
@@ -241,7 +241,7 @@ static int trusted_keys(struct cli *c, struct audit_verify_opts *o)
 	if (seed != NULL) {
 		if (audit_public_key_hex(seed, c->derived_key) != 0) {
 			fprintf(stderr, "breeze-server audit: cannot derive the public key\n");
-			return -1;
+			return BZ_ERR_CRYPTO;
 		}
 		c->keys[c->n_keys++] = c->derived_key;
 	}

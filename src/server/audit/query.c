@@ -59,13 +59,13 @@ static char *cursor_encode(const char *ts_us, const char *id)
 static int cursor_decode(const char *cur, struct audit_filter *f)
 {
 	size_t len, n = strlen(cur);
-	int rc = -1;
+	int rc = BZ_ERR_INVALID;
 
 	if (n == 0 || n > CURSOR_MAX)
-		return -1;
+		return BZ_ERR_INVALID;
 	uint8_t *raw = crypto_base64url_decode(cur, n, &len);
 	if (raw == NULL)
-		return -1;
+		return BZ_ERR_INVALID;
 	json_t *j = json_loadb((const char *)raw, len, 0, NULL);
 	free(raw);
 	json_t *t = json_object_get(j, "t"), *i = json_object_get(j, "i");
@@ -80,7 +80,7 @@ static int cursor_decode(const char *cur, struct audit_filter *f)
 
 /* Reads optional text parameter NAME into *OUT: 1..MAXLEN bytes of valid
  * UTF-8 (checked by jansson), so the database never sees bytes it would
- * refuse. Returns 0, or fails the request with 400 and returns -1. */
+ * refuse. Returns 0, or fails the request with 400 and returns BZ_ERR_INVALID. */
 static int text_param(struct request *rq, const char *name, size_t maxlen, const char **out)
 {
 	const char *v = http_query(rq, name);
@@ -93,12 +93,12 @@ static int text_param(struct request *rq, const char *name, size_t maxlen, const
 	if (n == 0 || n > maxlen) {
 		http_fail(rq, 400, "validation_error", "parameter '%s' must be 1 to %zu characters",
 			  name, maxlen);
-		return -1;
+		return BZ_ERR_INVALID;
 	}
 	json_t *s = json_stringn(v, n);
 	if (s == NULL) {
 		http_fail(rq, 400, "validation_error", "parameter '%s' must be valid UTF-8", name);
-		return -1;
+		return BZ_ERR_INVALID;
 	}
 	json_decref(s);
 	*out = v;
@@ -128,13 +128,13 @@ static int time_param(struct request *rq, const char *name, char out[32])
 		http_fail(rq, 400, "validation_error",
 			  "parameter '%s' must be an ISO 8601 time (e.g. 2026-01-02T03:04:05Z)",
 			  name);
-		return -1;
+		return BZ_ERR_INVALID;
 	}
 	return 0;
 }
 
 /* Fills F from the query string. Returns 0, or fails the request (400, or
- * 404 for an organization the caller cannot see) and returns -1. */
+ * 404 for an organization the caller cannot see) and returns BZ_ERR_INVALID. */
 static int parse_filter(struct request *rq, struct audit_filter *f)
 {
 	static const char *const actor_types[] = {"user", "api_key", "agent", "system", NULL};
@@ -146,16 +146,16 @@ static int parse_filter(struct request *rq, struct audit_filter *f)
 	f->limit = LIMIT_DEFAULT;
 	if (org != NULL && !is_uuid(org)) {
 		http_fail(rq, 400, "validation_error", "parameter 'orgId' must be a UUID");
-		return -1;
+		return BZ_ERR_INVALID;
 	}
 	if (partner != NULL && !is_uuid(partner)) {
 		http_fail(rq, 400, "validation_error", "parameter 'partnerId' must be a UUID");
-		return -1;
+		return BZ_ERR_INVALID;
 	}
 	if (org != NULL && partner != NULL) {
 		http_fail(rq, 400, "validation_error",
 			  "parameters 'orgId' and 'partnerId' exclude each other");
-		return -1;
+		return BZ_ERR_INVALID;
 	}
 	if (text_param(rq, "resource", RESOURCE_MAX, &f->resource) ||
 	    text_param(rq, "action", ACTION_MAX, &f->action) ||
@@ -163,29 +163,29 @@ static int parse_filter(struct request *rq, struct audit_filter *f)
 	    text_param(rq, "actorId", TEXT_MAX, &f->actor_id) ||
 	    text_param(rq, "resourceId", TEXT_MAX, &f->resource_id) ||
 	    text_param(rq, "result", 16, &f->result))
-		return -1;
+		return BZ_ERR_INVALID;
 	if (f->action != NULL && strspn(f->action, "abcdefghijklmnopqrstuvwxyz0123456789_.") !=
 					 strlen(f->action)) {
 		http_fail(rq, 400, "validation_error",
 			  "parameter 'action' must be a dotted action name (e.g. device.delete)");
-		return -1;
+		return BZ_ERR_INVALID;
 	}
 	if (f->actor_type != NULL && !one_of(f->actor_type, actor_types)) {
 		http_fail(rq, 400, "validation_error",
 			  "parameter 'actorType' must be user, api_key, agent or system");
-		return -1;
+		return BZ_ERR_INVALID;
 	}
 	if (f->result != NULL && !one_of(f->result, results)) {
 		http_fail(rq, 400, "validation_error",
 			  "parameter 'result' must be success, failure or denied");
-		return -1;
+		return BZ_ERR_INVALID;
 	}
 	if (time_param(rq, "from", f->from) || time_param(rq, "to", f->to))
-		return -1;
+		return BZ_ERR_INVALID;
 	/* Canonical timestamps of equal length compare like the times. */
 	if (f->from[0] && f->to[0] && strcmp(f->from, f->to) > 0) {
 		http_fail(rq, 400, "validation_error", "parameter 'from' is after 'to'");
-		return -1;
+		return BZ_ERR_INVALID;
 	}
 	if (limit != NULL) {
 		char *end;
@@ -193,18 +193,18 @@ static int parse_filter(struct request *rq, struct audit_filter *f)
 		if (*limit == '\0' || *end != '\0' || f->limit < 1 || f->limit > LIMIT_MAX) {
 			http_fail(rq, 400, "validation_error",
 				  "parameter 'limit' must be an integer between 1 and %d", LIMIT_MAX);
-			return -1;
+			return BZ_ERR_INVALID;
 		}
 	}
 	if (cursor != NULL && cursor_decode(cursor, f) != 0) {
 		http_fail(rq, 400, "validation_error", "parameter 'cursor' is not a valid cursor");
-		return -1;
+		return BZ_ERR_INVALID;
 	}
 	if (org != NULL) {
 		audit_id_lower(f->org_id, org);
 		if (!tenancy_org_visible(rq, f->org_id)) {
 			http_fail(rq, 404, "not_found", "organization not found");
-			return -1;
+			return BZ_ERR_INVALID;
 		}
 	}
 	if (partner != NULL) {
@@ -213,7 +213,7 @@ static int parse_filter(struct request *rq, struct audit_filter *f)
 		if (rq->who.partner_id[0] == '\0' || rq->scope.limited ||
 		    strcasecmp(rq->who.partner_id, f->partner_id) != 0) {
 			http_fail(rq, 404, "not_found", "partner not found");
-			return -1;
+			return BZ_ERR_INVALID;
 		}
 	}
 	return 0;
@@ -227,8 +227,10 @@ static int parse_filter(struct request *rq, struct audit_filter *f)
  * to know whether there is a next page. Parameters that are NULL disable
  * their filter; the planner drops those conditions (custom plan). With
  * $15 true the one "organization" is a partner id and the rows are its
- * partner chain's (index audit_log_partner_ts_idx, migration 0004); $14 is
- * the caller's site limit. */
+ * partner chain's (index audit_log_partner_ts_idx, migration 0004; such
+ * rows have no org_id by a CHECK, and testing org_id IS NULL here would
+ * make the planner walk the system chain's index too); $14 is the caller's
+ * site limit. */
 static const char *list_sql =
 	"SELECT x.id, x.org_id, x.seq, audit_ts_text(x.ts), x.actor_type, x.actor_id, x.action,"
 	"       x.resource, x.resource_id, x.details, x.ip_address, x.result, x.checksum,"
@@ -238,7 +240,7 @@ static const char *list_sql =
 	"         WHERE $2::uuid IS NULL OR u = $2::uuid) o"
 	" CROSS JOIN LATERAL ("
 	"   SELECT a.* FROM audit_log a"
-	"    WHERE (($15::boolean AND a.partner_id = o.u AND a.org_id IS NULL)"
+	"    WHERE (($15::boolean AND a.partner_id = o.u)"
 	"           OR (NOT $15::boolean AND a.org_id = o.u))"
 	"      AND ($14::uuid[] IS NULL OR a.site_id IS NULL OR a.site_id = ANY($14::uuid[]))"
 	"      AND ($3::text IS NULL OR a.resource = $3::text)"

@@ -22,16 +22,16 @@ static int parse_ll(const char *s, long long *out)
 	char *end;
 
 	if (s == NULL || *s < '0' || *s > '9')
-		return -1;
+		return BZ_ERR_INVALID;
 	errno = 0;
 	long long v = strtoll(s, &end, 10);
 	if (errno != 0 || *end != '\0')
-		return -1;
+		return BZ_ERR_INVALID;
 	*out = v;
 	return 0;
 }
 
-/* String member KEY of O (NULL for JSON null). Returns -1 if absent or of
+/* String member KEY of O (NULL for JSON null). Returns BZ_ERR_INVALID if absent or of
  * another type. */
 static int member_str(json_t *o, const char *key, int nullable, const char **out)
 {
@@ -42,7 +42,7 @@ static int member_str(json_t *o, const char *key, int nullable, const char **out
 		return 0;
 	}
 	if (!json_is_string(v))
-		return -1;
+		return BZ_ERR_INVALID;
 	*out = json_string_value(v);
 	return 0;
 }
@@ -52,7 +52,7 @@ static int hex_field(json_t *o, const char *key, size_t len, char *out)
 	const char *s;
 
 	if (member_str(o, key, 0, &s) != 0 || strlen(s) != len)
-		return -1;
+		return BZ_ERR_INVALID;
 	memcpy(out, s, len + 1);
 	return 0;
 }
@@ -67,15 +67,15 @@ static int read_header(json_t *h, struct audit_vstate *st, char chain[37], int *
 
 	if (member_str(h, "format", 0, &fmt) || member_str(h, "chainId", 0, &cid) ||
 	    strlen(cid) != 36 || !json_is_array(cps))
-		return -1;
+		return BZ_ERR_INVALID;
 	if (strcmp(fmt, "breeze-audit-export-v2") == 0)
 		*v2 = 1;
 	else if (strcmp(fmt, "breeze-audit-export-v1") == 0)
 		*v2 = 0;
 	else
-		return -1;
+		return BZ_ERR_INVALID;
 	if (*v2 && (member_str(h, "partnerId", 1, &pid) || (pid != NULL && strcmp(pid, cid) != 0)))
-		return -1;
+		return BZ_ERR_INVALID;
 	*partner = pid != NULL;
 	snprintf(chain, 37, "%s", cid);
 	if (json_is_object(a)) {
@@ -84,20 +84,20 @@ static int read_header(json_t *h, struct audit_vstate *st, char chain[37], int *
 		const char *pub = NULL, *sig = NULL;
 		if (!json_is_integer(fs) || hex_field(a, "prevChecksum", 64, an->prev) ||
 		    member_str(a, "publicKey", 1, &pub) || member_str(a, "signature", 1, &sig))
-			return -1;
+			return BZ_ERR_INVALID;
 		an->present = 1;
 		an->first_seq = json_integer_value(fs);
 		if (an->first_seq < 2)
-			return -1; /* an anchor starts a chain after pruned rows */
+			return BZ_ERR_INVALID; /* an anchor starts a chain after pruned rows */
 		an->has_sig = pub != NULL && sig != NULL;
 		snprintf(an->pub, sizeof(an->pub), "%s", pub ? pub : "");
 		snprintf(an->sig, sizeof(an->sig), "%s", sig ? sig : "");
 	} else if (!json_is_null(a)) {
-		return -1;
+		return BZ_ERR_INVALID;
 	}
 	size_t n = json_array_size(cps);
 	if (n > 0 && (st->cps = calloc(n, sizeof(*st->cps))) == NULL)
-		return -1;
+		return BZ_ERR_INVALID;
 	for (size_t i = 0; i < n; i++) {
 		json_t *c = json_array_get(cps, i), *seq = json_object_get(c, "seq");
 		struct audit_vcheckpoint *cp = &st->cps[i];
@@ -106,20 +106,20 @@ static int read_header(json_t *h, struct audit_vstate *st, char chain[37], int *
 		if (!json_is_integer(seq) || hex_field(c, "checksum", 64, cp->checksum) ||
 		    hex_field(c, "publicKey", 64, cp->pub) || hex_field(c, "signature", 128, cp->sig) ||
 		    member_str(c, "createdAt", 0, &created) || audit_ts_parse(created, &us) != 0)
-			return -1;
+			return BZ_ERR_INVALID;
 		cp->id = (long long)i + 1;
 		cp->seq = json_integer_value(seq);
 		if (cp->seq < 1)
-			return -1;
+			return BZ_ERR_INVALID;
 		cp->created_at = us / 1000000;
 		if (i > 0 && cp->seq < st->cps[i - 1].seq)
-			return -1; /* the format lists checkpoints by seq */
+			return BZ_ERR_INVALID; /* the format lists checkpoints by seq */
 	}
 	st->ncps = n;
 	return 0;
 }
 
-/* One row line into R (pointing into O). Returns -1 if malformed. Rows
+/* One row line into R (pointing into O). Returns BZ_ERR_INVALID if malformed. Rows
  * of a v2 export carry partnerId and siteId (null when absent). */
 static int read_row(json_t *o, int v2, struct audit_row *r, long long *seq, long long *id)
 {
@@ -136,10 +136,10 @@ static int read_row(json_t *o, int v2, struct audit_row *r, long long *seq, long
 	    member_str(o, "prevChecksum", 0, &r->prev_checksum) ||
 	    member_str(o, "checksum", 0, &r->checksum) || parse_ll(r->seq, seq) ||
 	    parse_ll(r->id, id))
-		return -1;
+		return BZ_ERR_INVALID;
 	if (v2 && (member_str(o, "partnerId", 1, &r->partner_id) ||
 		   member_str(o, "siteId", 1, &r->site_id)))
-		return -1;
+		return BZ_ERR_INVALID;
 	return 0;
 }
 
