@@ -573,6 +573,97 @@ static void test_offline_bad_header(void **state)
 	fclose(f);
 }
 
+#define PARTNER "a1b2c3d4-0000-4000-8000-00000000beef"
+
+/* A v2 export of a partner chain of 3 rows, checkpointed and sealed with
+ * the RFC 8032 key. FORMAT is the header's format tag; row 2's partnerId
+ * is OTHER_PARTNER when non-NULL (a row of another chain). */
+static FILE *write_partner_export(const char *format, const char *other_partner)
+{
+	char ids[3][8], seqs[3][8], ts[3][32], prev[65] = AUDIT_GENESIS, sums[3][65];
+	char sig[129], pub[65], cp_sig[129];
+	FILE *f = tmpfile();
+
+	assert_non_null(f);
+	for (int i = 0; i < 3; i++) {
+		snprintf(ids[i], sizeof(ids[i]), "%d", 500 + i);
+		snprintf(seqs[i], sizeof(seqs[i]), "%d", i + 1);
+		assert_int_equal(audit_ts_format(1767323045000000LL + i, ts[i]), 0);
+		struct audit_row r = {ids[i], NULL, seqs[i], ts[i], "user", "u1", "auth.login",
+				      "sessions", NULL, "{}", NULL, "success", prev, NULL, PARTNER, NULL};
+		assert_int_equal(audit_row_checksum(&r, sums[i]), 0);
+		memcpy(prev, sums[i], sizeof(prev));
+	}
+	assert_int_equal(audit_checkpoint_sign(RFC8032_SEED, PARTNER, 3, sums[2], 1767323100, cp_sig,
+					       NULL),
+			 0);
+	fprintf(f,
+		"{\"format\":\"%s\",\"orgId\":null,\"partnerId\":\"" PARTNER "\",\"chainId\":\"" PARTNER
+		"\",\"anchor\":null,\"checkpoints\":[{\"seq\":3,\"checksum\":\"%s\","
+		"\"createdAt\":\"2026-01-02T03:05:00Z\",\"publicKey\":\"" RFC8032_PUB "\","
+		"\"signature\":\"%s\"}]}\n",
+		format, sums[2], cp_sig);
+	for (int i = 0; i < 3; i++)
+		fprintf(f,
+			"{\"id\":\"%s\",\"orgId\":null,\"partnerId\":\"%s\",\"siteId\":null,"
+			"\"seq\":\"%s\",\"ts\":\"%s\",\"actorType\":\"user\",\"actorId\":\"u1\","
+			"\"action\":\"auth.login\",\"resource\":\"sessions\",\"resourceId\":null,"
+			"\"details\":\"{}\",\"ipAddress\":null,\"result\":\"success\","
+			"\"prevChecksum\":\"%s\",\"checksum\":\"%s\"}\n",
+			ids[i], i == 1 && other_partner ? other_partner : PARTNER, seqs[i], ts[i],
+			i ? sums[i - 1] : AUDIT_GENESIS, sums[i]);
+	assert_int_equal(audit_export_seal_sign(RFC8032_SEED, PARTNER, 3, sums[2], 3, 1767323200, sig,
+						pub),
+			 0);
+	fprintf(f,
+		"{\"exportSeal\":{\"chainId\":\"" PARTNER "\",\"lastSeq\":3,\"lastChecksum\":\"%s\","
+		"\"rows\":3,\"exportedAt\":1767323200,\"publicKey\":\"%s\",\"signature\":\"%s\"}}\n",
+		sums[2], pub, sig);
+	rewind(f);
+	return f;
+}
+
+/* Offline verification of a v2 export: a partner chain verifies; a row of
+ * another partner is an inserted row; the same rows under a v1 header (whose
+ * rows have no partnerId) do not hash. */
+static void test_offline_v2_partner_chain(void **state)
+{
+	const char *keys[1] = {RFC8032_PUB};
+	struct audit_verify_opts o = {.public_keys = keys, .n_public_keys = 1};
+	struct audit_report rep;
+	char err[200] = "", got[512];
+	FILE *f;
+
+	(void)state;
+	f = write_partner_export("breeze-audit-export-v2", NULL);
+	assert_int_equal(audit_verify_file(f, &o, &rep, err, sizeof(err)), 0);
+	fclose(f);
+	if (!rep.ok || rep.rows_checked != 3 || !rep.partner || rep.system) {
+		has_kinds(&rep, "", got, sizeof(got));
+		fail_msg("partner export: ok %d, %lld rows, breaks [%s]", rep.ok, rep.rows_checked, got);
+	}
+	assert_string_equal(rep.chain_id, PARTNER);
+	json_t *j = audit_report_json(&rep);
+	assert_string_equal(json_string_value(json_object_get(j, "partnerId")), PARTNER);
+	assert_true(json_is_null(json_object_get(j, "orgId")));
+	json_decref(j);
+	audit_report_free(&rep);
+
+	f = write_partner_export("breeze-audit-export-v2", "a1b2c3d4-0000-4000-8000-00000000dead");
+	assert_int_equal(audit_verify_file(f, &o, &rep, err, sizeof(err)), 0);
+	fclose(f);
+	assert_false(rep.ok);
+	assert_int_equal(rep.breaks[0].kind, AUDIT_BREAK_INSERTED_ROW);
+	assert_int_equal(rep.breaks[0].seq, 2);
+	audit_report_free(&rep);
+
+	f = write_partner_export("breeze-audit-export-v1", NULL);
+	assert_int_equal(audit_verify_file(f, &o, &rep, err, sizeof(err)), 0);
+	fclose(f);
+	assert_false(rep.ok);
+	audit_report_free(&rep);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -583,6 +674,7 @@ int main(void)
 		cmocka_unit_test(test_signatures),
 		cmocka_unit_test(test_offline_tampering),
 		cmocka_unit_test(test_offline_bad_header),
+		cmocka_unit_test(test_offline_v2_partner_chain),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
