@@ -20,6 +20,24 @@ static inline void audit_id_lower(char out[37], const char *in)
 	out[i] = '\0';
 }
 
+/* Decimal digits of V into OUT (at least 20 bytes; no NUL written).
+ * Returns how many. The canonical encoder and the binary row reader call
+ * this per field and per row, where snprintf would cost more than the
+ * hash. */
+static inline size_t audit_put_decimal(char *out, unsigned long long v)
+{
+	char tmp[24];
+	size_t i = 0, k = 0;
+
+	do {
+		tmp[i++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	while (i > 0)
+		out[k++] = tmp[--i];
+	return k;
+}
+
 /* A JSON string of S, or JSON null for NULL. New reference. */
 static inline json_t *audit_json_str_or_null(const char *s)
 {

@@ -72,6 +72,9 @@ int audit_vs_init(struct audit_vstate *st, struct audit_report *rep,
 		  const struct audit_verify_opts *opts, const char *chain_id);
 void audit_vs_free(struct audit_vstate *st);
 
+/* 1 if PUB (64 hex) is one of O's trusted public keys. */
+int audit_vs_key_trusted(const struct audit_verify_opts *o, const char *pub);
+
 /* Records a break (formatted DETAIL, at most 200 bytes kept). */
 void audit_vs_break(struct audit_vstate *st, enum audit_break_kind kind, long long seq,
 		    long long id, const char *fmt, ...) __attribute__((format(printf, 5, 6)));

@@ -14,6 +14,7 @@
 
 #include "common/err.h"
 #include "crypto/crypto.h"
+#include "server/audit/audit_internal.h"
 
 const char *audit_break_kind_name(enum audit_break_kind k)
 {
@@ -26,21 +27,6 @@ const char *audit_break_kind_name(enum audit_break_kind k)
 	case AUDIT_BREAK_CHECKPOINT_MISMATCH: return "checkpoint_mismatch";
 	}
 	return "unknown";
-}
-
-/* Decimal digits of N into OUT (no NUL); returns how many. */
-static size_t put_uint(char *out, size_t n)
-{
-	char tmp[24];
-	size_t i = 0, k = 0;
-
-	do {
-		tmp[i++] = (char)('0' + n % 10);
-		n /= 10;
-	} while (n != 0);
-	while (i > 0)
-		out[k++] = tmp[--i];
-	return k;
 }
 
 int audit_canonical_encode(const struct audit_row *row, char **buf, size_t *cap, size_t *len)
@@ -79,7 +65,7 @@ int audit_canonical_encode(const struct audit_row *row, char **buf, size_t *cap,
 			continue;
 		}
 		*o++ = 'S';
-		o += put_uint(o, vl[i]);
+		o += audit_put_decimal(o, vl[i]);
 		*o++ = ':';
 		memcpy(o, v[i], vl[i]);
 		o += vl[i];

@@ -8,6 +8,7 @@
  */
 #include "server/audit/audit_checkpoint.h"
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,30 +24,15 @@
 #define ED25519_SIG_LEN 64
 #define PAYLOAD_MAX 512
 
-/* The value of hex digit C, or -1 (a value, not an error code) for any
- * other character. */
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/* Decodes exactly 2*LEN hex characters of HEX into OUT. */
+/* Decodes exactly 2*LEN hex characters of HEX into OUT (OpenSSL's
+ * decoder, no separators). Returns 0 or BZ_ERR_INVALID. */
 static int unhex(const char *hex, uint8_t *out, size_t len)
 {
-	if (hex == NULL || strlen(hex) != 2 * len)
+	size_t n = 0;
+
+	if (hex == NULL || strlen(hex) != 2 * len ||
+	    OPENSSL_hexstr2buf_ex(out, len, &n, hex, '\0') != 1 || n != len)
 		return BZ_ERR_INVALID;
-	for (size_t i = 0; i < len; i++) {
-		int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
-		if (hi < 0 || lo < 0)
-			return BZ_ERR_INVALID;
-		out[i] = (uint8_t)(hi << 4 | lo);
-	}
 	return 0;
 }
 

@@ -16,6 +16,7 @@
 
 #include "common/err.h"
 #include "common/log.h"
+#include "server/audit/audit_internal.h"
 #include "server/db/db.h"
 
 #define FETCH_ROWS 50000
@@ -50,18 +51,11 @@ static void uuid_text(const char *p, char out[37])
 /* Decimal text of V into OUT[24]; snprintf costs more than the hash here. */
 static void ll_text(long long v, char out[24])
 {
-	char tmp[24];
-	unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
-	size_t i = 0, k = 0;
+	size_t k = 0;
 
-	do {
-		tmp[i++] = (char)('0' + u % 10);
-		u /= 10;
-	} while (u != 0);
 	if (v < 0)
 		out[k++] = '-';
-	while (i > 0)
-		out[k++] = tmp[--i];
+	k += audit_put_decimal(out + k, v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v);
 	out[k] = '\0';
 }
 

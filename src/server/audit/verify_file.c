@@ -186,10 +186,9 @@ static void check_seal(struct audit_vstate *st, const struct audit_verify_opts *
 			  last_seq);
 		return;
 	}
-	for (size_t i = 0; i < opts->n_public_keys; i++)
-		if (!strcmp(opts->public_keys[i], pub) &&
-		    audit_export_seal_ok(pub, cid, last_seq, sum, rows, json_integer_value(at), sig))
-			return;
+	if (audit_vs_key_trusted(opts, pub) &&
+	    audit_export_seal_ok(pub, cid, last_seq, sum, rows, json_integer_value(at), sig))
+		return;
 	audit_vs_break(st, AUDIT_BREAK_CHECKPOINT_MISMATCH, NO_SEQ, NO_SEQ,
 		  "the export seal is not signed by a trusted key");
 }

@@ -79,7 +79,7 @@ static const char *short_sum(const char *s, char out[16])
 	return out;
 }
 
-static int key_trusted(const struct audit_verify_opts *o, const char *pub)
+int audit_vs_key_trusted(const struct audit_verify_opts *o, const char *pub)
 {
 	for (size_t i = 0; i < o->n_public_keys; i++)
 		if (strcmp(o->public_keys[i], pub) == 0)
@@ -129,7 +129,7 @@ void audit_vs_start_full(struct audit_vstate *st)
 	if (!a->has_sig)
 		audit_vs_break(st, AUDIT_BREAK_BAD_ANCHOR, a->first_seq, NO_SEQ,
 			  "anchor %lld (chain starts at seq %lld) is not signed", a->id, a->first_seq);
-	else if (!key_trusted(o, a->pub))
+	else if (!audit_vs_key_trusted(o, a->pub))
 		audit_vs_break(st, AUDIT_BREAK_BAD_ANCHOR, a->first_seq, NO_SEQ,
 			  "anchor %lld is signed by an untrusted key %.16s…", a->id, a->pub);
 	else if (!audit_anchor_sig_ok(a->pub, st->rep->chain_id, a->first_seq, a->prev, a->sig))
@@ -162,7 +162,7 @@ void audit_vs_checkpoints_prepare(struct audit_vstate *st, long long from_seq, i
 			unchecked++;
 			continue;
 		}
-		if (!key_trusted(o, c->pub)) {
+		if (!audit_vs_key_trusted(o, c->pub)) {
 			add_warning(st, "untrusted_checkpoint", c->seq, c->id,
 				    "checkpoint %lld is signed by an unknown key %.16s…: ignored", c->id,
 				    c->pub);
