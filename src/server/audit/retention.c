@@ -129,9 +129,10 @@ static int write_pruned_row(PGconn *c, const char *chain, long long rows, long l
 }
 
 /* Prunes one chain in its own transaction. *ROWS receives the rows pruned
- * (or that would be, in a dry run). (A little over 80 lines: the steps of
- * one transaction in order, sharing its single rollback path.) Returns 0 or BZ_ERR_DB / BZ_ERR_CRYPTO
- * / BZ_ERR_INTERNAL; on error nothing of this chain changed. */
+ * (or that would be, in a dry run). Returns 0 or BZ_ERR_DB / BZ_ERR_CRYPTO
+ * / BZ_ERR_INTERNAL; on error nothing of this chain changed. (A little over
+ * 80 lines: the steps of one transaction in order, sharing its single
+ * rollback path.) */
 static int prune_chain(PGconn *c, const char *chain, const char *days, const char *seed,
 		       int dry_run, FILE *report, long long *rows)
 {

@@ -142,8 +142,8 @@ static void emit_rows(PGresult *r, audit_row_fn fn, void *arg)
 /* Streams the rows of CHAIN with LO ≤ seq ≤ HI to FN, in seq order, inside
  * the caller's transaction. The next batch is requested before the
  * current one is processed. */
-int audit_vdb_read_rows(PGconn *conn, const char *chain, long long lo, long long hi, audit_row_fn fn,
-		     void *arg)
+int audit_vdb_read_rows(PGconn *conn, const char *chain, long long lo, long long hi,
+			audit_row_fn fn, void *arg)
 {
 	char los[24], his[24];
 	int rc = BZ_ERR_DB;

@@ -168,7 +168,7 @@ static void check_seal(struct audit_vstate *st, const struct audit_verify_opts *
 		return;
 	if (seal == NULL) {
 		audit_vs_break(st, AUDIT_BREAK_MISSING_ROW, NO_SEQ, NO_SEQ,
-			  "the export has no seal line: it may have been cut short");
+			       "the export has no seal line: it may have been cut short");
 		return;
 	}
 	if (member_str(seal, "chainId", 0, &cid) || member_str(seal, "lastChecksum", 0, &sum) ||
@@ -180,17 +180,17 @@ static void check_seal(struct audit_vstate *st, const struct audit_verify_opts *
 	if (strcmp(cid, chain) != 0 || json_integer_value(ls) != last_seq ||
 	    strcmp(sum, last_sum) != 0 || json_integer_value(nr) != rows) {
 		audit_vs_break(st, AUDIT_BREAK_MISSING_ROW, NO_SEQ, NO_SEQ,
-			  "the export seal names %lld rows ending at seq %lld; the file holds %lld "
-			  "ending at seq %lld",
-			  (long long)json_integer_value(nr), (long long)json_integer_value(ls), rows,
-			  last_seq);
+			       "the export seal names %lld rows ending at seq %lld; the file holds %lld "
+			       "ending at seq %lld",
+			       (long long)json_integer_value(nr), (long long)json_integer_value(ls), rows,
+			       last_seq);
 		return;
 	}
 	if (audit_vs_key_trusted(opts, pub) &&
 	    audit_export_seal_ok(pub, cid, last_seq, sum, rows, json_integer_value(at), sig))
 		return;
 	audit_vs_break(st, AUDIT_BREAK_CHECKPOINT_MISMATCH, NO_SEQ, NO_SEQ,
-		  "the export seal is not signed by a trusted key");
+		       "the export seal is not signed by a trusted key");
 }
 
 /* Where the row lines stand while they are read. */

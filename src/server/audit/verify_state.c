@@ -88,7 +88,7 @@ int audit_vs_key_trusted(const struct audit_verify_opts *o, const char *pub)
 }
 
 int audit_vs_init(struct audit_vstate *st, struct audit_report *rep,
-		       const struct audit_verify_opts *opts, const char *chain_id)
+		  const struct audit_verify_opts *opts, const char *chain_id)
 {
 	memset(st, 0, sizeof(*st));
 	memset(rep, 0, sizeof(*rep));
@@ -128,13 +128,13 @@ void audit_vs_start_full(struct audit_vstate *st)
 		return;
 	if (!a->has_sig)
 		audit_vs_break(st, AUDIT_BREAK_BAD_ANCHOR, a->first_seq, NO_SEQ,
-			  "anchor %lld (chain starts at seq %lld) is not signed", a->id, a->first_seq);
+			       "anchor %lld (chain starts at seq %lld) is not signed", a->id, a->first_seq);
 	else if (!audit_vs_key_trusted(o, a->pub))
 		audit_vs_break(st, AUDIT_BREAK_BAD_ANCHOR, a->first_seq, NO_SEQ,
-			  "anchor %lld is signed by an untrusted key %.16s…", a->id, a->pub);
+			       "anchor %lld is signed by an untrusted key %.16s…", a->id, a->pub);
 	else if (!audit_anchor_sig_ok(a->pub, st->rep->chain_id, a->first_seq, a->prev, a->sig))
 		audit_vs_break(st, AUDIT_BREAK_BAD_ANCHOR, a->first_seq, NO_SEQ,
-			  "anchor %lld has an invalid signature", a->id);
+			       "anchor %lld has an invalid signature", a->id);
 }
 
 /* Checks checkpoint signatures and skips those before FROM_SEQ - 1 (rows
@@ -206,12 +206,12 @@ void audit_vs_checkpoints_advance(struct audit_vstate *st, long long seq, const 
 		c->done = 1;
 		if (c->seq < seq)
 			audit_vs_break(st, AUDIT_BREAK_CHECKPOINT_MISMATCH, c->seq, NO_SEQ,
-				  "checkpoint %lld signs seq %lld, which is not in the chain", c->id,
-				  c->seq);
+				       "checkpoint %lld signs seq %lld, which is not in the chain", c->id,
+				       c->seq);
 		else if (strcmp(c->checksum, checksum) != 0)
 			audit_vs_break(st, AUDIT_BREAK_CHECKPOINT_MISMATCH, c->seq, NO_SEQ,
-				  "checkpoint %lld signs seq %lld as %s…, the row has %s…", c->id,
-				  c->seq, short_sum(c->checksum, a), short_sum(checksum, b));
+				       "checkpoint %lld signs seq %lld as %s…, the row has %s…", c->id,
+				       c->seq, short_sum(c->checksum, a), short_sum(checksum, b));
 	}
 }
 
@@ -225,7 +225,8 @@ static void copy_sum(char out[65], const char *s)
 }
 
 /* The window's predecessor: only its stored checksum matters. */
-void audit_vs_feed_context(struct audit_vstate *st, long long seq, long long id, const char *checksum)
+void audit_vs_feed_context(struct audit_vstate *st, long long seq, long long id,
+			   const char *checksum)
 {
 	audit_vs_checkpoints_advance(st, seq, checksum);
 	st->have_prev = 1;
@@ -261,11 +262,11 @@ static void resolve_pending(struct audit_vstate *st, const char *successor_prev)
 	st->pending = 0;
 	if (successor_prev != NULL && strcmp(successor_prev, st->pend_pred) == 0)
 		audit_vs_break(st, AUDIT_BREAK_INSERTED_ROW, st->pend_seq, st->pend_id,
-			  "row is not part of the chain: its successor links to seq %lld",
-			  st->pend_seq - 1);
+			       "row is not part of the chain: its successor links to seq %lld",
+			       st->pend_seq - 1);
 	else
 		audit_vs_break(st, AUDIT_BREAK_BROKEN_LINK, st->pend_seq, st->pend_id,
-			  "prev_checksum does not match the checksum of the preceding row");
+			       "prev_checksum does not match the checksum of the preceding row");
 }
 
 /* "row 7 is" / "rows 7..9 are" */
@@ -309,7 +310,8 @@ static void check_first(struct audit_vstate *st, const char *prev, long long seq
 }
 
 /* One row of the verified range, in seq order. */
-void audit_vs_feed_row(struct audit_vstate *st, const struct audit_row *r, long long seq, long long id)
+void audit_vs_feed_row(struct audit_vstate *st, const struct audit_row *r, long long seq,
+		       long long id)
 {
 	const char *prev = r->prev_checksum ? r->prev_checksum : "";
 	const char *stored = r->checksum ? r->checksum : "";
@@ -319,12 +321,12 @@ void audit_vs_feed_row(struct audit_vstate *st, const struct audit_row *r, long 
 	if (!st->have_prev && st->start_prev != NULL && st->anchor.present &&
 	    seq < st->anchor.first_seq) {
 		audit_vs_break(st, AUDIT_BREAK_INSERTED_ROW, seq, id,
-			  "row precedes the chain's start (anchor at seq %lld)", st->anchor.first_seq);
+			       "row precedes the chain's start (anchor at seq %lld)", st->anchor.first_seq);
 		return;
 	}
 	if (st->have_prev && seq < st->prev_seq) {
 		audit_vs_break(st, AUDIT_BREAK_INSERTED_ROW, seq, id, "row out of order after seq %lld",
-			  st->prev_seq);
+			       st->prev_seq);
 		return;
 	}
 	/* The previous row's failed link is decided first: if this row links
@@ -336,12 +338,12 @@ void audit_vs_feed_row(struct audit_vstate *st, const struct audit_row *r, long 
 	st->rep->rows_checked++;
 	if (!checksum_ok(st, r, computed))
 		audit_vs_break(st, AUDIT_BREAK_ALTERED_ROW, seq, id,
-			  "stored checksum %s…, recomputed %s…", short_sum(stored, a),
-			  short_sum(computed, b));
+			       "stored checksum %s…, recomputed %s…", short_sum(stored, a),
+			       short_sum(computed, b));
 	if (st->has_head && seq > st->head_seq)
 		audit_vs_break(st, AUDIT_BREAK_INSERTED_ROW, seq, id,
-			  "row lies beyond the chain head the sealing trigger recorded (seq %lld)",
-			  st->head_seq);
+			       "row lies beyond the chain head the sealing trigger recorded (seq %lld)",
+			       st->head_seq);
 
 	if (!st->have_prev) {
 		check_first(st, prev, seq, id);
@@ -350,11 +352,11 @@ void audit_vs_feed_row(struct audit_vstate *st, const struct audit_row *r, long 
 		if (st->pending && st->pend_seq == seq && strcmp(prev, st->pend_pred) == 0) {
 			st->pending = 0;
 			audit_vs_break(st, AUDIT_BREAK_INSERTED_ROW, st->pend_seq, st->pend_id,
-				  "second row at seq %lld; row %lld is the chained one", seq, id);
+				       "second row at seq %lld; row %lld is the chained one", seq, id);
 		} else {
 			audit_vs_break(st, AUDIT_BREAK_INSERTED_ROW, seq, id,
-				  "second row at seq %lld (row %lld is the chained one)", seq,
-				  st->prev_id);
+				       "second row at seq %lld (row %lld is the chained one)", seq,
+				       st->prev_id);
 			return;
 		}
 	} else if (seq > st->prev_seq + 1) {
@@ -386,13 +388,13 @@ void audit_vs_finish(struct audit_vstate *st, int check_head, int check_tail_che
 			c->done = 1;
 			if (st->have_prev)
 				audit_vs_break(st, AUDIT_BREAK_CHECKPOINT_MISMATCH, c->seq, NO_SEQ,
-					  "chain ends at seq %lld but checkpoint %lld signs seq %lld:"
-					  " newest rows deleted",
-					  st->last_seq, c->id, c->seq);
+					       "chain ends at seq %lld but checkpoint %lld signs seq %lld:"
+					       " newest rows deleted",
+					       st->last_seq, c->id, c->seq);
 			else
 				audit_vs_break(st, AUDIT_BREAK_CHECKPOINT_MISMATCH, c->seq, NO_SEQ,
-					  "chain has no rows but checkpoint %lld signs seq %lld", c->id,
-					  c->seq);
+					       "chain has no rows but checkpoint %lld signs seq %lld", c->id,
+					       c->seq);
 		}
 	}
 	if (check_head && st->has_head) {
@@ -401,12 +403,12 @@ void audit_vs_finish(struct audit_vstate *st, int check_head, int check_tail_che
 			char gap[64];
 			gap_text(gap, sizeof(gap), last + 1, st->head_seq);
 			audit_vs_break(st, AUDIT_BREAK_MISSING_ROW, last + 1, NO_SEQ,
-				  "%s missing at the head (audit_chain_heads records seq %lld)", gap,
-				  st->head_seq);
+				       "%s missing at the head (audit_chain_heads records seq %lld)", gap,
+				       st->head_seq);
 		}
 		else if (st->head_seq == last && st->have_prev &&
 			 strcmp(st->head_checksum, st->prev_c) != 0)
 			audit_vs_break(st, AUDIT_BREAK_ALTERED_ROW, last, st->prev_id,
-				  "checksum differs from the head recorded by the sealing trigger");
+				       "checksum differs from the head recorded by the sealing trigger");
 	}
 }
