@@ -61,6 +61,39 @@ static void usage(FILE *f)
 	      f);
 }
 
+/* Validates --org / --partner (leaving the chain id in c->org) and
+ * --public-key. Returns 0 or BZ_ERR_INVALID (said on stderr). */
+static int check_chain_and_keys(struct cli *c)
+{
+	if (c->org != NULL && c->partner != NULL) {
+		fprintf(stderr, "breeze-server audit: --org and --partner exclude each other\n");
+		return BZ_ERR_INVALID;
+	}
+	if (c->partner != NULL && !is_uuid(c->partner)) {
+		fprintf(stderr, "breeze-server audit: --partner must be a partner id\n");
+		return BZ_ERR_INVALID;
+	}
+	/* A partner chain's id is the partner id: from here on it is a chain
+	 * like any other. */
+	if (c->partner != NULL)
+		c->org = c->partner;
+	if (c->org != NULL && !strcmp(c->org, "system"))
+		c->org = AUDIT_SYSTEM_CHAIN;
+	if (c->org != NULL && !is_uuid(c->org)) {
+		fprintf(stderr, "breeze-server audit: --org must be an organization id or 'system'\n");
+		return BZ_ERR_INVALID;
+	}
+	for (size_t i = 0; i < c->n_keys; i++) {
+		size_t n = strlen(c->keys[i]);
+		if (n != 64 || strspn(c->keys[i], "0123456789abcdef") != n) {
+			fprintf(stderr, "breeze-server audit: --public-key must be 64 lower-case hex "
+					"characters\n");
+			return BZ_ERR_INVALID;
+		}
+	}
+	return 0;
+}
+
 static int parse(int argc, char **argv, struct cli *c)
 {
 	static const struct option longopts[] = {
@@ -120,32 +153,8 @@ static int parse(int argc, char **argv, struct cli *c)
 		fprintf(stderr, "breeze-server audit: unexpected argument '%s'\n", argv[optind]);
 		return BZ_ERR_INVALID;
 	}
-	if (c->org != NULL && c->partner != NULL) {
-		fprintf(stderr, "breeze-server audit: --org and --partner exclude each other\n");
+	if (check_chain_and_keys(c) != 0)
 		return BZ_ERR_INVALID;
-	}
-	if (c->partner != NULL && !is_uuid(c->partner)) {
-		fprintf(stderr, "breeze-server audit: --partner must be a partner id\n");
-		return BZ_ERR_INVALID;
-	}
-	/* A partner chain's id is the partner id: from here on it is a chain
-	 * like any other. */
-	if (c->partner != NULL)
-		c->org = c->partner;
-	if (c->org != NULL && !strcmp(c->org, "system"))
-		c->org = AUDIT_SYSTEM_CHAIN;
-	if (c->org != NULL && !is_uuid(c->org)) {
-		fprintf(stderr, "breeze-server audit: --org must be an organization id or 'system'\n");
-		return BZ_ERR_INVALID;
-	}
-	for (size_t i = 0; i < c->n_keys; i++) {
-		size_t n = strlen(c->keys[i]);
-		if (n != 64 || strspn(c->keys[i], "0123456789abcdef") != n) {
-			fprintf(stderr, "breeze-server audit: --public-key must be 64 lower-case hex "
-					"characters\n");
-			return BZ_ERR_INVALID;
-		}
-	}
 	if (c->env_file != NULL) {
 		char err[256];
 		if (envfile_load(c->env_file, err, sizeof(err)) != 0) {

@@ -133,8 +133,34 @@ static int time_param(struct request *rq, const char *name, char out[32])
 	return 0;
 }
 
+/* The chain part of F: orgId (visible to the caller) or partnerId (the
+ * caller's own partner, for unlimited partner staff). Returns 0, or fails
+ * the request with 404 and returns BZ_ERR_NOT_FOUND. */
+static int scope_filter(struct request *rq, struct audit_filter *f, const char *org,
+			const char *partner)
+{
+	if (org != NULL) {
+		audit_id_lower(f->org_id, org);
+		if (!tenancy_org_visible(rq, f->org_id)) {
+			http_fail(rq, 404, "not_found", "organization not found");
+			return BZ_ERR_NOT_FOUND;
+		}
+	}
+	if (partner != NULL) {
+		audit_id_lower(f->partner_id, partner);
+		/* Only the partner's own staff, and only those who see all of it. */
+		if (rq->who.partner_id[0] == '\0' || rq->scope.limited ||
+		    strcasecmp(rq->who.partner_id, f->partner_id) != 0) {
+			http_fail(rq, 404, "not_found", "partner not found");
+			return BZ_ERR_NOT_FOUND;
+		}
+	}
+	return 0;
+}
+
 /* Fills F from the query string. Returns 0, or fails the request (400, or
- * 404 for an organization the caller cannot see) and returns BZ_ERR_INVALID. */
+ * 404 for an organization or partner the caller cannot see) and returns a
+ * negative bz_err. */
 static int parse_filter(struct request *rq, struct audit_filter *f)
 {
 	static const char *const actor_types[] = {"user", "api_key", "agent", "system", NULL};
@@ -200,23 +226,7 @@ static int parse_filter(struct request *rq, struct audit_filter *f)
 		http_fail(rq, 400, "validation_error", "parameter 'cursor' is not a valid cursor");
 		return BZ_ERR_INVALID;
 	}
-	if (org != NULL) {
-		audit_id_lower(f->org_id, org);
-		if (!tenancy_org_visible(rq, f->org_id)) {
-			http_fail(rq, 404, "not_found", "organization not found");
-			return BZ_ERR_INVALID;
-		}
-	}
-	if (partner != NULL) {
-		audit_id_lower(f->partner_id, partner);
-		/* Only the partner's own staff, and only those who see all of it. */
-		if (rq->who.partner_id[0] == '\0' || rq->scope.limited ||
-		    strcasecmp(rq->who.partner_id, f->partner_id) != 0) {
-			http_fail(rq, 404, "not_found", "partner not found");
-			return BZ_ERR_INVALID;
-		}
-	}
-	return 0;
+	return scope_filter(rq, f, org, partner);
 }
 
 /* Newest first across the caller's organizations: a top-N per organization
