@@ -8,18 +8,26 @@ result, prev_checksum. Each field is "N" when NULL, else
 "S<octet length of the UTF-8 value>:<value>,". ts is UTC with exactly six
 fractional digits: 2024-05-01T12:34:56.000123Z. checksum = lower-case hex
 SHA-256 of the concatenation. The first row of a chain links to GENESIS; the
-chain of rows without an organization is NIL_CHAIN.
+chain of rows without an organization or partner is NIL_CHAIN.
+
+A row with a partner_id or a site_id uses "breeze-audit-v2" instead: the same
+fields with partner_id and site_id after org_id (FIELDS_V2). A row that has
+neither (missing keys count as NULL) keeps v1 byte for byte.
 """
 import datetime as _dt
 import hashlib
 
 FORMAT = "breeze-audit-v1"
+FORMAT_V2 = "breeze-audit-v2"
 GENESIS = "0" * 64
 NIL_CHAIN = "00000000-0000-0000-0000-000000000000"
 
 # The row's columns that the canonical form covers, in order (after FORMAT).
 FIELDS = ("id", "org_id", "seq", "ts", "actor_type", "actor_id", "action", "resource",
           "resource_id", "details", "ip_address", "result", "prev_checksum")
+FIELDS_V2 = ("id", "org_id", "partner_id", "site_id", "seq", "ts", "actor_type", "actor_id",
+             "action", "resource", "resource_id", "details", "ip_address", "result",
+             "prev_checksum")
 
 
 def field(value):
@@ -43,9 +51,10 @@ def ts_text(ts):
 
 def canonical(row):
     """The canonical bytes of ROW, a mapping with the keys of FIELDS (values as
-    stored: text, ints, a datetime for ts)."""
-    out = [field(FORMAT)]
-    for name in FIELDS:
+    stored: text, ints, a datetime for ts), and partner_id / site_id if any."""
+    v2 = row.get("partner_id") is not None or row.get("site_id") is not None
+    out = [field(FORMAT_V2 if v2 else FORMAT)]
+    for name in (FIELDS_V2 if v2 else FIELDS):
         v = row[name]
         if name == "ts" and v is not None:
             v = ts_text(v)

@@ -631,7 +631,8 @@ def pytest_sessionfinish(session, exitstatus):
 # Additive helpers for tests/api/test_audit_*.py (owned by the audit tests;
 # nothing above this line depends on them). Canonical form: audit_canonical.py.
 
-AUDIT_COLS = ("id, org_id::text AS org_id, seq, ts, actor_type, actor_id, action, resource,"
+AUDIT_COLS = ("id, org_id::text AS org_id, partner_id::text AS partner_id, site_id::text AS site_id,"
+              " seq, ts, actor_type, actor_id, action, resource,"
               " resource_id, details, ip_address, result, prev_checksum, checksum")
 
 

@@ -89,9 +89,11 @@ def test_create_user(admin, audit, scope):
     before = Chains(audit)
     r = admin.post("/api/v1/users", json=body)
     assert r.status_code == 201, r.text
-    row = one_row(audit, before, org if scope == "org" else NIL)
+    # A partner-scoped user change is partner-level history: the partner's chain.
+    row = one_row(audit, before, org if scope == "org" else admin.user["partnerId"])
     assert_actor(row, admin.user["id"], "user.create", "users", r.json()["id"])
     assert password not in row["details"]
+    assert row["partner_id"] == (None if scope == "org" else admin.user["partnerId"])
 
 
 def test_create_and_revoke_enrollment_key(admin, audit, make_org):
@@ -167,11 +169,13 @@ def test_login_success(api, audit, make_user, tenants):
     assert u.password not in row["details"] and c.token not in row["details"]
 
 
-def test_login_success_partner_user_goes_to_system_chain(api, audit, bootstrap):
+def test_login_success_partner_user_goes_to_partner_chain(api, audit, bootstrap):
+    """Partner staff have no organization: their logins are in their
+    partner's chain (chain id = partner id), not the operator-only system chain."""
     before = Chains(audit)
     api.login(bootstrap.email, bootstrap.password)
-    row = one_row(audit, before, NIL)
-    assert (row["action"], row["org_id"]) == ("auth.login", None)
+    row = one_row(audit, before, bootstrap.partnerId)
+    assert (row["action"], row["org_id"], row["partner_id"]) == ("auth.login", None, bootstrap.partnerId)
 
 
 @pytest.mark.parametrize("case", ["bad_password", "unknown_user"])

@@ -11,8 +11,9 @@ import pytest
 from conftest import assert_error, uniq
 
 TS_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
-ENTRY_KEYS = {"id", "orgId", "seq", "timestamp", "actorType", "actorId", "action", "resource",
-              "resourceId", "details", "ipAddress", "result", "checksum", "prevChecksum"}
+ENTRY_KEYS = {"id", "orgId", "partnerId", "siteId", "seq", "timestamp", "actorType", "actorId",
+              "action", "resource", "resourceId", "details", "ipAddress", "result", "checksum",
+              "prevChecksum"}
 
 
 def iso(t):
@@ -77,6 +78,7 @@ def test_entry_shape(admin, seeded, tenants):
         assert TS_RE.match(e["timestamp"]), e["timestamp"]
         row = stored[int(e["id"])]
         assert e["orgId"] == tenants.a.id and int(e["seq"]) == row["seq"]
+        assert e["partnerId"] is None and e["siteId"] == row["site_id"]
         assert e["timestamp"] == iso(row["ts"])
         assert (e["actorType"], e["actorId"], e["action"], e["resource"], e["resourceId"], e["ipAddress"],
                 e["result"], e["checksum"], e["prevChecksum"]) == (

@@ -64,26 +64,47 @@ def assert_verifies(audit, admin, org, n_rows):
     assert r.json()["rowsChecked"] == n_rows
 
 
+def assert_pruned_row(audit, row, rows, last, first):
+    """ROW is the audit.pruned row a prune appended, written in the same
+    transaction as the anchor for FIRST."""
+    assert (row["action"], row["actor_type"], row["resource"], row["result"]) == (
+        "audit.pruned", "system", "audit_log", "success"), row
+    d = json.loads(row["details"])
+    assert (d["rows"], d["lastPrunedSeq"], d["firstSeq"]) == (rows, last, first), d
+    assert isinstance(d["cutoff"], str) and isinstance(d["retentionDays"], int), d
+    same_tx = audit.su("SELECT a.created_txid %% 4294967296 = l.xmin::text::bigint FROM audit_anchors a,"
+                       " audit_log l WHERE a.chain_id = l.chain_id AND a.first_seq = %s AND l.id = %s",
+                       first, row["id"])
+    assert same_tx == [(True,)], "the audit.pruned row and the anchor are not one transaction"
+
+
 def test_prune_all_but_head(audit, admin):
     org = audit.new_org()
     audit.insert(org, 6)
     before = audit.rows(org)
     prune(audit, "--org", org, "--older-than-days", "0")
     after = audit.rows(org)
-    assert after == before[-1:], "all rows but the head must be pruned"
+    assert after[:1] == before[-1:] and len(after) == 2, "all rows but the head must be pruned"
+    # The prune appends its own row to the chain it pruned.
+    assert after[1]["seq"] == 7 and after[1]["org_id"] == org
+    assert_pruned_row(audit, after[1], rows=5, last=5, first=6)
     assert anchors(audit, org) == [(6, before[4]["checksum"], 5)]
-    assert_verifies(audit, admin, org, 1)
+    assert_verifies(audit, admin, org, 2)
     # The chain goes on from its head, and a second prune anchors again.
     audit.insert(org, 3)
-    assert_verifies(audit, admin, org, 4)
+    assert_verifies(audit, admin, org, 5)
     prune(audit, "--org", org, "--older-than-days", "0")
     rows = audit.rows(org)
-    assert [r["seq"] for r in rows] == [9]
-    assert anchors(audit, org)[-1][0] == 9 and len(anchors(audit, org)) == 2
-    assert_verifies(audit, admin, org, 1)
-    # Nothing left to prune: the head alone stays, no new anchor.
-    prune(audit, "--org", org, "--older-than-days", "0")
-    assert audit.rows(org) == rows and len(anchors(audit, org)) == 2
+    assert [r["seq"] for r in rows] == [10, 11]
+    assert_pruned_row(audit, rows[1], rows=4, last=9, first=10)
+    assert anchors(audit, org)[-1][0] == 10 and len(anchors(audit, org)) == 2
+    assert_verifies(audit, admin, org, 2)
+    # A chain of its head alone has nothing to prune: no anchor, no row.
+    lone = audit.new_org()
+    audit.insert(lone, 1)
+    only = audit.rows(lone)
+    prune(audit, "--org", lone, "--older-than-days", "0")
+    assert audit.rows(lone) == only and anchors(audit, lone) == []
 
 
 def test_prune_touches_only_the_named_organization(audit):
@@ -91,23 +112,30 @@ def test_prune_touches_only_the_named_organization(audit):
     audit.insert(org, 3)
     audit.insert(other, 3)
     prune(audit, "--org", org, "--older-than-days", "0")
-    assert audit.count(org) == 1 and audit.count(other) == 3 and anchors(audit, other) == []
+    assert audit.count(org) == 2 and audit.count(org, "audit.pruned") == 1
+    assert audit.count(other) == 3 and anchors(audit, other) == []
 
 
 def test_default_retention_prunes_only_rows_older_than_365_days(audit, admin):
     org, rows = aged_chain(audit, [500, 400, 366, 364, 30, 1])
     audit.insert(org, 2)  # young rows written by the trigger after the aged ones
     cutoff = "now() - interval '365 days' + interval '1 minute'"
-    young = audit.su(f"SELECT array_agg(id ORDER BY id) FROM audit_log WHERE ts >= {cutoff}")[0][0]
+    # (The prune's own audit.pruned rows are new, so young rows are compared without them.)
+    young_sql = (f"SELECT array_agg(id ORDER BY id) FROM audit_log WHERE ts >= {cutoff}"
+                 " AND action <> 'audit.pruned'")
+    young = audit.su(young_sql)[0][0]
     old_before = set(audit.su(f"SELECT id FROM audit_log WHERE ts < {cutoff}"))
     prune(audit)  # every chain, default retention (365 days)
-    assert [r["seq"] for r in audit.rows(org)] == [4, 5, 6, 7, 8]
+    after = audit.rows(org)
+    assert [r["seq"] for r in after] == [4, 5, 6, 7, 8, 9]
+    assert_pruned_row(audit, after[-1], rows=3, last=3, first=4)
+    assert json.loads(after[-1]["details"])["retentionDays"] == 365
     assert anchors(audit, org) == [(4, rows[2]["checksum"], 3)]
     # Rows younger than the cutoff were not touched, in any chain.
-    assert audit.su(f"SELECT array_agg(id ORDER BY id) FROM audit_log WHERE ts >= {cutoff}")[0][0] == young
+    assert audit.su(young_sql)[0][0] == young
     old_after = set(audit.su(f"SELECT id FROM audit_log WHERE ts < {cutoff}"))
     assert old_before - old_after >= {(r["id"],) for r in rows[:3]}
-    assert_verifies(audit, admin, org, 5)
+    assert_verifies(audit, admin, org, 6)
     # A second default run finds nothing more to do.
     prune(audit)
     assert audit.rows(org)[0]["seq"] == 4 and len(anchors(audit, org)) == 1
@@ -121,21 +149,22 @@ def test_per_organization_retention_days(audit, admin):
     audit.su("UPDATE organizations SET audit_retention_days = 30 WHERE id = %s", short)
     prune(audit, "--org", short)
     prune(audit, "--org", normal)
-    assert [r["seq"] for r in audit.rows(short)] == [3, 4]
+    assert [r["seq"] for r in audit.rows(short)] == [3, 4, 5]
+    assert json.loads(audit.rows(short)[-1]["details"])["retentionDays"] == 30
     assert anchors(audit, short) == [(3, short_rows[1]["checksum"], 2)]
     assert audit.rows(normal) == normal_rows and anchors(audit, normal) == []
-    assert_verifies(audit, admin, short, 2)
+    assert_verifies(audit, admin, short, 3)
 
 
 def test_older_than_days_cutoff(audit, admin):
     org, rows = aged_chain(audit, [100, 50, 20, 10, 2])
     audit.insert(org, 1)
     prune(audit, "--org", org, "--older-than-days", "15")
-    assert [r["seq"] for r in audit.rows(org)] == [4, 5, 6]
+    assert [r["seq"] for r in audit.rows(org)] == [4, 5, 6, 7]
     assert anchors(audit, org) == [(4, rows[2]["checksum"], 3)]
     prune(audit, "--org", org, "--older-than-days", "15")
-    assert [r["seq"] for r in audit.rows(org)] == [4, 5, 6] and len(anchors(audit, org)) == 1
-    assert_verifies(audit, admin, org, 3)
+    assert [r["seq"] for r in audit.rows(org)] == [4, 5, 6, 7] and len(anchors(audit, org)) == 1
+    assert_verifies(audit, admin, org, 4)
 
 
 def test_only_the_oldest_contiguous_run_is_pruned(audit, admin):
@@ -143,8 +172,8 @@ def test_only_the_oldest_contiguous_run_is_pruned(audit, admin):
     org, rows = aged_chain(audit, [400, 1, 400, 400])
     audit.insert(org, 1)
     prune(audit, "--org", org)
-    assert [r["seq"] for r in audit.rows(org)] == [2, 3, 4, 5]
-    assert_verifies(audit, admin, org, 4)
+    assert [r["seq"] for r in audit.rows(org)] == [2, 3, 4, 5, 6]
+    assert_verifies(audit, admin, org, 5)
 
 
 def test_dry_run_deletes_nothing(audit, admin):
@@ -159,8 +188,8 @@ def test_dry_run_deletes_nothing(audit, admin):
         assert audit.su("SELECT count(*) FROM audit_anchors")[0][0] == n_anchors, args
     assert audit.rows(org) == rows + audit.rows(org, "AND seq = 4")
     prune(audit, "--org", org)
-    assert [r["seq"] for r in audit.rows(org)] == [4]
-    assert_verifies(audit, admin, org, 1)
+    assert [r["seq"] for r in audit.rows(org)] == [4, 5]
+    assert_verifies(audit, admin, org, 2)
 
 
 def test_prune_rejects_bad_arguments(audit):

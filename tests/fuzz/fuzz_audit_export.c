@@ -1,6 +1,6 @@
 /*
  * fuzz_audit_export.c — the offline audit export verifier
- * (audit_verify_file in src/server/audit/verify.c): a JSON header line,
+ * (audit_verify_file in src/server/audit/verify_file.c): a JSON header line,
  * then one JSON row per line, checked with no database.
  *
  * Each input is verified twice: with no trusted key (signatures are not

@@ -1,7 +1,7 @@
 /*
  * Unit tests for the audit chain's canonical form, checksum, timestamps,
  * signatures (src/server/audit/canonical.c, checkpoint.c) and the offline
- * verification of an export (verify.c).
+ * verification of an export (verify_file.c).
  *
  * The vectors were computed by PostgreSQL — audit_canonical(...) and
  * encode(sha256(...), 'hex') of migrations/0002_audit_chain.sql, in a
@@ -33,7 +33,7 @@ static const struct vector vectors[] = {
 	{"system chain, genesis, NULL org/actor/ip",
 	 {"1", NULL, "1", "2026-01-02T03:04:05.000006Z", "system", NULL, "system.bootstrap",
 	  "partners", "93e64e13-8d22-4d5a-b0b0-26903f858137", "{\"partner\":\"P\"}", NULL, "success",
-	  AUDIT_GENESIS, NULL},
+	  AUDIT_GENESIS, NULL, NULL, NULL},
 	 "S15:breeze-audit-v1,S1:1,NS1:1,S27:2026-01-02T03:04:05.000006Z,S6:system,NS16:system."
 	 "bootstrap,S8:partners,S36:93e64e13-8d22-4d5a-b0b0-26903f858137,S15:{\"partner\":\"P\"},NS7:"
 	 "success,S64:0000000000000000000000000000000000000000000000000000000000000000,",
@@ -43,7 +43,7 @@ static const struct vector vectors[] = {
 	  "ccbda2f9-2140-48aa-aaac-e324b5f2712b", "device.delete", "devices",
 	  "d3b07384-d113-4ec6-a3f6-1c2d3e4f5a6b",
 	  "{\"hostname\":\"Zürich-東京-🚀\",\"note\":\"ü\"}", "192.0.2.10", "success",
-	  "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881", NULL},
+	  "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881", NULL, NULL, NULL},
 	 "S15:breeze-audit-v1,S2:42,S36:9f9a1404-46ca-445e-ba40-8e54650dfdac,S1:7,S27:2026-11-29T21:"
 	 "59:59.999999Z,S4:user,S36:ccbda2f9-2140-48aa-aaac-e324b5f2712b,S13:device.delete,S7:"
 	 "devices,S36:d3b07384-d113-4ec6-a3f6-1c2d3e4f5a6b,S46:{\"hostname\":\"Zürich-東京-🚀\","
@@ -54,7 +54,7 @@ static const struct vector vectors[] = {
 	 {"9007199254740993", "0b7e5c1a-3f2d-4c6b-9a8e-7d6c5b4a3921", "123456789",
 	  "1999-12-31T23:59:59.000000Z", "api_key", "key_01", "auth.login.failed", "sessions", NULL,
 	  "{\"a\":\"S3:x,N\",\"b\":[1,2,{\"c\":null}]}", "2001:db8::ff00:42:8329", "denied",
-	  "a1fce4363854ff888cff4b8e7875d600c2682390412a8cf79b37d0b11148b0fa", NULL},
+	  "a1fce4363854ff888cff4b8e7875d600c2682390412a8cf79b37d0b11148b0fa", NULL, NULL, NULL},
 	 "S15:breeze-audit-v1,S16:9007199254740993,S36:0b7e5c1a-3f2d-4c6b-9a8e-7d6c5b4a3921,S9:"
 	 "123456789,S27:1999-12-31T23:59:59.000000Z,S7:api_key,S6:key_01,S17:auth.login.failed,S8:"
 	 "sessions,NS35:{\"a\":\"S3:x,N\",\"b\":[1,2,{\"c\":null}]},S22:2001:db8::ff00:42:8329,S6:"
@@ -63,7 +63,7 @@ static const struct vector vectors[] = {
 	{"system chain seq 2 linked to vector 1, empty string vs NULL, leap day, ::1",
 	 {"5", NULL, "2", "2024-02-29T12:00:00.000000Z", "agent", NULL, "agent.token.rotate",
 	  "devices", "", "{}", "::1", "failure",
-	  "e001afba23d2ff5e58287af4585d46dde42b060663d8eca1b7ac45029819c186", NULL},
+	  "e001afba23d2ff5e58287af4585d46dde42b060663d8eca1b7ac45029819c186", NULL, NULL, NULL},
 	 "S15:breeze-audit-v1,S1:5,NS1:2,S27:2024-02-29T12:00:00.000000Z,S5:agent,NS18:agent.token."
 	 "rotate,S7:devices,S0:,S2:{},S3:::1,S7:failure,S64:"
 	 "e001afba23d2ff5e58287af4585d46dde42b060663d8eca1b7ac45029819c186,",
@@ -72,12 +72,35 @@ static const struct vector vectors[] = {
 	 {"77", "9f9a1404-46ca-445e-ba40-8e54650dfdac", "8", "2100-03-01T00:00:00.500000Z", "user", "",
 	  "user.update", "users", "u", "{\"msg\": \"line\\nbreak \\\"q\\\" \\\\ tab\\t\",\n \"n\": 1.50}",
 	  "fe80::1", "success", "594e519ae499312b29433b7dd8a97ff068defcba9755b6d5d00e84c524d67b06",
-	  NULL},
+	  NULL, NULL, NULL},
 	 "S15:breeze-audit-v1,S2:77,S36:9f9a1404-46ca-445e-ba40-8e54650dfdac,S1:8,S27:2100-03-01T00:"
 	 "00:00.500000Z,S4:user,S0:,S11:user.update,S5:users,S1:u,S49:{\"msg\": \"line\\nbreak "
 	 "\\\"q\\\" \\\\ tab\\t\",\n \"n\": 1.50},S7:fe80::1,S7:success,S64:"
 	 "594e519ae499312b29433b7dd8a97ff068defcba9755b6d5d00e84c524d67b06,",
 	 "3a2623b4807a2a29470789e1846e5e5fa5348e714ed16eabf1668db7c9a51f9a"},
+	/* breeze-audit-v2 (migration 0004): partner_id and site_id after org_id. */
+	{"v2: partner chain, genesis, NULL org and site",
+	 {"43", NULL, "1", "2026-12-01T10:00:00.123456Z", "user",
+	  "ccbda2f9-2140-48aa-aaac-e324b5f2712b", "auth.login", "sessions",
+	  "5e55e55e-1111-4222-8333-444455556666", "{}", "198.51.100.4", "success", AUDIT_GENESIS,
+	  NULL, "a1b2c3d4-0000-4000-8000-00000000beef", NULL},
+	 "S15:breeze-audit-v2,S2:43,NS36:a1b2c3d4-0000-4000-8000-00000000beef,NS1:1,S27:2026-12-01T"
+	 "10:00:00.123456Z,S4:user,S36:ccbda2f9-2140-48aa-aaac-e324b5f2712b,S10:auth.login,S8:"
+	 "sessions,S36:5e55e55e-1111-4222-8333-444455556666,S2:{},S12:198.51.100.4,S7:success,S64:"
+	 "0000000000000000000000000000000000000000000000000000000000000000,",
+	 "eb0a605af1545437f5c08e1acfcedb5880791267f3a21afb60d92339af362ddc"},
+	{"v2: organization row with a site, NULL partner and ip",
+	 {"44", "9f9a1404-46ca-445e-ba40-8e54650dfdac", "9", "2026-12-01T10:00:01.000000Z", "agent",
+	  "d3b07384-d113-4ec6-a3f6-1c2d3e4f5a6b", "device.enroll", "devices",
+	  "d3b07384-d113-4ec6-a3f6-1c2d3e4f5a6b", "{\"siteId\":\"0c0ffee0-aaaa-4bbb-8ccc-ddddeeeeffff\"}",
+	  NULL, "success", "99f1404137708519d2ca5eca4d70c3826471b075c66b86ce8bbbe533739506f4", NULL,
+	  NULL, "0c0ffee0-aaaa-4bbb-8ccc-ddddeeeeffff"},
+	 "S15:breeze-audit-v2,S2:44,S36:9f9a1404-46ca-445e-ba40-8e54650dfdac,NS36:0c0ffee0-aaaa-4bbb-"
+	 "8ccc-ddddeeeeffff,S1:9,S27:2026-12-01T10:00:01.000000Z,S5:agent,S36:d3b07384-d113-4ec6-a3f6-"
+	 "1c2d3e4f5a6b,S13:device.enroll,S7:devices,S36:d3b07384-d113-4ec6-a3f6-1c2d3e4f5a6b,S49:{"
+	 "\"siteId\":\"0c0ffee0-aaaa-4bbb-8ccc-ddddeeeeffff\"},NS7:success,S64:"
+	 "99f1404137708519d2ca5eca4d70c3826471b075c66b86ce8bbbe533739506f4,",
+	 "280ede2da05f9801f045bfdceca8eb1ad4e553dc34a082724713550aabee0ef3"},
 };
 
 static void test_vectors(void **state)
@@ -133,6 +156,36 @@ static void test_every_field_counts(void **state)
 	assert_string_equal(sum, ref);
 }
 
+/* v2 rows: partner_id and site_id are hashed (a value, another value, NULL
+ * all differ), and a row that loses both falls back to v1 — which hashes
+ * differently, so dropping them is seen too. */
+static void test_v2_fields_count(void **state)
+{
+	(void)state;
+	const struct audit_row base = vectors[6].row; /* site row */
+	char ref[65], sum[65], v1[65];
+
+	assert_non_null(base.site_id);
+	assert_int_equal(audit_row_checksum(&base, ref), 0);
+	struct audit_row r = base;
+	r.site_id = "0c0ffee0-aaaa-4bbb-8ccc-ddddeeeeff00";
+	assert_int_equal(audit_row_checksum(&r, sum), 0);
+	assert_string_not_equal(sum, ref);
+	r = base;
+	r.partner_id = "a1b2c3d4-0000-4000-8000-00000000beef";
+	assert_int_equal(audit_row_checksum(&r, sum), 0);
+	assert_string_not_equal(sum, ref);
+	r = base;
+	r.site_id = NULL;
+	assert_int_equal(audit_row_checksum(&r, v1), 0);
+	assert_string_not_equal(v1, ref);
+	/* With both NULL the row is exactly v1: the v1 vectors still hold. */
+	struct audit_row old = vectors[1].row;
+	assert_null(old.partner_id);
+	assert_int_equal(audit_row_checksum(&old, sum), 0);
+	assert_string_equal(sum, vectors[1].checksum);
+}
+
 struct ts_case {
 	int64_t us;
 	const char *text;
@@ -163,8 +216,8 @@ static void test_ts_format_and_parse(void **state)
 		assert_int_equal(audit_ts_parse(ts_cases[i].text, &us), 0);
 		assert_true(us == ts_cases[i].us);
 	}
-	assert_int_equal(audit_ts_format(253402300800000000LL, out), -1);
-	assert_int_equal(audit_ts_format(INT64_MIN, out), -1);
+	assert_int_equal(audit_ts_format(253402300800000000LL, out), BZ_ERR_INVALID);
+	assert_int_equal(audit_ts_format(INT64_MIN, out), BZ_ERR_INVALID);
 
 	assert_int_equal(audit_ts_parse("2026-11-29T23:59:59.999999+02:00", &us), 0);
 	assert_int_equal(audit_ts_format(us, out), 0);
@@ -256,7 +309,7 @@ struct chain_row {
 static void seal(struct chain_row *c)
 {
 	struct audit_row r = {c->id, c->org, c->seq, c->ts, "user", NULL, "device.update",
-			      "devices", NULL, c->details, "::1", "success", c->prev, NULL};
+			      "devices", NULL, c->details, "::1", "success", c->prev, NULL, NULL, NULL};
 	assert_int_equal(audit_row_checksum(&r, c->sum), 0);
 }
 
@@ -444,16 +497,31 @@ static void test_offline_tampering(void **state)
 	run_case("newest rows deleted", 1, write_export(rows, NROWS, skip, cp), "checkpoint_mismatch",
 		 10);
 
-	/* A checkpoint signed by another key, and one edited. */
+	/* A checkpoint signed by another key, and one edited: neither counts
+	 * (each is a warning, not a break of its own), so nothing vouches for
+	 * the export — that is its one break. */
 	checkpoint_json(&rows[9], cp, sizeof(cp),
 			"0000000000000000000000000000000000000000000000000000000000000001");
 	run_case("untrusted checkpoint key", 1, write_export(rows, NROWS, NULL, cp),
-		 "checkpoint_mismatch,checkpoint_mismatch", 10);
+		 "checkpoint_mismatch", -1);
+	{
+		const char *keys[1] = {RFC8032_PUB};
+		struct audit_verify_opts o = {.public_keys = keys, .n_public_keys = 1};
+		struct audit_report rep;
+		char err[200] = "";
+		FILE *f = write_export(rows, NROWS, NULL, cp);
+		assert_int_equal(audit_verify_file(f, &o, &rep, err, sizeof(err)), 0);
+		fclose(f);
+		assert_int_equal(rep.n_warnings, 1);
+		assert_string_equal(rep.warnings[0].kind, "untrusted_checkpoint");
+		assert_int_equal(rep.warnings[0].seq, 10);
+		audit_report_free(&rep);
+	}
 	checkpoint_json(&rows[8], cp, sizeof(cp), RFC8032_SEED);
 	assert_memory_equal(cp, "{\"seq\":9,", 9);
 	cp[7] = '5';
 	run_case("edited checkpoint", 1, write_export(rows, NROWS, NULL, cp),
-		 "checkpoint_mismatch,checkpoint_mismatch", 5);
+		 "checkpoint_mismatch", -1);
 
 	/* The export seal (§8): a keyed verification needs it, and it must
 	 * match the rows and be signed by a trusted key. */
@@ -505,15 +573,108 @@ static void test_offline_bad_header(void **state)
 	fclose(f);
 }
 
+#define PARTNER "a1b2c3d4-0000-4000-8000-00000000beef"
+
+/* A v2 export of a partner chain of 3 rows, checkpointed and sealed with
+ * the RFC 8032 key. FORMAT is the header's format tag; row 2's partnerId
+ * is OTHER_PARTNER when non-NULL (a row of another chain). */
+static FILE *write_partner_export(const char *format, const char *other_partner)
+{
+	char ids[3][8], seqs[3][8], ts[3][32], prev[65] = AUDIT_GENESIS, sums[3][65];
+	char sig[129], pub[65], cp_sig[129];
+	FILE *f = tmpfile();
+
+	assert_non_null(f);
+	for (int i = 0; i < 3; i++) {
+		snprintf(ids[i], sizeof(ids[i]), "%d", 500 + i);
+		snprintf(seqs[i], sizeof(seqs[i]), "%d", i + 1);
+		assert_int_equal(audit_ts_format(1767323045000000LL + i, ts[i]), 0);
+		struct audit_row r = {ids[i], NULL, seqs[i], ts[i], "user", "u1", "auth.login",
+				      "sessions", NULL, "{}", NULL, "success", prev, NULL, PARTNER, NULL};
+		assert_int_equal(audit_row_checksum(&r, sums[i]), 0);
+		memcpy(prev, sums[i], sizeof(prev));
+	}
+	assert_int_equal(audit_checkpoint_sign(RFC8032_SEED, PARTNER, 3, sums[2], 1767323100, cp_sig,
+					       NULL),
+			 0);
+	fprintf(f,
+		"{\"format\":\"%s\",\"orgId\":null,\"partnerId\":\"" PARTNER "\",\"chainId\":\"" PARTNER
+		"\",\"anchor\":null,\"checkpoints\":[{\"seq\":3,\"checksum\":\"%s\","
+		"\"createdAt\":\"2026-01-02T03:05:00Z\",\"publicKey\":\"" RFC8032_PUB "\","
+		"\"signature\":\"%s\"}]}\n",
+		format, sums[2], cp_sig);
+	for (int i = 0; i < 3; i++)
+		fprintf(f,
+			"{\"id\":\"%s\",\"orgId\":null,\"partnerId\":\"%s\",\"siteId\":null,"
+			"\"seq\":\"%s\",\"ts\":\"%s\",\"actorType\":\"user\",\"actorId\":\"u1\","
+			"\"action\":\"auth.login\",\"resource\":\"sessions\",\"resourceId\":null,"
+			"\"details\":\"{}\",\"ipAddress\":null,\"result\":\"success\","
+			"\"prevChecksum\":\"%s\",\"checksum\":\"%s\"}\n",
+			ids[i], i == 1 && other_partner ? other_partner : PARTNER, seqs[i], ts[i],
+			i ? sums[i - 1] : AUDIT_GENESIS, sums[i]);
+	assert_int_equal(audit_export_seal_sign(RFC8032_SEED, PARTNER, 3, sums[2], 3, 1767323200, sig,
+						pub),
+			 0);
+	fprintf(f,
+		"{\"exportSeal\":{\"chainId\":\"" PARTNER "\",\"lastSeq\":3,\"lastChecksum\":\"%s\","
+		"\"rows\":3,\"exportedAt\":1767323200,\"publicKey\":\"%s\",\"signature\":\"%s\"}}\n",
+		sums[2], pub, sig);
+	rewind(f);
+	return f;
+}
+
+/* Offline verification of a v2 export: a partner chain verifies; a row of
+ * another partner is an inserted row; the same rows under a v1 header (whose
+ * rows have no partnerId) do not hash. */
+static void test_offline_v2_partner_chain(void **state)
+{
+	const char *keys[1] = {RFC8032_PUB};
+	struct audit_verify_opts o = {.public_keys = keys, .n_public_keys = 1};
+	struct audit_report rep;
+	char err[200] = "", got[512];
+	FILE *f;
+
+	(void)state;
+	f = write_partner_export("breeze-audit-export-v2", NULL);
+	assert_int_equal(audit_verify_file(f, &o, &rep, err, sizeof(err)), 0);
+	fclose(f);
+	if (!rep.ok || rep.rows_checked != 3 || !rep.partner || rep.system) {
+		has_kinds(&rep, "", got, sizeof(got));
+		fail_msg("partner export: ok %d, %lld rows, breaks [%s]", rep.ok, rep.rows_checked, got);
+	}
+	assert_string_equal(rep.chain_id, PARTNER);
+	json_t *j = audit_report_json(&rep);
+	assert_string_equal(json_string_value(json_object_get(j, "partnerId")), PARTNER);
+	assert_true(json_is_null(json_object_get(j, "orgId")));
+	json_decref(j);
+	audit_report_free(&rep);
+
+	f = write_partner_export("breeze-audit-export-v2", "a1b2c3d4-0000-4000-8000-00000000dead");
+	assert_int_equal(audit_verify_file(f, &o, &rep, err, sizeof(err)), 0);
+	fclose(f);
+	assert_false(rep.ok);
+	assert_int_equal(rep.breaks[0].kind, AUDIT_BREAK_INSERTED_ROW);
+	assert_int_equal(rep.breaks[0].seq, 2);
+	audit_report_free(&rep);
+
+	f = write_partner_export("breeze-audit-export-v1", NULL);
+	assert_int_equal(audit_verify_file(f, &o, &rep, err, sizeof(err)), 0);
+	fclose(f);
+	assert_false(rep.ok);
+	audit_report_free(&rep);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_vectors),
 		cmocka_unit_test(test_every_field_counts),
+		cmocka_unit_test(test_v2_fields_count),
 		cmocka_unit_test(test_ts_format_and_parse),
 		cmocka_unit_test(test_signatures),
 		cmocka_unit_test(test_offline_tampering),
 		cmocka_unit_test(test_offline_bad_header),
+		cmocka_unit_test(test_offline_v2_partner_chain),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

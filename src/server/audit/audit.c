@@ -5,6 +5,9 @@
 #include <strings.h>
 
 #include "common/err.h"
+#include "common/log.h"
+#include "server/audit/audit_checkpoint.h"
+#include "server/audit/audit_internal.h"
 #include "server/db/db.h"
 #include "server/http/http.h"
 
@@ -57,16 +60,23 @@ json_t *audit_redact(const json_t *details)
 	return redact(details);
 }
 
+/* partner_id and site_id are derived in the database (audit_event_partner,
+ * audit_event_site; migration 0004): the acting partner user's partner for
+ * an event without an organization, the site of the device, enrolment
+ * key or site the event concerns. The sealing trigger sets the rest. */
 static const char *insert_sql =
-	"INSERT INTO audit_log (org_id, actor_type, actor_id, action, resource, resource_id,"
-	" details, ip_address, result)"
-	" VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, host($8::inet), $9)";
+	"INSERT INTO audit_log (org_id, partner_id, site_id, actor_type, actor_id, action, resource,"
+	" resource_id, details, ip_address, result)"
+	" VALUES ($1::uuid, audit_event_partner($1::uuid, $2, $3),"
+	"         audit_event_site($1::uuid, $5, $6, $7), $2, $3, $4, $5, $6, $7, host($8::inet), $9)"
+	" RETURNING chain_id, seq, checksum";
 
 int audit_write(PGconn *conn, const struct audit_event *ev)
 {
 	json_t *clean = audit_redact(ev->details);
 	char *details = json_dumps(clean, JSON_COMPACT | JSON_SORT_KEYS);
-	int rc;
+	const char *seed = audit_first_row_seed();
+	int rc = 0;
 
 	json_decref(clean);
 	if (details == NULL)
@@ -80,9 +90,19 @@ int audit_write(PGconn *conn, const struct audit_event *ev)
 			    details,
 			    ev->ip_address,
 			    ev->result ? ev->result : "success"};
-	rc = db_exec(conn, insert_sql, 9, p);
+	PGresult *r = db_query(conn, insert_sql, 9, p, NULL);
 	free(details);
-	return rc;
+	if (r == NULL)
+		return BZ_ERR_DB;
+	/* A new chain is signed in the transaction that starts it (L4): its
+	 * first rows cannot vanish unnoticed before the next checkpoint pass. */
+	if (seed != NULL && strcmp(PQgetvalue(r, 0, 1), "1") == 0)
+		rc = audit_checkpoint_write(conn, seed, PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1),
+					    PQgetvalue(r, 0, 2));
+	PQclear(r);
+	if (rc != 0)
+		log_error("audit.checkpoint.first_row_failed", NULL);
+	return rc != 0 ? BZ_ERR_DB : 0;
 }
 
 int audit_write_standalone(PGconn *conn, const struct audit_event *ev)

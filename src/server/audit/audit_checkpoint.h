@@ -50,6 +50,12 @@ int audit_anchor_sign(const char *seed_hex, const char *chain_id, long long firs
 int audit_anchor_sig_ok(const char *pub_hex, const char *chain_id, long long first_seq,
 			const char *prev_checksum, const char *sig_hex);
 
+/* Signs (chain CHAIN_ID, SEQ, CHECKSUM, now) with SEED_HEX and inserts the
+ * checkpoint on CONN, inside the caller's transaction (SEQ is decimal
+ * text). Returns 0, BZ_ERR_INVALID (bad seed), BZ_ERR_CRYPTO or BZ_ERR_DB. */
+int audit_checkpoint_write(PGconn *conn, const char *seed_hex, const char *chain_id,
+			   const char *seq, const char *checksum);
+
 /* Records one checkpoint per chain whose head moved since its last
  * checkpoint, on CONN (breeze_app). *WRITTEN receives how many. Returns 0,
  * BZ_ERR_DB or BZ_ERR_CRYPTO. */

@@ -1,10 +1,10 @@
 /*
  * audit_cli.h — `breeze-server audit …` subcommands (L4, L5):
- *   audit verify [--org ID | --all] [--from T] [--to T] [--env-file F]
+ *   audit verify [--org ID | --partner ID | --all] [--from T] [--to T] [--env-file F]
  *   audit verify --file export.jsonl --public-key HEX
- *   audit prune [--org ID] [--dry-run] [--env-file F]
+ *   audit prune [--org ID | --partner ID] [--dry-run] [--env-file F]
  *   audit checkpoint [--env-file F]
- *   audit export --org ID [--env-file F]      (JSON lines on stdout)
+ *   audit export --org ID | --partner ID [--env-file F]   (JSON lines on stdout)
  *   audit public-key [--env-file F]           (hex Ed25519 public key)
  */
 #ifndef BZ_AUDIT_CLI_H

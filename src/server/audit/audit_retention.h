@@ -21,7 +21,9 @@
  * ts < now() - retention, never the head and never a row younger than the
  * cutoff, after recording an anchor (first surviving seq, checksum of the
  * last pruned row, rows pruned, the cutoff) signed with SIGNING_KEY_HEX
- * when non-NULL (audit_anchor_sign(); unsigned otherwise). A chain that
+ * when non-NULL (audit_anchor_sign(); unsigned otherwise), and appends an
+ * audit.pruned row (rows, cutoff, lastPrunedSeq, firstSeq, retentionDays)
+ * to the chain in the same transaction. A chain that
  * another retention run is pruning at the same moment is skipped. DRY_RUN
  * counts without writing. Writes one line per chain to REPORT (may be
  * NULL) and stores the total rows pruned (or that would be) in *PRUNED.
@@ -50,7 +52,9 @@ int audit_retention_run_older_than(PGconn *admin, const char *org_id, int older_
  * every cfg->audit_checkpoint_interval_s (the first after at most 60 s) it
  * records signed checkpoints over DATABASE_URL (skipped, with a warning,
  * without AUDIT_SIGNING_KEY). An interval of 0 turns that task off; with
- * both off no thread starts. CFG must outlive the worker. Returns 0 or -1. */
+ * both off no thread starts. While it records checkpoints, audit_write()
+ * also signs every chain's first row in the transaction that writes it.
+ * CFG must outlive the worker. Returns 0 or BZ_ERR_INTERNAL. */
 int audit_worker_start(const struct config *cfg);
 
 /* Stops the worker: wakes it, cancels a retention query in progress (its

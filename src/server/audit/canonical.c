@@ -1,8 +1,9 @@
 /*
  * canonical.c — the canonical encoding of an audit row (format
- * breeze-audit-v1) and its checksum, byte for byte the same as
- * audit_canonical() in migrations/0002_audit_chain.sql. docs/audit-chain.md
- * is the definition; tests/unit/test_audit_canonical.c holds vectors the
+ * breeze-audit-v1, and -v2 for rows with a partner or site) and its
+ * checksum, byte for byte the same as audit_canonical() in
+ * migrations/0002_audit_chain.sql and audit_canonical_v2() in 0004.
+ * docs/audit-chain.md is the definition; tests/unit/test_audit_canonical.c holds vectors the
  * database computed.
  */
 #include "server/audit/audit_chain.h"
@@ -13,6 +14,7 @@
 
 #include "common/err.h"
 #include "crypto/crypto.h"
+#include "server/audit/audit_internal.h"
 
 const char *audit_break_kind_name(enum audit_break_kind k)
 {
@@ -27,31 +29,24 @@ const char *audit_break_kind_name(enum audit_break_kind k)
 	return "unknown";
 }
 
-/* Decimal digits of N into OUT (no NUL); returns how many. */
-static size_t put_uint(char *out, size_t n)
-{
-	char tmp[24];
-	size_t i = 0, k = 0;
-
-	do {
-		tmp[i++] = (char)('0' + n % 10);
-		n /= 10;
-	} while (n != 0);
-	while (i > 0)
-		out[k++] = tmp[--i];
-	return k;
-}
-
 int audit_canonical_encode(const struct audit_row *row, char **buf, size_t *cap, size_t *len)
 {
-	/* The order is the format: never reorder, only version. */
-	const char *v[14] = {"breeze-audit-v1", row->id,          row->org_id,     row->seq,
-			     row->ts,           row->actor_type,  row->actor_id,   row->action,
-			     row->resource,     row->resource_id, row->details,    row->ip_address,
-			     row->result,       row->prev_checksum};
-	size_t vl[14], need = 0;
+	/* The order is the format: never reorder, only version. v2 is v1 with
+	 * partner_id and site_id after org_id; a row that has neither keeps v1,
+	 * so rows from before the v2 columns hash as they always did. */
+	const char *v1[14] = {"breeze-audit-v1", row->id,          row->org_id,     row->seq,
+			      row->ts,           row->actor_type,  row->actor_id,   row->action,
+			      row->resource,     row->resource_id, row->details,    row->ip_address,
+			      row->result,       row->prev_checksum};
+	const char *v2[16] = {"breeze-audit-v2", row->id,         row->org_id,      row->partner_id,
+			      row->site_id,      row->seq,        row->ts,          row->actor_type,
+			      row->actor_id,     row->action,     row->resource,    row->resource_id,
+			      row->details,      row->ip_address, row->result,      row->prev_checksum};
+	int is_v2 = row->partner_id != NULL || row->site_id != NULL;
+	const char *const *v = is_v2 ? v2 : v1;
+	size_t nf = is_v2 ? 16 : 14, vl[16], need = 0;
 
-	for (size_t i = 0; i < 14; i++) {
+	for (size_t i = 0; i < nf; i++) {
 		vl[i] = v[i] ? strlen(v[i]) : 0;
 		need += v[i] ? vl[i] + 23 : 1; /* "S" + up to 20 digits + ":" + "," */
 	}
@@ -64,13 +59,13 @@ int audit_canonical_encode(const struct audit_row *row, char **buf, size_t *cap,
 		*cap = ncap;
 	}
 	char *o = *buf;
-	for (size_t i = 0; i < 14; i++) {
+	for (size_t i = 0; i < nf; i++) {
 		if (v[i] == NULL) {
 			*o++ = 'N';
 			continue;
 		}
 		*o++ = 'S';
-		o += put_uint(o, vl[i]);
+		o += audit_put_decimal(o, vl[i]);
 		*o++ = ':';
 		memcpy(o, v[i], vl[i]);
 		o += vl[i];
@@ -141,7 +136,7 @@ int audit_ts_format(int64_t epoch_us, char out[32])
 		s -= 1;
 	}
 	if (s < TS_MIN_S || s > TS_MAX_S)
-		return -1;
+		return BZ_ERR_INVALID;
 	int64_t days = s / 86400, sod = s % 86400;
 	if (sod < 0) {
 		sod += 86400;

@@ -8,6 +8,7 @@
  */
 #include "server/audit/audit_checkpoint.h"
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,28 +24,15 @@
 #define ED25519_SIG_LEN 64
 #define PAYLOAD_MAX 512
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/* Decodes exactly 2*LEN hex characters of HEX into OUT. */
+/* Decodes exactly 2*LEN hex characters of HEX into OUT (OpenSSL's
+ * decoder, no separators). Returns 0 or BZ_ERR_INVALID. */
 static int unhex(const char *hex, uint8_t *out, size_t len)
 {
-	if (hex == NULL || strlen(hex) != 2 * len)
-		return -1;
-	for (size_t i = 0; i < len; i++) {
-		int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
-		if (hi < 0 || lo < 0)
-			return -1;
-		out[i] = (uint8_t)(hi << 4 | lo);
-	}
+	size_t n = 0;
+
+	if (hex == NULL || strlen(hex) != 2 * len ||
+	    OPENSSL_hexstr2buf_ex(out, len, &n, hex, '\0') != 1 || n != len)
+		return BZ_ERR_INVALID;
 	return 0;
 }
 
@@ -54,7 +42,7 @@ static int put_field(char *buf, size_t cap, size_t *len, const char *v)
 	int n = snprintf(buf + *len, cap - *len, "S%zu:%s,", strlen(v), v);
 
 	if (n < 0 || (size_t)n >= cap - *len)
-		return -1;
+		return BZ_ERR_INVALID;
 	*len += (size_t)n;
 	return 0;
 }
@@ -70,7 +58,7 @@ static int checkpoint_payload(char *buf, size_t cap, size_t *len, const char *ch
 	if (put_field(buf, cap, len, "breeze-audit-checkpoint-v1") ||
 	    put_field(buf, cap, len, chain_id) || put_field(buf, cap, len, s) ||
 	    put_field(buf, cap, len, checksum) || put_field(buf, cap, len, t))
-		return -1;
+		return BZ_ERR_INVALID;
 	return 0;
 }
 
@@ -84,7 +72,7 @@ static int anchor_payload(char *buf, size_t cap, size_t *len, const char *chain_
 	if (put_field(buf, cap, len, "breeze-audit-anchor-v1") ||
 	    put_field(buf, cap, len, chain_id) || put_field(buf, cap, len, s) ||
 	    put_field(buf, cap, len, prev_checksum))
-		return -1;
+		return BZ_ERR_INVALID;
 	return 0;
 }
 
@@ -102,7 +90,7 @@ static int seal_payload(char *buf, size_t cap, size_t *len, const char *chain_id
 	    put_field(buf, cap, len, chain_id) || put_field(buf, cap, len, s) ||
 	    put_field(buf, cap, len, last_checksum) || put_field(buf, cap, len, n) ||
 	    put_field(buf, cap, len, t))
-		return -1;
+		return BZ_ERR_INVALID;
 	return 0;
 }
 
@@ -270,9 +258,23 @@ static const char *insert_checkpoint_sql =
 	"INSERT INTO audit_checkpoints (chain_id, seq, checksum, created_at, public_key, signature)"
 	" VALUES ($1::uuid, $2::bigint, $3, to_timestamp($4::bigint), $5, $6)";
 
-int audit_checkpoint_all(PGconn *conn, const char *seed_hex, int *written)
+int audit_checkpoint_write(PGconn *conn, const char *seed_hex, const char *chain_id,
+			   const char *seq, const char *checksum)
 {
 	char pub[65], sig[129], when[24];
+	long long now = (long long)bz_now();
+	int rc = audit_checkpoint_sign(seed_hex, chain_id, atoll(seq), checksum, now, sig, pub);
+
+	if (rc != 0)
+		return rc;
+	snprintf(when, sizeof(when), "%lld", now);
+	const char *p[6] = {chain_id, seq, checksum, when, pub, sig};
+	return db_exec(conn, insert_checkpoint_sql, 6, p) != 0 ? BZ_ERR_DB : 0;
+}
+
+int audit_checkpoint_all(PGconn *conn, const char *seed_hex, int *written)
+{
+	char pub[65];
 	int rc = BZ_ERR_DB, n = 0;
 	PGresult *r = NULL;
 
@@ -284,19 +286,13 @@ int audit_checkpoint_all(PGconn *conn, const char *seed_hex, int *written)
 		return BZ_ERR_DB;
 	if ((r = db_query(conn, moved_heads_sql, 0, NULL, NULL)) == NULL)
 		goto out;
-	long long now = (long long)bz_now();
-	snprintf(when, sizeof(when), "%lld", now);
 	for (int i = 0; i < PQntuples(r); i++) {
-		const char *chain = PQgetvalue(r, i, 0), *seq = PQgetvalue(r, i, 1),
-			   *sum = PQgetvalue(r, i, 2);
-		int err = audit_checkpoint_sign(seed_hex, chain, atoll(seq), sum, now, sig, NULL);
+		int err = audit_checkpoint_write(conn, seed_hex, PQgetvalue(r, i, 0),
+						 PQgetvalue(r, i, 1), PQgetvalue(r, i, 2));
 		if (err != 0) {
 			rc = err;
 			goto out;
 		}
-		const char *p[6] = {chain, seq, sum, when, pub, sig};
-		if (db_exec(conn, insert_checkpoint_sql, 6, p) != 0)
-			goto out;
 		n++;
 	}
 	if (db_commit(conn) != 0)

@@ -20,6 +20,7 @@
 #include "crypto/crypto.h"
 #include "server/audit/audit_chain.h"
 #include "server/audit/audit_checkpoint.h"
+#include "server/audit/audit_internal.h"
 #include "server/audit/audit_retention.h"
 #include "server/config.h"
 #include "server/db/db.h"
@@ -27,8 +28,8 @@
 #define MAX_KEYS 8
 
 struct cli {
-	const char *env_file, *org, *file, *from, *to;
-	const char *keys[MAX_KEYS];
+	const char *env_file, *org, *partner, *file, *from, *to;
+	const char *keys[MAX_KEYS + 1]; /* + the key derived from AUDIT_SIGNING_KEY */
 	size_t n_keys;
 	char derived_key[65]; /* public key of AUDIT_SIGNING_KEY, when trusted */
 	int all, json, dry_run;
@@ -40,22 +41,58 @@ static void usage(FILE *f)
 {
 	fputs("usage: breeze-server audit <command> [options]\n"
 	      "\n"
-	      "  verify [--org ID | --all] [--from T] [--to T] [--json] [--public-key HEX]\n"
+	      "  verify [--org ID | --partner ID | --all] [--from T] [--to T] [--json]\n"
+	      "         [--public-key HEX]\n"
 	      "         recompute every checksum and link; exit 1 on any break\n"
 	      "  verify --file EXPORT.jsonl [--public-key HEX] [--json]\n"
 	      "         verify an export offline, without a database\n"
-	      "  export --org ID         the chain as JSON lines on stdout\n"
+	      "  export --org ID | --partner ID\n"
+	      "                          the chain as JSON lines on stdout\n"
 	      "  checkpoint              sign the head of every chain that moved\n"
 	      "  public-key              print the Ed25519 public key of AUDIT_SIGNING_KEY\n"
-	      "  prune [--org ID] [--dry-run] [--older-than-days N]\n"
+	      "  prune [--org ID | --partner ID] [--dry-run] [--older-than-days N]\n"
 	      "                          retention pruning (AUDIT_ADMIN_DATABASE_URL); N\n"
 	      "                          replaces each chain's retention for this run\n"
 	      "  help                    this text\n"
 	      "\n"
-	      "ID is an organization id, or \"system\" for the system chain. T is ISO 8601\n"
+	      "--org ID is an organization id, or \"system\" for the system chain; --partner\n"
+	      "ID a partner id (the partner's chain). T is ISO 8601\n"
 	      "(2026-01-02, 2026-01-02T03:04:05Z, …): from ≤ ts < to. Every command\n"
 	      "accepts --env-file FILE.\n",
 	      f);
+}
+
+/* Validates --org / --partner (leaving the chain id in c->org) and
+ * --public-key. Returns 0 or BZ_ERR_INVALID (said on stderr). */
+static int check_chain_and_keys(struct cli *c)
+{
+	if (c->org != NULL && c->partner != NULL) {
+		fprintf(stderr, "breeze-server audit: --org and --partner exclude each other\n");
+		return BZ_ERR_INVALID;
+	}
+	if (c->partner != NULL && !is_uuid(c->partner)) {
+		fprintf(stderr, "breeze-server audit: --partner must be a partner id\n");
+		return BZ_ERR_INVALID;
+	}
+	/* A partner chain's id is the partner id: from here on it is a chain
+	 * like any other. */
+	if (c->partner != NULL)
+		c->org = c->partner;
+	if (c->org != NULL && !strcmp(c->org, "system"))
+		c->org = AUDIT_SYSTEM_CHAIN;
+	if (c->org != NULL && !is_uuid(c->org)) {
+		fprintf(stderr, "breeze-server audit: --org must be an organization id or 'system'\n");
+		return BZ_ERR_INVALID;
+	}
+	for (size_t i = 0; i < c->n_keys; i++) {
+		size_t n = strlen(c->keys[i]);
+		if (n != 64 || strspn(c->keys[i], "0123456789abcdef") != n) {
+			fprintf(stderr, "breeze-server audit: --public-key must be 64 lower-case hex "
+					"characters\n");
+			return BZ_ERR_INVALID;
+		}
+	}
+	return 0;
 }
 
 static int parse(int argc, char **argv, struct cli *c)
@@ -63,6 +100,7 @@ static int parse(int argc, char **argv, struct cli *c)
 	static const struct option longopts[] = {
 		{"env-file", required_argument, NULL, 'e'},
 		{"org", required_argument, NULL, 'o'},
+		{"partner", required_argument, NULL, 'p'},
 		{"all", no_argument, NULL, 'a'},
 		{"from", required_argument, NULL, 'f'},
 		{"to", required_argument, NULL, 't'},
@@ -82,6 +120,7 @@ static int parse(int argc, char **argv, struct cli *c)
 		switch (ch) {
 		case 'e': c->env_file = optarg; break;
 		case 'o': c->org = optarg; break;
+		case 'p': c->partner = optarg; break;
 		case 'a': c->all = 1; break;
 		case 'f': c->from = optarg; break;
 		case 't': c->to = optarg; break;
@@ -94,7 +133,7 @@ static int parse(int argc, char **argv, struct cli *c)
 			    atoi(optarg) > 36500) {
 				fprintf(stderr, "breeze-server audit: --older-than-days must be a "
 						"number of days, 0-36500\n");
-				return -1;
+				return BZ_ERR_INVALID;
 			}
 			c->older_than_days = atoi(optarg);
 			break;
@@ -103,37 +142,25 @@ static int parse(int argc, char **argv, struct cli *c)
 			if (c->n_keys == MAX_KEYS) {
 				fprintf(stderr, "breeze-server audit: at most %d --public-key\n",
 					MAX_KEYS);
-				return -1;
+				return BZ_ERR_INVALID;
 			}
 			c->keys[c->n_keys++] = optarg;
 			break;
 		case 'h': usage(stdout); exit(0);
-		default: return -1;
+		default: return BZ_ERR_INVALID;
 		}
 	}
 	if (optind != argc) {
 		fprintf(stderr, "breeze-server audit: unexpected argument '%s'\n", argv[optind]);
-		return -1;
+		return BZ_ERR_INVALID;
 	}
-	if (c->org != NULL && !strcmp(c->org, "system"))
-		c->org = AUDIT_SYSTEM_CHAIN;
-	if (c->org != NULL && !is_uuid(c->org)) {
-		fprintf(stderr, "breeze-server audit: --org must be an organization id or 'system'\n");
-		return -1;
-	}
-	for (size_t i = 0; i < c->n_keys; i++) {
-		size_t n = strlen(c->keys[i]);
-		if (n != 64 || strspn(c->keys[i], "0123456789abcdef") != n) {
-			fprintf(stderr, "breeze-server audit: --public-key must be 64 lower-case hex "
-					"characters\n");
-			return -1;
-		}
-	}
+	if (check_chain_and_keys(c) != 0)
+		return BZ_ERR_INVALID;
 	if (c->env_file != NULL) {
 		char err[256];
 		if (envfile_load(c->env_file, err, sizeof(err)) != 0) {
 			fprintf(stderr, "breeze-server audit: %s\n", err);
-			return -1;
+			return BZ_ERR_INVALID;
 		}
 	}
 	return 0;
@@ -186,11 +213,21 @@ static double now_s(void)
 
 static void print_report(const struct audit_report *rep)
 {
-	printf("%s%s: %s, %lld rows checked", rep->system ? "system chain" : "organization ",
+	printf("%s%s: %s, %lld rows checked",
+	       rep->system ? "system chain" : rep->partner ? "partner " : "organization ",
 	       rep->system ? "" : rep->chain_id, rep->ok ? "ok" : "BROKEN", rep->rows_checked);
 	if (!rep->ok)
 		printf(", %lld break%s", rep->n_breaks, rep->n_breaks == 1 ? "" : "s");
+	if (rep->n_warnings > 0)
+		printf(", %lld warning%s", rep->n_warnings, rep->n_warnings == 1 ? "" : "s");
 	putchar('\n');
+	for (size_t i = 0; i < rep->n_warn_kept; i++) {
+		const struct audit_warning *w = &rep->warnings[i];
+		printf("  warning %-21s", w->kind);
+		if (w->seq >= 0)
+			printf(" seq %lld", w->seq);
+		printf(": %s\n", w->detail);
+	}
 	for (size_t i = 0; i < rep->n_kept; i++) {
 		const struct audit_break *b = &rep->breaks[i];
 		printf("  %-19s", audit_break_kind_name(b->kind));
@@ -204,16 +241,17 @@ static void print_report(const struct audit_report *rep)
 		printf("  … %lld more breaks not shown\n", rep->n_breaks - (long long)rep->n_kept);
 }
 
-/* Fills OPTS' trusted keys: the --public-key values if any were given
- * (an auditor's own copy of the key), else AUDIT_SIGNING_KEY's. */
+/* Fills OPTS' trusted keys: the --public-key values given (an auditor's
+ * own copies, e.g. keys used before a rotation) and AUDIT_SIGNING_KEY's.
+ * Only checkpoints signed by one of these count. */
 static int trusted_keys(struct cli *c, struct audit_verify_opts *o)
 {
-	const char *seed = c->n_keys == 0 ? signing_key(0) : NULL;
+	const char *seed = signing_key(0);
 
 	if (seed != NULL) {
 		if (audit_public_key_hex(seed, c->derived_key) != 0) {
 			fprintf(stderr, "breeze-server audit: cannot derive the public key\n");
-			return -1;
+			return BZ_ERR_CRYPTO;
 		}
 		c->keys[c->n_keys++] = c->derived_key;
 	}
@@ -233,7 +271,7 @@ static int verify_file(struct cli *c, struct audit_verify_opts *o)
 	FILE *f = strcmp(c->file, "-") ? fopen(c->file, "r") : stdin;
 
 	if (c->from || c->to || c->org || c->all) {
-		fprintf(stderr, "breeze-server audit: --file takes no --org/--all/--from/--to\n");
+		fprintf(stderr, "breeze-server audit: --file takes no --org/--partner/--all/--from/--to\n");
 		if (f != NULL && f != stdin)
 			fclose(f);
 		return 2;
@@ -288,7 +326,7 @@ static int cmd_verify(struct cli *c)
 	if (c->file != NULL)
 		return verify_file(c, &o);
 	if (c->org && c->all) {
-		fprintf(stderr, "breeze-server audit: --org and --all exclude each other\n");
+		fprintf(stderr, "breeze-server audit: --org/--partner and --all exclude each other\n");
 		return 2;
 	}
 	if ((c->from && audit_ts_parse(c->from, &o.from_us) != 0) ||
@@ -317,10 +355,7 @@ static int cmd_verify(struct cli *c)
 	double t0 = now_s();
 	for (size_t i = 0; i < n; i++) {
 		struct audit_report rep;
-		/* Ids are compared as stored: lower case. */
-		for (char *p = ids[i]; *p; p++)
-			if (*p >= 'A' && *p <= 'F')
-				*p = (char)(*p - 'A' + 'a');
+		audit_id_lower(ids[i], ids[i]);
 		int err = audit_verify_chain(conn, ids[i], &o, &rep);
 		if (err != 0) {
 			fprintf(stderr, "breeze-server audit: verification of chain %s failed (%s)\n",
@@ -359,7 +394,8 @@ out:
 static int cmd_export(struct cli *c)
 {
 	if (c->org == NULL) {
-		fprintf(stderr, "breeze-server audit: export needs --org ID (or --org system)\n");
+		fprintf(stderr, "breeze-server audit: export needs --org ID, --org system or "
+				"--partner ID\n");
 		return 2;
 	}
 	if (load_config(c) != 0)
@@ -368,10 +404,7 @@ static int cmd_export(struct cli *c)
 	if (conn == NULL)
 		return BZ_EXIT_UNAVAILABLE;
 	char org[37];
-	snprintf(org, sizeof(org), "%s", c->org);
-	for (char *p = org; *p; p++)
-		if (*p >= 'A' && *p <= 'F')
-			*p = (char)(*p - 'A' + 'a');
+	audit_id_lower(org, c->org);
 	const char *seed = signing_key(0);
 	if (seed == NULL)
 		fprintf(stderr, "breeze-server audit: warning: no AUDIT_SIGNING_KEY: the export is "

@@ -10,6 +10,7 @@
  */
 #include "server/audit/audit_retention.h"
 
+#include <jansson.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -24,6 +25,7 @@
 #include "common/log.h"
 #include "server/audit/audit_chain.h"
 #include "server/audit/audit_checkpoint.h"
+#include "server/audit/audit_internal.h"
 #include "server/db/db.h"
 
 /* The worker's first runs come this soon after start, and a failed run is
@@ -79,6 +81,15 @@ static const char *anchor_sql =
 
 static const char *delete_sql = "DELETE FROM audit_log WHERE chain_id = $1::uuid AND seq <= $2::bigint";
 
+/* The prune's own row, appended to the chain it pruned (same transaction):
+ * the chain itself then says when, how much and up to where history was
+ * removed. org_id / partner_id are copied from the chain's head row, which
+ * puts the row in that chain. */
+static const char *pruned_row_sql =
+	"INSERT INTO audit_log (org_id, partner_id, actor_type, action, resource, resource_id, details)"
+	" SELECT l.org_id, l.partner_id, 'system', 'audit.pruned', 'audit_log', $3, $2"
+	"   FROM audit_log l WHERE l.chain_id = $1::uuid ORDER BY l.seq DESC LIMIT 1";
+
 static void say(FILE *report, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void say(FILE *report, const char *fmt, ...)
@@ -92,9 +103,36 @@ static void say(FILE *report, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* Appends the audit.pruned row for a prune of ROWS rows up to LAST_SEQ
+ * (first surviving seq FIRST_SEQ) with cutoff CUTOFF to CHAIN, inside the
+ * prune's transaction. Returns 0, BZ_ERR_NOMEM or BZ_ERR_DB. */
+static int write_pruned_row(PGconn *c, const char *chain, long long rows, long long last_seq,
+			    long long first_seq, const char *cutoff, const char *days)
+{
+	json_t *d = json_pack("{s:I,s:s,s:I,s:I,s:i}", "rows", (json_int_t)rows, "cutoff", cutoff,
+			      "lastPrunedSeq", (json_int_t)last_seq, "firstSeq",
+			      (json_int_t)first_seq, "retentionDays", atoi(days));
+	char *text = d ? json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+	int rc = BZ_ERR_NOMEM;
+
+	json_decref(d);
+	if (text == NULL)
+		return rc;
+	const char *p[3] = {chain, text, chain};
+	PGresult *r = db_query(c, pruned_row_sql, 3, p, NULL);
+	free(text);
+	if (r == NULL)
+		return BZ_ERR_DB;
+	rc = strcmp(PQcmdTuples(r), "1") == 0 ? 0 : BZ_ERR_DB;
+	PQclear(r);
+	return rc;
+}
+
 /* Prunes one chain in its own transaction. *ROWS receives the rows pruned
  * (or that would be, in a dry run). Returns 0 or BZ_ERR_DB / BZ_ERR_CRYPTO
- * / BZ_ERR_INTERNAL; on error nothing of this chain changed. */
+ * / BZ_ERR_INTERNAL; on error nothing of this chain changed. (A little over
+ * 80 lines: the steps of one transaction in order, sharing its single
+ * rollback path.) */
 static int prune_chain(PGconn *c, const char *chain, const char *days, const char *seed,
 		       int dry_run, FILE *report, long long *rows)
 {
@@ -158,6 +196,9 @@ static int prune_chain(PGconn *c, const char *chain, const char *days, const cha
 		rc = BZ_ERR_INTERNAL;
 		goto out;
 	}
+	if ((rc = write_pruned_row(c, chain, n, last_seq, last_seq + 1, cutoff, days)) != 0)
+		goto out;
+	rc = BZ_ERR_DB;
 	if (db_commit(c) != 0)
 		goto out;
 	say(report,
@@ -240,6 +281,15 @@ int audit_retention_run_older_than(PGconn *admin, const char *org_id, int older_
 
 /* ---- The worker inside `serve` ---- */
 
+/* The worker's signing seed while it records checkpoints; read by every
+ * request thread's audit_write(). */
+static _Atomic(const char *) first_row_seed;
+
+const char *audit_first_row_seed(void)
+{
+	return atomic_load(&first_row_seed);
+}
+
 static struct {
 	pthread_t thread;
 	pthread_mutex_t mu;
@@ -286,7 +336,7 @@ static void admin_close(PGconn **c)
 	*c = NULL;
 }
 
-/* (Re)connects *C to URL when it is not usable. Returns 0 or -1. */
+/* (Re)connects *C to URL when it is not usable. Returns 0 or BZ_ERR_DB. */
 static int ensure_conn(PGconn **c, const char *url, int is_admin)
 {
 	if (*c != NULL && PQstatus(*c) == CONNECTION_OK)
@@ -298,7 +348,7 @@ static int ensure_conn(PGconn **c, const char *url, int is_admin)
 		*c = NULL;
 	}
 	if ((*c = db_connect(url)) == NULL)
-		return -1;
+		return BZ_ERR_DB;
 	if (is_admin) {
 		pthread_mutex_lock(&W.mu);
 		W.cancel = PQgetCancel(*c);
@@ -316,7 +366,7 @@ static int worker_retention(PGconn **admin)
 
 	if (ensure_conn(admin, cfg->audit_admin_database_url, 1) != 0) {
 		log_warn("audit.retention.failed", "reason", "cannot connect as the audit admin", NULL);
-		return -1;
+		return BZ_ERR_DB;
 	}
 	int rc = run(*admin, NULL, -1, cfg->audit_retention_days,
 		     cfg->secrets[SECRET_AUDIT_SIGNING_KEY], 0, NULL, &pruned, &W.stop);
@@ -324,13 +374,13 @@ static int worker_retention(PGconn **admin)
 	snprintf(ms, sizeof(ms), "%lld", (long long)(bz_monotonic_ms() - t0));
 	if (rc != 0 && atomic_load(&W.stop)) {
 		log_info("audit.retention.cancelled", "rowsPruned", rows, "durationMs", ms, NULL);
-		return -1;
+		return BZ_ERR_DB;
 	}
 	if (rc != 0) {
 		log_warn("audit.retention.failed", "rowsPruned", rows, "durationMs", ms, NULL);
 		if (PQstatus(*admin) != CONNECTION_OK)
 			admin_close(admin);
-		return -1;
+		return BZ_ERR_DB;
 	}
 	log_info("audit.retention.done", "rowsPruned", rows, "durationMs", ms, NULL);
 	return 0;
@@ -343,7 +393,7 @@ static int worker_checkpoint(PGconn **app)
 
 	if (ensure_conn(app, cfg->database_url, 0) != 0) {
 		log_warn("audit.checkpoint.failed", "reason", "cannot connect to the database", NULL);
-		return -1;
+		return BZ_ERR_DB;
 	}
 	if (audit_checkpoint_all(*app, cfg->secrets[SECRET_AUDIT_SIGNING_KEY], &written) != 0) {
 		log_warn("audit.checkpoint.failed", NULL);
@@ -351,7 +401,7 @@ static int worker_checkpoint(PGconn **app)
 			PQfinish(*app);
 			*app = NULL;
 		}
-		return -1;
+		return BZ_ERR_DB;
 	}
 	return 0;
 }
@@ -420,6 +470,8 @@ int audit_worker_start(const struct config *cfg)
 		goto fail;
 	}
 	W.started = 1;
+	if (do_cp)
+		atomic_store(&first_row_seed, cfg->secrets[SECRET_AUDIT_SIGNING_KEY]);
 	snprintf(ret_s, sizeof(ret_s), "%d", do_ret ? cfg->audit_retention_interval_s : 0);
 	snprintf(cp_s, sizeof(cp_s), "%d", do_cp ? cfg->audit_checkpoint_interval_s : 0);
 	log_info("audit.worker.started", "retentionIntervalSeconds", ret_s,
@@ -427,7 +479,7 @@ int audit_worker_start(const struct config *cfg)
 	return 0;
 fail:
 	log_error("audit.worker.failed", "reason", "cannot start the thread", NULL);
-	return -1;
+	return BZ_ERR_INTERNAL;
 }
 
 void audit_worker_stop(void)
@@ -436,6 +488,7 @@ void audit_worker_stop(void)
 
 	if (!W.started)
 		return;
+	atomic_store(&first_row_seed, NULL);
 	pthread_mutex_lock(&W.mu);
 	atomic_store(&W.stop, 1);
 	pthread_cond_signal(&W.cv);
