@@ -73,8 +73,9 @@ int main(int argc, char **argv)
 	use_tx = argc > 5 && !strcmp(argv[5], "tx");
 	const char *table = getenv("AUDIT_BENCH_TABLE");
 	if (table != NULL && !strcmp(table, "bench_deferred_log"))
-		insert_sql = "INSERT INTO bench_deferred_log (org_id, actor_type, action, resource, details)"
-			     " VALUES ($1::uuid, 'system', 'bench.append', 'bench', $2)";
+		insert_sql =
+			"INSERT INTO bench_deferred_log (org_id, actor_type, action, resource, details)"
+			" VALUES ($1::uuid, 'system', 'bench.append', 'bench', $2)";
 	else if (table != NULL && strcmp(table, "audit_log") != 0) {
 		fprintf(stderr, "AUDIT_BENCH_TABLE must be audit_log or bench_deferred_log\n");
 		return 2;
@@ -98,8 +99,8 @@ int main(int argc, char **argv)
 	double el = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
 	printf("audit appends (%s): %d org(s), %d writer(s), %s: %ld rows in %.2f s = %.0f appends/s\n",
 	       table ? table : "audit_log", n_orgs, n_writers,
-	       use_tx ? "BEGIN;INSERT;COMMIT" : "autocommit INSERT",
-	       (long)atomic_load(&total), el, (double)atomic_load(&total) / el);
+	       use_tx ? "BEGIN;INSERT;COMMIT" : "autocommit INSERT", (long)atomic_load(&total), el,
+	       (double)atomic_load(&total) / el);
 	free(t);
 	free(orgs);
 	return 0;

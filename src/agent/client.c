@@ -50,7 +50,8 @@ int agent_http_normalize_url(const char *url, char **out, char *err, size_t err_
 	if (u == NULL)
 		return -ENOMEM;
 	if (url == NULL || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK) {
-		set_err(err, err_len, "not a valid absolute URL (expected https://host[:port][/path])");
+		set_err(err, err_len,
+			"not a valid absolute URL (expected https://host[:port][/path])");
 		goto out;
 	}
 	if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
@@ -64,7 +65,8 @@ int agent_http_normalize_url(const char *url, char **out, char *err, size_t err_
 	}
 	/* Credentials would end up in agent.yaml and in logs; a query or
 	 * fragment has no meaning for an API base. */
-	if (has_part(u, CURLUPART_USER) || has_part(u, CURLUPART_PASSWORD) || has_part(u, CURLUPART_OPTIONS)) {
+	if (has_part(u, CURLUPART_USER) || has_part(u, CURLUPART_PASSWORD) ||
+	    has_part(u, CURLUPART_OPTIONS)) {
 		set_err(err, err_len, "URL must not contain credentials");
 		goto out;
 	}
@@ -183,7 +185,8 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *ctx)
 	return n;
 }
 
-static int progress_cb(void *ctx, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
+static int progress_cb(void *ctx, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+		       curl_off_t ulnow)
 {
 	volatile sig_atomic_t *cancel = ctx;
 
@@ -201,8 +204,8 @@ static void free_secret_slist(struct curl_slist *l)
 	curl_slist_free_all(l);
 }
 
-int agent_http_post_json(const char *url, const char *bearer, const json_t *body, volatile sig_atomic_t *cancel,
-			 struct agent_http_result *res)
+int agent_http_post_json(const char *url, const char *bearer, const json_t *body,
+			 volatile sig_atomic_t *cancel, struct agent_http_result *res)
 {
 	CURL *c = NULL;
 	struct curl_slist *hdrs = NULL, *nh;
@@ -269,7 +272,8 @@ int agent_http_post_json(const char *url, const char *bearer, const json_t *body
 			set_err(res->error, sizeof(res->error), "response too large");
 			rc = -EIO;
 		} else {
-			set_err(res->error, sizeof(res->error), errbuf[0] ? errbuf : curl_easy_strerror(cc));
+			set_err(res->error, sizeof(res->error),
+				errbuf[0] ? errbuf : curl_easy_strerror(cc));
 			rc = -EIO;
 		}
 		goto out;
@@ -307,9 +311,11 @@ void agent_http_json_cleanse(json_t *j)
 		/* jansson owns the buffer and frees it without zeroing. */
 		OPENSSL_cleanse((void *)json_string_value(j), json_string_length(j));
 	} else if (json_is_object(j)) {
-		json_object_foreach(j, k, v) agent_http_json_cleanse(v);
+		json_object_foreach(j, k, v)
+			agent_http_json_cleanse(v);
 	} else if (json_is_array(j)) {
-		json_array_foreach(j, i, v) agent_http_json_cleanse(v);
+		json_array_foreach(j, i, v)
+			agent_http_json_cleanse(v);
 	}
 }
 
@@ -328,15 +334,18 @@ json_t *agent_http_enroll_body(const char *key, const char *secret, const struct
 {
 	json_t *hw = json_pack("{s:I, s:I, s:I, s:s, s:s}", "cpuCount", (json_int_t)h->cpu_count,
 			       "memoryTotalBytes", (json_int_t)h->mem_total_bytes, "diskTotalBytes",
-			       (json_int_t)h->disk_total_bytes, "kernel", h->kernel, "cpuModel", h->cpu_model);
+			       (json_int_t)h->disk_total_bytes, "kernel", h->kernel, "cpuModel",
+			       h->cpu_model);
 	if (hw == NULL)
 		return NULL;
-	json_t *b = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:o}", "enrollmentKey", key, "hostname", h->hostname,
-			      "osType", h->os_type, "osVersion", h->os_version, "architecture", h->arch,
-			      "agentVersion", AGENT_VERSION, "hardware", hw);
+	json_t *b = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:o}", "enrollmentKey", key,
+			      "hostname", h->hostname, "osType", h->os_type, "osVersion",
+			      h->os_version, "architecture", h->arch, "agentVersion", AGENT_VERSION,
+			      "hardware", hw);
 	if (b == NULL)
 		return NULL;
-	if (secret != NULL && json_object_set_new(b, "enrollmentSecret", json_string(secret)) != 0) {
+	if (secret != NULL &&
+	    json_object_set_new(b, "enrollmentSecret", json_string(secret)) != 0) {
 		json_decref(b);
 		return NULL;
 	}
@@ -345,17 +354,18 @@ json_t *agent_http_enroll_body(const char *key, const char *secret, const struct
 
 json_t *agent_http_heartbeat_body(const struct agent_host *h, const struct agent_metrics *m)
 {
-	json_t *mx = json_pack("{s:f, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:I}", "cpuPercent", m->cpu_percent,
-			       "memoryUsedBytes", (json_int_t)m->mem_used_bytes, "memoryTotalBytes",
-			       (json_int_t)m->mem_total_bytes, "diskUsedBytes", (json_int_t)m->disk_used_bytes,
-			       "diskTotalBytes", (json_int_t)m->disk_total_bytes, "load1", m->load1, "load5", m->load5,
-			       "load15", m->load15, "cpuCount", (json_int_t)m->cpu_count);
+	json_t *mx = json_pack("{s:f, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:I}", "cpuPercent",
+			       m->cpu_percent, "memoryUsedBytes", (json_int_t)m->mem_used_bytes,
+			       "memoryTotalBytes", (json_int_t)m->mem_total_bytes, "diskUsedBytes",
+			       (json_int_t)m->disk_used_bytes, "diskTotalBytes",
+			       (json_int_t)m->disk_total_bytes, "load1", m->load1, "load5",
+			       m->load5, "load15", m->load15, "cpuCount", (json_int_t)m->cpu_count);
 	if (mx == NULL)
 		return NULL;
-	return json_pack("{s:s, s:s, s:I, s:s, s:s, s:s, s:s, s:s, s:o}", "status", "online", "agentVersion",
-			 AGENT_VERSION, "uptimeSeconds", (json_int_t)m->uptime_s, "hostname", h->hostname, "osType",
-			 h->os_type, "osVersion", h->os_version, "kernel", h->kernel, "architecture", h->arch,
-			 "metrics", mx);
+	return json_pack("{s:s, s:s, s:I, s:s, s:s, s:s, s:s, s:s, s:o}", "status", "online",
+			 "agentVersion", AGENT_VERSION, "uptimeSeconds", (json_int_t)m->uptime_s,
+			 "hostname", h->hostname, "osType", h->os_type, "osVersion", h->os_version,
+			 "kernel", h->kernel, "architecture", h->arch, "metrics", mx);
 }
 
 /* Copies an optional string member; a present non-string is an error. */
@@ -450,8 +460,8 @@ void agent_http_describe_error(const struct agent_http_result *res, char *buf, s
 	}
 	if (json_is_object(res->body))
 		reason = json_string_value(json_object_get(res->body, "reason"));
-	snprintf(buf, len, "HTTP %ld%s%s%s%s%s%s", res->status, code ? " " : "", code ? code : "", msg ? ": " : "",
-		 msg ? msg : "", reason ? " (reason: " : "", reason ? reason : "");
+	snprintf(buf, len, "HTTP %ld%s%s%s%s%s%s", res->status, code ? " " : "", code ? code : "",
+		 msg ? ": " : "", msg ? msg : "", reason ? " (reason: " : "", reason ? reason : "");
 	if (reason != NULL) {
 		size_t n = strlen(buf);
 		if (n + 1 < len) {

@@ -30,17 +30,17 @@
 #define AGENT_HTTP_MAX_RESPONSE_BYTES (1024 * 1024)
 
 struct agent_http_result {
-	long status;              /* HTTP status; 0 if no response arrived */
-	long long retry_after_s;  /* Retry-After in seconds; -1 if absent or unparseable */
-	json_t *body;             /* parsed JSON response, or NULL; owned */
-	char error[256];          /* transport error text when status is 0 */
+	long status;		 /* HTTP status; 0 if no response arrived */
+	long long retry_after_s; /* Retry-After in seconds; -1 if absent or unparseable */
+	json_t *body;		 /* parsed JSON response, or NULL; owned */
+	char error[256];	 /* transport error text when status is 0 */
 };
 
 struct agent_enroll_result {
-	char *agent_id;   /* owned, valid per agent_config_valid_id */
-	char *auth_token; /* owned secret: free with agent_config_free_token */
-	char *org_id;     /* owned, may be NULL */
-	char *site_id;    /* owned, may be NULL */
+	char *agent_id;		   /* owned, valid per agent_config_valid_id */
+	char *auth_token;	   /* owned secret: free with agent_config_free_token */
+	char *org_id;		   /* owned, may be NULL */
+	char *site_id;		   /* owned, may be NULL */
 	long heartbeat_interval_s; /* clamped; default if the server sent none */
 };
 
@@ -67,8 +67,8 @@ int agent_http_join(const char *base, const char *path, char **out);
  * (free with agent_http_result_free). Returns 0 when an HTTP response
  * arrived, whatever its status; -EIO on a transport error (connect, TLS,
  * timeout, oversized response), -ECANCELED if cancelled, -ENOMEM. */
-int agent_http_post_json(const char *url, const char *bearer, const json_t *body, volatile sig_atomic_t *cancel,
-			 struct agent_http_result *res);
+int agent_http_post_json(const char *url, const char *bearer, const json_t *body,
+			 volatile sig_atomic_t *cancel, struct agent_http_result *res);
 
 /* Zeroes, in place, every string value in J (recursively): used before
  * freeing JSON that held a key, secret or token. NULL-safe. */

@@ -279,8 +279,8 @@ int agent_config_valid_id(const char *s)
 
 		if (n >= 128)
 			return 0;
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-		      c == '_' || c == '.'))
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '-' || c == '_' || c == '.'))
 			return 0;
 	}
 	/* "." and ".." would be path segments, not ids. */
@@ -333,11 +333,13 @@ int agent_config_load(const char *dir, struct agent_config *cfg)
 	if ((rc = load_map(path, 0, &m)) != 0)
 		return rc;
 	if ((rc = dup_opt(&m, "serverUrl", &cfg->server_url)) != 0 ||
-	    (rc = dup_opt(&m, "agentId", &cfg->agent_id)) != 0 || (rc = dup_opt(&m, "orgId", &cfg->org_id)) != 0 ||
+	    (rc = dup_opt(&m, "agentId", &cfg->agent_id)) != 0 ||
+	    (rc = dup_opt(&m, "orgId", &cfg->org_id)) != 0 ||
 	    (rc = dup_opt(&m, "siteId", &cfg->site_id)) != 0 ||
 	    (rc = dup_opt(&m, "hostname", &cfg->hostname)) != 0)
 		goto out;
-	if (cfg->server_url == NULL || cfg->server_url[0] == '\0' || !agent_config_valid_id(cfg->agent_id)) {
+	if (cfg->server_url == NULL || cfg->server_url[0] == '\0' ||
+	    !agent_config_valid_id(cfg->agent_id)) {
 		rc = -EBADMSG;
 		goto out;
 	}
@@ -370,7 +372,8 @@ int agent_config_save(const char *dir, const struct agent_config *cfg)
 	    (rc = agent_yaml_set(&m, "orgId", cfg->org_id ? cfg->org_id : "")) != 0 ||
 	    (rc = agent_yaml_set(&m, "siteId", cfg->site_id ? cfg->site_id : "")) != 0 ||
 	    (cfg->hostname != NULL && (rc = agent_yaml_set(&m, "hostname", cfg->hostname)) != 0) ||
-	    (rc = agent_yaml_set_long(&m, "heartbeatIntervalSeconds", cfg->heartbeat_interval_s)) != 0)
+	    (rc = agent_yaml_set_long(&m, "heartbeatIntervalSeconds", cfg->heartbeat_interval_s)) !=
+		    0)
 		goto out;
 	rc = save_map(path, AGENT_CONFIG_FILE_MODE, &m);
 out:

@@ -39,10 +39,10 @@
 
 struct agent_config {
 	char *server_url; /* owned; normalised http(s) base URL */
-	char *agent_id;   /* owned; [A-Za-z0-9._-], at most 128 bytes */
-	char *org_id;     /* owned; may be NULL */
-	char *site_id;    /* owned; may be NULL */
-	char *hostname;   /* owned; may be NULL; the hostname sent at enrolment */
+	char *agent_id;	  /* owned; [A-Za-z0-9._-], at most 128 bytes */
+	char *org_id;	  /* owned; may be NULL */
+	char *site_id;	  /* owned; may be NULL */
+	char *hostname;	  /* owned; may be NULL; the hostname sent at enrolment */
 	long heartbeat_interval_s;
 };
 
@@ -53,7 +53,7 @@ enum agent_perm {
 	AGENT_PERM_NOT_REGULAR = -2, /* directory, symlink, fifo, device… */
 	AGENT_PERM_TOO_OPEN = -3,    /* any group/other bit set (mode & 077) */
 	AGENT_PERM_BAD_OWNER = -4,   /* not owned by the effective user */
-	AGENT_PERM_ERROR = -5,       /* lstat failed for another reason */
+	AGENT_PERM_ERROR = -5,	     /* lstat failed for another reason */
 };
 
 /* Checks that PATH (secrets.yaml) is a regular file, not a symlink, owned by

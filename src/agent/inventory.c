@@ -102,7 +102,8 @@ static int meminfo_value(const char *line, const char *key, uint64_t *out)
 	return 1;
 }
 
-int agent_inventory_parse_meminfo(const char *path, uint64_t *total_bytes, uint64_t *available_bytes)
+int agent_inventory_parse_meminfo(const char *path, uint64_t *total_bytes,
+				  uint64_t *available_bytes)
 {
 	char line[256];
 	uint64_t total = 0, avail = 0, mfree = 0, buffers = 0, cached = 0;
@@ -120,7 +121,8 @@ int agent_inventory_parse_meminfo(const char *path, uint64_t *total_bytes, uint6
 			have_avail = r;
 		else if ((r = meminfo_value(line, "MemFree", &mfree)) != 0)
 			have_free = r;
-		else if (meminfo_value(line, "Buffers", &buffers) < 0 || meminfo_value(line, "Cached", &cached) < 0)
+		else if (meminfo_value(line, "Buffers", &buffers) < 0 ||
+			 meminfo_value(line, "Cached", &cached) < 0)
 			r = -1;
 		if (r < 0) {
 			fclose(f);
@@ -168,8 +170,8 @@ int agent_inventory_parse_stat(const char *path, struct agent_cpu_sample *out)
 			continue;
 		/* user nice system idle iowait irq softirq steal; guest time is
 		 * already counted in user, so it is not added again. */
-		int n = sscanf(line + 4, "%llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
-			       &v[4], &v[5], &v[6], &v[7]);
+		int n = sscanf(line + 4, "%llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1],
+			       &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]);
 		if (n < 4)
 			break;
 		uint64_t total = 0;
@@ -217,7 +219,8 @@ int agent_inventory_parse_cpuinfo(const char *path, char *buf, size_t len)
 			continue;
 		for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
 			size_t kl = strlen(keys[i]);
-			if (strncmp(line, keys[i], kl) != 0 || strspn(line + kl, " \t") != (size_t)(colon - line) - kl)
+			if (strncmp(line, keys[i], kl) != 0 ||
+			    strspn(line + kl, " \t") != (size_t)(colon - line) - kl)
 				continue;
 			char *v = colon + 1;
 			v += strspn(v, " \t");
@@ -231,7 +234,8 @@ int agent_inventory_parse_cpuinfo(const char *path, char *buf, size_t len)
 	return 0;
 }
 
-double agent_inventory_cpu_percent(const struct agent_cpu_sample *prev, const struct agent_cpu_sample *cur)
+double agent_inventory_cpu_percent(const struct agent_cpu_sample *prev,
+				   const struct agent_cpu_sample *cur)
 {
 	if (prev == NULL || prev->total == 0 || cur->total <= prev->total || cur->idle < prev->idle)
 		return 0.0;
@@ -293,13 +297,15 @@ void agent_inventory_collect_host(struct agent_host *h)
 		copy_str(h->kernel, sizeof(h->kernel), u.release, strlen(u.release));
 		copy_str(h->arch, sizeof(h->arch), u.machine, strlen(u.machine));
 	}
-	if (agent_inventory_parse_os_release("/etc/os-release", h->os_version, sizeof(h->os_version)) != 0 &&
-	    (rc = agent_inventory_parse_os_release("/usr/lib/os-release", h->os_version, sizeof(h->os_version))) !=
-		    0) {
+	if (agent_inventory_parse_os_release("/etc/os-release", h->os_version,
+					     sizeof(h->os_version)) != 0 &&
+	    (rc = agent_inventory_parse_os_release("/usr/lib/os-release", h->os_version,
+						   sizeof(h->os_version))) != 0) {
 		log_source_error("os-release", rc);
 		copy_str(h->os_version, sizeof(h->os_version), "Linux", 5);
 	}
-	if ((rc = agent_inventory_parse_cpuinfo("/proc/cpuinfo", h->cpu_model, sizeof(h->cpu_model))) != 0)
+	if ((rc = agent_inventory_parse_cpuinfo("/proc/cpuinfo", h->cpu_model,
+						sizeof(h->cpu_model))) != 0)
 		log_source_error("/proc/cpuinfo", rc);
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
 	h->cpu_count = n > 0 ? n : 1;
@@ -333,7 +339,8 @@ void agent_inventory_collect_metrics(struct agent_metrics *m, struct agent_cpu_s
 		log_source_error("/proc/meminfo", rc);
 	if ((rc = agent_inventory_disk("/", &m->disk_used_bytes, &m->disk_total_bytes)) != 0)
 		log_source_error("statvfs", rc);
-	if ((rc = agent_inventory_parse_loadavg("/proc/loadavg", &m->load1, &m->load5, &m->load15)) != 0)
+	if ((rc = agent_inventory_parse_loadavg("/proc/loadavg", &m->load1, &m->load5,
+						&m->load15)) != 0)
 		log_source_error("/proc/loadavg", rc);
 	if ((rc = agent_inventory_parse_uptime("/proc/uptime", &m->uptime_s)) != 0)
 		log_source_error("/proc/uptime", rc);

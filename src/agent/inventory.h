@@ -16,19 +16,19 @@
 
 struct agent_host {
 	char hostname[256];
-	char os_type[16];    /* always "linux" */
+	char os_type[16];     /* always "linux" */
 	char os_version[256]; /* PRETTY_NAME from os-release */
-	char kernel[128];    /* uname release */
-	char arch[64];       /* uname machine */
-	char cpu_model[256]; /* "" if unknown */
-	long cpu_count;      /* online CPUs */
+	char kernel[128];     /* uname release */
+	char arch[64];	      /* uname machine */
+	char cpu_model[256];  /* "" if unknown */
+	long cpu_count;	      /* online CPUs */
 	uint64_t mem_total_bytes;
 	uint64_t disk_total_bytes; /* of "/" */
 };
 
 /* One /proc/stat "cpu" line reduced to two counters, in clock ticks. */
 struct agent_cpu_sample {
-	uint64_t idle;  /* idle + iowait */
+	uint64_t idle;	/* idle + iowait */
 	uint64_t total; /* user … steal */
 };
 
@@ -49,7 +49,8 @@ int agent_inventory_parse_os_release(const char *path, char *buf, size_t len);
 
 /* Reads MemTotal and MemAvailable (bytes) from a meminfo file. Kernels without
  * MemAvailable get MemFree + Buffers + Cached instead. */
-int agent_inventory_parse_meminfo(const char *path, uint64_t *total_bytes, uint64_t *available_bytes);
+int agent_inventory_parse_meminfo(const char *path, uint64_t *total_bytes,
+				  uint64_t *available_bytes);
 
 /* Reads the three load averages from a loadavg file. */
 int agent_inventory_parse_loadavg(const char *path, double *l1, double *l5, double *l15);
@@ -66,7 +67,8 @@ int agent_inventory_parse_cpuinfo(const char *path, char *buf, size_t len);
 
 /* Busy percentage between two samples, 0..100; 0 if PREV is NULL, if the
  * counters did not advance or went backwards. */
-double agent_inventory_cpu_percent(const struct agent_cpu_sample *prev, const struct agent_cpu_sample *cur);
+double agent_inventory_cpu_percent(const struct agent_cpu_sample *prev,
+				   const struct agent_cpu_sample *cur);
 
 /* Used and total bytes of the file system holding PATH (statvfs). */
 int agent_inventory_disk(const char *path, uint64_t *used_bytes, uint64_t *total_bytes);

@@ -60,12 +60,15 @@ uint64_t agent_next_delay_ms(const struct agent_delay_input *in, agent_rand_fn r
 {
 	switch (in->outcome) {
 	case AGENT_OUTCOME_OK: {
-		uint64_t base = (uint64_t)(in->interval_s > 0 ? in->interval_s : AGENT_INTERVAL_DEFAULT_S) * 1000;
+		uint64_t base =
+			(uint64_t)(in->interval_s > 0 ? in->interval_s : AGENT_INTERVAL_DEFAULT_S) *
+			1000;
 		return uniform(base - base / 10, base + base / 10, rnd, ctx);
 	}
 	case AGENT_OUTCOME_RATE_LIMITED: {
 		/* R6: the server's Retry-After is a floor, never shortened. */
-		long long ra = in->retry_after_s >= 0 ? in->retry_after_s : AGENT_RETRY_AFTER_DEFAULT_S;
+		long long ra = in->retry_after_s >= 0 ? in->retry_after_s
+						      : AGENT_RETRY_AFTER_DEFAULT_S;
 		uint64_t ms = (uint64_t)ra * 1000;
 		return uniform(ms, ms + ms / 10, rnd, ctx);
 	}
@@ -127,13 +130,15 @@ int agent_loop_sleep_ms(uint64_t ms)
 		uint64_t left = end - now;
 		if (left > 500)
 			left = 500;
-		struct timespec ts = {.tv_sec = (time_t)(left / 1000), .tv_nsec = (long)(left % 1000) * 1000000L};
+		struct timespec ts = {.tv_sec = (time_t)(left / 1000),
+				      .tv_nsec = (long)(left % 1000) * 1000000L};
 		nanosleep(&ts, NULL);
 	}
 	return 1;
 }
 
-static void log_num(enum log_level level, const char *msg, const char *k1, json_t *v1, const char *k2, json_t *v2)
+static void log_num(enum log_level level, const char *msg, const char *k1, json_t *v1,
+		    const char *k2, json_t *v2)
 {
 	json_t *f = json_object();
 
@@ -167,19 +172,23 @@ static int startup(struct agent_state *s)
 
 	rc = agent_config_load(s->dir, &s->cfg);
 	if (rc == -ENOENT) {
-		log_error("agent.not_enrolled", "configDir", s->dir, "hint", "run `breeze-agent enroll` first", NULL);
+		log_error("agent.not_enrolled", "configDir", s->dir, "hint",
+			  "run `breeze-agent enroll` first", NULL);
 		return -1;
 	}
 	if (rc != 0) {
-		log_error("agent.config_invalid", "configDir", s->dir, "file", AGENT_CONFIG_FILE, "error",
-			  rc == -EBADMSG ? "malformed or missing serverUrl/agentId" : strerror(-rc), NULL);
+		log_error("agent.config_invalid", "configDir", s->dir, "file", AGENT_CONFIG_FILE,
+			  "error",
+			  rc == -EBADMSG ? "malformed or missing serverUrl/agentId" : strerror(-rc),
+			  NULL);
 		return -1;
 	}
 	if (agent_config_path(s->dir, AGENT_SECRETS_FILE, path, sizeof(path)) != 0)
 		return -1;
 	rc = agent_config_check_secrets(path);
 	if (rc != AGENT_PERM_OK) {
-		log_error("agent.secrets_refused", "path", path, "error", agent_config_perm_str(rc), NULL);
+		log_error("agent.secrets_refused", "path", path, "error", agent_config_perm_str(rc),
+			  NULL);
 		return -1;
 	}
 	rc = agent_config_load_token(s->dir, &s->token);
@@ -189,17 +198,19 @@ static int startup(struct agent_state *s)
 		return -1;
 	}
 	if (agent_http_normalize_url(s->cfg.server_url, &base, err, sizeof(err)) != 0) {
-		log_error("agent.config_invalid", "file", AGENT_CONFIG_FILE, "field", "serverUrl", "error", err, NULL);
+		log_error("agent.config_invalid", "file", AGENT_CONFIG_FILE, "field", "serverUrl",
+			  "error", err, NULL);
 		return -1;
 	}
 	if (strncmp(base, "http://", 7) == 0)
-		log_warn("agent.insecure_transport", "serverUrl", base, "hint", "use https outside development",
-			 NULL);
+		log_warn("agent.insecure_transport", "serverUrl", base, "hint",
+			 "use https outside development", NULL);
 	snprintf(idpath, sizeof(idpath), "/api/v1/agents/%s/heartbeat", s->cfg.agent_id);
 	rc = agent_http_join(base, idpath, &s->heartbeat_url);
 	free(base);
 	if (rc != 0) {
-		log_error("agent.config_invalid", "field", "serverUrl", "error", "cannot build heartbeat URL", NULL);
+		log_error("agent.config_invalid", "field", "serverUrl", "error",
+			  "cannot build heartbeat URL", NULL);
 		return -1;
 	}
 	return 0;
@@ -230,7 +241,8 @@ static void apply_response(struct agent_state *s, const json_t *body)
 
 	/* A malformed newToken is ignored; the interval still applies. */
 	if (rc != 0)
-		log_warn("agent.heartbeat_bad_token", "error", "newToken present but invalid; ignored", NULL);
+		log_warn("agent.heartbeat_bad_token", "error",
+			 "newToken present but invalid; ignored", NULL);
 	if (nt != NULL) {
 		agent_config_free_token(s->token);
 		s->token = nt;
@@ -241,7 +253,8 @@ static void apply_response(struct agent_state *s, const json_t *body)
 		long old = s->cfg.heartbeat_interval_s;
 		s->cfg.heartbeat_interval_s = iv;
 		rc = agent_config_save(s->dir, &s->cfg);
-		log_num(LOG_LEVEL_INFO, "agent.interval_changed", "from", json_integer(old), "to", json_integer(iv));
+		log_num(LOG_LEVEL_INFO, "agent.interval_changed", "from", json_integer(old), "to",
+			json_integer(iv));
 		if (rc != 0)
 			log_error("agent.config_save_failed", "error", strerror(-rc), NULL);
 	}
@@ -259,7 +272,8 @@ static void record_heartbeat(struct agent_state *s)
 		return;
 	}
 	if (!s->state_unsaved)
-		log_warn("agent.state_save_failed", "file", AGENT_STATE_FILE, "error", strerror(-rc), NULL);
+		log_warn("agent.state_save_failed", "file", AGENT_STATE_FILE, "error",
+			 strerror(-rc), NULL);
 	s->state_unsaved = 1;
 }
 
@@ -286,7 +300,8 @@ static enum agent_outcome heartbeat(struct agent_state *s, long long *retry_afte
 	json_decref(body);
 	if (rc != 0) {
 		if (rc != -ECANCELED)
-			log_warn("agent.heartbeat_failed", "error", res.error[0] ? res.error : strerror(-rc), NULL);
+			log_warn("agent.heartbeat_failed", "error",
+				 res.error[0] ? res.error : strerror(-rc), NULL);
 		agent_http_result_free(&res);
 		return AGENT_OUTCOME_RETRY;
 	}
@@ -302,13 +317,15 @@ static enum agent_outcome heartbeat(struct agent_state *s, long long *retry_afte
 		agent_http_describe_error(&res, desc, sizeof(desc));
 		switch (o) {
 		case AGENT_OUTCOME_REENROLL:
-			log_error("agent.reenroll_required", "agentId", s->cfg.agent_id, "error", desc, "hint",
-				  "the server no longer accepts this agent's token; run `breeze-agent enroll` again",
-				  NULL);
+			log_error(
+				"agent.reenroll_required", "agentId", s->cfg.agent_id, "error",
+				desc, "hint",
+				"the server no longer accepts this agent's token; run `breeze-agent enroll` again",
+				NULL);
 			break;
 		case AGENT_OUTCOME_FORBIDDEN:
-			log_error("agent.refused", "agentId", s->cfg.agent_id, "error", desc, "hint",
-				  "the device is disabled or deleted on the server", NULL);
+			log_error("agent.refused", "agentId", s->cfg.agent_id, "error", desc,
+				  "hint", "the device is disabled or deleted on the server", NULL);
 			break;
 		default:
 			log_warn("agent.heartbeat_failed", "error", desc, NULL);
@@ -334,8 +351,8 @@ int agent_loop_run(const char *config_dir)
 		status = BZ_EXIT_FAILURE;
 		goto out;
 	}
-	log_info("agent.started", "agentId", s.cfg.agent_id, "serverUrl", s.cfg.server_url, "version",
-		 AGENT_VERSION, NULL);
+	log_info("agent.started", "agentId", s.cfg.agent_id, "serverUrl", s.cfg.server_url,
+		 "version", AGENT_VERSION, NULL);
 
 	while (!agent_loop_stop) {
 		struct agent_delay_input in = {0};
@@ -359,8 +376,9 @@ int agent_loop_run(const char *config_dir)
 		else if (o == AGENT_OUTCOME_RETRY && s.failures < UINT_MAX)
 			s.failures++;
 		if (o != AGENT_OUTCOME_OK)
-			log_num(LOG_LEVEL_INFO, "agent.retry_scheduled", "delayMs", json_integer((json_int_t)delay),
-				"failures", json_integer((json_int_t)s.failures));
+			log_num(LOG_LEVEL_INFO, "agent.retry_scheduled", "delayMs",
+				json_integer((json_int_t)delay), "failures",
+				json_integer((json_int_t)s.failures));
 		if (agent_loop_sleep_ms(delay))
 			break;
 	}

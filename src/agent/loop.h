@@ -27,10 +27,10 @@
 #define AGENT_RETRY_AFTER_DEFAULT_S 60
 
 enum agent_outcome {
-	AGENT_OUTCOME_OK,           /* 2xx */
-	AGENT_OUTCOME_RETRY,        /* transport error, 5xx, other unexpected status */
+	AGENT_OUTCOME_OK,	    /* 2xx */
+	AGENT_OUTCOME_RETRY,	    /* transport error, 5xx, other unexpected status */
 	AGENT_OUTCOME_RATE_LIMITED, /* 429 */
-	AGENT_OUTCOME_REENROLL,     /* 401 */
+	AGENT_OUTCOME_REENROLL,	    /* 401 */
 	AGENT_OUTCOME_FORBIDDEN,    /* 403, 404 */
 };
 
@@ -39,8 +39,8 @@ typedef uint64_t (*agent_rand_fn)(void *ctx);
 
 struct agent_delay_input {
 	enum agent_outcome outcome;
-	unsigned failures;       /* consecutive RETRY outcomes before this one */
-	long interval_s;         /* current heartbeat interval, > 0 */
+	unsigned failures;	 /* consecutive RETRY outcomes before this one */
+	long interval_s;	 /* current heartbeat interval, > 0 */
 	long long retry_after_s; /* from the 429 response; < 0 if absent */
 };
 

@@ -128,7 +128,8 @@ static int parse_opts(int argc, char **argv, int allow_enroll, const char *usage
 		case 'S':
 		case 'f':
 			if (!allow_enroll) {
-				fprintf(stderr, "breeze-agent %s: option not allowed here\n", argv[0]);
+				fprintf(stderr, "breeze-agent %s: option not allowed here\n",
+					argv[0]);
 				fputs(usage_text, stderr);
 				return BZ_ERR_INVALID;
 			}
@@ -150,7 +151,8 @@ static int parse_opts(int argc, char **argv, int allow_enroll, const char *usage
 		}
 	}
 	if (optind != argc) {
-		fprintf(stderr, "breeze-agent %s: unexpected argument '%s'\n", argv[0], argv[optind]);
+		fprintf(stderr, "breeze-agent %s: unexpected argument '%s'\n", argv[0],
+			argv[optind]);
 		return BZ_ERR_INVALID;
 	}
 	if (o->dir[0] == '\0') {
@@ -164,7 +166,8 @@ static int parse_opts(int argc, char **argv, int allow_enroll, const char *usage
  * characters are shown as \xNN instead of reaching the terminal. */
 static void put_escaped(FILE *f, const char *value)
 {
-	for (const unsigned char *p = (const unsigned char *)(value ? value : "-"); *p != '\0'; p++) {
+	for (const unsigned char *p = (const unsigned char *)(value ? value : "-"); *p != '\0';
+	     p++) {
 		if (*p < 0x20 || *p == 0x7f)
 			fprintf(f, "\\x%02x", *p);
 		else
@@ -200,13 +203,15 @@ static int check_reenroll(const char *dir, int force)
 	if (rc == 0)
 		return BZ_EXIT_OK;
 	if (rc < 0) {
-		log_error("agent.enroll_failed", "error", "cannot read " AGENT_SECRETS_FILE, "configDir",
-			  dir, "detail", strerror(-rc), NULL);
+		log_error("agent.enroll_failed", "error", "cannot read " AGENT_SECRETS_FILE,
+			  "configDir", dir, "detail", strerror(-rc), NULL);
 		return BZ_EXIT_CONFIG;
 	}
 	have_old = agent_config_load(dir, &old) == 0;
 	FILE *f = force ? stdout : stderr;
-	fputs(force ? "replacing device: agentId=" : "breeze-agent enroll: already enrolled: agentId=", f);
+	fputs(force ? "replacing device: agentId="
+		    : "breeze-agent enroll: already enrolled: agentId=",
+	      f);
 	put_escaped(f, have_old ? old.agent_id : "unknown");
 	fputs(" hostname=", f);
 	put_escaped(f, have_old && old.hostname ? old.hostname : "unknown");
@@ -244,11 +249,12 @@ static int log_enroll_failure(const struct agent_http_result *res)
 		why = "too many enrolment attempts; try again later";
 		break;
 	default:
-		why = res->status >= 500 ? "server error; try again later" : "unexpected response from server";
+		why = res->status >= 500 ? "server error; try again later"
+					 : "unexpected response from server";
 	}
 	if (res->status == 429 && res->retry_after_s >= 0) {
-		json_t *f = json_pack("{s:s, s:s, s:I}", "error", why, "detail", desc, "retryAfterSeconds",
-				      (json_int_t)res->retry_after_s);
+		json_t *f = json_pack("{s:s, s:s, s:I}", "error", why, "detail", desc,
+				      "retryAfterSeconds", (json_int_t)res->retry_after_s);
 		log_json(LOG_LEVEL_ERROR, "agent.enroll_failed", f);
 		json_decref(f);
 		return BZ_EXIT_UNAVAILABLE;
@@ -295,12 +301,14 @@ static int cmd_enroll(int argc, char **argv)
 	if (o.secret != NULL && o.secret[0] == '\0')
 		o.secret = NULL;
 	if (o.server == NULL || o.key == NULL || o.key[0] == '\0') {
-		fprintf(stderr, "breeze-agent enroll: --server and --key (or $BREEZE_ENROLLMENT_KEY) are required\n");
+		fprintf(stderr,
+			"breeze-agent enroll: --server and --key (or $BREEZE_ENROLLMENT_KEY) are required\n");
 		fputs(usage_enroll, stderr);
 		return BZ_EXIT_USAGE;
 	}
 	if (agent_http_normalize_url(o.server, &base, err, sizeof(err)) != 0) {
-		log_error("agent.enroll_failed", "error", "invalid --server URL", "detail", err, NULL);
+		log_error("agent.enroll_failed", "error", "invalid --server URL", "detail", err,
+			  NULL);
 		return BZ_EXIT_USAGE;
 	}
 	/* Before the key is spent: a second enrolment would orphan the device
@@ -309,16 +317,16 @@ static int cmd_enroll(int argc, char **argv)
 		goto out;
 	status = BZ_EXIT_FAILURE;
 	if (strncmp(base, "http://", 7) == 0)
-		log_warn("agent.insecure_transport", "serverUrl", base, "hint", "use https outside development",
-			 NULL);
+		log_warn("agent.insecure_transport", "serverUrl", base, "hint",
+			 "use https outside development", NULL);
 	if ((rc = agent_http_join(base, "/api/v1/agents/enroll", &url)) != 0) {
 		log_error("agent.enroll_failed", "error", "cannot build enrolment URL", NULL);
 		goto out;
 	}
 	/* Fail on an unusable config dir before spending the key. */
 	if ((rc = agent_config_ensure_dir(o.dir)) != 0) {
-		log_error("agent.enroll_failed", "error", "cannot create config directory", "configDir", o.dir,
-			  "detail", strerror(-rc), NULL);
+		log_error("agent.enroll_failed", "error", "cannot create config directory",
+			  "configDir", o.dir, "detail", strerror(-rc), NULL);
 		status = BZ_EXIT_CONFIG;
 		goto out;
 	}
@@ -330,8 +338,8 @@ static int cmd_enroll(int argc, char **argv)
 	}
 	rc = agent_http_post_json(url, NULL, body, NULL, &res);
 	if (rc != 0) {
-		log_error("agent.enroll_failed", "error", "cannot reach server", "serverUrl", base, "detail",
-			  res.error, NULL);
+		log_error("agent.enroll_failed", "error", "cannot reach server", "serverUrl", base,
+			  "detail", res.error, NULL);
 		status = BZ_EXIT_UNAVAILABLE;
 		goto out;
 	}
@@ -340,7 +348,8 @@ static int cmd_enroll(int argc, char **argv)
 		goto out;
 	}
 	if (agent_http_parse_enroll(res.body, &er) != 0) {
-		log_error("agent.enroll_failed", "error", "server response lacks a valid agentId/authToken", NULL);
+		log_error("agent.enroll_failed", "error",
+			  "server response lacks a valid agentId/authToken", NULL);
 		goto out;
 	}
 	/* Token first: agent.yaml is what marks the agent as enrolled, so it
@@ -348,15 +357,17 @@ static int cmd_enroll(int argc, char **argv)
 	 * device's agent.yaml goes first, so the new token is never paired
 	 * with the old agentId; its heartbeat history goes too. */
 	if (o.force && (rc = remove_file(o.dir, AGENT_CONFIG_FILE)) != 0) {
-		log_error("agent.enroll_failed", "error", "cannot remove the old " AGENT_CONFIG_FILE,
-			  "configDir", o.dir, "detail", strerror(-rc), NULL);
+		log_error("agent.enroll_failed", "error",
+			  "cannot remove the old " AGENT_CONFIG_FILE, "configDir", o.dir, "detail",
+			  strerror(-rc), NULL);
 		goto out;
 	}
 	if ((rc = agent_config_remove_state(o.dir)) != 0)
-		log_warn("agent.state_remove_failed", "file", AGENT_STATE_FILE, "error", strerror(-rc), NULL);
+		log_warn("agent.state_remove_failed", "file", AGENT_STATE_FILE, "error",
+			 strerror(-rc), NULL);
 	if ((rc = agent_config_save_token(o.dir, er.auth_token)) != 0) {
-		log_error("agent.enroll_failed", "error", "cannot write " AGENT_SECRETS_FILE, "configDir", o.dir,
-			  "detail", strerror(-rc), NULL);
+		log_error("agent.enroll_failed", "error", "cannot write " AGENT_SECRETS_FILE,
+			  "configDir", o.dir, "detail", strerror(-rc), NULL);
 		goto out;
 	}
 	cfg.server_url = base;
@@ -367,11 +378,12 @@ static int cmd_enroll(int argc, char **argv)
 	cfg.heartbeat_interval_s = er.heartbeat_interval_s;
 	rc = agent_config_save(o.dir, &cfg);
 	if (rc != 0) {
-		log_error("agent.enroll_failed", "error", "cannot write " AGENT_CONFIG_FILE, "configDir", o.dir,
-			  "detail", strerror(-rc), NULL);
+		log_error("agent.enroll_failed", "error", "cannot write " AGENT_CONFIG_FILE,
+			  "configDir", o.dir, "detail", strerror(-rc), NULL);
 		goto out;
 	}
-	log_info("agent.enrolled", "agentId", er.agent_id, "orgId", er.org_id, "siteId", er.site_id, NULL);
+	log_info("agent.enrolled", "agentId", er.agent_id, "orgId", er.org_id, "siteId", er.site_id,
+		 NULL);
 	printf("enrolled: agentId=%s\n", er.agent_id);
 	status = BZ_EXIT_OK;
 out:
@@ -458,7 +470,8 @@ static int cmd_status(int argc, char **argv)
 	print_field("siteId:     ", cfg.site_id);
 	printf("interval:   %lds\n", cfg.heartbeat_interval_s);
 	printf("secrets:    %s (%s)\n", perm == AGENT_PERM_OK ? "ok" : "NOT OK",
-	       perm == AGENT_PERM_ERROR ? "authToken missing or unreadable" : agent_config_perm_str(perm));
+	       perm == AGENT_PERM_ERROR ? "authToken missing or unreadable"
+					: agent_config_perm_str(perm));
 	print_last_heartbeat(o.dir);
 	agent_config_free(&cfg);
 	return perm == AGENT_PERM_OK ? BZ_EXIT_OK : BZ_EXIT_CONFIG;
@@ -495,7 +508,8 @@ int main(int argc, char **argv)
 	}
 	const char *cmd = argv[1];
 	if (!strcmp(cmd, "help") || is_help(cmd)) {
-		const char *text = argc == 3 ? command_usage(is_help(argv[2]) ? "help" : argv[2]) : NULL;
+		const char *text = argc == 3 ? command_usage(is_help(argv[2]) ? "help" : argv[2])
+					     : NULL;
 		if (argc > 3 || (argc == 3 && text == NULL)) {
 			fputs(usage_help, stderr);
 			return BZ_EXIT_USAGE;

@@ -146,9 +146,11 @@ int agent_yaml_emit(const struct agent_yaml_map *m, char **out, size_t *out_len)
 	 * readable and greppable by an operator. */
 	yaml_emitter_set_width(&em, -1);
 
-	if (!yaml_stream_start_event_initialize(&ev, YAML_UTF8_ENCODING) || !yaml_emitter_emit(&em, &ev))
+	if (!yaml_stream_start_event_initialize(&ev, YAML_UTF8_ENCODING) ||
+	    !yaml_emitter_emit(&em, &ev))
 		goto out;
-	if (!yaml_document_start_event_initialize(&ev, NULL, NULL, NULL, 1) || !yaml_emitter_emit(&em, &ev))
+	if (!yaml_document_start_event_initialize(&ev, NULL, NULL, NULL, 1) ||
+	    !yaml_emitter_emit(&em, &ev))
 		goto out;
 	if (!yaml_mapping_start_event_initialize(&ev, NULL, NULL, 1, YAML_BLOCK_MAPPING_STYLE) ||
 	    !yaml_emitter_emit(&em, &ev))
@@ -156,13 +158,15 @@ int agent_yaml_emit(const struct agent_yaml_map *m, char **out, size_t *out_len)
 	for (size_t i = 0; i < m->len; i++) {
 		const struct agent_yaml_pair *p = &m->pairs[i];
 
-		if (!yaml_scalar_event_initialize(&ev, NULL, NULL, (yaml_char_t *)p->key, (int)strlen(p->key), 1,
-						  1, YAML_PLAIN_SCALAR_STYLE) ||
+		if (!yaml_scalar_event_initialize(&ev, NULL, NULL, (yaml_char_t *)p->key,
+						  (int)strlen(p->key), 1, 1,
+						  YAML_PLAIN_SCALAR_STYLE) ||
 		    !yaml_emitter_emit(&em, &ev))
 			goto out;
-		if (!yaml_scalar_event_initialize(&ev, NULL, NULL, (yaml_char_t *)p->value, (int)strlen(p->value),
-						  1, 1,
-						  p->is_int ? YAML_PLAIN_SCALAR_STYLE : YAML_DOUBLE_QUOTED_SCALAR_STYLE) ||
+		if (!yaml_scalar_event_initialize(&ev, NULL, NULL, (yaml_char_t *)p->value,
+						  (int)strlen(p->value), 1, 1,
+						  p->is_int ? YAML_PLAIN_SCALAR_STYLE
+							    : YAML_DOUBLE_QUOTED_SCALAR_STYLE) ||
 		    !yaml_emitter_emit(&em, &ev))
 			goto out;
 	}
@@ -203,8 +207,8 @@ static int is_plain_null(const yaml_event_t *ev)
 
 	if (ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
 		return 0;
-	return v[0] == '\0' || strcmp(v, "~") == 0 || strcmp(v, "null") == 0 || strcmp(v, "Null") == 0 ||
-	       strcmp(v, "NULL") == 0;
+	return v[0] == '\0' || strcmp(v, "~") == 0 || strcmp(v, "null") == 0 ||
+	       strcmp(v, "Null") == 0 || strcmp(v, "NULL") == 0;
 }
 
 /* Parser states: what the next event must be. */
@@ -250,7 +254,8 @@ int agent_yaml_parse(const char *buf, size_t len, struct agent_yaml_map *m)
 				ok = 1;
 				st = P_DOC_END;
 			} else {
-				ok = ev.type == YAML_MAPPING_START_EVENT && ev.data.mapping_start.anchor == NULL;
+				ok = ev.type == YAML_MAPPING_START_EVENT &&
+				     ev.data.mapping_start.anchor == NULL;
 				st = P_KEY;
 			}
 			break;

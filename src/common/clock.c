@@ -23,7 +23,10 @@ int64_t bz_monotonic_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-void bz_clock_set_for_test(int64_t t) { atomic_store(&pinned_now, t); }
+void bz_clock_set_for_test(int64_t t)
+{
+	atomic_store(&pinned_now, t);
+}
 
 int bz_format_iso8601(int64_t t, char *buf, size_t len)
 {

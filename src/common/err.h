@@ -21,18 +21,18 @@
 
 enum bz_err {
 	BZ_OK = 0,
-	BZ_ERR_NOMEM = -2,        /* allocation failed: 500 */
-	BZ_ERR_INVALID = -3,      /* bad input: 400 */
+	BZ_ERR_NOMEM = -2,	  /* allocation failed: 500 */
+	BZ_ERR_INVALID = -3,	  /* bad input: 400 */
 	BZ_ERR_UNAUTHORIZED = -4, /* not authenticated: 401 */
-	BZ_ERR_FORBIDDEN = -5,    /* authenticated but not allowed: 403 */
-	BZ_ERR_NOT_FOUND = -6,    /* 404, also for other tenants' objects */
-	BZ_ERR_CONFLICT = -7,     /* state conflict (duplicate, not empty): 409 */
-	BZ_ERR_DB = -8,           /* database failure: 500 */
+	BZ_ERR_FORBIDDEN = -5,	  /* authenticated but not allowed: 403 */
+	BZ_ERR_NOT_FOUND = -6,	  /* 404, also for other tenants' objects */
+	BZ_ERR_CONFLICT = -7,	  /* state conflict (duplicate, not empty): 409 */
+	BZ_ERR_DB = -8,		  /* database failure: 500 */
 	BZ_ERR_UNAVAILABLE = -9,  /* dependency down / pool exhausted: 503 */
-	BZ_ERR_IO = -10,          /* file or socket failure: 500 */
-	BZ_ERR_CRYPTO = -11,      /* a crypto library call failed: 500 */
-	BZ_ERR_INTERNAL = -12,    /* a broken invariant: 500 */
-	BZ_ERR_TOO_LARGE = -13,   /* input over a size limit: 413 */
+	BZ_ERR_IO = -10,	  /* file or socket failure: 500 */
+	BZ_ERR_CRYPTO = -11,	  /* a crypto library call failed: 500 */
+	BZ_ERR_INTERNAL = -12,	  /* a broken invariant: 500 */
+	BZ_ERR_TOO_LARGE = -13,	  /* input over a size limit: 413 */
 	BZ_ERR_RESPONDED = -100,  /* HTTP layer only: the response is already written */
 };
 

@@ -12,7 +12,10 @@ static enum log_level min_level = LOG_LEVEL_INFO;
 static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
 static const char *level_names[] = {"debug", "info", "warn", "error"};
 
-void log_set_level(enum log_level level) { min_level = level; }
+void log_set_level(enum log_level level)
+{
+	min_level = level;
+}
 
 static void iso_now(char *buf, size_t len)
 {
@@ -78,7 +81,8 @@ void log_json(enum log_level level, const char *msg, json_t *fields)
 		return;
 	json_t *line = header(level, msg);
 	if (fields != NULL)
-		json_object_foreach(fields, k, v) json_object_set(line, k, v);
+		json_object_foreach(fields, k, v)
+			json_object_set(line, k, v);
 	emit(line);
 	json_decref(line);
 }

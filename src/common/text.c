@@ -64,7 +64,8 @@ static size_t decode(const unsigned char *s, unsigned *cp)
 		return 2;
 	}
 	if (s[0] < 0xf0) {
-		*cp = ((unsigned)(s[0] & 0x0f) << 12) | ((unsigned)(s[1] & 0x3f) << 6) | (s[2] & 0x3f);
+		*cp = ((unsigned)(s[0] & 0x0f) << 12) | ((unsigned)(s[1] & 0x3f) << 6) |
+		      (s[2] & 0x3f);
 		return 3;
 	}
 	*cp = ((unsigned)(s[0] & 0x07) << 18) | ((unsigned)(s[1] & 0x3f) << 12) |

@@ -152,4 +152,7 @@ fail:
 	return NULL;
 }
 
-void crypto_wipe(void *p, size_t len) { OPENSSL_cleanse(p, len); }
+void crypto_wipe(void *p, size_t len)
+{
+	OPENSSL_cleanse(p, len);
+}

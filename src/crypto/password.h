@@ -10,9 +10,9 @@
 #include <stdint.h>
 
 struct password_params {
-	uint32_t memory_kib;  /* m: default 19456 (19 MiB, RFC 9106 / OWASP minimum) */
-	uint32_t iterations;  /* t: default 2 */
-	uint32_t parallelism; /* p: default 1 */
+	uint32_t memory_kib;	 /* m: default 19456 (19 MiB, RFC 9106 / OWASP minimum) */
+	uint32_t iterations;	 /* t: default 2 */
+	uint32_t parallelism;	 /* p: default 1 */
 	uint32_t max_concurrent; /* hashes allowed at once; others wait */
 };
 

@@ -34,10 +34,11 @@ int bootstrap_run(PGconn *c, const struct bootstrap_input *in, struct bootstrap_
 	if (db_begin(c) != 0)
 		return BZ_ERR_DB;
 	/* Serialize concurrent bootstraps, then refuse if an admin exists. */
-	PGresult *r = db_query(c,
-			       "SELECT pg_advisory_xact_lock(7314002), EXISTS (SELECT 1 FROM users u"
-			       " JOIN roles r ON r.id = u.role_id WHERE r.name = 'partner_admin')",
-			       0, NULL, NULL);
+	PGresult *r =
+		db_query(c,
+			 "SELECT pg_advisory_xact_lock(7314002), EXISTS (SELECT 1 FROM users u"
+			 " JOIN roles r ON r.id = u.role_id WHERE r.name = 'partner_admin')",
+			 0, NULL, NULL);
 	if (r == NULL) {
 		rc = BZ_ERR_DB;
 		goto fail;
@@ -57,19 +58,21 @@ int bootstrap_run(PGconn *c, const struct bootstrap_input *in, struct bootstrap_
 				out->partner_id))
 		goto fail;
 	po[0] = out->partner_id;
-	if (insert_returning_id(c, "INSERT INTO organizations (partner_id, name) VALUES ($1, $2) RETURNING id",
-				2, po, out->org_id))
+	if (insert_returning_id(
+		    c, "INSERT INTO organizations (partner_id, name) VALUES ($1, $2) RETURNING id",
+		    2, po, out->org_id))
 		goto fail;
 	ps[0] = out->org_id;
-	if (insert_returning_id(c, "INSERT INTO sites (org_id, name) VALUES ($1, $2) RETURNING id", 2,
-				ps, out->site_id))
+	if (insert_returning_id(c, "INSERT INTO sites (org_id, name) VALUES ($1, $2) RETURNING id",
+				2, ps, out->site_id))
 		goto fail;
 	pu[0] = out->partner_id;
-	if (insert_returning_id(c,
-				"INSERT INTO users (partner_id, role_id, email, name, password_hash)"
-				" SELECT $1::uuid, id, $2, $3, $4 FROM roles WHERE name = 'partner_admin'"
-				" RETURNING id",
-				4, pu, out->user_id))
+	if (insert_returning_id(
+		    c,
+		    "INSERT INTO users (partner_id, role_id, email, name, password_hash)"
+		    " SELECT $1::uuid, id, $2, $3, $4 FROM roles WHERE name = 'partner_admin'"
+		    " RETURNING id",
+		    4, pu, out->user_id))
 		goto fail;
 	json_t *d = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "partnerId", out->partner_id, "orgId",
 			      out->org_id, "siteId", out->site_id, "userId", out->user_id, "email",

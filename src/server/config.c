@@ -40,12 +40,15 @@ static const char *const secret_names[SECRET_COUNT] = {
 /* Values from docs, examples and tutorials that must never reach
  * production (S1). Compared case-insensitively as substrings. */
 static const char *known_examples[] = {
-	"changeme", "change-me", "change_me", "example", "your-secret", "your_secret",
-	"yoursecret", "secret", "password", "default", "placeholder", "replace",
-	"insecure", "breeze", "0123456789", "qwerty", "letmein", "test",
+	"changeme",   "change-me", "change_me",	 "example", "your-secret", "your_secret",
+	"yoursecret", "secret",	   "password",	 "default", "placeholder", "replace",
+	"insecure",   "breeze",	   "0123456789", "qwerty",  "letmein",	   "test",
 };
 
-const char *config_secret_name(enum config_secret s) { return secret_names[s]; }
+const char *config_secret_name(enum config_secret s)
+{
+	return secret_names[s];
+}
 
 static void problem(struct config_problems *p, int fatal, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -134,7 +137,7 @@ enum var_type {
 
 enum var_need {
 	NEED_OPTIONAL,
-	NEED_ALWAYS,     /* missing or empty: fatal everywhere */
+	NEED_ALWAYS,	 /* missing or empty: fatal everywhere */
 	NEED_PRODUCTION, /* missing or empty: fatal in production */
 };
 
@@ -142,7 +145,7 @@ enum var_need {
  * unless noted). */
 enum var_prod_rule {
 	PROD_NONE,
-	PROD_FALSE,          /* a boolean that must be off (A3) */
+	PROD_FALSE,	     /* a boolean that must be off (A3) */
 	PROD_REDIS_PASSWORD, /* Redis must require a password (N4); nothing elsewhere */
 	PROD_STRONG_SECRET,  /* S1/S4 */
 	PROD_NARROW_CIDRS,   /* must not trust every IPv4 or IPv6 address */
@@ -163,8 +166,11 @@ struct var {
 
 #define F(field) offsetof(struct config, field), sizeof(((struct config *)0)->field)
 #define GEN_HINT "; generate with `breeze-server gen-secrets`"
-#define SECRET_ROW(s, type, need) \
-	{secret_name_##s, type, 1, need, GEN_HINT, NULL, 0, 0, PROD_STRONG_SECRET, F(secrets[s])}
+#define SECRET_ROW(s, type, need)                                                                  \
+	{                                                                                          \
+		secret_name_##s, type, 1, need, GEN_HINT, NULL, 0, 0, PROD_STRONG_SECRET,          \
+			F(secrets[s])                                                              \
+	}
 
 static const struct var vars[] = {
 	{"BREEZE_ENV", VAR_ENV, 0, NEED_OPTIONAL, NULL, "development", 0, 0, PROD_NONE, F(env)},
@@ -387,7 +393,8 @@ static void load_var(struct config *cfg, const struct var *v, const char *s, int
 		memcpy(field, &s, sizeof(s));
 		if (v->prod == PROD_STRONG_SECRET)
 			config_check_secret(v->name, s, prod, p);
-		if (v->type == VAR_SEED_HEX && (strlen(s) != 64 || strspn(s, "0123456789abcdefABCDEF") != 64))
+		if (v->type == VAR_SEED_HEX &&
+		    (strlen(s) != 64 || strspn(s, "0123456789abcdefABCDEF") != 64))
 			problem(p, 1, "%s: must be 64 hex characters (an Ed25519 seed)", v->name);
 		break;
 	}
@@ -427,7 +434,8 @@ int config_load(struct config *cfg, enum config_purpose purpose, struct config_p
 			continue;
 		if (s == NULL || *s == '\0') {
 			if (v->need == NEED_ALWAYS || (v->need == NEED_PRODUCTION && prod)) {
-				problem(p, 1, "%s: required%s", v->name, v->need_hint ? v->need_hint : "");
+				problem(p, 1, "%s: required%s", v->name,
+					v->need_hint ? v->need_hint : "");
 				continue;
 			}
 			if (v->def == NULL)
@@ -460,7 +468,8 @@ int config_load(struct config *cfg, enum config_purpose purpose, struct config_p
 				problem(p, prod, "%s: must differ from %s", secret_names[b],
 					secret_names[a]);
 	if (prod && cfg->audit_admin_database_url == NULL)
-		problem(p, 1, "AUDIT_ADMIN_DATABASE_URL: required in production for audit retention (L5)");
+		problem(p, 1,
+			"AUDIT_ADMIN_DATABASE_URL: required in production for audit retention (L5)");
 	return p->n_fatal ? BZ_ERR_INVALID : 0;
 }
 

@@ -34,26 +34,27 @@ struct config {
 	enum breeze_env env;
 	char listen_host[64];
 	uint16_t listen_port;
-	const char *database_url;           /* borrowed from environ */
-	const char *migration_database_url; /* borrowed; may be NULL */
-	const char *redis_url;              /* borrowed */
+	const char *database_url;	      /* borrowed from environ */
+	const char *migration_database_url;   /* borrowed; may be NULL */
+	const char *redis_url;		      /* borrowed */
 	const char *audit_admin_database_url; /* borrowed; NULL disables the retention worker */
-	int audit_retention_days;           /* default for organizations without their own, 365 */
-	int audit_checkpoint_interval_s;    /* signed checkpoints every N s, default 300; 0 = off */
-	int audit_retention_interval_s;     /* retention pass every N s, default 86400; 0 = off */
-	const char *secrets[SECRET_COUNT];  /* borrowed; NULL when unset */
-	unsigned database_pool_size;        /* connections, 1..200, default 8 */
-	int enable_registration;            /* 0/1, default 0 */
-	int64_t session_max_age_s;          /* default 86400 */
-	int64_t access_token_ttl_s;         /* 900 (15 min), fixed */
-	int heartbeat_interval_s;           /* default 60 */
+	int audit_retention_days;	      /* default for organizations without their own, 365 */
+	int audit_checkpoint_interval_s;   /* signed checkpoints every N s, default 300; 0 = off */
+	int audit_retention_interval_s;	   /* retention pass every N s, default 86400; 0 = off */
+	const char *secrets[SECRET_COUNT]; /* borrowed; NULL when unset */
+	unsigned database_pool_size;	   /* connections, 1..200, default 8 */
+	int enable_registration;	   /* 0/1, default 0 */
+	int64_t session_max_age_s;	   /* default 86400 */
+	int64_t access_token_ttl_s;	   /* 900 (15 min), fixed */
+	int heartbeat_interval_s;	   /* default 60 */
 	struct cidr_list trusted_proxies;
 	uint32_t argon2_memory_kib, argon2_iterations, argon2_parallelism, argon2_max_concurrent;
-	size_t http_max_body_bytes;         /* default 1 MiB */
-	unsigned http_threads;              /* MHD thread pool size, default 8 */
-	unsigned http_max_connections;      /* default 1024 */
-	unsigned http_max_connections_per_ip; /* 0 = unlimited (default: behind a proxy all share its IP) */
-	unsigned http_timeout_s;            /* idle connection timeout, default 30 */
+	size_t http_max_body_bytes;    /* default 1 MiB */
+	unsigned http_threads;	       /* MHD thread pool size, default 8 */
+	unsigned http_max_connections; /* default 1024 */
+	unsigned
+		http_max_connections_per_ip; /* 0 = unlimited (default: behind a proxy all share its IP) */
+	unsigned http_timeout_s;	     /* idle connection timeout, default 30 */
 };
 
 #define CONFIG_MAX_PROBLEMS 64
@@ -70,8 +71,8 @@ struct config_problems {
 
 /* What the caller needs from the configuration. */
 enum config_purpose {
-	CONFIG_FOR_SERVE,     /* everything */
-	CONFIG_FOR_DATABASE,  /* migrate/bootstrap: database URLs only */
+	CONFIG_FOR_SERVE,    /* everything */
+	CONFIG_FOR_DATABASE, /* migrate/bootstrap: database URLs only */
 };
 
 /*

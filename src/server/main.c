@@ -69,24 +69,27 @@ static const char *command_usage(const char *cmd)
 	static const struct {
 		const char *cmd, *text;
 	} tab[] = {
-		{"serve", "usage: breeze-server serve [--env-file FILE] [--allow-root]\n"
-			  "\n"
-			  "Runs the HTTP API on LISTEN_ADDR until SIGTERM/SIGINT (drains, exits 0).\n"
-			  "Refuses to start as root without --allow-root (exit 5), with pending\n"
-			  "migrations (exit 5) or with a bad configuration (exit 3).\n"},
+		{"serve",
+		 "usage: breeze-server serve [--env-file FILE] [--allow-root]\n"
+		 "\n"
+		 "Runs the HTTP API on LISTEN_ADDR until SIGTERM/SIGINT (drains, exits 0).\n"
+		 "Refuses to start as root without --allow-root (exit 5), with pending\n"
+		 "migrations (exit 5) or with a bad configuration (exit 3).\n"},
 		{"migrate", "usage: breeze-server migrate [--env-file FILE]\n"
 			    "\n"
 			    "Applies the pending database migrations embedded in this binary, as\n"
 			    "MIGRATION_DATABASE_URL (the schema owner; DATABASE_URL if unset).\n"},
-		{"bootstrap", "usage: breeze-server bootstrap --email E --name N --partner P --org O --site S\n"
-			      "                           [--password-stdin] [--env-file FILE]\n"
-			      "\n"
-			      "Creates the first partner, organization, site and administrator. The\n"
-			      "password is read from stdin (one line), or generated and printed once.\n"
-			      "Refused (exit 5) once an administrator exists.\n"},
-		{"gen-secrets", "usage: breeze-server gen-secrets\n"
-				"\n"
-				"Prints a fresh set of secrets (32 random bytes each) in env-file form.\n"},
+		{"bootstrap",
+		 "usage: breeze-server bootstrap --email E --name N --partner P --org O --site S\n"
+		 "                           [--password-stdin] [--env-file FILE]\n"
+		 "\n"
+		 "Creates the first partner, organization, site and administrator. The\n"
+		 "password is read from stdin (one line), or generated and printed once.\n"
+		 "Refused (exit 5) once an administrator exists.\n"},
+		{"gen-secrets",
+		 "usage: breeze-server gen-secrets\n"
+		 "\n"
+		 "Prints a fresh set of secrets (32 random bytes each) in env-file form.\n"},
 		{"audit", NULL}, /* audit_cli_main has its own */
 		{"version", "usage: breeze-server version\n\nPrints the version.\n"},
 		{"help", "usage: breeze-server help [COMMAND]\n"
@@ -135,16 +138,35 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (ch) {
-		case 'e': o->env_file = optarg; break;
-		case 'R': o->allow_root = 1; break;
-		case 'P': o->password_stdin = 1; break;
-		case 'm': o->email = optarg; break;
-		case 'n': o->name = optarg; break;
-		case 'p': o->partner = optarg; break;
-		case 'o': o->org = optarg; break;
-		case 's': o->site = optarg; break;
-		case 'h': fputs(command_usage(argv[0]), stdout); exit(BZ_EXIT_OK);
-		default: return BZ_EXIT_USAGE;
+		case 'e':
+			o->env_file = optarg;
+			break;
+		case 'R':
+			o->allow_root = 1;
+			break;
+		case 'P':
+			o->password_stdin = 1;
+			break;
+		case 'm':
+			o->email = optarg;
+			break;
+		case 'n':
+			o->name = optarg;
+			break;
+		case 'p':
+			o->partner = optarg;
+			break;
+		case 'o':
+			o->org = optarg;
+			break;
+		case 's':
+			o->site = optarg;
+			break;
+		case 'h':
+			fputs(command_usage(argv[0]), stdout);
+			exit(BZ_EXIT_OK);
+		default:
+			return BZ_EXIT_USAGE;
 		}
 	}
 	if (optind != argc) {
@@ -230,7 +252,8 @@ static int check_db_role(struct db_pool *pool, const struct config *cfg)
 			log_warn("db.role.unsafe", "variable", "DATABASE_URL", "role", f.role,
 				 "problem", msg[i], NULL);
 		if (prod)
-			fprintf(stderr, "breeze-server: DATABASE_URL: role %s %s\n", f.role, msg[i]);
+			fprintf(stderr, "breeze-server: DATABASE_URL: role %s %s\n", f.role,
+				msg[i]);
 	}
 	if (prod && n > 0) {
 		fprintf(stderr, "breeze-server: refusing to start in production with an unsafe "
@@ -249,8 +272,9 @@ static int cmd_serve(struct opts *o)
 	int sig = 0;
 
 	if (geteuid() == 0 && !o->allow_root) {
-		fprintf(stderr, "breeze-server: refusing to run as root (K5); run as an unprivileged "
-				"user, or pass --allow-root for local development\n");
+		fprintf(stderr,
+			"breeze-server: refusing to run as root (K5); run as an unprivileged "
+			"user, or pass --allow-root for local development\n");
 		return BZ_EXIT_REFUSED;
 	}
 	if (load_config(&cfg, CONFIG_FOR_SERVE) != 0)
@@ -270,7 +294,8 @@ static int cmd_serve(struct opts *o)
 	int role_rc = check_db_role(app.pool, &cfg);
 	if (role_rc != 0) {
 		if (role_rc == BZ_ERR_DB)
-			fprintf(stderr, "breeze-server: cannot check the database role's privileges\n");
+			fprintf(stderr,
+				"breeze-server: cannot check the database role's privileges\n");
 		db_pool_close(app.pool);
 		return role_rc == BZ_ERR_FORBIDDEN ? BZ_EXIT_REFUSED : BZ_EXIT_UNAVAILABLE;
 	}
@@ -309,8 +334,8 @@ static int cmd_serve(struct opts *o)
 	}
 	char port[8];
 	snprintf(port, sizeof(port), "%u", cfg.listen_port);
-	log_info("server.started", "listen", cfg.listen_host, "port", port, "version", BREEZE_VERSION,
-		 NULL);
+	log_info("server.started", "listen", cfg.listen_host, "port", port, "version",
+		 BREEZE_VERSION, NULL);
 	audit_worker_start(&cfg);
 	sigwait(&set, &sig);
 	log_info("server.stopping", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", NULL);
@@ -332,7 +357,8 @@ static int cmd_migrate(struct opts *o)
 		return BZ_EXIT_CONFIG;
 	const char *url = cfg.migration_database_url;
 	if (url == NULL || *url == '\0') {
-		fprintf(stderr, "breeze-server: MIGRATION_DATABASE_URL not set; using DATABASE_URL\n");
+		fprintf(stderr,
+			"breeze-server: MIGRATION_DATABASE_URL not set; using DATABASE_URL\n");
 		url = cfg.database_url;
 	}
 	PGconn *c = db_connect(url);
@@ -366,7 +392,8 @@ static int cmd_bootstrap(struct opts *o)
 	int generated = 0, rc = BZ_EXIT_FAILURE;
 
 	if (!o->email || !o->name || !o->partner || !o->org || !o->site) {
-		fprintf(stderr, "breeze-server: bootstrap needs --email --name --partner --org --site\n");
+		fprintf(stderr,
+			"breeze-server: bootstrap needs --email --name --partner --org --site\n");
 		return BZ_EXIT_USAGE;
 	}
 	if (load_config(&cfg, CONFIG_FOR_DATABASE) != 0)
@@ -444,7 +471,8 @@ int main(int argc, char **argv)
 	}
 	const char *cmd = argv[1];
 	if (!strcmp(cmd, "help") || is_help(cmd)) {
-		const char *text = argc == 3 ? command_usage(is_help(argv[2]) ? "help" : argv[2]) : NULL;
+		const char *text = argc == 3 ? command_usage(is_help(argv[2]) ? "help" : argv[2])
+					     : NULL;
 		if (argc > 3 || (argc == 3 && text == NULL)) {
 			fputs(command_usage("help"), stderr);
 			return BZ_EXIT_USAGE;

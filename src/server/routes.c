@@ -56,8 +56,8 @@ int routes_print_json(FILE *out)
 				      "path", r->path, "public", !(r->flags & ROUTE_USER), "user",
 				      (r->flags & ROUTE_USER) != 0, "jsonBody",
 				      (r->flags & ROUTE_JSON_BODY) != 0, "auditExempt",
-				      (r->flags & ROUTE_AUDIT_EXEMPT) != 0, "permission", r->permission,
-				      "auditAction", r->audit_action);
+				      (r->flags & ROUTE_AUDIT_EXEMPT) != 0, "permission",
+				      r->permission, "auditAction", r->audit_action);
 		if (j == NULL) {
 			rc = BZ_ERR_NOMEM;
 			break;

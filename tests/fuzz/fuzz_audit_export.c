@@ -44,7 +44,8 @@ static void verify(const uint8_t *data, size_t size, const struct audit_verify_o
 	if (rc == BZ_ERR_INVALID)
 		FUZZ_ASSERT(strncmp(err, "line ", 5) == 0);
 	if (rc == 0) {
-		FUZZ_ASSERT(rep.n_kept <= AUDIT_MAX_BREAKS && (long long)rep.n_kept <= rep.n_breaks);
+		FUZZ_ASSERT(rep.n_kept <= AUDIT_MAX_BREAKS &&
+			    (long long)rep.n_kept <= rep.n_breaks);
 		FUZZ_ASSERT(rep.ok == (rep.n_breaks == 0));
 		FUZZ_ASSERT(memchr(rep.chain_id, '\0', sizeof(rep.chain_id)) != NULL);
 		json_t *j = audit_report_json(&rep);

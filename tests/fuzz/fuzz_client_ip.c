@@ -21,7 +21,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
 	(void)argv;
-	if (cidr_list_parse("10.0.0.0/8, 192.168.1.7, fd00::/8, ::1/128, 172.16.0.0/12", &trusted) != 0)
+	if (cidr_list_parse("10.0.0.0/8, 192.168.1.7, fd00::/8, ::1/128, 172.16.0.0/12",
+			    &trusted) != 0)
 		abort();
 	peer4.sin_family = AF_INET;
 	inet_pton(AF_INET, "10.1.2.3", &peer4.sin_addr);
@@ -60,7 +61,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (cidr_list_parse(s, &list) == 0) {
 		FUZZ_ASSERT(list.n <= CIDR_LIST_MAX);
 		for (unsigned i = 0; i < list.n; i++)
-			FUZZ_ASSERT(list.items[i].prefix <= (list.items[i].family == AF_INET ? 32u : 128u));
+			FUZZ_ASSERT(list.items[i].prefix <=
+				    (list.items[i].family == AF_INET ? 32u : 128u));
 		resolve(&peer4, s, &list);
 		resolve(&peer6, "203.0.113.9, 10.0.0.1", &list);
 		(void)cidr_list_contains(&list, "10.1.2.3");
@@ -72,7 +74,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				    cidr_list_contains(&list, "100.64.1.2"));
 		if (cidr_list_covers_all(&list, AF_INET6))
 			FUZZ_ASSERT(cidr_list_contains(&list, "::") &&
-				    cidr_list_contains(&list, "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff") &&
+				    cidr_list_contains(&list,
+						       "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff") &&
 				    cidr_list_contains(&list, "2001:db8::1"));
 		if (!cidr_list_covers_all(&list, AF_INET) && cidr_list_contains(&list, "0.0.0.0") &&
 		    list.n == 1)

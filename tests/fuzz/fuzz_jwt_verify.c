@@ -19,7 +19,7 @@
 
 static const char secret[] = "fuzz-secret-0123456789abcdef0123456789abcdef";
 static const int64_t now = 1767225600; /* 2026-01-01T00:00:00Z */
-static const int64_t ttl_s = 900;     /* access_token_ttl_s */
+static const int64_t ttl_s = 900;      /* access_token_ttl_s */
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -55,8 +55,8 @@ static char *resign(const char *token)
 		return NULL;
 	d2 = strchr(d1 + 1, '.');
 	size_t hp = d2 ? (size_t)(d2 - token) : strlen(token);
-	if (HMAC(EVP_sha256(), secret, (int)sizeof(secret) - 1, (const unsigned char *)token, hp, mac,
-		 &maclen) == NULL)
+	if (HMAC(EVP_sha256(), secret, (int)sizeof(secret) - 1, (const unsigned char *)token, hp,
+		 mac, &maclen) == NULL)
 		return NULL;
 	if ((sig = crypto_base64url_encode(mac, maclen)) == NULL)
 		return NULL;

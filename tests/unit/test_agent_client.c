@@ -60,8 +60,8 @@ static void test_normalize_url(void **state)
 			assert_null(out);
 		} else {
 			if (rc != 0 || strcmp(out, url_cases[i].want) != 0)
-				fail_msg("%s: rc %d, got %s, want %s (%s)", url_cases[i].in, rc, out ? out : "-",
-					 url_cases[i].want, err);
+				fail_msg("%s: rc %d, got %s, want %s (%s)", url_cases[i].in, rc,
+					 out ? out : "-", url_cases[i].want, err);
 		}
 		free(out);
 	}
@@ -76,7 +76,9 @@ static void test_join(void **state)
 	assert_string_equal(out, "https://h.example/api/v1/agents/enroll");
 	free(out);
 	/* A path prefix (reverse proxy sub-path) is kept. */
-	assert_int_equal(agent_http_join("https://h.example:8443/rmm", "/api/v1/agents/a-1/heartbeat", &out), 0);
+	assert_int_equal(agent_http_join("https://h.example:8443/rmm",
+					 "/api/v1/agents/a-1/heartbeat", &out),
+			 0);
 	assert_string_equal(out, "https://h.example:8443/rmm/api/v1/agents/a-1/heartbeat");
 	free(out);
 	assert_int_equal(agent_http_join("https://h.example/", "no-slash", &out), -EINVAL);
@@ -138,9 +140,11 @@ static void assert_keys(const json_t *obj, const char *const *keys)
 
 static void test_enroll_body(void **state)
 {
-	static const char *const top[] = {"enrollmentKey", "enrollmentSecret", "hostname",  "osType", "osVersion",
-					  "architecture",  "agentVersion",     "hardware", NULL};
-	static const char *const hw[] = {"cpuCount", "memoryTotalBytes", "diskTotalBytes", "kernel", "cpuModel", NULL};
+	static const char *const top[] = {"enrollmentKey", "enrollmentSecret", "hostname",
+					  "osType",	   "osVersion",	       "architecture",
+					  "agentVersion",  "hardware",	       NULL};
+	static const char *const hw[] = {"cpuCount", "memoryTotalBytes", "diskTotalBytes",
+					 "kernel",   "cpuModel",	 NULL};
 	struct agent_host h = sample_host();
 	json_t *b;
 
@@ -153,7 +157,8 @@ static void test_enroll_body(void **state)
 	assert_string_equal(json_string_value(json_object_get(b, "enrollmentSecret")), "sec");
 	assert_string_equal(json_string_value(json_object_get(b, "osType")), "linux");
 	assert_string_equal(json_string_value(json_object_get(b, "agentVersion")), AGENT_VERSION);
-	assert_true(json_integer_value(json_object_get(json_object_get(b, "hardware"), "memoryTotalBytes")) ==
+	assert_true(json_integer_value(
+			    json_object_get(json_object_get(b, "hardware"), "memoryTotalBytes")) ==
 		    (json_int_t)(8ULL << 30));
 	agent_http_json_cleanse(b);
 	assert_string_equal(json_string_value(json_object_get(b, "enrollmentKey")), "");
@@ -167,11 +172,20 @@ static void test_enroll_body(void **state)
 
 static void test_heartbeat_body(void **state)
 {
-	static const char *const top[] = {"status", "agentVersion", "uptimeSeconds", "hostname",     "osType",
-					  "osVersion", "kernel",   "architecture",  "metrics", NULL};
-	static const char *const mx[] = {"cpuPercent",     "memoryUsedBytes", "memoryTotalBytes",
-					 "diskUsedBytes",  "diskTotalBytes",  "load1",
-					 "load5",          "load15",          "cpuCount", NULL};
+	static const char *const top[] = {"status",   "agentVersion", "uptimeSeconds",
+					  "hostname", "osType",	      "osVersion",
+					  "kernel",   "architecture", "metrics",
+					  NULL};
+	static const char *const mx[] = {"cpuPercent",
+					 "memoryUsedBytes",
+					 "memoryTotalBytes",
+					 "diskUsedBytes",
+					 "diskTotalBytes",
+					 "load1",
+					 "load5",
+					 "load15",
+					 "cpuCount",
+					 NULL};
 	struct agent_host h = sample_host();
 	struct agent_metrics m = {12.5, 1000, 2000, 3000, 4000, 0.5, 0.25, 0.125, 4, 3600};
 	json_t *b = agent_http_heartbeat_body(&h, &m);
@@ -182,8 +196,11 @@ static void test_heartbeat_body(void **state)
 	assert_keys(json_object_get(b, "metrics"), mx);
 	assert_string_equal(json_string_value(json_object_get(b, "status")), "online");
 	assert_int_equal(json_integer_value(json_object_get(b, "uptimeSeconds")), 3600);
-	assert_true(json_real_value(json_object_get(json_object_get(b, "metrics"), "cpuPercent")) == 12.5);
-	assert_int_equal(json_integer_value(json_object_get(json_object_get(b, "metrics"), "diskTotalBytes")), 4000);
+	assert_true(json_real_value(json_object_get(json_object_get(b, "metrics"), "cpuPercent")) ==
+		    12.5);
+	assert_int_equal(json_integer_value(
+				 json_object_get(json_object_get(b, "metrics"), "diskTotalBytes")),
+			 4000);
 	json_decref(b);
 }
 
@@ -214,8 +231,9 @@ static void test_parse_enroll(void **state)
 	json_t *j;
 
 	(void)state;
-	j = parse("{\"agentId\":\"a1\",\"authToken\":\"brz_tok\",\"orgId\":\"o1\",\"siteId\":\"s1\","
-		  "\"config\":{\"heartbeatIntervalSeconds\":30}}");
+	j = parse(
+		"{\"agentId\":\"a1\",\"authToken\":\"brz_tok\",\"orgId\":\"o1\",\"siteId\":\"s1\","
+		"\"config\":{\"heartbeatIntervalSeconds\":30}}");
 	assert_int_equal(agent_http_parse_enroll(j, &r), 0);
 	assert_string_equal(r.agent_id, "a1");
 	assert_string_equal(r.auth_token, "brz_tok");
@@ -226,7 +244,8 @@ static void test_parse_enroll(void **state)
 	assert_null(r.auth_token);
 	json_decref(j);
 
-	j = parse("{\"agentId\":\"a1\",\"authToken\":\"brz_tok\",\"config\":{\"heartbeatIntervalSeconds\":1}}");
+	j = parse(
+		"{\"agentId\":\"a1\",\"authToken\":\"brz_tok\",\"config\":{\"heartbeatIntervalSeconds\":1}}");
 	assert_int_equal(agent_http_parse_enroll(j, &r), 0);
 	assert_int_equal(r.heartbeat_interval_s, AGENT_INTERVAL_MIN_S);
 	assert_null(r.org_id);
@@ -263,7 +282,8 @@ static void test_parse_heartbeat(void **state)
 	assert_null(tok);
 	json_decref(j);
 
-	j = parse("{\"config\":{\"heartbeatIntervalSeconds\":60},\"commands\":[],\"newToken\":\"brz_new\"}");
+	j = parse(
+		"{\"config\":{\"heartbeatIntervalSeconds\":60},\"commands\":[],\"newToken\":\"brz_new\"}");
 	assert_int_equal(agent_http_parse_heartbeat(j, &iv, &tok), 0);
 	assert_string_equal(tok, "brz_new");
 	agent_config_free_token(tok);
@@ -295,7 +315,8 @@ static void test_describe_error(void **state)
 
 	(void)state;
 	res.status = 401;
-	res.body = parse("{\"error\":{\"code\":\"invalid_key\",\"message\":\"Key expired\"},\"reason\":\"expired\"}");
+	res.body = parse(
+		"{\"error\":{\"code\":\"invalid_key\",\"message\":\"Key expired\"},\"reason\":\"expired\"}");
 	agent_http_describe_error(&res, buf, sizeof(buf));
 	assert_string_equal(buf, "HTTP 401 invalid_key: Key expired (reason: expired)");
 	agent_http_result_free(&res);
@@ -322,7 +343,8 @@ static void *serve_one(void *arg)
 		return NULL;
 	/* Read headers, then Content-Length bytes of body. */
 	for (;;) {
-		ssize_t n = read(fd, s->request + s->request_len, sizeof(s->request) - 1 - s->request_len);
+		ssize_t n = read(fd, s->request + s->request_len,
+				 sizeof(s->request) - 1 - s->request_len);
 		if (n <= 0)
 			break;
 		s->request_len += (size_t)n;
@@ -330,7 +352,8 @@ static void *serve_one(void *arg)
 		char *hdr_end = strstr(s->request, "\r\n\r\n");
 		char *cl = strcasestr(s->request, "Content-Length:");
 		if (hdr_end != NULL && cl != NULL &&
-		    s->request_len >= (size_t)(hdr_end + 4 - s->request) + strtoul(cl + 15, NULL, 10))
+		    s->request_len >=
+			    (size_t)(hdr_end + 4 - s->request) + strtoul(cl + 15, NULL, 10))
 			break;
 	}
 	if (write(fd, s->response, strlen(s->response)) < 0)
@@ -368,8 +391,8 @@ static void post_once(const char *head, const char *rbody, const char *bearer, s
 	json_t *body = json_pack("{s:s}", "status", "online");
 
 	memset(s, 0, sizeof(*s));
-	snprintf(response, sizeof(response), "%sContent-Length: %zu\r\nConnection: close\r\n\r\n%s", head,
-		 strlen(rbody), rbody);
+	snprintf(response, sizeof(response), "%sContent-Length: %zu\r\nConnection: close\r\n\r\n%s",
+		 head, strlen(rbody), rbody);
 	s->response = response;
 	s->lfd = listen_local(&port);
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d/api/v1/agents/a1/heartbeat", port);
@@ -387,9 +410,10 @@ static void test_post_429_retry_after(void **state)
 	int rc;
 
 	(void)state;
-	post_once("HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nRetry-After: 17\r\n",
-		  "{\"error\":{\"code\":\"rate_limited\",\"message\":\"slow\"}}\n", "brz_secret_token", &s, &res,
-		  &rc);
+	post_once(
+		"HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nRetry-After: 17\r\n",
+		"{\"error\":{\"code\":\"rate_limited\",\"message\":\"slow\"}}\n",
+		"brz_secret_token", &s, &res, &rc);
 	assert_int_equal(rc, 0);
 	assert_int_equal(res.status, 429);
 	assert_true(res.retry_after_s == 17);
@@ -411,7 +435,8 @@ static void test_post_200_and_errors(void **state)
 
 	(void)state;
 	post_once("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n",
-		  "{\"config\":{\"heartbeatIntervalSeconds\":60},\"commands\":[]}\n", NULL, &s, &res, &rc);
+		  "{\"config\":{\"heartbeatIntervalSeconds\":60},\"commands\":[]}\n", NULL, &s,
+		  &res, &rc);
 	assert_int_equal(rc, 0);
 	assert_int_equal(res.status, 200);
 	assert_true(res.retry_after_s == -1);

@@ -101,8 +101,8 @@ static const struct {
 	mode_t mode;
 	int want;
 } perm_cases[] = {
-	{0600, AGENT_PERM_OK},       {0400, AGENT_PERM_OK},       {0700, AGENT_PERM_OK},
-	{0200, AGENT_PERM_OK},       {0640, AGENT_PERM_TOO_OPEN}, {0644, AGENT_PERM_TOO_OPEN},
+	{0600, AGENT_PERM_OK},	     {0400, AGENT_PERM_OK},	  {0700, AGENT_PERM_OK},
+	{0200, AGENT_PERM_OK},	     {0640, AGENT_PERM_TOO_OPEN}, {0644, AGENT_PERM_TOO_OPEN},
 	{0604, AGENT_PERM_TOO_OPEN}, {0660, AGENT_PERM_TOO_OPEN}, {0606, AGENT_PERM_TOO_OPEN},
 	{0620, AGENT_PERM_TOO_OPEN}, {0602, AGENT_PERM_TOO_OPEN}, {0610, AGENT_PERM_TOO_OPEN},
 	{0601, AGENT_PERM_TOO_OPEN}, {0777, AGENT_PERM_TOO_OPEN},
@@ -360,10 +360,12 @@ static void test_yaml_rejects(void **state)
 	for (size_t i = 0; i < sizeof(yaml_file_cases) / sizeof(yaml_file_cases[0]); i++) {
 		struct agent_yaml_map m = {0};
 
-		snprintf(path, sizeof(path), "%s/agent/%s", BZ_TEST_DATA_DIR, yaml_file_cases[i].file);
+		snprintf(path, sizeof(path), "%s/agent/%s", BZ_TEST_DATA_DIR,
+			 yaml_file_cases[i].file);
 		int rc = parse_file(path, &m);
 		if (rc != yaml_file_cases[i].want)
-			fail_msg("%s: got %d, want %d", yaml_file_cases[i].file, rc, yaml_file_cases[i].want);
+			fail_msg("%s: got %d, want %d", yaml_file_cases[i].file, rc,
+				 yaml_file_cases[i].want);
 		assert_int_equal(m.len, 0);
 		agent_yaml_free(&m);
 	}
@@ -496,7 +498,8 @@ static void test_token_save_load(void **state)
 	assert_int_equal(agent_config_load_token(f->dir, &tok), -EPERM);
 	assert_null(tok);
 	assert_int_equal(chmod(path, 0600), 0);
-	assert_int_equal(rename(path, (path_in(f, "elsewhere", target, sizeof(target)), target)), 0);
+	assert_int_equal(rename(path, (path_in(f, "elsewhere", target, sizeof(target)), target)),
+			 0);
 	assert_int_equal(symlink(target, path), 0);
 	assert_int_equal(agent_config_load_token(f->dir, &tok), -EPERM);
 	assert_null(tok);
@@ -530,8 +533,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_perm_modes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_perm_missing_and_not_regular, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_perm_wrong_owner, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_atomic_write_mode_and_content, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_atomic_write_failure_leaves_nothing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_atomic_write_mode_and_content, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_atomic_write_failure_leaves_nothing, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_ensure_dir, setup, teardown),
 		cmocka_unit_test(test_yaml_roundtrip_nasty_strings),
 		cmocka_unit_test(test_yaml_long_value_and_invalid_utf8),

@@ -30,11 +30,15 @@ static void test_os_release_fallback_and_truncation(void **state)
 	char buf[256], small[8];
 
 	(void)state;
-	assert_int_equal(agent_inventory_parse_os_release(DATA("os-release-noprettyname"), buf, sizeof(buf)), 0);
+	assert_int_equal(agent_inventory_parse_os_release(DATA("os-release-noprettyname"), buf,
+							  sizeof(buf)),
+			 0);
 	assert_string_equal(buf, "Alpine Linux 3.19.1");
-	assert_int_equal(agent_inventory_parse_os_release(DATA("os-release"), small, sizeof(small)), 0);
+	assert_int_equal(agent_inventory_parse_os_release(DATA("os-release"), small, sizeof(small)),
+			 0);
 	assert_string_equal(small, "Debian ");
-	assert_int_equal(agent_inventory_parse_os_release(DATA("does-not-exist"), buf, sizeof(buf)), -ENOENT);
+	assert_int_equal(agent_inventory_parse_os_release(DATA("does-not-exist"), buf, sizeof(buf)),
+			 -ENOENT);
 }
 
 static void test_meminfo(void **state)
@@ -56,8 +60,10 @@ static void test_meminfo_without_memavailable(void **state)
 	assert_true(total == 2048000ULL * 1024);
 	/* MemFree + Buffers + Cached; SwapCached must not be taken for Cached. */
 	assert_true(avail == (512000ULL + 128000 + 256000) * 1024);
-	assert_int_equal(agent_inventory_parse_meminfo(DATA("meminfo-bad"), &total, &avail), -EBADMSG);
-	assert_int_equal(agent_inventory_parse_meminfo(DATA("does-not-exist"), &total, &avail), -ENOENT);
+	assert_int_equal(agent_inventory_parse_meminfo(DATA("meminfo-bad"), &total, &avail),
+			 -EBADMSG);
+	assert_int_equal(agent_inventory_parse_meminfo(DATA("does-not-exist"), &total, &avail),
+			 -ENOENT);
 }
 
 static void test_loadavg(void **state)
@@ -69,7 +75,8 @@ static void test_loadavg(void **state)
 	assert_near(l1, 0.52, 1e-9);
 	assert_near(l5, 1.25, 1e-9);
 	assert_near(l15, 2.50, 1e-9);
-	assert_int_equal(agent_inventory_parse_loadavg(DATA("loadavg-bad"), &l1, &l5, &l15), -EBADMSG);
+	assert_int_equal(agent_inventory_parse_loadavg(DATA("loadavg-bad"), &l1, &l5, &l15),
+			 -EBADMSG);
 }
 
 static void test_uptime(void **state)

@@ -32,7 +32,8 @@ static uint64_t seq_rand(void *ctx)
 	return z ^ (z >> 31);
 }
 
-static uint64_t delay_fixed(enum agent_outcome o, unsigned failures, long interval_s, long long ra, uint64_t r)
+static uint64_t delay_fixed(enum agent_outcome o, unsigned failures, long interval_s, long long ra,
+			    uint64_t r)
 {
 	struct agent_delay_input in = {o, failures, interval_s, ra};
 
@@ -78,8 +79,8 @@ static void test_backoff_full_jitter_bounds(void **state)
 			struct agent_delay_input in = {AGENT_OUTCOME_RETRY, n, 60, -1};
 			uint64_t d = agent_next_delay_ms(&in, seq_rand, &seed);
 			if (d > cap)
-				fail_msg("failures=%u: delay %llu above cap %llu", n, (unsigned long long)d,
-					 (unsigned long long)cap);
+				fail_msg("failures=%u: delay %llu above cap %llu", n,
+					 (unsigned long long)d, (unsigned long long)cap);
 		}
 	}
 	assert_true(delay_fixed(AGENT_OUTCOME_RETRY, 0, 60, -1, UINT64_MAX) <= 1000);
@@ -93,7 +94,8 @@ static void test_backoff_full_jitter_bounds(void **state)
 
 static void test_retry_after_never_shortened(void **state)
 {
-	static const long long values[] = {0, 1, 2, 5, 59, 60, 61, 299, 300, 301, 3600, 86400, 1000000000LL};
+	static const long long values[] = {0,	1,   2,	  5,	59,    60,	    61,
+					   299, 300, 301, 3600, 86400, 1000000000LL};
 	static const uint64_t rands[] = {0, 1, 999, 1000, 65535, UINT64_MAX / 2, UINT64_MAX};
 	uint64_t seed = 99;
 
@@ -104,13 +106,16 @@ static void test_retry_after_never_shortened(void **state)
 			/* Whatever the failure count: a long run of 5xx before
 			 * the 429 must not shorten it either. */
 			for (unsigned n = 0; n < 12; n += 11) {
-				uint64_t d = delay_fixed(AGENT_OUTCOME_RATE_LIMITED, n, 60, values[i], rands[r]);
+				uint64_t d = delay_fixed(AGENT_OUTCOME_RATE_LIMITED, n, 60,
+							 values[i], rands[r]);
 				if (d < floor_ms || d > floor_ms + floor_ms / 10)
-					fail_msg("Retry-After %lld s gave %llu ms", values[i], (unsigned long long)d);
+					fail_msg("Retry-After %lld s gave %llu ms", values[i],
+						 (unsigned long long)d);
 			}
 		}
 		for (int k = 0; k < 1000; k++) {
-			struct agent_delay_input in = {AGENT_OUTCOME_RATE_LIMITED, 0, 60, values[i]};
+			struct agent_delay_input in = {AGENT_OUTCOME_RATE_LIMITED, 0, 60,
+						       values[i]};
 			assert_true(agent_next_delay_ms(&in, seq_rand, &seed) >= floor_ms);
 		}
 	}

@@ -32,8 +32,8 @@ struct vector {
 static const struct vector vectors[] = {
 	{"system chain, genesis, NULL org/actor/ip",
 	 {"1", NULL, "1", "2026-01-02T03:04:05.000006Z", "system", NULL, "system.bootstrap",
-	  "partners", "93e64e13-8d22-4d5a-b0b0-26903f858137", "{\"partner\":\"P\"}", NULL, "success",
-	  AUDIT_GENESIS, NULL, NULL, NULL},
+	  "partners", "93e64e13-8d22-4d5a-b0b0-26903f858137", "{\"partner\":\"P\"}", NULL,
+	  "success", AUDIT_GENESIS, NULL, NULL, NULL},
 	 "S15:breeze-audit-v1,S1:1,NS1:1,S27:2026-01-02T03:04:05.000006Z,S6:system,NS16:system."
 	 "bootstrap,S8:partners,S36:93e64e13-8d22-4d5a-b0b0-26903f858137,S15:{\"partner\":\"P\"},NS7:"
 	 "success,S64:0000000000000000000000000000000000000000000000000000000000000000,",
@@ -41,8 +41,8 @@ static const struct vector vectors[] = {
 	{"organization, non-ASCII UTF-8 details, IPv4, ts given at +02:00",
 	 {"42", "9f9a1404-46ca-445e-ba40-8e54650dfdac", "7", "2026-11-29T21:59:59.999999Z", "user",
 	  "ccbda2f9-2140-48aa-aaac-e324b5f2712b", "device.delete", "devices",
-	  "d3b07384-d113-4ec6-a3f6-1c2d3e4f5a6b",
-	  "{\"hostname\":\"Zürich-東京-🚀\",\"note\":\"ü\"}", "192.0.2.10", "success",
+	  "d3b07384-d113-4ec6-a3f6-1c2d3e4f5a6b", "{\"hostname\":\"Zürich-東京-🚀\",\"note\":\"ü\"}",
+	  "192.0.2.10", "success",
 	  "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881", NULL, NULL, NULL},
 	 "S15:breeze-audit-v1,S2:42,S36:9f9a1404-46ca-445e-ba40-8e54650dfdac,S1:7,S27:2026-11-29T21:"
 	 "59:59.999999Z,S4:user,S36:ccbda2f9-2140-48aa-aaac-e324b5f2712b,S13:device.delete,S7:"
@@ -69,10 +69,10 @@ static const struct vector vectors[] = {
 	 "e001afba23d2ff5e58287af4585d46dde42b060663d8eca1b7ac45029819c186,",
 	 "c12fd4ff4fd6c484abc5576a3b75146627bc8913dfd7e000a5a9d3e7e01b65c3"},
 	{"details byte-exact: whitespace, newline, escapes, 1.50",
-	 {"77", "9f9a1404-46ca-445e-ba40-8e54650dfdac", "8", "2100-03-01T00:00:00.500000Z", "user", "",
-	  "user.update", "users", "u", "{\"msg\": \"line\\nbreak \\\"q\\\" \\\\ tab\\t\",\n \"n\": 1.50}",
-	  "fe80::1", "success", "594e519ae499312b29433b7dd8a97ff068defcba9755b6d5d00e84c524d67b06",
-	  NULL, NULL, NULL},
+	 {"77", "9f9a1404-46ca-445e-ba40-8e54650dfdac", "8", "2100-03-01T00:00:00.500000Z", "user",
+	  "", "user.update", "users", "u",
+	  "{\"msg\": \"line\\nbreak \\\"q\\\" \\\\ tab\\t\",\n \"n\": 1.50}", "fe80::1", "success",
+	  "594e519ae499312b29433b7dd8a97ff068defcba9755b6d5d00e84c524d67b06", NULL, NULL, NULL},
 	 "S15:breeze-audit-v1,S2:77,S36:9f9a1404-46ca-445e-ba40-8e54650dfdac,S1:8,S27:2100-03-01T00:"
 	 "00:00.500000Z,S4:user,S0:,S11:user.update,S5:users,S1:u,S49:{\"msg\": \"line\\nbreak "
 	 "\\\"q\\\" \\\\ tab\\t\",\n \"n\": 1.50},S7:fe80::1,S7:success,S64:"
@@ -92,9 +92,10 @@ static const struct vector vectors[] = {
 	{"v2: organization row with a site, NULL partner and ip",
 	 {"44", "9f9a1404-46ca-445e-ba40-8e54650dfdac", "9", "2026-12-01T10:00:01.000000Z", "agent",
 	  "d3b07384-d113-4ec6-a3f6-1c2d3e4f5a6b", "device.enroll", "devices",
-	  "d3b07384-d113-4ec6-a3f6-1c2d3e4f5a6b", "{\"siteId\":\"0c0ffee0-aaaa-4bbb-8ccc-ddddeeeeffff\"}",
-	  NULL, "success", "99f1404137708519d2ca5eca4d70c3826471b075c66b86ce8bbbe533739506f4", NULL,
-	  NULL, "0c0ffee0-aaaa-4bbb-8ccc-ddddeeeeffff"},
+	  "d3b07384-d113-4ec6-a3f6-1c2d3e4f5a6b",
+	  "{\"siteId\":\"0c0ffee0-aaaa-4bbb-8ccc-ddddeeeeffff\"}", NULL, "success",
+	  "99f1404137708519d2ca5eca4d70c3826471b075c66b86ce8bbbe533739506f4", NULL, NULL,
+	  "0c0ffee0-aaaa-4bbb-8ccc-ddddeeeeffff"},
 	 "S15:breeze-audit-v2,S2:44,S36:9f9a1404-46ca-445e-ba40-8e54650dfdac,NS36:0c0ffee0-aaaa-4bbb-"
 	 "8ccc-ddddeeeeffff,S1:9,S27:2026-12-01T10:00:01.000000Z,S5:agent,S36:d3b07384-d113-4ec6-a3f6-"
 	 "1c2d3e4f5a6b,S13:device.enroll,S7:devices,S36:d3b07384-d113-4ec6-a3f6-1c2d3e4f5a6b,S49:{"
@@ -116,8 +117,8 @@ static void test_vectors(void **state)
 
 		assert_int_equal(audit_canonical_encode(&v->row, &buf, &cap, &len), 0);
 		if (len != strlen(v->canonical) || memcmp(buf, v->canonical, len) != 0)
-			fail_msg("vector '%s': canonical form differs:\n got  %.*s\n want %s", v->name,
-				 (int)len, buf, v->canonical);
+			fail_msg("vector '%s': canonical form differs:\n got  %.*s\n want %s",
+				 v->name, (int)len, buf, v->canonical);
 		assert_int_equal(audit_row_checksum(&v->row, sum), 0);
 		if (strcmp(sum, v->checksum) != 0)
 			fail_msg("vector '%s': checksum %s, want %s", v->name, sum, v->checksum);
@@ -136,9 +137,9 @@ static void test_every_field_counts(void **state)
 	assert_int_equal(audit_row_checksum(&base, ref), 0);
 	for (int f = 0; f < 13; f++) {
 		struct audit_row r = base;
-		const char **fp[13] = {&r.id,       &r.org_id,   &r.seq,         &r.ts,
-				       &r.actor_type, &r.actor_id, &r.action,    &r.resource,
-				       &r.resource_id, &r.details, &r.ip_address, &r.result,
+		const char **fp[13] = {&r.id,		&r.org_id,   &r.seq,	    &r.ts,
+				       &r.actor_type,	&r.actor_id, &r.action,	    &r.resource,
+				       &r.resource_id,	&r.details,  &r.ip_address, &r.result,
 				       &r.prev_checksum};
 		*fp[f] = *fp[f] && **fp[f] ? "" : "x";
 		assert_int_equal(audit_row_checksum(&r, sum), 0);
@@ -263,21 +264,21 @@ static void test_signatures(void **state)
 	assert_int_equal(audit_public_key_hex(RFC8032_SEED, pub), 0);
 	assert_string_equal(pub, RFC8032_PUB);
 	assert_int_equal(audit_public_key_hex("00", pub), BZ_ERR_INVALID);
-	assert_int_equal(
-		audit_public_key_hex("zz61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60",
-				     pub),
-		BZ_ERR_INVALID);
+	assert_int_equal(audit_public_key_hex(
+				 "zz61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60",
+				 pub),
+			 BZ_ERR_INVALID);
 
-	assert_int_equal(
-		audit_checkpoint_sign(RFC8032_SEED, AUDIT_SYSTEM_CHAIN, 1, sum, 1767323045, sig, pub2),
-		0);
+	assert_int_equal(audit_checkpoint_sign(RFC8032_SEED, AUDIT_SYSTEM_CHAIN, 1, sum, 1767323045,
+					       sig, pub2),
+			 0);
 	assert_string_equal(pub2, RFC8032_PUB);
 	/* Ed25519 is deterministic: the vectors published in docs/audit-chain.md,
 	 * also produced by Python's `cryptography` from the documented payload. */
-	assert_string_equal(sig, "3a00377fc738949f0e7e46c4b699e7d5d3352be875dc1f33d7e72bb22aacee90"
-				 "bb2996a31e9bed6531d1339ab6f023a625c42b8ddce57c43588af0730c9dca0a");
-	assert_true(
-		audit_checkpoint_sig_ok(pub, AUDIT_SYSTEM_CHAIN, 1, sum, 1767323045, sig));
+	assert_string_equal(sig,
+			    "3a00377fc738949f0e7e46c4b699e7d5d3352be875dc1f33d7e72bb22aacee90"
+			    "bb2996a31e9bed6531d1339ab6f023a625c42b8ddce57c43588af0730c9dca0a");
+	assert_true(audit_checkpoint_sig_ok(pub, AUDIT_SYSTEM_CHAIN, 1, sum, 1767323045, sig));
 	/* Any signed field changed: invalid. */
 	assert_false(audit_checkpoint_sig_ok(pub, AUDIT_SYSTEM_CHAIN, 2, sum, 1767323045, sig));
 	assert_false(audit_checkpoint_sig_ok(pub, AUDIT_SYSTEM_CHAIN, 1, vectors[1].checksum,
@@ -289,8 +290,9 @@ static void test_signatures(void **state)
 	assert_false(audit_anchor_sig_ok(pub, AUDIT_SYSTEM_CHAIN, 1, sum, sig));
 
 	assert_int_equal(audit_anchor_sign(RFC8032_SEED, AUDIT_SYSTEM_CHAIN, 5, sum, sig, NULL), 0);
-	assert_string_equal(sig, "8980a1fef5c56aeaef042e91315cb27eef4420081b4d0738174676e51c192d43"
-				 "ee5e1c4d41e696c9f0ce6938cc2b0f21cab7532c47d68e2b9870845bb7c45b06");
+	assert_string_equal(sig,
+			    "8980a1fef5c56aeaef042e91315cb27eef4420081b4d0738174676e51c192d43"
+			    "ee5e1c4d41e696c9f0ce6938cc2b0f21cab7532c47d68e2b9870845bb7c45b06");
 	assert_true(audit_anchor_sig_ok(pub, AUDIT_SYSTEM_CHAIN, 5, sum, sig));
 	assert_false(audit_anchor_sig_ok(pub, AUDIT_SYSTEM_CHAIN, 6, sum, sig));
 }
@@ -308,8 +310,9 @@ struct chain_row {
 /* Seals row C (computes its checksum over its current fields). */
 static void seal(struct chain_row *c)
 {
-	struct audit_row r = {c->id, c->org, c->seq, c->ts, "user", NULL, "device.update",
-			      "devices", NULL, c->details, "::1", "success", c->prev, NULL, NULL, NULL};
+	struct audit_row r = {c->id,	       c->org,	  c->seq, c->ts,      "user", NULL,
+			      "device.update", "devices", NULL,	  c->details, "::1",  "success",
+			      c->prev,	       NULL,	  NULL,	  NULL};
 	assert_int_equal(audit_row_checksum(&r, c->sum), 0);
 }
 
@@ -410,8 +413,9 @@ static void checkpoint_json(const struct chain_row *c, char *buf, size_t len, co
 {
 	char sig[129], pub[65];
 
-	assert_int_equal(
-		audit_checkpoint_sign(seed, ORG, atoll(c->seq), c->sum, 1767323100, sig, pub), 0);
+	assert_int_equal(audit_checkpoint_sign(seed, ORG, atoll(c->seq), c->sum, 1767323100, sig,
+					       pub),
+			 0);
 	snprintf(buf, len,
 		 "{\"seq\":%s,\"checksum\":\"%s\",\"createdAt\":\"2026-01-02T03:05:00Z\","
 		 "\"publicKey\":\"%s\",\"signature\":\"%s\"}",
@@ -484,7 +488,8 @@ static void test_offline_tampering(void **state)
 
 	memcpy(t, rows, sizeof(rows));
 	snprintf(t[6].prev, sizeof(t[6].prev), "%s", rows[0].sum);
-	run_case("re-linked row", 0, write_export(t, NROWS, NULL, NULL), "altered_row,broken_link", 7);
+	run_case("re-linked row", 0, write_export(t, NROWS, NULL, NULL), "altered_row,broken_link",
+		 7);
 	seal(&t[6]); /* and resealed: the successor's link breaks too */
 	run_case("re-linked, resealed", 0, write_export(t, NROWS, NULL, NULL),
 		 "broken_link,broken_link", 7);
@@ -494,8 +499,8 @@ static void test_offline_tampering(void **state)
 	skip[8] = skip[9] = 1;
 	checkpoint_json(&rows[9], cp, sizeof(cp), RFC8032_SEED);
 	run_case("checkpoint, intact", 1, write_export(rows, NROWS, NULL, cp), "", 0);
-	run_case("newest rows deleted", 1, write_export(rows, NROWS, skip, cp), "checkpoint_mismatch",
-		 10);
+	run_case("newest rows deleted", 1, write_export(rows, NROWS, skip, cp),
+		 "checkpoint_mismatch", 10);
 
 	/* A checkpoint signed by another key, and one edited: neither counts
 	 * (each is a warning, not a break of its own), so nothing vouches for
@@ -520,8 +525,8 @@ static void test_offline_tampering(void **state)
 	checkpoint_json(&rows[8], cp, sizeof(cp), RFC8032_SEED);
 	assert_memory_equal(cp, "{\"seq\":9,", 9);
 	cp[7] = '5';
-	run_case("edited checkpoint", 1, write_export(rows, NROWS, NULL, cp),
-		 "checkpoint_mismatch", -1);
+	run_case("edited checkpoint", 1, write_export(rows, NROWS, NULL, cp), "checkpoint_mismatch",
+		 -1);
 
 	/* The export seal (§8): a keyed verification needs it, and it must
 	 * match the rows and be signed by a trusted key. */
@@ -546,8 +551,9 @@ static void test_offline_tampering(void **state)
 	rewind(shortf);
 	run_case("cut short", 1, shortf, "missing_row", -1);
 	run_case("resealed by another key", 1,
-		 write_export_sealed(rows, NROWS, skip, NULL,
-				     "0000000000000000000000000000000000000000000000000000000000000002"),
+		 write_export_sealed(
+			 rows, NROWS, skip, NULL,
+			 "0000000000000000000000000000000000000000000000000000000000000002"),
 		 "checkpoint_mismatch,checkpoint_mismatch", -1);
 
 	/* A row of another chain spliced in. */
@@ -589,16 +595,18 @@ static FILE *write_partner_export(const char *format, const char *other_partner)
 		snprintf(ids[i], sizeof(ids[i]), "%d", 500 + i);
 		snprintf(seqs[i], sizeof(seqs[i]), "%d", i + 1);
 		assert_int_equal(audit_ts_format(1767323045000000LL + i, ts[i]), 0);
-		struct audit_row r = {ids[i], NULL, seqs[i], ts[i], "user", "u1", "auth.login",
-				      "sessions", NULL, "{}", NULL, "success", prev, NULL, PARTNER, NULL};
+		struct audit_row r = {ids[i],	    NULL,	seqs[i], ts[i], "user", "u1",
+				      "auth.login", "sessions", NULL,	 "{}",	NULL,	"success",
+				      prev,	    NULL,	PARTNER, NULL};
 		assert_int_equal(audit_row_checksum(&r, sums[i]), 0);
 		memcpy(prev, sums[i], sizeof(prev));
 	}
-	assert_int_equal(audit_checkpoint_sign(RFC8032_SEED, PARTNER, 3, sums[2], 1767323100, cp_sig,
-					       NULL),
+	assert_int_equal(audit_checkpoint_sign(RFC8032_SEED, PARTNER, 3, sums[2], 1767323100,
+					       cp_sig, NULL),
 			 0);
 	fprintf(f,
-		"{\"format\":\"%s\",\"orgId\":null,\"partnerId\":\"" PARTNER "\",\"chainId\":\"" PARTNER
+		"{\"format\":\"%s\",\"orgId\":null,\"partnerId\":\"" PARTNER
+		"\",\"chainId\":\"" PARTNER
 		"\",\"anchor\":null,\"checkpoints\":[{\"seq\":3,\"checksum\":\"%s\","
 		"\"createdAt\":\"2026-01-02T03:05:00Z\",\"publicKey\":\"" RFC8032_PUB "\","
 		"\"signature\":\"%s\"}]}\n",
@@ -612,11 +620,12 @@ static FILE *write_partner_export(const char *format, const char *other_partner)
 			"\"prevChecksum\":\"%s\",\"checksum\":\"%s\"}\n",
 			ids[i], i == 1 && other_partner ? other_partner : PARTNER, seqs[i], ts[i],
 			i ? sums[i - 1] : AUDIT_GENESIS, sums[i]);
-	assert_int_equal(audit_export_seal_sign(RFC8032_SEED, PARTNER, 3, sums[2], 3, 1767323200, sig,
-						pub),
+	assert_int_equal(audit_export_seal_sign(RFC8032_SEED, PARTNER, 3, sums[2], 3, 1767323200,
+						sig, pub),
 			 0);
 	fprintf(f,
-		"{\"exportSeal\":{\"chainId\":\"" PARTNER "\",\"lastSeq\":3,\"lastChecksum\":\"%s\","
+		"{\"exportSeal\":{\"chainId\":\"" PARTNER
+		"\",\"lastSeq\":3,\"lastChecksum\":\"%s\","
 		"\"rows\":3,\"exportedAt\":1767323200,\"publicKey\":\"%s\",\"signature\":\"%s\"}}\n",
 		sums[2], pub, sig);
 	rewind(f);
@@ -640,7 +649,8 @@ static void test_offline_v2_partner_chain(void **state)
 	fclose(f);
 	if (!rep.ok || rep.rows_checked != 3 || !rep.partner || rep.system) {
 		has_kinds(&rep, "", got, sizeof(got));
-		fail_msg("partner export: ok %d, %lld rows, breaks [%s]", rep.ok, rep.rows_checked, got);
+		fail_msg("partner export: ok %d, %lld rows, breaks [%s]", rep.ok, rep.rows_checked,
+			 got);
 	}
 	assert_string_equal(rep.chain_id, PARTNER);
 	json_t *j = audit_report_json(&rep);

@@ -56,7 +56,8 @@ static const struct {
 	const char *in, *want;
 } cases[] = {
 	/* The words of the rule, in the spellings the API uses. */
-	{"{\"password\":\"hunter2\",\"name\":\"n\"}", "{\"password\":\"[REDACTED]\",\"name\":\"n\"}"},
+	{"{\"password\":\"hunter2\",\"name\":\"n\"}",
+	 "{\"password\":\"[REDACTED]\",\"name\":\"n\"}"},
 	{"{\"token\":\"t\",\"refresh_token\":\"r\",\"accessToken\":\"a\"}",
 	 "{\"token\":\"[REDACTED]\",\"refresh_token\":\"[REDACTED]\",\"accessToken\":\"[REDACTED]\"}"},
 	{"{\"secret\":\"s\",\"clientSecret\":\"c\",\"SECRET_VALUE\":\"v\"}",

@@ -38,7 +38,7 @@ struct resolve_case {
 	const char *name;
 	const char *trusted; /* TRUSTED_PROXY_CIDRS, "" = none */
 	const char *peer;
-	const char *xff;     /* NULL = no header */
+	const char *xff; /* NULL = no header */
 	const char *want;
 };
 
@@ -168,15 +168,15 @@ static void test_contains_table(void **state)
 
 		assert_int_equal(cidr_list_parse(contains_cases[i].list, &l), 0);
 		if (cidr_list_contains(&l, contains_cases[i].ip) != contains_cases[i].want)
-			fail_msg("contains(%s, %s) != %d", contains_cases[i].list, contains_cases[i].ip,
-				 contains_cases[i].want);
+			fail_msg("contains(%s, %s) != %d", contains_cases[i].list,
+				 contains_cases[i].ip, contains_cases[i].want);
 	}
 	assert_int_equal(cidr_list_contains(NULL, "1.2.3.4"), 0);
 }
 
 static const char *parse_bad[] = {
-	"10.0.0.0/33", "::/129", "abc", "1.2.3.4/", "1.2.3.4/-1", "1.2.3.4/8x", "1.2.3.4/ 8",
-	"10.0.0.0/8, nope", "1.2.3", "256.0.0.0/8", "10.0.0.0//8", "localhost",
+	"10.0.0.0/33", "::/129",	   "abc",   "1.2.3.4/",	   "1.2.3.4/-1",  "1.2.3.4/8x",
+	"1.2.3.4/ 8",  "10.0.0.0/8, nope", "1.2.3", "256.0.0.0/8", "10.0.0.0//8", "localhost",
 };
 
 static void test_parse_rejects(void **state)

@@ -21,15 +21,37 @@
 
 /* Every variable config_load reads; cleared before each test. */
 static const char *all_vars[] = {
-	"BREEZE_ENV", "DATABASE_URL", "MIGRATION_DATABASE_URL", "REDIS_URL", "DATABASE_POOL_SIZE",
-	"ARGON2_MEMORY_KIB", "ARGON2_ITERATIONS", "ARGON2_PARALLELISM", "ARGON2_MAX_CONCURRENT",
-	"LISTEN_ADDR", "JWT_SECRET", "APP_ENCRYPTION_KEY", "MFA_ENCRYPTION_KEY",
-	"MFA_RECOVERY_CODE_PEPPER", "ENROLLMENT_KEY_PEPPER", "AGENT_ENROLLMENT_SECRET",
-	"METRICS_SCRAPE_TOKEN", "ENABLE_REGISTRATION", "SESSION_MAX_AGE",
-	"HEARTBEAT_INTERVAL_SECONDS", "TRUSTED_PROXY_CIDRS", "HTTP_MAX_BODY_BYTES", "HTTP_THREADS",
-	"HTTP_MAX_CONNECTIONS", "HTTP_TIMEOUT_SECONDS", "AUDIT_SIGNING_KEY",
-	"AUDIT_ADMIN_DATABASE_URL", "AUDIT_RETENTION_DAYS", "AUDIT_CHECKPOINT_INTERVAL_SECONDS",
-	"AUDIT_RETENTION_INTERVAL_SECONDS", "HTTP_MAX_CONNECTIONS_PER_IP",
+	"BREEZE_ENV",
+	"DATABASE_URL",
+	"MIGRATION_DATABASE_URL",
+	"REDIS_URL",
+	"DATABASE_POOL_SIZE",
+	"ARGON2_MEMORY_KIB",
+	"ARGON2_ITERATIONS",
+	"ARGON2_PARALLELISM",
+	"ARGON2_MAX_CONCURRENT",
+	"LISTEN_ADDR",
+	"JWT_SECRET",
+	"APP_ENCRYPTION_KEY",
+	"MFA_ENCRYPTION_KEY",
+	"MFA_RECOVERY_CODE_PEPPER",
+	"ENROLLMENT_KEY_PEPPER",
+	"AGENT_ENROLLMENT_SECRET",
+	"METRICS_SCRAPE_TOKEN",
+	"ENABLE_REGISTRATION",
+	"SESSION_MAX_AGE",
+	"HEARTBEAT_INTERVAL_SECONDS",
+	"TRUSTED_PROXY_CIDRS",
+	"HTTP_MAX_BODY_BYTES",
+	"HTTP_THREADS",
+	"HTTP_MAX_CONNECTIONS",
+	"HTTP_TIMEOUT_SECONDS",
+	"AUDIT_SIGNING_KEY",
+	"AUDIT_ADMIN_DATABASE_URL",
+	"AUDIT_RETENTION_DAYS",
+	"AUDIT_CHECKPOINT_INTERVAL_SECONDS",
+	"AUDIT_RETENTION_INTERVAL_SECONDS",
+	"HTTP_MAX_CONNECTIONS_PER_IP",
 };
 
 /* Fresh `openssl rand -hex 32`-style values for every secret, plus a Redis
@@ -54,11 +76,13 @@ static void set_good_env(const char *breeze_env)
 	assert_int_equal(crypto_random_hex(32, redis_pw), 0);
 	snprintf(redis_url, sizeof(redis_url), "redis://:%s@127.0.0.1:6379/0", redis_pw);
 	assert_int_equal(setenv("BREEZE_ENV", breeze_env, 1), 0);
-	assert_int_equal(setenv("DATABASE_URL", "postgresql://breeze_app@127.0.0.1:5432/breeze", 1), 0);
+	assert_int_equal(setenv("DATABASE_URL", "postgresql://breeze_app@127.0.0.1:5432/breeze", 1),
+			 0);
 	assert_int_equal(setenv("REDIS_URL", redis_url, 1), 0);
 	/* Audit retention (L5) runs as a separate database role in production. */
 	assert_int_equal(setenv("AUDIT_ADMIN_DATABASE_URL",
-				"postgresql://breeze_audit_admin@127.0.0.1:5432/breeze", 1), 0);
+				"postgresql://breeze_audit_admin@127.0.0.1:5432/breeze", 1),
+			 0);
 }
 
 static int setup(void **state)
@@ -116,7 +140,8 @@ static int names_var(const struct config_problems *p, const char *var, int fatal
 static void dump(const struct config_problems *p)
 {
 	for (unsigned i = 0; i < p->n; i++)
-		print_message("    [%s] %s\n", p->items[i].fatal ? "fatal" : "warn", p->items[i].text);
+		print_message("    [%s] %s\n", p->items[i].fatal ? "fatal" : "warn",
+			      p->items[i].text);
 }
 
 #define A64 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
@@ -134,7 +159,7 @@ struct bad_case {
 	const char *value;     /* new value; NULL = unset */
 	const char *copy_from; /* if set: the value is this variable's (good) value */
 	const char *names;     /* the variable a fatal problem must name */
-	int is_secret;         /* VALUE must never appear in problem text */
+	int is_secret;	       /* VALUE must never appear in problem text */
 	enum dev_outcome dev;
 };
 
@@ -155,7 +180,8 @@ static const struct bad_case bad_cases[] = {
 	/* S1: low entropy at full length. */
 	{"S1 a*64", "MFA_RECOVERY_CODE_PEPPER", A64, NULL, "MFA_RECOVERY_CODE_PEPPER", 1, DEV_WARN},
 	{"S1 abab*32", "METRICS_SCRAPE_TOKEN", AB64, NULL, "METRICS_SCRAPE_TOKEN", 1, DEV_WARN},
-	{"S1 low entropy app key", "APP_ENCRYPTION_KEY", A64, NULL, "APP_ENCRYPTION_KEY", 1, DEV_WARN},
+	{"S1 low entropy app key", "APP_ENCRYPTION_KEY", A64, NULL, "APP_ENCRYPTION_KEY", 1,
+	 DEV_WARN},
 	/* S5: the encryption key is used for nothing else. */
 	{"S5 app == mfa", "APP_ENCRYPTION_KEY", NULL, "MFA_ENCRYPTION_KEY", "APP_ENCRYPTION_KEY", 1,
 	 DEV_WARN},
@@ -172,13 +198,14 @@ static const struct bad_case bad_cases[] = {
 	 DEV_NOT_FATAL},
 	{"bad boolean", "ENABLE_REGISTRATION", "maybe", NULL, "ENABLE_REGISTRATION", 0, DEV_FATAL},
 	/* Missing secrets: all are required in production. */
-	{"missing MFA key", "MFA_ENCRYPTION_KEY", NULL, NULL, "MFA_ENCRYPTION_KEY", 0, DEV_NOT_FATAL},
+	{"missing MFA key", "MFA_ENCRYPTION_KEY", NULL, NULL, "MFA_ENCRYPTION_KEY", 0,
+	 DEV_NOT_FATAL},
 	{"missing metrics token", "METRICS_SCRAPE_TOKEN", NULL, NULL, "METRICS_SCRAPE_TOKEN", 0,
 	 DEV_NOT_FATAL},
 	{"missing JWT secret", "JWT_SECRET", NULL, NULL, "JWT_SECRET", 0, DEV_FATAL},
 	{"empty JWT secret", "JWT_SECRET", "", NULL, "JWT_SECRET", 0, DEV_FATAL},
-	{"missing agent secret", "AGENT_ENROLLMENT_SECRET", NULL, NULL, "AGENT_ENROLLMENT_SECRET", 0,
-	 DEV_FATAL},
+	{"missing agent secret", "AGENT_ENROLLMENT_SECRET", NULL, NULL, "AGENT_ENROLLMENT_SECRET",
+	 0, DEV_FATAL},
 	/* N4: production Redis requires a password. */
 	{"N4 no credentials", "REDIS_URL", "redis://127.0.0.1:6379/0", NULL, "REDIS_URL", 0,
 	 DEV_NOT_FATAL},
@@ -192,13 +219,16 @@ static const struct bad_case bad_cases[] = {
 	{"listen host name", "LISTEN_ADDR", "localhost:8080", NULL, "LISTEN_ADDR", 0, DEV_FATAL},
 	{"listen no port", "LISTEN_ADDR", "127.0.0.1", NULL, "LISTEN_ADDR", 0, DEV_FATAL},
 	{"listen port 0", "LISTEN_ADDR", "127.0.0.1:0", NULL, "LISTEN_ADDR", 0, DEV_FATAL},
-	{"listen port too big", "LISTEN_ADDR", "127.0.0.1:70000", NULL, "LISTEN_ADDR", 0, DEV_FATAL},
+	{"listen port too big", "LISTEN_ADDR", "127.0.0.1:70000", NULL, "LISTEN_ADDR", 0,
+	 DEV_FATAL},
 	{"listen bad brackets", "LISTEN_ADDR", "[::1:8080", NULL, "LISTEN_ADDR", 0, DEV_FATAL},
-	{"listen trailing junk", "LISTEN_ADDR", "127.0.0.1:8080x", NULL, "LISTEN_ADDR", 0, DEV_FATAL},
+	{"listen trailing junk", "LISTEN_ADDR", "127.0.0.1:8080x", NULL, "LISTEN_ADDR", 0,
+	 DEV_FATAL},
 	{"pool size 0", "DATABASE_POOL_SIZE", "0", NULL, "DATABASE_POOL_SIZE", 0, DEV_FATAL},
 	{"pool size 201", "DATABASE_POOL_SIZE", "201", NULL, "DATABASE_POOL_SIZE", 0, DEV_FATAL},
 	{"pool size word", "DATABASE_POOL_SIZE", "eight", NULL, "DATABASE_POOL_SIZE", 0, DEV_FATAL},
-	{"pool size negative", "DATABASE_POOL_SIZE", "-1", NULL, "DATABASE_POOL_SIZE", 0, DEV_FATAL},
+	{"pool size negative", "DATABASE_POOL_SIZE", "-1", NULL, "DATABASE_POOL_SIZE", 0,
+	 DEV_FATAL},
 	{"pool size suffix", "DATABASE_POOL_SIZE", "8k", NULL, "DATABASE_POOL_SIZE", 0, DEV_FATAL},
 	{"argon2 memory too low", "ARGON2_MEMORY_KIB", "4096", NULL, "ARGON2_MEMORY_KIB", 0,
 	 DEV_FATAL},
@@ -214,19 +244,20 @@ static const struct bad_case bad_cases[] = {
 	/* Database URLs: postgresql:// URIs libpq accepts. (URI-shaped values
 	 * share their first characters with the message's example, so the
 	 * leak check for them is test_database_url_never_echoed.) */
-	{"database URL keyword form", "DATABASE_URL", "host=db.internal dbname=breeze password=kw-pass-1",
-	 NULL, "DATABASE_URL", 1, DEV_FATAL},
+	{"database URL keyword form", "DATABASE_URL",
+	 "host=db.internal dbname=breeze password=kw-pass-1", NULL, "DATABASE_URL", 1, DEV_FATAL},
 	{"database URL garbage", "DATABASE_URL", "not a url at all", NULL, "DATABASE_URL", 1,
 	 DEV_FATAL},
 	{"database URL bad option", "DATABASE_URL",
 	 "postgresql://breeze_app:uri-pass-2@127.0.0.1/breeze?nosuchoption=1", NULL, "DATABASE_URL",
 	 0, DEV_FATAL},
-	{"database URL other scheme", "DATABASE_URL", "mysql://breeze_app:uri-pass-3@127.0.0.1/breeze",
-	 NULL, "DATABASE_URL", 0, DEV_FATAL},
-	{"migration URL keyword form", "MIGRATION_DATABASE_URL", "host=db user=breeze password=kw-4",
-	 NULL, "MIGRATION_DATABASE_URL", 1, DEV_FATAL},
+	{"database URL other scheme", "DATABASE_URL",
+	 "mysql://breeze_app:uri-pass-3@127.0.0.1/breeze", NULL, "DATABASE_URL", 0, DEV_FATAL},
+	{"migration URL keyword form", "MIGRATION_DATABASE_URL",
+	 "host=db user=breeze password=kw-4", NULL, "MIGRATION_DATABASE_URL", 1, DEV_FATAL},
 	{"audit admin URL malformed", "AUDIT_ADMIN_DATABASE_URL",
-	 "postgresql://admin:uri-pass-5@[::1/breeze", NULL, "AUDIT_ADMIN_DATABASE_URL", 0, DEV_FATAL},
+	 "postgresql://admin:uri-pass-5@[::1/breeze", NULL, "AUDIT_ADMIN_DATABASE_URL", 0,
+	 DEV_FATAL},
 	{"missing audit admin URL", "AUDIT_ADMIN_DATABASE_URL", NULL, NULL,
 	 "AUDIT_ADMIN_DATABASE_URL", 0, DEV_NOT_FATAL},
 	{"audit signing key not hex", "AUDIT_SIGNING_KEY",
@@ -280,9 +311,10 @@ static void test_production_fatal_table(void **state)
 		const char *v = apply(c);
 		int rc = config_load(&cfg, CONFIG_FOR_SERVE, &p);
 		if (rc != BZ_ERR_INVALID || p.n_fatal == 0 || !names_var(&p, c->names, 1)) {
-			print_error("production case \"%s\": rc=%d n_fatal=%u, want a fatal problem "
-				    "naming %s\n",
-				    c->name, rc, p.n_fatal, c->names);
+			print_error(
+				"production case \"%s\": rc=%d n_fatal=%u, want a fatal problem "
+				"naming %s\n",
+				c->name, rc, p.n_fatal, c->names);
 			dump(&p);
 			failures++;
 		}
@@ -310,7 +342,8 @@ static void test_development_table(void **state)
 		int ok;
 		switch (c->dev) {
 		case DEV_WARN:
-			ok = rc == 0 && p.n_fatal == 0 && p.n_warn > 0 && names_var(&p, c->names, 0);
+			ok = rc == 0 && p.n_fatal == 0 && p.n_warn > 0 &&
+			     names_var(&p, c->names, 0);
 			break;
 		case DEV_NOT_FATAL:
 			ok = rc == 0 && p.n_fatal == 0;
@@ -320,8 +353,8 @@ static void test_development_table(void **state)
 			break;
 		}
 		if (!ok) {
-			print_error("development case \"%s\": rc=%d n_fatal=%u n_warn=%u\n", c->name, rc,
-				    p.n_fatal, p.n_warn);
+			print_error("development case \"%s\": rc=%d n_fatal=%u n_warn=%u\n",
+				    c->name, rc, p.n_fatal, p.n_warn);
 			dump(&p);
 			failures++;
 		}
@@ -427,7 +460,8 @@ static void test_development_weak_secrets_warn(void **state)
 	assert_int_equal(setenv("JWT_SECRET", "changeme-changeme-changeme-changeme", 1), 0);
 	assert_int_equal(setenv("ENROLLMENT_KEY_PEPPER", A64, 1), 0);
 	assert_int_equal(setenv("AGENT_ENROLLMENT_SECRET", "dev", 1), 0);
-	assert_int_equal(setenv("APP_ENCRYPTION_KEY", good_secret[SECRET_MFA_ENCRYPTION_KEY], 1), 0);
+	assert_int_equal(setenv("APP_ENCRYPTION_KEY", good_secret[SECRET_MFA_ENCRYPTION_KEY], 1),
+			 0);
 	assert_int_equal(setenv("REDIS_URL", "redis://127.0.0.1:6379", 1), 0);
 	assert_int_equal(config_load(&cfg, CONFIG_FOR_SERVE, &p), 0);
 	assert_int_equal(cfg.env, BREEZE_ENV_DEVELOPMENT);
@@ -462,7 +496,8 @@ static void test_for_database(void **state)
 	clear_env();
 	assert_int_equal(setenv("BREEZE_ENV", "production", 1), 0);
 	assert_int_equal(setenv("DATABASE_URL", "postgresql://breeze_app@127.0.0.1/breeze", 1), 0);
-	assert_int_equal(setenv("MIGRATION_DATABASE_URL", "postgresql://breeze@127.0.0.1/breeze", 1),
+	assert_int_equal(setenv("MIGRATION_DATABASE_URL", "postgresql://breeze@127.0.0.1/breeze",
+				1),
 			 0);
 	assert_int_equal(config_load(&cfg, CONFIG_FOR_DATABASE, &p), 0);
 	assert_int_equal(p.n, 0);
@@ -635,7 +670,8 @@ static void test_secret_names(void **state)
 	assert_string_equal(config_secret_name(SECRET_JWT), "JWT_SECRET");
 	assert_string_equal(config_secret_name(SECRET_APP_ENCRYPTION_KEY), "APP_ENCRYPTION_KEY");
 	assert_string_equal(config_secret_name(SECRET_MFA_ENCRYPTION_KEY), "MFA_ENCRYPTION_KEY");
-	assert_string_equal(config_secret_name(SECRET_METRICS_SCRAPE_TOKEN), "METRICS_SCRAPE_TOKEN");
+	assert_string_equal(config_secret_name(SECRET_METRICS_SCRAPE_TOKEN),
+			    "METRICS_SCRAPE_TOKEN");
 }
 
 int main(void)
@@ -645,8 +681,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_development_table, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_good_production, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_good_production_overrides, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_many_problems_reported_at_once, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_development_weak_secrets_warn, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_many_problems_reported_at_once, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_development_weak_secrets_warn, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_unknown_environment, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_for_database, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_database_url_never_echoed, setup, teardown),

@@ -52,18 +52,21 @@ static void test_hmac_sha256_rfc4231(void **state)
 	/* Test case 1: key = 0x0b * 20, data = "Hi There". */
 	memset(key1, 0x0b, sizeof(key1));
 	assert_int_equal(crypto_hmac_sha256_hex(key1, sizeof(key1), "Hi There", 8, out), 0);
-	assert_string_equal(out, "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
+	assert_string_equal(out,
+			    "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
 
 	/* Test case 2: a key shorter than the output. */
 	const char *data2 = "what do ya want for nothing?";
 	assert_int_equal(crypto_hmac_sha256_hex("Jefe", 4, data2, strlen(data2), out), 0);
-	assert_string_equal(out, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+	assert_string_equal(out,
+			    "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
 
 	/* Test case 6: a key longer than the block size is hashed first. */
 	const char *data6 = "Test Using Larger Than Block-Size Key - Hash Key First";
 	memset(key6, 0xaa, sizeof(key6));
 	assert_int_equal(crypto_hmac_sha256_hex(key6, sizeof(key6), data6, strlen(data6), out), 0);
-	assert_string_equal(out, "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+	assert_string_equal(out,
+			    "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
 }
 
 static void test_hex(void **state)
@@ -99,7 +102,8 @@ static void test_base64url_vectors(void **state)
 {
 	(void)state;
 	for (size_t i = 0; i < sizeof(b64_cases) / sizeof(*b64_cases); i++) {
-		char *enc = crypto_base64url_encode((const uint8_t *)b64_cases[i].in, b64_cases[i].len);
+		char *enc =
+			crypto_base64url_encode((const uint8_t *)b64_cases[i].in, b64_cases[i].len);
 		size_t n = 99;
 
 		assert_non_null(enc);
@@ -142,18 +146,17 @@ static void test_base64url_round_trip(void **state)
 
 /* Inputs that are not unpadded base64url; each must decode to NULL. */
 static const char *b64_bad[] = {
-	"Zm9+",     /* standard-alphabet '+' */
-	"Zm9/",     /* standard-alphabet '/' */
-	"Zg==",     /* padding */
-	"Zm8=",     /* padding */
-	"Z",        /* length 1 mod 4 can encode no bytes */
-	"Zm9vY",    /* length 5 */
-	"Zm9vYmFyZ",
-	"Zm*v",     /* outside the alphabet */
-	"Zm9v\n",   /* trailing newline */
-	"Zm 9v",    /* inner space */
-	"    Zm9v", /* leading spaces: not in the alphabet either */
-	"Zm9v    ", /* trailing spaces */
+	"Zm9+",		     /* standard-alphabet '+' */
+	"Zm9/",		     /* standard-alphabet '/' */
+	"Zg==",		     /* padding */
+	"Zm8=",		     /* padding */
+	"Z",		     /* length 1 mod 4 can encode no bytes */
+	"Zm9vY",	     /* length 5 */
+	"Zm9vYmFyZ", "Zm*v", /* outside the alphabet */
+	"Zm9v\n",	     /* trailing newline */
+	"Zm 9v",	     /* inner space */
+	"    Zm9v",	     /* leading spaces: not in the alphabet either */
+	"Zm9v    ",	     /* trailing spaces */
 };
 
 static void test_base64url_rejects(void **state)
@@ -214,8 +217,8 @@ static void test_random_uuid(void **state)
 			else
 				assert_non_null(strchr("0123456789abcdef", u[j]));
 		}
-		assert_int_equal(u[14], '4');                 /* version 4 */
-		assert_non_null(strchr("89ab", u[19]));        /* RFC 4122 variant */
+		assert_int_equal(u[14], '4');		/* version 4 */
+		assert_non_null(strchr("89ab", u[19])); /* RFC 4122 variant */
 		assert_string_not_equal(u, prev);
 		memcpy(prev, u, sizeof(prev));
 	}

@@ -17,9 +17,9 @@
 
 /* Every variable the tests set, cleared before and after each test. */
 static const char *vars[] = {
-	"BZT_PLAIN", "BZT_EXPORTED", "BZT_DQ", "BZT_SQ", "BZT_SPACED", "BZT_EMPTY", "BZT_EQ",
-	"BZT_HASH", "BZT_PRESET", "BZT_AFTER", "BZT_BEFORE", "BZT_MISMATCH", "BZT_LAST", "_BZT_U1",
-	"BZT_CRLF", "BZT_ONEQ",
+	"BZT_PLAIN", "BZT_EXPORTED", "BZT_DQ",	   "BZT_SQ",	"BZT_SPACED", "BZT_EMPTY",
+	"BZT_EQ",    "BZT_HASH",     "BZT_PRESET", "BZT_AFTER", "BZT_BEFORE", "BZT_MISMATCH",
+	"BZT_LAST",  "_BZT_U1",	     "BZT_CRLF",   "BZT_ONEQ",
 };
 
 struct fixture {
@@ -137,12 +137,13 @@ static void test_environment_wins(void **state)
 struct bad_case {
 	const char *name;
 	const char *text;
-	int line;          /* expected line number in the message */
+	int line;	   /* expected line number in the message */
 	const char *value; /* a value in the file that must not appear in the message */
 };
 
 static const struct bad_case bad_cases[] = {
-	{"no equals sign", "BZT_BEFORE=ok\n# fine\nHUNTER2-SECRET-VALUE\n", 3, "HUNTER2-SECRET-VALUE"},
+	{"no equals sign", "BZT_BEFORE=ok\n# fine\nHUNTER2-SECRET-VALUE\n", 3,
+	 "HUNTER2-SECRET-VALUE"},
 	{"key with a space", "BZT_BEFORE=ok\nBAD KEY=s3cr3t-value-xyz\n", 2, "s3cr3t-value-xyz"},
 	{"key starts with a digit", "1BZT=s3cr3t-value-xyz\n", 1, "s3cr3t-value-xyz"},
 	{"key with a dash", "\n\n\n\nBZT-DASH=s3cr3t-value-xyz\n", 5, "s3cr3t-value-xyz"},

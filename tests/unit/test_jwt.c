@@ -24,7 +24,7 @@
 #define SUB_ID "11111111-2222-4333-8444-555555555555"
 #define SID_ID "66666666-7777-4888-9999-aaaaaaaaaaaa"
 #define NOW 1767225600 /* 2026-01-01T00:00:00Z */
-#define TTL 900        /* access_token_ttl_s */
+#define TTL 900	       /* access_token_ttl_s */
 
 /* Claim fragments; NOW and NOW+900 written out so the table stays data. */
 #define C_SUB "\"sub\":\"" SUB_ID "\""
@@ -38,8 +38,7 @@
 
 /* "h64.p64.sig" where sig is HMAC(MD, KEY) over "h64.p64", or empty when
  * MD is NULL (an unsigned alg=none token). Caller frees. */
-static char *make_token(const char *header, const char *payload, const EVP_MD *md,
-			const char *key)
+static char *make_token(const char *header, const char *payload, const EVP_MD *md, const char *key)
 {
 	char *h = crypto_base64url_encode((const uint8_t *)header, strlen(header));
 	char *p = crypto_base64url_encode((const uint8_t *)payload, strlen(payload));
@@ -96,8 +95,10 @@ static const struct token_case token_cases[] = {
 	{"alg none, HS256 signature", "{\"alg\":\"none\",\"typ\":\"JWT\"}", GOOD_CLAIMS, SIG_HS256,
 	 0},
 	{"alg HS256 header, no signature", H_HS256, GOOD_CLAIMS, SIG_NONE, 0},
-	{"alg HS512, same secret", "{\"alg\":\"HS512\",\"typ\":\"JWT\"}", GOOD_CLAIMS, SIG_HS512, 0},
-	{"alg HS384, same secret", "{\"alg\":\"HS384\",\"typ\":\"JWT\"}", GOOD_CLAIMS, SIG_HS384, 0},
+	{"alg HS512, same secret", "{\"alg\":\"HS512\",\"typ\":\"JWT\"}", GOOD_CLAIMS, SIG_HS512,
+	 0},
+	{"alg HS384, same secret", "{\"alg\":\"HS384\",\"typ\":\"JWT\"}", GOOD_CLAIMS, SIG_HS384,
+	 0},
 	{"alg HS512 header, HS256 signature", "{\"alg\":\"HS512\",\"typ\":\"JWT\"}", GOOD_CLAIMS,
 	 SIG_HS256, 0},
 	{"alg RS256 with HMAC (key confusion)", "{\"alg\":\"RS256\",\"typ\":\"JWT\"}", GOOD_CLAIMS,
@@ -113,14 +114,16 @@ static const struct token_case token_cases[] = {
 	{"missing exp", H_HS256, C_SUB "," C_SID "," C_ISS "," C_AUD "," C_IAT, SIG_HS256, 0},
 	{"exp as string", H_HS256,
 	 C_SUB "," C_SID "," C_ISS "," C_AUD "," C_IAT ",\"exp\":\"1767226500\"", SIG_HS256, 0},
-	{"exp as real", H_HS256, C_SUB "," C_SID "," C_ISS "," C_AUD "," C_IAT ",\"exp\":1767226500.0",
-	 SIG_HS256, 0},
+	{"exp as real", H_HS256,
+	 C_SUB "," C_SID "," C_ISS "," C_AUD "," C_IAT ",\"exp\":1767226500.0", SIG_HS256, 0},
 	{"exp null", H_HS256, C_SUB "," C_SID "," C_ISS "," C_AUD "," C_IAT ",\"exp\":null",
 	 SIG_HS256, 0},
-	{"exp == now", H_HS256, C_SUB "," C_SID "," C_ISS "," C_AUD ",\"iat\":1767220000,\"exp\":1767225600",
-	 SIG_HS256, 0},
+	{"exp == now", H_HS256,
+	 C_SUB "," C_SID "," C_ISS "," C_AUD ",\"iat\":1767220000,\"exp\":1767225600", SIG_HS256,
+	 0},
 	{"exp in the past", H_HS256,
-	 C_SUB "," C_SID "," C_ISS "," C_AUD ",\"iat\":1767220000,\"exp\":1767220900", SIG_HS256, 0},
+	 C_SUB "," C_SID "," C_ISS "," C_AUD ",\"iat\":1767220000,\"exp\":1767220900", SIG_HS256,
+	 0},
 
 	/* iat: integer, not in the future beyond the leeway. */
 	{"missing iat", H_HS256, C_SUB "," C_SID "," C_ISS "," C_AUD "," C_EXP, SIG_HS256, 0},
@@ -129,19 +132,24 @@ static const struct token_case token_cases[] = {
 	{"iat 61 s in the future", H_HS256,
 	 C_SUB "," C_SID "," C_ISS "," C_AUD ",\"iat\":1767225661," C_EXP, SIG_HS256, 0},
 	{"iat far in the future", H_HS256,
-	 C_SUB "," C_SID "," C_ISS "," C_AUD ",\"iat\":1893456000,\"exp\":1893456900", SIG_HS256, 0},
+	 C_SUB "," C_SID "," C_ISS "," C_AUD ",\"iat\":1893456000,\"exp\":1893456900", SIG_HS256,
+	 0},
 
 	/* exp and iat must fit one access-token lifetime (900 s, 60 s skew). */
 	{"exp a year ahead", H_HS256,
 	 C_SUB "," C_SID "," C_ISS "," C_AUD "," C_IAT ",\"exp\":1798761600", SIG_HS256, 0},
 	{"exp one lifetime + skew + 1 ahead", H_HS256,
-	 C_SUB "," C_SID "," C_ISS "," C_AUD ",\"iat\":1767225660,\"exp\":1767226561", SIG_HS256, 0},
+	 C_SUB "," C_SID "," C_ISS "," C_AUD ",\"iat\":1767225660,\"exp\":1767226561", SIG_HS256,
+	 0},
 	{"exp one lifetime + skew ahead", H_HS256,
-	 C_SUB "," C_SID "," C_ISS "," C_AUD ",\"iat\":1767225660,\"exp\":1767226560", SIG_HS256, 1},
+	 C_SUB "," C_SID "," C_ISS "," C_AUD ",\"iat\":1767225660,\"exp\":1767226560", SIG_HS256,
+	 1},
 	{"iat older than exp - ttl", H_HS256,
-	 C_SUB "," C_SID "," C_ISS "," C_AUD ",\"iat\":1767224000,\"exp\":1767225700", SIG_HS256, 0},
+	 C_SUB "," C_SID "," C_ISS "," C_AUD ",\"iat\":1767224000,\"exp\":1767225700", SIG_HS256,
+	 0},
 	{"iat exactly exp - ttl", H_HS256,
-	 C_SUB "," C_SID "," C_ISS "," C_AUD ",\"iat\":1767224800,\"exp\":1767225700", SIG_HS256, 1},
+	 C_SUB "," C_SID "," C_ISS "," C_AUD ",\"iat\":1767224800,\"exp\":1767225700", SIG_HS256,
+	 1},
 
 	/* nbf: optional, an integer, not in the future beyond the skew. */
 	{"nbf now", H_HS256, GOOD_CLAIMS ",\"nbf\":1767225600", SIG_HS256, 1},
@@ -155,8 +163,8 @@ static const struct token_case token_cases[] = {
 	{"wrong iss", H_HS256, C_SUB "," C_SID ",\"iss\":\"evil\"," C_AUD "," C_IAT "," C_EXP,
 	 SIG_HS256, 0},
 	{"missing iss", H_HS256, C_SUB "," C_SID "," C_AUD "," C_IAT "," C_EXP, SIG_HS256, 0},
-	{"wrong aud", H_HS256, C_SUB "," C_SID "," C_ISS ",\"aud\":\"breeze-agent\"," C_IAT "," C_EXP,
-	 SIG_HS256, 0},
+	{"wrong aud", H_HS256,
+	 C_SUB "," C_SID "," C_ISS ",\"aud\":\"breeze-agent\"," C_IAT "," C_EXP, SIG_HS256, 0},
 	{"missing aud", H_HS256, C_SUB "," C_SID "," C_ISS "," C_IAT "," C_EXP, SIG_HS256, 0},
 
 	/* sub/sid must be UUIDs. */
@@ -188,11 +196,22 @@ static void test_token_table(void **state)
 
 		snprintf(payload, sizeof(payload), "{%s}", c->claims);
 		switch (c->sig) {
-		case SIG_HS256: md = EVP_sha256(); break;
-		case SIG_HS384: md = EVP_sha384(); break;
-		case SIG_HS512: md = EVP_sha512(); break;
-		case SIG_NONE: md = NULL; break;
-		case SIG_HS256_OTHER_KEY: md = EVP_sha256(); key = OTHER_SECRET; break;
+		case SIG_HS256:
+			md = EVP_sha256();
+			break;
+		case SIG_HS384:
+			md = EVP_sha384();
+			break;
+		case SIG_HS512:
+			md = EVP_sha512();
+			break;
+		case SIG_NONE:
+			md = NULL;
+			break;
+		case SIG_HS256_OTHER_KEY:
+			md = EVP_sha256();
+			key = OTHER_SECRET;
+			break;
 		}
 		char *tok = make_token(c->header, payload, md, key);
 		memset(&cl, 0x5a, sizeof(cl));
@@ -200,7 +219,8 @@ static void test_token_table(void **state)
 		free(tok);
 		if (c->want_ok) {
 			if (rc != 0 || strcmp(cl.sub, SUB_ID) != 0 || strcmp(cl.sid, SID_ID) != 0) {
-				print_error("case \"%s\": valid token not accepted (rc=%d)\n", c->name, rc);
+				print_error("case \"%s\": valid token not accepted (rc=%d)\n",
+					    c->name, rc);
 				failures++;
 			}
 		} else if (rc != BZ_ERR_UNAUTHORIZED) {
@@ -318,7 +338,8 @@ static void test_malformed_inputs(void **state)
 	assert_int_equal(auth_jwt_verify(SECRET, strlen(SECRET), NULL, NOW, TTL, &cl),
 			 BZ_ERR_UNAUTHORIZED);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++)
-		if (auth_jwt_verify(SECRET, strlen(SECRET), bad[i], NOW, TTL, &cl) != BZ_ERR_UNAUTHORIZED)
+		if (auth_jwt_verify(SECRET, strlen(SECRET), bad[i], NOW, TTL, &cl) !=
+		    BZ_ERR_UNAUTHORIZED)
 			fail_msg("accepted malformed token [%s]", bad[i]);
 
 	/* A valid token padded past the 4 KiB limit is refused before parsing. */

@@ -45,8 +45,8 @@ static void test_parse_good(void **state)
 			fail_msg("refused %s", good[i].url);
 		if (strcmp(t.host, good[i].host) != 0 || t.port != good[i].port ||
 		    strcmp(t.password, good[i].password) != 0 || t.db != good[i].db)
-			fail_msg("%s -> host=%s port=%d password=%s db=%d", good[i].url, t.host, t.port,
-				 t.password, t.db);
+			fail_msg("%s -> host=%s port=%d password=%s db=%d", good[i].url, t.host,
+				 t.port, t.password, t.db);
 	}
 }
 

@@ -40,7 +40,8 @@ static int listed(const char *const *list, size_t n, const struct route *r)
 
 static int is_mutating(const char *m)
 {
-	return !strcmp(m, "POST") || !strcmp(m, "PUT") || !strcmp(m, "PATCH") || !strcmp(m, "DELETE");
+	return !strcmp(m, "POST") || !strcmp(m, "PUT") || !strcmp(m, "PATCH") ||
+	       !strcmp(m, "DELETE");
 }
 
 static void every_mutating_route_is_audited(void **state)
@@ -57,14 +58,15 @@ static void every_mutating_route_is_audited(void **state)
 		if (!is_mutating(r->method))
 			continue;
 		int exempt = (r->flags & ROUTE_AUDIT_EXEMPT) != 0;
-		if (exempt != listed(audit_exempt, sizeof(audit_exempt) / sizeof(*audit_exempt), r)) {
+		if (exempt !=
+		    listed(audit_exempt, sizeof(audit_exempt) / sizeof(*audit_exempt), r)) {
 			fprintf(stderr, "%s %s: ROUTE_AUDIT_EXEMPT must match the test's list\n",
 				r->method, r->path);
 			failures++;
 		}
 		if (!exempt && (r->audit_action == NULL || strchr(r->audit_action, '.') == NULL)) {
-			fprintf(stderr, "%s %s: mutating route without an audit action\n", r->method,
-				r->path);
+			fprintf(stderr, "%s %s: mutating route without an audit action\n",
+				r->method, r->path);
 			failures++;
 		}
 	}
@@ -100,7 +102,8 @@ static void user_routes_name_a_permission(void **state)
 			continue;
 		if (r->permission == NULL &&
 		    !listed(self_service, sizeof(self_service) / sizeof(*self_service), r)) {
-			fprintf(stderr, "%s %s: user route without a permission\n", r->method, r->path);
+			fprintf(stderr, "%s %s: user route without a permission\n", r->method,
+				r->path);
 			failures++;
 		}
 	}
@@ -144,8 +147,10 @@ static void routes_print_json_lists_every_route(void **state)
 		const struct route *r = &all[i++];
 		assert_string_equal(json_string_value(json_object_get(j, "method")), r->method);
 		assert_string_equal(json_string_value(json_object_get(j, "path")), r->path);
-		assert_int_equal(json_is_true(json_object_get(j, "user")), (r->flags & ROUTE_USER) != 0);
-		assert_int_equal(json_is_true(json_object_get(j, "public")), !(r->flags & ROUTE_USER));
+		assert_int_equal(json_is_true(json_object_get(j, "user")),
+				 (r->flags & ROUTE_USER) != 0);
+		assert_int_equal(json_is_true(json_object_get(j, "public")),
+				 !(r->flags & ROUTE_USER));
 		assert_int_equal(json_is_true(json_object_get(j, "jsonBody")),
 				 (r->flags & ROUTE_JSON_BODY) != 0);
 		assert_int_equal(json_is_true(json_object_get(j, "auditExempt")),

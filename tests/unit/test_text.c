@@ -19,17 +19,17 @@ static const struct {
 } utf8_cases[] = {
 	{"", 1},
 	{"plain ascii", 1},
-	{"caf\xc3\xa9", 1},                 /* é */
-	{"\xe2\x82\xac", 1},                /* € */
-	{"\xf0\x9f\x98\x80", 1},            /* U+1F600 */
-	{"\xc0\xaf", 0},                    /* overlong '/' */
-	{"\xe0\x80\xaf", 0},                /* overlong, 3 bytes */
-	{"\xed\xa0\x80", 0},                /* surrogate U+D800 */
-	{"\xf4\x90\x80\x80", 0},            /* above U+10FFFF */
-	{"\xf5\x80\x80\x80", 0},            /* invalid lead byte */
-	{"\x80", 0},                        /* lone continuation */
-	{"\xc3", 0},                        /* truncated */
-	{"ab\xe2\x82", 0},                  /* truncated at the end */
+	{"caf\xc3\xa9", 1},	 /* é */
+	{"\xe2\x82\xac", 1},	 /* € */
+	{"\xf0\x9f\x98\x80", 1}, /* U+1F600 */
+	{"\xc0\xaf", 0},	 /* overlong '/' */
+	{"\xe0\x80\xaf", 0},	 /* overlong, 3 bytes */
+	{"\xed\xa0\x80", 0},	 /* surrogate U+D800 */
+	{"\xf4\x90\x80\x80", 0}, /* above U+10FFFF */
+	{"\xf5\x80\x80\x80", 0}, /* invalid lead byte */
+	{"\x80", 0},		 /* lone continuation */
+	{"\xc3", 0},		 /* truncated */
+	{"ab\xe2\x82", 0},	 /* truncated at the end */
 };
 
 static void test_utf8_table(void **state)
@@ -51,24 +51,32 @@ static const struct {
 } display_cases[] = {
 	{"Acme Corp", 0, 1},
 	{"Z\xc3\xbcrich Office", 0, 1},
-	{"\xe6\x9d\xb1\xe4\xba\xac", 0, 1},          /* 東京 */
-	{"", 0, 0},                                  /* empty */
-	{"   ", 0, 0},                               /* blank */
-	{"\xc2\xa0\xc2\xa0", 0, 0},                  /* only no-break spaces */
+	{"\xe6\x9d\xb1\xe4\xba\xac", 0, 1}, /* 東京 */
+	{"", 0, 0},			    /* empty */
+	{"   ", 0, 0},			    /* blank */
+	{"\xc2\xa0\xc2\xa0", 0, 0},	    /* only no-break spaces */
 	{"", TEXT_ALLOW_EMPTY, 1},
 	{"tab\there", 0, 0},
 	{"new\nline", 0, 0},
 	{"cr\rhere", 0, 0},
-	{"esc\x1b" "[31mred", 0, 0},                    /* terminal escape */
+	{"esc\x1b"
+	 "[31mred",
+	 0, 0}, /* terminal escape */
 	{"del\x7f", 0, 0},
-	{"c1\xc2\x9b", 0, 0},                        /* U+009B CSI */
-	{"rlo\xe2\x80\xae" "evil", 0, 0},               /* U+202E RIGHT-TO-LEFT OVERRIDE */
-	{"lri\xe2\x81\xa6" "x", 0, 0},                  /* U+2066 LEFT-TO-RIGHT ISOLATE */
-	{"rlm\xe2\x80\x8f", 0, 0},                   /* U+200F RIGHT-TO-LEFT MARK */
-	{"alm\xd8\x9c", 0, 0},                       /* U+061C ARABIC LETTER MARK */
-	{"ls\xe2\x80\xa8", 0, 0},                    /* U+2028 LINE SEPARATOR */
-	{"\xef\xbb\xbf" "bom", 0, 0},                /* U+FEFF */
-	{"bad\xc0\xaf", 0, 0},                       /* not UTF-8 */
+	{"c1\xc2\x9b", 0, 0}, /* U+009B CSI */
+	{"rlo\xe2\x80\xae"
+	 "evil",
+	 0, 0}, /* U+202E RIGHT-TO-LEFT OVERRIDE */
+	{"lri\xe2\x81\xa6"
+	 "x",
+	 0, 0},			   /* U+2066 LEFT-TO-RIGHT ISOLATE */
+	{"rlm\xe2\x80\x8f", 0, 0}, /* U+200F RIGHT-TO-LEFT MARK */
+	{"alm\xd8\x9c", 0, 0},	   /* U+061C ARABIC LETTER MARK */
+	{"ls\xe2\x80\xa8", 0, 0},  /* U+2028 LINE SEPARATOR */
+	{"\xef\xbb\xbf"
+	 "bom",
+	 0, 0},		       /* U+FEFF */
+	{"bad\xc0\xaf", 0, 0}, /* not UTF-8 */
 };
 
 static void test_display_table(void **state)
@@ -121,7 +129,7 @@ static void test_trim(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_utf8_table),    cmocka_unit_test(test_display_table),
+		cmocka_unit_test(test_utf8_table),     cmocka_unit_test(test_display_table),
 		cmocka_unit_test(test_display_length), cmocka_unit_test(test_uuid),
 		cmocka_unit_test(test_trim),
 	};

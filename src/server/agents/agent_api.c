@@ -20,7 +20,8 @@ struct enroll_body {
 
 static const struct body_field enroll_fields[] = {
 	BODY_FIELD("enrollmentKey", BODY_STRING, BODY_REQUIRED, struct enroll_body, key, 0, 256),
-	BODY_FIELD("enrollmentSecret", BODY_STRING, BODY_REQUIRED, struct enroll_body, secret, 0, 512),
+	BODY_FIELD("enrollmentSecret", BODY_STRING, BODY_REQUIRED, struct enroll_body, secret, 0,
+		   512),
 	BODY_FIELD("hostname", BODY_TEXT, BODY_REQUIRED, struct enroll_body, hostname, 1,
 		   AGENTS_HOSTNAME_MAX),
 	BODY_FIELD("osType", BODY_TEXT, BODY_REQUIRED, struct enroll_body, os_type, 1, 32),
@@ -84,12 +85,15 @@ static void enroll(struct request *rq)
 	}
 	if ((c = http_db_begin(rq)) == NULL)
 		return;
-	struct agents_enroll_input in = {
-		.key = b.key.v, .hostname = b.hostname.v, .os_type = b.os_type.v,
-		.os_version = b.os_version.v, .architecture = b.arch.v,
-		.agent_version = b.agent_version.v, .hardware = b.hardware.v,
-		.client_ip = rq->client_ip[0] ? rq->client_ip : NULL,
-		.heartbeat_interval_s = cfg->heartbeat_interval_s};
+	struct agents_enroll_input in = {.key = b.key.v,
+					 .hostname = b.hostname.v,
+					 .os_type = b.os_type.v,
+					 .os_version = b.os_version.v,
+					 .architecture = b.arch.v,
+					 .agent_version = b.agent_version.v,
+					 .hardware = b.hardware.v,
+					 .client_ip = rq->client_ip[0] ? rq->client_ip : NULL,
+					 .heartbeat_interval_s = cfg->heartbeat_interval_s};
 	int rc = agents_enroll(c, cfg->secrets[SECRET_ENROLLMENT_KEY_PEPPER], &in, &e, &ev);
 	if (rc == BZ_ERR_UNAUTHORIZED) {
 		db_rollback(c);
@@ -98,8 +102,9 @@ static void enroll(struct request *rq)
 	}
 	json_t *out = rc != 0 ? NULL
 			      : json_pack("{s:s,s:s,s:s,s:s,s:{s:i}}", "agentId", e.device_id,
-					  "authToken", e.token, "orgId", e.org_id, "siteId", e.site_id,
-					  "config", "heartbeatIntervalSeconds", cfg->heartbeat_interval_s);
+					  "authToken", e.token, "orgId", e.org_id, "siteId",
+					  e.site_id, "config", "heartbeatIntervalSeconds",
+					  cfg->heartbeat_interval_s);
 	crypto_wipe(e.token, sizeof(e.token));
 	http_commit(rq, c, rc, NULL, &ev, 201, out);
 }
@@ -120,9 +125,11 @@ static const struct body_field heartbeat_fields[] = {
 	BODY_FIELD("agentVersion", BODY_TEXT, 0, struct heartbeat_body, agent_version, 1, 64),
 	BODY_FIELD("uptimeSeconds", BODY_INT, 0, struct heartbeat_body, uptime, 0, INT64_MAX),
 	BODY_FIELD("metrics", BODY_OBJECT, 0, struct heartbeat_body, metrics, 0, 0),
-	BODY_FIELD("hostname", BODY_TEXT, 0, struct heartbeat_body, hostname, 1, AGENTS_HOSTNAME_MAX),
+	BODY_FIELD("hostname", BODY_TEXT, 0, struct heartbeat_body, hostname, 1,
+		   AGENTS_HOSTNAME_MAX),
 	BODY_FIELD("osType", BODY_TEXT, 0, struct heartbeat_body, os_type, 1, AGENTS_TEXT_MAX),
-	BODY_FIELD("osVersion", BODY_TEXT, 0, struct heartbeat_body, os_version, 1, AGENTS_TEXT_MAX),
+	BODY_FIELD("osVersion", BODY_TEXT, 0, struct heartbeat_body, os_version, 1,
+		   AGENTS_TEXT_MAX),
 	BODY_FIELD("kernel", BODY_TEXT, 0, struct heartbeat_body, kernel, 1, AGENTS_TEXT_MAX),
 	BODY_FIELD("architecture", BODY_TEXT, 0, struct heartbeat_body, arch, 1, AGENTS_TEXT_MAX),
 	BODY_FIELD("cpuModel", BODY_TEXT, 0, struct heartbeat_body, cpu_model, 1, AGENTS_TEXT_MAX),
@@ -136,8 +143,9 @@ static json_t *inventory_json(const struct heartbeat_body *b)
 	const struct {
 		const char *name;
 		const struct body_str *v;
-	} s[] = {{"hostname", &b->hostname}, {"osType", &b->os_type}, {"osVersion", &b->os_version},
-		 {"kernel", &b->kernel}, {"architecture", &b->arch}, {"cpuModel", &b->cpu_model}};
+	} s[] = {{"hostname", &b->hostname},	{"osType", &b->os_type},
+		 {"osVersion", &b->os_version}, {"kernel", &b->kernel},
+		 {"architecture", &b->arch},	{"cpuModel", &b->cpu_model}};
 	json_t *inv = json_object();
 
 	for (size_t i = 0; i < sizeof(s) / sizeof(*s); i++)
@@ -212,7 +220,8 @@ static void heartbeat(struct request *rq)
 }
 
 const struct route agent_routes[] = {
-	{"POST", "/api/v1/agents/enroll", enroll, ROUTE_PUBLIC | ROUTE_JSON_BODY, NULL, "device.enroll"},
+	{"POST", "/api/v1/agents/enroll", enroll, ROUTE_PUBLIC | ROUTE_JSON_BODY, NULL,
+	 "device.enroll"},
 	/* Telemetry: audited only for what it changes (G7), see heartbeat.c. */
 	{"POST", "/api/v1/agents/:agentId/heartbeat", heartbeat,
 	 ROUTE_PUBLIC | ROUTE_JSON_BODY | ROUTE_AUDIT_EXEMPT, NULL, NULL},

@@ -30,9 +30,9 @@
 /* Enrolment keys are "bek_" + 32 random bytes in hex (G5). */
 #define AGENTS_KEY_LEN 68
 
-#define AGENTS_NAME_MAX 200     /* bytes of a key name or a device display name */
+#define AGENTS_NAME_MAX 200	/* bytes of a key name or a device display name */
 #define AGENTS_HOSTNAME_MAX 255 /* bytes of a hostname (the column's CHECK) */
-#define AGENTS_TEXT_MAX 255     /* bytes of an OS/inventory string */
+#define AGENTS_TEXT_MAX 255	/* bytes of an OS/inventory string */
 
 /* ---- Enrolment keys (enrollment_keys.c) ---- */
 
@@ -51,11 +51,11 @@ struct agents_key {
 };
 
 struct agents_key_input {
-	const char *org_id;     /* NULL: the site's organization */
-	const char *site_id;    /* required */
-	const char *name;       /* a checked display string */
-	int64_t max_usage;      /* 1..100000 */
-	int64_t ttl_min;        /* 1..525600 minutes; used when EXPIRES_AT is NULL */
+	const char *org_id;	/* NULL: the site's organization */
+	const char *site_id;	/* required */
+	const char *name;	/* a checked display string */
+	int64_t max_usage;	/* 1..100000 */
+	int64_t ttl_min;	/* 1..525600 minutes; used when EXPIRES_AT is NULL */
 	const char *expires_at; /* ISO 8601 instant at most 365 days ahead, or NULL */
 	const char *created_by; /* user id or NULL */
 };
@@ -97,14 +97,14 @@ int agents_key_revoke(PGconn *c, const struct tenancy_scope *scope, const char *
 /* ---- Enrolment (enroll.c) ---- */
 
 struct agents_enroll_input {
-	const char *key;           /* the raw enrolment key */
-	const char *hostname;      /* checked display strings ... */
+	const char *key;      /* the raw enrolment key */
+	const char *hostname; /* checked display strings ... */
 	const char *os_type;
-	const char *os_version;    /* NULL = "" */
+	const char *os_version;	   /* NULL = "" */
 	const char *architecture;  /* NULL = "" */
 	const char *agent_version; /* NULL = "" */
-	const json_t *hardware;    /* checked with agents_json_check(), or NULL */
-	const char *client_ip;     /* or NULL */
+	const json_t *hardware;	   /* checked with agents_json_check(), or NULL */
+	const char *client_ip;	   /* or NULL */
 	int heartbeat_interval_s;
 };
 
@@ -171,7 +171,7 @@ int agents_json_check(const json_t *obj, unsigned flags, const char **bad_key);
 struct agents_agent {
 	char device_id[37];
 	char org_id[37];
-	char old_ip[64];                          /* last source address or "" */
+	char old_ip[64]; /* last source address or "" */
 	char hostname[AGENTS_HOSTNAME_MAX + 1];
 	int heartbeat_interval_s;
 };
@@ -187,14 +187,14 @@ int agents_agent_auth(PGconn *c, const char *token_hash, const char *path_id,
 		      struct agents_agent *out, struct bz_errinfo *why);
 
 struct agents_heartbeat {
-	const char *status;        /* checked display string; NULL = "online" */
+	const char *status;	   /* checked display string; NULL = "online" */
 	const char *agent_version; /* NULL = unchanged */
-	int64_t uptime_s;          /* -1 = not reported */
-	const json_t *metrics;     /* checked object or NULL */
+	int64_t uptime_s;	   /* -1 = not reported */
+	const json_t *metrics;	   /* checked object or NULL */
 	const json_t *inventory;   /* object of the checked inventory members; borrowed */
-	const char *hostname;      /* NULL = unchanged */
-	const char *os_version;    /* NULL = unchanged */
-	const char *client_ip;     /* or NULL */
+	const char *hostname;	   /* NULL = unchanged */
+	const char *os_version;	   /* NULL = unchanged */
+	const char *client_ip;	   /* or NULL */
 };
 
 /*
@@ -220,9 +220,9 @@ struct agents_device {
 	char display_name[AGENTS_NAME_MAX + 1]; /* "" = none (NULL in the API) */
 	char os_type[AGENTS_TEXT_MAX + 1];
 	char os_version[AGENTS_TEXT_MAX + 1];
-	char status[16];           /* online, offline, never, decommissioned */
-	char last_seen_at[32];     /* "" = never */
-	char last_ip[64];          /* "" = unknown */
+	char status[16];	    /* online, offline, never, decommissioned */
+	char last_seen_at[32];	    /* "" = never */
+	char last_ip[64];	    /* "" = unknown */
 	char decommissioned_at[32]; /* "" = not decommissioned */
 	int suspended;
 	/* detail */
@@ -240,14 +240,14 @@ struct agents_device {
 void agents_device_free(struct agents_device *d);
 
 struct agents_device_filter {
-	const char *org_id;      /* or NULL */
-	const char *site_id;     /* or NULL */
-	const char *status;      /* online, offline, never, decommissioned, or NULL =
+	const char *org_id;	/* or NULL */
+	const char *site_id;	/* or NULL */
+	const char *status;	/* online, offline, never, decommissioned, or NULL =
 				  * every device that is not decommissioned */
-	const char *hostname;    /* prefix (LIKE metacharacters literal) or NULL */
-	const char *after_host;  /* keyset cursor: continue after (host, id), or NULL */
+	const char *hostname;	/* prefix (LIKE metacharacters literal) or NULL */
+	const char *after_host; /* keyset cursor: continue after (host, id), or NULL */
 	const char *after_id;
-	int limit;               /* 1..500 */
+	int limit; /* 1..500 */
 };
 
 /* The devices visible in SCOPE matching F, by hostname then id, into a
@@ -264,9 +264,9 @@ int agents_device_get(PGconn *c, const struct tenancy_scope *scope, const char *
 		      struct agents_device *out);
 
 struct agents_device_patch {
-	int set_display_name;     /* 1: DISPLAY_NAME is the new value */
+	int set_display_name;	  /* 1: DISPLAY_NAME is the new value */
 	const char *display_name; /* checked display string, or NULL = clear */
-	const char *site_id;      /* new site, or NULL = unchanged */
+	const char *site_id;	  /* new site, or NULL = unchanged */
 };
 
 /*

@@ -10,7 +10,7 @@
 
 struct agents_usage {
 	long long active_devices; /* devices whose status is not 'decommissioned' */
-	long long usable_keys;    /* enrolment keys not revoked, not expired, with uses left */
+	long long usable_keys;	  /* enrolment keys not revoked, not expired, with uses left */
 };
 
 /*

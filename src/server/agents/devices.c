@@ -24,20 +24,26 @@
 
 #define DEVICE_COLS                                                                                \
 	"d.id, d.org_id, d.site_id, d.hostname, coalesce(d.display_name, ''), d.os_type,"          \
-	" d.os_version, " STATUS_EXPR ", coalesce(" DB_TS("d.last_seen_at") ", ''),"               \
-	" coalesce(host(d.last_ip), ''), coalesce(" DB_TS("d.decommissioned_at") ", ''), d.status"
+	" d.os_version, " STATUS_EXPR                                                              \
+	", coalesce(" DB_TS("d.last_seen_at") ", ''),"                                             \
+					      " coalesce(host(d.last_ip), ''), coalesce(" DB_TS(   \
+						      "d.decommissioned_at") ", ''), d.status"
 #define DEVICE_NCOLS 12
 
-#define DETAIL_COLS                                                                                \
-	DEVICE_COLS ", d.architecture, d.agent_version, " DB_TS("d.enrolled_at") ","               \
-	" d.hardware::text, coalesce(h.inventory, '{}')::text, coalesce(h.metrics, '{}')::text,"   \
-	" coalesce(h.uptime_seconds::text, ''), d.heartbeat_interval_s"
+#define DETAIL_COLS                                                                                                       \
+	DEVICE_COLS ", d.architecture, d.agent_version, " DB_TS(                                                          \
+		"d.enrolled_at") ","                                                                                      \
+				 " d.hardware::text, coalesce(h.inventory, '{}')::text, coalesce(h.metrics, '{}')::text," \
+				 " coalesce(h.uptime_seconds::text, ''), d.heartbeat_interval_s"
 
 /* Devices visible in a scope: $1 org ids, $2 site ids (NULL = all sites). */
 #define DEVICE_SCOPE                                                                               \
 	"d.org_id = ANY($1::uuid[]) AND ($2::uuid[] IS NULL OR d.site_id = ANY($2::uuid[]))"
 
-static void copy(char *dst, size_t n, const char *src) { snprintf(dst, n, "%s", src); }
+static void copy(char *dst, size_t n, const char *src)
+{
+	snprintf(dst, n, "%s", src);
+}
 
 static void device_from_row(const PGresult *r, int i, struct agents_device *d)
 {
@@ -143,8 +149,8 @@ int agents_device_list(PGconn *c, const struct tenancy_scope *sc,
 	if (f->hostname != NULL && (like = like_prefix(f->hostname)) == NULL)
 		return BZ_ERR_NOMEM;
 	snprintf(limit_s, sizeof(limit_s), "%d", f->limit + 1);
-	const char *p[9] = {sc->org_ids_pg, sc->site_ids_pg, f->org_id,   f->site_id, f->status,
-			    like,           f->after_host,   f->after_id, limit_s};
+	const char *p[9] = {sc->org_ids_pg, sc->site_ids_pg, f->org_id,	  f->site_id, f->status,
+			    like,	    f->after_host,   f->after_id, limit_s};
 	r = db_query(c, sql, 9, p, NULL);
 	free(like);
 	if (r == NULL)
@@ -230,7 +236,8 @@ int agents_device_update(PGconn *c, const struct tenancy_scope *sc, const char *
 
 	*ev = (struct audit_event){0};
 	if ((rc = device_get(c, sc, id, 1, &cur)) != 0)
-		return rc == BZ_ERR_NOT_FOUND ? bz_fail(why, rc, NULL, NULL, "device not found") : rc;
+		return rc == BZ_ERR_NOT_FOUND ? bz_fail(why, rc, NULL, NULL, "device not found")
+					      : rc;
 	agents_device_free(&cur);
 	if (cur.decommissioned_at[0])
 		return bz_fail(why, BZ_ERR_CONFLICT, "device_decommissioned", NULL,
@@ -238,9 +245,9 @@ int agents_device_update(PGconn *c, const struct tenancy_scope *sc, const char *
 	if (p->site_id != NULL && (rc = target_site(c, sc, p->site_id, cur.org_id, why)) != 0)
 		return rc;
 	/* The row afterwards: NAME NULL = no display name. */
-	const char *name = p->set_display_name ? p->display_name
-			   : cur.display_name[0]   ? cur.display_name
-						   : NULL;
+	const char *name = p->set_display_name	 ? p->display_name
+			   : cur.display_name[0] ? cur.display_name
+						 : NULL;
 	const char *site = p->site_id != NULL ? p->site_id : cur.site_id;
 	json_t *changes = json_object();
 	if (strcmp(name ? name : "", cur.display_name) != 0)
@@ -291,7 +298,8 @@ int agents_device_decommission(PGconn *c, const struct tenancy_scope *sc, const 
 	changed = PQntuples(r) == 1;
 	PQclear(r);
 	if ((rc = device_get(c, sc, id, 0, out)) != 0)
-		return rc == BZ_ERR_NOT_FOUND ? bz_fail(why, rc, NULL, NULL, "device not found") : rc;
+		return rc == BZ_ERR_NOT_FOUND ? bz_fail(why, rc, NULL, NULL, "device not found")
+					      : rc;
 	if (!changed)
 		return 0; /* already decommissioned: nothing to audit */
 	*ev = (struct audit_event){.org_id = out->org_id,
@@ -299,6 +307,7 @@ int agents_device_decommission(PGconn *c, const struct tenancy_scope *sc, const 
 				   .resource = "devices",
 				   .resource_id = out->id,
 				   .details = json_pack("{s:s,s:s}", "hostname", out->hostname,
-							"decommissionedAt", out->decommissioned_at)};
+							"decommissionedAt",
+							out->decommissioned_at)};
 	return 0;
 }

@@ -12,7 +12,10 @@
 #include "server/agents/agents.h"
 #include "server/agents/agents_api.h"
 
-static const char *or_null(const char *s) { return s[0] ? s : NULL; }
+static const char *or_null(const char *s)
+{
+	return s[0] ? s : NULL;
+}
 
 static json_t *device_json(const struct agents_device *d)
 {
@@ -35,7 +38,8 @@ static json_t *device_detail_json(struct agents_device *d)
 	json_object_set_new(j, "hardware", d->hardware ? d->hardware : json_object());
 	json_object_set_new(j, "inventory", d->inventory ? d->inventory : json_object());
 	json_object_set_new(j, "metrics", d->metrics ? d->metrics : json_object());
-	json_object_set_new(j, "uptimeSeconds", d->uptime_s >= 0 ? json_integer(d->uptime_s) : json_null());
+	json_object_set_new(j, "uptimeSeconds",
+			    d->uptime_s >= 0 ? json_integer(d->uptime_s) : json_null());
 	json_object_set_new(j, "heartbeatIntervalSeconds", json_integer(d->heartbeat_interval_s));
 	d->hardware = d->inventory = d->metrics = NULL;
 	return j;
@@ -103,7 +107,8 @@ static int list_filter(struct request *rq, struct agents_device_filter *f, char 
 		while (i < 4 && strcmp(f->status, statuses[i]) != 0)
 			i++;
 		if (i == 4)
-			return param_error(rq, "status", "must be online, offline, never or decommissioned");
+			return param_error(rq, "status",
+					   "must be online, offline, never or decommissioned");
 	}
 	if (f->hostname && strlen(f->hostname) > AGENTS_HOSTNAME_MAX)
 		return param_error(rq, "hostname", "is too long");
@@ -133,7 +138,8 @@ static void list_devices(struct request *rq)
 	int more;
 	PGconn *c;
 
-	if (list_filter(rq, &f, cur_host, sizeof(cur_host), cur_id) != 0 || (c = http_db(rq)) == NULL)
+	if (list_filter(rq, &f, cur_host, sizeof(cur_host), cur_id) != 0 ||
+	    (c = http_db(rq)) == NULL)
 		return;
 	int rc = agents_device_list(c, &rq->scope, &f, &devs, &n, &more, &why);
 	if (rc != 0) {
@@ -189,7 +195,9 @@ static int patch_input(struct request *rq, struct agents_device_patch *p)
 		msg = "give at least one of 'displayName' and 'siteId'";
 	if (msg != NULL) {
 		http_fail_why(rq, BZ_ERR_INVALID,
-			      &(struct bz_errinfo){.code = "validation_error", .field = field, .msg = msg});
+			      &(struct bz_errinfo){.code = "validation_error",
+						   .field = field,
+						   .msg = msg});
 		return BZ_ERR_RESPONDED;
 	}
 	*p = (struct agents_device_patch){.set_display_name = b.display_name.present,
@@ -223,7 +231,8 @@ static void decommission_device(struct request *rq)
 	char id[37];
 	PGconn *c;
 
-	if (http_path_uuid(rq, "id", id, "device not found") != 0 || (c = http_db_begin(rq)) == NULL)
+	if (http_path_uuid(rq, "id", id, "device not found") != 0 ||
+	    (c = http_db_begin(rq)) == NULL)
 		return;
 	int rc = agents_device_decommission(c, &rq->scope, id, &d, &ev, &why);
 	http_commit(rq, c, rc, &why, &ev, 200, rc == 0 ? device_detail_json(&d) : NULL);
@@ -233,8 +242,8 @@ static void decommission_device(struct request *rq)
 const struct route device_routes[] = {
 	{"GET", "/api/v1/devices", list_devices, ROUTE_USER, "devices:read", NULL},
 	{"GET", "/api/v1/devices/:id", get_device, ROUTE_USER, "devices:read", NULL},
-	{"PATCH", "/api/v1/devices/:id", patch_device, ROUTE_USER | ROUTE_JSON_BODY, "devices:write",
-	 "device.update"},
+	{"PATCH", "/api/v1/devices/:id", patch_device, ROUTE_USER | ROUTE_JSON_BODY,
+	 "devices:write", "device.update"},
 	{"POST", "/api/v1/devices/:id/decommission", decommission_device, ROUTE_USER,
 	 "devices:write", "device.decommission"},
 };

@@ -33,7 +33,10 @@ static const char *insert_device_sql =
 	" VALUES ($1::uuid, $2::uuid, $3, $4, $5, $6, $7, $8, $9::int, $10::uuid, $11::jsonb, $12::inet)"
 	" RETURNING id";
 
-static void copy(char *dst, size_t n, const char *src) { snprintf(dst, n, "%s", src); }
+static void copy(char *dst, size_t n, const char *src)
+{
+	snprintf(dst, n, "%s", src);
+}
 
 int agents_enroll_check_secret(const char *given, const char *expected, struct bz_errinfo *why)
 {
@@ -63,7 +66,10 @@ static int consume_key(PGconn *c, const char *hash, struct agents_enrollment *ou
 	return 0;
 }
 
-static const char *or_empty(const char *s) { return s != NULL ? s : ""; }
+static const char *or_empty(const char *s)
+{
+	return s != NULL ? s : "";
+}
 
 int agents_enroll(PGconn *c, const char *pepper, const struct agents_enroll_input *in,
 		  struct agents_enrollment *out, struct audit_event *ev)
@@ -88,10 +94,18 @@ int agents_enroll(PGconn *c, const char *pepper, const struct agents_enroll_inpu
 		return BZ_ERR_NOMEM;
 	}
 	snprintf(interval, sizeof(interval), "%d", in->heartbeat_interval_s);
-	const char *p[12] = {out->org_id,         out->site_id,  in->hostname,
-			     in->os_type,         or_empty(in->os_version), or_empty(in->architecture),
-			     or_empty(in->agent_version), token_hash, interval,
-			     out->key_id,         hw,            in->client_ip};
+	const char *p[12] = {out->org_id,
+			     out->site_id,
+			     in->hostname,
+			     in->os_type,
+			     or_empty(in->os_version),
+			     or_empty(in->architecture),
+			     or_empty(in->agent_version),
+			     token_hash,
+			     interval,
+			     out->key_id,
+			     hw,
+			     in->client_ip};
 	PGresult *r = db_query(c, insert_device_sql, 12, p, NULL);
 	free(hw);
 	if (r == NULL) {
@@ -106,9 +120,10 @@ int agents_enroll(PGconn *c, const char *pepper, const struct agents_enroll_inpu
 				   .action = "device.enroll",
 				   .resource = "devices",
 				   .resource_id = out->device_id,
-				   .details = json_pack("{s:s,s:s,s:s,s:s}", "hostname", in->hostname,
-							"siteId", out->site_id, "enrollmentKeyId",
-							out->key_id, "osType", in->os_type)};
+				   .details = json_pack("{s:s,s:s,s:s,s:s}", "hostname",
+							in->hostname, "siteId", out->site_id,
+							"enrollmentKeyId", out->key_id, "osType",
+							in->os_type)};
 	return 0;
 }
 
@@ -135,7 +150,7 @@ int agents_enroll_refusal(PGconn *c, const char *pepper, const char *key, const 
 				   .resource = "enrollment_keys",
 				   .resource_id = out->key_id[0] ? out->key_id : NULL,
 				   .result = "failure",
-				   .details = json_pack("{s:s,s:s}", "reason", out->reason, "hostname",
-							hostname)};
+				   .details = json_pack("{s:s,s:s}", "reason", out->reason,
+							"hostname", hostname)};
 	return 0;
 }

@@ -20,23 +20,29 @@
 #define KEY_PREFIX "bek_"
 #define KEY_TTL_MAX_S (525600LL * 60) /* 365 days */
 
-#define KEY_COLS                                                                                   \
-	"k.id, k.org_id, k.site_id, k.name, k.key_prefix, k.max_usage, k.usage_count,"             \
-	" " DB_TS("k.expires_at") ", coalesce(" DB_TS("k.revoked_at") ", ''),"                      \
-	" " DB_TS("k.created_at") ","                                                              \
-	" CASE WHEN k.revoked_at IS NOT NULL THEN 'revoked'"                                       \
-	"      WHEN k.expires_at <= now() THEN 'expired'"                                          \
-	"      WHEN k.usage_count >= k.max_usage THEN 'exhausted' ELSE 'active' END"
+#define KEY_COLS                                                                                             \
+	"k.id, k.org_id, k.site_id, k.name, k.key_prefix, k.max_usage, k.usage_count,"                       \
+	" " DB_TS("k.expires_at") ", coalesce(" DB_TS(                                                       \
+		"k.revoked_at") ", ''),"                                                                     \
+				" " DB_TS(                                                                   \
+					"k.created_at") ","                                                  \
+							" CASE WHEN k.revoked_at IS NOT NULL THEN 'revoked'" \
+							"      WHEN k.expires_at <= now() THEN 'expired'"    \
+							"      WHEN k.usage_count >= k.max_usage THEN 'exhausted' ELSE 'active' END"
 
 /* Keys visible in a scope: $1 org ids, $2 site ids (NULL = all sites). */
-#define KEY_SCOPE "k.org_id = ANY($1::uuid[]) AND ($2::uuid[] IS NULL OR k.site_id = ANY($2::uuid[]))"
+#define KEY_SCOPE                                                                                  \
+	"k.org_id = ANY($1::uuid[]) AND ($2::uuid[] IS NULL OR k.site_id = ANY($2::uuid[]))"
 
 int agents_key_hash(const char *pepper, const char *key, char out[65])
 {
 	return crypto_hmac_sha256_hex(pepper, strlen(pepper), key, strlen(key), out);
 }
 
-static void copy(char *dst, size_t n, const char *src) { snprintf(dst, n, "%s", src); }
+static void copy(char *dst, size_t n, const char *src)
+{
+	snprintf(dst, n, "%s", src);
+}
 
 static void key_from_row(const PGresult *r, int i, struct agents_key *k)
 {
@@ -101,7 +107,8 @@ static int key_org(PGconn *c, const struct tenancy_scope *sc, const struct agent
 	if (in->org_id != NULL && !tenancy_scope_has_org(sc, in->org_id))
 		return bz_fail(why, BZ_ERR_NOT_FOUND, NULL, "orgId", "organization not found");
 	int rc = tenancy_site_visible(c, sc, in->site_id, org);
-	if (rc == BZ_ERR_NOT_FOUND || (rc == 0 && in->org_id != NULL && strcasecmp(org, in->org_id)))
+	if (rc == BZ_ERR_NOT_FOUND ||
+	    (rc == 0 && in->org_id != NULL && strcasecmp(org, in->org_id)))
 		return bz_fail(why, BZ_ERR_NOT_FOUND, NULL, "siteId", "site not found");
 	return rc;
 }
@@ -134,8 +141,8 @@ int agents_key_create(PGconn *c, const struct tenancy_scope *sc, const char *pep
 		return BZ_ERR_CRYPTO;
 	}
 	snprintf(prefix, sizeof(prefix), "%.12s", raw);
-	const char *p[9] = {org,    in->site_id, in->name, hash, prefix, max_s, ttl_s, in->created_by,
-			    in->expires_at};
+	const char *p[9] = {org,   in->site_id, in->name,	hash,	       prefix,
+			    max_s, ttl_s,	in->created_by, in->expires_at};
 	if ((r = db_query(c, sql, 9, p, NULL)) == NULL) {
 		crypto_wipe(raw, AGENTS_KEY_LEN + 1);
 		return BZ_ERR_DB;
@@ -146,9 +153,10 @@ int agents_key_create(PGconn *c, const struct tenancy_scope *sc, const char *pep
 				   .action = "enrollment_key.create",
 				   .resource = "enrollment_keys",
 				   .resource_id = out->id,
-				   .details = json_pack("{s:s,s:s,s:i,s:s}", "name", out->name, "siteId",
-							out->site_id, "maxUsage", out->max_usage,
-							"expiresAt", out->expires_at)};
+				   .details = json_pack("{s:s,s:s,s:i,s:s}", "name", out->name,
+							"siteId", out->site_id, "maxUsage",
+							out->max_usage, "expiresAt",
+							out->expires_at)};
 	return 0;
 }
 

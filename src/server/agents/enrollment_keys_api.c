@@ -44,12 +44,14 @@ static int key_input(struct request *rq, struct agents_key_input *in)
 	/* orgId may be left out (the site's organization), not sent as null. */
 	if (b.org_id.present && b.org_id.v == NULL) {
 		http_fail_why(rq, BZ_ERR_INVALID,
-			      &(struct bz_errinfo){.code = "validation_error", .field = "orgId",
+			      &(struct bz_errinfo){.code = "validation_error",
+						   .field = "orgId",
 						   .msg = "field 'orgId' must be a UUID"});
 		return BZ_ERR_RESPONDED;
 	}
 	if (b.expires_at.present && b.ttl_min.present) {
-		http_fail(rq, 400, "validation_error", "give either 'ttlMinutes' or 'expiresAt', not both");
+		http_fail(rq, 400, "validation_error",
+			  "give either 'ttlMinutes' or 'expiresAt', not both");
 		return BZ_ERR_RESPONDED;
 	}
 	*in = (struct agents_key_input){.org_id = b.org_id.v,
@@ -74,8 +76,9 @@ static void create_key(struct request *rq)
 
 	if (key_input(rq, &in) != 0 || (c = http_db_begin(rq)) == NULL)
 		return;
-	int rc = agents_key_create(c, &rq->scope, rq->app->cfg->secrets[SECRET_ENROLLMENT_KEY_PEPPER],
-				   &in, &k, raw, &ev, &why);
+	int rc = agents_key_create(c, &rq->scope,
+				   rq->app->cfg->secrets[SECRET_ENROLLMENT_KEY_PEPPER], &in, &k,
+				   raw, &ev, &why);
 	if (rc == 0) {
 		/* The raw key leaves the server exactly once, here. */
 		out = key_json(&k);
@@ -116,7 +119,8 @@ static void get_key(struct request *rq)
 	char id[37];
 	PGconn *c;
 
-	if (http_path_uuid(rq, "id", id, "enrollment key not found") != 0 || (c = http_db(rq)) == NULL)
+	if (http_path_uuid(rq, "id", id, "enrollment key not found") != 0 ||
+	    (c = http_db(rq)) == NULL)
 		return;
 	int rc = agents_key_get(c, &rq->scope, id, &k);
 	if (rc != 0) {
@@ -150,4 +154,5 @@ const struct route enrollment_key_routes[] = {
 	{"DELETE", "/api/v1/enrollment-keys/:id", revoke_key, ROUTE_USER, "enrollment_keys:write",
 	 "enrollment_key.revoke"},
 };
-const size_t enrollment_key_routes_count = sizeof(enrollment_key_routes) / sizeof(*enrollment_key_routes);
+const size_t enrollment_key_routes_count =
+	sizeof(enrollment_key_routes) / sizeof(*enrollment_key_routes);

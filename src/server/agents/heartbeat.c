@@ -39,12 +39,17 @@ static int value_ok(const json_t *v, int depth)
 		return d == d && d <= JSON_SAFE_INTEGER && d >= -JSON_SAFE_INTEGER;
 	}
 	if (json_is_string(v))
-		return text_check(json_string_value(v), JSON_STRING_MAX, TEXT_ALLOW_EMPTY, &why) == 0 &&
+		return text_check(json_string_value(v), JSON_STRING_MAX, TEXT_ALLOW_EMPTY, &why) ==
+			       0 &&
 		       strlen(json_string_value(v)) == json_string_length(v);
 	if (json_is_object(v)) {
-		json_object_foreach((json_t *)v, k, child) if (!value_ok(child, depth + 1)) return 0;
+		json_object_foreach((json_t *)v, k, child)
+			if (!value_ok(child, depth + 1))
+				return 0;
 	} else if (json_is_array(v)) {
-		json_array_foreach(v, i, child) if (!value_ok(child, depth + 1)) return 0;
+		json_array_foreach(v, i, child)
+			if (!value_ok(child, depth + 1))
+				return 0;
 	}
 	return 1;
 }
@@ -56,8 +61,7 @@ int agents_json_check(const json_t *obj, unsigned flags, const char **bad_key)
 
 	if (bad_key != NULL)
 		*bad_key = NULL;
-	json_object_foreach((json_t *)obj, k, v)
-	{
+	json_object_foreach((json_t *)obj, k, v) {
 		if (((flags & AGENTS_JSON_NUMBERS) && !json_is_number(v)) || !value_ok(v, 1)) {
 			if (bad_key != NULL)
 				*bad_key = k;
@@ -67,7 +71,10 @@ int agents_json_check(const json_t *obj, unsigned flags, const char **bad_key)
 	return 0;
 }
 
-static void copy(char *dst, size_t n, const char *src) { snprintf(dst, n, "%s", src); }
+static void copy(char *dst, size_t n, const char *src)
+{
+	snprintf(dst, n, "%s", src);
+}
 
 int agents_agent_auth(PGconn *c, const char *token_hash, const char *path_id,
 		      struct agents_agent *out, struct bz_errinfo *why)
@@ -87,7 +94,8 @@ int agents_agent_auth(PGconn *c, const char *token_hash, const char *path_id,
 		return BZ_ERR_DB;
 	if (PQntuples(r) != 1) {
 		PQclear(r);
-		return bz_fail(why, BZ_ERR_UNAUTHORIZED, "unauthorized", NULL, "invalid agent token");
+		return bz_fail(why, BZ_ERR_UNAUTHORIZED, "unauthorized", NULL,
+			       "invalid agent token");
 	}
 	copy(out->device_id, sizeof(out->device_id), PQgetvalue(r, 0, 0));
 	copy(out->org_id, sizeof(out->org_id), PQgetvalue(r, 0, 1));
@@ -122,8 +130,8 @@ static const char *heartbeat_sql =
 	"    metrics = excluded.metrics, inventory = excluded.inventory";
 
 /* Writes the agent-actor audit row ACTION with DETAILS (stolen) on C. */
-static int audit_agent(PGconn *c, const struct agents_agent *a, const char *ip,
-		       const char *action, json_t *details)
+static int audit_agent(PGconn *c, const struct agents_agent *a, const char *ip, const char *action,
+		       json_t *details)
 {
 	struct audit_event ev = {.org_id = a->org_id,
 				 .actor_type = "agent",
@@ -151,9 +159,14 @@ int agents_heartbeat_record(PGconn *c, const struct agents_agent *a,
 	if (m == NULL || inv == NULL)
 		goto out;
 	snprintf(uptime_s, sizeof(uptime_s), "%lld", (long long)hb->uptime_s);
-	const char *p[9] = {a->device_id,  ip,  hb->agent_version,
-			    hb->status ? hb->status : "online", hb->uptime_s >= 0 ? uptime_s : NULL,
-			    m,             inv, hb->hostname,
+	const char *p[9] = {a->device_id,
+			    ip,
+			    hb->agent_version,
+			    hb->status ? hb->status : "online",
+			    hb->uptime_s >= 0 ? uptime_s : NULL,
+			    m,
+			    inv,
+			    hb->hostname,
 			    hb->os_version};
 	/* G7: a new source address (token theft, NAT change) and a renamed
 	 * device are audited, in the same transaction as the change. */

@@ -18,8 +18,7 @@ static const char *usage_sql =
 	"         WHERE org_id = $1::uuid AND ($2::uuid IS NULL OR site_id = $2::uuid)"
 	"           AND revoked_at IS NULL AND expires_at > now() AND usage_count < max_usage)";
 
-int agents_usage_count(PGconn *c, const char *org_id, const char *site_id,
-		       struct agents_usage *out)
+int agents_usage_count(PGconn *c, const char *org_id, const char *site_id, struct agents_usage *out)
 {
 	const char *p[2] = {org_id, site_id};
 	PGresult *r = db_query(c, usage_sql, 2, p, NULL);

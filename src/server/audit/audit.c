@@ -13,9 +13,9 @@
 
 static int is_secret_key(const char *k)
 {
-	static const char *words[] = {"password", "passphrase", "secret",     "token",
-				      "key",      "pepper",     "totp",       "otp",
-				      "authorization", "cookie", "credential", "mfacode",
+	static const char *words[] = {"password",      "passphrase", "secret",	   "token",
+				      "key",	       "pepper",     "totp",	   "otp",
+				      "authorization", "cookie",     "credential", "mfacode",
 				      "recoverycode"};
 	size_t kl = strlen(k);
 
@@ -36,8 +36,7 @@ static json_t *redact(const json_t *v)
 
 	if (json_is_object(v)) {
 		json_t *out = json_object();
-		json_object_foreach((json_t *)v, k, child)
-		{
+		json_object_foreach((json_t *)v, k, child) {
 			if (is_secret_key(k))
 				json_object_set_new(out, k, json_string("[REDACTED]"));
 			else
@@ -47,7 +46,8 @@ static json_t *redact(const json_t *v)
 	}
 	if (json_is_array(v)) {
 		json_t *out = json_array();
-		json_array_foreach(v, i, child) json_array_append_new(out, redact(child));
+		json_array_foreach(v, i, child)
+			json_array_append_new(out, redact(child));
 		return out;
 	}
 	return json_deep_copy(v);

@@ -16,15 +16,15 @@
 
 
 struct audit_event {
-	const char *org_id;      /* NULL: the system chain */
-	const char *actor_type;  /* "user", "api_key", "agent", "system" */
-	const char *actor_id;    /* user/device id, or NULL */
-	const char *action;      /* dotted, e.g. "device.enroll" */
-	const char *resource;    /* e.g. "devices" */
+	const char *org_id;	 /* NULL: the system chain */
+	const char *actor_type;	 /* "user", "api_key", "agent", "system" */
+	const char *actor_id;	 /* user/device id, or NULL */
+	const char *action;	 /* dotted, e.g. "device.enroll" */
+	const char *resource;	 /* e.g. "devices" */
 	const char *resource_id; /* may be NULL */
-	json_t *details;         /* borrowed; secrets are redacted before storing; NULL = {} */
-	const char *ip_address;  /* client IP or NULL */
-	const char *result;      /* "success" (default when NULL), "failure", "denied" */
+	json_t *details;	 /* borrowed; secrets are redacted before storing; NULL = {} */
+	const char *ip_address;	 /* client IP or NULL */
+	const char *result;	 /* "success" (default when NULL), "failure", "denied" */
 };
 
 /* Inserts EV into audit_log on CONN (inside the caller's transaction).

@@ -21,28 +21,28 @@
  * with partner_id or site_id is encoded as breeze-audit-v2, one with both
  * NULL as breeze-audit-v1 (docs/audit-chain.md §1). */
 struct audit_row {
-	const char *id;          /* decimal */
-	const char *org_id;      /* lower-case UUID, NULL for the system and partner chains */
-	const char *seq;         /* decimal */
-	const char *ts;          /* "YYYY-MM-DDTHH:MM:SS.ffffffZ" (UTC, 6 digits) */
+	const char *id;	    /* decimal */
+	const char *org_id; /* lower-case UUID, NULL for the system and partner chains */
+	const char *seq;    /* decimal */
+	const char *ts;	    /* "YYYY-MM-DDTHH:MM:SS.ffffffZ" (UTC, 6 digits) */
 	const char *actor_type, *actor_id, *action, *resource, *resource_id;
-	const char *details;     /* JSON text, byte-exact */
+	const char *details; /* JSON text, byte-exact */
 	const char *ip_address;
 	const char *result;
 	const char *prev_checksum;
-	const char *checksum;    /* not part of the canonical form */
+	const char *checksum; /* not part of the canonical form */
 	/* Last, so that positional initializers of v1 rows stay valid. */
-	const char *partner_id;  /* lower-case UUID of a partner chain's partner, else NULL */
-	const char *site_id;     /* lower-case UUID of the site concerned, else NULL */
+	const char *partner_id; /* lower-case UUID of a partner chain's partner, else NULL */
+	const char *site_id;	/* lower-case UUID of the site concerned, else NULL */
 };
 
 /* Kinds of chain breaks verification reports. */
 enum audit_break_kind {
-	AUDIT_BREAK_ALTERED_ROW,        /* checksum does not match the row */
-	AUDIT_BREAK_MISSING_ROW,        /* gap in seq */
-	AUDIT_BREAK_INSERTED_ROW,       /* a row that is not part of the chain */
-	AUDIT_BREAK_BROKEN_LINK,        /* prev_checksum != predecessor's checksum */
-	AUDIT_BREAK_BAD_ANCHOR,         /* chain start does not match its anchor */
+	AUDIT_BREAK_ALTERED_ROW,	/* checksum does not match the row */
+	AUDIT_BREAK_MISSING_ROW,	/* gap in seq */
+	AUDIT_BREAK_INSERTED_ROW,	/* a row that is not part of the chain */
+	AUDIT_BREAK_BROKEN_LINK,	/* prev_checksum != predecessor's checksum */
+	AUDIT_BREAK_BAD_ANCHOR,		/* chain start does not match its anchor */
 	AUDIT_BREAK_CHECKPOINT_MISMATCH /* a signed head vanished or changed */
 };
 
@@ -95,28 +95,28 @@ struct audit_break {
 
 struct audit_warning {
 	const char *kind; /* "untrusted_checkpoint", "unchecked_checkpoints" */
-	long long seq;    /* -1 if none */
-	long long id;     /* audit_checkpoints.id, -1 if none */
+	long long seq;	  /* -1 if none */
+	long long id;	  /* audit_checkpoints.id, -1 if none */
 	char detail[200];
 };
 
 struct audit_report {
 	char chain_id[37];
-	int system;               /* 1: the system chain (orgId null) */
-	int partner;              /* 1: a partner chain (chain_id is the partner id) */
+	int system;  /* 1: the system chain (orgId null) */
+	int partner; /* 1: a partner chain (chain_id is the partner id) */
 	long long rows_checked;
-	long long n_breaks;       /* breaks found */
-	size_t n_kept;            /* breaks[] entries (≤ AUDIT_MAX_BREAKS) */
+	long long n_breaks; /* breaks found */
+	size_t n_kept;	    /* breaks[] entries (≤ AUDIT_MAX_BREAKS) */
 	struct audit_break *breaks;
-	long long n_warnings;     /* warnings found */
-	size_t n_warn_kept;       /* warnings[] entries (≤ AUDIT_MAX_WARNINGS) */
+	long long n_warnings; /* warnings found */
+	size_t n_warn_kept;   /* warnings[] entries (≤ AUDIT_MAX_WARNINGS) */
 	struct audit_warning *warnings;
-	int ok;                   /* no break */
+	int ok; /* no break */
 };
 
 struct audit_verify_opts {
 	int has_from, has_to;
-	int64_t from_us, to_us;   /* window: from ≤ ts < to, epoch microseconds */
+	int64_t from_us, to_us; /* window: from ≤ ts < to, epoch microseconds */
 	/* Ed25519 public keys (64 hex) trusted for checkpoints and anchors.
 	 * Only checkpoints validly signed by one of them are compared with the
 	 * chain; others are warnings. With no key, no checkpoint is compared

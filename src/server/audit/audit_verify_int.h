@@ -46,9 +46,9 @@ struct audit_vstate {
 	long long head_seq;
 	char head_checksum[65];
 
-	long long start_seq;    /* first position of the verified range */
+	long long start_seq;	/* first position of the verified range */
 	const char *start_prev; /* its expected prev_checksum; NULL: a context row comes first */
-	long long context_seq;  /* seq of the context row (window's predecessor) */
+	long long context_seq;	/* seq of the context row (window's predecessor) */
 
 	int have_prev;
 	long long prev_seq, prev_id, last_seq;

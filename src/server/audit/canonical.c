@@ -19,12 +19,18 @@
 const char *audit_break_kind_name(enum audit_break_kind k)
 {
 	switch (k) {
-	case AUDIT_BREAK_ALTERED_ROW: return "altered_row";
-	case AUDIT_BREAK_MISSING_ROW: return "missing_row";
-	case AUDIT_BREAK_INSERTED_ROW: return "inserted_row";
-	case AUDIT_BREAK_BROKEN_LINK: return "broken_link";
-	case AUDIT_BREAK_BAD_ANCHOR: return "bad_anchor";
-	case AUDIT_BREAK_CHECKPOINT_MISMATCH: return "checkpoint_mismatch";
+	case AUDIT_BREAK_ALTERED_ROW:
+		return "altered_row";
+	case AUDIT_BREAK_MISSING_ROW:
+		return "missing_row";
+	case AUDIT_BREAK_INSERTED_ROW:
+		return "inserted_row";
+	case AUDIT_BREAK_BROKEN_LINK:
+		return "broken_link";
+	case AUDIT_BREAK_BAD_ANCHOR:
+		return "bad_anchor";
+	case AUDIT_BREAK_CHECKPOINT_MISMATCH:
+		return "checkpoint_mismatch";
 	}
 	return "unknown";
 }
@@ -34,14 +40,16 @@ int audit_canonical_encode(const struct audit_row *row, char **buf, size_t *cap,
 	/* The order is the format: never reorder, only version. v2 is v1 with
 	 * partner_id and site_id after org_id; a row that has neither keeps v1,
 	 * so rows from before the v2 columns hash as they always did. */
-	const char *v1[14] = {"breeze-audit-v1", row->id,          row->org_id,     row->seq,
-			      row->ts,           row->actor_type,  row->actor_id,   row->action,
-			      row->resource,     row->resource_id, row->details,    row->ip_address,
-			      row->result,       row->prev_checksum};
-	const char *v2[16] = {"breeze-audit-v2", row->id,         row->org_id,      row->partner_id,
-			      row->site_id,      row->seq,        row->ts,          row->actor_type,
-			      row->actor_id,     row->action,     row->resource,    row->resource_id,
-			      row->details,      row->ip_address, row->result,      row->prev_checksum};
+	const char *v1[14] = {"breeze-audit-v1", row->id,	    row->org_id,   row->seq,
+			      row->ts,		 row->actor_type,   row->actor_id, row->action,
+			      row->resource,	 row->resource_id,  row->details,  row->ip_address,
+			      row->result,	 row->prev_checksum};
+	const char *v2[16] = {"breeze-audit-v2", row->id,	  row->org_id,
+			      row->partner_id,	 row->site_id,	  row->seq,
+			      row->ts,		 row->actor_type, row->actor_id,
+			      row->action,	 row->resource,	  row->resource_id,
+			      row->details,	 row->ip_address, row->result,
+			      row->prev_checksum};
 	int is_v2 = row->partner_id != NULL || row->site_id != NULL;
 	const char *const *v = is_v2 ? v2 : v1;
 	size_t nf = is_v2 ? 16 : 14, vl[16], need = 0;

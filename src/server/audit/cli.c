@@ -81,14 +81,16 @@ static int check_chain_and_keys(struct cli *c)
 	if (c->org != NULL && !strcmp(c->org, "system"))
 		c->org = AUDIT_SYSTEM_CHAIN;
 	if (c->org != NULL && !is_uuid(c->org)) {
-		fprintf(stderr, "breeze-server audit: --org must be an organization id or 'system'\n");
+		fprintf(stderr,
+			"breeze-server audit: --org must be an organization id or 'system'\n");
 		return BZ_ERR_INVALID;
 	}
 	for (size_t i = 0; i < c->n_keys; i++) {
 		size_t n = strlen(c->keys[i]);
 		if (n != 64 || strspn(c->keys[i], "0123456789abcdef") != n) {
-			fprintf(stderr, "breeze-server audit: --public-key must be 64 lower-case hex "
-					"characters\n");
+			fprintf(stderr,
+				"breeze-server audit: --public-key must be 64 lower-case hex "
+				"characters\n");
 			return BZ_ERR_INVALID;
 		}
 	}
@@ -118,15 +120,33 @@ static int parse(int argc, char **argv, struct cli *c)
 	c->older_than_days = -1;
 	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (ch) {
-		case 'e': c->env_file = optarg; break;
-		case 'o': c->org = optarg; break;
-		case 'p': c->partner = optarg; break;
-		case 'a': c->all = 1; break;
-		case 'f': c->from = optarg; break;
-		case 't': c->to = optarg; break;
-		case 'j': c->json = 1; break;
-		case 'F': c->file = optarg; break;
-		case 'n': c->dry_run = 1; break;
+		case 'e':
+			c->env_file = optarg;
+			break;
+		case 'o':
+			c->org = optarg;
+			break;
+		case 'p':
+			c->partner = optarg;
+			break;
+		case 'a':
+			c->all = 1;
+			break;
+		case 'f':
+			c->from = optarg;
+			break;
+		case 't':
+			c->to = optarg;
+			break;
+		case 'j':
+			c->json = 1;
+			break;
+		case 'F':
+			c->file = optarg;
+			break;
+		case 'n':
+			c->dry_run = 1;
+			break;
 		case 'd': {
 			size_t n = strlen(optarg);
 			if (n == 0 || n > 5 || strspn(optarg, "0123456789") != n ||
@@ -146,8 +166,11 @@ static int parse(int argc, char **argv, struct cli *c)
 			}
 			c->keys[c->n_keys++] = optarg;
 			break;
-		case 'h': usage(stdout); exit(0);
-		default: return BZ_ERR_INVALID;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			return BZ_ERR_INVALID;
 		}
 	}
 	if (optind != argc) {
@@ -214,7 +237,9 @@ static double now_s(void)
 static void print_report(const struct audit_report *rep)
 {
 	printf("%s%s: %s, %lld rows checked",
-	       rep->system ? "system chain" : rep->partner ? "partner " : "organization ",
+	       rep->system    ? "system chain"
+	       : rep->partner ? "partner "
+			      : "organization ",
 	       rep->system ? "" : rep->chain_id, rep->ok ? "ok" : "BROKEN", rep->rows_checked);
 	if (!rep->ok)
 		printf(", %lld break%s", rep->n_breaks, rep->n_breaks == 1 ? "" : "s");
@@ -271,7 +296,8 @@ static int verify_file(struct cli *c, struct audit_verify_opts *o)
 	FILE *f = strcmp(c->file, "-") ? fopen(c->file, "r") : stdin;
 
 	if (c->from || c->to || c->org || c->all) {
-		fprintf(stderr, "breeze-server audit: --file takes no --org/--partner/--all/--from/--to\n");
+		fprintf(stderr,
+			"breeze-server audit: --file takes no --org/--partner/--all/--from/--to\n");
 		if (f != NULL && f != stdin)
 			fclose(f);
 		return 2;
@@ -326,7 +352,8 @@ static int cmd_verify(struct cli *c)
 	if (c->file != NULL)
 		return verify_file(c, &o);
 	if (c->org && c->all) {
-		fprintf(stderr, "breeze-server audit: --org/--partner and --all exclude each other\n");
+		fprintf(stderr,
+			"breeze-server audit: --org/--partner and --all exclude each other\n");
 		return 2;
 	}
 	if ((c->from && audit_ts_parse(c->from, &o.from_us) != 0) ||
@@ -358,7 +385,8 @@ static int cmd_verify(struct cli *c)
 		audit_id_lower(ids[i], ids[i]);
 		int err = audit_verify_chain(conn, ids[i], &o, &rep);
 		if (err != 0) {
-			fprintf(stderr, "breeze-server audit: verification of chain %s failed (%s)\n",
+			fprintf(stderr,
+				"breeze-server audit: verification of chain %s failed (%s)\n",
 				ids[i], err == BZ_ERR_DB ? "database error" : "internal error");
 			audit_report_free(&rep);
 			json_decref(chains);
@@ -464,7 +492,8 @@ static int cmd_prune(struct cli *c)
 		return BZ_EXIT_CONFIG;
 	/* Pruning everything but the heads is for tests, never production. */
 	if (c->older_than_days == 0 && c->cfg.env == BREEZE_ENV_PRODUCTION) {
-		fprintf(stderr, "breeze-server audit: --older-than-days 0 is refused in production\n");
+		fprintf(stderr,
+			"breeze-server audit: --older-than-days 0 is refused in production\n");
 		return 2;
 	}
 	PGconn *conn = connect_url(c->cfg.audit_admin_database_url, "AUDIT_ADMIN_DATABASE_URL");

@@ -33,15 +33,17 @@ static void export_row_cb(void *arg, const struct audit_row *r, long long seq, l
 	if (x->err)
 		return;
 	json_t *o = json_pack("{s:s,s:o,s:s,s:s,s:s,s:o,s:s,s:s,s:o,s:s,s:o,s:s,s:s,s:s}", "id",
-			      r->id, "orgId", audit_json_str_or_null(r->org_id), "seq", r->seq, "ts", r->ts,
-			      "actorType", r->actor_type, "actorId", audit_json_str_or_null(r->actor_id),
-			      "action", r->action, "resource", r->resource, "resourceId",
-			      audit_json_str_or_null(r->resource_id), "details", r->details, "ipAddress",
-			      audit_json_str_or_null(r->ip_address), "result", r->result, "prevChecksum",
-			      r->prev_checksum, "checksum", r->checksum);
+			      r->id, "orgId", audit_json_str_or_null(r->org_id), "seq", r->seq,
+			      "ts", r->ts, "actorType", r->actor_type, "actorId",
+			      audit_json_str_or_null(r->actor_id), "action", r->action, "resource",
+			      r->resource, "resourceId", audit_json_str_or_null(r->resource_id),
+			      "details", r->details, "ipAddress",
+			      audit_json_str_or_null(r->ip_address), "result", r->result,
+			      "prevChecksum", r->prev_checksum, "checksum", r->checksum);
 	/* v2: every row says which partner and site it has (null when none). */
-	if (o != NULL && (json_object_set_new(o, "partnerId", audit_json_str_or_null(r->partner_id)) ||
-			  json_object_set_new(o, "siteId", audit_json_str_or_null(r->site_id)))) {
+	if (o != NULL &&
+	    (json_object_set_new(o, "partnerId", audit_json_str_or_null(r->partner_id)) ||
+	     json_object_set_new(o, "siteId", audit_json_str_or_null(r->site_id)))) {
 		json_decref(o);
 		o = NULL;
 	}
@@ -68,10 +70,10 @@ static json_t *export_header(const struct audit_vstate *st, const char *chain_id
 		const struct audit_vcheckpoint *c = &st->cps[i];
 		if (bz_format_iso8601(c->created_at, created, sizeof(created)) != 0)
 			created[0] = '\0';
-		json_array_append_new(cps, json_pack("{s:I,s:s,s:s,s:s,s:s}", "seq",
-						     (json_int_t)c->seq, "checksum", c->checksum,
-						     "createdAt", created, "publicKey", c->pub,
-						     "signature", c->sig));
+		json_array_append_new(cps,
+				      json_pack("{s:I,s:s,s:s,s:s,s:s}", "seq", (json_int_t)c->seq,
+						"checksum", c->checksum, "createdAt", created,
+						"publicKey", c->pub, "signature", c->sig));
 	}
 	if (a->present)
 		anchor = json_pack("{s:I,s:s,s:I,s:s,s:s,s:o,s:o}", "firstSeq",
@@ -82,10 +84,10 @@ static json_t *export_header(const struct audit_vstate *st, const char *chain_id
 				   a->has_sig ? json_string(a->sig) : json_null());
 	char now[32];
 	bz_format_iso8601(bz_now(), now, sizeof(now));
-	return json_pack("{s:s,s:o,s:o,s:s,s:s,s:o,s:o}", "format", "breeze-audit-export-v2", "orgId",
-			 org ? json_string(chain_id) : json_null(), "partnerId",
-			 st->rep->partner ? json_string(chain_id) : json_null(), "chainId", chain_id,
-			 "exportedAt", now, "anchor", anchor, "checkpoints", cps);
+	return json_pack("{s:s,s:o,s:o,s:s,s:s,s:o,s:o}", "format", "breeze-audit-export-v2",
+			 "orgId", org ? json_string(chain_id) : json_null(), "partnerId",
+			 st->rep->partner ? json_string(chain_id) : json_null(), "chainId",
+			 chain_id, "exportedAt", now, "anchor", anchor, "checkpoints", cps);
 }
 
 int audit_export(PGconn *conn, const char *chain_id, const char *seed_hex, FILE *out)
@@ -123,13 +125,14 @@ int audit_export(PGconn *conn, const char *chain_id, const char *seed_hex, FILE 
 		char sig[129], pub[65];
 		long long at = (long long)bz_now();
 		rc = audit_export_seal_sign(seed_hex, chain_id, x.last_seq,
-					    x.rows ? x.last_checksum : AUDIT_GENESIS, x.rows, at, sig,
-					    pub);
+					    x.rows ? x.last_checksum : AUDIT_GENESIS, x.rows, at,
+					    sig, pub);
 		if (rc == 0) {
 			json_t *seal = json_pack("{s:{s:s,s:I,s:s,s:I,s:I,s:s,s:s}}", "exportSeal",
-						 "chainId", chain_id, "lastSeq", (json_int_t)x.last_seq,
-						 "lastChecksum", x.rows ? x.last_checksum : AUDIT_GENESIS,
-						 "rows", (json_int_t)x.rows, "exportedAt", (json_int_t)at,
+						 "chainId", chain_id, "lastSeq",
+						 (json_int_t)x.last_seq, "lastChecksum",
+						 x.rows ? x.last_checksum : AUDIT_GENESIS, "rows",
+						 (json_int_t)x.rows, "exportedAt", (json_int_t)at,
 						 "publicKey", pub, "signature", sig);
 			if (seal == NULL || json_dumpf(seal, out, JSON_COMPACT) != 0 ||
 			    fputc('\n', out) == EOF)

@@ -28,10 +28,10 @@
 
 #define LIMIT_DEFAULT 50
 #define LIMIT_MAX 500
-#define TEXT_MAX 255     /* actorId, resourceId */
+#define TEXT_MAX 255	 /* actorId, resourceId */
 #define RESOURCE_MAX 100 /* as the column's CHECK */
 #define ACTION_MAX 100
-#define CURSOR_MAX 200   /* base64url of {"t":…,"i":…} is about 60 characters */
+#define CURSOR_MAX 200 /* base64url of {"t":…,"i":…} is about 60 characters */
 
 struct audit_filter {
 	char org_id[37];     /* "" = every organization in scope */
@@ -191,8 +191,8 @@ static int parse_filter(struct request *rq, struct audit_filter *f)
 	    text_param(rq, "resourceId", TEXT_MAX, &f->resource_id) ||
 	    text_param(rq, "result", 16, &f->result))
 		return BZ_ERR_INVALID;
-	if (f->action != NULL && strspn(f->action, "abcdefghijklmnopqrstuvwxyz0123456789_.") !=
-					 strlen(f->action)) {
+	if (f->action != NULL &&
+	    strspn(f->action, "abcdefghijklmnopqrstuvwxyz0123456789_.") != strlen(f->action)) {
 		http_fail(rq, 400, "validation_error",
 			  "parameter 'action' must be a dotted action name (e.g. device.delete)");
 		return BZ_ERR_INVALID;
@@ -219,7 +219,8 @@ static int parse_filter(struct request *rq, struct audit_filter *f)
 		f->limit = strtol(limit, &end, 10);
 		if (*limit == '\0' || *end != '\0' || f->limit < 1 || f->limit > LIMIT_MAX) {
 			http_fail(rq, 400, "validation_error",
-				  "parameter 'limit' must be an integer between 1 and %d", LIMIT_MAX);
+				  "parameter 'limit' must be an integer between 1 and %d",
+				  LIMIT_MAX);
 			return BZ_ERR_INVALID;
 		}
 	}
@@ -266,11 +267,14 @@ static const char *list_sql =
 	"    ORDER BY a.ts DESC, a.id DESC LIMIT $13::int) x"
 	" ORDER BY x.ts DESC, x.id DESC LIMIT $13::int";
 
-static const char *nz(const char *s) { return s[0] ? s : NULL; }
+static const char *nz(const char *s)
+{
+	return s[0] ? s : NULL;
+}
 
 /* Runs the query for F on CONN. Returns the result or NULL (logged). */
 static PGresult *query_entries(PGconn *conn, const struct tenancy_scope *sc,
-				const struct audit_filter *f)
+			       const struct audit_filter *f)
 {
 	char limit[24], one[40];
 	int partner = f->partner_id[0] != '\0';

@@ -79,7 +79,8 @@ static const char *anchor_sql =
 	" VALUES ($1::uuid, $2::bigint, $3, $4::bigint, now() - make_interval(days => $5::int),"
 	"         $6, $7)";
 
-static const char *delete_sql = "DELETE FROM audit_log WHERE chain_id = $1::uuid AND seq <= $2::bigint";
+static const char *delete_sql =
+	"DELETE FROM audit_log WHERE chain_id = $1::uuid AND seq <= $2::bigint";
 
 /* The prune's own row, appended to the chain it pruned (same transaction):
  * the chain itself then says when, how much and up to where history was
@@ -157,8 +158,8 @@ static int prune_chain(PGconn *c, const char *chain, const char *days, const cha
 		goto out;
 	const char *cutoff = PQgetvalue(r, 0, 0);
 	if (PQgetisnull(r, 0, 1)) {
-		say(report, "chain %s: retention %s days, cutoff %s: nothing to prune\n", chain, days,
-		    cutoff);
+		say(report, "chain %s: retention %s days, cutoff %s: nothing to prune\n", chain,
+		    days, cutoff);
 		rc = 0;
 		goto out;
 	}
@@ -167,7 +168,8 @@ static int prune_chain(PGconn *c, const char *chain, const char *days, const cha
 	long long last_seq = atoll(last), n = atoll(count);
 	snprintf(first_seq, sizeof(first_seq), "%lld", last_seq + 1);
 	if (dry_run) {
-		say(report, "chain %s: retention %s days, cutoff %s: would prune %lld rows (seq %s-%s)\n",
+		say(report,
+		    "chain %s: retention %s days, cutoff %s: would prune %lld rows (seq %s-%s)\n",
 		    chain, days, cutoff, n, first, last);
 		*rows = n;
 		rc = 0;
@@ -222,9 +224,8 @@ out:
 
 /* The whole run. OVERRIDE_DAYS < 0: configured retention. STOP, when
  * non-NULL, is checked between chains. */
-static int run(PGconn *c, const char *org_id, int override_days, int default_days,
-	       const char *seed, int dry_run, FILE *report, long long *pruned,
-	       const atomic_int *stop)
+static int run(PGconn *c, const char *org_id, int override_days, int default_days, const char *seed,
+	       int dry_run, FILE *report, long long *pruned, const atomic_int *stop)
 {
 	char over[16], def[16], pub[65];
 	int rc = 0;
@@ -365,7 +366,8 @@ static int worker_retention(PGconn **admin)
 	int64_t t0 = bz_monotonic_ms();
 
 	if (ensure_conn(admin, cfg->audit_admin_database_url, 1) != 0) {
-		log_warn("audit.retention.failed", "reason", "cannot connect as the audit admin", NULL);
+		log_warn("audit.retention.failed", "reason", "cannot connect as the audit admin",
+			 NULL);
 		return BZ_ERR_DB;
 	}
 	int rc = run(*admin, NULL, -1, cfg->audit_retention_days,
@@ -392,7 +394,8 @@ static int worker_checkpoint(PGconn **app)
 	int written = 0;
 
 	if (ensure_conn(app, cfg->database_url, 0) != 0) {
-		log_warn("audit.checkpoint.failed", "reason", "cannot connect to the database", NULL);
+		log_warn("audit.checkpoint.failed", "reason", "cannot connect to the database",
+			 NULL);
 		return BZ_ERR_DB;
 	}
 	if (audit_checkpoint_all(*app, cfg->secrets[SECRET_AUDIT_SIGNING_KEY], &written) != 0) {
@@ -406,7 +409,10 @@ static int worker_checkpoint(PGconn **app)
 	return 0;
 }
 
-static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static int64_t min64(int64_t a, int64_t b)
+{
+	return a < b ? a : b;
+}
 
 static void *worker_main(void *arg)
 {
@@ -425,12 +431,13 @@ static void *worker_main(void *arg)
 		now = bz_monotonic_ms();
 		if (now >= next_cp) {
 			int ok = worker_checkpoint(&app) == 0;
-			next_cp = bz_monotonic_ms() + (ok ? cp_ms : min64(cp_ms, WORKER_RETRY_S * 1000));
+			next_cp = bz_monotonic_ms() +
+				  (ok ? cp_ms : min64(cp_ms, WORKER_RETRY_S * 1000));
 		}
 		if (now >= next_ret && !atomic_load(&W.stop)) {
 			int ok = worker_retention(&admin) == 0;
-			next_ret =
-				bz_monotonic_ms() + (ok ? ret_ms : min64(ret_ms, WORKER_RETRY_S * 1000));
+			next_ret = bz_monotonic_ms() +
+				   (ok ? ret_ms : min64(ret_ms, WORKER_RETRY_S * 1000));
 		}
 	}
 	admin_close(&admin);
@@ -446,10 +453,11 @@ int audit_worker_start(const struct config *cfg)
 	if (W.started)
 		return 0;
 	if (cfg->audit_retention_interval_s > 0 && cfg->audit_admin_database_url == NULL)
-		log_warn("audit.retention.disabled", "reason", "AUDIT_ADMIN_DATABASE_URL is not set",
-			 NULL);
+		log_warn("audit.retention.disabled", "reason",
+			 "AUDIT_ADMIN_DATABASE_URL is not set", NULL);
 	if (cfg->audit_checkpoint_interval_s > 0 && cfg->secrets[SECRET_AUDIT_SIGNING_KEY] == NULL)
-		log_warn("audit.checkpoint.disabled", "reason", "AUDIT_SIGNING_KEY is not set", NULL);
+		log_warn("audit.checkpoint.disabled", "reason", "AUDIT_SIGNING_KEY is not set",
+			 NULL);
 	int do_ret = cfg->audit_retention_interval_s > 0 && cfg->audit_admin_database_url != NULL;
 	int do_cp = cfg->audit_checkpoint_interval_s > 0 &&
 		    cfg->secrets[SECRET_AUDIT_SIGNING_KEY] != NULL;

@@ -55,7 +55,8 @@ static void ll_text(long long v, char out[24])
 
 	if (v < 0)
 		out[k++] = '-';
-	k += audit_put_decimal(out + k, v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v);
+	k += audit_put_decimal(out + k,
+			       v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v);
 	out[k] = '\0';
 }
 
@@ -186,15 +187,15 @@ static const char *checkpoints_sql =
 	"       signature"
 	"  FROM audit_checkpoints WHERE chain_id = $1::uuid ORDER BY seq, id";
 
-static const char *head_sql = "SELECT seq, checksum FROM audit_chain_heads WHERE chain_id = $1::uuid";
+static const char *head_sql =
+	"SELECT seq, checksum FROM audit_chain_heads WHERE chain_id = $1::uuid";
 
 /* What the chain is: an existing organization's (which must have a
  * history), a partner's (the partner exists, or its rows say so), or
  * neither (the system chain, a deleted organization's). */
-static const char *kind_sql =
-	"SELECT EXISTS (SELECT 1 FROM organizations WHERE id = $1::uuid),"
-	"       EXISTS (SELECT 1 FROM partners WHERE id = $1::uuid)"
-	"    OR EXISTS (SELECT 1 FROM audit_log WHERE partner_id = $1::uuid)";
+static const char *kind_sql = "SELECT EXISTS (SELECT 1 FROM organizations WHERE id = $1::uuid),"
+			      "       EXISTS (SELECT 1 FROM partners WHERE id = $1::uuid)"
+			      "    OR EXISTS (SELECT 1 FROM audit_log WHERE partner_id = $1::uuid)";
 
 /* Loads the latest anchor, the checkpoints and the head of CHAIN. */
 int audit_vdb_load_meta(PGconn *conn, const char *chain, struct audit_vstate *st)
@@ -267,10 +268,9 @@ static void verify_row_cb(void *arg, const struct audit_row *r, long long seq, l
 		audit_vs_feed_row(st, r, seq, id);
 }
 
-static const char *window_sql =
-	"SELECT min(seq), max(seq) FROM audit_log WHERE chain_id = $1::uuid"
-	"   AND ($2::timestamptz IS NULL OR ts >= $2::timestamptz)"
-	"   AND ($3::timestamptz IS NULL OR ts < $3::timestamptz)";
+static const char *window_sql = "SELECT min(seq), max(seq) FROM audit_log WHERE chain_id = $1::uuid"
+				"   AND ($2::timestamptz IS NULL OR ts >= $2::timestamptz)"
+				"   AND ($3::timestamptz IS NULL OR ts < $3::timestamptz)";
 
 /* Checkpoints past the window's last row: the rows they sign must still
  * be there with the signed checksum (stored, not recomputed). */
@@ -323,8 +323,8 @@ static int check_tail_checkpoints(PGconn *conn, struct audit_vstate *st)
  * seq into LO and HI (LO one lower when the window starts inside the chain,
  * for the predecessor's link). *EMPTY is set when no row is in the window.
  * Returns 0, BZ_ERR_INVALID or BZ_ERR_DB. */
-static int setup_window(PGconn *conn, const char *chain_id, struct audit_vstate *st,
-			long long *lo, long long *hi, int *empty)
+static int setup_window(PGconn *conn, const char *chain_id, struct audit_vstate *st, long long *lo,
+			long long *hi, int *empty)
 {
 	const struct audit_verify_opts *opts = st->opts;
 	char from[32], to[32];

@@ -104,7 +104,8 @@ static int read_header(json_t *h, struct audit_vstate *st, char chain[37], int *
 		const char *created;
 		int64_t us;
 		if (!json_is_integer(seq) || hex_field(c, "checksum", 64, cp->checksum) ||
-		    hex_field(c, "publicKey", 64, cp->pub) || hex_field(c, "signature", 128, cp->sig) ||
+		    hex_field(c, "publicKey", 64, cp->pub) ||
+		    hex_field(c, "signature", 128, cp->sig) ||
 		    member_str(c, "createdAt", 0, &created) || audit_ts_parse(created, &us) != 0)
 			return BZ_ERR_INVALID;
 		cp->id = (long long)i + 1;
@@ -174,16 +175,18 @@ static void check_seal(struct audit_vstate *st, const struct audit_verify_opts *
 	if (member_str(seal, "chainId", 0, &cid) || member_str(seal, "lastChecksum", 0, &sum) ||
 	    member_str(seal, "publicKey", 0, &pub) || member_str(seal, "signature", 0, &sig) ||
 	    !json_is_integer(ls) || !json_is_integer(nr) || !json_is_integer(at)) {
-		audit_vs_break(st, AUDIT_BREAK_ALTERED_ROW, NO_SEQ, NO_SEQ, "the export seal is malformed");
+		audit_vs_break(st, AUDIT_BREAK_ALTERED_ROW, NO_SEQ, NO_SEQ,
+			       "the export seal is malformed");
 		return;
 	}
 	if (strcmp(cid, chain) != 0 || json_integer_value(ls) != last_seq ||
 	    strcmp(sum, last_sum) != 0 || json_integer_value(nr) != rows) {
-		audit_vs_break(st, AUDIT_BREAK_MISSING_ROW, NO_SEQ, NO_SEQ,
-			       "the export seal names %lld rows ending at seq %lld; the file holds %lld "
-			       "ending at seq %lld",
-			       (long long)json_integer_value(nr), (long long)json_integer_value(ls), rows,
-			       last_seq);
+		audit_vs_break(
+			st, AUDIT_BREAK_MISSING_ROW, NO_SEQ, NO_SEQ,
+			"the export seal names %lld rows ending at seq %lld; the file holds %lld "
+			"ending at seq %lld",
+			(long long)json_integer_value(nr), (long long)json_integer_value(ls), rows,
+			last_seq);
 		return;
 	}
 	if (audit_vs_key_trusted(opts, pub) &&
@@ -220,8 +223,11 @@ static void file_line(struct audit_vstate *st, struct file_pass *fp, const char 
 		audit_vs_break(st, AUDIT_BREAK_ALTERED_ROW, NO_SEQ, NO_SEQ,
 			       "line %lld is not a valid export row", lineno);
 	} else if (!row_in_chain(&r, fp->chain)) {
-		audit_vs_break(st, AUDIT_BREAK_INSERTED_ROW, seq, id, "row belongs to another chain (%s)",
-			       r.org_id ? r.org_id : r.partner_id ? r.partner_id : "system");
+		audit_vs_break(st, AUDIT_BREAK_INSERTED_ROW, seq, id,
+			       "row belongs to another chain (%s)",
+			       r.org_id	      ? r.org_id
+			       : r.partner_id ? r.partner_id
+					      : "system");
 	} else {
 		audit_vs_feed_row(st, &r, seq, id);
 		fp->last_seq = seq;
@@ -269,7 +275,8 @@ int audit_verify_file(FILE *f, const struct audit_verify_opts *opts, struct audi
 		file_line(&st, &fp, line, (size_t)n, lineno);
 	}
 	audit_vs_finish(&st, 0, 1);
-	check_seal(&st, opts, fp.seal, chain, fp.last_seq, fp.last_sum, (long long)rep->rows_checked);
+	check_seal(&st, opts, fp.seal, chain, fp.last_seq, fp.last_sum,
+		   (long long)rep->rows_checked);
 	json_decref(fp.seal);
 	/* With a trusted key, an export none of whose checkpoints it signed is
 	 * only self-consistent: anyone can re-seal rows. */

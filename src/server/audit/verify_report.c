@@ -13,11 +13,13 @@ static json_t *breaks_json(const struct audit_report *rep)
 
 	for (size_t i = 0; i < rep->n_kept; i++) {
 		const struct audit_break *b = &rep->breaks[i];
-		json_array_append_new(
-			breaks, json_pack("{s:s,s:o,s:o,s:s}", "kind", audit_break_kind_name(b->kind),
-					  "seq", b->seq >= 0 ? json_integer(b->seq) : json_null(),
-					  "id", b->id >= 0 ? json_integer(b->id) : json_null(),
-					  "detail", b->detail));
+		json_array_append_new(breaks,
+				      json_pack("{s:s,s:o,s:o,s:s}", "kind",
+						audit_break_kind_name(b->kind), "seq",
+						b->seq >= 0 ? json_integer(b->seq) : json_null(),
+						"id",
+						b->id >= 0 ? json_integer(b->id) : json_null(),
+						"detail", b->detail));
 	}
 	return breaks;
 }
@@ -28,11 +30,12 @@ static json_t *warnings_json(const struct audit_report *rep)
 
 	for (size_t i = 0; i < rep->n_warn_kept; i++) {
 		const struct audit_warning *w = &rep->warnings[i];
-		json_array_append_new(
-			warnings, json_pack("{s:s,s:o,s:o,s:s}", "kind", w->kind, "seq",
-					    w->seq >= 0 ? json_integer(w->seq) : json_null(), "id",
-					    w->id >= 0 ? json_integer(w->id) : json_null(), "detail",
-					    w->detail));
+		json_array_append_new(warnings,
+				      json_pack("{s:s,s:o,s:o,s:s}", "kind", w->kind, "seq",
+						w->seq >= 0 ? json_integer(w->seq) : json_null(),
+						"id",
+						w->id >= 0 ? json_integer(w->id) : json_null(),
+						"detail", w->detail));
 	}
 	return warnings;
 }
@@ -42,8 +45,8 @@ json_t *audit_report_json(const struct audit_report *rep)
 	int org = !rep->system && !rep->partner;
 	json_t *o = json_pack("{s:o,s:o,s:I,s:b,s:o,s:o}", "orgId",
 			      org ? json_string(rep->chain_id) : json_null(), "partnerId",
-			      rep->partner ? json_string(rep->chain_id) : json_null(), "rowsChecked",
-			      (json_int_t)rep->rows_checked, "ok", rep->ok, "breaks",
+			      rep->partner ? json_string(rep->chain_id) : json_null(),
+			      "rowsChecked", (json_int_t)rep->rows_checked, "ok", rep->ok, "breaks",
 			      breaks_json(rep), "warnings", warnings_json(rep));
 
 	if (o != NULL && (long long)rep->n_kept < rep->n_breaks)

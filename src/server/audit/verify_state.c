@@ -128,7 +128,8 @@ void audit_vs_start_full(struct audit_vstate *st)
 		return;
 	if (!a->has_sig)
 		audit_vs_break(st, AUDIT_BREAK_BAD_ANCHOR, a->first_seq, NO_SEQ,
-			       "anchor %lld (chain starts at seq %lld) is not signed", a->id, a->first_seq);
+			       "anchor %lld (chain starts at seq %lld) is not signed", a->id,
+			       a->first_seq);
 	else if (!audit_vs_key_trusted(o, a->pub))
 		audit_vs_break(st, AUDIT_BREAK_BAD_ANCHOR, a->first_seq, NO_SEQ,
 			       "anchor %lld is signed by an untrusted key %.16s…", a->id, a->pub);
@@ -164,8 +165,8 @@ void audit_vs_checkpoints_prepare(struct audit_vstate *st, long long from_seq, i
 		}
 		if (!audit_vs_key_trusted(o, c->pub)) {
 			add_warning(st, "untrusted_checkpoint", c->seq, c->id,
-				    "checkpoint %lld is signed by an unknown key %.16s…: ignored", c->id,
-				    c->pub);
+				    "checkpoint %lld is signed by an unknown key %.16s…: ignored",
+				    c->id, c->pub);
 			c->done = 1;
 			continue;
 		}
@@ -179,10 +180,11 @@ void audit_vs_checkpoints_prepare(struct audit_vstate *st, long long from_seq, i
 		st->n_signed_ok++;
 		if (use_anchor && st->anchor.present && c->seq == st->anchor.first_seq - 1) {
 			if (strcmp(c->checksum, st->anchor.prev) != 0)
-				audit_vs_break(st, AUDIT_BREAK_CHECKPOINT_MISMATCH, c->seq, NO_SEQ,
-					       "checkpoint %lld signs seq %lld as %s…, the anchor says %s…",
-					       c->id, c->seq, short_sum(c->checksum, a),
-					       short_sum(st->anchor.prev, b));
+				audit_vs_break(
+					st, AUDIT_BREAK_CHECKPOINT_MISMATCH, c->seq, NO_SEQ,
+					"checkpoint %lld signs seq %lld as %s…, the anchor says %s…",
+					c->id, c->seq, short_sum(c->checksum, a),
+					short_sum(st->anchor.prev, b));
 			c->done = 1;
 		}
 	}
@@ -206,12 +208,13 @@ void audit_vs_checkpoints_advance(struct audit_vstate *st, long long seq, const 
 		c->done = 1;
 		if (c->seq < seq)
 			audit_vs_break(st, AUDIT_BREAK_CHECKPOINT_MISMATCH, c->seq, NO_SEQ,
-				       "checkpoint %lld signs seq %lld, which is not in the chain", c->id,
-				       c->seq);
+				       "checkpoint %lld signs seq %lld, which is not in the chain",
+				       c->id, c->seq);
 		else if (strcmp(c->checksum, checksum) != 0)
 			audit_vs_break(st, AUDIT_BREAK_CHECKPOINT_MISMATCH, c->seq, NO_SEQ,
-				       "checkpoint %lld signs seq %lld as %s…, the row has %s…", c->id,
-				       c->seq, short_sum(c->checksum, a), short_sum(checksum, b));
+				       "checkpoint %lld signs seq %lld as %s…, the row has %s…",
+				       c->id, c->seq, short_sum(c->checksum, a),
+				       short_sum(checksum, b));
 	}
 }
 
@@ -321,12 +324,13 @@ void audit_vs_feed_row(struct audit_vstate *st, const struct audit_row *r, long 
 	if (!st->have_prev && st->start_prev != NULL && st->anchor.present &&
 	    seq < st->anchor.first_seq) {
 		audit_vs_break(st, AUDIT_BREAK_INSERTED_ROW, seq, id,
-			       "row precedes the chain's start (anchor at seq %lld)", st->anchor.first_seq);
+			       "row precedes the chain's start (anchor at seq %lld)",
+			       st->anchor.first_seq);
 		return;
 	}
 	if (st->have_prev && seq < st->prev_seq) {
-		audit_vs_break(st, AUDIT_BREAK_INSERTED_ROW, seq, id, "row out of order after seq %lld",
-			       st->prev_seq);
+		audit_vs_break(st, AUDIT_BREAK_INSERTED_ROW, seq, id,
+			       "row out of order after seq %lld", st->prev_seq);
 		return;
 	}
 	/* The previous row's failed link is decided first: if this row links
@@ -341,9 +345,10 @@ void audit_vs_feed_row(struct audit_vstate *st, const struct audit_row *r, long 
 			       "stored checksum %s…, recomputed %s…", short_sum(stored, a),
 			       short_sum(computed, b));
 	if (st->has_head && seq > st->head_seq)
-		audit_vs_break(st, AUDIT_BREAK_INSERTED_ROW, seq, id,
-			       "row lies beyond the chain head the sealing trigger recorded (seq %lld)",
-			       st->head_seq);
+		audit_vs_break(
+			st, AUDIT_BREAK_INSERTED_ROW, seq, id,
+			"row lies beyond the chain head the sealing trigger recorded (seq %lld)",
+			st->head_seq);
 
 	if (!st->have_prev) {
 		check_first(st, prev, seq, id);
@@ -352,7 +357,8 @@ void audit_vs_feed_row(struct audit_vstate *st, const struct audit_row *r, long 
 		if (st->pending && st->pend_seq == seq && strcmp(prev, st->pend_pred) == 0) {
 			st->pending = 0;
 			audit_vs_break(st, AUDIT_BREAK_INSERTED_ROW, st->pend_seq, st->pend_id,
-				       "second row at seq %lld; row %lld is the chained one", seq, id);
+				       "second row at seq %lld; row %lld is the chained one", seq,
+				       id);
 		} else {
 			audit_vs_break(st, AUDIT_BREAK_INSERTED_ROW, seq, id,
 				       "second row at seq %lld (row %lld is the chained one)", seq,
@@ -387,14 +393,16 @@ void audit_vs_finish(struct audit_vstate *st, int check_head, int check_tail_che
 				continue;
 			c->done = 1;
 			if (st->have_prev)
-				audit_vs_break(st, AUDIT_BREAK_CHECKPOINT_MISMATCH, c->seq, NO_SEQ,
-					       "chain ends at seq %lld but checkpoint %lld signs seq %lld:"
-					       " newest rows deleted",
-					       st->last_seq, c->id, c->seq);
+				audit_vs_break(
+					st, AUDIT_BREAK_CHECKPOINT_MISMATCH, c->seq, NO_SEQ,
+					"chain ends at seq %lld but checkpoint %lld signs seq %lld:"
+					" newest rows deleted",
+					st->last_seq, c->id, c->seq);
 			else
-				audit_vs_break(st, AUDIT_BREAK_CHECKPOINT_MISMATCH, c->seq, NO_SEQ,
-					       "chain has no rows but checkpoint %lld signs seq %lld", c->id,
-					       c->seq);
+				audit_vs_break(
+					st, AUDIT_BREAK_CHECKPOINT_MISMATCH, c->seq, NO_SEQ,
+					"chain has no rows but checkpoint %lld signs seq %lld",
+					c->id, c->seq);
 		}
 	}
 	if (check_head && st->has_head) {
@@ -402,13 +410,14 @@ void audit_vs_finish(struct audit_vstate *st, int check_head, int check_tail_che
 		if (st->head_seq > last) {
 			char gap[64];
 			gap_text(gap, sizeof(gap), last + 1, st->head_seq);
-			audit_vs_break(st, AUDIT_BREAK_MISSING_ROW, last + 1, NO_SEQ,
-				       "%s missing at the head (audit_chain_heads records seq %lld)", gap,
-				       st->head_seq);
-		}
-		else if (st->head_seq == last && st->have_prev &&
-			 strcmp(st->head_checksum, st->prev_c) != 0)
-			audit_vs_break(st, AUDIT_BREAK_ALTERED_ROW, last, st->prev_id,
-				       "checksum differs from the head recorded by the sealing trigger");
+			audit_vs_break(
+				st, AUDIT_BREAK_MISSING_ROW, last + 1, NO_SEQ,
+				"%s missing at the head (audit_chain_heads records seq %lld)", gap,
+				st->head_seq);
+		} else if (st->head_seq == last && st->have_prev &&
+			   strcmp(st->head_checksum, st->prev_c) != 0)
+			audit_vs_break(
+				st, AUDIT_BREAK_ALTERED_ROW, last, st->prev_id,
+				"checksum differs from the head recorded by the sealing trigger");
 	}
 }

@@ -25,8 +25,8 @@ struct config;
 #define AUTH_JWT_AUDIENCE "breeze-api"
 
 struct jwt_claims {
-	char sub[37]; /* user id */
-	char sid[37]; /* session id */
+	char sub[37];	  /* user id */
+	char sid[37];	  /* session id */
 	int64_t iat, exp; /* seconds since the epoch */
 };
 
@@ -84,11 +84,11 @@ int auth_sessions_revoke_user(PGconn *c, const char *user_id, const char *reason
 
 /* ---- Users and roles (users.c) ---- */
 
-#define AUTH_EMAIL_MAX 254     /* bytes of a normalized e-mail address (RFC 5321 path) */
-#define AUTH_NAME_MAX 200      /* bytes of a user's display name */
-#define AUTH_ROLE_NAME_MAX 200 /* bytes of a role name kept in the structs below */
-#define AUTH_PASSWORD_MIN 12   /* bytes of a password chosen by a caller */
-#define AUTH_PASSWORD_MAX 1024 /* bytes of a password (argon2 input bound) */
+#define AUTH_EMAIL_MAX 254	       /* bytes of a normalized e-mail address (RFC 5321 path) */
+#define AUTH_NAME_MAX 200	       /* bytes of a user's display name */
+#define AUTH_ROLE_NAME_MAX 200	       /* bytes of a role name kept in the structs below */
+#define AUTH_PASSWORD_MIN 12	       /* bytes of a password chosen by a caller */
+#define AUTH_PASSWORD_MAX 1024	       /* bytes of a password (argon2 input bound) */
 #define AUTH_GENERATED_PASSWORD_LEN 33 /* 32 hex characters + NUL */
 
 /* Lower-cases and trims an e-mail address into OUT (OUTLEN bytes).
@@ -102,23 +102,23 @@ struct auth_user {
 	char email[AUTH_EMAIL_MAX + 1];
 	char name[AUTH_NAME_MAX + 1];
 	char role[AUTH_ROLE_NAME_MAX + 1]; /* role name */
-	char partner_id[37];               /* "" for organization users */
-	char org_id[37];                   /* "" for partner staff */
-	char status[16];                   /* "active" or "disabled" */
+	char partner_id[37];		   /* "" for organization users */
+	char org_id[37];		   /* "" for partner staff */
+	char status[16];		   /* "active" or "disabled" */
 	int mfa_enabled;
-	char created_at[32];    /* ISO 8601 UTC */
+	char created_at[32];	/* ISO 8601 UTC */
 	char last_login_at[32]; /* ISO 8601 UTC, "" = never */
 };
 
 /* POST /users input. Strings are borrowed; arrays are jansson arrays of
  * UUID strings (borrowed; NULL or empty = absent). */
 struct auth_user_new {
-	const char *email;    /* any case, surrounding blanks allowed */
-	const char *name;     /* a display string checked by the caller (text_check) */
-	const char *password; /* NULL: one is generated and returned once */
-	const char *role;     /* role name */
-	const char *org_id;   /* organization roles; NULL: derived from site_ids */
-	const json_t *org_ids;  /* partner roles: organizations the user is limited to */
+	const char *email;	/* any case, surrounding blanks allowed */
+	const char *name;	/* a display string checked by the caller (text_check) */
+	const char *password;	/* NULL: one is generated and returned once */
+	const char *role;	/* role name */
+	const char *org_id;	/* organization roles; NULL: derived from site_ids */
+	const json_t *org_ids;	/* partner roles: organizations the user is limited to */
 	const json_t *site_ids; /* organization roles: sites the user is limited to */
 };
 
@@ -132,7 +132,7 @@ struct auth_user_change {
 struct auth_role {
 	char id[37];
 	char name[AUTH_ROLE_NAME_MAX + 1];
-	char scope[16];      /* "partner" or "organization" */
+	char scope[16];	     /* "partner" or "organization" */
 	json_t *permissions; /* array of strings; owned (auth_roles_free) */
 	int force_mfa;
 	int builtin;
@@ -145,8 +145,7 @@ struct auth_role {
  * the users of the scope's organizations. Returns 0, BZ_ERR_DB or
  * BZ_ERR_NOMEM.
  */
-int auth_user_list(PGconn *c, const struct tenancy_scope *scope, struct auth_user **out,
-		   size_t *n);
+int auth_user_list(PGconn *c, const struct tenancy_scope *scope, struct auth_user **out, size_t *n);
 
 /* User ID (a UUID) if visible in SCOPE (as auth_user_list()). Returns 0,
  * BZ_ERR_NOT_FOUND (also another tenant's user) or BZ_ERR_DB. */
@@ -213,17 +212,17 @@ int auth_user_login_touch(PGconn *c, const char *user_id);
 /* ---- Login (login.c) ---- */
 
 struct auth_login_input {
-	const char *email;      /* as typed */
-	const char *password;   /* at most AUTH_PASSWORD_MAX bytes */
-	const char *ip;         /* client address or "" */
+	const char *email;	/* as typed */
+	const char *password;	/* at most AUTH_PASSWORD_MAX bytes */
+	const char *ip;		/* client address or "" */
 	const char *user_agent; /* User-Agent header or NULL */
 };
 
 struct auth_login {
-	struct auth_user user;   /* id, email, name, role, partner_id, org_id */
+	struct auth_user user; /* id, email, name, role, partner_id, org_id */
 	char session_id[37];
-	char *access_token;      /* malloc'd; auth_login_free() wipes it */
-	int64_t expires_in_s;    /* seconds the access token lives */
+	char *access_token;   /* malloc'd; auth_login_free() wipes it */
+	int64_t expires_in_s; /* seconds the access token lives */
 };
 
 /*

@@ -27,14 +27,16 @@ int auth_api_authenticate(struct request *rq)
 
 	if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
 		return unauthorized(rq, "Bearer", "missing bearer token");
-	if (auth_jwt_verify(jwt_secret, strlen(jwt_secret), h + 7, bz_now(), cfg->access_token_ttl_s,
-			    &cl) != 0)
-		return unauthorized(rq, "Bearer error=\"invalid_token\"", "invalid or expired token");
+	if (auth_jwt_verify(jwt_secret, strlen(jwt_secret), h + 7, bz_now(),
+			    cfg->access_token_ttl_s, &cl) != 0)
+		return unauthorized(rq, "Bearer error=\"invalid_token\"",
+				    "invalid or expired token");
 	if ((c = http_db(rq)) == NULL)
 		return BZ_ERR_RESPONDED;
 	rc = auth_session_principal(c, cl.sid, cl.sub, &rq->who);
 	if (rc == BZ_ERR_UNAUTHORIZED)
-		return unauthorized(rq, "Bearer error=\"invalid_token\"", "session expired or revoked");
+		return unauthorized(rq, "Bearer error=\"invalid_token\"",
+				    "session expired or revoked");
 	if (rc == 0)
 		rc = tenancy_scope_compute(c, rq->who.user_id, rq->who.partner_id, rq->who.org_id,
 					   &rq->scope);

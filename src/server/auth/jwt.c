@@ -24,7 +24,8 @@ char *auth_jwt_issue(const char *secret, size_t secretlen, const char *sub, cons
 	if (jwt_new(&jwt) != 0)
 		return NULL;
 	if (jwt_add_grant(jwt, "sub", sub) || jwt_add_grant(jwt, "sid", sid) ||
-	    jwt_add_grant(jwt, "iss", AUTH_JWT_ISSUER) || jwt_add_grant(jwt, "aud", AUTH_JWT_AUDIENCE) ||
+	    jwt_add_grant(jwt, "iss", AUTH_JWT_ISSUER) ||
+	    jwt_add_grant(jwt, "aud", AUTH_JWT_AUDIENCE) ||
 	    jwt_add_grant_int(jwt, "iat", (long)now) || jwt_add_grant_int(jwt, "exp", (long)exp) ||
 	    jwt_set_alg(jwt, JWT_ALG_HS256, (const unsigned char *)secret, (int)secretlen))
 		goto out;
@@ -52,7 +53,8 @@ static int header_is_hs256(const char *token)
 	if (json_is_object(h)) {
 		json_t *alg = json_object_get(h, "alg"), *typ = json_object_get(h, "typ");
 		ok = json_is_string(alg) && !strcmp(json_string_value(alg), "HS256") &&
-		     (typ == NULL || (json_is_string(typ) && !strcmp(json_string_value(typ), "JWT"))) &&
+		     (typ == NULL ||
+		      (json_is_string(typ) && !strcmp(json_string_value(typ), "JWT"))) &&
 		     json_object_get(h, "crit") == NULL;
 	}
 	json_decref(h);
@@ -129,11 +131,13 @@ int auth_jwt_verify(const char *secret, size_t secretlen, const char *token, int
 	/* RFC 7519 §4.1.5: not before; this server never sets it, but a token
 	 * carrying one is honoured, with the same skew, and must be an integer. */
 	json_t *nbf = json_object_get(claims, "nbf");
-	if (nbf != NULL && (!json_is_integer(nbf) || json_integer_value(nbf) > now + JWT_CLOCK_SKEW_S))
+	if (nbf != NULL &&
+	    (!json_is_integer(nbf) || json_integer_value(nbf) > now + JWT_CLOCK_SKEW_S))
 		goto out;
 	if (claim_string(claims, "iss", AUTH_JWT_ISSUER, NULL) ||
 	    claim_string(claims, "aud", AUTH_JWT_AUDIENCE, NULL) ||
-	    claim_string(claims, "sub", NULL, out->sub) || claim_string(claims, "sid", NULL, out->sid))
+	    claim_string(claims, "sub", NULL, out->sub) ||
+	    claim_string(claims, "sid", NULL, out->sid))
 		goto out;
 	rc = 0;
 out:

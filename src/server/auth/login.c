@@ -37,7 +37,8 @@ static int login_failed(PGconn *c, const struct auth_login_input *in, const char
 				 .action = "auth.login.failed",
 				 .resource = "sessions",
 				 .result = "failure",
-				 .details = json_pack("{s:s,s:s}", "email", email, "reason", reason)};
+				 .details =
+					 json_pack("{s:s,s:s}", "email", email, "reason", reason)};
 	ev.ip_address = in->ip;
 	if (audit_write_standalone(c, &ev) != 0)
 		log_error("audit.write.failed", "action", ev.action, NULL);
@@ -62,7 +63,8 @@ static int start_session(PGconn *c, const struct config *cfg, const struct auth_
 	rc = auth_user_login_touch(c, user_id);
 	if (rc == BZ_ERR_UNAUTHORIZED) {
 		db_rollback(c);
-		return login_failed(c, in, out->user.email, user_id, org_id, "account_disabled", why);
+		return login_failed(c, in, out->user.email, user_id, org_id, "account_disabled",
+				    why);
 	}
 	if (rc == 0)
 		rc = auth_session_create(c, user_id, cfg->session_max_age_s, in->ip, in->user_agent,

@@ -61,9 +61,9 @@ static void me(struct request *rq)
 				w->user_id, "email", w->email, "name", w->name, "partnerId",
 				w->partner_id[0] ? w->partner_id : NULL, "orgId",
 				w->org_id[0] ? w->org_id : NULL, "role", "id", w->role_id, "name",
-				w->role_name, "forceMfa", w->force_mfa, "permissions", w->permissions,
-				"mfaEnabled", w->mfa_enabled, "sessionId", w->session_id,
-				"organizationIds", rq->scope.org_ids);
+				w->role_name, "forceMfa", w->force_mfa, "permissions",
+				w->permissions, "mfaEnabled", w->mfa_enabled, "sessionId",
+				w->session_id, "organizationIds", rq->scope.org_ids);
 	http_reply(rq, 200, out);
 }
 

@@ -9,8 +9,7 @@ int principal_has_permission(const struct principal *p, const char *perm)
 
 	if (p->permissions == NULL)
 		return 0;
-	json_array_foreach(p->permissions, i, v)
-	{
+	json_array_foreach(p->permissions, i, v) {
 		if (json_is_string(v) && !strcmp(json_string_value(v), perm))
 			return 1;
 	}

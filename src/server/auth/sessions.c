@@ -21,7 +21,10 @@ static const char *principal_sql =
 	" WHERE s.id = $1::uuid AND s.user_id = $2::uuid AND s.revoked_at IS NULL"
 	"   AND s.expires_at > now() AND u.status = 'active'";
 
-static void copy(char *dst, size_t n, const char *src) { snprintf(dst, n, "%s", src ? src : ""); }
+static void copy(char *dst, size_t n, const char *src)
+{
+	snprintf(dst, n, "%s", src ? src : "");
+}
 
 int auth_session_principal(PGconn *c, const char *sid, const char *sub, struct principal *w)
 {

@@ -17,23 +17,27 @@
 #include "server/db/db.h"
 
 #define USER_COLS                                                                                  \
-	"u.id, u.email, u.name, r.name, coalesce(u.partner_id::text, ''),"                        \
-	" coalesce(u.org_id::text, ''), u.status, u.mfa_enabled, " DB_TS("u.created_at") ","      \
-	" coalesce(" DB_TS("u.last_login_at") ", '')"
+	"u.id, u.email, u.name, r.name, coalesce(u.partner_id::text, ''),"                         \
+	" coalesce(u.org_id::text, ''), u.status, u.mfa_enabled, " DB_TS(                          \
+		"u.created_at") ","                                                                \
+				" coalesce(" DB_TS("u.last_login_at") ", '')"
 #define USER_FROM " FROM users u JOIN roles r ON r.id = u.role_id"
 
 /* The users a scope sees ($1 its partner or NULL, $2 its organizations,
  * $3 organization-limited, $4 the caller): organization-limited partner
  * users see partner staff only as themselves. */
 #define USER_VISIBLE                                                                               \
-	" ((u.partner_id = $1::uuid AND ($3::boolean IS NOT TRUE OR u.id = $4::uuid))"            \
+	" ((u.partner_id = $1::uuid AND ($3::boolean IS NOT TRUE OR u.id = $4::uuid))"             \
 	"  OR u.org_id = ANY($2::uuid[]))"
 
 /* The built-in role that administers a partner; a partner keeps at least
  * one active user with it. */
 #define PARTNER_ADMIN_ROLE "partner_admin"
 
-static void copy(char *dst, size_t n, const char *src) { snprintf(dst, n, "%s", src); }
+static void copy(char *dst, size_t n, const char *src)
+{
+	snprintf(dst, n, "%s", src);
+}
 
 static void user_from_row(const PGresult *r, int i, struct auth_user *u)
 {
@@ -179,7 +183,10 @@ struct placement {
 	char *site_ids_pg; /* organization roles: site limits or NULL; owned */
 };
 
-static const json_t *nonempty(const json_t *a) { return json_array_size(a) > 0 ? a : NULL; }
+static const json_t *nonempty(const json_t *a)
+{
+	return json_array_size(a) > 0 ? a : NULL;
+}
 
 /* Partner roles: optional organization limits, all in scope; a caller
  * limited to some organizations cannot mint a wider user. */
@@ -197,12 +204,12 @@ static int place_partner(PGconn *c, const struct tenancy_scope *sc, const struct
 	if ((rc = tenancy_user_limited(c, sc->user_id, &limited)) != 0)
 		return rc;
 	if (limited && org_ids == NULL)
-		return bz_fail(why, BZ_ERR_FORBIDDEN, NULL, NULL,
-			       "organization-limited users cannot create unrestricted partner users");
+		return bz_fail(
+			why, BZ_ERR_FORBIDDEN, NULL, NULL,
+			"organization-limited users cannot create unrestricted partner users");
 	if (org_ids == NULL)
 		return 0;
-	json_array_foreach(org_ids, i, e)
-	{
+	json_array_foreach(org_ids, i, e) {
 		if (!tenancy_scope_has_org(sc, json_string_value(e)))
 			return bz_fail(why, BZ_ERR_NOT_FOUND, NULL, NULL, "organization not found");
 	}
@@ -275,7 +282,8 @@ int auth_user_create(PGconn *c, const struct tenancy_scope *sc, const struct aut
 	gen_pw[0] = '\0';
 	memset(out, 0, sizeof(*out));
 	if (sc->partner_id[0] == '\0')
-		return bz_fail(why, BZ_ERR_FORBIDDEN, NULL, NULL, "only partner users can manage users");
+		return bz_fail(why, BZ_ERR_FORBIDDEN, NULL, NULL,
+			       "only partner users can manage users");
 	if (auth_normalize_email(in->email, email, sizeof(email)) != 0 ||
 	    text_check(email, AUTH_EMAIL_MAX, 0, NULL) != 0)
 		return bz_fail(why, BZ_ERR_INVALID, "validation_error", "email",
@@ -283,8 +291,8 @@ int auth_user_create(PGconn *c, const struct tenancy_scope *sc, const struct aut
 	if (text_check(in->name, AUTH_NAME_MAX, 0, NULL) != 0)
 		return bz_fail(why, BZ_ERR_INVALID, "validation_error", "name",
 			       "field 'name' must be a display name of 1 to 200 bytes");
-	if (password != NULL && (strlen(password) < AUTH_PASSWORD_MIN ||
-				 strlen(password) > AUTH_PASSWORD_MAX))
+	if (password != NULL &&
+	    (strlen(password) < AUTH_PASSWORD_MIN || strlen(password) > AUTH_PASSWORD_MAX))
 		return bz_fail(why, BZ_ERR_INVALID, "validation_error", "password",
 			       "field 'password' must be at least 12 characters");
 	if ((rc = role_lookup(c, in->role, pl.role_id, &pl.partner_scope, why)) != 0)
@@ -377,9 +385,8 @@ static int load_for_change(PGconn *c, const struct tenancy_scope *sc, const char
 }
 
 /* Works out what IN changes of CH->was; checks the role and self-changes. */
-static int plan_change(PGconn *c, const struct tenancy_scope *sc,
-		       const struct auth_user_change *in, struct user_change *ch,
-		       struct bz_errinfo *why)
+static int plan_change(PGconn *c, const struct tenancy_scope *sc, const struct auth_user_change *in,
+		       struct user_change *ch, struct bz_errinfo *why)
 {
 	char role_id[37];
 	int partner_role, rc;
@@ -389,8 +396,9 @@ static int plan_change(PGconn *c, const struct tenancy_scope *sc,
 			return rc;
 		if (partner_role != ch->partner_staff)
 			return bz_fail(why, BZ_ERR_INVALID, "validation_error", "role",
-				       ch->partner_staff ? "partner staff take partner roles"
-							 : "organization users take organization roles");
+				       ch->partner_staff
+					       ? "partner staff take partner roles"
+					       : "organization users take organization roles");
 		if (strcmp(role_id, ch->role_id) != 0)
 			copy(ch->new_role_id, sizeof(ch->new_role_id), role_id);
 	}
@@ -442,8 +450,9 @@ static json_t *change_details(const struct user_change *ch, const struct auth_us
 		json_object_set_new(changes, "role",
 				    json_pack("{s:s,s:s}", "from", ch->was.role, "to", now->role));
 	if (ch->status != NULL)
-		json_object_set_new(changes, "status", json_pack("{s:s,s:s}", "from",
-								 ch->was.status, "to", now->status));
+		json_object_set_new(changes, "status",
+				    json_pack("{s:s,s:s}", "from", ch->was.status, "to",
+					      now->status));
 	json_t *d = json_pack("{s:s,s:o}", "email", now->email, "changes", changes);
 	if (ch->disabling)
 		json_object_set_new(d, "sessionsRevoked", json_integer(revoked));
@@ -454,16 +463,18 @@ int auth_user_update(PGconn *c, const struct tenancy_scope *sc, const char *id,
 		     const struct auth_user_change *in, struct auth_user *out,
 		     struct audit_event *ev, struct bz_errinfo *why)
 {
-	static const char *sql = "UPDATE users SET name = coalesce($2, name),"
-				 " role_id = coalesce($3::uuid, role_id), status = coalesce($4, status)"
-				 " WHERE id = $1::uuid";
+	static const char *sql =
+		"UPDATE users SET name = coalesce($2, name),"
+		" role_id = coalesce($3::uuid, role_id), status = coalesce($4, status)"
+		" WHERE id = $1::uuid";
 	struct user_change ch = {0};
 	long revoked = 0;
 	int rc;
 
 	*ev = (struct audit_event){0};
 	if (sc->partner_id[0] == '\0')
-		return bz_fail(why, BZ_ERR_FORBIDDEN, NULL, NULL, "only partner users can manage users");
+		return bz_fail(why, BZ_ERR_FORBIDDEN, NULL, NULL,
+			       "only partner users can manage users");
 	if (in->name == NULL && in->role == NULL && in->status == NULL)
 		return bz_fail(why, BZ_ERR_INVALID, "validation_error", NULL,
 			       "give at least one of 'name', 'role' and 'status'");
@@ -482,16 +493,17 @@ int auth_user_update(PGconn *c, const struct tenancy_scope *sc, const char *id,
 		*out = ch.was; /* nothing changes: no write, no audit row */
 		return 0;
 	}
-	const char *p[4] = {ch.was.id, ch.name, ch.new_role_id[0] ? ch.new_role_id : NULL, ch.status};
+	const char *p[4] = {ch.was.id, ch.name, ch.new_role_id[0] ? ch.new_role_id : NULL,
+			    ch.status};
 	if ((rc = keep_an_administrator(c, &ch, why)) != 0 || (rc = db_exec(c, sql, 4, p)) != 0 ||
-	    (ch.disabling && (rc = auth_sessions_revoke_user(c, ch.was.id, "user_disabled",
-							     &revoked)) != 0) ||
+	    (ch.disabling &&
+	     (rc = auth_sessions_revoke_user(c, ch.was.id, "user_disabled", &revoked)) != 0) ||
 	    (rc = read_user(c, ch.was.id, out)) != 0)
 		return rc;
 	*ev = (struct audit_event){.org_id = out->org_id[0] ? out->org_id : NULL,
-				   .action = ch.disabling  ? "user.disable"
-					     : ch.status ? "user.enable"
-							 : "user.update",
+				   .action = ch.disabling ? "user.disable"
+					     : ch.status  ? "user.enable"
+							  : "user.update",
 				   .resource = "users",
 				   .resource_id = out->id,
 				   .details = change_details(&ch, out, revoked)};

@@ -22,9 +22,9 @@ static json_t *user_json(const struct auth_user *u, int full)
 
 	if (full && o != NULL) {
 		json_object_set_new(o, "mfaEnabled", json_boolean(u->mfa_enabled));
-		json_object_set_new(o, "lastLoginAt", u->last_login_at[0]
-							      ? json_string(u->last_login_at)
-							      : json_null());
+		json_object_set_new(o, "lastLoginAt",
+				    u->last_login_at[0] ? json_string(u->last_login_at)
+							: json_null());
 	}
 	return o;
 }
@@ -146,8 +146,9 @@ static void patch_user(struct request *rq)
 	if (http_path_uuid(rq, "id", id, "user not found") != 0 ||
 	    http_body_parse(rq, user_patch_fields, &in) != 0 || (c = http_db_begin(rq)) == NULL)
 		return;
-	const struct auth_user_change ch = {
-		.name = in.name.v, .role = in.role.v, .status = in.status.v};
+	const struct auth_user_change ch = {.name = in.name.v,
+					    .role = in.role.v,
+					    .status = in.status.v};
 	int rc = auth_user_update(c, &rq->scope, id, &ch, &u, &ev, &why);
 	http_commit(rq, c, rc, &why, &ev, 200, rc == 0 ? user_json(&u, 1) : NULL);
 }

@@ -15,11 +15,11 @@
 #include <libpq-fe.h>
 
 struct db_role_findings {
-	char role[64];          /* current_user */
-	int superuser;          /* is, or is a member of, a superuser role */
-	int bypass_rls;         /* is, or is a member of, a BYPASSRLS role */
-	int owns_schema;        /* owns the schema, or is a member of its owner */
-	char owned_table[64];   /* a table of the schema it owns (or whose owner it is a
+	char role[64];		/* current_user */
+	int superuser;		/* is, or is a member of, a superuser role */
+	int bypass_rls;		/* is, or is a member of, a BYPASSRLS role */
+	int owns_schema;	/* owns the schema, or is a member of its owner */
+	char owned_table[64];	/* a table of the schema it owns (or whose owner it is a
 				 * member of); "" when none */
 	char audit_grants[160]; /* "audit_log DELETE, audit_chain_heads UPDATE"; "" when none */
 };

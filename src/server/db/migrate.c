@@ -6,10 +6,9 @@
 #include "common/log.h"
 #include "server/db/db.h"
 
-static const char *create_table_sql =
-	"CREATE TABLE IF NOT EXISTS schema_migrations ("
-	" version text PRIMARY KEY, name text NOT NULL,"
-	" applied_at timestamptz NOT NULL DEFAULT now())";
+static const char *create_table_sql = "CREATE TABLE IF NOT EXISTS schema_migrations ("
+				      " version text PRIMARY KEY, name text NOT NULL,"
+				      " applied_at timestamptz NOT NULL DEFAULT now())";
 
 /* Arbitrary constant identifying the migration lock. */
 static const char *lock_sql = "SELECT pg_advisory_xact_lock(7314001)";
@@ -17,7 +16,8 @@ static const char *lock_sql = "SELECT pg_advisory_xact_lock(7314001)";
 static int is_applied(PGconn *conn, const char *version, int *applied)
 {
 	const char *p[1] = {version};
-	PGresult *r = db_query(conn, "SELECT 1 FROM schema_migrations WHERE version = $1", 1, p, NULL);
+	PGresult *r =
+		db_query(conn, "SELECT 1 FROM schema_migrations WHERE version = $1", 1, p, NULL);
 
 	if (r == NULL)
 		return BZ_ERR_DB;
@@ -55,8 +55,8 @@ int migrate_apply(PGconn *conn, int *applied)
 		}
 		PQclear(r);
 		const char *p[2] = {m->version, m->name};
-		if (db_exec(conn, "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", 2,
-			    p) != 0 ||
+		if (db_exec(conn, "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+			    2, p) != 0 ||
 		    db_commit(conn) != 0)
 			goto fail;
 		log_info("migrate.applied", "version", m->version, "name", m->name, NULL);
@@ -70,7 +70,8 @@ fail:
 
 int migrate_pending(PGconn *conn, int *pending)
 {
-	PGresult *r = db_query(conn, "SELECT to_regclass('schema_migrations') IS NOT NULL", 0, NULL, NULL);
+	PGresult *r = db_query(conn, "SELECT to_regclass('schema_migrations') IS NOT NULL", 0, NULL,
+			       NULL);
 
 	*pending = (int)migrations_embedded_count;
 	if (r == NULL)

@@ -48,7 +48,10 @@ static PGconn *connect_quiet(const char *url)
 	return c;
 }
 
-PGconn *db_connect(const char *url) { return connect_quiet(url); }
+PGconn *db_connect(const char *url)
+{
+	return connect_quiet(url);
+}
 
 struct db_pool *db_pool_open(const char *url, unsigned size, const char **err)
 {
@@ -191,8 +194,8 @@ PGresult *db_query(PGconn *conn, const char *sql, int nparams, const char *const
 	}
 	/* Constraint violations are expected outcomes the caller maps. */
 	if (state == NULL || strncmp(state, "23", 2) != 0)
-		log_error("db.query.failed", "sqlstate", state ? state : "",
-			  "error", r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : PQerrorMessage(conn),
+		log_error("db.query.failed", "sqlstate", state ? state : "", "error",
+			  r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : PQerrorMessage(conn),
 			  NULL);
 	PQclear(r);
 	return NULL;
@@ -208,9 +211,18 @@ int db_exec(PGconn *conn, const char *sql, int nparams, const char *const *param
 	return 0;
 }
 
-int db_begin(PGconn *conn) { return db_exec(conn, "BEGIN", 0, NULL); }
-int db_commit(PGconn *conn) { return db_exec(conn, "COMMIT", 0, NULL); }
-int db_rollback(PGconn *conn) { return db_exec(conn, "ROLLBACK", 0, NULL); }
+int db_begin(PGconn *conn)
+{
+	return db_exec(conn, "BEGIN", 0, NULL);
+}
+int db_commit(PGconn *conn)
+{
+	return db_exec(conn, "COMMIT", 0, NULL);
+}
+int db_rollback(PGconn *conn)
+{
+	return db_exec(conn, "ROLLBACK", 0, NULL);
+}
 
 int db_ping(struct db_pool *pool, int timeout_ms)
 {

@@ -55,8 +55,8 @@ static int parse_string(struct request *rq, const struct body_field *f, json_t *
 				goto ok;
 		return field_error(rq, f->name, "has a value that is not allowed");
 	case BODY_TEXT:
-		if (len < (size_t)f->min || text_check(s, (size_t)f->max, f->min ? 0 : TEXT_ALLOW_EMPTY,
-						       &why) != 0) {
+		if (len < (size_t)f->min ||
+		    text_check(s, (size_t)f->max, f->min ? 0 : TEXT_ALLOW_EMPTY, &why) != 0) {
 			if (len > (size_t)f->max || len < (size_t)f->min) {
 				snprintf(what, sizeof(what), "must be %lld to %lld bytes long",
 					 (long long)f->min, (long long)f->max);
@@ -89,8 +89,7 @@ static int parse_uuid_array(struct request *rq, const struct body_field *f, json
 	snprintf(what, sizeof(what), "must be an array of at most %lld UUIDs", (long long)f->max);
 	if (!json_is_array(v) || json_array_size(v) > (size_t)f->max)
 		return field_error(rq, f->name, what);
-	json_array_foreach(v, i, e)
-	{
+	json_array_foreach(v, i, e) {
 		if (!json_is_string(e) || !is_uuid(json_string_value(e)))
 			return field_error(rq, f->name, what);
 	}
@@ -161,8 +160,7 @@ int http_body_parse(struct request *rq, const struct body_field *fields, void *o
 
 	if (rq->body != NULL) {
 		/* Unknown members first: the most useful answer to a typo. */
-		json_object_foreach(rq->body, key, v)
-		{
+		json_object_foreach(rq->body, key, v) {
 			if (find_field(fields, key) == NULL)
 				return field_error(rq, key, "is not a known field");
 		}
@@ -201,7 +199,8 @@ int body_string(struct request *rq, const char *field, int required, size_t maxl
 	size_t len = json_string_length(v);
 	if (len > maxlen || strlen(json_string_value(v)) != len) {
 		http_fail(rq, 400, "validation_error",
-			  "field '%s' must be at most %zu characters without NUL bytes", field, maxlen);
+			  "field '%s' must be at most %zu characters without NUL bytes", field,
+			  maxlen);
 		return BZ_ERR_RESPONDED;
 	}
 	*out = json_string_value(v);
@@ -221,8 +220,8 @@ int body_int(struct request *rq, const char *field, int required, json_int_t min
 	}
 	if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max) {
 		http_fail(rq, 400, "validation_error",
-			  "field '%s' must be an integer between %lld and %lld", field, (long long)min,
-			  (long long)max);
+			  "field '%s' must be an integer between %lld and %lld", field,
+			  (long long)min, (long long)max);
 		return BZ_ERR_RESPONDED;
 	}
 	*out = json_integer_value(v);
@@ -262,4 +261,3 @@ int body_uuid(struct request *rq, const char *field, int required, const char **
 	*out = s;
 	return 0;
 }
-

@@ -115,7 +115,7 @@ static int block_covered(const struct cidr_list *list, int family, uint8_t addr[
 			continue;
 		if (c->prefix <= len)
 			return 1; /* C contains the whole block */
-		inside = 1; /* C lies inside the block: look at both halves */
+		inside = 1;	  /* C lies inside the block: look at both halves */
 	}
 	if (!inside || len >= max)
 		return 0;
@@ -176,8 +176,8 @@ static int peer_to_string(const struct sockaddr *peer, char *out)
 	return 0;
 }
 
-int client_ip_resolve(const struct sockaddr *peer, const char *xff,
-		      const struct cidr_list *trusted, char *out)
+int client_ip_resolve(const struct sockaddr *peer, const char *xff, const struct cidr_list *trusted,
+		      char *out)
 {
 	out[0] = '\0';
 	if (peer_to_string(peer, out) != 0)

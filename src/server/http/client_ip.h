@@ -51,7 +51,7 @@ int client_ip_is_literal(const char *s);
  * NULL), per the rule at the top of this file. IPv4-mapped IPv6 peers are
  * reported as IPv4. Returns 0, or -1 if PEER is unusable (OUT is then "").
  */
-int client_ip_resolve(const struct sockaddr *peer, const char *xff,
-		      const struct cidr_list *trusted, char *out);
+int client_ip_resolve(const struct sockaddr *peer, const char *xff, const struct cidr_list *trusted,
+		      char *out);
 
 #endif

@@ -68,7 +68,9 @@ void http_fail_why(struct request *rq, int rc, const struct bz_errinfo *why)
 
 void http_fail_err(struct request *rq, int err, const char *msg)
 {
-	http_fail_why(rq, err, &(struct bz_errinfo){.code = err == BZ_ERR_INVALID ? "invalid_request" : NULL, .msg = msg});
+	http_fail_why(rq, err,
+		      &(struct bz_errinfo){.code = err == BZ_ERR_INVALID ? "invalid_request" : NULL,
+					   .msg = msg});
 }
 
 void http_commit(struct request *rq, PGconn *c, int rc, const struct bz_errinfo *why,

@@ -13,13 +13,16 @@
  * no connect + AUTH every time a load balancer asks). */
 static struct redis_shared ready_redis = REDIS_SHARED_INIT;
 
-static void healthz(struct request *rq) { http_reply(rq, 200, json_pack("{s:s}", "status", "ok")); }
+static void healthz(struct request *rq)
+{
+	http_reply(rq, 200, json_pack("{s:s}", "status", "ok"));
+}
 
 static void readyz(struct request *rq)
 {
 	int db_ok = db_ping(rq->app->pool, READY_TIMEOUT_MS) == 0;
-	int redis_ok = redis_shared_ping(&ready_redis, rq->app->cfg->redis_url,
-					  READY_TIMEOUT_MS) == 0;
+	int redis_ok = redis_shared_ping(&ready_redis, rq->app->cfg->redis_url, READY_TIMEOUT_MS) ==
+		       0;
 	int draining = atomic_load(&rq->app->draining);
 	int ok = db_ok && redis_ok && !draining;
 

@@ -43,8 +43,8 @@ struct app {
 typedef void (*route_fn)(struct request *rq);
 
 enum route_flags {
-	ROUTE_PUBLIC = 0,         /* no authentication */
-	ROUTE_USER = 1 << 0,      /* JWT access token of a user session */
+	ROUTE_PUBLIC = 0,	  /* no authentication */
+	ROUTE_USER = 1 << 0,	  /* JWT access token of a user session */
 	ROUTE_JSON_BODY = 1 << 1, /* body must be a JSON object */
 	/* A mutating route that writes no audit row by design. Only for
 	 * high-rate telemetry (agent heartbeats, ~1/min/device): the changes
@@ -54,11 +54,11 @@ enum route_flags {
 };
 
 struct route {
-	const char *method;       /* "GET", "POST", … */
-	const char *path;         /* ulfius template: /api/v1/devices/:id */
+	const char *method; /* "GET", "POST", … */
+	const char *path;   /* ulfius template: /api/v1/devices/:id */
 	route_fn fn;
 	unsigned flags;
-	const char *permission;   /* required permission or NULL */
+	const char *permission;	  /* required permission or NULL */
 	const char *audit_action; /* action audited by a mutating route, or NULL */
 };
 
@@ -146,13 +146,13 @@ struct body_json {
 };
 
 enum body_type {
-	BODY_STRING,     /* struct body_str: any string up to MAX bytes, no NUL */
-	BODY_TEXT,       /* struct body_str: a display string (text_check()), MIN..MAX bytes */
-	BODY_UUID,       /* struct body_str: a canonical UUID */
-	BODY_ENUM,       /* struct body_str: one of ALLOWED */
-	BODY_INT,        /* struct body_int: an integer in MIN..MAX */
-	BODY_BOOL,       /* struct body_bool */
-	BODY_OBJECT,     /* struct body_json: any JSON object */
+	BODY_STRING,	 /* struct body_str: any string up to MAX bytes, no NUL */
+	BODY_TEXT,	 /* struct body_str: a display string (text_check()), MIN..MAX bytes */
+	BODY_UUID,	 /* struct body_str: a canonical UUID */
+	BODY_ENUM,	 /* struct body_str: one of ALLOWED */
+	BODY_INT,	 /* struct body_int: an integer in MIN..MAX */
+	BODY_BOOL,	 /* struct body_bool */
+	BODY_OBJECT,	 /* struct body_json: any JSON object */
 	BODY_UUID_ARRAY, /* struct body_json: an array of at most MAX UUID strings */
 };
 
@@ -166,17 +166,24 @@ struct body_field {
 	const char *name;
 	enum body_type type;
 	unsigned flags;
-	size_t offset;               /* offsetof() the member in the output struct */
-	int64_t min, max;            /* BODY_INT range; BODY_TEXT/STRING length in bytes */
-	const char *const *allowed;  /* BODY_ENUM: NULL-terminated list */
+	size_t offset;		    /* offsetof() the member in the output struct */
+	int64_t min, max;	    /* BODY_INT range; BODY_TEXT/STRING length in bytes */
+	const char *const *allowed; /* BODY_ENUM: NULL-terminated list */
 };
 
 #define BODY_FIELD(name, type, flags, st, member, min, max)                                        \
-	{ name, type, flags, offsetof(st, member), min, max, NULL }
+	{                                                                                          \
+		name, type, flags, offsetof(st, member), min, max, NULL                            \
+	}
 #define BODY_ENUM_FIELD(name, flags, st, member, allowed)                                          \
-	{ name, BODY_ENUM, flags, offsetof(st, member), 0, 0, allowed }
+	{                                                                                          \
+		name, BODY_ENUM, flags, offsetof(st, member), 0, 0, allowed                        \
+	}
 /* The end of a struct body_field table. */
-#define BODY_FIELDS_END { NULL, BODY_STRING, 0, 0, 0, 0, NULL }
+#define BODY_FIELDS_END                                                                            \
+	{                                                                                          \
+		NULL, BODY_STRING, 0, 0, 0, 0, NULL                                                \
+	}
 
 /*
  * Parses rq->body (a JSON object, checked by the dispatcher) against FIELDS

@@ -29,7 +29,8 @@ struct path_entry {
 static struct path_entry *paths;
 static size_t n_paths;
 static struct route not_found_route = {"*", "(unmatched)", NULL, ROUTE_PUBLIC, NULL, NULL};
-static struct route not_allowed_route = {"*", "(method not allowed)", NULL, ROUTE_PUBLIC, NULL, NULL};
+static struct route not_allowed_route = {"*", "(method not allowed)", NULL, ROUTE_PUBLIC, NULL,
+					 NULL};
 
 void http_set_header(struct request *rq, const char *name, const char *value)
 {
@@ -44,7 +45,8 @@ void http_reply(struct request *rq, int status, json_t *body)
 		json_decref(body);
 		if (s == NULL) {
 			rq->status = 500;
-			ulfius_set_string_body_response(rq->resp, 500,
+			ulfius_set_string_body_response(
+				rq->resp, 500,
 				"{\"error\":{\"code\":\"internal\",\"message\":\"internal error\"}}");
 			return;
 		}
@@ -55,12 +57,11 @@ void http_reply(struct request *rq, int status, json_t *body)
 	}
 }
 
-static void fail_v(struct request *rq, int status, const char *code, json_t *extra,
-		   const char *fmt, va_list ap)
-	__attribute__((format(printf, 5, 0)));
+static void fail_v(struct request *rq, int status, const char *code, json_t *extra, const char *fmt,
+		   va_list ap) __attribute__((format(printf, 5, 0)));
 
-static void fail_v(struct request *rq, int status, const char *code, json_t *extra,
-		   const char *fmt, va_list ap)
+static void fail_v(struct request *rq, int status, const char *code, json_t *extra, const char *fmt,
+		   va_list ap)
 {
 	char msg[512];
 	json_t *body = json_object();
@@ -290,10 +291,14 @@ static int content_type_is_json(const char *ct)
 	cs += 8;
 	if (*cs == '"')
 		cs++;
-	return strncasecmp(cs, "utf-8", 5) == 0 && (cs[5] == '\0' || cs[5] == '"' || cs[5] == ';' || cs[5] == ' ');
+	return strncasecmp(cs, "utf-8", 5) == 0 &&
+	       (cs[5] == '\0' || cs[5] == '"' || cs[5] == ';' || cs[5] == ' ');
 }
 
-static int utf8_ok(const char *s) { return text_utf8_valid(s, strlen(s)); }
+static int utf8_ok(const char *s)
+{
+	return text_utf8_valid(s, strlen(s));
+}
 
 /* Query parameters must be valid UTF-8: ulfius's own check would drop a bad
  * value silently, turning a filter into no filter. Returns 0 or fails the
@@ -307,7 +312,8 @@ static int check_query(struct request *rq)
 		if (!utf8_ok(keys[i]) || (v != NULL && !utf8_ok(v))) {
 			char name[64];
 			snprintf(name, sizeof(name), "%s", utf8_ok(keys[i]) ? keys[i] : "?");
-			http_fail(rq, 400, "validation_error", "parameter '%s' must be valid UTF-8", name);
+			http_fail(rq, 400, "validation_error", "parameter '%s' must be valid UTF-8",
+				  name);
 			return -1;
 		}
 	}
@@ -353,12 +359,13 @@ static int check_body(struct request *rq)
 	if (!json_route && rq->u->binary_body_length == 0)
 		return 0;
 	if (!content_type_is_json(http_header(rq, "Content-Type"))) {
-		http_fail(rq, 415, "unsupported_media_type", "Content-Type must be application/json");
+		http_fail(rq, 415, "unsupported_media_type",
+			  "Content-Type must be application/json");
 		return -1;
 	}
 	json_error_t jerr;
-	rq->body = json_loadb(rq->u->binary_body, rq->u->binary_body_length,
-			      JSON_REJECT_DUPLICATES, &jerr);
+	rq->body = json_loadb(rq->u->binary_body, rq->u->binary_body_length, JSON_REJECT_DUPLICATES,
+			      &jerr);
 	if (rq->body == NULL) {
 		http_fail(rq, 400, "invalid_json", "malformed JSON at line %d column %d", jerr.line,
 			  jerr.column);
@@ -382,7 +389,8 @@ static void set_common_headers(struct request *rq)
 	http_set_header(rq, "Cache-Control", "no-store");
 	http_set_header(rq, "X-Content-Type-Options", "nosniff");
 	/* N9: the API sends HSTS itself too, in case the proxy forgets. */
-	http_set_header(rq, "Strict-Transport-Security", "max-age=31536000; includeSubDomains; preload");
+	http_set_header(rq, "Strict-Transport-Security",
+			"max-age=31536000; includeSubDomains; preload");
 }
 
 /* libmicrohttpd's own messages (bad requests it answers itself, closed
@@ -404,7 +412,8 @@ static void log_request(struct request *rq)
 	json_t *f = json_pack("{s:s,s:s,s:s,s:i,s:I,s:s}", "requestId", rq->request_id, "method",
 			      rq->u->http_verb ? rq->u->http_verb : "", "route", rq->route->path,
 			      "status", rq->status, "durationMs",
-			      (json_int_t)(bz_monotonic_ms() - rq->start_ms), "clientIp", rq->client_ip);
+			      (json_int_t)(bz_monotonic_ms() - rq->start_ms), "clientIp",
+			      rq->client_ip);
 	if (rq->who.authenticated)
 		json_object_set_new(f, "userId", json_string(rq->who.user_id));
 	log_json(rq->status >= 500 ? LOG_LEVEL_ERROR : LOG_LEVEL_INFO, "http.request", f);
@@ -452,7 +461,8 @@ static int dispatch(const struct _u_request *u, struct _u_response *resp, struct
 			goto out;
 		}
 		if (route->permission != NULL && !http_has_permission(&rq, route->permission)) {
-			http_fail(&rq, 403, "forbidden", "missing permission %s", route->permission);
+			http_fail(&rq, 403, "forbidden", "missing permission %s",
+				  route->permission);
 			goto out;
 		}
 	}
@@ -524,8 +534,8 @@ static int not_allowed_callback(const struct _u_request *u, struct _u_response *
 static struct {
 	MHD_AccessHandlerCallback inner;
 	void *inner_cls;
-	size_t max_body; /* HTTP_MAX_BODY_BYTES */
-	int armed;       /* set by http_server_start() just before starting */
+	size_t max_body;  /* HTTP_MAX_BODY_BYTES */
+	int armed;	  /* set by http_server_start() just before starting */
 	int logger_first; /* the JSON logger went in as MHD's first option */
 } guard;
 
@@ -535,9 +545,8 @@ struct body_guard {
 	int headers_seen;
 };
 
-struct MHD_Daemon *MHD_start_daemon(unsigned int flags, uint16_t port,
-				    MHD_AcceptPolicyCallback apc, void *apc_cls,
-				    MHD_AccessHandlerCallback dh, void *dh_cls, ...);
+struct MHD_Daemon *MHD_start_daemon(unsigned int flags, uint16_t port, MHD_AcceptPolicyCallback apc,
+				    void *apc_cls, MHD_AccessHandlerCallback dh, void *dh_cls, ...);
 
 static enum MHD_Result guard_access(void *cls, struct MHD_Connection *conn, const char *url,
 				    const char *method, const char *version,
@@ -545,7 +554,7 @@ static enum MHD_Result guard_access(void *cls, struct MHD_Connection *conn, cons
 				    void **con_cls);
 
 static struct MHD_Daemon *start_daemon_shim(unsigned int flags, uint16_t port,
-					     MHD_AcceptPolicyCallback apc, void *apc_cls, ...)
+					    MHD_AcceptPolicyCallback apc, void *apc_cls, ...)
 {
 	struct MHD_Daemon *d;
 	va_list ap;
@@ -565,9 +574,8 @@ static struct MHD_Daemon *start_daemon_shim(unsigned int flags, uint16_t port,
  * option inside an array is not). Without http_server_start()'s go-ahead it
  * starts MHD exactly as asked.
  */
-struct MHD_Daemon *MHD_start_daemon(unsigned int flags, uint16_t port,
-				    MHD_AcceptPolicyCallback apc, void *apc_cls,
-				    MHD_AccessHandlerCallback dh, void *dh_cls, ...)
+struct MHD_Daemon *MHD_start_daemon(unsigned int flags, uint16_t port, MHD_AcceptPolicyCallback apc,
+				    void *apc_cls, MHD_AccessHandlerCallback dh, void *dh_cls, ...)
 {
 	struct MHD_Daemon *d;
 	va_list ap, peek;
@@ -727,12 +735,14 @@ static enum MHD_Result reply_too_large(struct MHD_Connection *conn, const char *
 	}
 	if (ok != MHD_YES) {
 		char resp[1024];
-		size_t rl = (size_t)snprintf(resp, sizeof(resp), "HTTP/1.1 413 Content Too Large\r\n");
+		size_t rl =
+			(size_t)snprintf(resp, sizeof(resp), "HTTP/1.1 413 Content Too Large\r\n");
 		for (size_t i = 0; i < sizeof(hdrs) / sizeof(*hdrs); i++)
-			rl += (size_t)snprintf(resp + rl, sizeof(resp) - rl, "%s: %s\r\n", hdrs[i][0],
-					       hdrs[i][1]);
+			rl += (size_t)snprintf(resp + rl, sizeof(resp) - rl, "%s: %s\r\n",
+					       hdrs[i][0], hdrs[i][1]);
 		rl += (size_t)snprintf(resp + rl, sizeof(resp) - rl,
-				       "X-Request-Id: %s\r\nContent-Length: %d\r\n\r\n%s", rid, bl, body);
+				       "X-Request-Id: %s\r\nContent-Length: %d\r\n\r\n%s", rid, bl,
+				       body);
 		written = rl < sizeof(resp) && write_raw_response(conn, resp, rl) == 0;
 	}
 
@@ -782,8 +792,8 @@ static enum MHD_Result guard_access(void *cls, struct MHD_Connection *conn, cons
 		g->body_bytes += *upload_data_size;
 	}
 	current_conn = conn;
-	rc = guard.inner(guard.inner_cls, conn, url, method, version, upload_data,
-			 upload_data_size, &g->ulfius_cls);
+	rc = guard.inner(guard.inner_cls, conn, url, method, version, upload_data, upload_data_size,
+			 &g->ulfius_cls);
 	current_conn = NULL;
 	return rc;
 }
@@ -850,7 +860,8 @@ int http_server_start(struct app *app, const struct route *routes, size_t n)
 		{MHD_OPTION_CONNECTION_LIMIT, (intptr_t)cfg->http_max_connections, NULL},
 		{MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)cfg->http_timeout_s, NULL},
 		{MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)(64 * 1024), NULL},
-		{MHD_OPTION_PER_IP_CONNECTION_LIMIT, (intptr_t)cfg->http_max_connections_per_ip, NULL},
+		{MHD_OPTION_PER_IP_CONNECTION_LIMIT, (intptr_t)cfg->http_max_connections_per_ip,
+		 NULL},
 		{MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)guard_completed, NULL},
 		{MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)guard_uri_log, NULL},
 		{MHD_OPTION_END, 0, NULL},
@@ -879,9 +890,10 @@ int http_server_start(struct app *app, const struct route *routes, size_t n)
 		goto fail;
 	}
 	if (!guard.logger_first)
-		log_warn("http.mhd.logger", "reason",
-			 "unexpected MHD options from ulfius; MHD's own messages go to stderr as text",
-			 NULL);
+		log_warn(
+			"http.mhd.logger", "reason",
+			"unexpected MHD options from ulfius; MHD's own messages go to stderr as text",
+			NULL);
 	return 0;
 fail:
 	/* Nothing is listening: free what was set up, so a refused start is clean. */

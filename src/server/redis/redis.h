@@ -38,7 +38,10 @@ struct redis_shared {
 	redisContext *c; /* NULL until connected or after a failure */
 };
 
-#define REDIS_SHARED_INIT {PTHREAD_MUTEX_INITIALIZER, NULL}
+#define REDIS_SHARED_INIT                                                                          \
+	{                                                                                          \
+		PTHREAD_MUTEX_INITIALIZER, NULL                                                    \
+	}
 
 /*
  * PINGs Redis at URL over S's connection, reconnecting once if the kept

@@ -18,7 +18,10 @@
 #define ORG_COLS "id, partner_id, name, " DB_TS("created_at")
 #define SITE_COLS "id, org_id, name, " DB_TS("created_at")
 
-static void copy(char *dst, size_t n, const char *src) { snprintf(dst, n, "%s", src); }
+static void copy(char *dst, size_t n, const char *src)
+{
+	snprintf(dst, n, "%s", src);
+}
 
 static void org_from_row(const PGresult *r, int i, void *dst)
 {
@@ -82,15 +85,14 @@ static int one_row(PGconn *c, const char *sql, int np, const char *const *p,
 	return rc;
 }
 
-int tenancy_org_list(PGconn *c, const struct tenancy_scope *sc, struct tenancy_org **out,
-		     size_t *n)
+int tenancy_org_list(PGconn *c, const struct tenancy_scope *sc, struct tenancy_org **out, size_t *n)
 {
-	static const char *sql = "SELECT " ORG_COLS " FROM organizations"
-				 " WHERE id = ANY($1::uuid[]) AND deleted_at IS NULL ORDER BY name, id";
+	static const char *sql =
+		"SELECT " ORG_COLS " FROM organizations"
+		" WHERE id = ANY($1::uuid[]) AND deleted_at IS NULL ORDER BY name, id";
 	const char *p[1] = {sc->org_ids_pg};
 
-	return collect(c, sql, 1, p, sizeof(**out), org_from_row,
-		       (void **)out, n);
+	return collect(c, sql, 1, p, sizeof(**out), org_from_row, (void **)out, n);
 }
 
 int tenancy_org_get(PGconn *c, const struct tenancy_scope *sc, const char *id,
@@ -137,15 +139,15 @@ int tenancy_org_create(PGconn *c, const struct tenancy_scope *sc, const char *na
 int tenancy_site_list(PGconn *c, const struct tenancy_scope *sc, const char *org_id,
 		      struct tenancy_site **out, size_t *n)
 {
-	static const char *sql = "SELECT " SITE_COLS " FROM sites WHERE org_id = $1::uuid"
-				 " AND deleted_at IS NULL"
-				 " AND ($2::uuid[] IS NULL OR id = ANY($2::uuid[])) ORDER BY name, id";
+	static const char *sql =
+		"SELECT " SITE_COLS " FROM sites WHERE org_id = $1::uuid"
+		" AND deleted_at IS NULL"
+		" AND ($2::uuid[] IS NULL OR id = ANY($2::uuid[])) ORDER BY name, id";
 	const char *p[2] = {org_id, sc->site_ids_pg};
 
 	if (!tenancy_scope_has_org(sc, org_id))
 		return BZ_ERR_NOT_FOUND;
-	return collect(c, sql, 2, p, sizeof(**out),
-		       site_from_row, (void **)out, n);
+	return collect(c, sql, 2, p, sizeof(**out), site_from_row, (void **)out, n);
 }
 
 int tenancy_site_create(PGconn *c, const struct tenancy_scope *sc, const char *org_id,
@@ -316,9 +318,8 @@ static int site_for_change(PGconn *c, const struct tenancy_scope *sc, const char
 	return rc == 0 ? 0 : bz_fail(why, rc, NULL, NULL, "site not found");
 }
 
-int tenancy_org_rename(PGconn *c, const struct tenancy_scope *sc, const char *id,
-		       const char *name, struct tenancy_org *out, struct audit_event *ev,
-		       struct bz_errinfo *why)
+int tenancy_org_rename(PGconn *c, const struct tenancy_scope *sc, const char *id, const char *name,
+		       struct tenancy_org *out, struct audit_event *ev, struct bz_errinfo *why)
 {
 	static const char *lock_sql = "SELECT " ORG_COLS " FROM organizations"
 				      " WHERE id = $1::uuid AND deleted_at IS NULL"
@@ -405,7 +406,8 @@ int tenancy_org_delete(PGconn *c, const struct tenancy_scope *sc, const char *id
 			     org_not_empty_msg[holds]);
 		goto fail;
 	}
-	if ((rc = db_exec(c, delete_sites_sql, 1, p)) != 0 || (rc = db_exec(c, delete_sql, 1, p)) != 0)
+	if ((rc = db_exec(c, delete_sites_sql, 1, p)) != 0 ||
+	    (rc = db_exec(c, delete_sql, 1, p)) != 0)
 		goto fail;
 	*ev = (struct audit_event){.org_id = out->id,
 				   .action = "organization.delete",
@@ -419,12 +421,12 @@ fail:
 	return rc;
 }
 
-int tenancy_site_rename(PGconn *c, const struct tenancy_scope *sc, const char *id,
-			const char *name, struct tenancy_site *out, struct audit_event *ev,
-			struct bz_errinfo *why)
+int tenancy_site_rename(PGconn *c, const struct tenancy_scope *sc, const char *id, const char *name,
+			struct tenancy_site *out, struct audit_event *ev, struct bz_errinfo *why)
 {
-	static const char *lock_sql = "SELECT " SITE_COLS " FROM sites"
-				      " WHERE id = $1::uuid AND deleted_at IS NULL FOR NO KEY UPDATE";
+	static const char *lock_sql =
+		"SELECT " SITE_COLS " FROM sites"
+		" WHERE id = $1::uuid AND deleted_at IS NULL FOR NO KEY UPDATE";
 	static const char *sql = "UPDATE sites SET name = $2 WHERE id = $1::uuid"
 				 " RETURNING " SITE_COLS;
 	const char *p[2] = {id, name};

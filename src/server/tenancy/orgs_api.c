@@ -57,7 +57,8 @@ static void get_org(struct request *rq)
 	char id[37];
 	PGconn *c;
 
-	if (http_path_uuid(rq, "id", id, "organization not found") != 0 || (c = http_db(rq)) == NULL)
+	if (http_path_uuid(rq, "id", id, "organization not found") != 0 ||
+	    (c = http_db(rq)) == NULL)
 		return;
 	int rc = tenancy_org_get(c, &rq->scope, id, &org);
 	if (rc != 0) {
@@ -88,7 +89,8 @@ static void list_sites(struct request *rq)
 	char id[37];
 	PGconn *c;
 
-	if (http_path_uuid(rq, "id", id, "organization not found") != 0 || (c = http_db(rq)) == NULL)
+	if (http_path_uuid(rq, "id", id, "organization not found") != 0 ||
+	    (c = http_db(rq)) == NULL)
 		return;
 	int rc = tenancy_site_list(c, &rq->scope, id, &sites, &n);
 	if (rc != 0) {
@@ -200,8 +202,8 @@ const struct route tenancy_routes[] = {
 	{"POST", "/api/v1/organizations", create_org, ROUTE_USER | ROUTE_JSON_BODY, "orgs:write",
 	 "organization.create"},
 	{"GET", "/api/v1/organizations/:id", get_org, ROUTE_USER, "orgs:read", NULL},
-	{"PATCH", "/api/v1/organizations/:id", patch_org, ROUTE_USER | ROUTE_JSON_BODY, "orgs:write",
-	 "organization.update"},
+	{"PATCH", "/api/v1/organizations/:id", patch_org, ROUTE_USER | ROUTE_JSON_BODY,
+	 "orgs:write", "organization.update"},
 	{"DELETE", "/api/v1/organizations/:id", delete_org, ROUTE_USER, "orgs:write",
 	 "organization.delete"},
 	{"GET", "/api/v1/organizations/:id/sites", list_sites, ROUTE_USER, "sites:read", NULL},

@@ -61,7 +61,8 @@ static int org_scope(PGconn *c, const char *org_id, struct tenancy_scope *sc)
 	/* A deleted organization leaves its users an empty scope. */
 	if (PQgetvalue(r, 0, 0)[0] == 't')
 		json_array_append_new(sc->org_ids, json_string(org_id));
-	if (PQgetvalue(r, 0, 1)[0] == 't' && (sc->site_ids_pg = strdup(PQgetvalue(r, 0, 2))) == NULL)
+	if (PQgetvalue(r, 0, 1)[0] == 't' &&
+	    (sc->site_ids_pg = strdup(PQgetvalue(r, 0, 2))) == NULL)
 		rc = BZ_ERR_NOMEM;
 	PQclear(r);
 	return rc;
@@ -106,15 +107,17 @@ int tenancy_scope_has_org(const struct tenancy_scope *sc, const char *org_id)
 
 	if (org_id == NULL || sc->org_ids == NULL)
 		return 0;
-	json_array_foreach(sc->org_ids, i, v)
-	{
+	json_array_foreach(sc->org_ids, i, v) {
 		if (!strcasecmp(json_string_value(v), org_id))
 			return 1;
 	}
 	return 0;
 }
 
-int tenancy_scope_site_limited(const struct tenancy_scope *sc) { return sc->site_ids_pg != NULL; }
+int tenancy_scope_site_limited(const struct tenancy_scope *sc)
+{
+	return sc->site_ids_pg != NULL;
+}
 
 int tenancy_site_visible(PGconn *c, const struct tenancy_scope *sc, const char *site_id,
 			 char *org_out)

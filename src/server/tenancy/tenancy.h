@@ -27,10 +27,10 @@
 struct tenancy_scope {
 	char partner_id[37]; /* the caller's partner, "" for organization users */
 	char user_id[37];
-	json_t *org_ids;     /* array of uuid strings; owned */
-	char *org_ids_pg;    /* "{uuid,uuid}" Postgres array literal; owned */
-	char *site_ids_pg;   /* NULL = every site of those orgs; owned */
-	int limited;         /* partner user limited to listed organizations */
+	json_t *org_ids;   /* array of uuid strings; owned */
+	char *org_ids_pg;  /* "{uuid,uuid}" Postgres array literal; owned */
+	char *site_ids_pg; /* NULL = every site of those orgs; owned */
+	int limited;	   /* partner user limited to listed organizations */
 };
 
 /*
