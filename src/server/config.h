@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "server/http/client_ip.h"
+#include "common/client_ip.h"
 
 enum breeze_env { BREEZE_ENV_DEVELOPMENT, BREEZE_ENV_TEST, BREEZE_ENV_PRODUCTION };
 

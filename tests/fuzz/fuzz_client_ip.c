@@ -11,7 +11,7 @@
 #include <arpa/inet.h>
 
 #include "fuzz.h"
-#include "server/http/client_ip.h"
+#include "common/client_ip.h"
 
 static struct cidr_list trusted;
 static struct sockaddr_in peer4;

@@ -19,6 +19,7 @@
 #include <cmocka.h>
 
 #include "common/err.h"
+#include "common/iso8601.h"
 #include "server/audit/audit_chain.h"
 #include "server/audit/audit_checkpoint.h"
 
@@ -212,25 +213,25 @@ static void test_ts_format_and_parse(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(ts_cases) / sizeof(*ts_cases); i++) {
-		assert_int_equal(audit_ts_format(ts_cases[i].us, out), 0);
+		assert_int_equal(iso8601_format_us(ts_cases[i].us, out), 0);
 		assert_string_equal(out, ts_cases[i].text);
-		assert_int_equal(audit_ts_parse(ts_cases[i].text, &us), 0);
+		assert_int_equal(iso8601_parse_us(ts_cases[i].text, &us), 0);
 		assert_true(us == ts_cases[i].us);
 	}
-	assert_int_equal(audit_ts_format(253402300800000000LL, out), BZ_ERR_INVALID);
-	assert_int_equal(audit_ts_format(INT64_MIN, out), BZ_ERR_INVALID);
+	assert_int_equal(iso8601_format_us(253402300800000000LL, out), BZ_ERR_INVALID);
+	assert_int_equal(iso8601_format_us(INT64_MIN, out), BZ_ERR_INVALID);
 
-	assert_int_equal(audit_ts_parse("2026-11-29T23:59:59.999999+02:00", &us), 0);
-	assert_int_equal(audit_ts_format(us, out), 0);
+	assert_int_equal(iso8601_parse_us("2026-11-29T23:59:59.999999+02:00", &us), 0);
+	assert_int_equal(iso8601_format_us(us, out), 0);
 	assert_string_equal(out, "2026-11-29T21:59:59.999999Z");
-	assert_int_equal(audit_ts_parse("2026-11-29", &us), 0);
-	assert_int_equal(audit_ts_format(us, out), 0);
+	assert_int_equal(iso8601_parse_us("2026-11-29", &us), 0);
+	assert_int_equal(iso8601_format_us(us, out), 0);
 	assert_string_equal(out, "2026-11-29T00:00:00.000000Z");
-	assert_int_equal(audit_ts_parse("2026-11-29T10:00-0330", &us), 0);
-	assert_int_equal(audit_ts_format(us, out), 0);
+	assert_int_equal(iso8601_parse_us("2026-11-29T10:00-0330", &us), 0);
+	assert_int_equal(iso8601_format_us(us, out), 0);
 	assert_string_equal(out, "2026-11-29T13:30:00.000000Z");
-	assert_int_equal(audit_ts_parse("2026-11-29T10:00:00.1234567Z", &us), 0);
-	assert_int_equal(audit_ts_format(us, out), 0);
+	assert_int_equal(iso8601_parse_us("2026-11-29T10:00:00.1234567Z", &us), 0);
+	assert_int_equal(iso8601_format_us(us, out), 0);
 	assert_string_equal(out, "2026-11-29T10:00:00.123456Z");
 
 	static const char *bad[] = {"",
@@ -246,9 +247,9 @@ static void test_ts_format_and_parse(void **state)
 				    "26-11-29",
 				    "2026-11-29T10"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++)
-		if (audit_ts_parse(bad[i], &us) != BZ_ERR_INVALID)
+		if (iso8601_parse_us(bad[i], &us) != BZ_ERR_INVALID)
 			fail_msg("'%s' should be rejected", bad[i]);
-	assert_int_equal(audit_ts_parse(NULL, &us), BZ_ERR_INVALID);
+	assert_int_equal(iso8601_parse_us(NULL, &us), BZ_ERR_INVALID);
 }
 
 /* RFC 8032 §7.1, test 1. */
@@ -330,7 +331,7 @@ static void build_chain(struct chain_row *rows, int n)
 	for (int i = 0; i < n; i++) {
 		struct chain_row *c = &rows[i];
 		snprintf(c->id, sizeof(c->id), "%d", 100 + i);
-		assert_int_equal(audit_ts_format(1767323045000000LL + i * 1000, c->ts), 0);
+		assert_int_equal(iso8601_format_us(1767323045000000LL + i * 1000, c->ts), 0);
 		snprintf(c->details, sizeof(c->details), "{\"n\":%d}", i);
 		c->org = ORG;
 		chain_at(rows, i, i + 1);
@@ -594,7 +595,7 @@ static FILE *write_partner_export(const char *format, const char *other_partner)
 	for (int i = 0; i < 3; i++) {
 		snprintf(ids[i], sizeof(ids[i]), "%d", 500 + i);
 		snprintf(seqs[i], sizeof(seqs[i]), "%d", i + 1);
-		assert_int_equal(audit_ts_format(1767323045000000LL + i, ts[i]), 0);
+		assert_int_equal(iso8601_format_us(1767323045000000LL + i, ts[i]), 0);
 		struct audit_row r = {ids[i],	    NULL,	seqs[i], ts[i], "user", "u1",
 				      "auth.login", "sessions", NULL,	 "{}",	NULL,	"success",
 				      prev,	    NULL,	PARTNER, NULL};

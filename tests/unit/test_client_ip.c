@@ -13,7 +13,8 @@
 
 #include <cmocka.h>
 
-#include "server/http/client_ip.h"
+#include "common/client_ip.h"
+#include "common/err.h"
 
 /* Builds a sockaddr for textual address IP (v4 or v6) into SS. */
 static const struct sockaddr *make_peer(const char *ip, struct sockaddr_storage *ss)
@@ -127,10 +128,11 @@ static void test_resolve_unusable_peer(void **state)
 	memset(&un, 0, sizeof(un));
 	un.sun_family = AF_UNIX;
 	memset(out, 'x', sizeof(out));
-	assert_int_equal(client_ip_resolve((struct sockaddr *)&un, "1.2.3.4", &trusted, out), -1);
+	assert_int_equal(client_ip_resolve((struct sockaddr *)&un, "1.2.3.4", &trusted, out),
+			 BZ_ERR_INVALID);
 	assert_string_equal(out, "");
 	memset(out, 'x', sizeof(out));
-	assert_int_equal(client_ip_resolve(NULL, "1.2.3.4", &trusted, out), -1);
+	assert_int_equal(client_ip_resolve(NULL, "1.2.3.4", &trusted, out), BZ_ERR_INVALID);
 	assert_string_equal(out, "");
 }
 
@@ -185,7 +187,7 @@ static void test_parse_rejects(void **state)
 	for (size_t i = 0; i < sizeof(parse_bad) / sizeof(*parse_bad); i++) {
 		struct cidr_list l;
 
-		if (cidr_list_parse(parse_bad[i], &l) != -1)
+		if (cidr_list_parse(parse_bad[i], &l) != BZ_ERR_INVALID)
 			fail_msg("cidr_list_parse accepted \"%s\"", parse_bad[i]);
 	}
 }
@@ -236,7 +238,7 @@ static void test_parse_max_entries(void **state)
 	assert_int_equal(cidr_list_parse(buf, &l), 0);
 	assert_int_equal(l.n, CIDR_LIST_MAX);
 	make_list(CIDR_LIST_MAX + 1, buf, sizeof(buf));
-	assert_int_equal(cidr_list_parse(buf, &l), -1);
+	assert_int_equal(cidr_list_parse(buf, &l), BZ_ERR_INVALID);
 }
 
 static const struct {

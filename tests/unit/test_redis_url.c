@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include "common/err.h"
 #include "server/redis/redis.h"
 
 static const struct {
@@ -84,7 +85,7 @@ static void test_parse_bad(void **state)
 	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
 		struct redis_target t;
 
-		if (redis_url_parse(bad[i], &t) != -1) {
+		if (redis_url_parse(bad[i], &t) != BZ_ERR_INVALID) {
 			print_error("accepted \"%s\" as host=%s port=%d db=%d\n", bad[i], t.host,
 				    t.port, t.db);
 			failures++;
@@ -100,7 +101,7 @@ static void test_password_wiped_on_failure(void **state)
 
 	(void)state;
 	memset(zero, 0, sizeof(zero));
-	assert_int_equal(redis_url_parse("redis://:hunter2@127.0.0.1:6379/99", &t), -1);
+	assert_int_equal(redis_url_parse("redis://:hunter2@127.0.0.1:6379/99", &t), BZ_ERR_INVALID);
 	assert_memory_equal(t.password, zero, sizeof(zero));
 }
 
@@ -114,7 +115,7 @@ static void test_password_too_long(void **state)
 	memset(pw, 'p', sizeof(pw) - 1);
 	pw[sizeof(pw) - 1] = '\0';
 	snprintf(url, sizeof(url), "redis://:%s@127.0.0.1:6379/0", pw);
-	assert_int_equal(redis_url_parse(url, &t), -1);
+	assert_int_equal(redis_url_parse(url, &t), BZ_ERR_INVALID);
 
 	/* 255 characters still fit. */
 	pw[255] = '\0';

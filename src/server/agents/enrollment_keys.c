@@ -7,12 +7,13 @@
  * dump alone cannot be replayed to enrol rogue devices. Every key has an
  * expiry (default 60 minutes, at most 365 days) and a use limit (1–100000).
  */
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "common/clock.h"
+#include "common/iso8601.h"
 #include "crypto/crypto.h"
 #include "server/agents/agents.h"
 #include "server/db/db.h"
@@ -59,40 +60,16 @@ static void key_from_row(const PGresult *r, int i, struct agents_key *k)
 	copy(k->status, sizeof(k->status), PQgetvalue(r, i, 10));
 }
 
-/* Accepts only characters an ISO 8601 timestamp can contain; PostgreSQL
- * then does the real parsing (in the UTC session set by the pool). */
-static int looks_like_iso8601(const char *s)
+/* Seconds from now until EXPIRES_AT (ISO 8601, common/iso8601.h) into
+ * TTL_S[24], checked to be in the future and at most 365 days away. */
+static int expiry_seconds(const char *expires_at, char ttl_s[24], struct bz_errinfo *why)
 {
-	size_t n = strlen(s);
+	int64_t us;
 
-	if (n < 10 || n > 40 || !isdigit((unsigned char)s[0]))
-		return 0;
-	for (size_t i = 0; i < n; i++)
-		if (!isdigit((unsigned char)s[i]) && !strchr("-:T.Z+", s[i]))
-			return 0;
-	return 1;
-}
-
-/* Seconds from now until EXPIRES_AT into TTL_S[24], checked to be in the
- * future and at most 365 days away. */
-static int expiry_seconds(PGconn *c, const char *expires_at, char ttl_s[24], struct bz_errinfo *why)
-{
-	static const char *sql = "SELECT extract(epoch FROM $1::timestamptz - now())::bigint";
-	const char *p[1] = {expires_at};
-	char sqlstate[6];
-	PGresult *r;
-
-	if (!looks_like_iso8601(expires_at))
+	if (iso8601_parse_us(expires_at, &us) != 0)
 		return bz_fail(why, BZ_ERR_INVALID, "validation_error", "expiresAt",
 			       "field 'expiresAt' must be an ISO 8601 timestamp");
-	if ((r = db_query(c, sql, 1, p, sqlstate)) == NULL) {
-		if (strncmp(sqlstate, "22", 2) == 0)
-			return bz_fail(why, BZ_ERR_INVALID, "validation_error", "expiresAt",
-				       "field 'expiresAt' must be an ISO 8601 timestamp");
-		return BZ_ERR_DB;
-	}
-	long long secs = atoll(PQgetvalue(r, 0, 0));
-	PQclear(r);
+	long long secs = (long long)(us / 1000000 - bz_now());
 	if (secs <= 0 || secs > KEY_TTL_MAX_S)
 		return bz_fail(why, BZ_ERR_INVALID, "validation_error", "expiresAt",
 			       "field 'expiresAt' must be in the future and at most 365 days away");
@@ -133,7 +110,7 @@ int agents_key_create(PGconn *c, const struct tenancy_scope *sc, const char *pep
 		return rc;
 	snprintf(ttl_s, sizeof(ttl_s), "%lld", (long long)in->ttl_min * 60);
 	snprintf(max_s, sizeof(max_s), "%lld", (long long)in->max_usage);
-	if (in->expires_at != NULL && (rc = expiry_seconds(c, in->expires_at, ttl_s, why)) != 0)
+	if (in->expires_at != NULL && (rc = expiry_seconds(in->expires_at, ttl_s, why)) != 0)
 		return rc;
 	memcpy(raw, KEY_PREFIX, 4);
 	if (crypto_random_hex(32, raw + 4) != 0 || agents_key_hash(pepper, raw, hash) != 0) {

@@ -64,16 +64,7 @@ int audit_canonical_encode(const struct audit_row *row, char **buf, size_t *cap,
  * OUT[65]. Returns 0, BZ_ERR_NOMEM or BZ_ERR_CRYPTO. */
 int audit_row_checksum(const struct audit_row *row, char out[65]);
 
-/* Formats EPOCH_US (microseconds since 1970-01-01T00:00:00Z) as the
- * canonical timestamp (UTC, 6 fractional digits) into OUT[32], as
- * PostgreSQL's audit_ts_text() does. Returns 0, or BZ_ERR_INVALID outside
- * years 0001–9999. */
-int audit_ts_format(int64_t epoch_us, char out[32]);
-
-/* Parses an ISO 8601 time — "YYYY-MM-DD", or "YYYY-MM-DDTHH:MM[:SS[.f…]]"
- * followed by "Z", "±HH:MM", "±HHMM" or nothing (UTC) — into
- * microseconds since the epoch. Returns 0 or BZ_ERR_INVALID. */
-int audit_ts_parse(const char *s, int64_t *epoch_us);
+/* Timestamps are formatted and parsed by common/iso8601.h. */
 
 /* ---- Verification (verify_state.c, verify_db.c, verify_file.c, verify_report.c, export.c) ---- */
 

@@ -15,6 +15,7 @@
 
 #include "common/envfile.h"
 #include "common/err.h"
+#include "common/iso8601.h"
 #include "common/exitcode.h"
 #include "common/text.h"
 #include "crypto/crypto.h"
@@ -356,10 +357,10 @@ static int cmd_verify(struct cli *c)
 			"breeze-server audit: --org/--partner and --all exclude each other\n");
 		return 2;
 	}
-	if ((c->from && audit_ts_parse(c->from, &o.from_us) != 0) ||
-	    (c->to && audit_ts_parse(c->to, &o.to_us) != 0)) {
+	if ((c->from && iso8601_parse_us(c->from, &o.from_us) != 0) ||
+	    (c->to && iso8601_parse_us(c->to, &o.to_us) != 0)) {
 		fprintf(stderr, "breeze-server audit: --%s must be an ISO 8601 time\n",
-			c->from && audit_ts_parse(c->from, &o.from_us) != 0 ? "from" : "to");
+			c->from && iso8601_parse_us(c->from, &o.from_us) != 0 ? "from" : "to");
 		return 2;
 	}
 	o.has_from = c->from != NULL;

@@ -17,6 +17,7 @@
 #include <strings.h>
 
 #include "common/err.h"
+#include "common/iso8601.h"
 #include "crypto/crypto.h"
 #include "server/audit/audit.h"
 #include "server/audit/audit_chain.h"
@@ -71,7 +72,7 @@ static int cursor_decode(const char *cur, struct audit_filter *f)
 	free(raw);
 	json_t *t = json_object_get(j, "t"), *i = json_object_get(j, "i");
 	if (json_is_integer(t) && json_is_integer(i) && json_integer_value(i) > 0 &&
-	    audit_ts_format((int64_t)json_integer_value(t), f->cur_ts) == 0) {
+	    iso8601_format_us((int64_t)json_integer_value(t), f->cur_ts) == 0) {
 		snprintf(f->cur_id, sizeof(f->cur_id), "%lld", (long long)json_integer_value(i));
 		rc = 0;
 	}
@@ -125,7 +126,7 @@ static int time_param(struct request *rq, const char *name, char out[32])
 	out[0] = '\0';
 	if (v == NULL)
 		return 0;
-	if (audit_ts_parse(v, &us) != 0 || audit_ts_format(us, out) != 0) {
+	if (iso8601_parse_us(v, &us) != 0 || iso8601_format_us(us, out) != 0) {
 		http_fail(rq, 400, "validation_error",
 			  "parameter '%s' must be an ISO 8601 time (e.g. 2026-01-02T03:04:05Z)",
 			  name);

@@ -20,6 +20,7 @@
 #include <strings.h>
 
 #include "common/err.h"
+#include "common/iso8601.h"
 #include "server/audit/audit_chain.h"
 #include "server/audit/audit_checkpoint.h"
 #include "server/audit/audit_api.h"
@@ -33,11 +34,11 @@ static int parse_window(struct request *rq, struct audit_verify_opts *o)
 {
 	const char *from = http_query(rq, "from"), *to = http_query(rq, "to");
 
-	if (from != NULL && audit_ts_parse(from, &o->from_us) != 0) {
+	if (from != NULL && iso8601_parse_us(from, &o->from_us) != 0) {
 		http_fail(rq, 400, "validation_error", "parameter 'from' must be an ISO 8601 time");
 		return BZ_ERR_INVALID;
 	}
-	if (to != NULL && audit_ts_parse(to, &o->to_us) != 0) {
+	if (to != NULL && iso8601_parse_us(to, &o->to_us) != 0) {
 		http_fail(rq, 400, "validation_error", "parameter 'to' must be an ISO 8601 time");
 		return BZ_ERR_INVALID;
 	}

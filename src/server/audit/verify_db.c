@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "common/err.h"
+#include "common/iso8601.h"
 #include "common/log.h"
 #include "server/audit/audit_internal.h"
 #include "server/db/db.h"
@@ -118,7 +119,7 @@ static void emit_rows(PGresult *r, audit_row_fn fn, void *arg)
 			uuid_text(v[14], partner);
 		if (v[15] != NULL)
 			uuid_text(v[15], site);
-		if (audit_ts_format(be64(v[3]) + PG_EPOCH_US, ts) != 0)
+		if (iso8601_format_us(be64(v[3]) + PG_EPOCH_US, ts) != 0)
 			snprintf(ts, sizeof(ts), "(out of range)");
 		row.id = id;
 		row.org_id = v[1] ? org : NULL;
@@ -329,8 +330,8 @@ static int setup_window(PGconn *conn, const char *chain_id, struct audit_vstate 
 	const struct audit_verify_opts *opts = st->opts;
 	char from[32], to[32];
 
-	if ((opts->has_from && audit_ts_format(opts->from_us, from) != 0) ||
-	    (opts->has_to && audit_ts_format(opts->to_us, to) != 0))
+	if ((opts->has_from && iso8601_format_us(opts->from_us, from) != 0) ||
+	    (opts->has_to && iso8601_format_us(opts->to_us, to) != 0))
 		return BZ_ERR_INVALID;
 	const char *p[3] = {chain_id, opts->has_from ? from : NULL, opts->has_to ? to : NULL};
 	PGresult *r = db_query(conn, window_sql, 3, p, NULL);

@@ -14,6 +14,7 @@
 #include <sys/types.h>
 
 #include "common/err.h"
+#include "common/iso8601.h"
 #include "server/audit/audit_checkpoint.h"
 
 /* "123" → 123; anything but plain decimal digits fails. */
@@ -106,7 +107,7 @@ static int read_header(json_t *h, struct audit_vstate *st, char chain[37], int *
 		if (!json_is_integer(seq) || hex_field(c, "checksum", 64, cp->checksum) ||
 		    hex_field(c, "publicKey", 64, cp->pub) ||
 		    hex_field(c, "signature", 128, cp->sig) ||
-		    member_str(c, "createdAt", 0, &created) || audit_ts_parse(created, &us) != 0)
+		    member_str(c, "createdAt", 0, &created) || iso8601_parse_us(created, &us) != 0)
 			return BZ_ERR_INVALID;
 		cp->id = (long long)i + 1;
 		cp->seq = json_integer_value(seq);

@@ -84,11 +84,11 @@ static int claim_string(json_t *claims, const char *name, const char *want, char
 	json_t *v = json_object_get(claims, name);
 
 	if (!json_is_string(v))
-		return -1;
+		return BZ_ERR_UNAUTHORIZED;
 	if (want != NULL)
-		return strcmp(json_string_value(v), want) == 0 ? 0 : -1;
+		return strcmp(json_string_value(v), want) == 0 ? 0 : BZ_ERR_UNAUTHORIZED;
 	if (!is_uuid(json_string_value(v)))
-		return -1;
+		return BZ_ERR_UNAUTHORIZED;
 	memcpy(out, json_string_value(v), 37);
 	return 0;
 }

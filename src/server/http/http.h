@@ -23,7 +23,7 @@
 #include "server/auth/principal.h"
 #include "server/config.h"
 #include "server/db/db.h"
-#include "server/http/client_ip.h"
+#include "common/client_ip.h"
 #include "server/tenancy/tenancy.h"
 
 struct request;
@@ -195,17 +195,6 @@ struct body_field {
  * Returns 0 or BZ_ERR_RESPONDED.
  */
 int http_body_parse(struct request *rq, const struct body_field *fields, void *out);
-
-/* Field-by-field readers (not strict: they do not refuse unknown members);
- * being replaced by http_body_parse() handler by handler. Each returns 0
- * and stores the value, or fails the request with 400 and returns
- * BZ_ERR_RESPONDED. A missing optional field leaves *OUT unchanged. */
-int body_string(struct request *rq, const char *field, int required, size_t maxlen,
-		const char **out);
-int body_int(struct request *rq, const char *field, int required, json_int_t min, json_int_t max,
-	     json_int_t *out);
-int body_object(struct request *rq, const char *field, int required, json_t **out);
-int body_uuid(struct request *rq, const char *field, int required, const char **out);
 
 /* ---- Ending a mutation ---- */
 

@@ -251,7 +251,7 @@ int http_path_param(const struct request *rq, const char *name, char *out, size_
 		size_t pl = pe ? (size_t)(pe - p) : strlen(p);
 		if (*t == ':' && tl - 1 == nl && strncmp(t + 1, name, nl) == 0) {
 			if (pl == 0 || pl >= outlen)
-				return -1;
+				return BZ_ERR_NOT_FOUND;
 			memcpy(out, p, pl);
 			out[pl] = '\0';
 			return 0;
@@ -259,7 +259,7 @@ int http_path_param(const struct request *rq, const char *name, char *out, size_
 		t += tl;
 		p += pl;
 	}
-	return -1;
+	return BZ_ERR_NOT_FOUND;
 }
 
 int http_has_permission(const struct request *rq, const char *perm)
@@ -314,7 +314,7 @@ static int check_query(struct request *rq)
 			snprintf(name, sizeof(name), "%s", utf8_ok(keys[i]) ? keys[i] : "?");
 			http_fail(rq, 400, "validation_error", "parameter '%s' must be valid UTF-8",
 				  name);
-			return -1;
+			return BZ_ERR_RESPONDED;
 		}
 	}
 	return 0;
@@ -337,19 +337,19 @@ static int check_body(struct request *rq)
 		unsigned long long n = strtoull(cl, &end, 10);
 		if (end == cl || *end != '\0') {
 			http_fail(rq, 400, "invalid_request", "invalid Content-Length");
-			return -1;
+			return BZ_ERR_RESPONDED;
 		}
 		if (n > cfg->http_max_body_bytes) {
 			http_fail(rq, 413, "payload_too_large", "request body exceeds %zu bytes",
 				  cfg->http_max_body_bytes);
-			return -1;
+			return BZ_ERR_RESPONDED;
 		}
 	}
 	/* ulfius keeps at most max+1 bytes; more than max means truncated. */
 	if (rq->u->binary_body_length > cfg->http_max_body_bytes) {
 		http_fail(rq, 413, "payload_too_large", "request body exceeds %zu bytes",
 			  cfg->http_max_body_bytes);
-		return -1;
+		return BZ_ERR_RESPONDED;
 	}
 	if (!method_has_body(rq->u->http_verb))
 		return 0;
@@ -361,7 +361,7 @@ static int check_body(struct request *rq)
 	if (!content_type_is_json(http_header(rq, "Content-Type"))) {
 		http_fail(rq, 415, "unsupported_media_type",
 			  "Content-Type must be application/json");
-		return -1;
+		return BZ_ERR_RESPONDED;
 	}
 	json_error_t jerr;
 	rq->body = json_loadb(rq->u->binary_body, rq->u->binary_body_length, JSON_REJECT_DUPLICATES,
@@ -369,7 +369,7 @@ static int check_body(struct request *rq)
 	if (rq->body == NULL) {
 		http_fail(rq, 400, "invalid_json", "malformed JSON at line %d column %d", jerr.line,
 			  jerr.column);
-		return -1;
+		return BZ_ERR_RESPONDED;
 	}
 	if (!json_is_object(rq->body)) {
 		http_fail(rq, 400, "invalid_json", "request body must be a JSON object");

@@ -33,11 +33,11 @@ int redis_url_parse(const char *url, struct redis_target *out)
 {
 	CURLU *u = curl_url();
 	char scheme[16], port[8], path[32];
-	int rc = -1;
+	int rc = BZ_ERR_INVALID;
 
 	memset(out, 0, sizeof(*out));
 	if (u == NULL)
-		return -1;
+		return BZ_ERR_NOMEM;
 	/* curl would read "redis:///0" as host "0.0.0.0"; a host is required. */
 	if (strncmp(url, "redis:///", 9) == 0)
 		goto out;
@@ -113,10 +113,10 @@ fail:
 int redis_ping(const char *url, int timeout_ms)
 {
 	redisContext *c = redis_connect_url(url, timeout_ms);
-	int rc = -1;
+	int rc = BZ_ERR_UNAVAILABLE;
 
 	if (c == NULL)
-		return -1;
+		return BZ_ERR_UNAVAILABLE;
 	redisReply *rep = redisCommand(c, "PING");
 	if (rep && rep->type == REDIS_REPLY_STATUS && !strcmp(rep->str, "PONG"))
 		rc = 0;

@@ -15,7 +15,7 @@ struct redis_target {
 	int db;
 };
 
-/* Parses URL into OUT. Returns 0, or -1 if it is not a redis:// URL with a
+/* Parses URL into OUT. Returns 0, or BZ_ERR_INVALID if it is not a redis:// URL with a
  * host, a port in range and an optional numeric database. */
 int redis_url_parse(const char *url, struct redis_target *out);
 
@@ -23,7 +23,7 @@ int redis_url_parse(const char *url, struct redis_target *out);
  * and SELECT as needed. Returns a context (redisFree() it) or NULL. */
 redisContext *redis_connect_url(const char *url, int timeout_ms);
 
-/* 0 if PING answers PONG within TIMEOUT_MS, else -1. Opens and closes a
+/* 0 if PING answers PONG within TIMEOUT_MS, else BZ_ERR_UNAVAILABLE. Opens and closes a
  * connection of its own (for one-off CLI use; probes use redis_shared). */
 int redis_ping(const char *url, int timeout_ms);
 

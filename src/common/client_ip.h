@@ -30,7 +30,7 @@ struct cidr_list {
 };
 
 /* Parses a comma-separated list of CIDRs ("10.0.0.0/8, ::1/128"; a bare
- * address means a single host) into OUT. Returns 0, or -1 on any malformed
+ * address means a single host) into OUT. Returns 0, or BZ_ERR_INVALID on any malformed
  * entry or more than CIDR_LIST_MAX entries. */
 int cidr_list_parse(const char *s, struct cidr_list *out);
 
@@ -49,7 +49,7 @@ int client_ip_is_literal(const char *s);
  * Resolves the client address into OUT (CLIENT_IP_LEN bytes) from the peer
  * socket address PEER and the X-Forwarded-For header value XFF (may be
  * NULL), per the rule at the top of this file. IPv4-mapped IPv6 peers are
- * reported as IPv4. Returns 0, or -1 if PEER is unusable (OUT is then "").
+ * reported as IPv4. Returns 0, or BZ_ERR_INVALID if PEER is unusable (OUT is then "").
  */
 int client_ip_resolve(const struct sockaddr *peer, const char *xff, const struct cidr_list *trusted,
 		      char *out);

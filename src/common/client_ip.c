@@ -1,4 +1,6 @@
-#include "server/http/client_ip.h"
+#include "common/client_ip.h"
+#include "common/err.h"
+#include "common/text.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -24,7 +26,7 @@ static int parse_addr(const char *s, int *family, uint8_t addr[16])
 		}
 		return 0;
 	}
-	return -1;
+	return BZ_ERR_INVALID;
 }
 
 int client_ip_is_literal(const char *s)
@@ -35,28 +37,16 @@ int client_ip_is_literal(const char *s)
 	return parse_addr(s, &f, a) == 0;
 }
 
-static char *trim(char *s)
-{
-	char *e;
-
-	while (isspace((unsigned char)*s))
-		s++;
-	e = s + strlen(s);
-	while (e > s && isspace((unsigned char)e[-1]))
-		*--e = '\0';
-	return s;
-}
-
 int cidr_list_parse(const char *s, struct cidr_list *out)
 {
 	char *copy = strdup(s), *save = NULL, *tok;
-	int rc = -1;
+	int rc = BZ_ERR_INVALID;
 
 	memset(out, 0, sizeof(*out));
 	if (copy == NULL)
-		return -1;
+		return BZ_ERR_NOMEM;
 	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		char *t = trim(tok), *slash, *end;
+		char *t = text_trim(tok), *slash, *end;
 		struct cidr c;
 		if (*t == '\0')
 			continue;
@@ -157,22 +147,22 @@ static int peer_to_string(const struct sockaddr *peer, char *out)
 	uint8_t addr[16];
 
 	if (peer == NULL)
-		return -1;
+		return BZ_ERR_INVALID;
 	if (peer->sa_family == AF_INET) {
 		const struct sockaddr_in *in = (const struct sockaddr_in *)peer;
 		if (inet_ntop(AF_INET, &in->sin_addr, buf, sizeof(buf)) == NULL)
-			return -1;
+			return BZ_ERR_INVALID;
 	} else if (peer->sa_family == AF_INET6) {
 		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)peer;
 		if (inet_ntop(AF_INET6, &in6->sin6_addr, buf, sizeof(buf)) == NULL)
-			return -1;
+			return BZ_ERR_INVALID;
 	} else {
-		return -1;
+		return BZ_ERR_INVALID;
 	}
 	/* Normalise (drops the IPv4-mapped prefix). */
 	if (parse_addr(buf, &family, addr) != 0 ||
 	    inet_ntop(family, addr, out, CLIENT_IP_LEN) == NULL)
-		return -1;
+		return BZ_ERR_INVALID;
 	return 0;
 }
 
@@ -181,7 +171,7 @@ int client_ip_resolve(const struct sockaddr *peer, const char *xff, const struct
 {
 	out[0] = '\0';
 	if (peer_to_string(peer, out) != 0)
-		return -1;
+		return BZ_ERR_INVALID;
 	if (xff == NULL || trusted == NULL || trusted->n == 0 || !cidr_list_contains(trusted, out))
 		return 0;
 	if (strlen(xff) > 8192)
@@ -198,7 +188,7 @@ int client_ip_resolve(const struct sockaddr *peer, const char *xff, const struct
 			start--;
 		char saved = *p;
 		*p = '\0';
-		char *tok = trim(start);
+		char *tok = text_trim(start);
 		int family;
 		uint8_t addr[16];
 		if (parse_addr(tok, &family, addr) != 0) {
