@@ -66,3 +66,13 @@ int envfile_load(const char *path, char *err, size_t errlen)
 	fclose(f);
 	return rc;
 }
+
+int envfile_load_report(const char *path, const char *prog, FILE *out)
+{
+	char err[256];
+	int rc = envfile_load(path, err, sizeof(err));
+
+	if (rc != 0)
+		fprintf(out, "%s: %s\n", prog, err);
+	return rc;
+}

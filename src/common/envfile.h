@@ -4,6 +4,9 @@
 #ifndef BZ_ENVFILE_H
 #define BZ_ENVFILE_H
 
+#include <stddef.h>
+#include <stdio.h>
+
 /*
  * Reads PATH as an env file: one KEY=VALUE per line, blank lines and lines
  * starting with '#' ignored, an optional leading "export ", and a value
@@ -14,5 +17,9 @@
  * ERR (ERRLEN bytes) on an unreadable file or malformed line.
  */
 int envfile_load(const char *path, char *err, size_t errlen);
+
+/* envfile_load() for command-line programs: on failure writes
+ * "PROG: <message>" and a newline to OUT. Returns envfile_load()'s result. */
+int envfile_load_report(const char *path, const char *prog, FILE *out);
 
 #endif

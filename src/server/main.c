@@ -173,13 +173,8 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		fprintf(stderr, "breeze-server: unexpected argument '%s'\n", argv[optind]);
 		return BZ_EXIT_USAGE;
 	}
-	if (o->env_file != NULL) {
-		char err[256];
-		if (envfile_load(o->env_file, err, sizeof(err)) != 0) {
-			fprintf(stderr, "breeze-server: %s\n", err);
-			return BZ_EXIT_CONFIG;
-		}
-	}
+	if (o->env_file != NULL && envfile_load_report(o->env_file, "breeze-server", stderr) != 0)
+		return BZ_EXIT_CONFIG;
 	return BZ_EXIT_OK;
 }
 

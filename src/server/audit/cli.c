@@ -180,13 +180,9 @@ static int parse(int argc, char **argv, struct cli *c)
 	}
 	if (check_chain_and_keys(c) != 0)
 		return BZ_ERR_INVALID;
-	if (c->env_file != NULL) {
-		char err[256];
-		if (envfile_load(c->env_file, err, sizeof(err)) != 0) {
-			fprintf(stderr, "breeze-server audit: %s\n", err);
-			return BZ_ERR_INVALID;
-		}
-	}
+	if (c->env_file != NULL &&
+	    envfile_load_report(c->env_file, "breeze-server audit", stderr) != 0)
+		return BZ_ERR_INVALID;
 	return 0;
 }
 
