@@ -258,6 +258,35 @@ static int check_db_role(struct db_pool *pool, const struct config *cfg)
 	return 0;
 }
 
+/* What serve checks on the database before it listens: the role is fit
+ * for serving (first, before anything reads a table), and no migration is
+ * pending. Returns an exit code (BZ_EXIT_OK to go on). */
+static int check_database(struct db_pool *pool, const struct config *cfg)
+{
+	int role_rc = check_db_role(pool, cfg);
+	if (role_rc != 0) {
+		if (role_rc == BZ_ERR_DB)
+			fprintf(stderr,
+				"breeze-server: cannot check the database role's privileges\n");
+		return role_rc == BZ_ERR_FORBIDDEN ? BZ_EXIT_REFUSED : BZ_EXIT_UNAVAILABLE;
+	}
+	PGconn *c = db_acquire(pool, 5000);
+	int pending = 0;
+	int rc = c == NULL ? BZ_ERR_UNAVAILABLE : migrate_pending(c, &pending);
+	db_release(pool, c);
+	if (rc != 0) {
+		fprintf(stderr, "breeze-server: cannot read schema_migrations\n");
+		return BZ_EXIT_UNAVAILABLE;
+	}
+	if (pending > 0) {
+		fprintf(stderr,
+			"breeze-server: %d migration(s) not applied; run `breeze-server migrate` first\n",
+			pending);
+		return BZ_EXIT_REFUSED;
+	}
+	return BZ_EXIT_OK;
+}
+
 static int cmd_serve(struct opts *o)
 {
 	struct config cfg;
@@ -285,30 +314,10 @@ static int cmd_serve(struct opts *o)
 		fprintf(stderr, "breeze-server: %s\n", err);
 		return BZ_EXIT_UNAVAILABLE;
 	}
-	/* Before anything else reads a table: the role must be fit for serve. */
-	int role_rc = check_db_role(app.pool, &cfg);
-	if (role_rc != 0) {
-		if (role_rc == BZ_ERR_DB)
-			fprintf(stderr,
-				"breeze-server: cannot check the database role's privileges\n");
+	int rc = check_database(app.pool, &cfg);
+	if (rc != BZ_EXIT_OK) {
 		db_pool_close(app.pool);
-		return role_rc == BZ_ERR_FORBIDDEN ? BZ_EXIT_REFUSED : BZ_EXIT_UNAVAILABLE;
-	}
-	PGconn *c = db_acquire(app.pool, 5000);
-	int pending = -1;
-	if (c == NULL || migrate_pending(c, &pending) != 0) {
-		fprintf(stderr, "breeze-server: cannot read schema_migrations\n");
-		db_release(app.pool, c);
-		db_pool_close(app.pool);
-		return BZ_EXIT_UNAVAILABLE;
-	}
-	db_release(app.pool, c);
-	if (pending > 0) {
-		fprintf(stderr,
-			"breeze-server: %d migration(s) not applied; run `breeze-server migrate` first\n",
-			pending);
-		db_pool_close(app.pool);
-		return BZ_EXIT_REFUSED;
+		return rc;
 	}
 
 	/* Threads started below inherit this mask; only sigwait sees signals. */

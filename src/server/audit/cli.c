@@ -98,6 +98,32 @@ static int check_chain_and_keys(struct cli *c)
 	return 0;
 }
 
+/* --older-than-days: 0–36500 days into *DAYS. Returns 0 or BZ_ERR_INVALID
+ * (said on stderr). */
+static int parse_days(const char *arg, int *days)
+{
+	size_t n = strlen(arg);
+
+	if (n == 0 || n > 5 || strspn(arg, "0123456789") != n || atoi(arg) > 36500) {
+		fprintf(stderr, "breeze-server audit: --older-than-days must be a number of days, "
+				"0-36500\n");
+		return BZ_ERR_INVALID;
+	}
+	*days = atoi(arg);
+	return 0;
+}
+
+/* One more --public-key (at most MAX_KEYS). Returns 0 or BZ_ERR_INVALID. */
+static int add_key(struct cli *c, const char *key)
+{
+	if (c->n_keys == MAX_KEYS) {
+		fprintf(stderr, "breeze-server audit: at most %d --public-key\n", MAX_KEYS);
+		return BZ_ERR_INVALID;
+	}
+	c->keys[c->n_keys++] = key;
+	return 0;
+}
+
 static int parse(int argc, char **argv, struct cli *c)
 {
 	static const struct option longopts[] = {
@@ -148,24 +174,13 @@ static int parse(int argc, char **argv, struct cli *c)
 		case 'n':
 			c->dry_run = 1;
 			break;
-		case 'd': {
-			size_t n = strlen(optarg);
-			if (n == 0 || n > 5 || strspn(optarg, "0123456789") != n ||
-			    atoi(optarg) > 36500) {
-				fprintf(stderr, "breeze-server audit: --older-than-days must be a "
-						"number of days, 0-36500\n");
+		case 'd':
+			if (parse_days(optarg, &c->older_than_days) != 0)
 				return BZ_ERR_INVALID;
-			}
-			c->older_than_days = atoi(optarg);
 			break;
-		}
 		case 'k':
-			if (c->n_keys == MAX_KEYS) {
-				fprintf(stderr, "breeze-server audit: at most %d --public-key\n",
-					MAX_KEYS);
+			if (add_key(c, optarg) != 0)
 				return BZ_ERR_INVALID;
-			}
-			c->keys[c->n_keys++] = optarg;
 			break;
 		case 'h':
 			usage(stdout);

@@ -16,6 +16,7 @@
 #include "common/log.h"
 #include "crypto/crypto.h"
 #include "server/http/http.h"
+#include "server/http/http_internal.h"
 
 #define DB_ACQUIRE_TIMEOUT_MS 5000
 
@@ -31,68 +32,6 @@ static size_t n_paths;
 static struct route not_found_route = {"*", "(unmatched)", NULL, ROUTE_PUBLIC, NULL, NULL};
 static struct route not_allowed_route = {"*", "(method not allowed)", NULL, ROUTE_PUBLIC, NULL,
 					 NULL};
-
-void http_set_header(struct request *rq, const char *name, const char *value)
-{
-	u_map_put(rq->resp->map_header, name, value);
-}
-
-void http_reply(struct request *rq, int status, json_t *body)
-{
-	rq->status = status;
-	if (body != NULL) {
-		char *s = json_dumps(body, JSON_COMPACT);
-		json_decref(body);
-		if (s == NULL) {
-			rq->status = 500;
-			ulfius_set_string_body_response(
-				rq->resp, 500,
-				"{\"error\":{\"code\":\"internal\",\"message\":\"internal error\"}}");
-			return;
-		}
-		ulfius_set_string_body_response(rq->resp, (unsigned)status, s);
-		free(s);
-	} else {
-		ulfius_set_empty_body_response(rq->resp, (unsigned)status);
-	}
-}
-
-static void fail_v(struct request *rq, int status, const char *code, json_t *extra, const char *fmt,
-		   va_list ap) __attribute__((format(printf, 5, 0)));
-
-static void fail_v(struct request *rq, int status, const char *code, json_t *extra, const char *fmt,
-		   va_list ap)
-{
-	char msg[512];
-	json_t *body = json_object();
-
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	json_object_set_new(body, "error", json_pack("{s:s,s:s}", "code", code, "message", msg));
-	if (extra != NULL) {
-		json_object_update(body, extra);
-		json_decref(extra);
-	}
-	http_reply(rq, status, body);
-}
-
-void http_fail(struct request *rq, int status, const char *code, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	fail_v(rq, status, code, NULL, fmt, ap);
-	va_end(ap);
-}
-
-void http_fail_extra(struct request *rq, int status, const char *code, json_t *extra,
-		     const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	fail_v(rq, status, code, extra, fmt, ap);
-	va_end(ap);
-}
 
 PGconn *http_db(struct request *rq)
 {
@@ -120,7 +59,7 @@ PGconn *http_db_begin(struct request *rq)
  * guard_access() around ulfius's dispatcher (which runs the route callback,
  * and so dispatch(), synchronously inside that call); NULL elsewhere.
  */
-static _Thread_local struct MHD_Connection *current_conn;
+_Thread_local struct MHD_Connection *http_current_conn;
 
 /* Collects the field lines of one header, in the order received. */
 struct header_lines {
@@ -183,8 +122,7 @@ static void header_lines_walk(struct MHD_Connection *conn, const struct _u_map *
  * only the first would believe. The joined value is stored in the request's
  * header map (ulfius frees it with the request). NULL if absent or on OOM.
  */
-static const char *header_combined(struct MHD_Connection *conn, struct _u_map *map,
-				   const char *name)
+const char *http_header_combined(struct MHD_Connection *conn, struct _u_map *map, const char *name)
 {
 	struct header_lines h = {.name = name};
 	const char *v;
@@ -212,7 +150,7 @@ const char *http_header(const struct request *rq, const char *name)
 	/* ulfius allocated the map; it is const here only through the request. */
 	struct _u_map *map = (struct _u_map *)rq->u->map_header;
 
-	return header_combined(current_conn, map, name);
+	return http_header_combined(http_current_conn, map, name);
 }
 
 static int is_path_param(const struct request *rq, const char *name)
@@ -393,20 +331,6 @@ static void set_common_headers(struct request *rq)
 			"max-age=31536000; includeSubDomains; preload");
 }
 
-/* libmicrohttpd's own messages (bad requests it answers itself, closed
- * connections) become JSON log lines like everything else (M4). */
-static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
-
-static void mhd_log(void *cls, const char *fmt, va_list ap)
-{
-	char msg[512];
-
-	(void)cls;
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	msg[strcspn(msg, "\n")] = '\0';
-	log_warn("http.mhd", "detail", msg, NULL);
-}
-
 static void log_request(struct request *rq)
 {
 	json_t *f = json_pack("{s:s,s:s,s:s,s:i,s:I,s:s}", "requestId", rq->request_id, "method",
@@ -479,8 +403,6 @@ out:
 static int route_callback(const struct _u_request *u, struct _u_response *resp, void *data)
 {
 	const struct route *r = data;
-	extern struct app *http_current_app;
-
 	return dispatch(u, resp, http_current_app, r);
 }
 
@@ -513,289 +435,39 @@ static int not_allowed_callback(const struct _u_request *u, struct _u_response *
 	return U_CALLBACK_COMPLETE;
 }
 
-/*
- * Body-size guard in front of ulfius's access handler.
- *
- * ulfius reads a request body in full before any callback runs (it only
- * stops storing past max_post_body_size), and libmicrohttpd answers
- * "Expect: 100-continue" before the body, so a 500 MB upload would be read
- * and acknowledged before dispatch() could say 413. The only place that sees
- * the headers before the body is the MHD access handler, which ulfius keeps
- * private (it passes its static dispatcher straight to MHD_start_daemon).
- * So MHD_start_daemon is defined below: ulfius's call resolves to it (the
- * executable's definition comes first in symbol lookup), it records
- * ulfius's handler and starts the daemon with guard_access() in its place.
- * http_server_start() refuses to run if the guard was not installed, so a
- * change in linking cannot silently remove the limit.
- *
- * Per connection, guard_uri_log() wraps ulfius's per-request state in a
- * struct body_guard, and guard_completed() unwraps it again.
- */
-static struct {
-	MHD_AccessHandlerCallback inner;
-	void *inner_cls;
-	size_t max_body;  /* HTTP_MAX_BODY_BYTES */
-	int armed;	  /* set by http_server_start() just before starting */
-	int logger_first; /* the JSON logger went in as MHD's first option */
-} guard;
-
-struct body_guard {
-	void *ulfius_cls;    /* what ulfius_uri_logger() returned */
-	uint64_t body_bytes; /* body bytes passed to ulfius so far */
-	int headers_seen;
-};
-
-struct MHD_Daemon *MHD_start_daemon(unsigned int flags, uint16_t port, MHD_AcceptPolicyCallback apc,
-				    void *apc_cls, MHD_AccessHandlerCallback dh, void *dh_cls, ...);
-
-static enum MHD_Result guard_access(void *cls, struct MHD_Connection *conn, const char *url,
-				    const char *method, const char *version,
-				    const char *upload_data, size_t *upload_data_size,
-				    void **con_cls);
-
-static struct MHD_Daemon *start_daemon_shim(unsigned int flags, uint16_t port,
-					    MHD_AcceptPolicyCallback apc, void *apc_cls, ...)
+/* Registers ROUTES (N entries) with ulfius: each route by method, then per
+ * path a lower-priority catch-all answering 405 with Allow, and the 404
+ * default. Returns 0 or BZ_ERR_NOMEM. */
+static int register_routes(struct app *app, const struct route *routes, size_t n)
 {
-	struct MHD_Daemon *d;
-	va_list ap;
-
-	va_start(ap, apc_cls);
-	d = MHD_start_daemon_va(flags, port, apc, apc_cls, guard_access, NULL, ap);
-	va_end(ap);
-	return d;
-}
-
-/*
- * Replaces libmicrohttpd's MHD_start_daemon for ulfius (see above); every
- * argument but the access handler is passed on unchanged. ulfius passes its
- * options as (MHD_OPTION_ARRAY, ops, MHD_OPTION_END); the JSON logger is
- * then put in front of that array, because MHD uses whatever logger is set
- * when it logs and warns unless the logger is the very first option (an
- * option inside an array is not). Without http_server_start()'s go-ahead it
- * starts MHD exactly as asked.
- */
-struct MHD_Daemon *MHD_start_daemon(unsigned int flags, uint16_t port, MHD_AcceptPolicyCallback apc,
-				    void *apc_cls, MHD_AccessHandlerCallback dh, void *dh_cls, ...)
-{
-	struct MHD_Daemon *d;
-	va_list ap, peek;
-
-	va_start(ap, dh_cls);
-	if (guard.armed && guard.inner == NULL) {
-		guard.inner = dh;
-		guard.inner_cls = dh_cls;
-		va_copy(peek, ap);
-		int opt = va_arg(peek, int);
-		if (opt == MHD_OPTION_ARRAY) {
-			struct MHD_OptionItem *ops = va_arg(peek, struct MHD_OptionItem *);
-			if (va_arg(peek, int) == MHD_OPTION_END) {
-				va_end(peek);
-				va_end(ap);
-				guard.logger_first = 1;
-				return start_daemon_shim(flags, port, apc, apc_cls,
-							 MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-							 MHD_OPTION_ARRAY, ops, MHD_OPTION_END);
-			}
+	paths = calloc(n, sizeof(*paths));
+	if (paths == NULL)
+		return BZ_ERR_NOMEM;
+	for (size_t i = 0; i < n; i++) {
+		const struct route *r = &routes[i];
+		if (ulfius_add_endpoint_by_val(&app->inst, r->method, NULL, r->path, 0,
+					       route_callback, (void *)r) != U_OK)
+			return BZ_ERR_NOMEM;
+		size_t j;
+		for (j = 0; j < n_paths; j++)
+			if (!strcmp(paths[j].path, r->path))
+				break;
+		if (j == n_paths) {
+			paths[n_paths].app = app;
+			paths[n_paths].path = r->path;
+			n_paths++;
 		}
-		va_end(peek);
-		d = MHD_start_daemon_va(flags, port, apc, apc_cls, guard_access, NULL, ap);
-	} else {
-		d = MHD_start_daemon_va(flags, port, apc, apc_cls, dh, dh_cls, ap);
+		struct path_entry *pe = &paths[j];
+		size_t al = strlen(pe->allow);
+		snprintf(pe->allow + al, sizeof(pe->allow) - al, "%s%s", al ? ", " : "", r->method);
 	}
-	va_end(ap);
-	return d;
-}
-
-static void *guard_uri_log(void *cls, const char *uri, struct MHD_Connection *conn)
-{
-	struct body_guard *g = calloc(1, sizeof(*g));
-
-	(void)conn;
-	if (g == NULL)
-		return NULL;
-	g->ulfius_cls = ulfius_uri_logger(cls, uri);
-	if (g->ulfius_cls == NULL) {
-		free(g);
-		return NULL;
-	}
-	return g;
-}
-
-static void guard_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
-			    enum MHD_RequestTerminationCode toe)
-{
-	struct body_guard *g = *con_cls;
-
-	if (g == NULL)
-		return;
-	mhd_request_completed(cls, conn, &g->ulfius_cls, toe);
-	free(g);
-	*con_cls = NULL;
-}
-
-struct content_length_scan {
-	size_t max;
-	int over;
-};
-
-static enum MHD_Result content_length_cb(void *cls, enum MHD_ValueKind kind, const char *key,
-					 const char *value)
-{
-	struct content_length_scan *sc = cls;
-
-	(void)kind;
-	if (key == NULL || value == NULL || strcasecmp(key, "Content-Length") != 0)
-		return MHD_YES;
-	while (*value == ' ' || *value == '\t')
-		value++;
-	/* Only digits are a length (RFC 9110 §8.6); anything else is left to
-	 * MHD and dispatch() (400). Leading zeros are skipped, so the length is
-	 * "too large" once more digits remain than max has. */
-	if (*value < '0' || *value > '9')
-		return MHD_YES;
-	while (*value == '0' && value[1] >= '0' && value[1] <= '9')
-		value++;
-	size_t nd = strspn(value, "0123456789");
-	char maxs[32];
-	int ml = snprintf(maxs, sizeof(maxs), "%zu", sc->max);
-	if (nd > (size_t)ml || (nd == (size_t)ml && strncmp(value, maxs, nd) > 0))
-		sc->over = 1;
-	return MHD_YES;
-}
-
-/*
- * Writes RESP (LEN bytes, a complete HTTP response) straight to the
- * connection's socket and shuts its sending side, for a body cut in the
- * middle: libmicrohttpd 0.9.75 takes a response only before the body or
- * after all of it, so the 413 is written here and the access handler then
- * returns MHD_NO, which makes MHD close the connection without writing
- * anything more. Waits at most 1 s for the socket. Returns 0 or BZ_ERR_IO.
- */
-static int write_raw_response(struct MHD_Connection *conn, const char *resp, size_t len)
-{
-	const union MHD_ConnectionInfo *ci =
-		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-	size_t off = 0;
-
-	if (ci == NULL || ci->connect_fd == MHD_INVALID_SOCKET)
-		return BZ_ERR_IO;
-	while (off < len) {
-		ssize_t w = send(ci->connect_fd, resp + off, len - off, MSG_NOSIGNAL);
-		if (w > 0) {
-			off += (size_t)w;
-			continue;
-		}
-		if (w < 0 && errno == EINTR)
-			continue;
-		struct pollfd pfd = {.fd = ci->connect_fd, .events = POLLOUT};
-		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && poll(&pfd, 1, 1000) == 1)
-			continue;
-		return BZ_ERR_IO;
-	}
-	shutdown(ci->connect_fd, SHUT_WR);
+	/* Lower priority: runs only when no method-specific endpoint matched. */
+	for (size_t j = 0; j < n_paths; j++)
+		if (ulfius_add_endpoint_by_val(&app->inst, "*", NULL, paths[j].path, 1,
+					       not_allowed_callback, &paths[j]) != U_OK)
+			return BZ_ERR_NOMEM;
+	ulfius_set_default_endpoint(&app->inst, not_found_callback, NULL);
 	return 0;
-}
-
-/*
- * Answers 413 with the usual JSON error body and common headers, closing
- * the connection, and logs the request. Returns MHD_YES when MHD took the
- * response (before the body), else MHD_NO after writing it directly (a body
- * cut midway; MHD then closes the connection).
- */
-static enum MHD_Result reply_too_large(struct MHD_Connection *conn, const char *method)
-{
-	static const char *const hdrs[][2] = {
-		{"Content-Type", "application/json"},
-		{"Cache-Control", "no-store"},
-		{"X-Content-Type-Options", "nosniff"},
-		{"Strict-Transport-Security", "max-age=31536000; includeSubDomains; preload"},
-		{"Connection", "close"},
-	};
-	char body[160], rid[37], ip[CLIENT_IP_LEN] = "";
-	struct MHD_Response *r;
-	enum MHD_Result ok = MHD_NO;
-	int written = 0;
-	const union MHD_ConnectionInfo *ci =
-		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-	const struct app *app = http_current_app;
-
-	if (crypto_random_uuid(rid) != 0)
-		snprintf(rid, sizeof(rid), "unknown");
-	int bl = snprintf(body, sizeof(body),
-			  "{\"error\":{\"code\":\"payload_too_large\",\"message\":"
-			  "\"request body exceeds %zu bytes\"}}",
-			  guard.max_body);
-	r = MHD_create_response_from_buffer((size_t)bl, body, MHD_RESPMEM_MUST_COPY);
-	if (r != NULL) {
-		for (size_t i = 0; i < sizeof(hdrs) / sizeof(*hdrs); i++)
-			MHD_add_response_header(r, hdrs[i][0], hdrs[i][1]);
-		MHD_add_response_header(r, "X-Request-Id", rid);
-		ok = MHD_queue_response(conn, 413, r);
-		MHD_destroy_response(r);
-	}
-	if (ok != MHD_YES) {
-		char resp[1024];
-		size_t rl =
-			(size_t)snprintf(resp, sizeof(resp), "HTTP/1.1 413 Content Too Large\r\n");
-		for (size_t i = 0; i < sizeof(hdrs) / sizeof(*hdrs); i++)
-			rl += (size_t)snprintf(resp + rl, sizeof(resp) - rl, "%s: %s\r\n",
-					       hdrs[i][0], hdrs[i][1]);
-		rl += (size_t)snprintf(resp + rl, sizeof(resp) - rl,
-				       "X-Request-Id: %s\r\nContent-Length: %d\r\n\r\n%s", rid, bl,
-				       body);
-		written = rl < sizeof(resp) && write_raw_response(conn, resp, rl) == 0;
-	}
-
-	struct _u_map map;
-	if (ci != NULL && app != NULL && u_map_init(&map) == U_OK) {
-		client_ip_resolve(ci->client_addr, header_combined(conn, &map, "X-Forwarded-For"),
-				  &app->cfg->trusted_proxies, ip);
-		u_map_clean(&map);
-	}
-	json_t *f = json_pack("{s:s,s:s,s:s,s:i,s:i,s:s,s:b}", "requestId", rid, "method",
-			      method ? method : "", "route", "(body too large)", "status", 413,
-			      "durationMs", 0, "clientIp", ip, "responded",
-			      ok == MHD_YES || written);
-	log_json(LOG_LEVEL_INFO, "http.request", f);
-	json_decref(f);
-	return ok;
-}
-
-/*
- * The access handler MHD calls (see above): refuses a declared
- * Content-Length above HTTP_MAX_BODY_BYTES on the first call, before any
- * body byte is read and before MHD would send "100 Continue"; cuts a body
- * without a length (chunked) as soon as it passes the limit. Everything else
- * goes to ulfius, with current_conn set so http_header() can read the raw
- * field lines.
- */
-static enum MHD_Result guard_access(void *cls, struct MHD_Connection *conn, const char *url,
-				    const char *method, const char *version,
-				    const char *upload_data, size_t *upload_data_size,
-				    void **con_cls)
-{
-	struct body_guard *g = *con_cls;
-	enum MHD_Result rc;
-
-	(void)cls;
-	if (g == NULL)
-		return MHD_NO;
-	if (!g->headers_seen) {
-		struct content_length_scan sc = {.max = guard.max_body};
-		g->headers_seen = 1;
-		MHD_get_connection_values(conn, MHD_HEADER_KIND, content_length_cb, &sc);
-		if (sc.over)
-			return reply_too_large(conn, method);
-	} else if (*upload_data_size > 0) {
-		if (*upload_data_size > guard.max_body - g->body_bytes)
-			return reply_too_large(conn, method);
-		g->body_bytes += *upload_data_size;
-	}
-	current_conn = conn;
-	rc = guard.inner(guard.inner_cls, conn, url, method, version, upload_data, upload_data_size,
-			 &g->ulfius_cls);
-	current_conn = NULL;
-	return rc;
 }
 
 int http_server_start(struct app *app, const struct route *routes, size_t n)
@@ -822,34 +494,9 @@ int http_server_start(struct app *app, const struct route *routes, size_t n)
 	/* Validated by the dispatcher instead (check_query), with a 400. */
 	app->inst.check_utf8 = 0;
 
-	int rc = BZ_ERR_NOMEM;
-	paths = calloc(n, sizeof(*paths));
-	if (paths == NULL)
+	int rc = register_routes(app, routes, n);
+	if (rc != 0)
 		goto fail;
-	for (size_t i = 0; i < n; i++) {
-		const struct route *r = &routes[i];
-		if (ulfius_add_endpoint_by_val(&app->inst, r->method, NULL, r->path, 0,
-					       route_callback, (void *)r) != U_OK)
-			goto fail;
-		size_t j;
-		for (j = 0; j < n_paths; j++)
-			if (!strcmp(paths[j].path, r->path))
-				break;
-		if (j == n_paths) {
-			paths[n_paths].app = app;
-			paths[n_paths].path = r->path;
-			n_paths++;
-		}
-		struct path_entry *pe = &paths[j];
-		size_t al = strlen(pe->allow);
-		snprintf(pe->allow + al, sizeof(pe->allow) - al, "%s%s", al ? ", " : "", r->method);
-	}
-	/* Lower priority: runs only when no method-specific endpoint matched. */
-	for (size_t j = 0; j < n_paths; j++)
-		if (ulfius_add_endpoint_by_val(&app->inst, "*", NULL, paths[j].path, 1,
-					       not_allowed_callback, &paths[j]) != U_OK)
-			goto fail;
-	ulfius_set_default_endpoint(&app->inst, not_found_callback, NULL);
 
 	/* The JSON logger (mhd_log) is not in this array: MHD_start_daemon()
 	 * above puts it before the array, as MHD's very first option. The
@@ -862,19 +509,16 @@ int http_server_start(struct app *app, const struct route *routes, size_t n)
 		{MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)(64 * 1024), NULL},
 		{MHD_OPTION_PER_IP_CONNECTION_LIMIT, (intptr_t)cfg->http_max_connections_per_ip,
 		 NULL},
-		{MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)guard_completed, NULL},
-		{MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)guard_uri_log, NULL},
+		{MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)http_guard_completed, NULL},
+		{MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)http_guard_uri_log, NULL},
 		{MHD_OPTION_END, 0, NULL},
 	};
 	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
 	char port[8];
 	snprintf(port, sizeof(port), "%u", (unsigned)cfg->listen_port);
-	guard.max_body = cfg->http_max_body_bytes;
-	guard.inner = NULL;
-	guard.logger_first = 0;
-	guard.armed = 1;
+	http_guard_arm(cfg->http_max_body_bytes);
 	int started = ulfius_start_framework_with_mhd_options(&app->inst, flags, ops) == U_OK;
-	guard.armed = 0;
+	int logger_first, installed = http_guard_disarm(&logger_first);
 	if (!started) {
 		log_error("http.start.failed", "listen", cfg->listen_host, "port", port, "reason",
 			  "could not start the HTTP server (address in use or not available?)",
@@ -882,14 +526,14 @@ int http_server_start(struct app *app, const struct route *routes, size_t n)
 		rc = BZ_ERR_IO;
 		goto fail;
 	}
-	if (guard.inner == NULL) {
+	if (!installed) {
 		log_error("http.start.failed", "listen", cfg->listen_host, "port", port, "reason",
 			  "body-size guard not installed in front of ulfius", NULL);
 		ulfius_stop_framework(&app->inst);
 		rc = BZ_ERR_INTERNAL;
 		goto fail;
 	}
-	if (!guard.logger_first)
+	if (!logger_first)
 		log_warn(
 			"http.mhd.logger", "reason",
 			"unexpected MHD options from ulfius; MHD's own messages go to stderr as text",

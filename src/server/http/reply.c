@@ -1,13 +1,77 @@
 /*
- * commit.c — how handlers end: the one error answer for a bz_err with its
- * explanation, and the one tail of every mutation (audit row, COMMIT,
- * reply — or ROLLBACK and the error), so no handler repeats it.
+ * reply.c — how handlers answer: replies and error bodies, the one table
+ * from bz_err to HTTP status, and the one tail of every mutation (audit
+ * row, COMMIT, reply — or ROLLBACK and the error), so no handler repeats it.
  */
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/log.h"
 #include "server/http/http.h"
+
+void http_set_header(struct request *rq, const char *name, const char *value)
+{
+	u_map_put(rq->resp->map_header, name, value);
+}
+
+void http_reply(struct request *rq, int status, json_t *body)
+{
+	rq->status = status;
+	if (body != NULL) {
+		char *s = json_dumps(body, JSON_COMPACT);
+		json_decref(body);
+		if (s == NULL) {
+			rq->status = 500;
+			ulfius_set_string_body_response(
+				rq->resp, 500,
+				"{\"error\":{\"code\":\"internal\",\"message\":\"internal error\"}}");
+			return;
+		}
+		ulfius_set_string_body_response(rq->resp, (unsigned)status, s);
+		free(s);
+	} else {
+		ulfius_set_empty_body_response(rq->resp, (unsigned)status);
+	}
+}
+
+static void fail_v(struct request *rq, int status, const char *code, json_t *extra, const char *fmt,
+		   va_list ap) __attribute__((format(printf, 5, 0)));
+
+static void fail_v(struct request *rq, int status, const char *code, json_t *extra, const char *fmt,
+		   va_list ap)
+{
+	char msg[512];
+	json_t *body = json_object();
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	json_object_set_new(body, "error", json_pack("{s:s,s:s}", "code", code, "message", msg));
+	if (extra != NULL) {
+		json_object_update(body, extra);
+		json_decref(extra);
+	}
+	http_reply(rq, status, body);
+}
+
+void http_fail(struct request *rq, int status, const char *code, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	fail_v(rq, status, code, NULL, fmt, ap);
+	va_end(ap);
+}
+
+void http_fail_extra(struct request *rq, int status, const char *code, json_t *extra,
+		     const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	fail_v(rq, status, code, extra, fmt, ap);
+	va_end(ap);
+}
 
 void http_audit_actor(struct audit_event *ev, const struct request *rq)
 {

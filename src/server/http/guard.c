@@ -1,0 +1,334 @@
+/*
+ * guard.c — what stands between libmicrohttpd and ulfius: the body-size
+ * guard (413 before a body byte is read) and MHD's own log messages as JSON
+ * lines.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "crypto/crypto.h"
+#include "server/http/http.h"
+#include "server/http/http_internal.h"
+
+/* libmicrohttpd's own messages (bad requests it answers itself, closed
+ * connections) become JSON log lines like everything else (M4). */
+void http_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char msg[512];
+
+	(void)cls;
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	msg[strcspn(msg, "\n")] = '\0';
+	log_warn("http.mhd", "detail", msg, NULL);
+}
+
+/*
+ * Body-size guard in front of ulfius's access handler.
+ *
+ * ulfius reads a request body in full before any callback runs (it only
+ * stops storing past max_post_body_size), and libmicrohttpd answers
+ * "Expect: 100-continue" before the body, so a 500 MB upload would be read
+ * and acknowledged before dispatch() could say 413. The only place that sees
+ * the headers before the body is the MHD access handler, which ulfius keeps
+ * private (it passes its static dispatcher straight to MHD_start_daemon).
+ * So MHD_start_daemon is defined below: ulfius's call resolves to it (the
+ * executable's definition comes first in symbol lookup), it records
+ * ulfius's handler and starts the daemon with guard_access() in its place.
+ * http_server_start() refuses to run if the guard was not installed, so a
+ * change in linking cannot silently remove the limit.
+ *
+ * Per connection, http_guard_uri_log() wraps ulfius's per-request state in a
+ * struct body_guard, and http_guard_completed() unwraps it again.
+ */
+static struct {
+	MHD_AccessHandlerCallback inner;
+	void *inner_cls;
+	size_t max_body;  /* HTTP_MAX_BODY_BYTES */
+	int armed;	  /* set by http_server_start() just before starting */
+	int logger_first; /* the JSON logger went in as MHD's first option */
+} guard;
+
+struct body_guard {
+	void *ulfius_cls;    /* what ulfius_uri_logger() returned */
+	uint64_t body_bytes; /* body bytes passed to ulfius so far */
+	int headers_seen;
+};
+
+struct MHD_Daemon *MHD_start_daemon(unsigned int flags, uint16_t port, MHD_AcceptPolicyCallback apc,
+				    void *apc_cls, MHD_AccessHandlerCallback dh, void *dh_cls, ...);
+
+static enum MHD_Result guard_access(void *cls, struct MHD_Connection *conn, const char *url,
+				    const char *method, const char *version,
+				    const char *upload_data, size_t *upload_data_size,
+				    void **con_cls);
+
+static struct MHD_Daemon *start_daemon_shim(unsigned int flags, uint16_t port,
+					    MHD_AcceptPolicyCallback apc, void *apc_cls, ...)
+{
+	struct MHD_Daemon *d;
+	va_list ap;
+
+	va_start(ap, apc_cls);
+	d = MHD_start_daemon_va(flags, port, apc, apc_cls, guard_access, NULL, ap);
+	va_end(ap);
+	return d;
+}
+
+/*
+ * Replaces libmicrohttpd's MHD_start_daemon for ulfius (see above); every
+ * argument but the access handler is passed on unchanged. ulfius passes its
+ * options as (MHD_OPTION_ARRAY, ops, MHD_OPTION_END); the JSON logger is
+ * then put in front of that array, because MHD uses whatever logger is set
+ * when it logs and warns unless the logger is the very first option (an
+ * option inside an array is not). Without http_server_start()'s go-ahead it
+ * starts MHD exactly as asked.
+ */
+struct MHD_Daemon *MHD_start_daemon(unsigned int flags, uint16_t port, MHD_AcceptPolicyCallback apc,
+				    void *apc_cls, MHD_AccessHandlerCallback dh, void *dh_cls, ...)
+{
+	struct MHD_Daemon *d;
+	va_list ap, peek;
+
+	va_start(ap, dh_cls);
+	if (guard.armed && guard.inner == NULL) {
+		guard.inner = dh;
+		guard.inner_cls = dh_cls;
+		va_copy(peek, ap);
+		int opt = va_arg(peek, int);
+		if (opt == MHD_OPTION_ARRAY) {
+			struct MHD_OptionItem *ops = va_arg(peek, struct MHD_OptionItem *);
+			if (va_arg(peek, int) == MHD_OPTION_END) {
+				va_end(peek);
+				va_end(ap);
+				guard.logger_first = 1;
+				return start_daemon_shim(flags, port, apc, apc_cls,
+							 MHD_OPTION_EXTERNAL_LOGGER, http_mhd_log,
+							 NULL, MHD_OPTION_ARRAY, ops,
+							 MHD_OPTION_END);
+			}
+		}
+		va_end(peek);
+		d = MHD_start_daemon_va(flags, port, apc, apc_cls, guard_access, NULL, ap);
+	} else {
+		d = MHD_start_daemon_va(flags, port, apc, apc_cls, dh, dh_cls, ap);
+	}
+	va_end(ap);
+	return d;
+}
+
+void *http_guard_uri_log(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+	struct body_guard *g = calloc(1, sizeof(*g));
+
+	(void)conn;
+	if (g == NULL)
+		return NULL;
+	g->ulfius_cls = ulfius_uri_logger(cls, uri);
+	if (g->ulfius_cls == NULL) {
+		free(g);
+		return NULL;
+	}
+	return g;
+}
+
+void http_guard_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+			  enum MHD_RequestTerminationCode toe)
+{
+	struct body_guard *g = *con_cls;
+
+	if (g == NULL)
+		return;
+	mhd_request_completed(cls, conn, &g->ulfius_cls, toe);
+	free(g);
+	*con_cls = NULL;
+}
+
+struct content_length_scan {
+	size_t max;
+	int over;
+};
+
+static enum MHD_Result content_length_cb(void *cls, enum MHD_ValueKind kind, const char *key,
+					 const char *value)
+{
+	struct content_length_scan *sc = cls;
+
+	(void)kind;
+	if (key == NULL || value == NULL || strcasecmp(key, "Content-Length") != 0)
+		return MHD_YES;
+	while (*value == ' ' || *value == '\t')
+		value++;
+	/* Only digits are a length (RFC 9110 §8.6); anything else is left to
+	 * MHD and dispatch() (400). Leading zeros are skipped, so the length is
+	 * "too large" once more digits remain than max has. */
+	if (*value < '0' || *value > '9')
+		return MHD_YES;
+	while (*value == '0' && value[1] >= '0' && value[1] <= '9')
+		value++;
+	size_t nd = strspn(value, "0123456789");
+	char maxs[32];
+	int ml = snprintf(maxs, sizeof(maxs), "%zu", sc->max);
+	if (nd > (size_t)ml || (nd == (size_t)ml && strncmp(value, maxs, nd) > 0))
+		sc->over = 1;
+	return MHD_YES;
+}
+
+/*
+ * Writes RESP (LEN bytes, a complete HTTP response) straight to the
+ * connection's socket and shuts its sending side, for a body cut in the
+ * middle: libmicrohttpd 0.9.75 takes a response only before the body or
+ * after all of it, so the 413 is written here and the access handler then
+ * returns MHD_NO, which makes MHD close the connection without writing
+ * anything more. Waits at most 1 s for the socket. Returns 0 or BZ_ERR_IO.
+ */
+static int write_raw_response(struct MHD_Connection *conn, const char *resp, size_t len)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	size_t off = 0;
+
+	if (ci == NULL || ci->connect_fd == MHD_INVALID_SOCKET)
+		return BZ_ERR_IO;
+	while (off < len) {
+		ssize_t w = send(ci->connect_fd, resp + off, len - off, MSG_NOSIGNAL);
+		if (w > 0) {
+			off += (size_t)w;
+			continue;
+		}
+		if (w < 0 && errno == EINTR)
+			continue;
+		struct pollfd pfd = {.fd = ci->connect_fd, .events = POLLOUT};
+		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && poll(&pfd, 1, 1000) == 1)
+			continue;
+		return BZ_ERR_IO;
+	}
+	shutdown(ci->connect_fd, SHUT_WR);
+	return 0;
+}
+
+/*
+ * Answers 413 with the usual JSON error body and common headers, closing
+ * the connection, and logs the request. Returns MHD_YES when MHD took the
+ * response (before the body), else MHD_NO after writing it directly (a body
+ * cut midway; MHD then closes the connection).
+ */
+static enum MHD_Result reply_too_large(struct MHD_Connection *conn, const char *method)
+{
+	static const char *const hdrs[][2] = {
+		{"Content-Type", "application/json"},
+		{"Cache-Control", "no-store"},
+		{"X-Content-Type-Options", "nosniff"},
+		{"Strict-Transport-Security", "max-age=31536000; includeSubDomains; preload"},
+		{"Connection", "close"},
+	};
+	char body[160], rid[37], ip[CLIENT_IP_LEN] = "";
+	struct MHD_Response *r;
+	enum MHD_Result ok = MHD_NO;
+	int written = 0;
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	const struct app *app = http_current_app;
+
+	if (crypto_random_uuid(rid) != 0)
+		snprintf(rid, sizeof(rid), "unknown");
+	int bl = snprintf(body, sizeof(body),
+			  "{\"error\":{\"code\":\"payload_too_large\",\"message\":"
+			  "\"request body exceeds %zu bytes\"}}",
+			  guard.max_body);
+	r = MHD_create_response_from_buffer((size_t)bl, body, MHD_RESPMEM_MUST_COPY);
+	if (r != NULL) {
+		for (size_t i = 0; i < sizeof(hdrs) / sizeof(*hdrs); i++)
+			MHD_add_response_header(r, hdrs[i][0], hdrs[i][1]);
+		MHD_add_response_header(r, "X-Request-Id", rid);
+		ok = MHD_queue_response(conn, 413, r);
+		MHD_destroy_response(r);
+	}
+	if (ok != MHD_YES) {
+		char resp[1024];
+		size_t rl =
+			(size_t)snprintf(resp, sizeof(resp), "HTTP/1.1 413 Content Too Large\r\n");
+		for (size_t i = 0; i < sizeof(hdrs) / sizeof(*hdrs); i++)
+			rl += (size_t)snprintf(resp + rl, sizeof(resp) - rl, "%s: %s\r\n",
+					       hdrs[i][0], hdrs[i][1]);
+		rl += (size_t)snprintf(resp + rl, sizeof(resp) - rl,
+				       "X-Request-Id: %s\r\nContent-Length: %d\r\n\r\n%s", rid, bl,
+				       body);
+		written = rl < sizeof(resp) && write_raw_response(conn, resp, rl) == 0;
+	}
+
+	struct _u_map map;
+	if (ci != NULL && app != NULL && u_map_init(&map) == U_OK) {
+		client_ip_resolve(ci->client_addr,
+				  http_header_combined(conn, &map, "X-Forwarded-For"),
+				  &app->cfg->trusted_proxies, ip);
+		u_map_clean(&map);
+	}
+	json_t *f = json_pack("{s:s,s:s,s:s,s:i,s:i,s:s,s:b}", "requestId", rid, "method",
+			      method ? method : "", "route", "(body too large)", "status", 413,
+			      "durationMs", 0, "clientIp", ip, "responded",
+			      ok == MHD_YES || written);
+	log_json(LOG_LEVEL_INFO, "http.request", f);
+	json_decref(f);
+	return ok;
+}
+
+/*
+ * The access handler MHD calls (see above): refuses a declared
+ * Content-Length above HTTP_MAX_BODY_BYTES on the first call, before any
+ * body byte is read and before MHD would send "100 Continue"; cuts a body
+ * without a length (chunked) as soon as it passes the limit. Everything else
+ * goes to ulfius, with http_current_conn set so http_header() can read the raw
+ * field lines.
+ */
+static enum MHD_Result guard_access(void *cls, struct MHD_Connection *conn, const char *url,
+				    const char *method, const char *version,
+				    const char *upload_data, size_t *upload_data_size,
+				    void **con_cls)
+{
+	struct body_guard *g = *con_cls;
+	enum MHD_Result rc;
+
+	(void)cls;
+	if (g == NULL)
+		return MHD_NO;
+	if (!g->headers_seen) {
+		struct content_length_scan sc = {.max = guard.max_body};
+		g->headers_seen = 1;
+		MHD_get_connection_values(conn, MHD_HEADER_KIND, content_length_cb, &sc);
+		if (sc.over)
+			return reply_too_large(conn, method);
+	} else if (*upload_data_size > 0) {
+		if (*upload_data_size > guard.max_body - g->body_bytes)
+			return reply_too_large(conn, method);
+		g->body_bytes += *upload_data_size;
+	}
+	http_current_conn = conn;
+	rc = guard.inner(guard.inner_cls, conn, url, method, version, upload_data, upload_data_size,
+			 &g->ulfius_cls);
+	http_current_conn = NULL;
+	return rc;
+}
+
+
+void http_guard_arm(size_t max_body)
+{
+	guard.max_body = max_body;
+	guard.inner = NULL;
+	guard.logger_first = 0;
+	guard.armed = 1;
+}
+
+int http_guard_disarm(int *logger_first)
+{
+	guard.armed = 0;
+	*logger_first = guard.logger_first;
+	return guard.inner != NULL;
+}

@@ -1,0 +1,43 @@
+/*
+ * http_internal.h — shared by the files of the HTTP layer only (server.c,
+ * guard.c): the state that links libmicrohttpd, ulfius and the dispatcher.
+ */
+#ifndef BZ_HTTP_INTERNAL_H
+#define BZ_HTTP_INTERNAL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+#include "server/http/http.h"
+
+/* The running server (one per process), for callbacks that get no app. */
+extern struct app *http_current_app;
+
+/* The libmicrohttpd connection whose request this thread is running, set by
+ * the guard around ulfius's dispatcher; NULL elsewhere. */
+extern _Thread_local struct MHD_Connection *http_current_conn;
+
+/* Every field line of header NAME on CONN (any letter case), joined with
+ * ", " in arrival order (RFC 9110 §5.3), stored in MAP, which owns the
+ * returned string; NULL when absent. */
+const char *http_header_combined(struct MHD_Connection *conn, struct _u_map *map, const char *name);
+
+/* libmicrohttpd's external logger: one JSON warning line per message. */
+void http_mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+
+/* Arms the body-size guard for the next MHD_start_daemon() call (ulfius's),
+ * with the body limit MAX_BODY in bytes. */
+void http_guard_arm(size_t max_body);
+
+/* Disarms the guard after the start; returns 1 if it was installed in front
+ * of ulfius's handler (else the server must not run), and sets
+ * *LOGGER_FIRST to whether the JSON logger went in as MHD's first option. */
+int http_guard_disarm(int *logger_first);
+
+/* MHD_OPTION_URI_LOG_CALLBACK and MHD_OPTION_NOTIFY_COMPLETED wrappers
+ * around ulfius's own (guard.c). */
+void *http_guard_uri_log(void *cls, const char *uri, struct MHD_Connection *conn);
+void http_guard_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+			  enum MHD_RequestTerminationCode toe);
+
+#endif
