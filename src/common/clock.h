@@ -1,5 +1,5 @@
 /*
- * clock.h — the one clock of the process (STYLE.md: "one clock function").
+ * clock.h — the one clock of the process: every time the server reasons about comes from here.
  */
 #ifndef BZ_CLOCK_H
 #define BZ_CLOCK_H

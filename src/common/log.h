@@ -1,5 +1,5 @@
 /*
- * log.h — structured JSON log lines on stderr (DESIGN.md §5, checklist M4).
+ * log.h — structured JSON log lines on stderr, one object per line (checklist M4).
  *
  * Every call writes exactly one line: {"ts":"…","level":"…","msg":"…",k:v,…}.
  * Fields are given as a NULL-terminated list of (const char *key,

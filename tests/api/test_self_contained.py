@@ -1,0 +1,39 @@
+"""
+The repository stands on its own: no message, comment or document points at
+a design note, style guide or checklist file that is not in the repository.
+(Checklist IDs such as S1 or G7 are fine: docs/security-checklist.md lists
+them all.)
+"""
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+ROOTS = ["src", "tests", "docs", "scripts", "bench", "cmake", "migrations", "README.md",
+         "CMakeLists.txt", "Makefile", ".ci"]
+# Spelled in pieces so this file does not match itself.
+OUTSIDE = ["DESIGN" + ".md", "STYLE" + ".md", "SECURITY_" + "CHECKLIST", "../" + "shared",
+           "seeds" + "/security-hardening"]
+SKIP_PARTS = {"node_modules", "corpus", "__pycache__"}
+
+
+def files():
+    for root in ROOTS:
+        p = REPO / root
+        if p.is_file():
+            yield p
+        elif p.is_dir():
+            for f in p.rglob("*"):
+                if f.is_file() and not SKIP_PARTS & set(f.parts):
+                    yield f
+
+
+def test_no_references_to_documents_outside_the_repository():
+    hits = []
+    for f in files():
+        try:
+            text = f.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue
+        for n, line in enumerate(text.splitlines(), 1):
+            if any(o in line for o in OUTSIDE):
+                hits.append(f"{f.relative_to(REPO)}:{n}: {line.strip()[:120]}")
+    assert not hits, "\n".join(hits)
