@@ -9,7 +9,6 @@
 #include "server/audit/audit_checkpoint.h"
 #include "server/audit/audit_internal.h"
 #include "server/db/db.h"
-#include "server/http/http.h"
 
 static int is_secret_key(const char *k)
 {

@@ -41,4 +41,35 @@ int audit_write_standalone(PGconn *conn, const struct audit_event *ev);
  * "[REDACTED]", at any depth. NULL in → empty object out. */
 json_t *audit_redact(const json_t *details);
 
+/* ---- Reading the log (query.c) ---- */
+
+struct tenancy_scope;
+
+/* A cursor is base64url of {"t":epoch µs,"i":id}; about 60 characters. */
+#define AUDIT_CURSOR_MAX 200
+
+/* What GET /api/v1/audit asks for. Strings are borrowed. */
+struct audit_filter {
+	char org_id[37];     /* "" = every organization in scope */
+	char partner_id[37]; /* "" = organizations; else this partner's chain */
+	const char *resource, *action, *actor_type, *actor_id, *resource_id, *result;
+	char from[32], to[32]; /* canonical timestamps, "" = open */
+	char cur_ts[32];       /* keyset position, "" = first page */
+	char cur_id[24];
+	long limit;
+};
+
+/* Decodes cursor CUR (from a previous page's nextCursor) into F's keyset
+ * position. Returns 0 or BZ_ERR_INVALID. */
+int audit_cursor_decode(const char *cur, struct audit_filter *f);
+
+/*
+ * Reads one page of audit entries for F within SCOPE on C: *ENTRIES gets a
+ * new JSON array of entry objects (the API's and export's row form), and
+ * *NEXT_CURSOR a malloc'd cursor when there are more rows (else NULL); the
+ * caller owns both. Returns 0, BZ_ERR_DB or BZ_ERR_NOMEM.
+ */
+int audit_query(PGconn *c, const struct tenancy_scope *scope, const struct audit_filter *f,
+		json_t **entries, char **next_cursor);
+
 #endif
