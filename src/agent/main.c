@@ -300,9 +300,10 @@ static int cmd_enroll(int argc, char **argv)
 		o.secret = getenv("BREEZE_ENROLLMENT_SECRET");
 	if (o.secret != NULL && o.secret[0] == '\0')
 		o.secret = NULL;
-	if (o.server == NULL || o.key == NULL || o.key[0] == '\0') {
+	if (o.server == NULL || o.key == NULL || o.key[0] == '\0' || o.secret == NULL) {
 		fprintf(stderr,
-			"breeze-agent enroll: --server and --key (or $BREEZE_ENROLLMENT_KEY) are required\n");
+			"breeze-agent enroll: --server, --key (or $BREEZE_ENROLLMENT_KEY) and "
+			"--secret (or $BREEZE_ENROLLMENT_SECRET) are required\n");
 		fputs(usage_enroll, stderr);
 		return BZ_EXIT_USAGE;
 	}

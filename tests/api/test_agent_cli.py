@@ -120,8 +120,21 @@ def test_enroll_exit_codes_for_rejected_and_unreachable(server, agents, agent_di
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     r = run_agent(["enroll", "--server", f"http://127.0.0.1:{port}", "--key", "k" * 20,
-                   "--config-dir", str(agent_dir)], agent_dir.parent / "enroll.log")
+                   "--secret", "s" * 20, "--config-dir", str(agent_dir)],
+                  agent_dir.parent / "enroll.log")
     assert r.returncode == EXIT_UNAVAILABLE, r.stdout + r.stderr
+
+
+def test_enroll_without_secret_is_a_usage_error_and_spends_nothing(server, agents, sql, agent_dir):
+    # The server requires the shared secret; without one the agent says so
+    # itself (exit 2) instead of sending the key for a 400 (exit 1).
+    k = agents.create_key()
+    r = run_agent(["enroll", "--server", server.url, "--key", k["key"],
+                   "--config-dir", str(agent_dir)], agent_dir.parent / "enroll.log")
+    assert r.returncode == EXIT_USAGE, r.stdout + r.stderr
+    assert "BREEZE_ENROLLMENT_SECRET" in r.stderr
+    assert key_usage(sql, k["id"]) == 0
+    assert not (agent_dir / "secrets.yaml").exists()
 
 
 AGENT_HELP = [["enroll", "--help"], ["run", "--help"], ["status", "--help"], ["version", "--help"],
