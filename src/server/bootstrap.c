@@ -82,14 +82,26 @@ int bootstrap_run(PGconn *c, const struct bootstrap_input *in, struct bootstrap_
 				  .resource = "partners",
 				  .resource_id = out->partner_id,
 				  .details = d};
+	/* The organization's own chain starts with its creation and its first
+	 * site, each row about what it names (a row with a site id in its
+	 * details is that site's row, docs/audit-chain.md §10). */
+	json_t *od = json_pack("{s:s}", "name", in->org), *sd = json_pack("{s:s}", "name", in->site);
 	struct audit_event org = {.org_id = out->org_id,
 				  .actor_type = "system",
 				  .action = "organization.create",
 				  .resource = "organizations",
 				  .resource_id = out->org_id,
-				  .details = d};
-	int arc = audit_write(c, &sys) || audit_write(c, &org);
+				  .details = od};
+	struct audit_event site = {.org_id = out->org_id,
+				   .actor_type = "system",
+				   .action = "site.create",
+				   .resource = "sites",
+				   .resource_id = out->site_id,
+				   .details = sd};
+	int arc = audit_write(c, &sys) || audit_write(c, &org) || audit_write(c, &site);
 	json_decref(d);
+	json_decref(od);
+	json_decref(sd);
 	if (arc || db_commit(c) != 0)
 		goto fail;
 	return 0;

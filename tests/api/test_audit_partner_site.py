@@ -397,3 +397,12 @@ def test_organization_without_any_history_is_a_break(audit, admin):
     audit.insert(org, 1)
     rc, chain, doc = audit.verify(org)
     assert rc == 0 and chain["ok"] is True, doc
+
+
+def test_bootstrap_rows_concern_what_they_name(bootstrap, sql):
+    """The bootstrap organization's chain starts with organization.create (no
+    site: every reader of the organization sees it) and site.create (the
+    site's row)."""
+    rows = sql("SELECT action, site_id::text FROM audit_log WHERE org_id = %s ORDER BY seq LIMIT 2",
+               bootstrap.orgId)
+    assert rows == [("organization.create", None), ("site.create", bootstrap.siteId)], rows

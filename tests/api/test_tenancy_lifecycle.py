@@ -25,12 +25,6 @@ def audit_rows(sql, resource_id, action):
     return [json.loads(r[0]) for r in rows]
 
 
-def remove_user(sql, user_id):
-    """Deletes a user outright (no user deletion endpoint yet)."""
-    sql("DELETE FROM sessions WHERE user_id = %s", user_id)
-    sql("DELETE FROM users WHERE id = %s", user_id)
-
-
 def add_site(client, org_id, name=None):
     r = client.post(f"/api/v1/organizations/{org_id}/sites", json={"name": name or uniq("site")})
     assert r.status_code == 201, r.text
@@ -268,8 +262,12 @@ def test_delete_refused_while_users_remain(admin, make_org, make_user, sql):
     assert "devices" not in b["error"]["message"]
     # An organization user is no site's user unless limited to it.
     assert admin.delete(f"/api/v1/sites/{org.site_id}").status_code == 204
-    remove_user(sql, u.id)
+    # Users are disabled, never deleted: a disabled one no longer holds it.
+    r = admin.patch(f"/api/v1/users/{u.id}", json={"status": "disabled"})
+    assert r.status_code == 200, r.text
     assert admin.delete(f"/api/v1/organizations/{org.id}").status_code == 204
+    # ... and stays out of reach with it.
+    assert admin.patch(f"/api/v1/users/{u.id}", json={"status": "active"}).status_code == 404
 
 
 def test_delete_refused_while_partner_staff_are_limited_to_it(admin, make_org, make_user, sql):
@@ -285,7 +283,8 @@ def test_site_delete_refused_while_users_are_limited_to_it(admin, make_org, make
     s2 = add_site(admin, org.id)
     u = make_user("org_viewer", orgId=org.id, siteIds=[s2["id"]])
     not_empty(admin.delete(f"/api/v1/sites/{s2['id']}"), "site_not_empty", "users limited to it")
-    sql("DELETE FROM memberships WHERE user_id = %s", u.id)
+    r = admin.patch(f"/api/v1/users/{u.id}", json={"status": "disabled"})
+    assert r.status_code == 200, r.text
     assert admin.delete(f"/api/v1/sites/{s2['id']}").status_code == 204
 
 

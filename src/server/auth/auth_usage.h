@@ -8,9 +8,10 @@
 #include <libpq-fe.h>
 
 /*
- * Counts into *USERS the users that belong to organization ORG_ID (a UUID;
- * users.org_id, whatever their status) on connection C, inside the
- * caller's transaction. Returns 0 or BZ_ERR_DB.
+ * Counts into *USERS the active users that belong to organization ORG_ID
+ * (a UUID; users.org_id) on connection C, inside the caller's transaction.
+ * Disabled users do not count: users are disabled, never deleted. Returns
+ * 0 or BZ_ERR_DB.
  */
 int auth_usage_count(PGconn *c, const char *org_id, long long *users);
 

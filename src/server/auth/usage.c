@@ -7,7 +7,8 @@
 #include "server/auth/auth_usage.h"
 #include "server/db/db.h"
 
-static const char *users_sql = "SELECT count(*) FROM users WHERE org_id = $1::uuid";
+static const char *users_sql =
+	"SELECT count(*) FROM users WHERE org_id = $1::uuid AND status = 'active'";
 
 int auth_usage_count(PGconn *c, const char *org_id, long long *users)
 {

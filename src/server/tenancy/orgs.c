@@ -249,10 +249,14 @@ static const char *const site_not_empty_msg[8] = {
 	"and usable enrollment keys",
 };
 
-/* Users whose memberships limit them to organization $1 or one of its
- * sites ($2 NULL), or to site $2. */
+/* Active users whose memberships limit them to organization $1 or one of
+ * its sites ($2 NULL), or to site $2. A disabled user does not hold an
+ * organization or site: users are disabled, never deleted, so counting
+ * them would make every organization that ever had one permanent. (The
+ * one read of auth's users table from here: memberships are ours.) */
 static const char *members_sql =
 	"SELECT count(DISTINCT m.user_id) FROM memberships m"
+	"  JOIN users u ON u.id = m.user_id AND u.status = 'active'"
 	" WHERE ($2::uuid IS NOT NULL AND m.site_id = $2::uuid)"
 	"    OR ($2::uuid IS NULL AND (m.org_id = $1::uuid"
 	"        OR m.site_id IN (SELECT s.id FROM sites s WHERE s.org_id = $1::uuid)))";
