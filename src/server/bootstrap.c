@@ -85,7 +85,8 @@ int bootstrap_run(PGconn *c, const struct bootstrap_input *in, struct bootstrap_
 	/* The organization's own chain starts with its creation and its first
 	 * site, each row about what it names (a row with a site id in its
 	 * details is that site's row, docs/audit-chain.md §10). */
-	json_t *od = json_pack("{s:s}", "name", in->org), *sd = json_pack("{s:s}", "name", in->site);
+	json_t *od = json_pack("{s:s}", "name", in->org),
+	       *sd = json_pack("{s:s}", "name", in->site);
 	struct audit_event org = {.org_id = out->org_id,
 				  .actor_type = "system",
 				  .action = "organization.create",

@@ -406,3 +406,10 @@ def test_bootstrap_rows_concern_what_they_name(bootstrap, sql):
     rows = sql("SELECT action, site_id::text FROM audit_log WHERE org_id = %s ORDER BY seq LIMIT 2",
                bootstrap.orgId)
     assert rows == [("organization.create", None), ("site.create", bootstrap.siteId)], rows
+
+
+def test_verify_of_an_unknown_id_is_an_error_not_an_intact_chain(audit):
+    """A mistyped --org must not print "ok, 0 rows checked" and exit 0."""
+    p = audit.cli("verify", "--org", "00000000-0000-0000-0000-0000000000a1")
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "is no organization, partner or audit chain" in p.stderr

@@ -193,3 +193,17 @@ def test_heartbeat_metrics_are_bounded_numbers(agents, metrics, named):
 
 def uniq_host():
     return "hb-" + secrets.token_hex(5)
+
+
+def test_reported_decimals_read_back_as_sent(agents, admin, sql):
+    """0.51 is stored and returned as 0.51, not as the round-trip form
+    0.51000000000000001 (15 significant digits are kept)."""
+    d = agents.new_device()
+    body = heartbeat_body()
+    body["metrics"]["load1"] = 0.51
+    r = agents.api.post(hb_path(d["agentId"]), json=body, token=d["authToken"])
+    assert r.status_code == 200, r.text
+    stored = sql("SELECT metrics->>'load1' FROM device_heartbeats WHERE device_id = %s",
+                 d["agentId"])[0][0]
+    assert stored == "0.51", stored
+    assert admin.get(f"/api/v1/devices/{d['agentId']}").json()["metrics"]["load1"] == 0.51

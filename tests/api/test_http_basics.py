@@ -81,7 +81,8 @@ def test_json_that_is_not_an_object_is_400(api, data):
 
 def test_duplicate_keys_are_400(api):
     r = post_raw(api, LOGIN, b'{"email":"a@example.test","email":"b@example.test","password":"x"}')
-    assert_error(r, 400)
+    body = assert_error(r, 400, "invalid_json")
+    assert "duplicate member name" in body["error"]["message"], body
 
 
 @pytest.mark.parametrize("body,field", [

@@ -24,6 +24,11 @@
 
 /* Agent tokens are "brz_" + 32 random bytes in hex; only their SHA-256 is
  * stored (G1). */
+/* How agent-reported JSON (metrics, inventory, hardware) is stored: compact,
+ * numbers with 15 significant digits, so a reported 0.51 reads back as 0.51
+ * rather than jansson's round-trip 0.51000000000000001. */
+#define AGENTS_JSON_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(15))
+
 #define AGENT_TOKEN_PREFIX "brz_"
 #define AGENTS_TOKEN_LEN 68 /* bytes of a token, without the NUL */
 

@@ -88,7 +88,7 @@ int agents_enroll(PGconn *c, const char *pepper, const struct agents_enroll_inpu
 		crypto_wipe(out->token, sizeof(out->token));
 		return BZ_ERR_CRYPTO;
 	}
-	char *hw = in->hardware ? json_dumps(in->hardware, JSON_COMPACT) : strdup("{}");
+	char *hw = in->hardware ? json_dumps(in->hardware, AGENTS_JSON_FLAGS) : strdup("{}");
 	if (hw == NULL) {
 		crypto_wipe(out->token, sizeof(out->token));
 		return BZ_ERR_NOMEM;

@@ -152,8 +152,8 @@ int agents_heartbeat_record(PGconn *c, const struct agents_agent *a,
 {
 	char uptime_s[24];
 	const char *ip = hb->client_ip;
-	char *m = hb->metrics ? json_dumps(hb->metrics, JSON_COMPACT) : strdup("{}");
-	char *inv = hb->inventory ? json_dumps(hb->inventory, JSON_COMPACT) : strdup("{}");
+	char *m = hb->metrics ? json_dumps(hb->metrics, AGENTS_JSON_FLAGS) : strdup("{}");
+	char *inv = hb->inventory ? json_dumps(hb->inventory, AGENTS_JSON_FLAGS) : strdup("{}");
 	int rc = BZ_ERR_NOMEM;
 
 	if (m == NULL || inv == NULL)

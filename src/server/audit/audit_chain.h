@@ -142,6 +142,12 @@ int audit_verify_file(FILE *f, const struct audit_verify_opts *opts, struct audi
  * Returns 0, BZ_ERR_DB or BZ_ERR_NOMEM. */
 int audit_chain_list(PGconn *conn, char (**ids)[37], size_t *n);
 
+/* Sets *KNOWN to 1 if CHAIN (a lower-case UUID) is an organization, a
+ * partner, or has any audit row, head, anchor or checkpoint, else 0 (a
+ * mistyped id, which verification would otherwise call an intact empty
+ * chain). Returns 0 or BZ_ERR_DB. */
+int audit_chain_known(PGconn *conn, const char *chain, int *known);
+
 /* {"orgId","partnerId","rowsChecked","ok","breaks":[{"kind","seq","id","detail"}],
  *  "warnings":[{"kind","seq","id","detail"}]} (plus "breaksTotal" /
  * "warningsTotal" when entries were left out). New reference. */

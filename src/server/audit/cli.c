@@ -382,10 +382,21 @@ static int cmd_verify(struct cli *c)
 	if (conn == NULL)
 		return BZ_EXIT_UNAVAILABLE;
 	if (c->org != NULL) {
+		int known = 0;
 		if ((ids = calloc(1, sizeof(*ids))) == NULL)
 			goto out;
 		snprintf(ids[0], 37, "%s", c->org);
+		audit_id_lower(ids[0], ids[0]);
 		n = 1;
+		if (audit_chain_known(conn, ids[0], &known) != 0)
+			goto out;
+		if (!known) {
+			fprintf(stderr,
+				"breeze-server audit: %s is no organization, partner or audit "
+				"chain\n",
+				ids[0]);
+			goto out;
+		}
 	} else if (audit_chain_list(conn, &ids, &n) != 0) {
 		fprintf(stderr, "breeze-server audit: cannot list the chains\n");
 		goto out;

@@ -447,3 +447,22 @@ int audit_chain_list(PGconn *conn, char (**ids)[37], size_t *n)
 	PQclear(r);
 	return 0;
 }
+
+int audit_chain_known(PGconn *conn, const char *chain, int *known)
+{
+	static const char *sql =
+		"SELECT EXISTS (SELECT 1 FROM organizations WHERE id = $1::uuid)"
+		"    OR EXISTS (SELECT 1 FROM partners WHERE id = $1::uuid)"
+		"    OR EXISTS (SELECT 1 FROM audit_chain_heads WHERE chain_id = $1::uuid)"
+		"    OR EXISTS (SELECT 1 FROM audit_anchors WHERE chain_id = $1::uuid)"
+		"    OR EXISTS (SELECT 1 FROM audit_checkpoints WHERE chain_id = $1::uuid)"
+		"    OR EXISTS (SELECT 1 FROM audit_log WHERE chain_id = $1::uuid)";
+	const char *p[1] = {chain};
+	PGresult *r = db_query(conn, sql, 1, p, NULL);
+
+	if (r == NULL)
+		return BZ_ERR_DB;
+	*known = PQgetvalue(r, 0, 0)[0] == 't';
+	PQclear(r);
+	return 0;
+}

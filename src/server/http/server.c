@@ -305,8 +305,15 @@ static int check_body(struct request *rq)
 	rq->body = json_loadb(rq->u->binary_body, rq->u->binary_body_length, JSON_REJECT_DUPLICATES,
 			      &jerr);
 	if (rq->body == NULL) {
-		http_fail(rq, 400, "invalid_json", "malformed JSON at line %d column %d", jerr.line,
-			  jerr.column);
+		/* Two members of one name: which one counts would depend on the
+		 * parser, so neither does (RFC 8259 §4 leaves it open). */
+		if (json_error_code(&jerr) == json_error_duplicate_key)
+			http_fail(rq, 400, "invalid_json",
+				  "duplicate member name in a JSON object at line %d column %d",
+				  jerr.line, jerr.column);
+		else
+			http_fail(rq, 400, "invalid_json", "malformed JSON at line %d column %d",
+				  jerr.line, jerr.column);
 		return BZ_ERR_RESPONDED;
 	}
 	if (!json_is_object(rq->body)) {
