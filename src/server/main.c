@@ -8,7 +8,7 @@
  *   breeze-server gen-secrets
  *   breeze-server audit      verify|export|checkpoint|public-key|prune|help …
  *   breeze-server version | help [COMMAND]
- *   breeze-server routes     the route table as JSON lines (for tests; not in usage)
+ *   breeze-server routes     the route table as JSON lines
  *
  * `breeze-server COMMAND --help` prints one command's usage on stdout.
  * Exit statuses: common/exitcode.h (README "Exit codes").
@@ -52,6 +52,7 @@ static void usage(FILE *f)
 	      "               --email E --name N --partner P --org O --site S [--password-stdin]\n"
 	      "  gen-secrets  print a fresh set of secrets in env-file form\n"
 	      "  audit        verify | export | checkpoint | public-key | prune (audit help)\n"
+	      "  routes       print the route table as JSON lines (method, path, flags, permission)\n"
 	      "  version      print the version\n"
 	      "  help         this text; help COMMAND or COMMAND --help for one command\n"
 	      "\n"
@@ -92,6 +93,12 @@ static const char *command_usage(const char *cmd)
 		 "Prints a fresh set of secrets (32 random bytes each) in env-file form.\n"},
 		{"audit", NULL}, /* audit_cli_main has its own */
 		{"version", "usage: breeze-server version\n\nPrints the version.\n"},
+		{"routes",
+		 "usage: breeze-server routes\n"
+		 "\n"
+		 "Prints the route table, one JSON object per line: method, path template,\n"
+		 "whether it is public, needs a user or a JSON body, its permission and\n"
+		 "audit action. The API contract tests compare it with docs/openapi.yaml.\n"},
 		{"help", "usage: breeze-server help [COMMAND]\n"
 			 "\n"
 			 "Prints the usage of breeze-server or of COMMAND.\n"},
@@ -492,8 +499,9 @@ int main(int argc, char **argv)
 			usage(stdout);
 		return BZ_EXIT_OK;
 	}
-	/* version and gen-secrets take no option but --help. */
-	if (!strcmp(cmd, "version") || !strcmp(cmd, "--version") || !strcmp(cmd, "gen-secrets")) {
+	/* version, gen-secrets and routes take no option but --help. */
+	if (!strcmp(cmd, "version") || !strcmp(cmd, "--version") || !strcmp(cmd, "gen-secrets") ||
+	    !strcmp(cmd, "routes")) {
 		const char *text = command_usage(cmd[0] == '-' ? "version" : cmd);
 		if (argc == 3 && is_help(argv[2])) {
 			fputs(text, stdout);
@@ -506,11 +514,11 @@ int main(int argc, char **argv)
 		}
 		if (!strcmp(cmd, "gen-secrets"))
 			return cmd_gen_secrets();
+		if (!strcmp(cmd, "routes"))
+			return routes_print_json(stdout) == 0 ? BZ_EXIT_OK : BZ_EXIT_FAILURE;
 		printf("breeze-server %s\n", BREEZE_VERSION);
 		return BZ_EXIT_OK;
 	}
-	if (!strcmp(cmd, "routes"))
-		return routes_print_json(stdout) == 0 ? BZ_EXIT_OK : BZ_EXIT_FAILURE;
 	if (!strcmp(cmd, "audit")) {
 		curl_global_init(CURL_GLOBAL_DEFAULT);
 		rc = audit_cli_main(argc - 1, argv + 1);

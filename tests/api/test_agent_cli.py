@@ -142,7 +142,7 @@ AGENT_HELP = [["enroll", "--help"], ["run", "--help"], ["status", "--help"], ["v
 SERVER_HELP = [["serve", "--help"], ["migrate", "--help"], ["bootstrap", "--help"],
                ["gen-secrets", "--help"], ["version", "--help"], ["help", "--help"],
                ["help", "serve"], ["audit", "--help"], ["audit", "help"], ["audit", "verify", "--help"],
-               ["help", "audit"], ["--help"], ["help"]]
+               ["help", "audit"], ["routes", "--help"], ["help", "routes"], ["--help"], ["help"]]
 HELP = [(AGENT_BIN, a) for a in AGENT_HELP] + [(SERVER_BIN, a) for a in SERVER_HELP]
 
 
@@ -169,7 +169,7 @@ BAD = [(AGENT_BIN, a) for a in (
     ["enroll"], ["enroll", "--server", "http://127.0.0.1:1"], ["enroll", "--server", "ftp://x", "--key", "k"],
     ["version", "extra"], ["help", "frobnicate"], ["status", "--config-dir", ""],
 )] + [(SERVER_BIN, a) for a in (
-    [], ["frobnicate"], ["serve", "--bogus"], ["migrate", "extra"], ["gen-secrets", "extra"],
+    [], ["frobnicate"], ["serve", "--bogus"], ["migrate", "extra"], ["gen-secrets", "extra"], ["routes", "extra"],
     ["version", "extra"], ["help", "frobnicate"], ["bootstrap", "--email", "a@b.c"], ["audit"],
     ["audit", "frobnicate"], ["audit", "verify", "--org", "x", "--all", "--bogus"],
 )]
