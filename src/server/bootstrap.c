@@ -20,6 +20,43 @@ static int insert_returning_id(PGconn *c, const char *sql, int n, const char *co
 	return 0;
 }
 
+/* The audit rows of a bootstrap, in its transaction on C: system.bootstrap
+ * in the system chain, then the organization's chain starting with its
+ * creation and its first site, each row about what it names (a row with a
+ * site id in its details is that site's row, docs/audit-chain.md §10).
+ * EMAIL is the normalized administrator address. Returns 0 or BZ_ERR_DB. */
+static int audit_rows(PGconn *c, const struct bootstrap_input *in, const char *email,
+		      const struct bootstrap_result *out)
+{
+	json_t *d = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "partnerId", out->partner_id, "orgId",
+			      out->org_id, "siteId", out->site_id, "userId", out->user_id, "email",
+			      email, "partner", in->partner);
+	struct audit_event sys = {.actor_type = "system",
+				  .action = "system.bootstrap",
+				  .resource = "partners",
+				  .resource_id = out->partner_id,
+				  .details = d};
+	json_t *od = json_pack("{s:s}", "name", in->org),
+	       *sd = json_pack("{s:s}", "name", in->site);
+	struct audit_event org = {.org_id = out->org_id,
+				  .actor_type = "system",
+				  .action = "organization.create",
+				  .resource = "organizations",
+				  .resource_id = out->org_id,
+				  .details = od};
+	struct audit_event site = {.org_id = out->org_id,
+				   .actor_type = "system",
+				   .action = "site.create",
+				   .resource = "sites",
+				   .resource_id = out->site_id,
+				   .details = sd};
+	int arc = audit_write(c, &sys) || audit_write(c, &org) || audit_write(c, &site);
+	json_decref(d);
+	json_decref(od);
+	json_decref(sd);
+	return arc ? BZ_ERR_DB : 0;
+}
+
 int bootstrap_run(PGconn *c, const struct bootstrap_input *in, struct bootstrap_result *out)
 {
 	char email[256], hash[PASSWORD_HASH_MAX];
@@ -74,35 +111,7 @@ int bootstrap_run(PGconn *c, const struct bootstrap_input *in, struct bootstrap_
 		    " RETURNING id",
 		    4, pu, out->user_id))
 		goto fail;
-	json_t *d = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "partnerId", out->partner_id, "orgId",
-			      out->org_id, "siteId", out->site_id, "userId", out->user_id, "email",
-			      email, "partner", in->partner);
-	struct audit_event sys = {.actor_type = "system",
-				  .action = "system.bootstrap",
-				  .resource = "partners",
-				  .resource_id = out->partner_id,
-				  .details = d};
-	/* The organization's own chain starts with its creation and its first
-	 * site, each row about what it names (a row with a site id in its
-	 * details is that site's row, docs/audit-chain.md §10). */
-	json_t *od = json_pack("{s:s}", "name", in->org),
-	       *sd = json_pack("{s:s}", "name", in->site);
-	struct audit_event org = {.org_id = out->org_id,
-				  .actor_type = "system",
-				  .action = "organization.create",
-				  .resource = "organizations",
-				  .resource_id = out->org_id,
-				  .details = od};
-	struct audit_event site = {.org_id = out->org_id,
-				   .actor_type = "system",
-				   .action = "site.create",
-				   .resource = "sites",
-				   .resource_id = out->site_id,
-				   .details = sd};
-	int arc = audit_write(c, &sys) || audit_write(c, &org) || audit_write(c, &site);
-	json_decref(d);
-	json_decref(od);
-	json_decref(sd);
+	int arc = audit_rows(c, in, email, out);
 	if (arc || db_commit(c) != 0)
 		goto fail;
 	return 0;

@@ -351,6 +351,35 @@ static int verify_file(struct cli *c, struct audit_verify_opts *o)
 	return ok ? 0 : 1;
 }
 
+/* The chains `verify` checks: the one of --org/--partner (which must be
+ * known: a mistyped id is no intact empty chain), or every chain. *IDS is
+ * malloc'd (the caller frees it, also on error). Returns 0, BZ_ERR_NOMEM,
+ * BZ_ERR_DB or BZ_ERR_NOT_FOUND (said on stderr). */
+static int chains_to_verify(const struct cli *c, PGconn *conn, char (**ids)[37], size_t *n)
+{
+	if (c->org != NULL) {
+		int known = 0;
+		if ((*ids = calloc(1, sizeof(**ids))) == NULL)
+			return BZ_ERR_NOMEM;
+		snprintf((*ids)[0], 37, "%s", c->org);
+		audit_id_lower((*ids)[0], (*ids)[0]);
+		*n = 1;
+		if (audit_chain_known(conn, (*ids)[0], &known) != 0)
+			return BZ_ERR_DB;
+		if (!known) {
+			fprintf(stderr,
+				"breeze-server audit: %s is no organization, partner or audit "
+				"chain\n",
+				(*ids)[0]);
+			return BZ_ERR_NOT_FOUND;
+		}
+	} else if (audit_chain_list(conn, ids, n) != 0) {
+		fprintf(stderr, "breeze-server audit: cannot list the chains\n");
+		return BZ_ERR_DB;
+	}
+	return 0;
+}
+
 static int cmd_verify(struct cli *c)
 {
 	struct audit_verify_opts o = {0};
@@ -381,26 +410,8 @@ static int cmd_verify(struct cli *c)
 	PGconn *conn = connect_url(c->cfg.database_url, "DATABASE_URL");
 	if (conn == NULL)
 		return BZ_EXIT_UNAVAILABLE;
-	if (c->org != NULL) {
-		int known = 0;
-		if ((ids = calloc(1, sizeof(*ids))) == NULL)
-			goto out;
-		snprintf(ids[0], 37, "%s", c->org);
-		audit_id_lower(ids[0], ids[0]);
-		n = 1;
-		if (audit_chain_known(conn, ids[0], &known) != 0)
-			goto out;
-		if (!known) {
-			fprintf(stderr,
-				"breeze-server audit: %s is no organization, partner or audit "
-				"chain\n",
-				ids[0]);
-			goto out;
-		}
-	} else if (audit_chain_list(conn, &ids, &n) != 0) {
-		fprintf(stderr, "breeze-server audit: cannot list the chains\n");
+	if (chains_to_verify(c, conn, &ids, &n) != 0)
 		goto out;
-	}
 	json_t *chains = json_array();
 	double t0 = now_s();
 	for (size_t i = 0; i < n; i++) {
