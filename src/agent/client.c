@@ -138,7 +138,7 @@ long long agent_http_parse_retry_after(const char *value, long long now_s)
 	long long v = 0;
 
 	if (value == NULL)
-		return -1;
+		return AGENT_RETRY_AFTER_NONE;
 	while (*p == ' ' || *p == '\t')
 		p++;
 	if (isdigit((unsigned char)*p)) {
@@ -150,12 +150,12 @@ long long agent_http_parse_retry_after(const char *value, long long now_s)
 		while (*p == ' ' || *p == '\t')
 			p++;
 		if (*p != '\0')
-			return -1;
+			return AGENT_RETRY_AFTER_NONE;
 		return v > 1000000000LL ? 1000000000LL : v;
 	}
 	time_t t = curl_getdate(p, NULL);
 	if (t == (time_t)-1)
-		return -1;
+		return AGENT_RETRY_AFTER_NONE;
 	return (long long)t > now_s ? (long long)t - now_s : 0;
 }
 
@@ -204,44 +204,59 @@ static void free_secret_slist(struct curl_slist *l)
 	curl_slist_free_all(l);
 }
 
-int agent_http_post_json(const char *url, const char *bearer, const json_t *body,
-			 volatile sig_atomic_t *cancel, struct agent_http_result *res)
-{
-	CURL *c = NULL;
-	struct curl_slist *hdrs = NULL, *nh;
-	struct rbuf rb = {0};
-	char *payload = NULL;
-	size_t payload_len = 0;
-	char auth[1100];
-	char errbuf[CURL_ERROR_SIZE] = "";
-	struct curl_header *h = NULL;
-	int rc = -ENOMEM;
+/* One POST in the making: everything agent_http_post_json() owns. The
+ * payload, the Authorization line and the response can hold a secret, so
+ * release_request() zeroes them. */
+struct post_req {
+	CURL *c;
+	struct curl_slist *hdrs;
+	struct rbuf rb;
+	char *payload; /* json_dumps of the body */
+	size_t payload_len;
+	char auth[1100]; /* "Authorization: Bearer " + a token of at most 1024 bytes */
+	char errbuf[CURL_ERROR_SIZE];
+};
 
-	memset(res, 0, sizeof(*res));
-	res->retry_after_s = -1;
-	payload = json_dumps(body, JSON_COMPACT);
-	if (payload == NULL)
-		goto out;
-	payload_len = strlen(payload);
-	if ((c = curl_easy_init()) == NULL)
-		goto out;
-	if ((nh = curl_slist_append(hdrs, "Content-Type: application/json")) == NULL)
-		goto out;
-	hdrs = nh;
-	if ((nh = curl_slist_append(hdrs, "Accept: application/json")) == NULL)
-		goto out;
-	hdrs = nh;
-	if (bearer != NULL) {
-		int n = snprintf(auth, sizeof(auth), "Authorization: Bearer %s", bearer);
-		if (n < 0 || (size_t)n >= sizeof(auth) || !agent_config_valid_token(bearer)) {
-			rc = -EINVAL;
-			goto out;
-		}
-		nh = curl_slist_append(hdrs, auth);
-		if (nh == NULL)
-			goto out;
-		hdrs = nh;
-	}
+/* Appends LINE to *HDRS. Returns 0 or -ENOMEM (*HDRS unchanged). */
+static int add_header(struct curl_slist **hdrs, const char *line)
+{
+	struct curl_slist *nh = curl_slist_append(*hdrs, line);
+
+	if (nh == NULL)
+		return -ENOMEM;
+	*hdrs = nh;
+	return 0;
+}
+
+/* Serialises BODY into R->payload, creates the handle and the header list,
+ * with "Authorization: Bearer BEARER" when BEARER is not NULL. Returns 0,
+ * -EINVAL if BEARER is not a valid token, or -ENOMEM. */
+static int build_request(struct post_req *r, const char *bearer, const json_t *body)
+{
+	int n;
+
+	r->payload = json_dumps(body, JSON_COMPACT);
+	if (r->payload == NULL)
+		return -ENOMEM;
+	r->payload_len = strlen(r->payload);
+	if ((r->c = curl_easy_init()) == NULL)
+		return -ENOMEM;
+	if (add_header(&r->hdrs, "Content-Type: application/json") != 0 ||
+	    add_header(&r->hdrs, "Accept: application/json") != 0)
+		return -ENOMEM;
+	if (bearer == NULL)
+		return 0;
+	n = snprintf(r->auth, sizeof(r->auth), "Authorization: Bearer %s", bearer);
+	if (n < 0 || (size_t)n >= sizeof(r->auth) || !agent_config_valid_token(bearer))
+		return -EINVAL;
+	return add_header(&r->hdrs, r->auth);
+}
+
+/* The transfer policy of every request (client.h): http(s) only, peers
+ * verified, no redirects, bounded time, cancellable through CANCEL. */
+static void set_options(struct post_req *r, const char *url, volatile sig_atomic_t *cancel)
+{
+	CURL *c = r->c;
 
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -252,52 +267,86 @@ int agent_http_post_json(const char *url, const char *bearer, const json_t *body
 	curl_easy_setopt(c, CURLOPT_TIMEOUT, (long)AGENT_HTTP_TOTAL_TIMEOUT_S);
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(c, CURLOPT_USERAGENT, "breeze-agent/" AGENT_VERSION);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, r->hdrs);
 	curl_easy_setopt(c, CURLOPT_POST, 1L);
-	curl_easy_setopt(c, CURLOPT_POSTFIELDS, payload);
-	curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)payload_len);
+	curl_easy_setopt(c, CURLOPT_POSTFIELDS, r->payload);
+	curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->payload_len);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, write_cb);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &rb);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &r->rb);
 	curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
 	curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, progress_cb);
 	curl_easy_setopt(c, CURLOPT_XFERINFODATA, (void *)cancel);
-	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, r->errbuf);
+}
 
-	CURLcode cc = curl_easy_perform(c);
-	if (cc != CURLE_OK) {
-		if (cc == CURLE_ABORTED_BY_CALLBACK) {
-			set_err(res->error, sizeof(res->error), "cancelled");
-			rc = -ECANCELED;
-		} else if (rb.too_big) {
-			set_err(res->error, sizeof(res->error), "response too large");
-			rc = -EIO;
-		} else {
-			set_err(res->error, sizeof(res->error),
-				errbuf[0] ? errbuf : curl_easy_strerror(cc));
-			rc = -EIO;
-		}
-		goto out;
+/* Runs the transfer. Returns 0 when a response arrived; otherwise writes
+ * why into RES->error and returns -ECANCELED or -EIO. */
+static int run_request(struct post_req *r, struct agent_http_result *res)
+{
+	CURLcode cc = curl_easy_perform(r->c);
+
+	if (cc == CURLE_OK)
+		return 0;
+	if (cc == CURLE_ABORTED_BY_CALLBACK) {
+		set_err(res->error, sizeof(res->error), "cancelled");
+		return -ECANCELED;
 	}
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &res->status);
-	if (curl_easy_header(c, "Retry-After", 0, CURLH_HEADER, -1, &h) == CURLHE_OK && h != NULL)
+	if (r->rb.too_big)
+		set_err(res->error, sizeof(res->error), "response too large");
+	else
+		set_err(res->error, sizeof(res->error),
+			r->errbuf[0] ? r->errbuf : curl_easy_strerror(cc));
+	return -EIO;
+}
+
+/* Fills RES from the response that arrived: status, Retry-After, and the
+ * body when it is JSON (NULL otherwise; the status alone is the answer). */
+static void read_response(struct post_req *r, struct agent_http_result *res)
+{
+	struct curl_header *h = NULL;
+
+	curl_easy_getinfo(r->c, CURLINFO_RESPONSE_CODE, &res->status);
+	if (curl_easy_header(r->c, "Retry-After", 0, CURLH_HEADER, -1, &h) == CURLHE_OK &&
+	    h != NULL)
 		res->retry_after_s = agent_http_parse_retry_after(h->value, (long long)bz_now());
-	if (rb.len > 0)
-		res->body = json_loadb(rb.data, rb.len, JSON_REJECT_DUPLICATES, NULL);
-	rc = 0;
-out:
-	OPENSSL_cleanse(auth, sizeof(auth));
-	if (payload != NULL) {
-		OPENSSL_cleanse(payload, payload_len);
-		free(payload);
+	if (r->rb.len > 0)
+		res->body = json_loadb(r->rb.data, r->rb.len, JSON_REJECT_DUPLICATES, NULL);
+}
+
+/* Zeroes and frees what build_request() and the transfer left in R. */
+static void release_request(struct post_req *r)
+{
+	OPENSSL_cleanse(r->auth, sizeof(r->auth));
+	if (r->payload != NULL) {
+		OPENSSL_cleanse(r->payload, r->payload_len);
+		free(r->payload);
 	}
-	if (rb.data != NULL) {
+	if (r->rb.data != NULL) {
 		/* A response may carry a new token. */
-		OPENSSL_cleanse(rb.data, rb.len);
-		free(rb.data);
+		OPENSSL_cleanse(r->rb.data, r->rb.len);
+		free(r->rb.data);
 	}
-	if (c != NULL)
-		curl_easy_cleanup(c);
-	free_secret_slist(hdrs);
+	if (r->c != NULL)
+		curl_easy_cleanup(r->c);
+	free_secret_slist(r->hdrs);
+}
+
+int agent_http_post_json(const char *url, const char *bearer, const json_t *body,
+			 volatile sig_atomic_t *cancel, struct agent_http_result *res)
+{
+	struct post_req r = {0};
+	int rc;
+
+	memset(res, 0, sizeof(*res));
+	res->retry_after_s = AGENT_RETRY_AFTER_NONE;
+	if ((rc = build_request(&r, bearer, body)) != 0)
+		goto out;
+	set_options(&r, url, cancel);
+	if ((rc = run_request(&r, res)) != 0)
+		goto out;
+	read_response(&r, res);
+out:
+	release_request(&r);
 	return rc;
 }
 
@@ -327,7 +376,7 @@ void agent_http_result_free(struct agent_http_result *res)
 	agent_http_json_cleanse(res->body);
 	json_decref(res->body);
 	memset(res, 0, sizeof(*res));
-	res->retry_after_s = -1;
+	res->retry_after_s = AGENT_RETRY_AFTER_NONE;
 }
 
 json_t *agent_http_enroll_body(const char *key, const char *secret, const struct agent_host *h)

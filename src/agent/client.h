@@ -29,9 +29,14 @@
 #define AGENT_HTTP_TOTAL_TIMEOUT_S 30
 #define AGENT_HTTP_MAX_RESPONSE_BYTES (1024 * 1024)
 
+/* "No usable Retry-After". The value is a duration, not a status, so the
+ * sentinel is one no duration can take rather than a negated errno. */
+#define AGENT_RETRY_AFTER_NONE (-1LL)
+
 struct agent_http_result {
 	long status;		 /* HTTP status; 0 if no response arrived */
-	long long retry_after_s; /* Retry-After in seconds; -1 if absent or unparseable */
+	long long retry_after_s; /* Retry-After in seconds; AGENT_RETRY_AFTER_NONE if absent
+				  * or unparseable */
 	json_t *body;		 /* parsed JSON response, or NULL; owned */
 	char error[256];	 /* transport error text when status is 0 */
 };
@@ -64,9 +69,11 @@ int agent_http_join(const char *base, const char *path, char **out);
 /* POSTs BODY (serialised compact, Content-Type: application/json) to URL,
  * with "Authorization: Bearer BEARER" if BEARER is not NULL. CANCEL, if not
  * NULL, is polled during the transfer and aborts it when non-zero. Fills RES
- * (free with agent_http_result_free). Returns 0 when an HTTP response
- * arrived, whatever its status; -EIO on a transport error (connect, TLS,
- * timeout, oversized response), -ECANCELED if cancelled, -ENOMEM. */
+ * (free with agent_http_result_free, whatever the return). Returns 0 when
+ * an HTTP response arrived, whatever its status; -EIO on a transport error
+ * (connect, TLS, timeout, oversized response; RES->error says which),
+ * -ECANCELED if cancelled, -EINVAL if BEARER is not a valid token
+ * (agent_config_valid_token; nothing is sent), -ENOMEM. */
 int agent_http_post_json(const char *url, const char *bearer, const json_t *body,
 			 volatile sig_atomic_t *cancel, struct agent_http_result *res);
 
@@ -77,8 +84,10 @@ void agent_http_json_cleanse(json_t *j);
 /* Zeroes the strings of RES->body, frees it and resets RES. NULL-safe. */
 void agent_http_result_free(struct agent_http_result *res);
 
-/* Parses a Retry-After value: delta-seconds, or an HTTP date (seconds from
- * NOW_S, at least 0). Returns -1 if VALUE is not either. */
+/* Parses a Retry-After value (RFC 9110 §10.2.3): delta-seconds, or an HTTP
+ * date (seconds from NOW_S, at least 0). Returns the seconds, 0 to 10^9
+ * (larger values saturate), or AGENT_RETRY_AFTER_NONE if VALUE is NULL or
+ * neither form. */
 long long agent_http_parse_retry_after(const char *value, long long now_s);
 
 /* Builds the enrolment request body. SECRET may be NULL (field left out).
@@ -90,7 +99,9 @@ json_t *agent_http_enroll_body(const char *key, const char *secret, const struct
 json_t *agent_http_heartbeat_body(const struct agent_host *h, const struct agent_metrics *m);
 
 /* Extracts and validates a 201 enrolment response. OUT is zeroed first;
- * free with agent_http_enroll_result_free. Returns 0 or -EBADMSG. */
+ * free with agent_http_enroll_result_free. Returns 0; -EBADMSG if BODY is
+ * not an object, a field has the wrong type or agentId/authToken is missing
+ * or invalid (OUT is empty then); -ENOMEM. */
 int agent_http_parse_enroll(const json_t *body, struct agent_enroll_result *out);
 
 /* Frees OUT's strings, zeroing the token. NULL-safe. */

@@ -97,89 +97,111 @@ static int write_all(int fd, const unsigned char *p, size_t len)
 	return 0;
 }
 
-int agent_config_write_atomic(const char *path, mode_t mode, const void *data, size_t len)
+/* Splits PATH into its directory, copied into DIR (DIR_LEN bytes; "." for a
+ * bare name, "/" for a file in the root), and *BASE, the file name inside
+ * PATH. Returns 0, -ENAMETOOLONG, or -EINVAL if PATH ends in '/'. */
+static int split_path(const char *path, char *dir, size_t dir_len, const char **base)
 {
-	char dir[PATH_MAX], tmp[PATH_MAX];
-	const char *base, *slash = strrchr(path, '/');
-	int fd = -1, dfd = -1, rc = 0, created = 0;
+	const char *slash = strrchr(path, '/');
 
 	if (slash == NULL) {
+		if (dir_len < 2)
+			return -ENAMETOOLONG;
 		dir[0] = '.';
 		dir[1] = '\0';
-		base = path;
+		*base = path;
 	} else {
 		size_t dlen = (size_t)(slash - path);
 
 		if (dlen == 0)
 			dlen = 1; /* file in "/" */
-		if (dlen >= sizeof(dir))
+		if (dlen >= dir_len)
 			return -ENAMETOOLONG;
 		memcpy(dir, path, dlen);
 		dir[dlen] = '\0';
-		base = slash + 1;
+		*base = slash + 1;
 	}
-	if (*base == '\0')
-		return -EINVAL;
+	return **base == '\0' ? -EINVAL : 0;
+}
 
-	for (int attempt = 0; attempt < 16 && fd < 0; attempt++) {
+/* Creates a new temp file ".BASE.tmp-XXXXXXXX" (random hex) in DIR with
+ * O_EXCL|O_NOFOLLOW and mode MODE, trying 16 names. Its path goes into TMP
+ * (TMP_LEN bytes), the open descriptor into *FD. Returns 0, -EEXIST if every
+ * name was taken, -EIO if getrandom failed, -ENAMETOOLONG or -errno. */
+static int create_temp(const char *dir, const char *base, mode_t mode, char *tmp, size_t tmp_len,
+		       int *fd)
+{
+	*fd = -1;
+	for (int attempt = 0; attempt < 16; attempt++) {
 		uint32_t r;
 		int n;
 
-		if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
-			rc = -EIO;
-			goto out;
-		}
-		n = snprintf(tmp, sizeof(tmp), "%s/.%s.tmp-%08x", dir, base, (unsigned)r);
-		if (n < 0 || (size_t)n >= sizeof(tmp)) {
-			rc = -ENAMETOOLONG;
-			goto out;
-		}
+		if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
+			return -EIO;
+		n = snprintf(tmp, tmp_len, "%s/.%s.tmp-%08x", dir, base, (unsigned)r);
+		if (n < 0 || (size_t)n >= tmp_len)
+			return -ENAMETOOLONG;
 		/* Created with its final mode: the secret is never readable by
 		 * anyone else, not even for an instant. */
-		fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
-		if (fd < 0 && errno != EEXIST) {
-			rc = -errno;
-			goto out;
-		}
+		*fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+		if (*fd >= 0)
+			return 0;
+		if (errno != EEXIST)
+			return -errno;
 	}
-	if (fd < 0) {
-		rc = -EEXIST;
-		goto out;
-	}
-	created = 1;
+	return -EEXIST;
+}
+
+/* Sets FD's mode to exactly MODE, writes LEN bytes of DATA, fsyncs and
+ * closes FD (always, also on failure). Returns 0 or -errno. */
+static int fill_temp(int fd, mode_t mode, const void *data, size_t len)
+{
+	int rc = 0;
+
 	/* The umask may have removed bits from MODE; set exactly MODE. */
-	if (fchmod(fd, mode) != 0) {
+	if (fchmod(fd, mode) != 0)
 		rc = -errno;
-		goto out;
-	}
-	if ((rc = write_all(fd, data, len)) != 0)
-		goto out;
-	if (fsync(fd) != 0) {
+	else if ((rc = write_all(fd, data, len)) == 0 && fsync(fd) != 0)
 		rc = -errno;
-		goto out;
-	}
-	if (close(fd) != 0) {
-		fd = -1;
+	if (close(fd) != 0 && rc == 0)
 		rc = -errno;
+	return rc;
+}
+
+/* fsyncs the directory DIR. Returns 0 or -errno. */
+static int sync_dir(const char *dir)
+{
+	int rc = 0;
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (dfd < 0)
+		return -errno;
+	if (fsync(dfd) != 0)
+		rc = -errno;
+	close(dfd);
+	return rc;
+}
+
+int agent_config_write_atomic(const char *path, mode_t mode, const void *data, size_t len)
+{
+	char dir[PATH_MAX], tmp[PATH_MAX];
+	const char *base;
+	int fd, rc;
+
+	if ((rc = split_path(path, dir, sizeof(dir), &base)) != 0)
+		return rc;
+	if ((rc = create_temp(dir, base, mode, tmp, sizeof(tmp), &fd)) != 0)
+		return rc;
+	if ((rc = fill_temp(fd, mode, data, len)) != 0)
 		goto out;
-	}
-	fd = -1;
 	if (rename(tmp, path) != 0) {
 		rc = -errno;
 		goto out;
 	}
-	created = 0;
 	/* Without this the rename itself may not survive a power loss. */
-	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0 || fsync(dfd) != 0)
-		rc = -errno;
+	return sync_dir(dir);
 out:
-	if (fd >= 0)
-		close(fd);
-	if (dfd >= 0)
-		close(dfd);
-	if (created)
-		unlink(tmp);
+	unlink(tmp);
 	return rc;
 }
 

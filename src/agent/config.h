@@ -76,7 +76,10 @@ int agent_config_ensure_dir(const char *dir);
  * the temp file ".NAME.tmp-XXXXXXXX" is created in PATH's directory with
  * open(O_CREAT|O_EXCL|O_NOFOLLOW, MODE), fchmod'ed to MODE, written, fsync'ed
  * and renamed over PATH, then the directory is fsync'ed. On failure the temp
- * file is removed and PATH is unchanged. Returns 0 or -errno. */
+ * file is removed and PATH is unchanged (except when only the final fsync of
+ * the directory fails: PATH is then replaced). Returns 0; -EINVAL if PATH
+ * ends in '/'; -ENAMETOOLONG; -EEXIST if 16 random temp names were all
+ * taken; -EIO if getrandom(2) failed; or the -errno of the failed call. */
 int agent_config_write_atomic(const char *path, mode_t mode, const void *data, size_t len);
 
 /* Reads DIR/agent.yaml into CFG (zeroed first; free with
@@ -85,7 +88,8 @@ int agent_config_write_atomic(const char *path, mode_t mode, const void *data, s
  * the agent is not enrolled, -EBADMSG on a malformed file, or -errno. */
 int agent_config_load(const char *dir, struct agent_config *cfg);
 
-/* Writes CFG to DIR/agent.yaml (mode 0640) atomically. */
+/* Writes CFG to DIR/agent.yaml (mode 0640) atomically. Returns 0, -ENOMEM,
+ * or an error of agent_yaml_emit() or agent_config_write_atomic(). */
 int agent_config_save(const char *dir, const struct agent_config *cfg);
 
 /* Frees CFG's strings; CFG is zeroed afterwards. NULL-safe. */
@@ -99,15 +103,17 @@ void agent_config_free(struct agent_config *cfg);
 int agent_config_load_token(const char *dir, char **token);
 
 /* Writes TOKEN as authToken to DIR/secrets.yaml (mode 0600) atomically.
- * Intermediate buffers holding the token are zeroed. */
+ * Intermediate buffers holding the token are zeroed. Returns 0, -EINVAL if
+ * TOKEN fails agent_config_valid_token(), or an error of
+ * agent_config_write_atomic() or agent_yaml_emit(). */
 int agent_config_save_token(const char *dir, const char *token);
 
 /* Zeroes (OPENSSL_cleanse) and frees a token. NULL-safe. */
 void agent_config_free_token(char *token);
 
 /* Records T (epoch seconds, > 0) as the time of the last heartbeat the
- * server accepted: DIR/state.yaml, mode 0640, replaced atomically. Returns 0
- * or -errno. */
+ * server accepted: DIR/state.yaml, mode 0640, replaced atomically. Returns 0,
+ * -EINVAL if T is out of range, or an error of agent_config_write_atomic(). */
 int agent_config_save_last_heartbeat(const char *dir, int64_t t);
 
 /* Reads the time written by agent_config_save_last_heartbeat() into *T

@@ -86,7 +86,9 @@ int agent_inventory_parse_os_release(const char *path, char *buf, size_t len)
 	return 0;
 }
 
-/* Parses "Key:   12345 kB" and returns the value in bytes. */
+/* Parses a "Key:   12345 kB" LINE into *OUT, in bytes. Returns 1 if LINE is
+ * KEY's, 0 if it is another key's, -EBADMSG if it is KEY's but the value is
+ * not a number of kB that fits in 64 bits. */
 static int meminfo_value(const char *line, const char *key, uint64_t *out)
 {
 	size_t kl = strlen(key);
@@ -97,7 +99,7 @@ static int meminfo_value(const char *line, const char *key, uint64_t *out)
 	errno = 0;
 	unsigned long long kb = strtoull(line + kl + 1, &end, 10);
 	if (errno != 0 || end == line + kl + 1 || kb > UINT64_MAX / 1024)
-		return -1;
+		return -EBADMSG;
 	*out = (uint64_t)kb * 1024;
 	return 1;
 }
@@ -123,10 +125,10 @@ int agent_inventory_parse_meminfo(const char *path, uint64_t *total_bytes,
 			have_free = r;
 		else if (meminfo_value(line, "Buffers", &buffers) < 0 ||
 			 meminfo_value(line, "Cached", &cached) < 0)
-			r = -1;
+			r = -EBADMSG;
 		if (r < 0) {
 			fclose(f);
-			return -EBADMSG;
+			return r;
 		}
 	}
 	fclose(f);

@@ -41,7 +41,7 @@ int agent_loop_exit_code(enum agent_outcome outcome)
 	case AGENT_OUTCOME_FORBIDDEN:
 		return BZ_EXIT_DISABLED;
 	default:
-		return -1;
+		return -EAGAIN;
 	}
 }
 
@@ -164,6 +164,12 @@ struct agent_state {
 	int state_unsaved; /* the last state.yaml write failed (logged once) */
 };
 
+/* Loads the config and the token and builds the heartbeat URL, logging one
+ * clear line on failure. Returns 0; -ENOENT if not enrolled (agent.yaml or
+ * secrets.yaml missing); -EPERM if secrets.yaml fails the checks of
+ * agent_config_check_secrets(); -EBADMSG for a malformed file; -EINVAL for
+ * an unusable serverUrl; -ENAMETOOLONG, -ENOMEM or another -errno from
+ * reading the files. */
 static int startup(struct agent_state *s)
 {
 	char path[PATH_MAX], err[128] = "", idpath[200];
@@ -174,33 +180,33 @@ static int startup(struct agent_state *s)
 	if (rc == -ENOENT) {
 		log_error("agent.not_enrolled", "configDir", s->dir, "hint",
 			  "run `breeze-agent enroll` first", NULL);
-		return -1;
+		return rc;
 	}
 	if (rc != 0) {
 		log_error("agent.config_invalid", "configDir", s->dir, "file", AGENT_CONFIG_FILE,
 			  "error",
 			  rc == -EBADMSG ? "malformed or missing serverUrl/agentId" : strerror(-rc),
 			  NULL);
-		return -1;
+		return rc;
 	}
-	if (agent_config_path(s->dir, AGENT_SECRETS_FILE, path, sizeof(path)) != 0)
-		return -1;
+	if ((rc = agent_config_path(s->dir, AGENT_SECRETS_FILE, path, sizeof(path))) != 0)
+		return rc;
 	rc = agent_config_check_secrets(path);
 	if (rc != AGENT_PERM_OK) {
 		log_error("agent.secrets_refused", "path", path, "error", agent_config_perm_str(rc),
 			  NULL);
-		return -1;
+		return rc == AGENT_PERM_MISSING ? -ENOENT : -EPERM;
 	}
 	rc = agent_config_load_token(s->dir, &s->token);
 	if (rc != 0) {
 		log_error("agent.secrets_invalid", "path", path, "error",
 			  rc == -EBADMSG ? "missing or malformed authToken" : strerror(-rc), NULL);
-		return -1;
+		return rc;
 	}
-	if (agent_http_normalize_url(s->cfg.server_url, &base, err, sizeof(err)) != 0) {
+	if ((rc = agent_http_normalize_url(s->cfg.server_url, &base, err, sizeof(err))) != 0) {
 		log_error("agent.config_invalid", "file", AGENT_CONFIG_FILE, "field", "serverUrl",
 			  "error", err, NULL);
-		return -1;
+		return rc;
 	}
 	if (strncmp(base, "http://", 7) == 0)
 		log_warn("agent.insecure_transport", "serverUrl", base, "hint",
@@ -211,7 +217,7 @@ static int startup(struct agent_state *s)
 	if (rc != 0) {
 		log_error("agent.config_invalid", "field", "serverUrl", "error",
 			  "cannot build heartbeat URL", NULL);
-		return -1;
+		return rc;
 	}
 	return 0;
 }
@@ -288,7 +294,7 @@ static enum agent_outcome heartbeat(struct agent_state *s, long long *retry_afte
 	json_t *body;
 	int rc;
 
-	*retry_after_s = -1;
+	*retry_after_s = AGENT_RETRY_AFTER_NONE;
 	agent_inventory_collect_host(&host);
 	agent_inventory_collect_metrics(&m, &s->cpu);
 	body = agent_http_heartbeat_body(&host, &m);

@@ -41,14 +41,16 @@ struct agent_delay_input {
 	enum agent_outcome outcome;
 	unsigned failures;	 /* consecutive RETRY outcomes before this one */
 	long interval_s;	 /* current heartbeat interval, > 0 */
-	long long retry_after_s; /* from the 429 response; < 0 if absent */
+	long long retry_after_s; /* from the 429 response; < 0 (AGENT_RETRY_AFTER_NONE) if
+				  * absent */
 };
 
 /* Maps an HTTP status (0 = no response) to an outcome. */
 enum agent_outcome agent_loop_classify(long status);
 
-/* Process exit status (enum bz_exit) for a terminal outcome: REENROLL gives
- * BZ_EXIT_REJECTED, FORBIDDEN BZ_EXIT_DISABLED; -1 if the loop goes on. */
+/* Process exit status (enum bz_exit, >= 0) for a terminal outcome: REENROLL
+ * gives BZ_EXIT_REJECTED, FORBIDDEN BZ_EXIT_DISABLED. Returns -EAGAIN for
+ * every other outcome: the loop goes on. */
 int agent_loop_exit_code(enum agent_outcome outcome);
 
 /* Milliseconds to wait before the next request after IN (rules above).

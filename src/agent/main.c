@@ -21,7 +21,6 @@
 #include "agent/inventory.h"
 #include "agent/loop.h"
 #include "common/clock.h"
-#include "common/err.h"
 #include "common/exitcode.h"
 #include "common/log.h"
 
@@ -99,8 +98,8 @@ struct opts {
 
 /* Parses the options after the subcommand (ARGV[0]). ALLOW_ENROLL enables
  * the enrolment options; USAGE is the command's own text. Returns 0 to go
- * on, 1 when --help was answered on stdout, or BZ_ERR_INVALID after printing
- * the problem on stderr. */
+ * on, 1 when --help was answered on stdout, or -EINVAL after printing the
+ * problem on stderr. */
 static int parse_opts(int argc, char **argv, int allow_enroll, const char *usage_text,
 		      struct opts *o)
 {
@@ -131,7 +130,7 @@ static int parse_opts(int argc, char **argv, int allow_enroll, const char *usage
 				fprintf(stderr, "breeze-agent %s: option not allowed here\n",
 					argv[0]);
 				fputs(usage_text, stderr);
-				return BZ_ERR_INVALID;
+				return -EINVAL;
 			}
 			if (ch == 's')
 				o->server = optarg;
@@ -147,17 +146,17 @@ static int parse_opts(int argc, char **argv, int allow_enroll, const char *usage
 			return 1;
 		default:
 			fputs(usage_text, stderr);
-			return BZ_ERR_INVALID;
+			return -EINVAL;
 		}
 	}
 	if (optind != argc) {
 		fprintf(stderr, "breeze-agent %s: unexpected argument '%s'\n", argv[0],
 			argv[optind]);
-		return BZ_ERR_INVALID;
+		return -EINVAL;
 	}
 	if (o->dir[0] == '\0') {
 		fprintf(stderr, "breeze-agent: --config-dir must not be empty\n");
-		return BZ_ERR_INVALID;
+		return -EINVAL;
 	}
 	return 0;
 }
@@ -280,65 +279,67 @@ static int remove_file(const char *dir, const char *name)
 	return 0;
 }
 
-static int cmd_enroll(int argc, char **argv)
+/* Takes the enrolment key and secret from the environment when they are not
+ * on the command line (an empty secret means none). Returns 0, or -EINVAL
+ * after printing the usage on stderr when --server or the key is missing. */
+static int complete_enroll_opts(struct opts *o)
 {
-	struct opts o;
-	struct agent_host host;
-	struct agent_http_result res = {0};
-	struct agent_enroll_result er = {0};
-	struct agent_config cfg = {0};
-	char err[128] = "";
-	char *base = NULL, *url = NULL;
-	json_t *body = NULL;
-	int rc, status = BZ_EXIT_FAILURE;
-
-	if ((rc = parse_opts(argc, argv, 1, usage_enroll, &o)) != 0)
-		return rc > 0 ? BZ_EXIT_OK : BZ_EXIT_USAGE;
-	if (o.key == NULL)
-		o.key = getenv("BREEZE_ENROLLMENT_KEY");
-	if (o.secret == NULL)
-		o.secret = getenv("BREEZE_ENROLLMENT_SECRET");
-	if (o.secret != NULL && o.secret[0] == '\0')
-		o.secret = NULL;
-	if (o.server == NULL || o.key == NULL || o.key[0] == '\0' || o.secret == NULL) {
+	if (o->key == NULL)
+		o->key = getenv("BREEZE_ENROLLMENT_KEY");
+	if (o->secret == NULL)
+		o->secret = getenv("BREEZE_ENROLLMENT_SECRET");
+	if (o->secret != NULL && o->secret[0] == '\0')
+		o->secret = NULL;
+	if (o->server == NULL || o->key == NULL || o->key[0] == '\0' || o->secret == NULL) {
 		fprintf(stderr,
 			"breeze-agent enroll: --server, --key (or $BREEZE_ENROLLMENT_KEY) and "
 			"--secret (or $BREEZE_ENROLLMENT_SECRET) are required\n");
 		fputs(usage_enroll, stderr);
-		return BZ_EXIT_USAGE;
+		return -EINVAL;
 	}
-	if (agent_http_normalize_url(o.server, &base, err, sizeof(err)) != 0) {
-		log_error("agent.enroll_failed", "error", "invalid --server URL", "detail", err,
-			  NULL);
-		return BZ_EXIT_USAGE;
-	}
-	/* Before the key is spent: a second enrolment would orphan the device
-	 * this directory belongs to. */
-	if ((status = check_reenroll(o.dir, o.force)) != BZ_EXIT_OK)
-		goto out;
-	status = BZ_EXIT_FAILURE;
+	return 0;
+}
+
+/* Builds the enrolment URL from BASE into *URL (malloc'd, caller frees) and
+ * makes sure DIR is usable, both before the key is spent. Returns
+ * BZ_EXIT_OK, or the exit status after logging why not. */
+static int prepare_enroll(const char *base, const char *dir, char **url)
+{
+	int rc;
+
 	if (strncmp(base, "http://", 7) == 0)
 		log_warn("agent.insecure_transport", "serverUrl", base, "hint",
 			 "use https outside development", NULL);
-	if ((rc = agent_http_join(base, "/api/v1/agents/enroll", &url)) != 0) {
+	if (agent_http_join(base, "/api/v1/agents/enroll", url) != 0) {
 		log_error("agent.enroll_failed", "error", "cannot build enrolment URL", NULL);
-		goto out;
+		return BZ_EXIT_FAILURE;
 	}
-	/* Fail on an unusable config dir before spending the key. */
-	if ((rc = agent_config_ensure_dir(o.dir)) != 0) {
+	if ((rc = agent_config_ensure_dir(dir)) != 0) {
 		log_error("agent.enroll_failed", "error", "cannot create config directory",
-			  "configDir", o.dir, "detail", strerror(-rc), NULL);
-		status = BZ_EXIT_CONFIG;
-		goto out;
+			  "configDir", dir, "detail", strerror(-rc), NULL);
+		return BZ_EXIT_CONFIG;
 	}
-	agent_inventory_collect_host(&host);
-	body = agent_http_enroll_body(o.key, o.secret, &host);
+	return BZ_EXIT_OK;
+}
+
+/* Sends the enrolment request for HOST with O's key and secret to URL (on
+ * the server BASE) and reads the answer into ER (free with
+ * agent_http_enroll_result_free, whatever the return). The request body,
+ * which holds the key and secret, is zeroed before it is freed. Returns
+ * BZ_EXIT_OK, or the exit status after logging why the server was not
+ * reached, refused or answered nonsense. */
+static int send_enroll(const char *url, const char *base, const struct opts *o,
+		       const struct agent_host *host, struct agent_enroll_result *er)
+{
+	struct agent_http_result res = {0};
+	json_t *body = agent_http_enroll_body(o->key, o->secret, host);
+	int status = BZ_EXIT_FAILURE;
+
 	if (body == NULL) {
 		log_error("agent.enroll_failed", "error", "cannot build request body", NULL);
-		goto out;
+		return BZ_EXIT_FAILURE;
 	}
-	rc = agent_http_post_json(url, NULL, body, NULL, &res);
-	if (rc != 0) {
+	if (agent_http_post_json(url, NULL, body, NULL, &res) != 0) {
 		log_error("agent.enroll_failed", "error", "cannot reach server", "serverUrl", base,
 			  "detail", res.error, NULL);
 		status = BZ_EXIT_UNAVAILABLE;
@@ -348,52 +349,94 @@ static int cmd_enroll(int argc, char **argv)
 		status = log_enroll_failure(&res);
 		goto out;
 	}
-	if (agent_http_parse_enroll(res.body, &er) != 0) {
+	if (agent_http_parse_enroll(res.body, er) != 0) {
 		log_error("agent.enroll_failed", "error",
 			  "server response lacks a valid agentId/authToken", NULL);
 		goto out;
 	}
+	status = BZ_EXIT_OK;
+out:
+	agent_http_json_cleanse(body);
+	json_decref(body);
+	agent_http_result_free(&res);
+	return status;
+}
+
+/* Writes the enrolment ER (server BASE, host name HOSTNAME or NULL) to
+ * O->dir, replacing an old enrolment when O->force. Returns BZ_EXIT_OK, or
+ * BZ_EXIT_FAILURE after logging which file could not be written. */
+static int store_enroll(const struct opts *o, char *base, char *hostname,
+			const struct agent_enroll_result *er)
+{
+	struct agent_config cfg = {0};
+	int rc;
+
 	/* Token first: agent.yaml is what marks the agent as enrolled, so it
 	 * must never exist without the secrets it refers to. A replaced
 	 * device's agent.yaml goes first, so the new token is never paired
 	 * with the old agentId; its heartbeat history goes too. */
-	if (o.force && (rc = remove_file(o.dir, AGENT_CONFIG_FILE)) != 0) {
+	if (o->force && (rc = remove_file(o->dir, AGENT_CONFIG_FILE)) != 0) {
 		log_error("agent.enroll_failed", "error",
-			  "cannot remove the old " AGENT_CONFIG_FILE, "configDir", o.dir, "detail",
+			  "cannot remove the old " AGENT_CONFIG_FILE, "configDir", o->dir, "detail",
 			  strerror(-rc), NULL);
-		goto out;
+		return BZ_EXIT_FAILURE;
 	}
-	if ((rc = agent_config_remove_state(o.dir)) != 0)
+	if ((rc = agent_config_remove_state(o->dir)) != 0)
 		log_warn("agent.state_remove_failed", "file", AGENT_STATE_FILE, "error",
 			 strerror(-rc), NULL);
-	if ((rc = agent_config_save_token(o.dir, er.auth_token)) != 0) {
+	if ((rc = agent_config_save_token(o->dir, er->auth_token)) != 0) {
 		log_error("agent.enroll_failed", "error", "cannot write " AGENT_SECRETS_FILE,
-			  "configDir", o.dir, "detail", strerror(-rc), NULL);
-		goto out;
+			  "configDir", o->dir, "detail", strerror(-rc), NULL);
+		return BZ_EXIT_FAILURE;
 	}
 	cfg.server_url = base;
-	cfg.agent_id = er.agent_id;
-	cfg.org_id = er.org_id;
-	cfg.site_id = er.site_id;
-	cfg.hostname = host.hostname[0] ? host.hostname : NULL;
-	cfg.heartbeat_interval_s = er.heartbeat_interval_s;
-	rc = agent_config_save(o.dir, &cfg);
-	if (rc != 0) {
+	cfg.agent_id = er->agent_id;
+	cfg.org_id = er->org_id;
+	cfg.site_id = er->site_id;
+	cfg.hostname = hostname;
+	cfg.heartbeat_interval_s = er->heartbeat_interval_s;
+	if ((rc = agent_config_save(o->dir, &cfg)) != 0) {
 		log_error("agent.enroll_failed", "error", "cannot write " AGENT_CONFIG_FILE,
-			  "configDir", o.dir, "detail", strerror(-rc), NULL);
-		goto out;
+			  "configDir", o->dir, "detail", strerror(-rc), NULL);
+		return BZ_EXIT_FAILURE;
 	}
+	return BZ_EXIT_OK;
+}
+
+static int cmd_enroll(int argc, char **argv)
+{
+	struct opts o;
+	struct agent_host host;
+	struct agent_enroll_result er = {0};
+	char err[128] = "";
+	char *base = NULL, *url = NULL;
+	int rc, status;
+
+	if ((rc = parse_opts(argc, argv, 1, usage_enroll, &o)) != 0)
+		return rc > 0 ? BZ_EXIT_OK : BZ_EXIT_USAGE;
+	if (complete_enroll_opts(&o) != 0)
+		return BZ_EXIT_USAGE;
+	if (agent_http_normalize_url(o.server, &base, err, sizeof(err)) != 0) {
+		log_error("agent.enroll_failed", "error", "invalid --server URL", "detail", err,
+			  NULL);
+		return BZ_EXIT_USAGE;
+	}
+	/* Before the key is spent: a second enrolment would orphan the device
+	 * this directory belongs to. */
+	if ((status = check_reenroll(o.dir, o.force)) != BZ_EXIT_OK)
+		goto out;
+	if ((status = prepare_enroll(base, o.dir, &url)) != BZ_EXIT_OK)
+		goto out;
+	agent_inventory_collect_host(&host);
+	if ((status = send_enroll(url, base, &o, &host, &er)) != BZ_EXIT_OK)
+		goto out;
+	status = store_enroll(&o, base, host.hostname[0] ? host.hostname : NULL, &er);
+	if (status != BZ_EXIT_OK)
+		goto out;
 	log_info("agent.enrolled", "agentId", er.agent_id, "orgId", er.org_id, "siteId", er.site_id,
 		 NULL);
 	printf("enrolled: agentId=%s\n", er.agent_id);
-	status = BZ_EXIT_OK;
 out:
-	if (body != NULL) {
-		/* The body holds the enrolment key and secret. */
-		agent_http_json_cleanse(body);
-		json_decref(body);
-	}
-	agent_http_result_free(&res);
 	agent_http_enroll_result_free(&er);
 	free(url);
 	free(base);

@@ -214,126 +214,122 @@ static int is_plain_null(const yaml_event_t *ev)
 /* Parser states: what the next event must be. */
 enum pstate { P_STREAM, P_DOC, P_MAP, P_KEY, P_VALUE, P_DOC_END, P_STREAM_END, P_DONE };
 
-int agent_yaml_parse(const char *buf, size_t len, struct agent_yaml_map *m)
+/* is_int of the placeholder a null value leaves behind (read_value). */
+#define NULL_PLACEHOLDER (-1)
+
+/* Where agent_yaml_parse() is in the document. */
+struct reader {
+	enum pstate st;
+	char *key; /* the key whose value comes next (P_VALUE); owned */
+	struct agent_yaml_map *m;
+};
+
+/* Is EV a scalar the map can hold: no anchor, no embedded NUL? */
+static int usable_scalar(const yaml_event_t *ev)
 {
-	yaml_parser_t parser;
-	yaml_event_t ev;
-	enum pstate st = P_STREAM;
-	char *key = NULL;
-	int rc = -EBADMSG;
+	return ev->type == YAML_SCALAR_EVENT && ev->data.scalar.anchor == NULL &&
+	       strlen((char *)ev->data.scalar.value) == ev->data.scalar.length;
+}
 
-	if (len > AGENT_YAML_MAX_BYTES)
-		return -E2BIG;
-	if (!yaml_parser_initialize(&parser))
+/* The events around the one mapping: stream and document start and end, and
+ * the mapping start ("---" alone is an empty document). Returns 0 or
+ * -EBADMSG. */
+static int read_frame(struct reader *r, const yaml_event_t *ev)
+{
+	int ok = 0;
+
+	switch (r->st) {
+	case P_STREAM:
+		ok = ev->type == YAML_STREAM_START_EVENT;
+		r->st = P_DOC;
+		break;
+	case P_DOC:
+		if (ev->type == YAML_STREAM_END_EVENT) { /* empty file */
+			ok = 1;
+			r->st = P_DONE;
+		} else {
+			ok = ev->type == YAML_DOCUMENT_START_EVENT;
+			r->st = P_MAP;
+		}
+		break;
+	case P_MAP:
+		if (ev->type == YAML_SCALAR_EVENT && is_plain_null(ev)) { /* "---" alone */
+			ok = 1;
+			r->st = P_DOC_END;
+		} else {
+			ok = ev->type == YAML_MAPPING_START_EVENT &&
+			     ev->data.mapping_start.anchor == NULL;
+			r->st = P_KEY;
+		}
+		break;
+	case P_DOC_END:
+		ok = ev->type == YAML_DOCUMENT_END_EVENT;
+		r->st = P_STREAM_END;
+		break;
+	case P_STREAM_END:
+		/* A second document is refused, not silently ignored. */
+		ok = ev->type == YAML_STREAM_END_EVENT;
+		r->st = P_DONE;
+		break;
+	default:
+		break;
+	}
+	return ok ? 0 : -EBADMSG;
+}
+
+/* P_KEY: a new key (kept in R->key) or the end of the mapping. Returns 0,
+ * -EBADMSG (not a usable scalar, or a duplicate key) or -ENOMEM. */
+static int read_key(struct reader *r, const yaml_event_t *ev)
+{
+	if (ev->type == YAML_MAPPING_END_EVENT) {
+		r->st = P_DOC_END;
+		return 0;
+	}
+	if (!usable_scalar(ev))
+		return -EBADMSG;
+	/* A duplicate key is refused rather than guessing which one wins. */
+	if (find(r->m, (char *)ev->data.scalar.value) != NULL)
+		return -EBADMSG;
+	r->key = strdup((char *)ev->data.scalar.value);
+	if (r->key == NULL)
 		return -ENOMEM;
-	yaml_parser_set_input_string(&parser, (const unsigned char *)buf, len);
+	r->st = P_VALUE;
+	return 0;
+}
 
-	while (st != P_DONE) {
-		if (!yaml_parser_parse(&parser, &ev)) {
-			if (parser.error == YAML_MEMORY_ERROR)
-				rc = -ENOMEM;
-			goto out;
-		}
-		int ok = 0;
-		switch (st) {
-		case P_STREAM:
-			ok = ev.type == YAML_STREAM_START_EVENT;
-			st = P_DOC;
-			break;
-		case P_DOC:
-			if (ev.type == YAML_STREAM_END_EVENT) { /* empty file */
-				ok = 1;
-				st = P_DONE;
-			} else {
-				ok = ev.type == YAML_DOCUMENT_START_EVENT;
-				st = P_MAP;
-			}
-			break;
-		case P_MAP:
-			if (ev.type == YAML_SCALAR_EVENT && is_plain_null(&ev)) { /* "---" alone */
-				ok = 1;
-				st = P_DOC_END;
-			} else {
-				ok = ev.type == YAML_MAPPING_START_EVENT &&
-				     ev.data.mapping_start.anchor == NULL;
-				st = P_KEY;
-			}
-			break;
-		case P_KEY:
-			if (ev.type == YAML_MAPPING_END_EVENT) {
-				ok = 1;
-				st = P_DOC_END;
-				break;
-			}
-			if (ev.type != YAML_SCALAR_EVENT || ev.data.scalar.anchor != NULL ||
-			    strlen((char *)ev.data.scalar.value) != ev.data.scalar.length)
-				break;
-			if (find(m, (char *)ev.data.scalar.value) != NULL)
-				break; /* duplicate key: refuse rather than guess which one wins */
-			key = strdup((char *)ev.data.scalar.value);
-			if (key == NULL) {
-				rc = -ENOMEM;
-				yaml_event_delete(&ev);
-				goto out;
-			}
-			ok = 1;
-			st = P_VALUE;
-			break;
-		case P_VALUE:
-			if (ev.type != YAML_SCALAR_EVENT || ev.data.scalar.anchor != NULL ||
-			    strlen((char *)ev.data.scalar.value) != ev.data.scalar.length)
-				break;
-			if (!is_plain_null(&ev)) {
-				int r = set_value(m, key, (char *)ev.data.scalar.value,
-						  ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE);
-				if (r != 0) {
-					rc = r;
-					yaml_event_delete(&ev);
-					goto out;
-				}
-			} else if (find(m, key) == NULL) {
-				/* Remember the key with no value so a later duplicate
-				 * is still caught. */
-				if (set_value(m, key, "", 0) != 0) {
-					rc = -ENOMEM;
-					yaml_event_delete(&ev);
-					goto out;
-				}
-				m->pairs[m->len - 1].is_int = -1;
-			}
-			free(key);
-			key = NULL;
-			ok = 1;
-			st = P_KEY;
-			break;
-		case P_DOC_END:
-			ok = ev.type == YAML_DOCUMENT_END_EVENT;
-			st = P_STREAM_END;
-			break;
-		case P_STREAM_END:
-			/* A second document is refused, not silently ignored. */
-			ok = ev.type == YAML_STREAM_END_EVENT;
-			st = P_DONE;
-			break;
-		case P_DONE:
-			break;
-		}
-		yaml_event_delete(&ev);
-		if (!ok)
-			goto out;
+/* P_VALUE: the value of R->key, stored in the map. Returns 0, -EBADMSG (not
+ * a usable scalar) or -ENOMEM. */
+static int read_value(struct reader *r, const yaml_event_t *ev)
+{
+	int rc;
+
+	if (!usable_scalar(ev))
+		return -EBADMSG;
+	if (!is_plain_null(ev)) {
+		rc = set_value(r->m, r->key, (char *)ev->data.scalar.value,
+			       ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE);
+		if (rc != 0)
+			return rc;
+	} else if (find(r->m, r->key) == NULL) {
+		/* Remember the key with no value so a later duplicate is still
+		 * caught; drop_null_placeholders() removes it at the end. */
+		if (set_value(r->m, r->key, "", 0) != 0)
+			return -ENOMEM;
+		r->m->pairs[r->m->len - 1].is_int = NULL_PLACEHOLDER;
 	}
-	rc = 0;
-out:
-	free_secret_string(key);
-	yaml_parser_delete(&parser);
-	if (rc != 0) {
-		agent_yaml_free(m);
-		return rc;
-	}
-	/* Drop the placeholders left for null values. */
+	free(r->key);
+	r->key = NULL;
+	r->st = P_KEY;
+	return 0;
+}
+
+/* Removes the keys read_value() kept for null values. */
+static void drop_null_placeholders(struct agent_yaml_map *m)
+{
 	size_t w = 0;
+
 	for (size_t i = 0; i < m->len; i++) {
-		if (m->pairs[i].is_int == -1) {
+		if (m->pairs[i].is_int == NULL_PLACEHOLDER) {
 			free_secret_string(m->pairs[i].key);
 			free_secret_string(m->pairs[i].value);
 			continue;
@@ -341,5 +337,43 @@ out:
 		m->pairs[w++] = m->pairs[i];
 	}
 	m->len = w;
+}
+
+int agent_yaml_parse(const char *buf, size_t len, struct agent_yaml_map *m)
+{
+	yaml_parser_t parser;
+	yaml_event_t ev;
+	struct reader r = {.st = P_STREAM, .key = NULL, .m = m};
+	int rc = 0;
+
+	if (len > AGENT_YAML_MAX_BYTES)
+		return -E2BIG;
+	if (!yaml_parser_initialize(&parser))
+		return -ENOMEM;
+	yaml_parser_set_input_string(&parser, (const unsigned char *)buf, len);
+
+	while (r.st != P_DONE) {
+		if (!yaml_parser_parse(&parser, &ev)) {
+			rc = parser.error == YAML_MEMORY_ERROR ? -ENOMEM : -EBADMSG;
+			goto out;
+		}
+		if (r.st == P_KEY)
+			rc = read_key(&r, &ev);
+		else if (r.st == P_VALUE)
+			rc = read_value(&r, &ev);
+		else
+			rc = read_frame(&r, &ev);
+		yaml_event_delete(&ev);
+		if (rc != 0)
+			goto out;
+	}
+out:
+	free_secret_string(r.key);
+	yaml_parser_delete(&parser);
+	if (rc != 0) {
+		agent_yaml_free(m);
+		return rc;
+	}
+	drop_null_placeholders(m);
 	return 0;
 }

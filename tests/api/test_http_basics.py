@@ -126,16 +126,11 @@ def test_big_body_is_413(api):
     assert_error(post_raw(api, LOGIN, padded_object(3 * MAX_BODY)), 413)
 
 
-def test_chunked_body_over_the_limit_is_413(api):
-    data = padded_object(MAX_BODY + 4096)
-
-    def chunks():
-        for i in range(0, len(data), 65536):
-            yield data[i:i + 65536]
-
-    r = post_raw(api, LOGIN, chunks())
-    assert "Content-Length" not in r.request.headers
-    assert_error(r, 413)
+# A chunked body over the limit is cut as soon as it passes it: the server
+# answers 413 and closes the connection, possibly while the client is still
+# writing, which an HTTP library reports as a broken pipe instead of the
+# answer. test_raw_http.py::test_chunked_body_over_the_limit_is_cut_with_413
+# checks it on a raw socket, where the answer can be read either way.
 
 
 def test_every_response_has_a_unique_request_id(api, admin):

@@ -202,6 +202,30 @@ static void test_atomic_write_failure_leaves_nothing(void **state)
 	assert_int_equal(agent_config_write_atomic("", 0600, "x", 1), -EINVAL);
 }
 
+/* Each step of the atomic write fails cleanly: a path naming a directory
+ * is refused before anything is created, an over-long one with
+ * -ENAMETOOLONG, and a rename that fails (the target is a directory) after
+ * the temp file was written leaves the temp file removed. */
+static void test_atomic_write_step_failures(void **state)
+{
+	struct fixture *f = *state;
+	char path[256], longpath[5000];
+
+	path_in(f, "sub/", path, sizeof(path));
+	assert_int_equal(agent_config_write_atomic(path, 0600, "x", 1), -EINVAL);
+	memset(longpath, 'a', sizeof(longpath) - 1);
+	longpath[0] = '/';
+	longpath[sizeof(longpath) - 1] = '\0';
+	longpath[sizeof(longpath) - 10] = '/';
+	assert_int_equal(agent_config_write_atomic(longpath, 0600, "x", 1), -ENAMETOOLONG);
+	assert_int_equal(count_entries(f->dir), 0);
+
+	path_in(f, "target", path, sizeof(path));
+	assert_int_equal(mkdir(path, 0700), 0);
+	assert_int_equal(agent_config_write_atomic(path, 0600, "x", 1), -EISDIR);
+	assert_int_equal(count_entries(f->dir), 1);
+}
+
 static void test_ensure_dir(void **state)
 {
 	struct fixture *f = *state;
@@ -336,6 +360,26 @@ static void test_yaml_handwritten(void **state)
 	assert_string_equal(agent_yaml_get(&m, "heartbeatIntervalSeconds"), "120");
 	assert_null(agent_yaml_get(&m, "emptyValue"));
 	agent_yaml_free(&m);
+}
+
+/* A null value leaves no key behind but still counts for duplicates, and a
+ * bare "---" is an empty document. */
+static void test_yaml_null_values(void **state)
+{
+	static const char dup[] = "a:\na: x\n", nulls[] = "a: ~\nb: x\nc: null\n";
+	static const char bare[] = "---\n";
+	struct agent_yaml_map m = {0};
+
+	(void)state;
+	assert_int_equal(agent_yaml_parse(dup, sizeof(dup) - 1, &m), -EBADMSG);
+	assert_int_equal(m.len, 0);
+	assert_int_equal(agent_yaml_parse(nulls, sizeof(nulls) - 1, &m), 0);
+	assert_int_equal(m.len, 1);
+	assert_string_equal(agent_yaml_get(&m, "b"), "x");
+	assert_null(agent_yaml_get(&m, "a"));
+	agent_yaml_free(&m);
+	assert_int_equal(agent_yaml_parse(bare, sizeof(bare) - 1, &m), 0);
+	assert_int_equal(m.len, 0);
 }
 
 static const struct {
@@ -537,10 +581,12 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_atomic_write_failure_leaves_nothing, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_atomic_write_step_failures, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ensure_dir, setup, teardown),
 		cmocka_unit_test(test_yaml_roundtrip_nasty_strings),
 		cmocka_unit_test(test_yaml_long_value_and_invalid_utf8),
 		cmocka_unit_test(test_yaml_handwritten),
+		cmocka_unit_test(test_yaml_null_values),
 		cmocka_unit_test(test_yaml_rejects),
 		cmocka_unit_test_setup_teardown(test_config_save_load, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_config_missing, setup, teardown),

@@ -1,6 +1,7 @@
 /* Unit tests for src/agent/loop.c: backoff and jitter bounds, Retry-After
  * never shortened (checklist R6), status classification, interruptible
  * sleep. The random source is pinned so every case is reproducible. */
+#include <errno.h>
 #include <limits.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -131,17 +132,17 @@ static const struct {
 	enum agent_outcome want;
 	int exit_code;
 } status_cases[] = {
-	{200, AGENT_OUTCOME_OK, -1},
-	{201, AGENT_OUTCOME_OK, -1},
-	{204, AGENT_OUTCOME_OK, -1},
-	{0, AGENT_OUTCOME_RETRY, -1}, /* transport error */
-	{500, AGENT_OUTCOME_RETRY, -1},
-	{502, AGENT_OUTCOME_RETRY, -1},
-	{503, AGENT_OUTCOME_RETRY, -1},
-	{504, AGENT_OUTCOME_RETRY, -1},
-	{302, AGENT_OUTCOME_RETRY, -1},
-	{400, AGENT_OUTCOME_RETRY, -1},
-	{429, AGENT_OUTCOME_RATE_LIMITED, -1},
+	{200, AGENT_OUTCOME_OK, -EAGAIN},
+	{201, AGENT_OUTCOME_OK, -EAGAIN},
+	{204, AGENT_OUTCOME_OK, -EAGAIN},
+	{0, AGENT_OUTCOME_RETRY, -EAGAIN}, /* transport error */
+	{500, AGENT_OUTCOME_RETRY, -EAGAIN},
+	{502, AGENT_OUTCOME_RETRY, -EAGAIN},
+	{503, AGENT_OUTCOME_RETRY, -EAGAIN},
+	{504, AGENT_OUTCOME_RETRY, -EAGAIN},
+	{302, AGENT_OUTCOME_RETRY, -EAGAIN},
+	{400, AGENT_OUTCOME_RETRY, -EAGAIN},
+	{429, AGENT_OUTCOME_RATE_LIMITED, -EAGAIN},
 	{401, AGENT_OUTCOME_REENROLL, BZ_EXIT_REJECTED},
 	{403, AGENT_OUTCOME_FORBIDDEN, BZ_EXIT_DISABLED},
 	{404, AGENT_OUTCOME_FORBIDDEN, BZ_EXIT_DISABLED},
