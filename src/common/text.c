@@ -51,6 +51,30 @@ static int refused_codepoint(unsigned cp)
 	       cp == 0x2029 || cp == 0xfeff;
 }
 
+/* Code points that show nothing on their own: spaces (Unicode White_Space),
+ * the Default_Ignorable_Code_Point set (zero-width characters, joiners,
+ * variation selectors, tags, soft hyphen…) and the Hangul and Braille
+ * fillers that fonts draw as blanks. A display string made only of these
+ * is blank (Unicode 15 DerivedCoreProperties.txt, PropList.txt). */
+static int blank_codepoint(unsigned cp)
+{
+	static const struct {
+		unsigned lo, hi;
+	} ranges[] = {
+		{0x0020, 0x0020},   {0x00a0, 0x00a0}, {0x00ad, 0x00ad},	  {0x034f, 0x034f},
+		{0x115f, 0x1160},   {0x1680, 0x1680}, {0x17b4, 0x17b5},	  {0x180b, 0x180f},
+		{0x2000, 0x200d},   {0x202f, 0x202f}, {0x205f, 0x2064},	  {0x206a, 0x206f},
+		{0x2800, 0x2800},   {0x3000, 0x3000}, {0x3164, 0x3164},	  {0xfe00, 0xfe0f},
+		{0xffa0, 0xffa0},   {0xfff9, 0xfffb}, {0x1bca0, 0x1bca3}, {0x1d173, 0x1d17a},
+		{0xe0000, 0xe0fff},
+	};
+
+	for (size_t i = 0; i < sizeof(ranges) / sizeof(*ranges); i++)
+		if (cp >= ranges[i].lo && cp <= ranges[i].hi)
+			return 1;
+	return 0;
+}
+
 /* Decodes the code point at S (well-formed UTF-8, checked before) into *CP
  * and returns its length in bytes. */
 static size_t decode(const unsigned char *s, unsigned *cp)
@@ -100,7 +124,7 @@ int text_check(const char *str, size_t maxlen, unsigned flags, const char **why)
 			*why = "must not contain control or bidirectional formatting characters";
 			return BZ_ERR_INVALID;
 		}
-		if (cp != ' ' && cp != 0xa0 && cp != 0x3000)
+		if (!blank_codepoint(cp))
 			visible = 1;
 	}
 	if (!visible && !(flags & TEXT_ALLOW_EMPTY)) {

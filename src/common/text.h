@@ -23,7 +23,9 @@ enum text_flags {
  * bidirectional formatting characters (U+061C, U+200E/F, U+202A–U+202E,
  * U+2066–U+2069: Unicode UAX #9 "Trojan Source"), no line/paragraph
  * separators (U+2028/9), no byte-order mark (U+FEFF), and — unless FLAGS
- * has TEXT_ALLOW_EMPTY — not empty or only blanks. Returns 0, or
+ * has TEXT_ALLOW_EMPTY — not empty or only blanks (spaces and characters
+ * that render as nothing: zero-width characters, joiners, variation
+ * selectors, tags, soft hyphen, Hangul and Braille fillers). Returns 0, or
  * BZ_ERR_INVALID with *WHY (when non-NULL) set to a static phrase such as
  * "must not contain control characters" for a message naming the field.
  */

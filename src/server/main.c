@@ -205,7 +205,7 @@ static void init_passwords(const struct config *cfg)
 /*
  * Refuses (production) or warns about (elsewhere) a DATABASE_URL role that
  * could switch off or get round the audit log's append-only protection:
- * superuser, BYPASSRLS, owner of the schema or its tables (or a member of
+ * superuser, BYPASSRLS, CREATEROLE, owner of the schema or its tables (or a member of
  * the owner), UPDATE/DELETE/TRUNCATE on an audit table. One
  * "db.role.unsafe" log line per problem; in production also one stderr line
  * each. Returns 0 to go on, BZ_ERR_FORBIDDEN to refuse, BZ_ERR_DB if the
@@ -214,7 +214,7 @@ static void init_passwords(const struct config *cfg)
 static int check_db_role(struct db_pool *pool, const struct config *cfg)
 {
 	struct db_role_findings f;
-	char msg[5][384];
+	char msg[6][384];
 	int n = 0, rc;
 	PGconn *c = db_acquire(pool, 5000);
 
@@ -231,6 +231,10 @@ static int check_db_role(struct db_pool *pool, const struct config *cfg)
 	if (f.bypass_rls)
 		snprintf(msg[n++], sizeof(msg[0]),
 			 "has BYPASSRLS (itself or through a role it is a member of)");
+	if (f.createrole)
+		snprintf(msg[n++], sizeof(msg[0]),
+			 "has CREATEROLE (itself or through a role it is a member of) and could "
+			 "grant itself membership in the migration owner");
 	if (f.owns_schema)
 		snprintf(msg[n++], sizeof(msg[0]),
 			 "owns schema public (or is a member of its owner); serve must run as "

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from conftest import SERVER_BIN, base_process_env
+from conftest import SERVER_BIN, base_process_env, superuser_breeze_url
 
 SECRET_VARS = ("JWT_SECRET", "APP_ENCRYPTION_KEY", "MFA_ENCRYPTION_KEY", "MFA_RECOVERY_CODE_PEPPER",
                "ENROLLMENT_KEY_PEPPER", "AGENT_ENROLLMENT_SECRET", "METRICS_SCRAPE_TOKEN",
@@ -189,6 +189,33 @@ def test_production_refuses_audit_delete_grant(run_server, env):
     r = run_server(**_prod_env(env, DATABASE_URL=env["AUDIT_ADMIN_DATABASE_URL"]))
     assert r.returncode == 5, r.stderr[-2000:]
     assert "may change or remove audit rows (audit_log DELETE)" in r.stderr, r.stderr
+
+
+def test_production_refuses_a_role_with_createrole(run_server, env):
+    """Up to PostgreSQL 15 a CREATEROLE role may grant itself membership in
+    any role but a superuser, the migration owner included, and then switch
+    the audit triggers off: refused like the owner itself."""
+    import psycopg2
+    from urllib.parse import urlsplit, urlunsplit
+    name = "breeze_app_cr_" + secrets.token_hex(4)
+    password = secrets.token_hex(12)
+    su = psycopg2.connect(superuser_breeze_url(env))
+    su.autocommit = True
+    try:
+        with su.cursor() as cur:
+            cur.execute(f"CREATE ROLE {name} LOGIN CREATEROLE PASSWORD %s IN ROLE breeze_app",
+                        (password,))
+        u = urlsplit(env["DATABASE_URL"])
+        netloc = f"{name}:{password}@{u.hostname}:{u.port}"
+        r = run_server(**_prod_env(env, DATABASE_URL=urlunsplit(
+            (u.scheme, netloc, u.path, u.query, u.fragment))))
+        assert r.returncode == 5, r.stderr[-2000:]
+        assert f"DATABASE_URL: role {name} has CREATEROLE" in r.stderr, r.stderr
+        assert password not in r.stdout + r.stderr
+    finally:
+        with su.cursor() as cur:
+            cur.execute(f"DROP ROLE IF EXISTS {name}")
+        su.close()
 
 
 def test_development_warns_about_the_schema_owner_and_starts(spawn_server, env):

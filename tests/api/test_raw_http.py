@@ -3,7 +3,8 @@ will not send: a header split over several field lines in different letter
 case (the client IP is taken from all of them, in order, RFC 9110 §5.3), and
 oversized bodies that must be refused with 413 before the server reads them
 (a 500 MB Content-Length, Expect: 100-continue, a chunked body past the
-limit)."""
+limit), and ambiguous body lengths (two Content-Length lines, Content-Length
+with Transfer-Encoding), refused with 400 and the connection closed."""
 import json
 import re
 import socket
@@ -253,6 +254,49 @@ def test_chunked_body_over_the_limit_is_cut_with_413(server):
         assert peer_closed(s)
     finally:
         s.close()
+
+
+# --------------------------------------------------------------------------- ambiguous framing
+
+
+def assert_refused_and_closed(server, head, body):
+    """HEAD + BODY, then a pipelined GET /healthz: the first request is
+    refused with 400 and the connection closed, so the bytes after the
+    ambiguous body are never read as a second request (RFC 9112 §6.1, §6.3)."""
+    host = server.url.split("//")[1]
+    s = connect(server.url)
+    try:
+        s.sendall(head.replace("{host}", host).encode() + body +
+                  f"GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        status, h, data, _ = read_response(s, timeout=5)
+        assert status == 400, (status, data)
+        assert json.loads(data)["error"]["code"] == "invalid_request"
+        assert h.get("connection", "").lower() == "close"
+        s.settimeout(3)
+        rest = b""
+        try:
+            while True:
+                b = s.recv(65536)
+                if not b:
+                    break
+                rest += b
+        except (socket.timeout, ConnectionResetError):
+            pass
+        assert b"HTTP/1.1" not in rest, rest[:300]
+    finally:
+        s.close()
+
+
+def test_two_different_content_lengths_are_400_and_close(server):
+    assert_refused_and_closed(
+        server, "GET /healthz HTTP/1.1\r\nHost: {host}\r\nContent-Length: 5\r\n"
+        "Content-Length: 7\r\n\r\n", b"hello")
+
+
+def test_content_length_with_transfer_encoding_is_400_and_close(server):
+    assert_refused_and_closed(
+        server, f"POST {LOGIN} HTTP/1.1\r\nHost: {{host}}\r\nContent-Type: application/json\r\n"
+        "Content-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n", b"2\r\n{}\r\n0\r\n\r\n")
 
 
 def test_server_still_serves_after_refusals(api):

@@ -1,7 +1,7 @@
 """
 Request bodies are strict and every stored string is a checked display
 string: an unknown member, a control character, a bidirectional override or
-a blank name is a 400 validation_error that names the field, and nothing is
+a blank name (also one of only zero-width or filler characters) is a 400 validation_error that names the field, and nothing is
 stored.
 """
 import pytest
@@ -33,6 +33,11 @@ def test_unknown_field_refused_before_anything_is_stored(admin, sql):
     "rlo\u202eevil",
     "isolate\u2066x",
     "bom\ufeff",
+    "\u200d",            # zero-width joiner only: renders as nothing
+    "\u200b\u2060\u00ad",  # zero-width space, word joiner, soft hyphen
+    "\u3164",            # Hangul filler
+    "\u2800\u2800",      # Braille blanks
+    "\u2003\ufe0f",      # em space, variation selector
 ])
 def test_bad_display_strings_refused(admin, make_org, name):
     body = assert_error(admin.post("/api/v1/organizations", json={"name": name}), 400,

@@ -324,6 +324,32 @@ def test_last_administrator_cannot_be_disabled_or_demoted(second_partner, sql):
     assert m.patch(user_path(other), json={"role": "partner_technician"}).status_code == 200
 
 
+def test_an_organization_limited_administrator_does_not_count_as_the_last(second_partner, sql):
+    """A partner_admin limited to some organizations cannot see partner staff,
+    create unrestricted users or read the partner chain, so the partner's last
+    unrestricted administrator may not be disabled or demoted on its account."""
+    p2 = second_partner
+    m = p2.manager.api
+    org = sql("SELECT id::text FROM organizations WHERE partner_id = %s", p2.id)[0][0]
+    limited = p2.member("partner_admin")
+    sql("INSERT INTO memberships (user_id, org_id) VALUES (%s, %s)", limited.id, org)
+    before = audit_for(sql, p2.admin.id)
+    assert_error(m.patch(user_path(p2.admin), json={"status": "disabled"}), 409,
+                 "last_administrator")
+    assert_error(m.patch(user_path(p2.admin), json={"role": "partner_technician"}), 409,
+                 "last_administrator")
+    assert audit_for(sql, p2.admin.id) == before
+    # The limited one may still go while the unrestricted one stays.
+    r = m.patch(user_path(limited), json={"status": "disabled"})
+    assert r.status_code == 200, r.text
+    # A second unrestricted administrator lets the first go.
+    other = p2.member("partner_admin")
+    r = m.patch(user_path(p2.admin), json={"status": "disabled"})
+    assert r.status_code == 200, r.text
+    assert_error(m.patch(user_path(other), json={"status": "disabled"}), 409,
+                 "last_administrator")
+
+
 def test_two_administrators_disabling_each_other_keep_one(second_partner, sql):
     """Changes within a partner are serialized: whatever the interleaving,
     one active administrator remains."""

@@ -55,6 +55,25 @@ static const struct {
 	{"", 0, 0},			    /* empty */
 	{"   ", 0, 0},			    /* blank */
 	{"\xc2\xa0\xc2\xa0", 0, 0},	    /* only no-break spaces */
+	/* Names that render as nothing are blank too (invisible or filler
+	 * characters only), though each is fine next to visible text. */
+	{"\xe2\x80\x8d", 0, 0},				/* U+200D ZERO WIDTH JOINER */
+	{"\xe2\x80\x8b\xe2\x80\x8c", 0, 0},		/* U+200B ZWSP, U+200C ZWNJ */
+	{"\xe2\x81\xa0", 0, 0},				/* U+2060 WORD JOINER */
+	{"\xc2\xad", 0, 0},				/* U+00AD SOFT HYPHEN */
+	{"\xcd\x8f", 0, 0},				/* U+034F COMBINING GRAPHEME JOINER */
+	{"\xe3\x85\xa4", 0, 0},				/* U+3164 HANGUL FILLER */
+	{"\xe1\x85\x9f", 0, 0},				/* U+115F HANGUL CHOSEONG FILLER */
+	{"\xef\xbe\xa0", 0, 0},				/* U+FFA0 HALFWIDTH HANGUL FILLER */
+	{"\xe2\xa0\x80", 0, 0},				/* U+2800 BRAILLE PATTERN BLANK */
+	{"\xe2\x80\x83\xe2\x80\xaf", 0, 0},		/* U+2003 EM SPACE, U+202F */
+	{"\xe1\x9a\x80", 0, 0},				/* U+1680 OGHAM SPACE MARK */
+	{"\xef\xb8\x8f", 0, 0},				/* U+FE0F VARIATION SELECTOR-16 */
+	{"\xf3\xa0\x80\xa1", 0, 0},			/* U+E0021 TAG EXCLAMATION MARK */
+	{"\xe1\xa0\x8e", 0, 0},				/* U+180E MONGOLIAN VOWEL SEPARATOR */
+	{"\xef\xbf\xb9x", 0, 1},			/* U+FFF9 before a letter */
+	{"\xe0\xa4\x95\xe0\xa5\x8d\xe2\x80\x8d", 0, 1}, /* Devanagari + ZWJ */
+	{"\xe2\x9d\xa4\xef\xb8\x8f", 0, 1},		/* U+2764 U+FE0F heart */
 	{"", TEXT_ALLOW_EMPTY, 1},
 	{"tab\there", 0, 0},
 	{"new\nline", 0, 0},

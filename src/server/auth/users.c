@@ -413,27 +413,53 @@ static int plan_change(PGconn *c, const struct tenancy_scope *sc, const struct a
 	return 0;
 }
 
-/* Refuses to disable or demote the last active partner_admin of a partner. */
-static int keep_an_administrator(PGconn *c, const struct user_change *ch, struct bz_errinfo *why)
+/* Whether some active partner_admin of CH's partner other than CH's user
+ * remains; with UNLIMITED, one without organization limits (memberships). */
+static int other_administrator(PGconn *c, const struct user_change *ch, int unlimited, int *found)
 {
-	static const char *sql = "SELECT count(*) FROM users u JOIN roles r ON r.id = u.role_id"
+	static const char *sql = "SELECT u.id FROM users u JOIN roles r ON r.id = u.role_id"
 				 " WHERE u.partner_id = $1::uuid AND u.id <> $2::uuid"
 				 "   AND u.status = 'active' AND r.name = $3";
 	const char *p[3] = {ch->was.partner_id, ch->was.id, PARTNER_ADMIN_ROLE};
 	PGresult *r;
-	long others;
+	int rc = 0;
+
+	*found = 0;
+	if ((r = db_query(c, sql, 3, p, NULL)) == NULL)
+		return BZ_ERR_DB;
+	for (int i = 0; i < PQntuples(r) && !*found && rc == 0; i++) {
+		int limited = 0;
+		if (unlimited)
+			rc = tenancy_user_limited(c, PQgetvalue(r, i, 0), &limited);
+		*found = rc == 0 && !limited;
+	}
+	PQclear(r);
+	return rc;
+}
+
+/*
+ * Refuses to disable or demote the last active partner_admin of a partner,
+ * and the last one without organization limits: a limited administrator
+ * sees no partner staff and cannot create unrestricted users, so it cannot
+ * stand in for the partner's administration.
+ */
+static int keep_an_administrator(PGconn *c, const struct user_change *ch, struct bz_errinfo *why)
+{
+	int limited, found, rc;
 
 	if (!ch->partner_staff || strcmp(ch->was.status, "active") != 0 ||
 	    strcmp(ch->was.role, PARTNER_ADMIN_ROLE) != 0 || !(ch->disabling || ch->new_role_id[0]))
 		return 0;
-	if ((r = db_query(c, sql, 3, p, NULL)) == NULL)
-		return BZ_ERR_DB;
-	others = strtol(PQgetvalue(r, 0, 0), NULL, 10);
-	PQclear(r);
-	if (others == 0)
+	if ((rc = tenancy_user_limited(c, ch->was.id, &limited)) != 0 ||
+	    (rc = other_administrator(c, ch, !limited, &found)) != 0)
+		return rc;
+	if (!found)
 		return bz_fail(why, BZ_ERR_CONFLICT, "last_administrator", NULL,
-			       "the last active administrator of a partner cannot be disabled or "
-			       "given another role");
+			       limited ? "the last active administrator of a partner cannot be "
+					 "disabled or given another role"
+				       : "the last active administrator of a partner without "
+					 "organization limits cannot be disabled or given another "
+					 "role");
 	return 0;
 }
 

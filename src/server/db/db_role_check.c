@@ -14,6 +14,8 @@ static const char *role_check_sql =
 	"         AND pg_has_role(current_user, r.oid, 'MEMBER')),"
 	" EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolbypassrls"
 	"         AND pg_has_role(current_user, r.oid, 'MEMBER')),"
+	" EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolcreaterole"
+	"         AND pg_has_role(current_user, r.oid, 'MEMBER')),"
 	" pg_has_role(current_user, n.nspowner, 'MEMBER'),"
 	" (SELECT c.relname::text FROM pg_class c"
 	"   WHERE c.relnamespace = n.oid AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')"
@@ -50,9 +52,10 @@ int db_role_check(PGconn *conn, const char *schema, struct db_role_findings *out
 	copy(out->role, sizeof(out->role), db_val(r, 0, 0));
 	out->superuser = !strcmp(PQgetvalue(r, 0, 1), "t");
 	out->bypass_rls = !strcmp(PQgetvalue(r, 0, 2), "t");
-	out->owns_schema = !strcmp(PQgetvalue(r, 0, 3), "t");
-	copy(out->owned_table, sizeof(out->owned_table), db_val(r, 0, 4));
-	copy(out->audit_grants, sizeof(out->audit_grants), db_val(r, 0, 5));
+	out->createrole = !strcmp(PQgetvalue(r, 0, 3), "t");
+	out->owns_schema = !strcmp(PQgetvalue(r, 0, 4), "t");
+	copy(out->owned_table, sizeof(out->owned_table), db_val(r, 0, 5));
+	copy(out->audit_grants, sizeof(out->audit_grants), db_val(r, 0, 6));
 out:
 	PQclear(r);
 	return rc;
@@ -60,6 +63,6 @@ out:
 
 int db_role_findings_count(const struct db_role_findings *f)
 {
-	return (f->superuser != 0) + (f->bypass_rls != 0) + (f->owns_schema != 0) +
-	       (f->owned_table[0] != '\0') + (f->audit_grants[0] != '\0');
+	return (f->superuser != 0) + (f->bypass_rls != 0) + (f->createrole != 0) +
+	       (f->owns_schema != 0) + (f->owned_table[0] != '\0') + (f->audit_grants[0] != '\0');
 }

@@ -3,8 +3,10 @@
  *
  * The audit log is append-only because triggers refuse UPDATE and DELETE
  * and breeze_app holds only SELECT/INSERT on it. A role that is a
- * superuser, bypasses row-level security, owns the tables (an owner can
- * disable triggers and grant itself anything) or simply holds UPDATE,
+ * superuser, bypasses row-level security, has CREATEROLE (up to
+ * PostgreSQL 15 it may grant itself membership in any non-superuser role,
+ * the tables' owner included), owns the tables (an owner can disable
+ * triggers and grant itself anything) or simply holds UPDATE,
  * DELETE or TRUNCATE on an audit table defeats that, so `serve` checks its
  * own role at start: the application role must not be able to rewrite
  * history. The SQL only reads the catalogs; nothing is changed.
@@ -18,6 +20,7 @@ struct db_role_findings {
 	char role[64];		/* current_user */
 	int superuser;		/* is, or is a member of, a superuser role */
 	int bypass_rls;		/* is, or is a member of, a BYPASSRLS role */
+	int createrole;		/* is, or is a member of, a CREATEROLE role */
 	int owns_schema;	/* owns the schema, or is a member of its owner */
 	char owned_table[64];	/* a table of the schema it owns (or whose owner it is a
 				 * member of); "" when none */

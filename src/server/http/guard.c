@@ -151,9 +151,12 @@ void http_guard_completed(void *cls, struct MHD_Connection *conn, void **con_cls
 	*con_cls = NULL;
 }
 
+/* What the header scan of a request's first call found. */
 struct content_length_scan {
 	size_t max;
-	int over;
+	int over;	       /* a Content-Length above MAX */
+	unsigned n_length;     /* Content-Length field lines */
+	int transfer_encoding; /* a Transfer-Encoding field line */
 };
 
 static enum MHD_Result content_length_cb(void *cls, enum MHD_ValueKind kind, const char *key,
@@ -162,8 +165,11 @@ static enum MHD_Result content_length_cb(void *cls, enum MHD_ValueKind kind, con
 	struct content_length_scan *sc = cls;
 
 	(void)kind;
+	if (key != NULL && strcasecmp(key, "Transfer-Encoding") == 0)
+		sc->transfer_encoding = 1;
 	if (key == NULL || value == NULL || strcasecmp(key, "Content-Length") != 0)
 		return MHD_YES;
+	sc->n_length++;
 	while (*value == ' ' || *value == '\t')
 		value++;
 	/* Only digits are a length (RFC 9110 §8.6); anything else is left to
@@ -215,12 +221,14 @@ static int write_raw_response(struct MHD_Connection *conn, const char *resp, siz
 }
 
 /*
- * Answers 413 with the usual JSON error body and common headers, closing
- * the connection, and logs the request. Returns MHD_YES when MHD took the
- * response (before the body), else MHD_NO after writing it directly (a body
- * cut midway; MHD then closes the connection).
+ * Answers STATUS (413 or 400) with the usual JSON error body {CODE, MSG}
+ * and common headers, closing the connection, and logs the request with
+ * ROUTE as its route. Returns MHD_YES when MHD took the response (before the
+ * body), else MHD_NO after writing it directly (a body cut midway; MHD then
+ * closes the connection).
  */
-static enum MHD_Result reply_too_large(struct MHD_Connection *conn, const char *method)
+static enum MHD_Result reply_refused(struct MHD_Connection *conn, const char *method, int status,
+				     const char *code, const char *msg, const char *route)
 {
 	static const char *const hdrs[][2] = {
 		{"Content-Type", "application/json"},
@@ -229,7 +237,7 @@ static enum MHD_Result reply_too_large(struct MHD_Connection *conn, const char *
 		{"Strict-Transport-Security", "max-age=31536000; includeSubDomains; preload"},
 		{"Connection", "close"},
 	};
-	char body[160], rid[37], ip[CLIENT_IP_LEN] = "";
+	char body[192], rid[37], ip[CLIENT_IP_LEN] = "";
 	struct MHD_Response *r;
 	enum MHD_Result ok = MHD_NO;
 	int written = 0;
@@ -239,22 +247,22 @@ static enum MHD_Result reply_too_large(struct MHD_Connection *conn, const char *
 
 	if (crypto_random_uuid(rid) != 0)
 		snprintf(rid, sizeof(rid), "unknown");
-	int bl = snprintf(body, sizeof(body),
-			  "{\"error\":{\"code\":\"payload_too_large\",\"message\":"
-			  "\"request body exceeds %zu bytes\"}}",
-			  guard.max_body);
+	int bl = snprintf(body, sizeof(body), "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}",
+			  code, msg);
+	if (bl < 0 || (size_t)bl >= sizeof(body))
+		return MHD_NO;
 	r = MHD_create_response_from_buffer((size_t)bl, body, MHD_RESPMEM_MUST_COPY);
 	if (r != NULL) {
 		for (size_t i = 0; i < sizeof(hdrs) / sizeof(*hdrs); i++)
 			MHD_add_response_header(r, hdrs[i][0], hdrs[i][1]);
 		MHD_add_response_header(r, "X-Request-Id", rid);
-		ok = MHD_queue_response(conn, 413, r);
+		ok = MHD_queue_response(conn, (unsigned)status, r);
 		MHD_destroy_response(r);
 	}
 	if (ok != MHD_YES) {
 		char resp[1024];
-		size_t rl =
-			(size_t)snprintf(resp, sizeof(resp), "HTTP/1.1 413 Content Too Large\r\n");
+		size_t rl = (size_t)snprintf(resp, sizeof(resp), "HTTP/1.1 %d %s\r\n", status,
+					     status == 413 ? "Content Too Large" : "Bad Request");
 		for (size_t i = 0; i < sizeof(hdrs) / sizeof(*hdrs); i++)
 			rl += (size_t)snprintf(resp + rl, sizeof(resp) - rl, "%s: %s\r\n",
 					       hdrs[i][0], hdrs[i][1]);
@@ -272,21 +280,45 @@ static enum MHD_Result reply_too_large(struct MHD_Connection *conn, const char *
 		u_map_clean(&map);
 	}
 	json_t *f = json_pack("{s:s,s:s,s:s,s:i,s:i,s:s,s:b}", "requestId", rid, "method",
-			      method ? method : "", "route", "(body too large)", "status", 413,
-			      "durationMs", 0, "clientIp", ip, "responded",
-			      ok == MHD_YES || written);
+			      method ? method : "", "route", route, "status", status, "durationMs",
+			      0, "clientIp", ip, "responded", ok == MHD_YES || written);
 	log_json(LOG_LEVEL_INFO, "http.request", f);
 	json_decref(f);
 	return ok;
+}
+
+static enum MHD_Result reply_too_large(struct MHD_Connection *conn, const char *method)
+{
+	char msg[64];
+
+	snprintf(msg, sizeof(msg), "request body exceeds %zu bytes", guard.max_body);
+	return reply_refused(conn, method, 413, "payload_too_large", msg, "(body too large)");
+}
+
+/*
+ * Answers 400 and closes the connection for a request whose body length is
+ * ambiguous: several Content-Length lines (libmicrohttpd 0.9.75 frames by one
+ * of them and would read the rest as the next request), or Content-Length
+ * together with Transfer-Encoding. RFC 9112 §6.3: a recipient treats
+ * differing lengths as an unrecoverable error, and a server that answers a
+ * message with both fields must close the connection afterwards (§6.1), so
+ * a proxy that framed it differently cannot smuggle a second request in.
+ */
+static enum MHD_Result reply_bad_framing(struct MHD_Connection *conn, const char *method)
+{
+	return reply_refused(conn, method, 400, "invalid_request",
+			     "ambiguous message length: more than one Content-Length, or "
+			     "Content-Length with Transfer-Encoding",
+			     "(bad framing)");
 }
 
 /*
  * The access handler MHD calls (see above): refuses a declared
  * Content-Length above HTTP_MAX_BODY_BYTES on the first call, before any
  * body byte is read and before MHD would send "100 Continue"; cuts a body
- * without a length (chunked) as soon as it passes the limit. Everything else
- * goes to ulfius, with http_current_conn set so http_header() can read the raw
- * field lines.
+ * without a length (chunked) as soon as it passes the limit; refuses an
+ * ambiguous length (reply_bad_framing). Everything else goes to ulfius, with
+ * http_current_conn set so http_header() can read the raw field lines.
  */
 static enum MHD_Result guard_access(void *cls, struct MHD_Connection *conn, const char *url,
 				    const char *method, const char *version,
@@ -303,6 +335,8 @@ static enum MHD_Result guard_access(void *cls, struct MHD_Connection *conn, cons
 		struct content_length_scan sc = {.max = guard.max_body};
 		g->headers_seen = 1;
 		MHD_get_connection_values(conn, MHD_HEADER_KIND, content_length_cb, &sc);
+		if (sc.n_length > 1 || (sc.n_length > 0 && sc.transfer_encoding))
+			return reply_bad_framing(conn, method);
 		if (sc.over)
 			return reply_too_large(conn, method);
 	} else if (*upload_data_size > 0) {
