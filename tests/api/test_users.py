@@ -269,13 +269,16 @@ def test_org_limited_partner_user_cannot_patch_unrestricted_staff(admin, make_us
 @pytest.fixture
 def second_partner(make_user, sql):
     """A partner of its own with one organization, one partner_admin and one
-    user of a custom role that may manage users but is no administrator.
+    user of a custom role with partner_admin's permissions under another name.
     Users are created through the API (known passwords) and then moved."""
     pid = sql("INSERT INTO partners (name) VALUES (%s) RETURNING id::text", uniq("P2"))[0][0]
     sql("INSERT INTO organizations (partner_id, name) VALUES (%s, %s)", pid, uniq("P2 org"))
     role = uniq("user_manager").replace("-", "_")
-    rid = sql("INSERT INTO roles (name, scope, permissions) VALUES"
-              " (%s, 'partner', ARRAY['users:read','users:write']) RETURNING id::text", role)[0][0]
+    # Every permission of partner_admin (nobody grants or changes what they
+    # do not hold), under another name: so the last partner_admin can be
+    # someone else than the caller.
+    rid = sql("INSERT INTO roles (name, scope, permissions) SELECT %s, 'partner', permissions"
+              " FROM roles WHERE name = 'partner_admin' RETURNING id::text", role)[0][0]
 
     def member(role_name=None, role_id=None):
         u = make_user("partner_technician")
@@ -446,3 +449,29 @@ def test_login_refuses_unknown_fields(api, bootstrap):
                                               "password": bootstrap.password, "otp": "1"}),
                         400, "validation_error")
     assert body["error"]["field"] == "otp"
+
+
+def test_users_write_alone_grants_nothing_it_does_not_hold(second_partner, sql):
+    """A custom role with only users:read and users:write can neither mint a
+    partner_admin, promote anyone to it, nor change an administrator."""
+    p2 = second_partner
+    role = uniq("clerk").replace("-", "_")
+    rid = sql("INSERT INTO roles (name, scope, permissions) VALUES"
+              " (%s, 'partner', ARRAY['users:read','users:write']) RETURNING id::text", role)[0][0]
+    try:
+        clerk = p2.member(role_id=rid)
+        peer = p2.member(role_id=rid)
+        body = {"email": f"{uniq('minted')}@example.test", "name": "Minted", "role": "partner_admin",
+                "password": "Pw-" + uniq("x")}
+        b = assert_error(clerk.api.post("/api/v1/users", json=body), 403, "forbidden")
+        assert b["error"]["field"] == "role"
+        assert sql("SELECT count(*) FROM users WHERE email = %s", body["email"])[0][0] == 0
+        assert_error(clerk.api.patch(user_path(peer), json={"role": "partner_admin"}), 403)
+        assert_error(clerk.api.patch(user_path(p2.admin), json={"status": "disabled"}), 403)
+        assert_error(clerk.api.patch(user_path(p2.admin), json={"name": "Renamed"}), 403)
+        # Within its own powers it still works: a peer of the same role.
+        assert clerk.api.patch(user_path(peer), json={"name": "Peer"}).status_code == 200
+    finally:
+        sql("UPDATE users SET role_id = (SELECT id FROM roles WHERE name = 'partner_technician'),"
+            " status = 'disabled' WHERE role_id = %s", rid)
+        sql("DELETE FROM roles WHERE id = %s", rid)

@@ -151,12 +151,36 @@ static int read_user(PGconn *c, const char *id, struct auth_user *out)
 
 /* Role NAME's id into ROLE_ID[37] and whether it is a partner role. An
  * unknown name is a 400 on field "role". */
-static int role_lookup(PGconn *c, const char *name, char role_id[37], int *partner_scope,
-		       struct bz_errinfo *why)
+/* Sets *WITHIN to 1 if every permission of role ROLE_ID is also one of
+ * user CALLER_ID's role, else 0. Returns 0 or BZ_ERR_DB. */
+static int role_within(PGconn *c, const char *caller_id, const char *role_id, int *within)
+{
+	static const char *sql =
+		"SELECT coalesce((SELECT permissions FROM roles WHERE id = $2::uuid)"
+		"       <@ (SELECT r.permissions FROM users u JOIN roles r ON r.id = u.role_id"
+		"            WHERE u.id = $1::uuid), false)";
+	const char *p[2] = {caller_id, role_id};
+	PGresult *r = db_query(c, sql, 2, p, NULL);
+
+	if (r == NULL)
+		return BZ_ERR_DB;
+	*within = PQgetvalue(r, 0, 0)[0] == 't';
+	PQclear(r);
+	return 0;
+}
+
+/* Role NAME into ROLE_ID[37] and whether it is a partner role. Nobody
+ * grants what they do not hold: a role with a permission the caller's own
+ * role (CALLER_ID) lacks is refused (403), so users:write is never a way to
+ * mint a partner_admin. Returns 0, BZ_ERR_INVALID (no such role),
+ * BZ_ERR_FORBIDDEN or BZ_ERR_DB, with WHY set. */
+static int role_lookup(PGconn *c, const char *caller_id, const char *name, char role_id[37],
+		       int *partner_scope, struct bz_errinfo *why)
 {
 	static const char *sql = "SELECT id, scope FROM roles WHERE name = $1";
 	const char *p[1] = {name};
 	PGresult *r = db_query(c, sql, 1, p, NULL);
+	int within, rc;
 
 	if (r == NULL)
 		return BZ_ERR_DB;
@@ -168,6 +192,11 @@ static int role_lookup(PGconn *c, const char *name, char role_id[37], int *partn
 	copy(role_id, 37, PQgetvalue(r, 0, 0));
 	*partner_scope = strcmp(PQgetvalue(r, 0, 1), "partner") == 0;
 	PQclear(r);
+	if ((rc = role_within(c, caller_id, role_id, &within)) != 0)
+		return rc;
+	if (!within)
+		return bz_fail(why, BZ_ERR_FORBIDDEN, NULL, "role",
+			       "you cannot give a role with permissions your own role lacks");
 	return 0;
 }
 
@@ -295,7 +324,7 @@ int auth_user_create(PGconn *c, const struct tenancy_scope *sc, const struct aut
 	    (strlen(password) < AUTH_PASSWORD_MIN || strlen(password) > AUTH_PASSWORD_MAX))
 		return bz_fail(why, BZ_ERR_INVALID, "validation_error", "password",
 			       "field 'password' must be at least 12 characters");
-	if ((rc = role_lookup(c, in->role, pl.role_id, &pl.partner_scope, why)) != 0)
+	if ((rc = role_lookup(c, sc->user_id, in->role, pl.role_id, &pl.partner_scope, why)) != 0)
 		return rc;
 	rc = pl.partner_scope ? place_partner(c, sc, in, &pl, why) : place_org(c, sc, in, &pl, why);
 	if (rc != 0)
@@ -389,10 +418,17 @@ static int plan_change(PGconn *c, const struct tenancy_scope *sc, const struct a
 		       struct user_change *ch, struct bz_errinfo *why)
 {
 	char role_id[37];
-	int partner_role, rc;
+	int partner_role, within, rc;
 
+	/* Nor does anyone change a user more powerful than they are. */
+	if ((rc = role_within(c, sc->user_id, ch->role_id, &within)) != 0)
+		return rc;
+	if (!within)
+		return bz_fail(why, BZ_ERR_FORBIDDEN, NULL, NULL,
+			       "you cannot change a user whose role has permissions your own role "
+			       "lacks");
 	if (in->role != NULL) {
-		if ((rc = role_lookup(c, in->role, role_id, &partner_role, why)) != 0)
+		if ((rc = role_lookup(c, sc->user_id, in->role, role_id, &partner_role, why)) != 0)
 			return rc;
 		if (partner_role != ch->partner_staff)
 			return bz_fail(why, BZ_ERR_INVALID, "validation_error", "role",
