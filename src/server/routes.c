@@ -58,7 +58,11 @@ int routes_print_json(FILE *out)
 				      (r->flags & ROUTE_JSON_BODY) != 0, "auditExempt",
 				      (r->flags & ROUTE_AUDIT_EXEMPT) != 0, "permission",
 				      r->permission, "auditAction", r->audit_action);
-		if (j == NULL) {
+		json_t *q = json_array();
+		for (size_t k = 0; r->query != NULL && r->query[k] != NULL; k++)
+			json_array_append_new(q, json_string(r->query[k]));
+		if (j == NULL || json_object_set_new(j, "query", q) != 0) {
+			json_decref(j);
 			rc = BZ_ERR_NOMEM;
 			break;
 		}

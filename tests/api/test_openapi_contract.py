@@ -113,6 +113,24 @@ def test_request_body_matches_json_body_flag(spec, routes):
     assert not bad, "\n".join(bad)
 
 
+def test_query_parameters_match_the_route_table(spec, routes):
+    """The query parameters a route accepts (every other one is a 400) are
+    exactly the ones the spec documents for it."""
+    c = openapi_contract.Contract()
+    ops = operations(spec)
+    bad = []
+    for (m, p), r in sorted(routes.items()):
+        if (m, p) not in ops:
+            continue
+        op, item = ops[(m, p)]
+        params = [c.deref(x) for x in item.get("parameters", []) + op.get("parameters", [])]
+        documented = {x["name"] for x in params if x["in"] == "query"}
+        if documented != set(r["query"]):
+            bad.append(f"{m} {p}: route accepts {sorted(r['query'])}, spec documents "
+                       f"{sorted(documented)}")
+    assert not bad, "\n".join(bad)
+
+
 def test_path_parameters_are_declared_uuids(spec):
     c = openapi_contract.Contract()
     bad = []

@@ -60,3 +60,21 @@ def test_wrong_type_named(admin):
     body = assert_error(admin.post("/api/v1/organizations", json={"name": 5}), 400,
                         "validation_error")
     assert body["error"]["field"] == "name"
+
+
+@pytest.mark.parametrize("path,params", [
+    ("/api/v1/audit", {"siteId": "00000000-0000-0000-0000-000000000001"}),  # not a filter
+    ("/api/v1/devices", {"orgid": "00000000-0000-0000-0000-000000000001"}),  # misspelt
+    ("/api/v1/organizations", {"limit": "5"}),  # takes no parameters at all
+    ("/api/v1/enrollment-keys", {"siteId": "00000000-0000-0000-0000-000000000001"}),
+])
+def test_unknown_query_parameter_is_named(admin, path, params):
+    """A filter the route does not know would silently list everything."""
+    name = next(iter(params))
+    body = assert_error(admin.get(path, params=params), 400, "validation_error")
+    assert f"'{name}'" in body["error"]["message"], body
+
+
+def test_known_query_parameters_still_work(admin, tenants):
+    r = admin.get("/api/v1/devices", params={"orgId": tenants.a.id, "limit": "5"})
+    assert r.status_code == 200, r.text

@@ -221,9 +221,9 @@ static void heartbeat(struct request *rq)
 
 const struct route agent_routes[] = {
 	{"POST", "/api/v1/agents/enroll", enroll, ROUTE_PUBLIC | ROUTE_JSON_BODY, NULL,
-	 "device.enroll"},
+	 "device.enroll", NULL},
 	/* Telemetry: audited only for what it changes (G7), see heartbeat.c. */
 	{"POST", "/api/v1/agents/:agentId/heartbeat", heartbeat,
-	 ROUTE_PUBLIC | ROUTE_JSON_BODY | ROUTE_AUDIT_EXEMPT, NULL, NULL},
+	 ROUTE_PUBLIC | ROUTE_JSON_BODY | ROUTE_AUDIT_EXEMPT, NULL, NULL, NULL},
 };
 const size_t agent_routes_count = sizeof(agent_routes) / sizeof(*agent_routes);

@@ -239,12 +239,17 @@ static void decommission_device(struct request *rq)
 	agents_device_free(&d);
 }
 
+/* Query parameters the list routes read (struct route.query). */
+static const char *const device_list_query[] = {"orgId", "siteId", "status", "hostname",
+						"limit", "cursor", NULL};
+
 const struct route device_routes[] = {
-	{"GET", "/api/v1/devices", list_devices, ROUTE_USER, "devices:read", NULL},
-	{"GET", "/api/v1/devices/:id", get_device, ROUTE_USER, "devices:read", NULL},
+	{"GET", "/api/v1/devices", list_devices, ROUTE_USER, "devices:read", NULL,
+	 device_list_query},
+	{"GET", "/api/v1/devices/:id", get_device, ROUTE_USER, "devices:read", NULL, NULL},
 	{"PATCH", "/api/v1/devices/:id", patch_device, ROUTE_USER | ROUTE_JSON_BODY,
-	 "devices:write", "device.update"},
+	 "devices:write", "device.update", NULL},
 	{"POST", "/api/v1/devices/:id/decommission", decommission_device, ROUTE_USER,
-	 "devices:write", "device.decommission"},
+	 "devices:write", "device.decommission", NULL},
 };
 const size_t device_routes_count = sizeof(device_routes) / sizeof(*device_routes);

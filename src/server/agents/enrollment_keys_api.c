@@ -146,13 +146,18 @@ static void revoke_key(struct request *rq)
 		    rc == 0 ? json_pack("{s:s,s:s}", "id", k.id, "revokedAt", k.revoked_at) : NULL);
 }
 
+/* Query parameters the list routes read (struct route.query). */
+static const char *const key_list_query[] = {"orgId", NULL};
+
 const struct route enrollment_key_routes[] = {
 	{"POST", "/api/v1/enrollment-keys", create_key, ROUTE_USER | ROUTE_JSON_BODY,
-	 "enrollment_keys:write", "enrollment_key.create"},
-	{"GET", "/api/v1/enrollment-keys", list_keys, ROUTE_USER, "enrollment_keys:read", NULL},
-	{"GET", "/api/v1/enrollment-keys/:id", get_key, ROUTE_USER, "enrollment_keys:read", NULL},
+	 "enrollment_keys:write", "enrollment_key.create", NULL},
+	{"GET", "/api/v1/enrollment-keys", list_keys, ROUTE_USER, "enrollment_keys:read", NULL,
+	 key_list_query},
+	{"GET", "/api/v1/enrollment-keys/:id", get_key, ROUTE_USER, "enrollment_keys:read", NULL,
+	 NULL},
 	{"DELETE", "/api/v1/enrollment-keys/:id", revoke_key, ROUTE_USER, "enrollment_keys:write",
-	 "enrollment_key.revoke"},
+	 "enrollment_key.revoke", NULL},
 };
 const size_t enrollment_key_routes_count =
 	sizeof(enrollment_key_routes) / sizeof(*enrollment_key_routes);

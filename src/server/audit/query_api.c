@@ -196,7 +196,13 @@ static void list_audit(struct request *rq)
 	http_reply(rq, 200, out);
 }
 
+/* Query parameters the list routes read (struct route.query). */
+static const char *const audit_list_query[] = {"orgId",	    "partnerId", "resource",   "action",
+					       "actorType", "actorId",	 "resourceId", "result",
+					       "from",	    "to",	 "limit",      "cursor",
+					       NULL};
+
 const struct route audit_query_routes[] = {
-	{"GET", "/api/v1/audit", list_audit, ROUTE_USER, "audit:read", NULL},
+	{"GET", "/api/v1/audit", list_audit, ROUTE_USER, "audit:read", NULL, audit_list_query},
 };
 const size_t audit_query_routes_count = sizeof(audit_query_routes) / sizeof(*audit_query_routes);

@@ -125,7 +125,11 @@ static void verify_chain(struct request *rq)
 	http_reply(rq, 200, out);
 }
 
+/* Query parameters the list routes read (struct route.query). */
+static const char *const audit_verify_query[] = {"orgId", "partnerId", "from", "to", NULL};
+
 const struct route audit_verify_routes[] = {
-	{"GET", "/api/v1/audit/verify", verify_chain, ROUTE_USER, "audit:read", NULL},
+	{"GET", "/api/v1/audit/verify", verify_chain, ROUTE_USER, "audit:read", NULL,
+	 audit_verify_query},
 };
 const size_t audit_verify_routes_count = sizeof(audit_verify_routes) / sizeof(*audit_verify_routes);

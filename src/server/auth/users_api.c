@@ -174,12 +174,12 @@ static void list_roles(struct request *rq)
 }
 
 const struct route auth_user_routes[] = {
-	{"GET", "/api/v1/users", list_users, ROUTE_USER, "users:read", NULL},
+	{"GET", "/api/v1/users", list_users, ROUTE_USER, "users:read", NULL, NULL},
 	{"POST", "/api/v1/users", create_user, ROUTE_USER | ROUTE_JSON_BODY, "users:write",
-	 "user.create"},
-	{"GET", "/api/v1/users/:id", get_user, ROUTE_USER, "users:read", NULL},
+	 "user.create", NULL},
+	{"GET", "/api/v1/users/:id", get_user, ROUTE_USER, "users:read", NULL, NULL},
 	{"PATCH", "/api/v1/users/:id", patch_user, ROUTE_USER | ROUTE_JSON_BODY, "users:write",
-	 "user.update"},
-	{"GET", "/api/v1/roles", list_roles, ROUTE_USER, "roles:read", NULL},
+	 "user.update", NULL},
+	{"GET", "/api/v1/roles", list_roles, ROUTE_USER, "roles:read", NULL, NULL},
 };
 const size_t auth_user_routes_count = sizeof(auth_user_routes) / sizeof(*auth_user_routes);

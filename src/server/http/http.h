@@ -60,6 +60,10 @@ struct route {
 	unsigned flags;
 	const char *permission;	  /* required permission or NULL */
 	const char *audit_action; /* action audited by a mutating route, or NULL */
+	/* The query parameters the route reads (NULL-terminated), or NULL for
+	 * none: any other parameter is a 400 naming it, so a misspelt filter
+	 * never silently widens a list. */
+	const char *const *query;
 };
 
 struct request {

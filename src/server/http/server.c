@@ -29,8 +29,10 @@ struct path_entry {
 
 static struct path_entry *paths;
 static size_t n_paths;
-static struct route not_found_route = {"*", "(unmatched)", NULL, ROUTE_PUBLIC, NULL, NULL};
-static struct route not_allowed_route = {"*", "(method not allowed)", NULL, ROUTE_PUBLIC, NULL,
+static struct route not_found_route = {"*", "(unmatched)", NULL, ROUTE_PUBLIC, NULL, NULL, NULL};
+static struct route not_allowed_route = {"*",  "(method not allowed)",
+					 NULL, ROUTE_PUBLIC,
+					 NULL, NULL,
 					 NULL};
 
 PGconn *http_db(struct request *rq)
@@ -238,9 +240,20 @@ static int utf8_ok(const char *s)
 	return text_utf8_valid(s, strlen(s));
 }
 
-/* Query parameters must be valid UTF-8: ulfius's own check would drop a bad
- * value silently, turning a filter into no filter. Returns 0 or fails the
- * request with 400 naming the parameter. */
+/* 1 if NAME is one of ROUTE's query parameters (struct route.query). */
+static int query_known(const struct route *route, const char *name)
+{
+	for (size_t i = 0; route->query != NULL && route->query[i] != NULL; i++)
+		if (!strcmp(route->query[i], name))
+			return 1;
+	return 0;
+}
+
+/* Query parameters must be valid UTF-8 (ulfius's own check would drop a bad
+ * value silently, turning a filter into no filter) and known to the route
+ * (a misspelt filter is no filter either). Returns 0 or fails the request
+ * with 400 naming the parameter. */
+
 static int check_query(struct request *rq)
 {
 	const char **keys = u_map_enum_keys(rq->u->map_url);
@@ -252,6 +265,13 @@ static int check_query(struct request *rq)
 			snprintf(name, sizeof(name), "%s", utf8_ok(keys[i]) ? keys[i] : "?");
 			http_fail(rq, 400, "validation_error", "parameter '%s' must be valid UTF-8",
 				  name);
+			return BZ_ERR_RESPONDED;
+		}
+		/* ulfius keeps path parameters in the same map. */
+		if (!is_path_param(rq, keys[i]) && !query_known(rq->route, keys[i])) {
+			http_fail(rq, 400, "validation_error",
+				  "parameter '%.64s' is not a known parameter of this route",
+				  keys[i]);
 			return BZ_ERR_RESPONDED;
 		}
 	}

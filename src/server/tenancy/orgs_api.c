@@ -198,20 +198,22 @@ static void delete_site(struct request *rq)
 }
 
 const struct route tenancy_routes[] = {
-	{"GET", "/api/v1/organizations", list_orgs, ROUTE_USER, "orgs:read", NULL},
+	{"GET", "/api/v1/organizations", list_orgs, ROUTE_USER, "orgs:read", NULL, NULL},
 	{"POST", "/api/v1/organizations", create_org, ROUTE_USER | ROUTE_JSON_BODY, "orgs:write",
-	 "organization.create"},
-	{"GET", "/api/v1/organizations/:id", get_org, ROUTE_USER, "orgs:read", NULL},
+	 "organization.create", NULL},
+	{"GET", "/api/v1/organizations/:id", get_org, ROUTE_USER, "orgs:read", NULL, NULL},
 	{"PATCH", "/api/v1/organizations/:id", patch_org, ROUTE_USER | ROUTE_JSON_BODY,
-	 "orgs:write", "organization.update"},
+	 "orgs:write", "organization.update", NULL},
 	{"DELETE", "/api/v1/organizations/:id", delete_org, ROUTE_USER, "orgs:write",
-	 "organization.delete"},
-	{"GET", "/api/v1/organizations/:id/sites", list_sites, ROUTE_USER, "sites:read", NULL},
+	 "organization.delete", NULL},
+	{"GET", "/api/v1/organizations/:id/sites", list_sites, ROUTE_USER, "sites:read", NULL,
+	 NULL},
 	{"POST", "/api/v1/organizations/:id/sites", create_site, ROUTE_USER | ROUTE_JSON_BODY,
-	 "sites:write", "site.create"},
-	{"GET", "/api/v1/sites/:id", get_site, ROUTE_USER, "sites:read", NULL},
+	 "sites:write", "site.create", NULL},
+	{"GET", "/api/v1/sites/:id", get_site, ROUTE_USER, "sites:read", NULL, NULL},
 	{"PATCH", "/api/v1/sites/:id", patch_site, ROUTE_USER | ROUTE_JSON_BODY, "sites:write",
-	 "site.update"},
-	{"DELETE", "/api/v1/sites/:id", delete_site, ROUTE_USER, "sites:write", "site.delete"},
+	 "site.update", NULL},
+	{"DELETE", "/api/v1/sites/:id", delete_site, ROUTE_USER, "sites:write", "site.delete",
+	 NULL},
 };
 const size_t tenancy_routes_count = sizeof(tenancy_routes) / sizeof(*tenancy_routes);
