@@ -5,14 +5,16 @@ Idempotent-Replayed) and changes nothing; the same key with another body is
 422; another caller's identical key is another key; concurrent duplicates
 create one object; an answer that held a secret shown once is never replayed
 (409 idempotency_key_secret_withheld with the rest of it)."""
+import hashlib
 import socket
 import threading
 import urllib.parse
 import uuid
 
+import psycopg2
 import pytest
 
-from conftest import assert_error, enroll_body, uniq
+from conftest import assert_error, enroll_body, superuser_breeze_url, uniq
 
 
 class Case:
@@ -292,3 +294,40 @@ def test_control_characters_or_empty_key_is_400(ctx, api, key):
     status = int(data.split(b" ", 2)[1])
     assert status == 400, data[:300]
     assert b"invalid_idempotency_key" in data
+
+
+def test_agent_sends_a_key_when_enrolling(server, agents, sql, workdir):
+    from test_agent_e2e import agent_id_of, enroll
+    d = workdir / f"agent-idem-{uuid.uuid4().hex[:8]}"
+    d.mkdir()
+    r, _ = enroll(server, agents, d / "agent")
+    assert r.returncode == 0, r.stderr
+    agent_id = agent_id_of(r.stdout)
+    rows = sql("SELECT caller, withheld, response->>'authToken' FROM idempotency_keys"
+               " WHERE route = 'POST /api/v1/agents/enroll' AND response->>'agentId' = %s",
+               agent_id)
+    assert len(rows) == 1, rows
+    caller, withheld, token = rows[0]
+    assert caller.startswith("enroll:") and withheld and token is None
+
+
+def test_retry_while_first_runs_is_409_in_progress(ctx, services, sql):
+    """The first request holds its key's lock until it commits: here another
+    session holds it, as a first request still running would."""
+    env = ctx
+    key, body = str(uuid.uuid4()), {"name": uniq("idem-busy")}
+    key_hash = hashlib.sha256(key.encode()).hexdigest()
+    held = psycopg2.connect(superuser_breeze_url(services.env))
+    try:
+        with held.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(7314010, hashtext(%s))",
+                        (f"user:{env.admin.user['id']} POST /api/v1/organizations {key_hash}",))
+        r = env.admin.post("/api/v1/organizations", json=body, headers={"Idempotency-Key": key})
+        assert_error(r, 409, "idempotency_key_in_progress")
+        assert r.headers.get("Retry-After") == "1"
+        assert count(sql, CASES[0], body) == 0
+    finally:
+        held.rollback()
+        held.close()
+    r = env.admin.post("/api/v1/organizations", json=body, headers={"Idempotency-Key": key})
+    assert r.status_code == 201 and "Idempotent-Replayed" not in r.headers
