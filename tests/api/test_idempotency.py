@@ -331,3 +331,35 @@ def test_retry_while_first_runs_is_409_in_progress(ctx, services, sql):
         held.close()
     r = env.admin.post("/api/v1/organizations", json=body, headers={"Idempotency-Key": key})
     assert r.status_code == 201 and "Idempotent-Replayed" not in r.headers
+
+
+def test_key_is_scoped_to_the_route_and_fingerprint_covers_the_path(ctx, make_org):
+    env = ctx
+    key = str(uuid.uuid4())
+    # One key value on two routes: two keys.
+    assert env.admin.post("/api/v1/organizations", json={"name": uniq("idem-r")},
+                          headers={"Idempotency-Key": key}).status_code == 201
+    body = {"orgId": env.org.id, "siteId": env.org.site_id, "name": uniq("idem-r")}
+    r = env.admin.post("/api/v1/enrollment-keys", json=body, headers={"Idempotency-Key": key})
+    assert r.status_code == 201 and "Idempotent-Replayed" not in r.headers
+    # The same route template and body for another organization is another request.
+    site = {"name": uniq("idem-p")}
+    assert env.admin.post(f"/api/v1/organizations/{env.org.id}/sites", json=site,
+                          headers={"Idempotency-Key": key}).status_code == 201
+    other = make_org()
+    assert_error(env.admin.post(f"/api/v1/organizations/{other.id}/sites", json=site,
+                                headers={"Idempotency-Key": key}), 422, "idempotency_key_reused")
+
+
+def test_same_json_written_differently_is_the_same_request(ctx):
+    env = ctx
+    key, name = str(uuid.uuid4()), uniq("idem-ws")
+    h = {"Idempotency-Key": key, "Content-Type": "application/json"}
+    first = env.admin.post("/api/v1/users", data=(
+        '{"email":"%s@example.test","name":"W","role":"org_viewer","orgId":"%s","password":"Pw-%s"}'
+        % (name, env.org.id, "a" * 20)), headers=h)
+    assert first.status_code == 201, first.text
+    again = env.admin.post("/api/v1/users", data=(
+        '{ "password" : "Pw-%s", "orgId": "%s",\n "role":"org_viewer", "name":"W", '
+        '"email":"%s@example.test" }' % ("a" * 20, env.org.id, name)), headers=h)
+    check_replay(CASES[2], first, again)
