@@ -9,6 +9,7 @@
 
 #include <curl/curl.h>
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
 
 #include "agent/config.h"
 #include "common/clock.h"
@@ -214,6 +215,7 @@ struct post_req {
 	char *payload; /* json_dumps of the body */
 	size_t payload_len;
 	char auth[1100]; /* "Authorization: Bearer " + a token of at most 1024 bytes */
+	char idem[64];	 /* "Idempotency-Key: " + AGENT_IDEMPOTENCY_KEY_LEN hex digits */
 	char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -226,6 +228,19 @@ static int add_header(struct curl_slist **hdrs, const char *line)
 		return -ENOMEM;
 	*hdrs = nh;
 	return 0;
+}
+
+/* Adds "Idempotency-Key: KEY" to R when KEY is not NULL. Returns 0, -EINVAL
+ * (KEY not AGENT_IDEMPOTENCY_KEY_LEN hex digits) or -ENOMEM. */
+static int add_idempotency_key(struct post_req *r, const char *key)
+{
+	if (key == NULL)
+		return 0;
+	if (strlen(key) != AGENT_IDEMPOTENCY_KEY_LEN ||
+	    strspn(key, "0123456789abcdef") != AGENT_IDEMPOTENCY_KEY_LEN)
+		return -EINVAL;
+	snprintf(r->idem, sizeof(r->idem), "Idempotency-Key: %s", key);
+	return add_header(&r->hdrs, r->idem);
 }
 
 /* Serialises BODY into R->payload, creates the handle and the header list,
@@ -331,15 +346,37 @@ static void release_request(struct post_req *r)
 	free_secret_slist(r->hdrs);
 }
 
+int agent_http_idempotency_key(char out[AGENT_IDEMPOTENCY_KEY_LEN + 1])
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char b[AGENT_IDEMPOTENCY_KEY_LEN / 2];
+
+	if (RAND_bytes(b, (int)sizeof(b)) != 1)
+		return -EIO;
+	for (size_t i = 0; i < sizeof(b); i++) {
+		out[2 * i] = hex[b[i] >> 4];
+		out[2 * i + 1] = hex[b[i] & 15];
+	}
+	out[AGENT_IDEMPOTENCY_KEY_LEN] = '\0';
+	return 0;
+}
+
 int agent_http_post_json(const char *url, const char *bearer, const json_t *body,
 			 volatile sig_atomic_t *cancel, struct agent_http_result *res)
+{
+	return agent_http_post_json_keyed(url, bearer, NULL, body, cancel, res);
+}
+
+int agent_http_post_json_keyed(const char *url, const char *bearer, const char *key,
+			       const json_t *body, volatile sig_atomic_t *cancel,
+			       struct agent_http_result *res)
 {
 	struct post_req r = {0};
 	int rc;
 
 	memset(res, 0, sizeof(*res));
 	res->retry_after_s = AGENT_RETRY_AFTER_NONE;
-	if ((rc = build_request(&r, bearer, body)) != 0)
+	if ((rc = build_request(&r, bearer, body)) != 0 || (rc = add_idempotency_key(&r, key)) != 0)
 		goto out;
 	set_options(&r, url, cancel);
 	if ((rc = run_request(&r, res)) != 0)

@@ -77,6 +77,22 @@ int agent_http_join(const char *base, const char *path, char **out);
 int agent_http_post_json(const char *url, const char *bearer, const json_t *body,
 			 volatile sig_atomic_t *cancel, struct agent_http_result *res);
 
+/* Length of an Idempotency-Key made by agent_http_idempotency_key(). */
+#define AGENT_IDEMPOTENCY_KEY_LEN 32
+
+/* A new Idempotency-Key (the IETF draft "The Idempotency-Key HTTP Header
+ * Field"): 16 bytes from OpenSSL's CSPRNG as 32 lower-case hex digits in
+ * OUT[AGENT_IDEMPOTENCY_KEY_LEN + 1]. Returns 0 or -EIO. */
+int agent_http_idempotency_key(char out[AGENT_IDEMPOTENCY_KEY_LEN + 1]);
+
+/* Like agent_http_post_json, with "Idempotency-Key: KEY" when KEY is not
+ * NULL (a key of agent_http_idempotency_key(); else -EINVAL, nothing sent),
+ * so the server answers a retry of a request it already carried out from
+ * its first answer instead of doing it twice. */
+int agent_http_post_json_keyed(const char *url, const char *bearer, const char *key,
+			       const json_t *body, volatile sig_atomic_t *cancel,
+			       struct agent_http_result *res);
+
 /* Zeroes, in place, every string value in J (recursively): used before
  * freeing JSON that held a key, secret or token. NULL-safe. */
 void agent_http_json_cleanse(json_t *j);

@@ -244,6 +244,11 @@ static int log_enroll_failure(const struct agent_http_result *res)
 	case 403:
 		why = "enrolment secret rejected";
 		break;
+	case 409:
+		why = "this host was enrolled by an earlier attempt whose answer was lost, and "
+		      "its token is shown only once: remove that device (agentId) and enrol "
+		      "again";
+		break;
 	case 429:
 		why = "too many enrolment attempts; try again later";
 		break;
@@ -258,7 +263,12 @@ static int log_enroll_failure(const struct agent_http_result *res)
 		json_decref(f);
 		return BZ_EXIT_UNAVAILABLE;
 	}
-	log_error("agent.enroll_failed", "error", why, "detail", desc, NULL);
+	json_t *done = res->status == 409 && json_is_object(res->body)
+			       ? json_object_get(json_object_get(res->body, "resource"), "agentId")
+			       : NULL;
+	/* "agentId" only when known: a NULL key ends the list. */
+	log_error("agent.enroll_failed", "error", why, "detail", desc,
+		  json_is_string(done) ? "agentId" : NULL, json_string_value(done), NULL);
 	if (res->status == 401 || res->status == 403)
 		return BZ_EXIT_REJECTED;
 	if (res->status == 429 || res->status >= 500)
@@ -322,6 +332,30 @@ static int prepare_enroll(const char *base, const char *dir, char **url)
 	return BZ_EXIT_OK;
 }
 
+/*
+ * POSTs the enrolment BODY to URL with an Idempotency-Key made for this
+ * attempt, and when no answer came back (the connection dropped, perhaps
+ * after the server enrolled us) sends it once more, a second later, with
+ * the same key: the server then enrols nothing twice, and if the first
+ * attempt did enrol answers 409 idempotency_key_secret_withheld naming the
+ * device (the token is shown only once). Returns agent_http_post_json's.
+ */
+static int post_enroll(const char *url, const json_t *body, struct agent_http_result *res)
+{
+	char key[AGENT_IDEMPOTENCY_KEY_LEN + 1];
+	int rc;
+
+	if (agent_http_idempotency_key(key) != 0)
+		return agent_http_post_json(url, NULL, body, NULL, res);
+	rc = agent_http_post_json_keyed(url, NULL, key, body, NULL, res);
+	if (rc != -EIO)
+		return rc;
+	log_warn("agent.enroll_retry", "detail", res->error, NULL);
+	agent_http_result_free(res);
+	sleep(1);
+	return agent_http_post_json_keyed(url, NULL, key, body, NULL, res);
+}
+
 /* Sends the enrolment request for HOST with O's key and secret to URL (on
  * the server BASE) and reads the answer into ER (free with
  * agent_http_enroll_result_free, whatever the return). The request body,
@@ -339,7 +373,7 @@ static int send_enroll(const char *url, const char *base, const struct opts *o,
 		log_error("agent.enroll_failed", "error", "cannot build request body", NULL);
 		return BZ_EXIT_FAILURE;
 	}
-	if (agent_http_post_json(url, NULL, body, NULL, &res) != 0) {
+	if (post_enroll(url, body, &res) != 0) {
 		log_error("agent.enroll_failed", "error", "cannot reach server", "serverUrl", base,
 			  "detail", res.error, NULL);
 		status = BZ_EXIT_UNAVAILABLE;

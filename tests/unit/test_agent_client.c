@@ -460,6 +460,44 @@ static void test_post_200_and_errors(void **state)
 	json_decref(body);
 }
 
+/* Enrolment sends one fresh Idempotency-Key per attempt (agent/main.c
+ * reuses it for its retry); a malformed one is refused before sending. */
+static void test_post_idempotency_key(void **state)
+{
+	static const char response[] = "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\n"
+				       "Content-Length: 2\r\nConnection: close\r\n\r\n{}";
+	char k1[AGENT_IDEMPOTENCY_KEY_LEN + 1], k2[AGENT_IDEMPOTENCY_KEY_LEN + 1], want[80],
+		url[128];
+	struct agent_http_result res;
+	struct one_shot s = {.response = response};
+	json_t *body = json_object();
+	pthread_t t;
+	int port;
+
+	(void)state;
+	assert_int_equal(agent_http_idempotency_key(k1), 0);
+	assert_int_equal(agent_http_idempotency_key(k2), 0);
+	assert_int_equal(strlen(k1), AGENT_IDEMPOTENCY_KEY_LEN);
+	assert_int_equal(strspn(k1, "0123456789abcdef"), AGENT_IDEMPOTENCY_KEY_LEN);
+	assert_string_not_equal(k1, k2);
+
+	s.lfd = listen_local(&port);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/api/v1/agents/enroll", port);
+	assert_int_equal(pthread_create(&t, NULL, serve_one, &s), 0);
+	assert_int_equal(agent_http_post_json_keyed(url, NULL, k1, body, NULL, &res), 0);
+	pthread_join(t, NULL);
+	close(s.lfd);
+	assert_int_equal(res.status, 201);
+	snprintf(want, sizeof(want), "\r\nIdempotency-Key: %s\r\n", k1);
+	assert_non_null(strstr(s.request, want));
+	agent_http_result_free(&res);
+
+	assert_int_equal(agent_http_post_json_keyed(url, NULL, "k\r\nX-Evil: 1", body, NULL, &res),
+			 -EINVAL);
+	agent_http_result_free(&res);
+	json_decref(body);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -473,6 +511,7 @@ int main(void)
 		cmocka_unit_test(test_describe_error),
 		cmocka_unit_test(test_post_429_retry_after),
 		cmocka_unit_test(test_post_200_and_errors),
+		cmocka_unit_test(test_post_idempotency_key),
 	};
 	int rc;
 

@@ -83,6 +83,11 @@ static void enroll(struct request *rq)
 		http_fail_why(rq, BZ_ERR_FORBIDDEN, &why);
 		return;
 	}
+	/* An agent's Idempotency-Key belongs to its enrolment key. */
+	if (http_idem_caller(rq, "enroll", b.key.v) != 0) {
+		http_fail_err(rq, BZ_ERR_CRYPTO, NULL);
+		return;
+	}
 	if ((c = http_db_begin(rq)) == NULL)
 		return;
 	struct agents_enroll_input in = {.key = b.key.v,
@@ -106,6 +111,7 @@ static void enroll(struct request *rq)
 					  e.site_id, "config", "heartbeatIntervalSeconds",
 					  cfg->heartbeat_interval_s);
 	crypto_wipe(e.token, sizeof(e.token));
+	http_idem_withhold(rq, "authToken");
 	http_commit(rq, c, rc, NULL, &ev, 201, out);
 }
 
@@ -220,8 +226,8 @@ static void heartbeat(struct request *rq)
 }
 
 const struct route agent_routes[] = {
-	{"POST", "/api/v1/agents/enroll", enroll, ROUTE_PUBLIC | ROUTE_JSON_BODY, NULL,
-	 "device.enroll", NULL},
+	{"POST", "/api/v1/agents/enroll", enroll, ROUTE_PUBLIC | ROUTE_JSON_BODY | ROUTE_IDEMPOTENT,
+	 NULL, "device.enroll", NULL},
 	/* Telemetry: audited only for what it changes (G7), see heartbeat.c. */
 	{"POST", "/api/v1/agents/:agentId/heartbeat", heartbeat,
 	 ROUTE_PUBLIC | ROUTE_JSON_BODY | ROUTE_AUDIT_EXEMPT, NULL, NULL, NULL},

@@ -83,6 +83,7 @@ static void create_key(struct request *rq)
 		/* The raw key leaves the server exactly once, here. */
 		out = key_json(&k);
 		json_object_set_new(out, "key", json_string(raw));
+		http_idem_withhold(rq, "key");
 	}
 	crypto_wipe(raw, sizeof(raw));
 	http_commit(rq, c, rc, &why, &ev, 201, out);
@@ -150,8 +151,9 @@ static void revoke_key(struct request *rq)
 static const char *const key_list_query[] = {"orgId", NULL};
 
 const struct route enrollment_key_routes[] = {
-	{"POST", "/api/v1/enrollment-keys", create_key, ROUTE_USER | ROUTE_JSON_BODY,
-	 "enrollment_keys:write", "enrollment_key.create", NULL},
+	{"POST", "/api/v1/enrollment-keys", create_key,
+	 ROUTE_USER | ROUTE_JSON_BODY | ROUTE_IDEMPOTENT, "enrollment_keys:write",
+	 "enrollment_key.create", NULL},
 	{"GET", "/api/v1/enrollment-keys", list_keys, ROUTE_USER, "enrollment_keys:read", NULL,
 	 key_list_query},
 	{"GET", "/api/v1/enrollment-keys/:id", get_key, ROUTE_USER, "enrollment_keys:read", NULL,

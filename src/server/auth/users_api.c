@@ -128,8 +128,10 @@ static void create_user(struct request *rq)
 					 .site_ids = in.site_ids.v};
 	int rc = auth_user_create(c, &rq->scope, &nu, &u, gen_pw, &ev, &why);
 	/* A generated password is shown exactly once, in this response. */
-	if (rc == 0 && (out = user_json(&u, 0)) != NULL && gen_pw[0])
+	if (rc == 0 && (out = user_json(&u, 0)) != NULL && gen_pw[0]) {
 		json_object_set_new(out, "password", json_string(gen_pw));
+		http_idem_withhold(rq, "password");
+	}
 	crypto_wipe(gen_pw, sizeof(gen_pw));
 	http_commit(rq, c, rc, &why, &ev, 201, out);
 }
@@ -175,8 +177,8 @@ static void list_roles(struct request *rq)
 
 const struct route auth_user_routes[] = {
 	{"GET", "/api/v1/users", list_users, ROUTE_USER, "users:read", NULL, NULL},
-	{"POST", "/api/v1/users", create_user, ROUTE_USER | ROUTE_JSON_BODY, "users:write",
-	 "user.create", NULL},
+	{"POST", "/api/v1/users", create_user, ROUTE_USER | ROUTE_JSON_BODY | ROUTE_IDEMPOTENT,
+	 "users:write", "user.create", NULL},
 	{"GET", "/api/v1/users/:id", get_user, ROUTE_USER, "users:read", NULL, NULL},
 	{"PATCH", "/api/v1/users/:id", patch_user, ROUTE_USER | ROUTE_JSON_BODY, "users:write",
 	 "user.update", NULL},

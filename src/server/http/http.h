@@ -51,6 +51,11 @@ enum route_flags {
 	 * worth auditing inside it (source IP change, G7) are audited as
 	 * their own events. tests/unit/test_routes.c lists the allowed ones. */
 	ROUTE_AUDIT_EXEMPT = 1 << 2,
+	/* A create route that honours an Idempotency-Key header
+	 * (idempotency.c): its http_db_begin() may answer a retry with the
+	 * first answer, and its http_commit() remembers that answer. A public
+	 * route must name its caller with http_idem_caller() first. */
+	ROUTE_IDEMPOTENT = 1 << 3,
 };
 
 struct route {
@@ -66,6 +71,17 @@ struct route {
 	const char *const *query;
 };
 
+/* The Idempotency-Key state of one request (idempotency.c). */
+struct http_idem {
+	int has_key;		 /* a valid key was sent to a ROUTE_IDEMPOTENT route */
+	int armed;		 /* no answer remembered yet: http_commit() stores one */
+	char key[256];		 /* the key, unquoted: 1..255 printable ASCII bytes */
+	char caller[96];	 /* "user:<uuid>" or "<kind>:<hmac hex>"; "" = not named */
+	char fingerprint[65];	 /* HMAC-SHA-256 hex of method, path and body */
+	const char *withhold[4]; /* secret members never stored (http_idem_withhold) */
+	size_t n_withhold;
+};
+
 struct request {
 	struct app *app;
 	const struct route *route;
@@ -79,6 +95,7 @@ struct request {
 	int status;
 	int64_t start_ms;
 	PGconn *db; /* taken lazily by http_db(), released by the dispatcher */
+	struct http_idem idem;
 };
 
 /* The request's database connection, taken from the pool on first use and
@@ -225,6 +242,39 @@ void http_fail_why(struct request *rq, int rc, const struct bz_errinfo *why);
  * NOT_FOUND_MSG (e.g. "device not found") when it is not one. Returns 0 or
  * BZ_ERR_RESPONDED. */
 int http_path_uuid(struct request *rq, const char *name, char out[37], const char *not_found_msg);
+
+/* ---- Idempotency-Key (idempotency.c) ---- */
+
+/* Dispatcher step for ROUTE_IDEMPOTENT routes: reads the Idempotency-Key
+ * header (absent: nothing to do) and answers 400 invalid_idempotency_key
+ * when it is not 1..255 printable ASCII bytes (bare, or quoted as a
+ * Structured Field string, RFC 8941 §3.3.3, as the IETF draft "The
+ * Idempotency-Key HTTP Header Field" writes it). Returns 0 or
+ * BZ_ERR_RESPONDED. */
+int http_idem_parse(struct request *rq);
+
+/* Names the caller of a public ROUTE_IDEMPOTENT route (no user session) by
+ * KIND ("enroll", at most 16 bytes) and CREDENTIAL, a secret only that
+ * caller holds (the enrolment key): stored as a keyed hash only. Keys of
+ * different callers never meet. Returns 0 or BZ_ERR_CRYPTO. */
+int http_idem_caller(struct request *rq, const char *kind, const char *credential);
+
+/* Marks response member NAME (a string literal: at most 4 per request) as a
+ * secret shown once: the remembered answer leaves it out, and a retry then
+ * gets 409 idempotency_key_secret_withheld with the rest of the answer,
+ * never the secret again. */
+void http_idem_withhold(struct request *rq, const char *name);
+
+/* Called by http_db_begin() inside the new transaction on C: for a request
+ * with a key, takes the key's lock and either answers it from the
+ * remembered answer (replay, 409 in progress, 422 reused) or arms
+ * http_commit() to remember this one. Returns 0 to run the handler, or
+ * BZ_ERR_RESPONDED. */
+int http_idem_begin(struct request *rq, PGconn *c);
+
+/* Called by http_commit() before COMMIT: stores STATUS and BODY (secret
+ * members removed) when armed. Returns 0 or a negative bz_err. */
+int http_idem_store(struct request *rq, PGconn *c, int status, const json_t *body);
 
 /* Starts the HTTP server for APP on the configured address with ROUTES
  * (N entries; the table must outlive the server). APP->authenticate must be

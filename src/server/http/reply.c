@@ -151,6 +151,8 @@ void http_commit(struct request *rq, PGconn *c, int rc, const struct bz_errinfo 
 		ev->details = NULL;
 	}
 	if (rc == 0)
+		rc = http_idem_store(rq, c, status, body);
+	if (rc == 0)
 		rc = db_commit(c);
 	if (rc != 0) {
 		db_rollback(c);

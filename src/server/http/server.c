@@ -53,6 +53,8 @@ PGconn *http_db_begin(struct request *rq)
 		http_fail_err(rq, BZ_ERR_DB, NULL);
 		return NULL;
 	}
+	if (c != NULL && http_idem_begin(rq, c) != 0)
+		return NULL; /* answered: a replay, or why not */
 	return c;
 }
 
@@ -403,7 +405,7 @@ static int dispatch(const struct _u_request *u, struct _u_response *resp, struct
 		http_fail(&rq, 404, "not_found", "no such route");
 		goto out;
 	}
-	if (check_query(&rq) != 0 || check_body(&rq) != 0)
+	if (check_query(&rq) != 0 || check_body(&rq) != 0 || http_idem_parse(&rq) != 0)
 		goto out;
 	if (route->flags & ROUTE_USER) {
 		if (app->authenticate == NULL || app->authenticate(&rq) != 0) {

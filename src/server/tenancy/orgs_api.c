@@ -199,8 +199,9 @@ static void delete_site(struct request *rq)
 
 const struct route tenancy_routes[] = {
 	{"GET", "/api/v1/organizations", list_orgs, ROUTE_USER, "orgs:read", NULL, NULL},
-	{"POST", "/api/v1/organizations", create_org, ROUTE_USER | ROUTE_JSON_BODY, "orgs:write",
-	 "organization.create", NULL},
+	{"POST", "/api/v1/organizations", create_org,
+	 ROUTE_USER | ROUTE_JSON_BODY | ROUTE_IDEMPOTENT, "orgs:write", "organization.create",
+	 NULL},
 	{"GET", "/api/v1/organizations/:id", get_org, ROUTE_USER, "orgs:read", NULL, NULL},
 	{"PATCH", "/api/v1/organizations/:id", patch_org, ROUTE_USER | ROUTE_JSON_BODY,
 	 "orgs:write", "organization.update", NULL},
@@ -208,8 +209,8 @@ const struct route tenancy_routes[] = {
 	 "organization.delete", NULL},
 	{"GET", "/api/v1/organizations/:id/sites", list_sites, ROUTE_USER, "sites:read", NULL,
 	 NULL},
-	{"POST", "/api/v1/organizations/:id/sites", create_site, ROUTE_USER | ROUTE_JSON_BODY,
-	 "sites:write", "site.create", NULL},
+	{"POST", "/api/v1/organizations/:id/sites", create_site,
+	 ROUTE_USER | ROUTE_JSON_BODY | ROUTE_IDEMPOTENT, "sites:write", "site.create", NULL},
 	{"GET", "/api/v1/sites/:id", get_site, ROUTE_USER, "sites:read", NULL, NULL},
 	{"PATCH", "/api/v1/sites/:id", patch_site, ROUTE_USER | ROUTE_JSON_BODY, "sites:write",
 	 "site.update", NULL},
