@@ -71,12 +71,12 @@ static const char *command_usage(const char *cmd)
 	static const struct {
 		const char *cmd, *text;
 	} tab[] = {
-		{"serve",
-		 "usage: breeze-server serve [--env-file FILE] [--allow-root]\n"
-		 "\n"
-		 "Runs the HTTP API on LISTEN_ADDR until SIGTERM/SIGINT (drains, exits 0).\n"
-		 "Refuses to start as root without --allow-root (exit 5), with pending\n"
-		 "migrations (exit 5) or with a bad configuration (exit 3).\n"},
+		{"serve", "usage: breeze-server serve [--env-file FILE] [--allow-root]\n"
+			  "\n"
+			  "Runs the HTTP API on LISTEN_ADDR until SIGTERM/SIGINT (drains within\n"
+			  "HTTP_DRAIN_SECONDS, exits 0).\n"
+			  "Refuses to start as root without --allow-root (exit 5), with pending\n"
+			  "migrations (exit 5) or with a bad configuration (exit 3).\n"},
 		{"migrate", "usage: breeze-server migrate [--env-file FILE]\n"
 			    "\n"
 			    "Applies the pending database migrations embedded in this binary, as\n"
