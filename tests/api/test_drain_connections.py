@@ -129,6 +129,35 @@ def test_sigterm_during_table_lock_exits_within_drain_bound(spawn_server, servic
     stuck.close()
 
 
+def test_drain_cancels_queries_started_after_the_first_cancel(spawn_server, services, admin,
+                                                              sql):
+    """Pool of one: the second request waits for the connection the first
+    holds, gets it once the first query is cancelled, and is then blocked on
+    the lock itself; it is cancelled too, and the bound still holds."""
+    srv = spawn_server(HTTP_DRAIN_SECONDS="2", DATABASE_POOL_SIZE="1")
+    req = (b"GET /api/v1/organizations HTTP/1.1\r\nHost: t\r\n"
+           b"Authorization: Bearer " + admin.token.encode() + b"\r\n\r\n")
+    with table_locked(services, "organizations"):
+        first = connect(srv)
+        first.sendall(req)
+        wait_lock_waiter(sql)
+        second = connect(srv)
+        second.sendall(req)
+        time.sleep(0.2)
+        t0 = time.monotonic()
+        srv.proc.send_signal(signal.SIGTERM)
+        for s in (first, second):
+            status, hdrs, _ = read_response(s)
+            assert status is not None and status >= 500, status
+            assert hdrs.get("connection", "").lower() == "close"
+        rc = srv.proc.wait(timeout=10 * SLOW)
+        elapsed = time.monotonic() - t0
+    assert rc == 0, srv.log_text()[-2000:]
+    assert elapsed < 2.0 + 0.8 * SLOW, elapsed
+    first.close()
+    second.close()
+
+
 def test_responses_during_drain_say_connection_close(spawn_server, services, admin, sql):
     srv = spawn_server(HTTP_DRAIN_SECONDS="3")
     with table_locked(services, "organizations"):
