@@ -227,6 +227,11 @@ static const struct var vars[] = {
 	 F(http_max_connections_per_ip)},
 	{"HTTP_TIMEOUT_SECONDS", VAR_UINT, 1, NEED_OPTIONAL, NULL, "30", 1, 3600, PROD_NONE,
 	 F(http_timeout_s)},
+	/* Drain and connections. */
+	{"HTTP_DRAIN_SECONDS", VAR_UINT, 1, NEED_OPTIONAL, NULL, "25", 1, 600, PROD_NONE,
+	 F(http_drain_s)},
+	{"HTTP_HEADER_TIMEOUT_SECONDS", VAR_UINT, 1, NEED_OPTIONAL, NULL, "10", 1, 600, PROD_NONE,
+	 F(http_header_timeout_s)},
 };
 
 /* Stores X in the integer field of V (int, unsigned, uint32_t, int64_t or
@@ -417,6 +422,27 @@ static void load_env(struct config *cfg, const struct var *v, struct config_prob
 		problem(p, 1, "%s: must be development, test or production", v->name);
 }
 
+/*
+ * HTTP_MAX_CONNECTIONS_PER_IP when unset: CONFIG_PER_IP_DEFAULT without a
+ * trusted proxy (clients connect directly, so one address must not take
+ * every connection), off behind one (every client shares its address). A
+ * limit set behind a proxy is kept but warned about.
+ */
+static void per_ip_default(struct config *cfg, struct config_problems *p)
+{
+	const char *s = getenv("HTTP_MAX_CONNECTIONS_PER_IP");
+
+	if (s == NULL || *s == '\0') {
+		cfg->http_max_connections_per_ip =
+			cfg->trusted_proxies.n == 0 ? CONFIG_PER_IP_DEFAULT : 0;
+		return;
+	}
+	if (cfg->trusted_proxies.n > 0 && cfg->http_max_connections_per_ip > 0)
+		problem(p, 0,
+			"HTTP_MAX_CONNECTIONS_PER_IP: limits each proxy in TRUSTED_PROXY_CIDRS, "
+			"not each client (all clients share the proxy's address)");
+}
+
 int config_load(struct config *cfg, enum config_purpose purpose, struct config_problems *p)
 {
 	memset(cfg, 0, sizeof(*cfg));
@@ -470,6 +496,7 @@ int config_load(struct config *cfg, enum config_purpose purpose, struct config_p
 	if (prod && cfg->audit_admin_database_url == NULL)
 		problem(p, 1,
 			"AUDIT_ADMIN_DATABASE_URL: required in production for audit retention (L5)");
+	per_ip_default(cfg, p);
 	return p->n_fatal ? BZ_ERR_INVALID : 0;
 }
 

@@ -52,10 +52,17 @@ struct config {
 	size_t http_max_body_bytes;    /* default 1 MiB */
 	unsigned http_threads;	       /* MHD thread pool size, default 8 */
 	unsigned http_max_connections; /* default 1024 */
-	unsigned
-		http_max_connections_per_ip; /* 0 = unlimited (default: behind a proxy all share its IP) */
-	unsigned http_timeout_s;	     /* idle connection timeout, default 30 */
+	/* 0 = unlimited; unset: CONFIG_PER_IP_DEFAULT without TRUSTED_PROXY_CIDRS,
+	 * 0 behind a proxy (all clients share its address) */
+	unsigned http_max_connections_per_ip;
+	unsigned http_timeout_s;	/* idle connection timeout, default 30 */
+	unsigned http_drain_s;		/* SIGTERM drain bound in seconds, default 25 */
+	unsigned http_header_timeout_s; /* request line + headers deadline, default 10 */
 };
+
+/* Connections per client address when HTTP_MAX_CONNECTIONS_PER_IP is unset
+ * and no trusted proxy is configured. */
+#define CONFIG_PER_IP_DEFAULT 64
 
 #define CONFIG_MAX_PROBLEMS 64
 #define CONFIG_PROBLEM_LEN 200

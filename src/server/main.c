@@ -13,11 +13,13 @@
  * `breeze-server COMMAND --help` prints one command's usage on stdout.
  * Exit statuses: common/exitcode.h (README "Exit codes").
  */
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -39,7 +41,6 @@
 #include "server/http/http.h"
 #include "server/routes.h"
 
-#define DRAIN_MS 25000
 
 static void usage(FILE *f)
 {
@@ -70,12 +71,12 @@ static const char *command_usage(const char *cmd)
 	static const struct {
 		const char *cmd, *text;
 	} tab[] = {
-		{"serve",
-		 "usage: breeze-server serve [--env-file FILE] [--allow-root]\n"
-		 "\n"
-		 "Runs the HTTP API on LISTEN_ADDR until SIGTERM/SIGINT (drains, exits 0).\n"
-		 "Refuses to start as root without --allow-root (exit 5), with pending\n"
-		 "migrations (exit 5) or with a bad configuration (exit 3).\n"},
+		{"serve", "usage: breeze-server serve [--env-file FILE] [--allow-root]\n"
+			  "\n"
+			  "Runs the HTTP API on LISTEN_ADDR until SIGTERM/SIGINT (drains within\n"
+			  "HTTP_DRAIN_SECONDS, exits 0).\n"
+			  "Refuses to start as root without --allow-root (exit 5), with pending\n"
+			  "migrations (exit 5) or with a bad configuration (exit 3).\n"},
 		{"migrate", "usage: breeze-server migrate [--env-file FILE]\n"
 			    "\n"
 			    "Applies the pending database migrations embedded in this binary, as\n"
@@ -298,6 +299,50 @@ static int check_database(struct db_pool *pool, const struct config *cfg)
 	return BZ_EXIT_OK;
 }
 
+/*
+ * Raises the soft RLIMIT_NOFILE to what serve can need: every HTTP
+ * connection, every pool connection, and a margin for the listen socket,
+ * MHD's per-thread epoll and wake-up descriptors, Redis, the audit workers'
+ * own database connections and files. Below it accept() fails with EMFILE
+ * while connections are still allowed. The soft limit is raised up to the
+ * hard one; when even the hard limit is too low, serve refuses with a
+ * message saying what to change. Returns BZ_EXIT_OK or BZ_EXIT_REFUSED.
+ */
+static int raise_fd_limit(const struct config *cfg)
+{
+	struct rlimit rl;
+	rlim_t need = (rlim_t)cfg->http_max_connections + cfg->database_pool_size + 64 +
+		      4 * (rlim_t)cfg->http_threads;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+		fprintf(stderr, "breeze-server: cannot read RLIMIT_NOFILE: %s\n", strerror(errno));
+		return BZ_EXIT_REFUSED;
+	}
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
+		if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need) {
+			fprintf(stderr,
+				"breeze-server: refusing to start: the open-file limit (RLIMIT_NOFILE "
+				"hard %llu) is below the %llu descriptors HTTP_MAX_CONNECTIONS=%u and "
+				"DATABASE_POOL_SIZE=%u need; raise it (ulimit -Hn, systemd "
+				"LimitNOFILE=) or lower HTTP_MAX_CONNECTIONS\n",
+				(unsigned long long)rl.rlim_max, (unsigned long long)need,
+				cfg->http_max_connections, cfg->database_pool_size);
+			return BZ_EXIT_REFUSED;
+		}
+		char from[24], to[24];
+		snprintf(from, sizeof(from), "%llu", (unsigned long long)rl.rlim_cur);
+		snprintf(to, sizeof(to), "%llu", (unsigned long long)need);
+		rl.rlim_cur = need;
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+			fprintf(stderr, "breeze-server: cannot raise RLIMIT_NOFILE to %s: %s\n", to,
+				strerror(errno));
+			return BZ_EXIT_REFUSED;
+		}
+		log_info("server.fd_limit.raised", "from", from, "to", to, NULL);
+	}
+	return BZ_EXIT_OK;
+}
+
 static int cmd_serve(struct opts *o)
 {
 	struct config cfg;
@@ -316,6 +361,8 @@ static int cmd_serve(struct opts *o)
 		return BZ_EXIT_CONFIG;
 	if (cfg.env == BREEZE_ENV_DEVELOPMENT)
 		log_set_level(LOG_LEVEL_DEBUG);
+	if (raise_fd_limit(&cfg) != BZ_EXIT_OK)
+		return BZ_EXIT_REFUSED;
 	init_passwords(&cfg);
 	memset(&app, 0, sizeof(app));
 	app.cfg = &cfg;
@@ -354,7 +401,12 @@ static int cmd_serve(struct opts *o)
 	audit_worker_start(&cfg);
 	sigwait(&set, &sig);
 	log_info("server.stopping", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", NULL);
-	http_server_stop(&app, DRAIN_MS);
+	if (http_server_stop(&app, (int)cfg.http_drain_s * 1000) != 0) {
+		/* Requests still hold pool connections: nothing can be freed
+		 * safely, and the drain bound is a promise to the supervisor. */
+		log_error("server.stopped", "forced", "true", NULL);
+		_exit(BZ_EXIT_FAILURE);
+	}
 	audit_worker_stop();
 	free(routes);
 	db_pool_close(app.pool);

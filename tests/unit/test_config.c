@@ -52,6 +52,8 @@ static const char *all_vars[] = {
 	"AUDIT_CHECKPOINT_INTERVAL_SECONDS",
 	"AUDIT_RETENTION_INTERVAL_SECONDS",
 	"HTTP_MAX_CONNECTIONS_PER_IP",
+	"HTTP_DRAIN_SECONDS",
+	"HTTP_HEADER_TIMEOUT_SECONDS",
 };
 
 /* Fresh `openssl rand -hex 32`-style values for every secret, plus a Redis
@@ -552,6 +554,35 @@ static void test_database_url_never_echoed(void **state)
 		}
 }
 
+/* HTTP_MAX_CONNECTIONS_PER_IP: on by default without a trusted proxy, off
+ * behind one (every client shares its address), an explicit value kept
+ * (warned about behind a proxy). */
+static void test_per_ip_default_follows_trusted_proxies(void **state)
+{
+	struct config cfg;
+	struct config_problems p;
+
+	(void)state;
+	set_good_env("production");
+	assert_int_equal(config_load(&cfg, CONFIG_FOR_SERVE, &p), 0);
+	assert_int_equal(cfg.http_max_connections_per_ip, 64);
+	assert_int_equal(setenv("TRUSTED_PROXY_CIDRS", "10.0.0.0/8", 1), 0);
+	assert_int_equal(config_load(&cfg, CONFIG_FOR_SERVE, &p), 0);
+	assert_int_equal(cfg.http_max_connections_per_ip, 0);
+	assert_int_equal(p.n_warn, 0);
+	assert_int_equal(setenv("HTTP_MAX_CONNECTIONS_PER_IP", "16", 1), 0);
+	assert_int_equal(config_load(&cfg, CONFIG_FOR_SERVE, &p), 0);
+	assert_int_equal(cfg.http_max_connections_per_ip, 16);
+	assert_int_equal(p.n_warn, 1);
+	assert_non_null(strstr(p.items[0].text, "HTTP_MAX_CONNECTIONS_PER_IP"));
+	assert_int_equal(unsetenv("TRUSTED_PROXY_CIDRS"), 0);
+	assert_int_equal(setenv("HTTP_MAX_CONNECTIONS_PER_IP", "0", 1), 0);
+	assert_int_equal(config_load(&cfg, CONFIG_FOR_SERVE, &p), 0);
+	assert_int_equal(cfg.http_max_connections_per_ip, 0);
+	assert_int_equal(setenv("HTTP_DRAIN_SECONDS", "0", 1), 0);
+	assert_int_not_equal(config_load(&cfg, CONFIG_FOR_SERVE, &p), 0);
+}
+
 static void test_every_variable_documented_default(void **state)
 {
 	struct config cfg;
@@ -580,7 +611,11 @@ static void test_every_variable_documented_default(void **state)
 	assert_int_equal(cfg.audit_checkpoint_interval_s, 300);
 	assert_int_equal(cfg.audit_retention_interval_s, 86400);
 	assert_int_equal(cfg.argon2_max_concurrent, 4);
-	assert_int_equal(cfg.http_max_connections_per_ip, 0);
+	/* No trusted proxy: clients connect directly, one address is limited. */
+	assert_int_equal(cfg.http_max_connections_per_ip, CONFIG_PER_IP_DEFAULT);
+	assert_int_equal(CONFIG_PER_IP_DEFAULT, 64);
+	assert_int_equal(cfg.http_drain_s, 25);
+	assert_int_equal(cfg.http_header_timeout_s, 10);
 	assert_int_equal(cfg.access_token_ttl_s, 900);
 
 	/* Upper bounds are accepted exactly, one more is not. */
@@ -688,6 +723,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_unknown_environment, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_for_database, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_database_url_never_echoed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_per_ip_default_follows_trusted_proxies, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_every_variable_documented_default, setup,
 						teardown),
 		cmocka_unit_test(test_check_secret),

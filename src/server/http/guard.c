@@ -1,33 +1,210 @@
 /*
  * guard.c — what stands between libmicrohttpd and ulfius: the body-size
- * guard (413 before a body byte is read) and MHD's own log messages as JSON
- * lines.
+ * guard (413 before a body byte is read), the connection tracker (header
+ * deadline, closing idle connections on drain) and MHD's own log messages
+ * as rate-limited JSON lines.
  */
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "crypto/crypto.h"
 #include "server/http/http.h"
 #include "server/http/http_internal.h"
 
-/* libmicrohttpd's own messages (bad requests it answers itself, closed
- * connections) become JSON log lines like everything else (M4). */
+/* A message repeated within MHD_LOG_WINDOW_MS of its last line is counted,
+ * not written; its next line says how many were left out. The last
+ * MHD_LOG_SLOTS distinct messages are remembered (MHD's accept failure
+ * alternates two). */
+#define MHD_LOG_WINDOW_MS 10000
+#define MHD_LOG_SLOTS 8
+
+static struct {
+	pthread_mutex_t mu;
+	struct {
+		char text[512];
+		int64_t last_ms; /* when it was last written; 0 = free slot */
+		unsigned suppressed;
+	} slot[MHD_LOG_SLOTS];
+} mhd_log_state = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+/* 1 if MSG is to be written now; *REPEATED receives how many lines of it
+ * were left out since it was last written. */
+static int mhd_log_admit(const char *msg, int64_t now, unsigned *repeated)
+{
+	size_t i, oldest = 0;
+	int emit = 1;
+
+	*repeated = 0;
+	pthread_mutex_lock(&mhd_log_state.mu);
+	for (i = 0; i < MHD_LOG_SLOTS; i++) {
+		if (mhd_log_state.slot[i].last_ms != 0 &&
+		    strcmp(mhd_log_state.slot[i].text, msg) == 0)
+			break;
+		if (mhd_log_state.slot[i].last_ms < mhd_log_state.slot[oldest].last_ms)
+			oldest = i;
+	}
+	if (i == MHD_LOG_SLOTS) {
+		i = oldest;
+		snprintf(mhd_log_state.slot[i].text, sizeof(mhd_log_state.slot[i].text), "%s", msg);
+		mhd_log_state.slot[i].suppressed = 0;
+	} else if (now - mhd_log_state.slot[i].last_ms < MHD_LOG_WINDOW_MS) {
+		mhd_log_state.slot[i].suppressed++;
+		emit = 0;
+	}
+	if (emit) {
+		*repeated = mhd_log_state.slot[i].suppressed;
+		mhd_log_state.slot[i].suppressed = 0;
+		mhd_log_state.slot[i].last_ms = now > 0 ? now : 1;
+	}
+	pthread_mutex_unlock(&mhd_log_state.mu);
+	return emit;
+}
+
+/*
+ * libmicrohttpd's own messages (bad requests it answers itself, closed
+ * connections) become JSON log lines like everything else (M4), rate-limited
+ * by mhd_log_admit(): a flood of one message is one line per
+ * MHD_LOG_WINDOW_MS with "repeated": N. When accept() fails for lack of file
+ * descriptors while its thread has no connection, MHD retries at once
+ * ("busy waiting"); the logger then pauses that thread, which serves no
+ * connection, for 100 ms, so the retry is not a busy loop.
+ */
 void http_mhd_log(void *cls, const char *fmt, va_list ap)
 {
-	char msg[512];
+	char msg[512], rep[16];
+	unsigned repeated;
 
 	(void)cls;
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	msg[strcspn(msg, "\n")] = '\0';
-	log_warn("http.mhd", "detail", msg, NULL);
+	if (mhd_log_admit(msg, bz_monotonic_ms(), &repeated)) {
+		snprintf(rep, sizeof(rep), "%u", repeated);
+		if (repeated > 0)
+			log_warn("http.mhd", "detail", msg, "repeated", rep, NULL);
+		else
+			log_warn("http.mhd", "detail", msg, NULL);
+	}
+	if (strstr(msg, "resource limit at FIRST connection") != NULL) {
+		struct timespec ts = {0, 100 * 1000000L};
+		nanosleep(&ts, NULL);
+	}
+}
+
+/*
+ * Connection tracker. Every connection MHD accepts gets a struct
+ * conn_track (MHD_OPTION_NOTIFY_CONNECTION), whose state the callbacks
+ * below move along:
+ *   HEADERS  accepted, or a request line received on a kept-alive
+ *            connection: the request line and headers must be complete
+ *            within the header deadline (measured from SINCE_MS);
+ *   BUSY     headers complete, the request is being read or answered;
+ *   IDLE     kept alive between requests (MHD's idle timeout applies).
+ * http_guard_sweep() closes HEADERS connections past the deadline and, while
+ * draining, IDLE ones. libmicrohttpd's MHD_OPTION_CONNECTION_TIMEOUT is an
+ * idle timeout only: a client sending one header line every few seconds
+ * would otherwise hold its connection forever. The socket is shut down, not
+ * closed: MHD sees the end of stream in its own thread and closes it; the
+ * tracker's mutex is held from the CLOSED notification, which MHD sends
+ * before closing the descriptor, so a descriptor shut down here is never
+ * one that was already reused.
+ */
+enum conn_state { CONN_HEADERS, CONN_BUSY, CONN_IDLE };
+
+struct conn_track {
+	struct conn_track *prev, *next;
+	MHD_socket fd;
+	enum conn_state state;
+	int64_t since_ms; /* entered HEADERS (monotonic) */
+	int shut;	  /* already shut down by the sweep */
+};
+
+static pthread_mutex_t track_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct conn_track *track_head;
+
+void http_guard_notify_conn(void *cls, struct MHD_Connection *conn, void **socket_context,
+			    enum MHD_ConnectionNotificationCode code)
+{
+	struct conn_track *t = *socket_context;
+
+	(void)cls;
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		const union MHD_ConnectionInfo *ci =
+			MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+		t = calloc(1, sizeof(*t));
+		if (t == NULL || ci == NULL) {
+			free(t);
+			return; /* untracked: only MHD's own timeouts apply */
+		}
+		t->fd = ci->connect_fd;
+		t->state = CONN_HEADERS;
+		t->since_ms = bz_monotonic_ms();
+		pthread_mutex_lock(&track_mu);
+		t->next = track_head;
+		if (track_head != NULL)
+			track_head->prev = t;
+		track_head = t;
+		pthread_mutex_unlock(&track_mu);
+		*socket_context = t;
+		return;
+	}
+	if (t == NULL)
+		return;
+	pthread_mutex_lock(&track_mu);
+	if (t->prev != NULL)
+		t->prev->next = t->next;
+	else
+		track_head = t->next;
+	if (t->next != NULL)
+		t->next->prev = t->prev;
+	pthread_mutex_unlock(&track_mu);
+	free(t);
+	*socket_context = NULL;
+}
+
+/* Moves CONN's tracker to STATE; FROM_IDLE_ONLY: only if it is IDLE. */
+static void track_set(struct MHD_Connection *conn, enum conn_state state, int from_idle_only)
+{
+	const union MHD_ConnectionInfo *ci =
+		conn ? MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT) : NULL;
+	struct conn_track *t = ci ? ci->socket_context : NULL;
+
+	if (t == NULL)
+		return;
+	pthread_mutex_lock(&track_mu);
+	if (!from_idle_only || t->state == CONN_IDLE) {
+		t->state = state;
+		t->since_ms = bz_monotonic_ms();
+	}
+	pthread_mutex_unlock(&track_mu);
+}
+
+unsigned http_guard_sweep(int64_t header_timeout_ms, int close_idle)
+{
+	int64_t now = bz_monotonic_ms();
+	unsigned n = 0;
+
+	pthread_mutex_lock(&track_mu);
+	for (struct conn_track *t = track_head; t != NULL; t = t->next) {
+		int late = t->state == CONN_HEADERS && now - t->since_ms > header_timeout_ms;
+		if (t->shut || !(late || (close_idle && t->state == CONN_IDLE)))
+			continue;
+		shutdown(t->fd, SHUT_RDWR);
+		t->shut = 1;
+		n += late;
+	}
+	pthread_mutex_unlock(&track_mu);
+	return n;
 }
 
 /*
@@ -128,7 +305,8 @@ void *http_guard_uri_log(void *cls, const char *uri, struct MHD_Connection *conn
 {
 	struct body_guard *g = calloc(1, sizeof(*g));
 
-	(void)conn;
+	/* A request line on a kept-alive connection starts its header deadline. */
+	track_set(conn, CONN_HEADERS, 1);
 	if (g == NULL)
 		return NULL;
 	g->ulfius_cls = ulfius_uri_logger(cls, uri);
@@ -144,6 +322,7 @@ void http_guard_completed(void *cls, struct MHD_Connection *conn, void **con_cls
 {
 	struct body_guard *g = *con_cls;
 
+	track_set(conn, CONN_IDLE, 0);
 	if (g == NULL)
 		return;
 	mhd_request_completed(cls, conn, &g->ulfius_cls, toe);
@@ -334,6 +513,7 @@ static enum MHD_Result guard_access(void *cls, struct MHD_Connection *conn, cons
 	if (!g->headers_seen) {
 		struct content_length_scan sc = {.max = guard.max_body};
 		g->headers_seen = 1;
+		track_set(conn, CONN_BUSY, 0);
 		MHD_get_connection_values(conn, MHD_HEADER_KIND, content_length_cb, &sc);
 		if (sc.n_length > 1 || (sc.n_length > 0 && sc.transfer_encoding))
 			return reply_bad_framing(conn, method);

@@ -282,8 +282,13 @@ int http_idem_store(struct request *rq, PGconn *c, int status, const json_t *bod
  * address) or BZ_ERR_IO. */
 int http_server_start(struct app *app, const struct route *routes, size_t n);
 
-/* Stops accepting connections, waits up to DRAIN_MS milliseconds for
- * in-flight requests to finish, then stops the server. */
-void http_server_stop(struct app *app, int drain_ms);
+/* Drains and stops the server: stops accepting, answers with
+ * "Connection: close" from then on, closes kept-alive connections between
+ * requests, waits for in-flight requests and, shortly before DRAIN_MS
+ * milliseconds have passed, cancels the queries they still run (PQcancel).
+ * Returns 0 once stopped, or BZ_ERR_UNAVAILABLE when requests are still
+ * running at the bound: the server is then left running and the caller
+ * must end the process without freeing what those requests use. */
+int http_server_stop(struct app *app, int drain_ms);
 
 #endif

@@ -37,6 +37,17 @@ int http_guard_disarm(int *logger_first);
 /* MHD_OPTION_URI_LOG_CALLBACK and MHD_OPTION_NOTIFY_COMPLETED wrappers
  * around ulfius's own (guard.c). */
 void *http_guard_uri_log(void *cls, const char *uri, struct MHD_Connection *conn);
+/* MHD_OPTION_NOTIFY_CONNECTION: tracks each connection (guard.c). */
+void http_guard_notify_conn(void *cls, struct MHD_Connection *conn, void **socket_context,
+			    enum MHD_ConnectionNotificationCode code);
+
+/* Shuts down every tracked connection that has waited more than
+ * HEADER_TIMEOUT_MS milliseconds for a complete request line and headers
+ * (since accept, or since a kept-alive connection's next request line), and
+ * with CLOSE_IDLE every kept-alive connection between requests. Returns the
+ * number closed for the header deadline. Thread-safe. */
+unsigned http_guard_sweep(int64_t header_timeout_ms, int close_idle);
+
 void http_guard_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 			  enum MHD_RequestTerminationCode toe);
 

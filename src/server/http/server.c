@@ -2,6 +2,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,12 +36,78 @@ static struct route not_allowed_route = {"*",  "(method not allowed)",
 					 NULL, NULL,
 					 NULL};
 
+/*
+ * The pooled connections requests hold, with what PQcancel() needs to stop
+ * their queries at the drain deadline (http_server_stop). One slot per pool
+ * connection; a slot is filled by http_db() and emptied by request_free().
+ */
+struct held_conn {
+	PGconn *conn;
+	PGcancel *cancel;
+};
+
+static struct {
+	pthread_mutex_t mu;
+	struct held_conn *slots;
+	size_t n;
+} held = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static void held_add(PGconn *c)
+{
+	PGcancel *k = PQgetCancel(c);
+
+	pthread_mutex_lock(&held.mu);
+	for (size_t i = 0; i < held.n; i++)
+		if (held.slots[i].conn == NULL) {
+			held.slots[i].conn = c;
+			held.slots[i].cancel = k;
+			k = NULL;
+			break;
+		}
+	pthread_mutex_unlock(&held.mu);
+	PQfreeCancel(k); /* no free slot (cannot happen with one per pool connection) */
+}
+
+static void held_remove(PGconn *c)
+{
+	PGcancel *k = NULL;
+
+	pthread_mutex_lock(&held.mu);
+	for (size_t i = 0; i < held.n; i++)
+		if (held.slots[i].conn == c) {
+			k = held.slots[i].cancel;
+			held.slots[i].conn = NULL;
+			held.slots[i].cancel = NULL;
+			break;
+		}
+	pthread_mutex_unlock(&held.mu);
+	PQfreeCancel(k);
+}
+
+/* Asks PostgreSQL to cancel whatever runs on every connection a request
+ * holds. Returns how many cancel requests were sent. */
+static unsigned held_cancel_all(void)
+{
+	unsigned n = 0;
+	char err[256];
+
+	pthread_mutex_lock(&held.mu);
+	for (size_t i = 0; i < held.n; i++)
+		if (held.slots[i].cancel != NULL &&
+		    PQcancel(held.slots[i].cancel, err, sizeof(err)))
+			n++;
+	pthread_mutex_unlock(&held.mu);
+	return n;
+}
+
 PGconn *http_db(struct request *rq)
 {
 	if (rq->db == NULL) {
 		rq->db = db_acquire(rq->app->pool, DB_ACQUIRE_TIMEOUT_MS);
 		if (rq->db == NULL)
 			http_fail(rq, 503, "database_unavailable", "database unavailable");
+		else
+			held_add(rq->db);
 	}
 	return rq->db;
 }
@@ -349,6 +416,16 @@ static int check_body(struct request *rq)
 	return 0;
 }
 
+/* Draining: the client is told not to send another request on this
+ * connection (RFC 9112 §9.6), and MHD closes it after the response. Called
+ * when a request starts and again when it ends, for requests that were
+ * running when the drain began. */
+static void drain_close(struct request *rq)
+{
+	if (atomic_load(&rq->app->draining))
+		http_set_header(rq, "Connection", "close");
+}
+
 static void set_common_headers(struct request *rq)
 {
 	http_set_header(rq, "X-Request-Id", rq->request_id);
@@ -358,6 +435,7 @@ static void set_common_headers(struct request *rq)
 	/* N9: the API sends HSTS itself too, in case the proxy forgets. */
 	http_set_header(rq, "Strict-Transport-Security",
 			"max-age=31536000; includeSubDomains; preload");
+	drain_close(rq);
 }
 
 static void log_request(struct request *rq)
@@ -375,8 +453,10 @@ static void log_request(struct request *rq)
 
 static void request_free(struct request *rq)
 {
-	if (rq->db != NULL)
+	if (rq->db != NULL) {
+		held_remove(rq->db);
 		db_release(rq->app->pool, rq->db);
+	}
 	json_decref(rq->body);
 	principal_free(&rq->who);
 	tenancy_scope_free(&rq->scope);
@@ -423,6 +503,7 @@ static int dispatch(const struct _u_request *u, struct _u_response *resp, struct
 	if (rq.status == 0)
 		http_fail(&rq, 500, "internal", "internal error");
 out:
+	drain_close(&rq);
 	log_request(&rq);
 	request_free(&rq);
 	atomic_fetch_sub(&app->in_flight, 1);
@@ -499,6 +580,62 @@ static int register_routes(struct app *app, const struct route *routes, size_t n
 	return 0;
 }
 
+/* The sweeper: every SWEEP_MS it applies the header deadline and, while
+ * draining, closes kept-alive connections between requests (guard.c). */
+#define SWEEP_MS 100
+#define SWEEP_LOG_MS 5000
+
+static struct {
+	pthread_t thread;
+	int running;
+	atomic_int stop;
+	struct app *app;
+} sweeper;
+
+static void *sweeper_main(void *arg)
+{
+	struct app *app = arg;
+	int64_t header_ms = (int64_t)app->cfg->http_header_timeout_s * 1000, last_log = 0;
+	unsigned closed = 0;
+
+	while (!atomic_load(&sweeper.stop)) {
+		struct timespec ts = {0, SWEEP_MS * 1000000L};
+		nanosleep(&ts, NULL);
+		closed += http_guard_sweep(header_ms, atomic_load(&app->draining));
+		int64_t now = bz_monotonic_ms();
+		/* One line per SWEEP_LOG_MS however many slow clients there are. */
+		if (closed > 0 && now - last_log >= SWEEP_LOG_MS) {
+			char n[16], limit[16];
+			snprintf(n, sizeof(n), "%u", closed);
+			snprintf(limit, sizeof(limit), "%u", app->cfg->http_header_timeout_s);
+			log_warn("http.header_timeout", "closed", n, "limitSeconds", limit, NULL);
+			closed = 0;
+			last_log = now;
+		}
+	}
+	return NULL;
+}
+
+static void sweeper_stop(void)
+{
+	if (!sweeper.running)
+		return;
+	atomic_store(&sweeper.stop, 1);
+	pthread_join(sweeper.thread, NULL);
+	sweeper.running = 0;
+}
+
+static void held_free(void)
+{
+	pthread_mutex_lock(&held.mu);
+	for (size_t i = 0; i < held.n; i++)
+		PQfreeCancel(held.slots[i].cancel);
+	free(held.slots);
+	held.slots = NULL;
+	held.n = 0;
+	pthread_mutex_unlock(&held.mu);
+}
+
 int http_server_start(struct app *app, const struct route *routes, size_t n)
 {
 	const struct config *cfg = app->cfg;
@@ -526,6 +663,12 @@ int http_server_start(struct app *app, const struct route *routes, size_t n)
 	int rc = register_routes(app, routes, n);
 	if (rc != 0)
 		goto fail;
+	held.slots = calloc(cfg->database_pool_size, sizeof(*held.slots));
+	if (held.slots == NULL) {
+		rc = BZ_ERR_NOMEM;
+		goto fail;
+	}
+	held.n = cfg->database_pool_size;
 
 	/* The JSON logger (mhd_log) is not in this array: MHD_start_daemon()
 	 * above puts it before the array, as MHD's very first option. The
@@ -540,6 +683,7 @@ int http_server_start(struct app *app, const struct route *routes, size_t n)
 		 NULL},
 		{MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)http_guard_completed, NULL},
 		{MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)http_guard_uri_log, NULL},
+		{MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)http_guard_notify_conn, NULL},
 		{MHD_OPTION_END, 0, NULL},
 	};
 	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
@@ -567,34 +711,78 @@ int http_server_start(struct app *app, const struct route *routes, size_t n)
 			"http.mhd.logger", "reason",
 			"unexpected MHD options from ulfius; MHD's own messages go to stderr as text",
 			NULL);
+	atomic_store(&sweeper.stop, 0);
+	if (pthread_create(&sweeper.thread, NULL, sweeper_main, app) != 0) {
+		log_error("http.start.failed", "reason", "cannot start the connection sweeper",
+			  NULL);
+		ulfius_stop_framework(&app->inst);
+		rc = BZ_ERR_INTERNAL;
+		goto fail;
+	}
+	sweeper.running = 1;
 	return 0;
 fail:
 	/* Nothing is listening: free what was set up, so a refused start is clean. */
 	ulfius_clean_instance(&app->inst);
+	held_free();
 	free(paths);
 	paths = NULL;
 	n_paths = 0;
 	return rc;
 }
 
-void http_server_stop(struct app *app, int drain_ms)
+/* Sleeps until APP has no request in flight or the monotonic clock reaches
+ * UNTIL_MS; with CANCEL, cancels running queries every 100 ms meanwhile.
+ * Returns the requests still in flight. */
+static int drain_wait(struct app *app, int64_t until_ms, int cancel)
 {
-	int64_t deadline = bz_monotonic_ms() + drain_ms;
+	int64_t next_cancel = 0;
+
+	while (atomic_load(&app->in_flight) > 0 && bz_monotonic_ms() < until_ms) {
+		if (cancel && bz_monotonic_ms() >= next_cancel) {
+			unsigned k = held_cancel_all();
+			if (next_cancel == 0) {
+				char n[16];
+				snprintf(n, sizeof(n), "%u", k);
+				log_warn("server.drain.cancel", "queriesCancelled", n, NULL);
+			}
+			next_cancel = bz_monotonic_ms() + 100;
+		}
+		struct timespec ts = {0, 20 * 1000000L};
+		nanosleep(&ts, NULL);
+	}
+	return atomic_load(&app->in_flight);
+}
+
+int http_server_stop(struct app *app, int drain_ms)
+{
+	int64_t start = bz_monotonic_ms(), deadline = start + drain_ms;
+	/* Queries are cancelled a little before the bound, so that the requests
+	 * they held can answer and the server still stops within it. */
+	int64_t grace = drain_ms / 5 < 2000 ? drain_ms / 5 : 2000;
 
 	atomic_store(&app->draining, 1);
-	/* Stop accepting; in-flight requests keep their connections. */
+	/* Stop accepting; in-flight requests keep their connections, idle
+	 * kept-alive ones are closed by the sweeper, every response from now on
+	 * says Connection: close. */
 	if (app->inst.mhd_daemon != NULL) {
 		MHD_socket ls = MHD_quiesce_daemon(app->inst.mhd_daemon);
 		if (ls != MHD_INVALID_SOCKET)
 			close(ls); /* after quiescing, the listen socket is ours to close */
 	}
-	while (atomic_load(&app->in_flight) > 0 && bz_monotonic_ms() < deadline) {
-		struct timespec ts = {0, 20 * 1000000L};
-		nanosleep(&ts, NULL);
+	if (drain_wait(app, deadline - grace, 0) > 0 && drain_wait(app, deadline, 1) > 0) {
+		char n[16];
+		snprintf(n, sizeof(n), "%d", atomic_load(&app->in_flight));
+		log_error("server.drain.timeout", "inFlight", n, "reason",
+			  "requests still running at the drain deadline", NULL);
+		return BZ_ERR_UNAVAILABLE;
 	}
+	sweeper_stop();
 	ulfius_stop_framework(&app->inst);
 	ulfius_clean_instance(&app->inst);
+	held_free();
 	free(paths);
 	paths = NULL;
 	n_paths = 0;
+	return 0;
 }
