@@ -130,16 +130,21 @@ static int configure(PGconn *c, const struct db_options *o, int64_t deadline_ms)
 	char sql[512];
 	int to;
 
-	snprintf(sql, sizeof(sql),
+	snprintf(sql, sizeof(sql), "%s",
 		 "SELECT set_config('client_encoding', 'UTF8', false),"
 		 " set_config('TimeZone', 'UTC', false),"
-		 " set_config('DateStyle', 'ISO, YMD', false),"
-		 " set_config('statement_timeout', '%d', false),"
-		 " set_config('lock_timeout', '%d', false),"
-		 " set_config('idle_in_transaction_session_timeout', '%d', false),"
-		 " set_config('client_connection_check_interval', '%d', false)",
-		 o ? o->statement_timeout_ms : 0, o ? o->lock_timeout_ms : 0,
-		 o ? o->idle_in_transaction_timeout_ms : 0, o && o->request_deadline_ms ? 1000 : 0);
+		 " set_config('DateStyle', 'ISO, YMD', false)");
+	/* Without options (CLI, workers) the role's own settings stay. */
+	if (o != NULL) {
+		size_t n = strlen(sql);
+		snprintf(sql + n, sizeof(sql) - n,
+			 ", set_config('statement_timeout', '%d', false),"
+			 " set_config('lock_timeout', '%d', false),"
+			 " set_config('idle_in_transaction_session_timeout', '%d', false),"
+			 " set_config('client_connection_check_interval', '%d', false)",
+			 o->statement_timeout_ms, o->lock_timeout_ms,
+			 o->idle_in_transaction_timeout_ms, o->request_deadline_ms ? 1000 : 0);
+	}
 	PGresult *r = run_bounded(c, sql, 0, NULL, deadline_ms, &to);
 	int ok = PQresultStatus(r) == PGRES_TUPLES_OK &&
 		 strcmp(pg_encoding_to_char(PQclientEncoding(c)), "UTF8") == 0;
