@@ -159,9 +159,9 @@ static int configure(PGconn *c, const struct db_options *o, int64_t deadline_ms)
 	return ok ? 0 : BZ_ERR_UNAVAILABLE;
 }
 
-/* Finishes connecting C (started with PQconnectStartParams) by
- * DEADLINE_MS. Returns 1 when connected. */
-static int connect_poll(PGconn *c, int64_t deadline_ms)
+/* Finishes connecting C (started with PQconnectStartParams, or with
+ * PQresetStart when RESET) by DEADLINE_MS. Returns 1 when connected. */
+static int connect_poll(PGconn *c, int64_t deadline_ms, int reset)
 {
 	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
 
@@ -177,7 +177,7 @@ static int connect_poll(PGconn *c, int64_t deadline_ms)
 		if (pr < 0 && errno != EINTR)
 			return 0;
 		if (pr > 0)
-			st = PQconnectPoll(c);
+			st = reset ? PQresetPoll(c) : PQconnectPoll(c);
 	}
 	return PQstatus(c) == CONNECTION_OK;
 }
@@ -207,7 +207,7 @@ static PGconn *connect_opts(const char *url, const struct db_options *o, int64_t
 
 	if (c == NULL)
 		return NULL;
-	if (PQstatus(c) == CONNECTION_BAD || !connect_poll(c, deadline_ms)) {
+	if (PQstatus(c) == CONNECTION_BAD || !connect_poll(c, deadline_ms, 0)) {
 		log_error("db.connect.failed", "error",
 			  PQstatus(c) == CONNECTION_OK || PQerrorMessage(c)[0] == '\0'
 				  ? "connect timed out"
@@ -445,14 +445,18 @@ static PGresult *send_once_more(PGconn *conn, const char *sql, int nparams,
 
 	if (pooled)
 		tl.n_sent++;
-	if (r == NULL && !*timed_out && first && PQstatus(conn) == CONNECTION_BAD &&
-	    safe_to_resend(sql)) {
-		log_warn("db.conn.lost", "action", "reconnect and resend once", NULL);
-		PQreset(conn);
-		if (PQstatus(conn) == CONNECTION_OK &&
-		    configure(conn, tl.opts, tl.deadline_ms) == 0)
-			r = run_bounded(conn, sql, nparams, params, tl.deadline_ms, timed_out);
-	}
+	if (*timed_out || !first || PQstatus(conn) != CONNECTION_BAD || !safe_to_resend(sql))
+		return r;
+	/* Lost (NULL, or the server's FATAL as the result): reconnect within
+	 * the deadline, keeping the PGconn the holder knows, and resend. */
+	log_warn("db.conn.lost", "action", "reconnect and resend once", NULL);
+	PQclear(r);
+	r = NULL;
+	int64_t until = tl.deadline_ms ? tl.deadline_ms
+				       : bz_monotonic_ms() + CONNECT_TIMEOUT_S * 1000;
+	if (PQresetStart(conn) && connect_poll(conn, until, 1) &&
+	    configure(conn, tl.opts, until) == 0)
+		r = run_bounded(conn, sql, nparams, params, tl.deadline_ms, timed_out);
 	return r;
 }
 
