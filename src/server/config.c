@@ -232,6 +232,23 @@ static const struct var vars[] = {
 	 F(http_drain_s)},
 	{"HTTP_HEADER_TIMEOUT_SECONDS", VAR_UINT, 1, NEED_OPTIONAL, NULL, "10", 1, 600, PROD_NONE,
 	 F(http_header_timeout_s)},
+	/* Deadlines of pooled database connections. */
+	{"DATABASE_STATEMENT_TIMEOUT_MS", VAR_UINT, 1, NEED_OPTIONAL, NULL, "10000", 0, 3600000,
+	 PROD_NONE, F(database_statement_timeout_ms)},
+	{"DATABASE_LOCK_TIMEOUT_MS", VAR_UINT, 1, NEED_OPTIONAL, NULL, "3000", 0, 3600000,
+	 PROD_NONE, F(database_lock_timeout_ms)},
+	{"DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS", VAR_UINT, 1, NEED_OPTIONAL, NULL, "20000", 0,
+	 3600000, PROD_NONE, F(database_idle_in_transaction_timeout_ms)},
+	{"DATABASE_KEEPALIVE_IDLE_SECONDS", VAR_UINT, 1, NEED_OPTIONAL, NULL, "30", 1, 7200,
+	 PROD_NONE, F(database_keepalive_idle_s)},
+	{"DATABASE_KEEPALIVE_INTERVAL_SECONDS", VAR_UINT, 1, NEED_OPTIONAL, NULL, "10", 1, 600,
+	 PROD_NONE, F(database_keepalive_interval_s)},
+	{"DATABASE_KEEPALIVE_COUNT", VAR_UINT, 1, NEED_OPTIONAL, NULL, "3", 1, 100, PROD_NONE,
+	 F(database_keepalive_count)},
+	{"DATABASE_TCP_USER_TIMEOUT_MS", VAR_UINT, 1, NEED_OPTIONAL, NULL, "30000", 0, 3600000,
+	 PROD_NONE, F(database_tcp_user_timeout_ms)},
+	{"DATABASE_REQUEST_DEADLINE_MS", VAR_UINT, 1, NEED_OPTIONAL, NULL, "15000", 100, 600000,
+	 PROD_NONE, F(database_request_deadline_ms)},
 };
 
 /* Stores X in the integer field of V (int, unsigned, uint32_t, int64_t or
@@ -497,6 +514,9 @@ int config_load(struct config *cfg, enum config_purpose purpose, struct config_p
 		problem(p, 1,
 			"AUDIT_ADMIN_DATABASE_URL: required in production for audit retention (L5)");
 	per_ip_default(cfg, p);
+	/* A request must get its 503 before the client's idle timeout. */
+	if ((unsigned long)cfg->database_request_deadline_ms >= cfg->http_timeout_s * 1000UL)
+		problem(p, 1, "DATABASE_REQUEST_DEADLINE_MS: must be below HTTP_TIMEOUT_SECONDS");
 	return p->n_fatal ? BZ_ERR_INVALID : 0;
 }
 

@@ -58,6 +58,15 @@ struct config {
 	unsigned http_timeout_s;	/* idle connection timeout, default 30 */
 	unsigned http_drain_s;		/* SIGTERM drain bound in seconds, default 25 */
 	unsigned http_header_timeout_s; /* request line + headers deadline, default 10 */
+	/* Deadlines of pooled database connections (struct db_options). */
+	int database_statement_timeout_ms;	     /* default 10000; 0 = off */
+	int database_lock_timeout_ms;		     /* default 3000; 0 = off */
+	int database_idle_in_transaction_timeout_ms; /* default 20000; 0 = off */
+	int database_keepalive_idle_s;		     /* default 30 */
+	int database_keepalive_interval_s;	     /* default 10 */
+	int database_keepalive_count;		     /* default 3 */
+	int database_tcp_user_timeout_ms;	     /* default 30000; 0 = system default */
+	int database_request_deadline_ms;	     /* pool wait + queries, default 15000 */
 };
 
 /* Connections per client address when HTTP_MAX_CONNECTIONS_PER_IP is unset

@@ -367,7 +367,17 @@ static int cmd_serve(struct opts *o)
 	memset(&app, 0, sizeof(app));
 	app.cfg = &cfg;
 	app.authenticate = auth_api_authenticate;
-	app.pool = db_pool_open(cfg.database_url, cfg.database_pool_size, &err);
+	struct db_options dbo = {
+		.statement_timeout_ms = cfg.database_statement_timeout_ms,
+		.lock_timeout_ms = cfg.database_lock_timeout_ms,
+		.idle_in_transaction_timeout_ms = cfg.database_idle_in_transaction_timeout_ms,
+		.keepalive_idle_s = cfg.database_keepalive_idle_s,
+		.keepalive_interval_s = cfg.database_keepalive_interval_s,
+		.keepalive_count = cfg.database_keepalive_count,
+		.tcp_user_timeout_ms = cfg.database_tcp_user_timeout_ms,
+		.request_deadline_ms = cfg.database_request_deadline_ms,
+	};
+	app.pool = db_pool_open(cfg.database_url, cfg.database_pool_size, &dbo, &err);
 	if (app.pool == NULL) {
 		fprintf(stderr, "breeze-server: %s\n", err);
 		return BZ_EXIT_UNAVAILABLE;

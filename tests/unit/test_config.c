@@ -54,6 +54,14 @@ static const char *all_vars[] = {
 	"HTTP_MAX_CONNECTIONS_PER_IP",
 	"HTTP_DRAIN_SECONDS",
 	"HTTP_HEADER_TIMEOUT_SECONDS",
+	"DATABASE_STATEMENT_TIMEOUT_MS",
+	"DATABASE_LOCK_TIMEOUT_MS",
+	"DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS",
+	"DATABASE_KEEPALIVE_IDLE_SECONDS",
+	"DATABASE_KEEPALIVE_INTERVAL_SECONDS",
+	"DATABASE_KEEPALIVE_COUNT",
+	"DATABASE_TCP_USER_TIMEOUT_MS",
+	"DATABASE_REQUEST_DEADLINE_MS",
 };
 
 /* Fresh `openssl rand -hex 32`-style values for every secret, plus a Redis
@@ -405,6 +413,37 @@ static void test_good_production(void **state)
 	assert_int_equal(cfg.http_threads, 8);
 	assert_int_equal(cfg.http_max_connections, 1024);
 	assert_int_equal(cfg.http_timeout_s, 30);
+	assert_int_equal(cfg.database_statement_timeout_ms, 10000);
+	assert_int_equal(cfg.database_lock_timeout_ms, 3000);
+	assert_int_equal(cfg.database_idle_in_transaction_timeout_ms, 20000);
+	assert_int_equal(cfg.database_keepalive_idle_s, 30);
+	assert_int_equal(cfg.database_keepalive_interval_s, 10);
+	assert_int_equal(cfg.database_keepalive_count, 3);
+	assert_int_equal(cfg.database_tcp_user_timeout_ms, 30000);
+	assert_int_equal(cfg.database_request_deadline_ms, 15000);
+}
+
+/* The request deadline must end before the HTTP idle timeout, so a client
+ * gets its 503 instead of a closed connection. */
+static void test_request_deadline_below_http_timeout(void **state)
+{
+	struct config cfg;
+	struct config_problems p;
+
+	(void)state;
+	set_good_env("development");
+	assert_int_equal(setenv("DATABASE_LOCK_TIMEOUT_MS", "0", 1), 0);
+	assert_int_equal(setenv("DATABASE_REQUEST_DEADLINE_MS", "29999", 1), 0);
+	assert_int_equal(config_load(&cfg, CONFIG_FOR_SERVE, &p), 0);
+	assert_int_equal(cfg.database_lock_timeout_ms, 0);
+	assert_int_equal(setenv("DATABASE_REQUEST_DEADLINE_MS", "30000", 1), 0);
+	assert_int_equal(config_load(&cfg, CONFIG_FOR_SERVE, &p), BZ_ERR_INVALID);
+	assert_int_equal(p.n_fatal, 1);
+	int found = 0;
+	for (unsigned i = 0; i < p.n; i++)
+		found |= p.items[i].fatal &&
+			 strstr(p.items[i].text, "DATABASE_REQUEST_DEADLINE_MS");
+	assert_true(found);
 }
 
 static void test_good_production_overrides(void **state)
@@ -726,6 +765,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_per_ip_default_follows_trusted_proxies, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_every_variable_documented_default, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_request_deadline_below_http_timeout, setup,
 						teardown),
 		cmocka_unit_test(test_check_secret),
 		cmocka_unit_test(test_entropy_bits),

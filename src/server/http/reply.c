@@ -16,9 +16,15 @@ void http_set_header(struct request *rq, const char *name, const char *value)
 	u_map_put(rq->resp->map_header, name, value);
 }
 
+/* Seconds a client is asked to wait after a 503 (RFC 9110 §10.2.3): about
+ * one lock or statement timeout, or a database restart's first moments. */
+#define RETRY_AFTER_S "2"
+
 void http_reply(struct request *rq, int status, json_t *body)
 {
 	rq->status = status;
+	if (status == 503 && u_map_get(rq->resp->map_header, "Retry-After") == NULL)
+		http_set_header(rq, "Retry-After", RETRY_AFTER_S);
 	if (body != NULL) {
 		char *s = json_dumps(body, JSON_COMPACT);
 		json_decref(body);
@@ -106,6 +112,10 @@ void http_fail_why(struct request *rq, int rc, const struct bz_errinfo *why)
 
 	if (rc == BZ_ERR_RESPONDED)
 		return;
+	/* The one convention (db.h): a domain call's BZ_ERR_DB is a 503 when
+	 * the statement was cancelled by a deadline or its connection lost. */
+	if (rc == BZ_ERR_DB)
+		rc = db_error();
 	for (size_t i = 0; i < sizeof(err_map) / sizeof(*err_map); i++) {
 		if (err_map[i].err == rc) {
 			status = err_map[i].status;
