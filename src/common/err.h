@@ -7,7 +7,7 @@
  * NULL on failure and say in their comment which errors that covers.
  *
  * The HTTP layer maps each code to one status and snake_case code in one
- * table (http/server.c). BZ_ERR_RESPONDED is the HTTP layer's way of saying
+ * table (http/reply.c). BZ_ERR_RESPONDED is the HTTP layer's way of saying
  * "the error response is already written": the caller just returns.
  *
  * breeze-agent does not use these codes: it is a small program around
