@@ -636,6 +636,56 @@ static void held_free(void)
 	pthread_mutex_unlock(&held.mu);
 }
 
+/* Starts libmicrohttpd through ulfius on ADDR (which must outlive the
+ * server) with the body-size guard in front of ulfius's handler. Returns 0,
+ * BZ_ERR_IO (could not listen) or BZ_ERR_INTERNAL (the guard did not go in:
+ * the server must not run without it); the reason is logged. */
+static int start_mhd(struct app *app, struct sockaddr_in *addr)
+{
+	const struct config *cfg = app->cfg;
+
+	/* The JSON logger (mhd_log) is not in this array: MHD_start_daemon()
+	 * above puts it before the array, as MHD's very first option. The
+	 * completion and URI callbacks are ulfius's, wrapped by the body guard. */
+	struct MHD_OptionItem ops[] = {
+		{MHD_OPTION_SOCK_ADDR, 0, addr},
+		{MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)cfg->http_threads, NULL},
+		{MHD_OPTION_CONNECTION_LIMIT, (intptr_t)cfg->http_max_connections, NULL},
+		{MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)cfg->http_timeout_s, NULL},
+		{MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)(64 * 1024), NULL},
+		{MHD_OPTION_PER_IP_CONNECTION_LIMIT, (intptr_t)cfg->http_max_connections_per_ip,
+		 NULL},
+		{MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)http_guard_completed, NULL},
+		{MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)http_guard_uri_log, NULL},
+		{MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)http_guard_notify_conn, NULL},
+		{MHD_OPTION_END, 0, NULL},
+	};
+	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+	char port[8];
+	snprintf(port, sizeof(port), "%u", (unsigned)cfg->listen_port);
+	http_guard_arm(cfg->http_max_body_bytes);
+	int started = ulfius_start_framework_with_mhd_options(&app->inst, flags, ops) == U_OK;
+	int logger_first, installed = http_guard_disarm(&logger_first);
+	if (!started) {
+		log_error("http.start.failed", "listen", cfg->listen_host, "port", port, "reason",
+			  "could not start the HTTP server (address in use or not available?)",
+			  NULL);
+		return BZ_ERR_IO;
+	}
+	if (!installed) {
+		log_error("http.start.failed", "listen", cfg->listen_host, "port", port, "reason",
+			  "body-size guard not installed in front of ulfius", NULL);
+		ulfius_stop_framework(&app->inst);
+		return BZ_ERR_INTERNAL;
+	}
+	if (!logger_first)
+		log_warn(
+			"http.mhd.logger", "reason",
+			"unexpected MHD options from ulfius; MHD's own messages go to stderr as text",
+			NULL);
+	return 0;
+}
+
 int http_server_start(struct app *app, const struct route *routes, size_t n)
 {
 	const struct config *cfg = app->cfg;
@@ -670,47 +720,8 @@ int http_server_start(struct app *app, const struct route *routes, size_t n)
 	}
 	held.n = cfg->database_pool_size;
 
-	/* The JSON logger (mhd_log) is not in this array: MHD_start_daemon()
-	 * above puts it before the array, as MHD's very first option. The
-	 * completion and URI callbacks are ulfius's, wrapped by the body guard. */
-	struct MHD_OptionItem ops[] = {
-		{MHD_OPTION_SOCK_ADDR, 0, &addr},
-		{MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)cfg->http_threads, NULL},
-		{MHD_OPTION_CONNECTION_LIMIT, (intptr_t)cfg->http_max_connections, NULL},
-		{MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)cfg->http_timeout_s, NULL},
-		{MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)(64 * 1024), NULL},
-		{MHD_OPTION_PER_IP_CONNECTION_LIMIT, (intptr_t)cfg->http_max_connections_per_ip,
-		 NULL},
-		{MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)http_guard_completed, NULL},
-		{MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)http_guard_uri_log, NULL},
-		{MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)http_guard_notify_conn, NULL},
-		{MHD_OPTION_END, 0, NULL},
-	};
-	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
-	char port[8];
-	snprintf(port, sizeof(port), "%u", (unsigned)cfg->listen_port);
-	http_guard_arm(cfg->http_max_body_bytes);
-	int started = ulfius_start_framework_with_mhd_options(&app->inst, flags, ops) == U_OK;
-	int logger_first, installed = http_guard_disarm(&logger_first);
-	if (!started) {
-		log_error("http.start.failed", "listen", cfg->listen_host, "port", port, "reason",
-			  "could not start the HTTP server (address in use or not available?)",
-			  NULL);
-		rc = BZ_ERR_IO;
+	if ((rc = start_mhd(app, &addr)) != 0)
 		goto fail;
-	}
-	if (!installed) {
-		log_error("http.start.failed", "listen", cfg->listen_host, "port", port, "reason",
-			  "body-size guard not installed in front of ulfius", NULL);
-		ulfius_stop_framework(&app->inst);
-		rc = BZ_ERR_INTERNAL;
-		goto fail;
-	}
-	if (!logger_first)
-		log_warn(
-			"http.mhd.logger", "reason",
-			"unexpected MHD options from ulfius; MHD's own messages go to stderr as text",
-			NULL);
 	atomic_store(&sweeper.stop, 0);
 	if (pthread_create(&sweeper.thread, NULL, sweeper_main, app) != 0) {
 		log_error("http.start.failed", "reason", "cannot start the connection sweeper",
