@@ -55,3 +55,29 @@ def test_security_checklist_names_tests_that_exist():
     # Every checklist group is on the page.
     for group in ("S1", "N1", "K5", "A1", "G1", "O1", "M1", "L1", "R1"):
         assert f"| {group}" in doc, group
+
+
+def test_layers_point_down():
+    """docs/architecture.md: common/ and crypto/ know no server code; db/,
+    redis/, config and the domain modules (tenancy, auth, audit, agents)
+    know no HTTP: only the *_api.c files, http/, main.c and routes.c do."""
+    import re
+    src = REPO / "src"
+    inc = re.compile(r'#include "([^"]+)"')
+    bad = []
+    for f in sorted(src.rglob("*.[ch]")):
+        rel = f.relative_to(src).as_posix()
+        includes = inc.findall(f.read_text(encoding="utf-8"))
+        if rel.startswith(("common/", "crypto/")):
+            bad += [f"{rel}: {i}" for i in includes if i.startswith(("server/", "agent/"))]
+        elif rel.startswith("agent/"):
+            bad += [f"{rel}: {i}" for i in includes if i.startswith("server/")]
+        elif rel.startswith("server/") and not rel.startswith("server/http/"):
+            name = rel.rsplit("/", 1)[-1]
+            wiring = name.endswith(("_api.c", "_api.h")) or rel in ("server/main.c",
+                                                                  "server/routes.c",
+                                                                  "server/routes.h")
+            if not wiring:
+                bad += [f"{rel}: {i}" for i in includes
+                        if i.startswith("server/http/") or i.endswith("_api.h")]
+    assert not bad, "\n".join(bad)
