@@ -11,6 +11,17 @@
  * bz_clock_set_for_test(). */
 int64_t bz_now(void);
 
+/*
+ * Makes bz_now() the real time plus an offset in whole seconds (signed
+ * decimal, e.g. "3600" or "-60") read from the file at PATH, re-read
+ * whenever the file's size or modification time changes (checked on every
+ * call); a missing or unreadable file means offset 0. Test-only: serve calls
+ * it only when BREEZE_ENV=test and BREEZE_TEST_CLOCK_FILE is set, so API
+ * tests can move the server's clock. PATH is copied (< 4096 bytes).
+ * Returns 0 or BZ_ERR_INVALID.
+ */
+int bz_clock_use_file(const char *path);
+
 /* Monotonic time in milliseconds (for durations; never pinned). */
 int64_t bz_monotonic_ms(void);
 

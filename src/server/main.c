@@ -24,6 +24,7 @@
 
 #include <curl/curl.h>
 
+#include "common/clock.h"
 #include "common/envfile.h"
 #include "common/err.h"
 #include "common/exitcode.h"
@@ -187,10 +188,27 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 }
 
 /* Prints every configuration problem, one line each, then says whether to
- * go on. Values are never printed, only variable names. */
+ * go on. Values are never printed, only variable names. The test clock
+ * (BREEZE_TEST_CLOCK_FILE, see bz_clock_use_file()) is honoured only when
+ * BREEZE_ENV=test: production refuses it, development ignores it with a
+ * warning. */
 static int load_config(struct config *cfg, enum config_purpose purpose)
 {
-	return config_load_report(cfg, purpose, stderr);
+	const char *clock_file = getenv("BREEZE_TEST_CLOCK_FILE");
+	int rc = config_load_report(cfg, purpose, stderr) != 0 ? BZ_ERR_INVALID : 0;
+
+	if (clock_file == NULL || clock_file[0] == '\0')
+		return rc;
+	if (cfg->env == BREEZE_ENV_TEST)
+		return rc != 0 ? rc : bz_clock_use_file(clock_file);
+	if (cfg->env == BREEZE_ENV_PRODUCTION) {
+		fprintf(stderr, "breeze-server: config error: BREEZE_TEST_CLOCK_FILE: only "
+				"allowed with BREEZE_ENV=test\n");
+		return BZ_ERR_INVALID;
+	}
+	fprintf(stderr, "breeze-server: warning: BREEZE_TEST_CLOCK_FILE ignored (only honoured "
+			"with BREEZE_ENV=test)\n");
+	return rc;
 }
 
 static void init_passwords(const struct config *cfg)

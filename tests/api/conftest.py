@@ -264,6 +264,7 @@ def workdir():
     # the cluster runs as the 'postgres' user, who must traverse the directory.
     d = Path(tempfile.mkdtemp(prefix="bzapi-", dir="/tmp"))
     d.chmod(0o711)
+    TEST_CLOCK.path = d / "clock-offset"
     yield d
     # Scanned here, before the logs are removed; reported by pytest_sessionfinish.
     _FINDINGS.extend(scan_logs())
@@ -328,11 +329,50 @@ def bootstrap(services, migrated):
     return types.SimpleNamespace(email=ADMIN_EMAIL, password=password, **ids)
 
 
+class TestClock:
+    """The servers' injectable clock: every serve process of the session reads
+    its offset from one file (BREEZE_TEST_CLOCK_FILE, honoured only with
+    BREEZE_ENV=test). Use the `clock` fixture, which puts it back to 0."""
+
+    def __init__(self):
+        self.path = None
+        self.offset = 0
+        self._mtime_ns = 0
+
+    def env(self):
+        return {"BREEZE_TEST_CLOCK_FILE": str(self.path)} if self.path else {}
+
+    def set_offset(self, seconds):
+        """Makes every server's clock run SECONDS (int, may be negative) ahead."""
+        self.offset = int(seconds)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(f"{self.offset}\n")
+        # A strictly newer mtime, so a rewrite within one timestamp tick is seen.
+        self._mtime_ns = max(self._mtime_ns + 1000, time.time_ns())
+        os.utime(tmp, ns=(self._mtime_ns, self._mtime_ns))
+        os.replace(tmp, self.path)
+
+    def advance(self, seconds):
+        self.set_offset(self.offset + int(seconds))
+
+
+TEST_CLOCK = TestClock()
+
+
+@pytest.fixture
+def clock():
+    """clock.advance(s) / clock.set_offset(s): moves every server's bz_now()."""
+    yield TEST_CLOCK
+    if TEST_CLOCK.offset != 0:
+        TEST_CLOCK.set_offset(0)
+
+
 def server_env(env, **overrides):
     """A complete environment for a serve process: base env + env file + overrides.
     A value of None removes the variable."""
     e = base_process_env()
     e.update(env)
+    e.update(TEST_CLOCK.env())
     e["BREEZE_ENV"] = "test"
     e["HEARTBEAT_INTERVAL_SECONDS"] = "5"
     for k, v in overrides.items():
@@ -348,6 +388,7 @@ def server(services, bootstrap, workdir):
     """The main server (BREEZE_ENV=test, 5 s heartbeat interval), via --env-file."""
     e = base_process_env()
     # The process environment wins over the env file (envfile_load never overrides).
+    e.update(TEST_CLOCK.env())
     e["BREEZE_ENV"] = "test"
     e["HEARTBEAT_INTERVAL_SECONDS"] = "5"
     srv = ServerProc(e, workdir / "server.log", env_file=services.env_file)
