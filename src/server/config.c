@@ -220,7 +220,6 @@ static const struct var vars[] = {
 	 F(trusted_proxies)},
 	{"HTTP_MAX_BODY_BYTES", VAR_UINT, 1, NEED_OPTIONAL, NULL, "1048576", 1024,
 	 64UL * 1024 * 1024, PROD_NONE, F(http_max_body_bytes)},
-	{"HTTP_THREADS", VAR_UINT, 1, NEED_OPTIONAL, NULL, "8", 1, 256, PROD_NONE, F(http_threads)},
 	{"HTTP_MAX_CONNECTIONS", VAR_UINT, 1, NEED_OPTIONAL, NULL, "1024", 8, 65536, PROD_NONE,
 	 F(http_max_connections)},
 	{"HTTP_MAX_CONNECTIONS_PER_IP", VAR_UINT, 1, NEED_OPTIONAL, NULL, "0", 0, 65536, PROD_NONE,

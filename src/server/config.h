@@ -50,7 +50,6 @@ struct config {
 	struct cidr_list trusted_proxies;
 	uint32_t argon2_memory_kib, argon2_iterations, argon2_parallelism, argon2_max_concurrent;
 	size_t http_max_body_bytes;    /* default 1 MiB */
-	unsigned http_threads;	       /* MHD thread pool size, default 8 */
 	unsigned http_max_connections; /* default 1024 */
 	/* 0 = unlimited; unset: CONFIG_PER_IP_DEFAULT without TRUSTED_PROXY_CIDRS,
 	 * 0 behind a proxy (all clients share its address) */

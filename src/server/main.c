@@ -320,8 +320,8 @@ static int check_database(struct db_pool *pool, const struct config *cfg)
 /*
  * Raises the soft RLIMIT_NOFILE to what serve can need: every HTTP
  * connection, every pool connection, and a margin for the listen socket,
- * MHD's per-thread epoll and wake-up descriptors, Redis, the audit workers'
- * own database connections and files. Below it accept() fails with EMFILE
+ * MHD's wake-up descriptors, Redis, the audit workers' own database
+ * connections and files. Below it accept() fails with EMFILE
  * while connections are still allowed. The soft limit is raised up to the
  * hard one; when even the hard limit is too low, serve refuses with a
  * message saying what to change. Returns BZ_EXIT_OK or BZ_EXIT_REFUSED.
@@ -329,8 +329,7 @@ static int check_database(struct db_pool *pool, const struct config *cfg)
 static int raise_fd_limit(const struct config *cfg)
 {
 	struct rlimit rl;
-	rlim_t need = (rlim_t)cfg->http_max_connections + cfg->database_pool_size + 64 +
-		      4 * (rlim_t)cfg->http_threads;
+	rlim_t need = (rlim_t)cfg->http_max_connections + cfg->database_pool_size + 64;
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
 		fprintf(stderr, "breeze-server: cannot read RLIMIT_NOFILE: %s\n", strerror(errno));

@@ -30,7 +30,7 @@ def deadline_server(spawn_server, services, bootstrap):
                        DATABASE_LOCK_TIMEOUT_MS=str(LOCK_MS),
                        DATABASE_STATEMENT_TIMEOUT_MS="3000",
                        DATABASE_REQUEST_DEADLINE_MS="4000",
-                       DATABASE_POOL_SIZE="4", HTTP_THREADS="4")
+                       DATABASE_POOL_SIZE="4")
     srv.app_name = name
     srv.admin = Api(srv.url).login(bootstrap.email, bootstrap.password)
     return srv
@@ -49,10 +49,12 @@ def timed(fn):
 
 def test_locked_table_is_503_within_the_lock_timeout(deadline_server, services):
     """A table locked far longer than DATABASE_LOCK_TIMEOUT_MS: every request
-    needing it gets 503 + Retry-After about one lock timeout later (not when
-    the lock goes), and /healthz answers while they wait. libmicrohttpd's
-    thread pool still queues a /healthz behind a worker stuck in a query, so
-    "fast" here means bounded by the lock timeout, not by the lock."""
+    needing it gets 503 + Retry-After after lock timeouts (not when the lock
+    goes), and /healthz, which needs no database, is answered while they
+    wait: every connection has its own thread, so nothing queues behind a
+    request stuck on the lock. The bounds below separate "answered by the
+    lock timeout" from "answered when the lock went" (HOLD); they are not
+    speed targets."""
     srv = deadline_server
     hold = 6.0 * SLOW
     assert srv.admin.get("/api/v1/organizations").status_code == 200
@@ -66,7 +68,7 @@ def test_locked_table_is_503_within_the_lock_timeout(deadline_server, services):
         def blocked():
             results.append(timed(lambda: srv.admin.get("/api/v1/organizations")))
 
-        # More blocked requests than HTTP threads.
+        # More blocked requests than pooled database connections.
         ts = [threading.Thread(target=blocked) for _ in range(6)]
         for t in ts:
             t.start()
@@ -81,11 +83,13 @@ def test_locked_table_is_503_within_the_lock_timeout(deadline_server, services):
             assert r.status_code == 503, r.text
             assert r.headers.get("Retry-After") == "2"
             assert r.json()["error"]["code"] == "service_unavailable"
-            # A lock timeout, plus queueing behind the other blocked requests.
-            assert took < (3 * LOCK_MS / 1000 + 0.5) * SLOW, took
+            # A lock timeout, or two for the requests that waited for a
+            # pooled connection: well before the lock goes.
+            assert took < hold / 2, took
         for r, took in health:
             assert r.status_code == 200
-            assert took < (3 * LOCK_MS / 1000 + 0.5) * SLOW, took
+            # Not queued behind a blocked request (that would be >= LOCK_MS).
+            assert took < LOCK_MS / 1000, took
         time.sleep(max(0.0, hold - (time.monotonic() - locked_at)))
     finally:
         locker.rollback()

@@ -231,6 +231,37 @@ def test_slow_header_clients_are_closed_normal_client_served(spawn_server):
     assert get_health(srv) == 200
 
 
+def test_trickled_request_line_on_a_kept_alive_connection_is_closed(spawn_server):
+    """A kept-alive client that sends its next request line one byte at a
+    time keeps libmicrohttpd's idle timer from ever firing; the server closes
+    it once the idle timeout plus the header deadline have passed."""
+    srv = spawn_server(HTTP_HEADER_TIMEOUT_SECONDS="1", HTTP_TIMEOUT_SECONDS="2",
+                       DATABASE_REQUEST_DEADLINE_MS="1500")
+    ka = connect(srv, "127.0.0.2")
+    ka.sendall(HEALTH)
+    assert read_response(ka)[0] == 200
+    line = b"GET /healthz?" + b"a" * 200
+    t0 = time.monotonic()
+    closed = False
+    try:
+        for ch in line:
+            try:
+                ka.sendall(bytes([ch]))
+            except OSError:
+                closed = True
+                break
+            if closed_by_peer(ka, 0.3):
+                closed = True
+                break
+            assert time.monotonic() - t0 < 10 * SLOW, "trickling client never closed"
+        assert closed, "the whole line went through"
+        # Idle timeout (2 s) + header deadline (1 s), not earlier.
+        assert time.monotonic() - t0 > 2.5
+        assert get_health(srv) == 200
+    finally:
+        ka.close()
+
+
 def test_per_ip_limit_on_by_default_without_trusted_proxy(spawn_server):
     srv = spawn_server(TRUSTED_PROXY_CIDRS=None)
     held = [connect(srv, "127.0.0.2") for _ in range(64)]
@@ -270,7 +301,7 @@ def soft_nofile(pid):
     raise AssertionError("no Max open files line")
 
 
-NEED = 1024 + 8 + 64 + 4 * 8  # HTTP_MAX_CONNECTIONS + pool + margin + 4 per thread
+NEED = 1024 + 8 + 64  # HTTP_MAX_CONNECTIONS + pool + margin
 
 
 def test_low_soft_fd_limit_is_raised(spawn_server):

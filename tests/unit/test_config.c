@@ -43,7 +43,6 @@ static const char *all_vars[] = {
 	"HEARTBEAT_INTERVAL_SECONDS",
 	"TRUSTED_PROXY_CIDRS",
 	"HTTP_MAX_BODY_BYTES",
-	"HTTP_THREADS",
 	"HTTP_MAX_CONNECTIONS",
 	"HTTP_TIMEOUT_SECONDS",
 	"AUDIT_SIGNING_KEY",
@@ -273,7 +272,8 @@ static const struct bad_case bad_cases[] = {
 	{"audit signing key not hex", "AUDIT_SIGNING_KEY",
 	 "Zq3v8Tn1Rx6Wm0Lk5Hj2Gf9Dd4Sa7Pb1Zq3v8Tn1Rx6Wm0Lk5Hj2Gf9Dd4Sa7Pb1", NULL,
 	 "AUDIT_SIGNING_KEY", 1, DEV_FATAL},
-	{"HTTP threads 0", "HTTP_THREADS", "0", NULL, "HTTP_THREADS", 0, DEV_FATAL},
+	{"max connections 0", "HTTP_MAX_CONNECTIONS", "0", NULL, "HTTP_MAX_CONNECTIONS", 0,
+	 DEV_FATAL},
 	{"body limit too small", "HTTP_MAX_BODY_BYTES", "1023", NULL, "HTTP_MAX_BODY_BYTES", 0,
 	 DEV_FATAL},
 	{"session max age too big", "SESSION_MAX_AGE", "2592001", NULL, "SESSION_MAX_AGE", 0,
@@ -410,7 +410,6 @@ static void test_good_production(void **state)
 	assert_int_equal(cfg.argon2_iterations, 2);
 	assert_int_equal(cfg.argon2_parallelism, 1);
 	assert_int_equal(cfg.http_max_body_bytes, 1048576);
-	assert_int_equal(cfg.http_threads, 8);
 	assert_int_equal(cfg.http_max_connections, 1024);
 	assert_int_equal(cfg.http_timeout_s, 30);
 	assert_int_equal(cfg.database_statement_timeout_ms, 10000);
@@ -557,7 +556,7 @@ static void test_for_database(void **state)
 	assert_int_equal(config_load(&cfg, CONFIG_FOR_DATABASE, &p), 0);
 	assert_null(cfg.migration_database_url);
 	/* Serve-only settings are not read: a bad one is no problem here. */
-	assert_int_equal(setenv("HTTP_THREADS", "0", 1), 0);
+	assert_int_equal(setenv("HTTP_MAX_CONNECTIONS", "0", 1), 0);
 	assert_int_equal(config_load(&cfg, CONFIG_FOR_DATABASE, &p), 0);
 	assert_int_equal(p.n, 0);
 }

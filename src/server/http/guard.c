@@ -76,9 +76,11 @@ static int mhd_log_admit(const char *msg, int64_t now, unsigned *repeated)
  * connections) become JSON log lines like everything else (M4), rate-limited
  * by mhd_log_admit(): a flood of one message is one line per
  * MHD_LOG_WINDOW_MS with "repeated": N. When accept() fails for lack of file
- * descriptors while its thread has no connection, MHD retries at once
- * ("busy waiting"); the logger then pauses that thread, which serves no
- * connection, for 100 ms, so the retry is not a busy loop.
+ * descriptors, MHD retries at once (its "temporarily suspending accept()"
+ * does not hold in the thread-per-connection mode serve uses); the logger
+ * then pauses the thread for 100 ms, so the retry is not a busy loop. That
+ * thread is MHD's listen thread, which serves no connection: every
+ * connection has its own thread, so no request waits on the pause.
  */
 void http_mhd_log(void *cls, const char *fmt, va_list ap)
 {
@@ -95,7 +97,7 @@ void http_mhd_log(void *cls, const char *fmt, va_list ap)
 		else
 			log_warn("http.mhd", "detail", msg, NULL);
 	}
-	if (strstr(msg, "resource limit at FIRST connection") != NULL) {
+	if (strstr(msg, "resource limit at") != NULL) {
 		struct timespec ts = {0, 100 * 1000000L};
 		nanosleep(&ts, NULL);
 	}
@@ -189,14 +191,16 @@ static void track_set(struct MHD_Connection *conn, enum conn_state state, int fr
 	pthread_mutex_unlock(&track_mu);
 }
 
-unsigned http_guard_sweep(int64_t header_timeout_ms, int close_idle)
+unsigned http_guard_sweep(int64_t header_timeout_ms, int64_t idle_timeout_ms, int close_idle)
 {
 	int64_t now = bz_monotonic_ms();
 	unsigned n = 0;
 
 	pthread_mutex_lock(&track_mu);
 	for (struct conn_track *t = track_head; t != NULL; t = t->next) {
-		int late = t->state == CONN_HEADERS && now - t->since_ms > header_timeout_ms;
+		int64_t waited = now - t->since_ms;
+		int late = (t->state == CONN_HEADERS && waited > header_timeout_ms) ||
+			   (t->state == CONN_IDLE && waited > idle_timeout_ms + header_timeout_ms);
 		if (t->shut || !(late || (close_idle && t->state == CONN_IDLE)))
 			continue;
 		shutdown(t->fd, SHUT_RDWR);

@@ -43,10 +43,14 @@ void http_guard_notify_conn(void *cls, struct MHD_Connection *conn, void **socke
 
 /* Shuts down every tracked connection that has waited more than
  * HEADER_TIMEOUT_MS milliseconds for a complete request line and headers
- * (since accept, or since a kept-alive connection's next request line), and
- * with CLOSE_IDLE every kept-alive connection between requests. Returns the
- * number closed for the header deadline. Thread-safe. */
-unsigned http_guard_sweep(int64_t header_timeout_ms, int close_idle);
+ * (since accept, or since a kept-alive connection's next request line),
+ * every kept-alive connection whose next request line has not been
+ * completed IDLE_TIMEOUT_MS + HEADER_TIMEOUT_MS after the previous answer
+ * (a client trickling that line byte by byte keeps MHD's idle timer
+ * running forever; a silent one MHD closes at IDLE_TIMEOUT_MS), and with
+ * CLOSE_IDLE every kept-alive connection between requests. Returns the
+ * number closed for the two deadlines. Thread-safe. */
+unsigned http_guard_sweep(int64_t header_timeout_ms, int64_t idle_timeout_ms, int close_idle);
 
 void http_guard_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 			  enum MHD_RequestTerminationCode toe);

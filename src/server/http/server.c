@@ -596,12 +596,13 @@ static void *sweeper_main(void *arg)
 {
 	struct app *app = arg;
 	int64_t header_ms = (int64_t)app->cfg->http_header_timeout_s * 1000, last_log = 0;
+	int64_t idle_ms = (int64_t)app->cfg->http_timeout_s * 1000;
 	unsigned closed = 0;
 
 	while (!atomic_load(&sweeper.stop)) {
 		struct timespec ts = {0, SWEEP_MS * 1000000L};
 		nanosleep(&ts, NULL);
-		closed += http_guard_sweep(header_ms, atomic_load(&app->draining));
+		closed += http_guard_sweep(header_ms, idle_ms, atomic_load(&app->draining));
 		int64_t now = bz_monotonic_ms();
 		/* One line per SWEEP_LOG_MS however many slow clients there are. */
 		if (closed > 0 && now - last_log >= SWEEP_LOG_MS) {
@@ -649,7 +650,6 @@ static int start_mhd(struct app *app, struct sockaddr_in *addr)
 	 * completion and URI callbacks are ulfius's, wrapped by the body guard. */
 	struct MHD_OptionItem ops[] = {
 		{MHD_OPTION_SOCK_ADDR, 0, addr},
-		{MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)cfg->http_threads, NULL},
 		{MHD_OPTION_CONNECTION_LIMIT, (intptr_t)cfg->http_max_connections, NULL},
 		{MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)cfg->http_timeout_s, NULL},
 		{MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)(64 * 1024), NULL},
@@ -660,7 +660,14 @@ static int start_mhd(struct app *app, struct sockaddr_in *addr)
 		{MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)http_guard_notify_conn, NULL},
 		{MHD_OPTION_END, 0, NULL},
 	};
-	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+	/* A thread per connection: a handler waiting on PostgreSQL holds up only
+	 * its own connection, never /healthz or another client's request (with
+	 * a thread pool, every connection of a worker stuck in a query waited
+	 * with it). Concurrency on the database is bounded by the pool, whose
+	 * wait is part of the request deadline; the number of threads by
+	 * HTTP_MAX_CONNECTIONS. */
+	unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+			 MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
 	char port[8];
 	snprintf(port, sizeof(port), "%u", (unsigned)cfg->listen_port);
 	http_guard_arm(cfg->http_max_body_bytes);
