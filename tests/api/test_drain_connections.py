@@ -372,3 +372,37 @@ def test_emfile_is_no_busy_loop_and_no_log_flood(spawn_server):
             time.sleep(0.1)
     else:
         pytest.fail("server does not serve once descriptors are available again")
+
+
+def close_wait_count(port):
+    """Server-side sockets on PORT in CLOSE-WAIT (peer closed, we did not)."""
+    n = 0
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            if int(local.split(":")[1], 16) == port and state == "08":
+                n += 1
+    return n
+
+
+def test_connections_closed_by_clients_do_not_linger_in_close_wait(spawn_server):
+    """A client that goes away (idle, mid-headers or after an answer) is
+    closed at once, not left in CLOSE-WAIT until the idle timeout."""
+    srv = spawn_server(HTTP_TIMEOUT_SECONDS="30")
+    socks = []
+    for i in range(30):
+        s = connect(srv, "127.0.0.2")
+        if i % 3 == 1:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n")  # headers unfinished
+        elif i % 3 == 2:
+            s.sendall(HEALTH)
+            assert read_response(s)[0] == 200  # kept alive after an answer
+        socks.append(s)
+    time.sleep(0.3)
+    for s in socks:
+        s.close()
+    deadline = time.monotonic() + 2.0 * SLOW
+    while close_wait_count(srv.port) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert close_wait_count(srv.port) == 0
+    assert get_health(srv) == 200
