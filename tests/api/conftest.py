@@ -367,6 +367,12 @@ def clock():
         TEST_CLOCK.set_offset(0)
 
 
+# Servers started by the fixtures run no retention worker: its first run, a
+# minute after start, would prune the aged rows test_audit_retention.py builds
+# while a test inspects them. test_retention_worker_in_serve turns it on.
+NO_RETENTION_WORKER = {"AUDIT_RETENTION_INTERVAL_SECONDS": "0"}
+
+
 def server_env(env, **overrides):
     """A complete environment for a serve process: base env + env file + overrides.
     A value of None removes the variable."""
@@ -375,6 +381,7 @@ def server_env(env, **overrides):
     e.update(TEST_CLOCK.env())
     e["BREEZE_ENV"] = "test"
     e["HEARTBEAT_INTERVAL_SECONDS"] = "5"
+    e.update(NO_RETENTION_WORKER)
     for k, v in overrides.items():
         if v is None:
             e.pop(k, None)
@@ -393,6 +400,7 @@ def server(services, bootstrap, workdir):
     e.update(TEST_CLOCK.env())
     e["BREEZE_ENV"] = "test"
     e["HEARTBEAT_INTERVAL_SECONDS"] = "5"
+    e.update(NO_RETENTION_WORKER)
     srv = ServerProc(e, workdir / "server.log", env_file=services.env_file)
     srv.start()
     try:

@@ -228,3 +228,23 @@ def test_zero_days_refused_in_production(audit, tmp_path, env):
     p = audit.cli("prune", "--org", org, "--older-than-days", "0", env_file=ef)
     assert p.returncode != 0 and "production" in p.stderr, p.stdout + p.stderr
     assert audit.count(org) == 3
+
+
+def test_retention_worker_in_serve(audit, admin, spawn_server):
+    """serve's own retention worker (AUDIT_RETENTION_INTERVAL_SECONDS, first run
+    within a minute of start, here after 1 s) prunes as `audit prune` does."""
+    import time
+    from conftest import SLOW
+    org, rows = aged_chain(audit, [500, 400, 30])
+    audit.insert(org, 1)
+    srv = spawn_server(AUDIT_RETENTION_INTERVAL_SECONDS="1")
+    deadline = time.monotonic() + 20 * SLOW
+    while audit.rows(org)[0]["seq"] != 3:
+        assert time.monotonic() < deadline, srv.log_text()[-2000:]
+        time.sleep(0.2)
+    after = audit.rows(org)
+    assert [r["seq"] for r in after] == [3, 4, 5]
+    assert_pruned_row(audit, after[-1], rows=2, last=2, first=3)
+    assert anchors(audit, org) == [(3, rows[1]["checksum"], 2)]
+    assert "audit.retention.pruned" in srv.log_text()
+    assert_verifies(audit, admin, org, 3)
