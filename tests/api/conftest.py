@@ -380,6 +380,8 @@ def server_env(env, **overrides):
             e.pop(k, None)
         else:
             e[k] = str(v)
+    if e.get("BREEZE_ENV") != "test" and "BREEZE_TEST_CLOCK_FILE" not in overrides:
+        e.pop("BREEZE_TEST_CLOCK_FILE", None)  # refused outside BREEZE_ENV=test
     return e
 
 
