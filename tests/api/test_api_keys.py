@@ -218,3 +218,21 @@ def test_who_sees_and_revokes_which_keys(admin, tenants, api):
     assert_error(tenants.b_admin.api.delete(f"/api/v1/api-keys/{tech_key['id']}"), 404)
     assert admin.delete(f"/api/v1/api-keys/{tech_key['id']}").status_code == 200
     assert_error(with_key(api, tech_key["key"]).get("/api/v1/devices"), 401)
+
+
+def test_last_used_is_written_at_most_once_a_minute(admin, api, sql, clock):
+    k = make_key(admin, ["orgs:read"])
+    kc = with_key(api, k["key"])
+
+    def last_used():
+        return sql("SELECT last_used_at FROM api_keys WHERE id = %s", k["id"])[0][0]
+    assert last_used() is None
+    assert kc.get("/api/v1/organizations").status_code == 200
+    first = last_used()
+    assert first is not None
+    for _ in range(3):
+        assert kc.get("/api/v1/organizations").status_code == 200
+    assert last_used() == first
+    clock.advance(61)
+    assert kc.get("/api/v1/organizations").status_code == 200
+    assert last_used() > first

@@ -184,3 +184,16 @@ def test_rename_and_change_permissions(admin, sql, cleanup):
     assert [x[0] for x in rows] == ["role.create", "role.update"]
     ch = json.loads(rows[1][5])["changes"]
     assert ch["name"]["to"] == name and ch["permissions"]["to"] == ["orgs:read", "sites:read"]
+
+
+def test_organization_limited_staff_cannot_change_roles(admin, make_user, sql, tenants, cleanup):
+    """Roles are partner-wide: staff limited to some organizations may not
+    change them even with roles:write."""
+    mgr_role = new_role(admin, ["roles:read", "roles:write", "orgs:read"])
+    cleanup.append(mgr_role["id"])
+    limited = make_user("partner_viewer", orgIds=[tenants.a.id])
+    sql("UPDATE users SET role_id = %s WHERE id = %s", mgr_role["id"], limited.id)
+    assert_error(limited.api.post("/api/v1/roles", json={"name": uniq("r"), "scope": "partner",
+                                                         "permissions": ["orgs:read"]}), 403)
+    assert_error(limited.api.patch(f"/api/v1/roles/{mgr_role['id']}", json={"forceMfa": True}), 403)
+    assert limited.api.get("/api/v1/roles").status_code == 200
