@@ -38,6 +38,7 @@
 #include "server/db/db.h"
 #include "server/db/db_role_check.h"
 #include "server/db/migrate.h"
+#include "server/auth/auth.h"
 #include "server/auth/auth_api.h"
 #include "server/http/http.h"
 #include "server/routes.h"
@@ -412,8 +413,15 @@ static int cmd_serve(struct opts *o)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	/* The registration password policy's list is parsed once, here, so a
+	 * broken build fails at start rather than at the first sign-up. */
 	size_t n = 0;
-	struct route *routes = routes_all(&n);
+	if (auth_password_policy_init(&n) != 0) {
+		fprintf(stderr, "breeze-server: cannot load the common-password list\n");
+		db_pool_close(app.pool);
+		return BZ_EXIT_FAILURE;
+	}
+	struct route *routes = routes_serve(&cfg, &n);
 	if (routes == NULL || http_server_start(&app, routes, n) != 0) {
 		fprintf(stderr, "breeze-server: cannot listen on %s:%u\n", cfg.listen_host,
 			cfg.listen_port);

@@ -20,6 +20,9 @@ struct route *routes_all(size_t *n)
 		{health_routes, health_routes_count},
 		{auth_routes, auth_routes_count},
 		{auth_user_routes, auth_user_routes_count},
+		{auth_role_routes, auth_role_routes_count},
+		{auth_api_key_routes, auth_api_key_routes_count},
+		{auth_register_routes, auth_register_routes_count},
 		{tenancy_routes, tenancy_routes_count},
 		{enrollment_key_routes, enrollment_key_routes_count},
 		{agent_routes, agent_routes_count},
@@ -42,6 +45,26 @@ struct route *routes_all(size_t *n)
 	return all;
 }
 
+struct route *routes_serve(const struct config *cfg, size_t *n)
+{
+	struct route *all = routes_all(n);
+	size_t k = 0;
+
+	if (all == NULL || cfg->enable_registration)
+		return all;
+	/* Registration off (A3): the route is not registered at all, so it
+	 * answers exactly like any unknown path, whatever the request holds. */
+	for (size_t i = 0; i < *n; i++) {
+		int drop = 0;
+		for (size_t j = 0; j < auth_register_routes_count; j++)
+			drop |= all[i].fn == auth_register_routes[j].fn;
+		if (!drop)
+			all[k++] = all[i];
+	}
+	*n = k;
+	return all;
+}
+
 int routes_print_json(FILE *out)
 {
 	size_t n = 0;
@@ -52,12 +75,15 @@ int routes_print_json(FILE *out)
 		return BZ_ERR_NOMEM;
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		const struct route *r = &all[i];
-		json_t *j = json_pack("{s:s,s:s,s:b,s:b,s:b,s:b,s:s?,s:s?}", "method", r->method,
-				      "path", r->path, "public", !(r->flags & ROUTE_USER), "user",
-				      (r->flags & ROUTE_USER) != 0, "jsonBody",
-				      (r->flags & ROUTE_JSON_BODY) != 0, "auditExempt",
+		int user = (r->flags & ROUTE_USER) != 0;
+		json_t *j = json_pack("{s:s,s:s,s:b,s:b,s:b,s:b,s:s?,s:b,s:b,s:s?}", "method",
+				      r->method, "path", r->path, "public", !user, "user", user,
+				      "jsonBody", (r->flags & ROUTE_JSON_BODY) != 0, "auditExempt",
 				      (r->flags & ROUTE_AUDIT_EXEMPT) != 0, "permission",
-				      r->permission, "auditAction", r->audit_action);
+				      r->permission, "selfService",
+				      (r->flags & ROUTE_SELF_SERVICE) != 0, "apiKey",
+				      user && !(r->flags & (ROUTE_SELF_SERVICE | ROUTE_NO_API_KEY)),
+				      "auditAction", r->audit_action);
 		json_t *q = json_array();
 		for (size_t k = 0; r->query != NULL && r->query[k] != NULL; k++)
 			json_array_append_new(q, json_string(r->query[k]));

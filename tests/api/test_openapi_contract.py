@@ -83,8 +83,11 @@ def test_security_matches_route_flags(spec, routes):
             continue  # reported by test_every_route_is_documented
         sec = effective_security(spec, ops[key][0])
         if r["user"]:
-            if sec != [{"bearerAuth": []}]:
-                bad.append(f"{key[0]} {key[1]}: a user route must require bearerAuth only, spec has {sec}")
+            # An API key works on a user route unless the route is closed to
+            # keys (self-service or ROUTE_NO_API_KEY): then bearerAuth only.
+            want = [{"bearerAuth": []}, {"apiKey": []}] if r["apiKey"] else [{"bearerAuth": []}]
+            if sec != want:
+                bad.append(f"{key[0]} {key[1]}: a user route must require {want}, spec has {sec}")
         elif sec not in ([], [{"agentToken": []}]):
             bad.append(f"{key[0]} {key[1]}: a public route is documented with {sec}")
         elif sec and not key[1].startswith("/api/v1/agents/"):
@@ -194,7 +197,7 @@ def test_dispatcher_statuses_are_documented(spec, routes):
     handler are documented on every route they apply to, not only on those a
     test happens to provoke: 400 (query not UTF-8, bad Content-Length) and
     413 everywhere; 415 and 400 on JSON-body routes; 401, 403 (a permission),
-    500 and 503 on user routes."""
+    500 and 503 on user routes; 403 also on self-service routes (API keys)."""
     ops = operations(spec)
     bad = []
     for (m, p), r in sorted(routes.items()):
@@ -205,7 +208,7 @@ def test_dispatcher_statuses_are_documented(spec, routes):
             want |= {"415"}
         if r["user"]:
             want |= {"401", "500", "503"}
-        if r["permission"]:
+        if r["permission"] or r.get("selfService"):
             want |= {"403"}
         missing = want - set(ops[(m, p)][0]["responses"])
         if missing:

@@ -2,7 +2,8 @@
  * test_routes.c — walks the server's whole route table (M3): every mutating
  * route (POST/PUT/PATCH/DELETE) names the audit action it writes, unless it
  * is one of the explicitly listed telemetry exemptions; every route that is
- * not public names a permission or is one of the listed self-service routes;
+ * not public names a permission of the table (auth/permissions.c) or is
+ * one of the listed self-service routes, flagged ROUTE_SELF_SERVICE;
  * no route is registered twice; `breeze-server routes` prints it faithfully.
  */
 #include <setjmp.h>
@@ -15,6 +16,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "server/auth/permissions.h"
 #include "server/routes.h"
 
 /* Mutating routes allowed to write no audit row, with the reason. */
@@ -22,7 +24,8 @@ static const char *audit_exempt[] = {
 	"POST /api/v1/agents/:agentId/heartbeat", /* telemetry; IP changes audited (G7) */
 };
 
-/* Authenticated routes that need no permission: the caller's own data. */
+/* Authenticated routes that need no permission: the caller's own data
+ * (ROUTE_SELF_SERVICE, closed to API keys). */
 static const char *self_service[] = {
 	"GET /api/v1/auth/me",
 };
@@ -100,15 +103,37 @@ static void user_routes_name_a_permission(void **state)
 		const struct route *r = &all[i];
 		if (!(r->flags & ROUTE_USER))
 			continue;
-		if (r->permission == NULL &&
-		    !listed(self_service, sizeof(self_service) / sizeof(*self_service), r)) {
-			fprintf(stderr, "%s %s: user route without a permission\n", r->method,
-				r->path);
+		int self = listed(self_service, sizeof(self_service) / sizeof(*self_service), r);
+		if (self != ((r->flags & ROUTE_SELF_SERVICE) != 0)) {
+			fprintf(stderr, "%s %s: ROUTE_SELF_SERVICE must match the test's list\n",
+				r->method, r->path);
+			failures++;
+		}
+		if (self ? r->permission != NULL : permission_find(r->permission) == NULL) {
+			fprintf(stderr, "%s %s: %s\n", r->method, r->path,
+				self ? "a self-service route names no permission"
+				     : "user route without a permission of the table");
 			failures++;
 		}
 	}
 	free(all);
 	assert_int_equal(failures, 0);
+}
+
+/* Public routes take neither a permission nor the user-only flags. */
+static void public_routes_name_no_permission(void **state)
+{
+	(void)state;
+	size_t n = 0;
+	struct route *all = routes_all(&n);
+
+	for (size_t i = 0; i < n; i++) {
+		if (all[i].flags & ROUTE_USER)
+			continue;
+		assert_null(all[i].permission);
+		assert_false(all[i].flags & (ROUTE_SELF_SERVICE | ROUTE_NO_API_KEY));
+	}
+	free(all);
 }
 
 static void no_duplicate_routes(void **state)
@@ -160,6 +185,11 @@ static void routes_print_json_lists_every_route(void **state)
 			assert_true(json_is_null(perm));
 		else
 			assert_string_equal(json_string_value(perm), r->permission);
+		assert_int_equal(json_is_true(json_object_get(j, "selfService")),
+				 (r->flags & ROUTE_SELF_SERVICE) != 0);
+		assert_int_equal(json_is_true(json_object_get(j, "apiKey")),
+				 (r->flags & ROUTE_USER) &&
+					 !(r->flags & (ROUTE_SELF_SERVICE | ROUTE_NO_API_KEY)));
 		json_t *act = json_object_get(j, "auditAction");
 		if (r->audit_action == NULL)
 			assert_true(json_is_null(act));
@@ -178,6 +208,7 @@ int main(void)
 		cmocka_unit_test(every_mutating_route_is_audited),
 		cmocka_unit_test(read_routes_write_no_audit_action),
 		cmocka_unit_test(user_routes_name_a_permission),
+		cmocka_unit_test(public_routes_name_no_permission),
 		cmocka_unit_test(no_duplicate_routes),
 		cmocka_unit_test(routes_print_json_lists_every_route),
 	};

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
 #include <libpq-fe.h>
 
 #include "common/err.h"
@@ -134,8 +135,9 @@ struct auth_role {
 	char name[AUTH_ROLE_NAME_MAX + 1];
 	char scope[16];	     /* "partner" or "organization" */
 	json_t *permissions; /* array of strings; owned (auth_roles_free) */
-	int force_mfa;
+	int force_mfa;	     /* in force for the reader's partner (roles.c) */
 	int builtin;
+	int owned; /* a custom role of a partner (else shared: built-in or made in SQL) */
 };
 
 /*
@@ -186,12 +188,148 @@ int auth_user_update(PGconn *c, const struct tenancy_scope *scope, const char *i
 		     const struct auth_user_change *ch, struct auth_user *out,
 		     struct audit_event *ev, struct bz_errinfo *why);
 
-/* Every role, by name, into a malloc'd array (free with auth_roles_free).
- * Returns 0, BZ_ERR_DB or BZ_ERR_NOMEM. */
-int auth_role_list(PGconn *c, struct auth_role **out, size_t *n);
+/* ---- Roles (roles.c) ---- */
+
+#define AUTH_CUSTOM_ROLE_NAME_MAX 63 /* bytes of a custom role's name */
+
+/* POST /roles input (borrowed). */
+struct auth_role_new {
+	const char *name;	   /* a display string, 1..63 bytes */
+	const char *scope;	   /* "partner" or "organization" */
+	const json_t *permissions; /* array of permission names */
+};
+
+/* PATCH /roles/:id input: NULL / unset members stay unchanged. */
+struct auth_role_change {
+	const char *name;
+	const json_t *permissions;
+	int force_mfa_set;
+	int force_mfa;
+};
+
+/* The roles SCOPE's caller sees — every built-in role and its partner's
+ * custom roles, built-in first, by name — with the forceMfa in force for
+ * its partner, into a malloc'd array (free with auth_roles_free). Returns
+ * 0, BZ_ERR_DB or BZ_ERR_NOMEM. */
+int auth_role_list(PGconn *c, const struct tenancy_scope *scope, struct auth_role **out, size_t *n);
 
 /* Frees N roles from auth_role_list(). */
 void auth_roles_free(struct auth_role *roles, size_t n);
+
+/* Frees what one struct auth_role owns. Safe on a zeroed struct. */
+void auth_role_free(struct auth_role *role);
+
+/* Role ID if SCOPE's caller sees it (as auth_role_list). Returns 0,
+ * BZ_ERR_NOT_FOUND (also another partner's) or BZ_ERR_DB; free OUT with
+ * auth_role_free(). */
+int auth_role_get(PGconn *c, const struct tenancy_scope *scope, const char *id,
+		  struct auth_role *out);
+
+/*
+ * Creates a custom role of the scope's partner from IN inside the caller's
+ * transaction on C, into OUT (free with auth_role_free), and describes it
+ * in EV (role.create). Only partner staff without organization limits may
+ * (BZ_ERR_FORBIDDEN); every permission must be in the table
+ * (permissions.h; else BZ_ERR_INVALID, field "permissions") and in HELD,
+ * the caller's own permissions (else BZ_ERR_FORBIDDEN, code
+ * "permission_not_held", the message naming the first one lacking). A name
+ * taken by a built-in role or another role of the partner is
+ * BZ_ERR_CONFLICT. Returns 0 or one of those, or BZ_ERR_DB, with WHY set.
+ */
+int auth_role_create(PGconn *c, const struct tenancy_scope *scope, const json_t *held,
+		     const struct auth_role_new *in, struct auth_role *out, struct audit_event *ev,
+		     struct bz_errinfo *why);
+
+/*
+ * Applies IN to role ID as auth_role_create's rules say, into OUT (the role
+ * as it is now). A built-in role takes only forceMfa, recorded for the
+ * caller's partner alone (BZ_ERR_FORBIDDEN, code "builtin_role", for name
+ * or permissions); a custom role is changed only by a caller holding all
+ * its permissions. EV: role.update with the changes, or no action when
+ * nothing changes. Returns 0, BZ_ERR_INVALID, BZ_ERR_FORBIDDEN,
+ * BZ_ERR_NOT_FOUND, BZ_ERR_CONFLICT or BZ_ERR_DB, with WHY set.
+ */
+int auth_role_update(PGconn *c, const struct tenancy_scope *scope, const json_t *held,
+		     const char *id, const struct auth_role_change *in, struct auth_role *out,
+		     struct audit_event *ev, struct bz_errinfo *why);
+
+/* Deletes custom role ID (role.delete into EV; OUT receives it as it was).
+ * Built-in roles cannot be deleted (BZ_ERR_FORBIDDEN); a role users still
+ * hold is BZ_ERR_CONFLICT, code "role_in_use". Returns 0 or BZ_ERR_*, with
+ * WHY set. */
+int auth_role_delete(PGconn *c, const struct tenancy_scope *scope, const json_t *held,
+		     const char *id, struct auth_role *out, struct audit_event *ev,
+		     struct bz_errinfo *why);
+
+/* ---- API keys (api_keys.c) ---- */
+
+#define AUTH_API_KEY_PREFIX "brz_key_"
+#define AUTH_API_KEY_LEN 51	     /* "brz_key_" + 43 base64url characters */
+#define AUTH_API_KEY_PREFIX_SHOWN 12 /* characters of a key kept to tell keys apart */
+
+/* An API key as the API shows it (never the key or its hash). */
+struct auth_api_key {
+	char id[37];
+	char name[AUTH_NAME_MAX + 1];
+	char prefix[AUTH_API_KEY_PREFIX_SHOWN + 1];
+	char org_id[37];     /* "" = every organization its creator sees */
+	char created_by[37]; /* the creator's user id */
+	json_t *permissions; /* array of strings; owned (auth_api_key_free) */
+	char created_at[32], last_used_at[32], expires_at[32], revoked_at[32]; /* "" = none */
+};
+
+/* POST /api-keys input (borrowed). */
+struct auth_api_key_new {
+	const char *name;	   /* a checked display string */
+	const char *org_id;	   /* NULL = not limited to one organization */
+	const json_t *permissions; /* array of permission names */
+	const char *expires_at;	   /* ISO 8601, or NULL = never */
+};
+
+/*
+ * Creates an API key for SCOPE's caller inside the caller's transaction on
+ * C at time NOW (bz_now() seconds): the raw key goes to RAW (shown once;
+ * the caller wipes it), only its SHA-256 is stored, OUT (free with
+ * auth_api_key_free) describes it and EV says api_key.create. Every
+ * permission must be in the table (BZ_ERR_INVALID) and in HELD, the
+ * caller's own (BZ_ERR_FORBIDDEN, code "permission_not_held", naming it);
+ * an orgId out of scope is BZ_ERR_NOT_FOUND; expiresAt must lie after NOW.
+ * Returns 0, those, BZ_ERR_CRYPTO or BZ_ERR_DB, with WHY set.
+ */
+int auth_api_key_create(PGconn *c, const struct tenancy_scope *scope, const json_t *held,
+			const struct auth_api_key_new *in, int64_t now, struct auth_api_key *out,
+			char raw[AUTH_API_KEY_LEN + 1], struct audit_event *ev,
+			struct bz_errinfo *why);
+
+/* The keys SCOPE's caller manages — its own and, with MANAGE_OTHERS (the
+ * caller holds users:write), those of every user it sees — newest first,
+ * at most 1000, into a malloc'd array (auth_api_keys_free). Returns 0,
+ * BZ_ERR_DB or BZ_ERR_NOMEM. */
+int auth_api_key_list(PGconn *c, const struct tenancy_scope *scope, int manage_others,
+		      struct auth_api_key **out, size_t *n);
+
+/* Revokes key ID (one the caller manages, as auth_api_key_list) at NOW,
+ * into OUT; EV says api_key.revoke, or nothing for a key already revoked.
+ * Returns 0, BZ_ERR_NOT_FOUND or BZ_ERR_DB, with WHY set. */
+int auth_api_key_revoke(PGconn *c, const struct tenancy_scope *scope, int manage_others,
+			const char *id, int64_t now, struct auth_api_key *out,
+			struct audit_event *ev, struct bz_errinfo *why);
+
+/*
+ * The caller behind raw key RAW (the X-API-Key header) at time NOW: its
+ * creator, with OUT->api_key_id set, the key's permissions that the
+ * creator's role holds now, and the creator's force_mfa and mfa_enabled.
+ * ORG_ID[37] receives the key's organization limit ("" = none). Refused
+ * (BZ_ERR_UNAUTHORIZED): malformed, unknown, revoked or expired keys and
+ * keys of disabled users. Records lastUsedAt at most once a minute.
+ * Returns 0, BZ_ERR_UNAUTHORIZED, BZ_ERR_CRYPTO or BZ_ERR_DB.
+ */
+int auth_api_key_principal(PGconn *c, const char *raw, int64_t now, struct principal *out,
+			   char org_id[37]);
+
+/* Frees what a struct auth_api_key owns / N keys from auth_api_key_list. */
+void auth_api_key_free(struct auth_api_key *key);
+void auth_api_keys_free(struct auth_api_key *keys, size_t n);
 
 /* What login needs of the user with normalized e-mail EMAIL. */
 struct auth_credentials {
@@ -208,6 +346,52 @@ int auth_user_credentials(PGconn *c, const char *email, struct auth_credentials 
  * new session (and then revokes it). Returns 0, BZ_ERR_UNAUTHORIZED when
  * the user is no longer active, or BZ_ERR_DB. */
 int auth_user_login_touch(PGconn *c, const char *user_id);
+
+/* ---- Password policy (password_policy.c) and registration (register.c) ---- */
+
+#define AUTH_REGISTER_PASSWORD_MAX 128 /* characters of a self-chosen password */
+#define AUTH_PASSWORD_LOCAL_PART_MIN 4 /* an e-mail local part this long may not be in it */
+
+/* Parses the built-in common-password list (data/common-passwords.txt) once
+ * per process; serve calls it at start. *COUNT (when non-NULL) receives the
+ * number of entries. Thread-safe. Returns 0, BZ_ERR_NOMEM or BZ_ERR_INVALID
+ * (an empty list). */
+int auth_password_policy_init(size_t *count);
+
+/*
+ * Checks a self-chosen PASSWORD for the account with normalized e-mail
+ * EMAIL (NULL: none yet): valid UTF-8 of AUTH_PASSWORD_MIN to
+ * AUTH_REGISTER_PASSWORD_MAX characters (code points), not containing the
+ * address or its local part (at least AUTH_PASSWORD_LOCAL_PART_MIN bytes),
+ * and not a common password, case-insensitively, also once trailing digits
+ * and punctuation are taken off. Returns 0, or BZ_ERR_INVALID with WHY
+ * (code "weak_password", field "password") saying which rule failed.
+ */
+int auth_password_check(const char *password, const char *email, struct bz_errinfo *why);
+
+/* POST /auth/register input (borrowed; NAME and PARTNER_NAME are checked
+ * display strings). */
+struct auth_register_input {
+	const char *email, *name, *password, *partner_name;
+};
+
+struct auth_register_result {
+	int created; /* 0: the address had an account; nothing was changed */
+	char partner_id[37], user_id[37];
+};
+
+/*
+ * Signs up a new partner and its first partner_admin from IN on C. The
+ * e-mail must be an address and the password pass auth_password_check()
+ * (else BZ_ERR_INVALID, no transaction open). Then, whether the address is
+ * free or not — the answer must not tell — the same work is done and 0 is
+ * returned INSIDE an open transaction, with EV describing the one audit row
+ * to write (auth.register, or auth.register.duplicate when nothing was
+ * created; EV's strings point into OUT): the caller commits. Returns 0,
+ * BZ_ERR_INVALID, BZ_ERR_CRYPTO or BZ_ERR_DB, with WHY set.
+ */
+int auth_register(PGconn *c, const struct auth_register_input *in, struct auth_register_result *out,
+		  struct audit_event *ev, struct bz_errinfo *why);
 
 /* ---- Login (login.c) ---- */
 

@@ -70,6 +70,6 @@ static void me(struct request *rq)
 const struct route auth_routes[] = {
 	{"POST", "/api/v1/auth/login", login, ROUTE_PUBLIC | ROUTE_JSON_BODY, NULL, "auth.login",
 	 NULL},
-	{"GET", "/api/v1/auth/me", me, ROUTE_USER, NULL, NULL, NULL},
+	{"GET", "/api/v1/auth/me", me, ROUTE_USER | ROUTE_SELF_SERVICE, NULL, NULL, NULL},
 };
 const size_t auth_routes_count = sizeof(auth_routes) / sizeof(*auth_routes);

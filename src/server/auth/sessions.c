@@ -16,7 +16,8 @@
  * disabled users are refused even while the JWT itself is unexpired. */
 static const char *principal_sql =
 	"SELECT u.id, coalesce(u.partner_id::text, ''), coalesce(u.org_id::text, ''), u.email,"
-	"       u.name, r.id, r.name, r.force_mfa, u.mfa_enabled, array_to_json(r.permissions)"
+	"       u.name, r.id, r.name, role_force_mfa(r.id, u.id), u.mfa_enabled,"
+	"       array_to_json(r.permissions)"
 	"  FROM sessions s JOIN users u ON u.id = s.user_id JOIN roles r ON r.id = u.role_id"
 	" WHERE s.id = $1::uuid AND s.user_id = $2::uuid AND s.revoked_at IS NULL"
 	"   AND s.expires_at > now() AND u.status = 'active'";

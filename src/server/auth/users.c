@@ -149,8 +149,6 @@ static int read_user(PGconn *c, const char *id, struct auth_user *out)
 	return rc;
 }
 
-/* Role NAME's id into ROLE_ID[37] and whether it is a partner role. An
- * unknown name is a 400 on field "role". */
 /* Sets *WITHIN to 1 if every permission of role ROLE_ID is also one of
  * user CALLER_ID's role, else 0. Returns 0 or BZ_ERR_DB. */
 static int role_within(PGconn *c, const char *caller_id, const char *role_id, int *within)
@@ -177,9 +175,12 @@ static int role_within(PGconn *c, const char *caller_id, const char *role_id, in
 static int role_lookup(PGconn *c, const char *caller_id, const char *name, char role_id[37],
 		       int *partner_scope, struct bz_errinfo *why)
 {
-	static const char *sql = "SELECT id, scope FROM roles WHERE name = $1";
-	const char *p[1] = {name};
-	PGresult *r = db_query(c, sql, 1, p, NULL);
+	/* A built-in role, or a custom role of the caller's partner: another
+	 * partner's role names nothing here (migration 0010). */
+	static const char *sql = "SELECT id, scope FROM roles WHERE name = $1"
+				 " AND (partner_id IS NULL OR partner_id = user_partner($2::uuid))";
+	const char *p[2] = {name, caller_id};
+	PGresult *r = db_query(c, sql, 2, p, NULL);
 	int within, rc;
 
 	if (r == NULL)
@@ -607,46 +608,4 @@ int auth_user_login_touch(PGconn *c, const char *user_id)
 	rc = PQntuples(r) == 1 ? 0 : BZ_ERR_UNAUTHORIZED;
 	PQclear(r);
 	return rc;
-}
-
-/* ---- Roles ---- */
-
-int auth_role_list(PGconn *c, struct auth_role **out, size_t *n)
-{
-	static const char *sql = "SELECT id, name, scope, array_to_json(permissions), force_mfa,"
-				 " builtin FROM roles ORDER BY name";
-	PGresult *r = db_query(c, sql, 0, NULL, NULL);
-	struct auth_role *a = NULL;
-
-	*out = NULL;
-	*n = 0;
-	if (r == NULL)
-		return BZ_ERR_DB;
-	if (PQntuples(r) > 0 && (a = calloc((size_t)PQntuples(r), sizeof(*a))) == NULL) {
-		PQclear(r);
-		return BZ_ERR_NOMEM;
-	}
-	for (int i = 0; i < PQntuples(r); i++) {
-		copy(a[i].id, sizeof(a[i].id), PQgetvalue(r, i, 0));
-		copy(a[i].name, sizeof(a[i].name), PQgetvalue(r, i, 1));
-		copy(a[i].scope, sizeof(a[i].scope), PQgetvalue(r, i, 2));
-		a[i].permissions = json_loads(PQgetvalue(r, i, 3), 0, NULL);
-		if (!json_is_array(a[i].permissions)) {
-			json_decref(a[i].permissions);
-			a[i].permissions = json_array();
-		}
-		a[i].force_mfa = PQgetvalue(r, i, 4)[0] == 't';
-		a[i].builtin = PQgetvalue(r, i, 5)[0] == 't';
-	}
-	*n = (size_t)PQntuples(r);
-	*out = a;
-	PQclear(r);
-	return 0;
-}
-
-void auth_roles_free(struct auth_role *roles, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		json_decref(roles[i].permissions);
-	free(roles);
 }

@@ -1,5 +1,5 @@
 /*
- * users_api.c — the users and roles routes. Each handler is parse → one
+ * users_api.c — the users routes (roles: roles_api.c). Each handler is parse → one
  * users.c call → render; another tenant's user answers 404.
  */
 #include <stdlib.h>
@@ -27,13 +27,6 @@ static json_t *user_json(const struct auth_user *u, int full)
 							: json_null());
 	}
 	return o;
-}
-
-static json_t *role_json(const struct auth_role *r)
-{
-	return json_pack("{s:s,s:s,s:s,s:O,s:b,s:b}", "id", r->id, "name", r->name, "scope",
-			 r->scope, "permissions", r->permissions, "forceMfa", r->force_mfa,
-			 "builtin", r->builtin);
 }
 
 /* The body of POST /users. */
@@ -155,33 +148,14 @@ static void patch_user(struct request *rq)
 	http_commit(rq, c, rc, &why, &ev, 200, rc == 0 ? user_json(&u, 1) : NULL);
 }
 
-static void list_roles(struct request *rq)
-{
-	struct auth_role *roles;
-	size_t n;
-	PGconn *c = http_db(rq);
-
-	if (c == NULL)
-		return;
-	int rc = auth_role_list(c, &roles, &n);
-	if (rc != 0) {
-		http_fail_why(rq, rc, NULL);
-		return;
-	}
-	json_t *arr = json_array();
-	for (size_t i = 0; i < n; i++)
-		json_array_append_new(arr, role_json(&roles[i]));
-	auth_roles_free(roles, n);
-	http_reply(rq, 200, json_pack("{s:o}", "roles", arr));
-}
-
 const struct route auth_user_routes[] = {
 	{"GET", "/api/v1/users", list_users, ROUTE_USER, "users:read", NULL, NULL},
-	{"POST", "/api/v1/users", create_user, ROUTE_USER | ROUTE_JSON_BODY | ROUTE_IDEMPOTENT,
-	 "users:write", "user.create", NULL},
+	/* Closed to API keys: a key never mints an identity with a password. */
+	{"POST", "/api/v1/users", create_user,
+	 ROUTE_USER | ROUTE_JSON_BODY | ROUTE_IDEMPOTENT | ROUTE_NO_API_KEY, "users:write",
+	 "user.create", NULL},
 	{"GET", "/api/v1/users/:id", get_user, ROUTE_USER, "users:read", NULL, NULL},
-	{"PATCH", "/api/v1/users/:id", patch_user, ROUTE_USER | ROUTE_JSON_BODY, "users:write",
-	 "user.update", NULL},
-	{"GET", "/api/v1/roles", list_roles, ROUTE_USER, "roles:read", NULL, NULL},
+	{"PATCH", "/api/v1/users/:id", patch_user, ROUTE_USER | ROUTE_JSON_BODY | ROUTE_NO_API_KEY,
+	 "users:write", "user.update", NULL},
 };
 const size_t auth_user_routes_count = sizeof(auth_user_routes) / sizeof(*auth_user_routes);

@@ -98,6 +98,28 @@ static int parse_uuid_array(struct request *rq, const struct body_field *f, json
 	return 0;
 }
 
+/* BODY_STRING_ARRAY: at most MAX strings of at most 64 bytes each; what
+ * they may say is the caller's to check. */
+static int parse_string_array(struct request *rq, const struct body_field *f, json_t *v,
+			      struct body_json *out)
+{
+	char what[96];
+	size_t i;
+	json_t *e;
+
+	snprintf(what, sizeof(what), "must be an array of at most %lld short strings",
+		 (long long)f->max);
+	if (!json_is_array(v) || json_array_size(v) > (size_t)f->max)
+		return field_error(rq, f->name, what);
+	json_array_foreach(v, i, e) {
+		if (!json_is_string(e) || json_string_length(e) > 64)
+			return field_error(rq, f->name, what);
+	}
+	out->present = 1;
+	out->v = v;
+	return 0;
+}
+
 static int parse_member(struct request *rq, const struct body_field *f, json_t *v, char *base)
 {
 	void *dst = base + f->offset;
@@ -149,6 +171,8 @@ static int parse_member(struct request *rq, const struct body_field *f, json_t *
 	}
 	case BODY_UUID_ARRAY:
 		return parse_uuid_array(rq, f, v, dst);
+	case BODY_STRING_ARRAY:
+		return parse_string_array(rq, f, v, dst);
 	}
 	return field_error(rq, f->name, "has an unsupported type");
 }

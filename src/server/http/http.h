@@ -56,6 +56,14 @@ enum route_flags {
 	 * first answer, and its http_commit() remembers that answer. A public
 	 * route must name its caller with http_idem_caller() first. */
 	ROUTE_IDEMPOTENT = 1 << 3,
+	/* A ROUTE_USER route that needs no permission because it acts only on
+	 * the caller's own account (auth/me). Every other ROUTE_USER route
+	 * names a permission; one with neither is refused (403), fail closed.
+	 * API keys never reach these routes: an account is a person's. */
+	ROUTE_SELF_SERVICE = 1 << 4,
+	/* A ROUTE_USER route closed to API keys (403 api_key_not_allowed):
+	 * what mints identities or credentials (API keys, roles, users). */
+	ROUTE_NO_API_KEY = 1 << 5,
 };
 
 struct route {
@@ -63,7 +71,9 @@ struct route {
 	const char *path;   /* ulfius template: /api/v1/devices/:id */
 	route_fn fn;
 	unsigned flags;
-	const char *permission;	  /* required permission or NULL */
+	/* Required permission (a name of auth/permissions.c's table), or NULL
+	 * for public and ROUTE_SELF_SERVICE routes. */
+	const char *permission;
 	const char *audit_action; /* action audited by a mutating route, or NULL */
 	/* The query parameters the route reads (NULL-terminated), or NULL for
 	 * none: any other parameter is a 400 naming it, so a misspelt filter
@@ -140,7 +150,8 @@ const char *http_header(const struct request *rq, const char *name);
 /* Adds response header NAME: VALUE. */
 void http_set_header(struct request *rq, const char *name, const char *value);
 
-/* 1 if the caller's role has permission PERM. */
+/* 1 if the caller has permission PERM: its role's, or for an API key the
+ * key's permissions that its creator's role still holds. */
 int http_has_permission(const struct request *rq, const char *perm);
 
 /* ---- Request bodies (body.c) ---- */
@@ -160,21 +171,23 @@ struct body_bool {
 	int present;
 	int v;
 };
-/* BODY_OBJECT / BODY_UUID_ARRAY members: V is borrowed from rq->body. */
+/* BODY_OBJECT / BODY_UUID_ARRAY / BODY_STRING_ARRAY members: V is borrowed
+ * from rq->body. */
 struct body_json {
 	int present;
 	json_t *v;
 };
 
 enum body_type {
-	BODY_STRING,	 /* struct body_str: any string up to MAX bytes, no NUL */
-	BODY_TEXT,	 /* struct body_str: a display string (text_check()), MIN..MAX bytes */
-	BODY_UUID,	 /* struct body_str: a canonical UUID */
-	BODY_ENUM,	 /* struct body_str: one of ALLOWED */
-	BODY_INT,	 /* struct body_int: an integer in MIN..MAX */
-	BODY_BOOL,	 /* struct body_bool */
-	BODY_OBJECT,	 /* struct body_json: any JSON object */
-	BODY_UUID_ARRAY, /* struct body_json: an array of at most MAX UUID strings */
+	BODY_STRING,	   /* struct body_str: any string up to MAX bytes, no NUL */
+	BODY_TEXT,	   /* struct body_str: a display string (text_check()), MIN..MAX bytes */
+	BODY_UUID,	   /* struct body_str: a canonical UUID */
+	BODY_ENUM,	   /* struct body_str: one of ALLOWED */
+	BODY_INT,	   /* struct body_int: an integer in MIN..MAX */
+	BODY_BOOL,	   /* struct body_bool */
+	BODY_OBJECT,	   /* struct body_json: any JSON object */
+	BODY_UUID_ARRAY,   /* struct body_json: an array of at most MAX UUID strings */
+	BODY_STRING_ARRAY, /* struct body_json: an array of at most MAX strings (≤ 64 bytes) */
 };
 
 enum body_field_flags {
@@ -219,7 +232,8 @@ int http_body_parse(struct request *rq, const struct body_field *fields, void *o
 
 /* ---- Ending a mutation ---- */
 
-/* Fills the actor (user or system) and client IP of EV from RQ. */
+/* Fills the actor (user, api_key with the key id, or system) and client IP
+ * of EV from RQ. */
 void http_audit_actor(struct audit_event *ev, const struct request *rq);
 
 /*

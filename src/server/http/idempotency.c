@@ -222,7 +222,9 @@ int http_idem_begin(struct request *rq, PGconn *c)
 	if (!rq->idem.has_key)
 		return 0;
 	if (rq->who.authenticated)
-		snprintf(rq->idem.caller, sizeof(rq->idem.caller), "user:%s", rq->who.user_id);
+		snprintf(rq->idem.caller, sizeof(rq->idem.caller), "%s:%s",
+			 rq->who.api_key_id[0] ? "api_key" : "user",
+			 rq->who.api_key_id[0] ? rq->who.api_key_id : rq->who.user_id);
 	if (rq->idem.caller[0] == '\0') {
 		log_error("idempotency.no_caller", "route", rq->route->path, NULL);
 		http_fail_err(rq, BZ_ERR_INTERNAL, NULL);

@@ -81,7 +81,11 @@ void http_fail_extra(struct request *rq, int status, const char *code, json_t *e
 
 void http_audit_actor(struct audit_event *ev, const struct request *rq)
 {
-	if (rq->who.authenticated) {
+	if (rq->who.authenticated && rq->who.api_key_id[0]) {
+		/* A request made with an API key is the key's act (L1). */
+		ev->actor_type = "api_key";
+		ev->actor_id = rq->who.api_key_id;
+	} else if (rq->who.authenticated) {
 		ev->actor_type = "user";
 		ev->actor_id = rq->who.user_id;
 	} else if (ev->actor_type == NULL) {

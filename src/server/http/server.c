@@ -462,6 +462,32 @@ static void request_free(struct request *rq)
 	tenancy_scope_free(&rq->scope);
 }
 
+/* The one permission check, after authentication: API keys are kept off
+ * the routes closed to them and off self-service routes; every other user
+ * route needs its permission, and one naming none that is not marked
+ * self-service is refused (fail closed). Returns 0 or BZ_ERR_RESPONDED. */
+static int check_access(struct request *rq)
+{
+	const struct route *route = rq->route;
+
+	if (rq->who.api_key_id[0] && (route->flags & (ROUTE_NO_API_KEY | ROUTE_SELF_SERVICE))) {
+		http_fail(rq, 403, "api_key_not_allowed",
+			  "this route needs a signed-in user; API keys cannot use it");
+		return BZ_ERR_RESPONDED;
+	}
+	if (route->permission == NULL) {
+		if (route->flags & ROUTE_SELF_SERVICE)
+			return 0;
+		http_fail(rq, 403, "forbidden", "route names no permission");
+		return BZ_ERR_RESPONDED;
+	}
+	if (!http_has_permission(rq, route->permission)) {
+		http_fail(rq, 403, "forbidden", "missing permission %s", route->permission);
+		return BZ_ERR_RESPONDED;
+	}
+	return 0;
+}
+
 static int dispatch(const struct _u_request *u, struct _u_response *resp, struct app *app,
 		    const struct route *route)
 {
@@ -493,11 +519,8 @@ static int dispatch(const struct _u_request *u, struct _u_response *resp, struct
 				http_fail(&rq, 500, "internal", "internal error");
 			goto out;
 		}
-		if (route->permission != NULL && !http_has_permission(&rq, route->permission)) {
-			http_fail(&rq, 403, "forbidden", "missing permission %s",
-				  route->permission);
+		if (check_access(&rq) != 0)
 			goto out;
-		}
 	}
 	route->fn(&rq);
 	if (rq.status == 0)

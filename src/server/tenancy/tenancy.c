@@ -139,3 +139,27 @@ int tenancy_site_visible(PGconn *c, const struct tenancy_scope *sc, const char *
 	PQclear(r);
 	return found ? 0 : BZ_ERR_NOT_FOUND;
 }
+
+int tenancy_scope_restrict_org(struct tenancy_scope *sc, const char *org_id)
+{
+	json_t *keep = json_array();
+	char *pg;
+
+	if (keep == NULL)
+		return BZ_ERR_NOMEM;
+	if (tenancy_scope_has_org(sc, org_id))
+		json_array_append_new(keep, json_string(org_id));
+	if ((pg = db_uuid_array_json(keep)) == NULL) {
+		json_decref(keep);
+		return BZ_ERR_NOMEM;
+	}
+	json_decref(sc->org_ids);
+	free(sc->org_ids_pg);
+	sc->org_ids = keep;
+	sc->org_ids_pg = pg;
+	/* Partner staff narrowed to one organization act as if limited to it:
+	 * no partner-wide actions, no partner chain, no other staff. */
+	if (sc->partner_id[0])
+		sc->limited = 1;
+	return 0;
+}

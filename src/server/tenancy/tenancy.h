@@ -45,6 +45,12 @@ int tenancy_scope_compute(PGconn *c, const char *user_id, const char *partner_id
 /* Frees what tenancy_scope_compute() allocated. Safe on a zeroed scope. */
 void tenancy_scope_free(struct tenancy_scope *scope);
 
+/* Narrows SCOPE to organization ORG_ID (a canonical UUID) — to nothing
+ * when the scope does not hold it — for a credential limited to one
+ * organization (an API key's orgId). Partner staff become "limited".
+ * Returns 0 or BZ_ERR_NOMEM (the scope is then unchanged). */
+int tenancy_scope_restrict_org(struct tenancy_scope *scope, const char *org_id);
+
 /* 1 if ORG_ID (a UUID, either case) is one of the scope's organizations. */
 int tenancy_scope_has_org(const struct tenancy_scope *scope, const char *org_id);
 
