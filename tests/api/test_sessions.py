@@ -127,7 +127,7 @@ def test_secure_cookies_in_production(spawn_server, bootstrap):
                          timeout=30, env=base_process_env())
     gen = dict(line.split("=", 1) for line in out.stdout.splitlines()
                if line and not line.startswith("#"))
-    srv = spawn_server(BREEZE_ENV="production", BREEZE_TEST_CLOCK_FILE=None, **gen)
+    srv = spawn_server(BREEZE_ENV="production", **gen)
     _, r = cookie_login(srv.url, bootstrap.email, bootstrap.password)
     assert cookie_attrs(r, RT)["secure"] is True
     assert cookie_attrs(r, CSRF)["secure"] is True
