@@ -180,6 +180,40 @@ static void test_origin_normalize(void **state)
 			 BZ_ERR_INVALID);
 }
 
+/* ALLOWED_ORIGINS is stored normalized, item by item. */
+static void test_allowed_origins_config(void **state)
+{
+	(void)state;
+	static const char *secrets[] = {"JWT_SECRET", "ENROLLMENT_KEY_PEPPER",
+					"AGENT_ENROLLMENT_SECRET"};
+	struct config cfg;
+	struct config_problems p;
+	char hex[65];
+
+	setenv("BREEZE_ENV", "development", 1);
+	setenv("DATABASE_URL", "postgresql://app:pw@127.0.0.1:5432/breeze", 1);
+	setenv("REDIS_URL", "redis://:pw@127.0.0.1:6379/0", 1);
+	for (size_t i = 0; i < sizeof(secrets) / sizeof(*secrets); i++) {
+		assert_int_equal(crypto_random_hex(32, hex), 0);
+		setenv(secrets[i], hex, 1);
+	}
+	setenv("ALLOWED_ORIGINS", "HTTPS://Rmm.Example.test:443,http://127.0.0.1:8080", 1);
+	assert_int_equal(config_load(&cfg, CONFIG_FOR_SERVE, &p), 0);
+	assert_int_equal(cfg.allowed_origins.n, 2);
+	assert_string_equal(cfg.allowed_origins.v[0], "https://rmm.example.test");
+	assert_string_equal(cfg.allowed_origins.v[1], "http://127.0.0.1:8080");
+	setenv("ALLOWED_ORIGINS", "https://a.test,", 1); /* a trailing comma is an empty item */
+	assert_int_equal(config_load(&cfg, CONFIG_FOR_SERVE, &p), BZ_ERR_INVALID);
+	setenv("ALLOWED_ORIGINS",
+	       "http://a1.test,http://a2.test,http://a3.test,http://a4.test,http://a5.test,"
+	       "http://a6.test,http://a7.test,http://a8.test,http://a9.test",
+	       1);
+	assert_int_equal(config_load(&cfg, CONFIG_FOR_SERVE, &p), BZ_ERR_INVALID);
+	unsetenv("ALLOWED_ORIGINS");
+	assert_int_equal(config_load(&cfg, CONFIG_FOR_SERVE, &p), 0);
+	assert_int_equal(cfg.allowed_origins.n, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -189,6 +223,7 @@ int main(void)
 		cmocka_unit_test(test_token_well_formed),
 		cmocka_unit_test(test_token_hash),
 		cmocka_unit_test(test_origin_normalize),
+		cmocka_unit_test(test_allowed_origins_config),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
