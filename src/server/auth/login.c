@@ -86,8 +86,8 @@ int auth_login_issue(PGconn *c, const struct config *cfg, const struct auth_user
 /* Opens the transaction and starts the session (auth_login_issue). On
  * error the transaction is rolled back. */
 static int start_session(PGconn *c, const struct config *cfg, const struct auth_login_input *in,
-			 struct auth_user *user, struct auth_login *out, struct audit_event *ev,
-			 struct bz_errinfo *why)
+			 const struct auth_user *user, struct auth_login *out,
+			 struct audit_event *ev, struct bz_errinfo *why)
 {
 	int rc;
 
