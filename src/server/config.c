@@ -1,5 +1,6 @@
 #include "server/config.h"
 
+#include <curl/curl.h>
 #include <libpq-fe.h>
 #include <netinet/in.h>
 #include <stddef.h>
@@ -133,6 +134,7 @@ enum var_type {
 	VAR_CIDRS,     /* comma-separated CIDR list */
 	VAR_SECRET,    /* one of enum config_secret; S1/S4 checked */
 	VAR_SEED_HEX,  /* a secret that must also be 64 hex characters (Ed25519 seed) */
+	VAR_ORIGINS,   /* comma-separated web origins (config_origin_normalize) */
 };
 
 enum var_need {
@@ -210,6 +212,12 @@ static const struct var vars[] = {
 	 F(enable_registration)},
 	{"SESSION_MAX_AGE", VAR_UINT, 1, NEED_OPTIONAL, NULL, "86400", 300, 30UL * 86400, PROD_NONE,
 	 F(session_max_age_s)},
+	{"SESSION_IDLE_TIMEOUT", VAR_UINT, 1, NEED_OPTIONAL, NULL, "28800", 0, 30UL * 86400,
+	 PROD_NONE, F(session_idle_timeout_s)},
+	{"REFRESH_REUSE_GRACE_SECONDS", VAR_UINT, 1, NEED_OPTIONAL, NULL, "0", 0, 60, PROD_NONE,
+	 F(refresh_reuse_grace_s)},
+	{"ALLOWED_ORIGINS", VAR_ORIGINS, 1, NEED_OPTIONAL, NULL, NULL, 0, 0, PROD_NONE,
+	 F(allowed_origins)},
 	{"HEARTBEAT_INTERVAL_SECONDS", VAR_UINT, 1, NEED_OPTIONAL, NULL, "60", 5, 3600, PROD_NONE,
 	 F(heartbeat_interval_s)},
 	{"AUDIT_CHECKPOINT_INTERVAL_SECONDS", VAR_UINT, 1, NEED_OPTIONAL, NULL, "300", 0, 86400,
@@ -342,6 +350,70 @@ static int check_pg_url(const char *s)
 	return 0;
 }
 
+int config_origin_normalize(const char *in, char *out, size_t outlen)
+{
+	char *scheme = NULL, *host = NULL, *port = NULL, *path = NULL, *x = NULL;
+	CURLU *u = curl_url();
+	int rc = BZ_ERR_INVALID;
+
+	if (u == NULL || in == NULL || strlen(in) >= CONFIG_ORIGIN_LEN ||
+	    curl_url_set(u, CURLUPART_URL, in, 0) != CURLUE_OK)
+		goto out;
+	if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+	    (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0) ||
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || host[0] == '\0')
+		goto out;
+	/* An origin is scheme, host and port only (RFC 6454 §6.1). */
+	if (curl_url_get(u, CURLUPART_USER, &x, 0) == CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_QUERY, &x, 0) == CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_FRAGMENT, &x, 0) == CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_PATH, &path, 0) != CURLUE_OK || strcmp(path, "/") != 0 ||
+	    in[strlen(in) - 1] == '/')
+		goto out;
+	curl_url_get(u, CURLUPART_PORT, &port, 0); /* NULL: none given */
+	int dflt = port != NULL && ((!strcmp(scheme, "http") && !strcmp(port, "80")) ||
+				    (!strcmp(scheme, "https") && !strcmp(port, "443")));
+	int n = snprintf(out, outlen, "%s://%s%s%s", scheme, host, port && !dflt ? ":" : "",
+			 port && !dflt ? port : "");
+	if (n < 0 || (size_t)n >= outlen)
+		goto out;
+	for (char *c = out; *c; c++)
+		*c = (char)tolower((unsigned char)*c);
+	rc = 0;
+out:
+	curl_free(scheme);
+	curl_free(host);
+	curl_free(port);
+	curl_free(path);
+	curl_free(x);
+	curl_url_cleanup(u);
+	if (rc != 0 && outlen > 0)
+		out[0] = '\0';
+	return rc;
+}
+
+/* Parses the comma-separated origins S into O. Returns 0 or BZ_ERR_INVALID. */
+static int parse_origins(const char *s, struct config_origins *o)
+{
+	char item[CONFIG_ORIGIN_LEN];
+
+	o->n = 0;
+	while (*s) {
+		size_t len = strcspn(s, ",");
+		if (len == 0 || len >= sizeof(item) || o->n == CONFIG_ORIGINS_MAX)
+			return BZ_ERR_INVALID;
+		memcpy(item, s, len);
+		item[len] = '\0';
+		if (config_origin_normalize(item, o->v[o->n], sizeof(o->v[o->n])) != 0)
+			return BZ_ERR_INVALID;
+		o->n++;
+		s += len;
+		if (*s == ',' && *++s == '\0')
+			return BZ_ERR_INVALID;
+	}
+	return 0;
+}
+
 /* Applies row V to the value S (never NULL or empty here). */
 static void load_var(struct config *cfg, const struct var *v, const char *s, int prod,
 		     struct config_problems *p)
@@ -417,6 +489,13 @@ static void load_var(struct config *cfg, const struct var *v, const char *s, int
 		if (v->type == VAR_SEED_HEX &&
 		    (strlen(s) != 64 || strspn(s, "0123456789abcdefABCDEF") != 64))
 			problem(p, 1, "%s: must be 64 hex characters (an Ed25519 seed)", v->name);
+		break;
+	case VAR_ORIGINS:
+		if (parse_origins(s, (struct config_origins *)(void *)field) != 0)
+			problem(p, 1,
+				"%s: must be a comma-separated list of at most %d origins, e.g. "
+				"https://rmm.example.com",
+				v->name, CONFIG_ORIGINS_MAX);
 		break;
 	}
 }

@@ -30,6 +30,15 @@ enum config_secret {
 /* Variable name of secret S (e.g. "JWT_SECRET"). */
 const char *config_secret_name(enum config_secret s);
 
+/* Browser origins trusted to call the cookie routes (ALLOWED_ORIGINS),
+ * each normalized by config_origin_normalize(). */
+#define CONFIG_ORIGINS_MAX 8
+#define CONFIG_ORIGIN_LEN 256
+struct config_origins {
+	unsigned n;
+	char v[CONFIG_ORIGINS_MAX][CONFIG_ORIGIN_LEN];
+};
+
 struct config {
 	enum breeze_env env;
 	char listen_host[64];
@@ -44,9 +53,12 @@ struct config {
 	const char *secrets[SECRET_COUNT]; /* borrowed; NULL when unset */
 	unsigned database_pool_size;	   /* connections, 1..200, default 8 */
 	int enable_registration;	   /* 0/1, default 0 */
-	int64_t session_max_age_s;	   /* default 86400 */
-	int64_t access_token_ttl_s;	   /* 900 (15 min), fixed */
-	int heartbeat_interval_s;	   /* default 60 */
+	int64_t session_max_age_s;	   /* absolute session lifetime, default 86400 (A5) */
+	int64_t session_idle_timeout_s;	   /* unused session dies, default 28800; 0 = off */
+	int refresh_reuse_grace_s;	   /* 0..60, default 0 (strict reuse detection, A7) */
+	struct config_origins allowed_origins; /* ALLOWED_ORIGINS, normalized */
+	int64_t access_token_ttl_s;	       /* 900 (15 min), fixed */
+	int heartbeat_interval_s;	       /* default 60 */
 	struct cidr_list trusted_proxies;
 	uint32_t argon2_memory_kib, argon2_iterations, argon2_parallelism, argon2_max_concurrent;
 	size_t http_max_body_bytes;    /* default 1 MiB */
@@ -121,6 +133,16 @@ int config_load_report(struct config *cfg, enum config_purpose purpose, FILE *er
  */
 int config_check_secret(const char *name, const char *value, int fatal,
 			struct config_problems *probs);
+
+/*
+ * Normalizes the web origin IN (RFC 6454 §7: "scheme://host[:port]", as a
+ * browser sends it in the Origin header) into OUT (OUTLEN bytes, at most
+ * CONFIG_ORIGIN_LEN): scheme http or https, host lower-cased, the port
+ * left out when it is the scheme's default. Parsed with libcurl's URL
+ * parser; user info, a path other than none, a query or a fragment make
+ * it no origin. Returns 0 or BZ_ERR_INVALID ("null" is no origin either).
+ */
+int config_origin_normalize(const char *in, char *out, size_t outlen);
 
 /* Estimated entropy of S in bits (Shannon entropy of its character
  * distribution times its length). Used for the low-entropy rule (S1). */

@@ -19,6 +19,7 @@ struct route *routes_all(size_t *n)
 	} tables[] = {
 		{health_routes, health_routes_count},
 		{auth_routes, auth_routes_count},
+		{auth_session_routes, auth_session_routes_count},
 		{auth_user_routes, auth_user_routes_count},
 		{auth_role_routes, auth_role_routes_count},
 		{auth_api_key_routes, auth_api_key_routes_count},

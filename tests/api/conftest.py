@@ -387,8 +387,10 @@ def server_env(env, **overrides):
             e.pop(k, None)
         else:
             e[k] = str(v)
+    # The test clock is refused outside BREEZE_ENV=test: a server spawned as
+    # production gets it only when the test asks for it by name.
     if e.get("BREEZE_ENV") != "test" and "BREEZE_TEST_CLOCK_FILE" not in overrides:
-        e.pop("BREEZE_TEST_CLOCK_FILE", None)  # refused outside BREEZE_ENV=test
+        e.pop("BREEZE_TEST_CLOCK_FILE", None)
     return e
 
 

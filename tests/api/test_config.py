@@ -61,6 +61,14 @@ REFUSED = [
     ("listen-addr-hostname", {"LISTEN_ADDR": "localhost:8080"}, "LISTEN_ADDR"),
     ("listen-addr-no-port", {"LISTEN_ADDR": "127.0.0.1"}, "LISTEN_ADDR"),
     ("body-limit-too-small", {"HTTP_MAX_BODY_BYTES": "10"}, "HTTP_MAX_BODY_BYTES"),
+    # Sessions (A5, A7) and the origins trusted with the session cookies.
+    ("session-max-age-too-small", {"SESSION_MAX_AGE": "299"}, "SESSION_MAX_AGE"),
+    ("session-idle-too-big", {"SESSION_IDLE_TIMEOUT": str(30 * 86400 + 1)}, "SESSION_IDLE_TIMEOUT"),
+    ("refresh-grace-too-big", {"REFRESH_REUSE_GRACE_SECONDS": "61"}, "REFRESH_REUSE_GRACE_SECONDS"),
+    ("allowed-origin-with-path", {"ALLOWED_ORIGINS": "https://rmm.example.test/app"}, "ALLOWED_ORIGINS"),
+    ("allowed-origin-not-http", {"ALLOWED_ORIGINS": "ftp://rmm.example.test"}, "ALLOWED_ORIGINS"),
+    ("allowed-origin-empty-item", {"ALLOWED_ORIGINS": "https://a.example.test,,https://b.example.test"},
+     "ALLOWED_ORIGINS"),
     # Database URLs are postgresql:// URIs that libpq parses.
     ("database-url-keyword-form",
      {"DATABASE_URL": "host=127.0.0.1 dbname=breeze user=breeze_app password=kw-secret-value-1"},

@@ -403,6 +403,9 @@ static void test_good_production(void **state)
 	assert_int_equal(cfg.database_pool_size, 8);
 	assert_int_equal(cfg.enable_registration, 0);
 	assert_int_equal(cfg.session_max_age_s, 86400);
+	assert_int_equal(cfg.session_idle_timeout_s, 28800);
+	assert_int_equal(cfg.refresh_reuse_grace_s, 0);
+	assert_int_equal(cfg.allowed_origins.n, 0);
 	assert_int_equal(cfg.access_token_ttl_s, 900);
 	assert_int_equal(cfg.heartbeat_interval_s, 60);
 	assert_int_equal(cfg.trusted_proxies.n, 0);

@@ -27,7 +27,9 @@ static const char *audit_exempt[] = {
 /* Authenticated routes that need no permission: the caller's own data
  * (ROUTE_SELF_SERVICE, closed to API keys). */
 static const char *self_service[] = {
-	"GET /api/v1/auth/me",
+	"GET /api/v1/auth/me", "POST /api/v1/auth/password", /* own password */
+	"GET /api/v1/auth/sessions",			     /* own sessions */
+	"DELETE /api/v1/auth/sessions/:id",		     /* own session */
 };
 
 static int listed(const char *const *list, size_t n, const struct route *r)

@@ -16,6 +16,7 @@
 #include <libpq-fe.h>
 
 #include "common/err.h"
+#include "crypto/crypto.h"
 #include "server/audit/audit.h"
 #include "server/auth/principal.h"
 #include "server/tenancy/tenancy.h"
@@ -59,29 +60,79 @@ int auth_jwt_verify(const char *secret, size_t secretlen, const char *token, int
 
 #define AUTH_USER_AGENT_MAX 255 /* bytes of a session's stored User-Agent */
 
+/* last_seen_at is written at most once per this many seconds per session
+ * (and per SESSION_IDLE_TIMEOUT / 4 when that is shorter), not on every
+ * request: the idle timeout may therefore end a session up to this long
+ * before it has really been idle for SESSION_IDLE_TIMEOUT, never later. */
+#define AUTH_SESSION_TOUCH_INTERVAL_S 60
+
 /* Loads into OUT the caller behind session SID of user SUB (both UUIDs,
- * from a verified access token) on C. A token is only as good as its
- * session: a revoked or expired session or a disabled user is refused.
- * Returns 0, BZ_ERR_UNAUTHORIZED or BZ_ERR_DB. OUT owns its permissions
+ * from a verified access token) on C, at time bz_now(). A token is only as
+ * good as its session: a revoked session, one past its absolute end
+ * (SESSION_MAX_AGE, A5) or idle longer than cfg->session_idle_timeout_s,
+ * or a disabled user is refused. Records the use in last_seen_at (at most
+ * once per touch interval, see above). PostgreSQL decides every time: no
+ * cache, so a revocation holds on every instance at once (A6). Returns 0,
+ * BZ_ERR_UNAUTHORIZED or BZ_ERR_DB. OUT owns its permissions
  * (principal_free()). */
-int auth_session_principal(PGconn *c, const char *sid, const char *sub, struct principal *out);
+int auth_session_principal(PGconn *c, const struct config *cfg, const char *sid, const char *sub,
+			   struct principal *out);
 
 /*
- * Creates a session of USER_ID living MAX_AGE_S seconds from now, inside
- * the caller's transaction on C, recording client address IP (text inet or
- * NULL/"") and USER_AGENT (NULL, or stored cut to AUTH_USER_AGENT_MAX bytes
- * on a UTF-8 boundary; "" when not UTF-8). Copies the new session id into
- * SID_OUT[37] and its expiry (epoch seconds) into *EXPIRES_AT. Returns 0 or
- * BZ_ERR_DB.
+ * Creates a session of USER_ID living MAX_AGE_S seconds from NOW (epoch
+ * seconds, bz_now()), inside the caller's transaction on C, recording
+ * client address IP (text inet or NULL/"") and USER_AGENT (NULL, or stored
+ * cut to AUTH_USER_AGENT_MAX bytes on a UTF-8 boundary; "" when not UTF-8).
+ * Its refresh family's id is its own id. Copies the new session id into
+ * SID_OUT[37] and its expiry (epoch seconds) into *EXPIRES_AT. Returns 0
+ * or BZ_ERR_DB.
  */
-int auth_session_create(PGconn *c, const char *user_id, int64_t max_age_s, const char *ip,
-			const char *user_agent, char sid_out[37], int64_t *expires_at);
+int auth_session_create(PGconn *c, const char *user_id, int64_t now, int64_t max_age_s,
+			const char *ip, const char *user_agent, char sid_out[37],
+			int64_t *expires_at);
 
 /* Revokes every live session of USER_ID on C (inside the caller's
  * transaction) with REASON (e.g. "user_disabled"), so all its access tokens
  * stop working on their next request; *REVOKED (when non-NULL) receives the
  * number revoked. Returns 0 or BZ_ERR_DB. */
 int auth_sessions_revoke_user(PGconn *c, const char *user_id, const char *reason, long *revoked);
+
+/* Like auth_sessions_revoke_user(), sparing session KEEP_SID (the caller's
+ * own, e.g. after a password change). Returns 0 or BZ_ERR_DB. */
+int auth_sessions_revoke_others(PGconn *c, const char *user_id, const char *keep_sid,
+				const char *reason, long *revoked);
+
+/* A live session as GET /auth/sessions shows it. */
+struct auth_session {
+	char id[37];
+	char created_at[32], last_seen_at[32], expires_at[32]; /* ISO 8601 UTC */
+	char ip[64];					       /* "" = unknown */
+	char user_agent[AUTH_USER_AGENT_MAX + 1];
+	int current; /* the session of the request */
+};
+
+/* The live sessions of USER_ID (not revoked, not past their end or idle
+ * timeout at bz_now()), newest first, into a malloc'd array *OUT (caller
+ * frees; NULL when *N is 0); CURRENT_SID is marked current. Returns 0,
+ * BZ_ERR_DB or BZ_ERR_NOMEM. */
+int auth_session_list(PGconn *c, const struct config *cfg, const char *user_id,
+		      const char *current_sid, struct auth_session **out, size_t *n);
+
+/* What a revocation of one session needs to audit (EV's strings point here). */
+struct auth_session_ref {
+	char id[37];
+	char user_id[37];
+	char org_id[37]; /* the user's organization, "" for partner staff */
+};
+
+/* Revokes session SID of USER_ID inside the caller's transaction on C and
+ * describes it in EV (auth.session.revoke; strings point into OUT). Another
+ * user's session, an unknown id and a session that is no longer live are
+ * all BZ_ERR_NOT_FOUND. Returns 0, BZ_ERR_NOT_FOUND or BZ_ERR_DB, with WHY
+ * set. */
+int auth_session_revoke(PGconn *c, const char *user_id, const char *org_id, const char *sid,
+			struct auth_session_ref *out, struct audit_event *ev,
+			struct bz_errinfo *why);
 
 /* ---- Users and roles (users.c) ---- */
 
@@ -402,11 +453,22 @@ struct auth_login_input {
 	const char *user_agent; /* User-Agent header or NULL */
 };
 
+/* A refresh token (and a CSRF token): 32 bytes from OpenSSL's CSPRNG as
+ * unpadded base64url (RFC 4648 §5), 43 characters. */
+#define AUTH_REFRESH_TOKEN_BYTES 32
+#define AUTH_REFRESH_TOKEN_LEN 43
+
 struct auth_login {
 	struct auth_user user; /* id, email, name, role, partner_id, org_id */
 	char session_id[37];
 	char *access_token;   /* malloc'd; auth_login_free() wipes it */
 	int64_t expires_in_s; /* seconds the access token lives */
+	/* The session's new refresh token (cookie breeze_refresh_token only,
+	 * never a JSON body) and CSRF token (cookie breeze_csrf_token). */
+	char refresh_token[AUTH_REFRESH_TOKEN_LEN + 1];
+	char csrf_token[AUTH_REFRESH_TOKEN_LEN + 1];
+	int64_t session_expires_at; /* epoch seconds: the absolute end (A5) */
+	int64_t now;		    /* bz_now() when the tokens were issued */
 };
 
 /*
@@ -424,7 +486,99 @@ struct auth_login {
 int auth_login(PGconn *c, const struct config *cfg, const struct auth_login_input *in,
 	       struct auth_login *out, struct audit_event *ev, struct bz_errinfo *why);
 
+/*
+ * The step after the credentials (and MFA) are verified: locks and touches
+ * USER (auth_user_login_touch), starts a session recording IP and
+ * USER_AGENT (auth_session_create), the session's refresh-token family
+ * (generation 0), a CSRF token and an access token (auth_access_token_issue),
+ * all into OUT (OUT->user = *USER). Runs inside the transaction the caller
+ * has open on C; returns 0 with it still open (the caller audits and
+ * commits). On error the caller rolls back. Returns 0, BZ_ERR_UNAUTHORIZED
+ * (the user is no longer active), BZ_ERR_DB or BZ_ERR_CRYPTO.
+ */
+int auth_login_issue(PGconn *c, const struct config *cfg, const struct auth_user *user,
+		     const char *ip, const char *user_agent, struct auth_login *out);
+
+/* Issues OUT->access_token for USER_ID and session SID at NOW, living
+ * cfg->access_token_ttl_s seconds but never past SESSION_EXP (both epoch
+ * seconds), and sets OUT->expires_in_s. Returns 0 or BZ_ERR_CRYPTO. */
+int auth_access_token_issue(const struct config *cfg, const char *user_id, const char *sid,
+			    int64_t now, int64_t session_exp, struct auth_login *out);
+
 /* Wipes and frees what auth_login() put in L. Safe on a zeroed struct. */
 void auth_login_free(struct auth_login *l);
+
+/* ---- Refresh-token families (refresh.c) ---- */
+
+/* Writes a fresh token (AUTH_REFRESH_TOKEN_BYTES from RAND_bytes, base64url)
+ * into OUT[AUTH_REFRESH_TOKEN_LEN + 1]. Returns 0 or BZ_ERR_CRYPTO. */
+int auth_token_random(char out[AUTH_REFRESH_TOKEN_LEN + 1]);
+
+/* 1 if TOKEN has the form auth_token_random() gives (43 base64url
+ * characters), else 0. Says nothing about whether it is known. */
+int auth_token_well_formed(const char *token);
+
+/* SHA-256 hex of refresh token TOKEN into HASH[65] (the only form stored).
+ * Returns 0, BZ_ERR_INVALID (not well formed) or BZ_ERR_CRYPTO. */
+int auth_refresh_token_hash(const char *token, char hash[BZ_SHA256_HEX_LEN + 1]);
+
+/* Adds generation GENERATION of the refresh family of session SID at NOW
+ * (epoch seconds) inside the caller's transaction on C, and a fresh CSRF
+ * token, into OUT->refresh_token and OUT->csrf_token. Returns 0, BZ_ERR_DB
+ * or BZ_ERR_CRYPTO. */
+int auth_refresh_family_add(PGconn *c, const char *sid, int generation, int64_t now,
+			    struct auth_login *out);
+
+/*
+ * POST /auth/refresh: consumes refresh token TOKEN on C atomically (of
+ * concurrent refreshes with one token at most one wins) and issues the next
+ * generation of its family plus an access token into OUT (OUT->user has
+ * only id and org_id). Refused with BZ_ERR_UNAUTHORIZED and WHY code:
+ * invalid_refresh_token (malformed or unknown), session_revoked,
+ * session_expired (past SESSION_MAX_AGE — no refresh extends it — or idle
+ * past SESSION_IDLE_TIMEOUT), refresh_raced (the immediate predecessor of
+ * the live token, within REFRESH_REUSE_GRACE_SECONDS of its rotation:
+ * nothing is revoked), refresh_token_reused (any other rotated token: the
+ * session and its whole family are revoked and auth.refresh.reuse_detected
+ * is audited, committed before returning; A7). On success returns 0 INSIDE
+ * an open transaction: the caller writes EV (auth.refresh) and commits. On
+ * error no transaction is left open. Returns 0, BZ_ERR_UNAUTHORIZED,
+ * BZ_ERR_DB or BZ_ERR_CRYPTO. Free OUT with auth_login_free().
+ */
+int auth_refresh(PGconn *c, const struct config *cfg, const char *token, const char *ip,
+		 struct auth_login *out, struct audit_event *ev, struct bz_errinfo *why);
+
+/* POST /auth/logout: revokes the session (and so the family) of refresh
+ * token TOKEN (live or rotated) inside the caller's transaction on C, and
+ * describes it in EV (auth.logout; strings point into OUT). A session that
+ * is already revoked stays so (EV->action NULL: nothing to audit). Returns
+ * 0, BZ_ERR_UNAUTHORIZED (why: invalid_refresh_token) or BZ_ERR_DB. */
+int auth_logout(PGconn *c, const char *token, struct auth_session_ref *out, struct audit_event *ev,
+		struct bz_errinfo *why);
+
+/* ---- Password change (password_change.c) ---- */
+
+struct auth_password_change {
+	const char *user_id, *session_id; /* the caller and its session */
+	const char *current_password;	  /* verified with argon2id */
+	const char *new_password;	  /* AUTH_PASSWORD_MIN..MAX bytes, not the e-mail */
+	const char *ip;			  /* for the failure's audit row */
+};
+
+/*
+ * POST /auth/password: checks the caller's current password (a wrong one
+ * is BZ_ERR_FORBIDDEN, code invalid_current_password, audited as
+ * auth.password.change.failed in its own transaction), sets the new one
+ * (BZ_ERR_INVALID, field newPassword, when shorter than AUTH_PASSWORD_MIN
+ * or longer than AUTH_PASSWORD_MAX bytes or equal to the e-mail address)
+ * and revokes every other session of the user (*REVOKED of them). On
+ * success returns 0 INSIDE an open transaction: the caller writes EV
+ * (auth.password.change; strings point into OUT) and commits. On error no
+ * transaction is left open. Returns 0, BZ_ERR_INVALID, BZ_ERR_FORBIDDEN,
+ * BZ_ERR_UNAUTHORIZED, BZ_ERR_DB or BZ_ERR_CRYPTO.
+ */
+int auth_password_change(PGconn *c, const struct auth_password_change *in,
+			 struct auth_session_ref *out, long *revoked, struct audit_event *ev,
+			 struct bz_errinfo *why);
 
 #endif

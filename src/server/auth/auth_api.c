@@ -66,7 +66,7 @@ int auth_api_authenticate(struct request *rq)
 				    "invalid or expired token");
 	if ((c = http_db(rq)) == NULL)
 		return BZ_ERR_RESPONDED;
-	rc = auth_session_principal(c, cl.sid, cl.sub, &rq->who);
+	rc = auth_session_principal(c, cfg, cl.sid, cl.sub, &rq->who);
 	if (rc == BZ_ERR_UNAUTHORIZED)
 		return unauthorized(rq, "Bearer error=\"invalid_token\"",
 				    "session expired or revoked");

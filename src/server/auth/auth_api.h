@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 
+#include "server/auth/auth.h"
 #include "server/http/http.h"
 
 /* The dispatcher's authentication hook (struct app.authenticate): checks
@@ -17,8 +18,38 @@
  * database is down, 500 on other failures) and returns BZ_ERR_RESPONDED. */
 int auth_api_authenticate(struct request *rq);
 
+/* Cookie names and the header that must echo the CSRF cookie. */
+#define AUTH_REFRESH_COOKIE "breeze_refresh_token"
+#define AUTH_CSRF_COOKIE "breeze_csrf_token"
+#define AUTH_CSRF_HEADER "X-Breeze-CSRF"
+#define AUTH_REFRESH_COOKIE_PATH "/api/v1/auth"
+
+/* Ends a successful login (or MFA verification, or refresh) on C: writes
+ * EV, commits (http_commit) and answers 200 with L's access token; only
+ * when that succeeded sets the cookies: L's refresh token (HttpOnly,
+ * SameSite=Strict, Path=/api/v1/auth, Secure in production, Max-Age = the
+ * session's remaining lifetime) and CSRF token (readable by the page,
+ * SameSite=Strict, Path=/). The refresh token is never in the body.
+ * EV->details is stolen. */
+void login_api_render_session(struct request *rq, struct auth_login *l, PGconn *c,
+			      struct audit_event *ev);
+
+/* Sets both session cookies of L on RQ's response (see above), or, when L
+ * is NULL, clears them (Max-Age=0). */
+void auth_api_session_cookies(struct request *rq, const struct auth_login *l);
+
+/* Refuses a browser request from a foreign origin: when the request has
+ * an Origin header, it must be one of ALLOWED_ORIGINS (normalized with
+ * config_origin_normalize); else 403 origin_not_allowed. A request without
+ * Origin (not a browser's cross-site request) passes. Returns 0 or
+ * BZ_ERR_RESPONDED. */
+int auth_api_check_origin(struct request *rq);
+
 extern const struct route auth_routes[];
 extern const size_t auth_routes_count;
+
+extern const struct route auth_session_routes[];
+extern const size_t auth_session_routes_count;
 
 extern const struct route auth_user_routes[];
 extern const size_t auth_user_routes_count;

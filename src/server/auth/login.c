@@ -1,5 +1,5 @@
 /*
- * login.c — credentials → session → access token.
+ * login.c — credentials → session → refresh-token family and access token.
  *
  * Unknown e-mail, wrong password and disabled account get the same answer
  * and cost the same argon2id work (a dummy hash is verified when there is no
@@ -46,49 +46,69 @@ static int login_failed(PGconn *c, const struct auth_login_input *in, const char
 	return invalid_credentials(why);
 }
 
-/* Opens the transaction, records the login and its session, and issues the
- * access token. On error the transaction is rolled back. */
-static int start_session(PGconn *c, const struct config *cfg, const struct auth_login_input *in,
-			 struct auth_login *out, struct audit_event *ev, struct bz_errinfo *why)
+int auth_access_token_issue(const struct config *cfg, const char *user_id, const char *sid,
+			    int64_t now, int64_t session_exp, struct auth_login *out)
 {
-	const char *user_id = out->user.id, *org_id = out->user.org_id, *sid = out->session_id;
 	const char *secret = cfg->secrets[SECRET_JWT];
-	int64_t session_exp, now, exp;
+	int64_t exp = now + cfg->access_token_ttl_s;
+
+	/* An access token never outlives its session (A5). */
+	if (exp > session_exp)
+		exp = session_exp;
+	out->access_token = auth_jwt_issue(secret, strlen(secret), user_id, sid, now, exp);
+	if (out->access_token == NULL)
+		return BZ_ERR_CRYPTO;
+	out->expires_in_s = exp - now;
+	return 0;
+}
+
+int auth_login_issue(PGconn *c, const struct config *cfg, const struct auth_user *user,
+		     const char *ip, const char *user_agent, struct auth_login *out)
+{
+	int rc;
+
+	out->user = *user;
+	out->now = bz_now();
+	/* The user row stays locked until COMMIT, so a concurrent disable waits
+	 * for this session and then revokes it. */
+	if ((rc = auth_user_login_touch(c, user->id)) != 0)
+		return rc;
+	rc = auth_session_create(c, user->id, out->now, cfg->session_max_age_s, ip, user_agent,
+				 out->session_id, &out->session_expires_at);
+	if (rc == 0)
+		rc = auth_refresh_family_add(c, out->session_id, 0, out->now, out);
+	if (rc == 0)
+		rc = auth_access_token_issue(cfg, user->id, out->session_id, out->now,
+					     out->session_expires_at, out);
+	return rc;
+}
+
+/* Opens the transaction and starts the session (auth_login_issue). On
+ * error the transaction is rolled back. */
+static int start_session(PGconn *c, const struct config *cfg, const struct auth_login_input *in,
+			 const struct auth_user *user, struct auth_login *out,
+			 struct audit_event *ev, struct bz_errinfo *why)
+{
 	int rc;
 
 	if (db_begin(c) != 0)
 		return BZ_ERR_DB;
-	/* The user row stays locked until COMMIT, so a concurrent disable waits
-	 * for this session and then revokes it. */
-	rc = auth_user_login_touch(c, user_id);
+	rc = auth_login_issue(c, cfg, user, in->ip, in->user_agent, out);
 	if (rc == BZ_ERR_UNAUTHORIZED) {
 		db_rollback(c);
-		return login_failed(c, in, out->user.email, user_id, org_id, "account_disabled",
+		return login_failed(c, in, user->email, user->id, user->org_id, "account_disabled",
 				    why);
 	}
-	if (rc == 0)
-		rc = auth_session_create(c, user_id, cfg->session_max_age_s, in->ip, in->user_agent,
-					 out->session_id, &session_exp);
 	if (rc != 0) {
 		db_rollback(c);
 		return rc;
 	}
-	now = bz_now();
-	exp = now + cfg->access_token_ttl_s;
-	if (exp > session_exp)
-		exp = session_exp;
-	out->access_token = auth_jwt_issue(secret, strlen(secret), user_id, sid, now, exp);
-	if (out->access_token == NULL) {
-		db_rollback(c);
-		return BZ_ERR_CRYPTO;
-	}
-	out->expires_in_s = exp - now;
-	*ev = (struct audit_event){.org_id = org_id[0] ? org_id : NULL,
+	*ev = (struct audit_event){.org_id = out->user.org_id[0] ? out->user.org_id : NULL,
 				   .actor_type = "user",
-				   .actor_id = user_id,
+				   .actor_id = out->user.id,
 				   .action = "auth.login",
 				   .resource = "sessions",
-				   .resource_id = sid,
+				   .resource_id = out->session_id,
 				   .ip_address = in->ip};
 	return 0;
 }
@@ -113,12 +133,11 @@ int auth_login(PGconn *c, const struct config *cfg, const struct auth_login_inpu
 	crypto_wipe(cr.password_hash, sizeof(cr.password_hash));
 	if (!found)
 		return login_failed(c, in, email, NULL, NULL, "unknown_user", why);
-	out->user = cr.user;
 	int active = strcmp(cr.user.status, "active") == 0;
 	if (!ok || !active)
-		return login_failed(c, in, email, out->user.id, out->user.org_id,
+		return login_failed(c, in, email, cr.user.id, cr.user.org_id,
 				    ok ? "account_disabled" : "bad_password", why);
-	return start_session(c, cfg, in, out, ev, why);
+	return start_session(c, cfg, in, &cr.user, out, ev, why);
 }
 
 void auth_login_free(struct auth_login *l)
@@ -128,4 +147,6 @@ void auth_login_free(struct auth_login *l)
 		free(l->access_token);
 		l->access_token = NULL;
 	}
+	crypto_wipe(l->refresh_token, sizeof(l->refresh_token));
+	crypto_wipe(l->csrf_token, sizeof(l->csrf_token));
 }

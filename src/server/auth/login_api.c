@@ -1,7 +1,8 @@
 /*
  * login_api.c — POST /api/v1/auth/login and GET /api/v1/auth/me. The
  * handlers parse, call login.c, and render; the credential checks, the
- * timing equalisation and the audit events live in login.c.
+ * timing equalisation and the audit events live in login.c. A login's
+ * cookies are set by session_api.c.
  */
 #include "server/auth/auth.h"
 #include "server/auth/auth_api.h"
@@ -32,6 +33,14 @@ static json_t *login_json(const struct auth_login *l)
 			 "expiresIn", (json_int_t)l->expires_in_s, "user", user);
 }
 
+void login_api_render_session(struct request *rq, struct auth_login *l, PGconn *c,
+			      struct audit_event *ev)
+{
+	http_commit(rq, c, 0, NULL, ev, 200, login_json(l));
+	if (rq->status == 200)
+		auth_api_session_cookies(rq, l);
+}
+
 static void login(struct request *rq)
 {
 	struct login_input in = {0};
@@ -40,7 +49,8 @@ static void login(struct request *rq)
 	struct bz_errinfo why = {0};
 	PGconn *c;
 
-	if (http_body_parse(rq, login_fields, &in) != 0 || (c = http_db(rq)) == NULL)
+	if (auth_api_check_origin(rq) != 0 || http_body_parse(rq, login_fields, &in) != 0 ||
+	    (c = http_db(rq)) == NULL)
 		return;
 	const struct auth_login_input li = {.email = in.email.v,
 					    .password = in.password.v,
@@ -50,7 +60,7 @@ static void login(struct request *rq)
 	if (rc != 0)
 		http_fail_why(rq, rc, &why); /* no transaction is open */
 	else
-		http_commit(rq, c, 0, &why, &ev, 200, login_json(&res));
+		login_api_render_session(rq, &res, c, &ev);
 	auth_login_free(&res);
 }
 
