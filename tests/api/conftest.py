@@ -380,6 +380,10 @@ def server_env(env, **overrides):
             e.pop(k, None)
         else:
             e[k] = str(v)
+    # The test clock is honoured only with BREEZE_ENV=test (production refuses
+    # it): a server started in another environment gets it only when asked.
+    if e.get("BREEZE_ENV") != "test" and "BREEZE_TEST_CLOCK_FILE" not in overrides:
+        e.pop("BREEZE_TEST_CLOCK_FILE", None)
     return e
 
 
