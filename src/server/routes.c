@@ -19,6 +19,7 @@ struct route *routes_all(size_t *n)
 	} tables[] = {
 		{health_routes, health_routes_count},
 		{auth_routes, auth_routes_count},
+		{auth_mfa_routes, auth_mfa_routes_count},
 		{auth_user_routes, auth_user_routes_count},
 		{tenancy_routes, tenancy_routes_count},
 		{enrollment_key_routes, enrollment_key_routes_count},
@@ -52,11 +53,13 @@ int routes_print_json(FILE *out)
 		return BZ_ERR_NOMEM;
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		const struct route *r = &all[i];
-		json_t *j = json_pack("{s:s,s:s,s:b,s:b,s:b,s:b,s:s?,s:s?}", "method", r->method,
-				      "path", r->path, "public", !(r->flags & ROUTE_USER), "user",
+		json_t *j = json_pack("{s:s,s:s,s:b,s:b,s:b,s:b,s:b,s:s?,s:s?}", "method",
+				      r->method, "path", r->path, "public",
+				      !(r->flags & ROUTE_USER), "user",
 				      (r->flags & ROUTE_USER) != 0, "jsonBody",
 				      (r->flags & ROUTE_JSON_BODY) != 0, "auditExempt",
-				      (r->flags & ROUTE_AUDIT_EXEMPT) != 0, "permission",
+				      (r->flags & ROUTE_AUDIT_EXEMPT) != 0, "mfaExempt",
+				      (r->flags & ROUTE_MFA_EXEMPT) != 0, "permission",
 				      r->permission, "auditAction", r->audit_action);
 		json_t *q = json_array();
 		for (size_t k = 0; r->query != NULL && r->query[k] != NULL; k++)

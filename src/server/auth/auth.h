@@ -82,6 +82,11 @@ int auth_session_create(PGconn *c, const char *user_id, int64_t max_age_s, const
  * number revoked. Returns 0 or BZ_ERR_DB. */
 int auth_sessions_revoke_user(PGconn *c, const char *user_id, const char *reason, long *revoked);
 
+/* Like auth_sessions_revoke_user(), sparing session KEEP_SID (the
+ * caller's own; NULL or "" spares none). */
+int auth_sessions_revoke_others(PGconn *c, const char *user_id, const char *keep_sid,
+				const char *reason, long *revoked);
+
 /* ---- Users and roles (users.c) ---- */
 
 #define AUTH_EMAIL_MAX 254	       /* bytes of a normalized e-mail address (RFC 5321 path) */
@@ -108,6 +113,7 @@ struct auth_user {
 	int mfa_enabled;
 	char created_at[32];	/* ISO 8601 UTC */
 	char last_login_at[32]; /* ISO 8601 UTC, "" = never */
+	int force_mfa;		/* the role forces MFA enrolment (checklist A2) */
 };
 
 /* POST /users input. Strings are borrowed; arrays are jansson arrays of
@@ -209,6 +215,15 @@ int auth_user_credentials(PGconn *c, const char *email, struct auth_credentials 
  * the user is no longer active, or BZ_ERR_DB. */
 int auth_user_login_touch(PGconn *c, const char *user_id);
 
+/* User ID (a UUID) without a scope check, for the login's second step.
+ * Returns 0, BZ_ERR_NOT_FOUND or BZ_ERR_DB. */
+int auth_user_by_id(PGconn *c, const char *id, struct auth_user *out);
+
+/* Re-authentication: 0 if PASSWORD is the current password of the active
+ * user USER_ID, else BZ_ERR_UNAUTHORIZED (after the same argon2id work when
+ * there is no such user), or BZ_ERR_DB. */
+int auth_user_check_password(PGconn *c, const char *user_id, const char *password);
+
 /* ---- Login (login.c) ---- */
 
 struct auth_login_input {
@@ -223,7 +238,26 @@ struct auth_login {
 	char session_id[37];
 	char *access_token;   /* malloc'd; auth_login_free() wipes it */
 	int64_t expires_in_s; /* seconds the access token lives */
+	/* The user's role forces MFA and none is enrolled yet (A2): every
+	 * route but enrolment, logout and "me" answers 428 until it is. */
+	int mfa_enrollment_required;
+	/* MFA is on (A1): no session yet, only this one-time mfaToken for
+	 * POST /auth/mfa/verify (base64url, "" otherwise; wiped on free). */
+	char mfa_token[64];
+	int64_t mfa_expires_in_s;
 };
+
+/*
+ * Starts the session of USER once every factor is verified: a session row
+ * (client address IP, USER_AGENT), and an HS256 access token
+ * (cfg->secrets[SECRET_JWT]) living cfg->access_token_ttl_s seconds, never
+ * past the session's end (cfg->session_max_age_s), into OUT (which gets a
+ * copy of USER). Runs inside the caller's open transaction on C, after
+ * auth_user_login_touch(); the caller writes the audit event and commits,
+ * or rolls back on error. Returns 0, BZ_ERR_DB or BZ_ERR_CRYPTO.
+ */
+int auth_login_issue(PGconn *c, const struct config *cfg, const struct auth_user *user,
+		     const char *ip, const char *user_agent, struct auth_login *out);
 
 /*
  * Verifies IN's credentials on C and starts a session: an HS256 access
@@ -234,8 +268,11 @@ struct auth_login {
  * when there is no user), and write auth.login.failed in its own
  * transaction. On success returns 0 INSIDE an open transaction: the caller
  * writes EV (auth.login; its strings point into OUT) and commits. On error
- * no transaction is left open. Returns 0, BZ_ERR_UNAUTHORIZED, BZ_ERR_DB or
- * BZ_ERR_CRYPTO. Free OUT with auth_login_free() in every case.
+ * no transaction is left open. A user with MFA on gets no session: OUT
+ * then holds an mfa_token (auth.login.mfa_challenge audited
+ * instead; mfa.h).
+ * Returns 0, BZ_ERR_UNAUTHORIZED, BZ_ERR_DB or BZ_ERR_CRYPTO. Free OUT
+ * with auth_login_free() in every case.
  */
 int auth_login(PGconn *c, const struct config *cfg, const struct auth_login_input *in,
 	       struct auth_login *out, struct audit_event *ev, struct bz_errinfo *why);

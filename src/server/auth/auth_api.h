@@ -19,6 +19,18 @@ int auth_api_authenticate(struct request *rq);
 extern const struct route auth_routes[];
 extern const size_t auth_routes_count;
 
+extern const struct route auth_mfa_routes[];
+extern const size_t auth_mfa_routes_count;
+
+struct auth_login;
+
+/* Answers a successful login (password, or password and MFA) on C inside
+ * its open transaction: commits EV (auth.login) and replies 200 with the
+ * access token, its lifetime, the user and mfaEnrollmentRequired. L stays
+ * owned by the caller (auth_login_free()). */
+void login_api_render_session(struct request *rq, struct auth_login *l, PGconn *c,
+			      struct audit_event *ev);
+
 extern const struct route auth_user_routes[];
 extern const size_t auth_user_routes_count;
 

@@ -16,6 +16,7 @@
 #include "crypto/password.h"
 #include "server/audit/audit.h"
 #include "server/auth/auth.h"
+#include "server/auth/mfa.h"
 #include "server/config.h"
 #include "server/db/db.h"
 
@@ -46,49 +47,68 @@ static int login_failed(PGconn *c, const struct auth_login_input *in, const char
 	return invalid_credentials(why);
 }
 
+int auth_login_issue(PGconn *c, const struct config *cfg, const struct auth_user *user,
+		     const char *ip, const char *user_agent, struct auth_login *out)
+{
+	const char *secret = cfg->secrets[SECRET_JWT];
+	int64_t session_exp, now, exp;
+	int rc;
+
+	if (&out->user != user)
+		out->user = *user;
+	rc = auth_session_create(c, out->user.id, cfg->session_max_age_s, ip, user_agent,
+				 out->session_id, &session_exp);
+	if (rc != 0)
+		return rc;
+	now = bz_now();
+	exp = now + cfg->access_token_ttl_s;
+	if (exp > session_exp)
+		exp = session_exp;
+	out->access_token =
+		auth_jwt_issue(secret, strlen(secret), out->user.id, out->session_id, now, exp);
+	if (out->access_token == NULL)
+		return BZ_ERR_CRYPTO;
+	out->expires_in_s = exp - now;
+	out->mfa_enrollment_required = out->user.force_mfa && !out->user.mfa_enabled;
+	return 0;
+}
+
 /* Opens the transaction, records the login and its session, and issues the
  * access token. On error the transaction is rolled back. */
 static int start_session(PGconn *c, const struct config *cfg, const struct auth_login_input *in,
 			 struct auth_login *out, struct audit_event *ev, struct bz_errinfo *why)
 {
-	const char *user_id = out->user.id, *org_id = out->user.org_id, *sid = out->session_id;
-	const char *secret = cfg->secrets[SECRET_JWT];
-	int64_t session_exp, now, exp;
+	const char *user_id = out->user.id, *org_id = out->user.org_id;
 	int rc;
 
 	if (db_begin(c) != 0)
 		return BZ_ERR_DB;
-	/* The user row stays locked until COMMIT, so a concurrent disable waits
-	 * for this session and then revokes it. */
-	rc = auth_user_login_touch(c, user_id);
+	/* A1: with MFA on, the password only earns the second step; the
+	 * login is recorded when that succeeds (auth_mfa_verify()). */
+	if (out->user.mfa_enabled)
+		rc = auth_mfa_challenge_start(c, user_id, out->mfa_token, &out->mfa_expires_in_s);
+	else
+		/* The user row stays locked until COMMIT, so a concurrent
+		 * disable waits for this session and then revokes it. */
+		rc = auth_user_login_touch(c, user_id);
 	if (rc == BZ_ERR_UNAUTHORIZED) {
 		db_rollback(c);
 		return login_failed(c, in, out->user.email, user_id, org_id, "account_disabled",
 				    why);
 	}
-	if (rc == 0)
-		rc = auth_session_create(c, user_id, cfg->session_max_age_s, in->ip, in->user_agent,
-					 out->session_id, &session_exp);
+	if (rc == 0 && !out->user.mfa_enabled)
+		rc = auth_login_issue(c, cfg, &out->user, in->ip, in->user_agent, out);
 	if (rc != 0) {
 		db_rollback(c);
 		return rc;
 	}
-	now = bz_now();
-	exp = now + cfg->access_token_ttl_s;
-	if (exp > session_exp)
-		exp = session_exp;
-	out->access_token = auth_jwt_issue(secret, strlen(secret), user_id, sid, now, exp);
-	if (out->access_token == NULL) {
-		db_rollback(c);
-		return BZ_ERR_CRYPTO;
-	}
-	out->expires_in_s = exp - now;
 	*ev = (struct audit_event){.org_id = org_id[0] ? org_id : NULL,
 				   .actor_type = "user",
 				   .actor_id = user_id,
-				   .action = "auth.login",
+				   .action = out->mfa_token[0] ? "auth.login.mfa_challenge"
+							       : "auth.login",
 				   .resource = "sessions",
-				   .resource_id = sid,
+				   .resource_id = out->mfa_token[0] ? NULL : out->session_id,
 				   .ip_address = in->ip};
 	return 0;
 }
@@ -123,6 +143,7 @@ int auth_login(PGconn *c, const struct config *cfg, const struct auth_login_inpu
 
 void auth_login_free(struct auth_login *l)
 {
+	crypto_wipe(l->mfa_token, sizeof(l->mfa_token));
 	if (l->access_token != NULL) {
 		crypto_wipe(l->access_token, strlen(l->access_token));
 		free(l->access_token);

@@ -113,3 +113,20 @@ int auth_sessions_revoke_user(PGconn *c, const char *user_id, const char *reason
 	PQclear(r);
 	return 0;
 }
+
+int auth_sessions_revoke_others(PGconn *c, const char *user_id, const char *keep_sid,
+				const char *reason, long *revoked)
+{
+	static const char *sql = "UPDATE sessions SET revoked_at = now(), revoked_reason = $2"
+				 " WHERE user_id = $1::uuid AND revoked_at IS NULL"
+				 "   AND id IS DISTINCT FROM $3::uuid";
+	const char *p[3] = {user_id, reason, keep_sid != NULL && keep_sid[0] ? keep_sid : NULL};
+	PGresult *r = db_query(c, sql, 3, p, NULL);
+
+	if (r == NULL)
+		return BZ_ERR_DB;
+	if (revoked != NULL)
+		*revoked = strtol(PQcmdTuples(r), NULL, 10);
+	PQclear(r);
+	return 0;
+}
