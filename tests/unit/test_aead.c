@@ -102,16 +102,16 @@ static void test_tampered_byte_refused(void **state)
 	(void)state;
 	new_key(&k);
 	s = seal(&k, "secret value", uid_a);
-	/* Flip one character of the nonce, of the ciphertext and of the tag. */
-	size_t positions[] = {12, strlen(s) - 30, strlen(s) - 1};
+	/* Flip one character of the nonce, of the ciphertext and of the tag
+	 * (never the last one: with 28 bytes it carries padding bits that a
+	 * base64 decoder ignores, so it may not change a byte). */
+	const char *ct = strrchr(s, ':') + 1;
+	size_t positions[] = {12, (size_t)(ct - s) + 2, strlen(s) - 5};
 	for (size_t i = 0; i < sizeof(positions) / sizeof(*positions); i++) {
 		char *t = strdup(s);
 		size_t at = positions[i];
 		t[at] = t[at] == 'A' ? 'B' : 'A';
-		int rc = open1(&k, 1, t, uid_a, &plain, NULL);
-		/* The last character may carry padding bits only: then the
-		 * base64url decoder or GCM refuses; never a pass. */
-		assert_true(rc == BZ_ERR_UNAUTHORIZED || rc == BZ_ERR_INVALID);
+		assert_int_equal(open1(&k, 1, t, uid_a, &plain, NULL), BZ_ERR_UNAUTHORIZED);
 		free(t);
 	}
 	free(s);
