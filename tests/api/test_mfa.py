@@ -301,6 +301,9 @@ def test_disable_refused_when_the_role_forces_mfa(api, make_user, sql, clock):
                                 json={"code": code(s["secret"]), "currentPassword": u.password}),
                      403, "mfa_required_by_role")
         assert u.api.get("/api/v1/auth/me").json()["mfaEnabled"] is True
+    rows = sql("SELECT details FROM audit_log WHERE actor_id = %s AND action = 'auth.mfa.disable'"
+               " AND result = 'failure'", u.id)
+    assert [json.loads(d)["reason"] for (d,) in rows] == ["mfa_required_by_role"]
 
 
 def test_secret_bound_to_its_user(api, enrolled, make_user, sql, clock):

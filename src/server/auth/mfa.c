@@ -440,9 +440,11 @@ int auth_mfa_disable(PGconn *c, const struct config *cfg, const struct principal
 	int enabled = 0, rc;
 
 	*ev = (struct audit_event){0};
-	if (who->force_mfa)
+	if (who->force_mfa) {
+		mfa_event(ev, who, "auth.mfa.disable", "mfa_required_by_role");
 		return bz_fail(why, BZ_ERR_FORBIDDEN, "mfa_required_by_role", NULL,
 			       "the caller's role requires MFA");
+	}
 	if ((rc = mfa_keys_load(cfg, &keys, why)) != 0)
 		return rc;
 	if ((rc = mfa_state(c, who->user_id, &enabled)) != 0)

@@ -83,7 +83,7 @@ int auth_mfa_enable(PGconn *c, const struct config *cfg, const struct principal 
  * the secret, the recovery codes and open mfaTokens are deleted. Refused
  * with BZ_ERR_FORBIDDEN "mfa_required_by_role" when WHO's role forces MFA
  * (A2). EV: auth.mfa.disable. Returns 0, BZ_ERR_FORBIDDEN
- * ("mfa_required_by_role"; "invalid_password", "invalid_code": audited),
+ * ("mfa_required_by_role", "invalid_password", "invalid_code": audited),
  * BZ_ERR_CONFLICT ("mfa_not_enabled"), BZ_ERR_UNAVAILABLE, BZ_ERR_CRYPTO
  * or BZ_ERR_DB.
  */
