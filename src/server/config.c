@@ -26,6 +26,7 @@ static const char secret_name_SECRET_ENROLLMENT_KEY_PEPPER[] = "ENROLLMENT_KEY_P
 static const char secret_name_SECRET_AGENT_ENROLLMENT_SECRET[] = "AGENT_ENROLLMENT_SECRET";
 static const char secret_name_SECRET_METRICS_SCRAPE_TOKEN[] = "METRICS_SCRAPE_TOKEN";
 static const char secret_name_SECRET_AUDIT_SIGNING_KEY[] = "AUDIT_SIGNING_KEY";
+static const char secret_name_SECRET_MFA_ENCRYPTION_KEY_PREVIOUS[] = "MFA_ENCRYPTION_KEY_PREVIOUS";
 
 static const char *const secret_names[SECRET_COUNT] = {
 	secret_name_SECRET_JWT,
@@ -36,6 +37,7 @@ static const char *const secret_names[SECRET_COUNT] = {
 	secret_name_SECRET_AGENT_ENROLLMENT_SECRET,
 	secret_name_SECRET_METRICS_SCRAPE_TOKEN,
 	secret_name_SECRET_AUDIT_SIGNING_KEY,
+	secret_name_SECRET_MFA_ENCRYPTION_KEY_PREVIOUS,
 };
 
 /* Values from docs, examples and tutorials that must never reach
@@ -135,6 +137,7 @@ enum var_type {
 	VAR_SECRET,    /* one of enum config_secret; S1/S4 checked */
 	VAR_SEED_HEX,  /* a secret that must also be 64 hex characters (Ed25519 seed) */
 	VAR_ORIGINS,   /* comma-separated web origins (config_origin_normalize) */
+	VAR_KEY_HEX,   /* a secret that must also be 64 hex characters (AES-256 key) */
 };
 
 enum var_need {
@@ -202,7 +205,8 @@ static const struct var vars[] = {
 	 F(listen_host)},
 	SECRET_ROW(SECRET_JWT, VAR_SECRET, NEED_ALWAYS),
 	SECRET_ROW(SECRET_APP_ENCRYPTION_KEY, VAR_SECRET, NEED_PRODUCTION),
-	SECRET_ROW(SECRET_MFA_ENCRYPTION_KEY, VAR_SECRET, NEED_PRODUCTION),
+	SECRET_ROW(SECRET_MFA_ENCRYPTION_KEY, VAR_KEY_HEX, NEED_PRODUCTION),
+	SECRET_ROW(SECRET_MFA_ENCRYPTION_KEY_PREVIOUS, VAR_KEY_HEX, NEED_OPTIONAL),
 	SECRET_ROW(SECRET_MFA_RECOVERY_CODE_PEPPER, VAR_SECRET, NEED_PRODUCTION),
 	SECRET_ROW(SECRET_ENROLLMENT_KEY_PEPPER, VAR_SECRET, NEED_ALWAYS),
 	SECRET_ROW(SECRET_AGENT_ENROLLMENT_SECRET, VAR_SECRET, NEED_ALWAYS),
@@ -483,12 +487,14 @@ static void load_var(struct config *cfg, const struct var *v, const char *s, int
 		break;
 	case VAR_SECRET:
 	case VAR_SEED_HEX:
+	case VAR_KEY_HEX:
 		memcpy(field, &s, sizeof(s));
 		if (v->prod == PROD_STRONG_SECRET)
 			config_check_secret(v->name, s, prod, p);
-		if (v->type == VAR_SEED_HEX &&
+		if (v->type != VAR_SECRET &&
 		    (strlen(s) != 64 || strspn(s, "0123456789abcdefABCDEF") != 64))
-			problem(p, 1, "%s: must be 64 hex characters (an Ed25519 seed)", v->name);
+			problem(p, 1, "%s: must be 64 hex characters (%s)", v->name,
+				v->type == VAR_SEED_HEX ? "an Ed25519 seed" : "a 256-bit key");
 		break;
 	case VAR_ORIGINS:
 		if (parse_origins(s, (struct config_origins *)(void *)field) != 0)

@@ -24,6 +24,9 @@ enum config_secret {
 	SECRET_AGENT_ENROLLMENT_SECRET,
 	SECRET_METRICS_SCRAPE_TOKEN,
 	SECRET_AUDIT_SIGNING_KEY, /* Ed25519 seed, 64 hex chars (L4 checkpoints) */
+	/* The MFA key before the last rotation: opens TOTP secrets not yet
+	 * re-sealed under MFA_ENCRYPTION_KEY. Optional; not generated. */
+	SECRET_MFA_ENCRYPTION_KEY_PREVIOUS,
 	SECRET_COUNT
 };
 

@@ -20,6 +20,7 @@ struct route *routes_all(size_t *n)
 		{health_routes, health_routes_count},
 		{auth_routes, auth_routes_count},
 		{auth_session_routes, auth_session_routes_count},
+		{auth_mfa_routes, auth_mfa_routes_count},
 		{auth_user_routes, auth_user_routes_count},
 		{auth_role_routes, auth_role_routes_count},
 		{auth_api_key_routes, auth_api_key_routes_count},
@@ -77,10 +78,11 @@ int routes_print_json(FILE *out)
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		const struct route *r = &all[i];
 		int user = (r->flags & ROUTE_USER) != 0;
-		json_t *j = json_pack("{s:s,s:s,s:b,s:b,s:b,s:b,s:s?,s:b,s:b,s:s?}", "method",
+		json_t *j = json_pack("{s:s,s:s,s:b,s:b,s:b,s:b,s:b,s:s?,s:b,s:b,s:s?}", "method",
 				      r->method, "path", r->path, "public", !user, "user", user,
 				      "jsonBody", (r->flags & ROUTE_JSON_BODY) != 0, "auditExempt",
-				      (r->flags & ROUTE_AUDIT_EXEMPT) != 0, "permission",
+				      (r->flags & ROUTE_AUDIT_EXEMPT) != 0, "mfaExempt",
+				      (r->flags & ROUTE_MFA_EXEMPT) != 0, "permission",
 				      r->permission, "selfService",
 				      (r->flags & ROUTE_SELF_SERVICE) != 0, "apiKey",
 				      user && !(r->flags & (ROUTE_SELF_SERVICE | ROUTE_NO_API_KEY)),

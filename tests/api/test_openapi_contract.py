@@ -197,7 +197,8 @@ def test_dispatcher_statuses_are_documented(spec, routes):
     handler are documented on every route they apply to, not only on those a
     test happens to provoke: 400 (query not UTF-8, bad Content-Length) and
     413 everywhere; 415 and 400 on JSON-body routes; 401, 403 (a permission),
-    500 and 503 on user routes; 403 also on self-service routes (API keys)."""
+    500 and 503 on user routes; 403 also on self-service routes (API keys);
+    428 on user routes without ROUTE_MFA_EXEMPT."""
     ops = operations(spec)
     bad = []
     for (m, p), r in sorted(routes.items()):
@@ -208,6 +209,8 @@ def test_dispatcher_statuses_are_documented(spec, routes):
             want |= {"415"}
         if r["user"]:
             want |= {"401", "500", "503"}
+        if r["user"] and not r["mfaExempt"]:
+            want |= {"428"}  # the forced-enrolment gate (A2)
         if r["permission"] or r.get("selfService"):
             want |= {"403"}
         missing = want - set(ops[(m, p)][0]["responses"])

@@ -27,9 +27,15 @@ static const char *audit_exempt[] = {
 /* Authenticated routes that need no permission: the caller's own data
  * (ROUTE_SELF_SERVICE, closed to API keys). */
 static const char *self_service[] = {
-	"GET /api/v1/auth/me", "POST /api/v1/auth/password", /* own password */
-	"GET /api/v1/auth/sessions",			     /* own sessions */
-	"DELETE /api/v1/auth/sessions/:id",		     /* own session */
+	"GET /api/v1/auth/me",
+	"POST /api/v1/auth/password",	    /* own password */
+	"GET /api/v1/auth/sessions",	    /* own sessions */
+	"DELETE /api/v1/auth/sessions/:id", /* own session */
+	/* The caller's own second factor (A1). */
+	"POST /api/v1/auth/mfa/setup",
+	"POST /api/v1/auth/mfa/enable",
+	"POST /api/v1/auth/mfa/disable",
+	"POST /api/v1/auth/mfa/recovery-codes",
 };
 
 static int listed(const char *const *list, size_t n, const struct route *r)
@@ -182,6 +188,8 @@ static void routes_print_json_lists_every_route(void **state)
 				 (r->flags & ROUTE_JSON_BODY) != 0);
 		assert_int_equal(json_is_true(json_object_get(j, "auditExempt")),
 				 (r->flags & ROUTE_AUDIT_EXEMPT) != 0);
+		assert_int_equal(json_is_true(json_object_get(j, "mfaExempt")),
+				 (r->flags & ROUTE_MFA_EXEMPT) != 0);
 		json_t *perm = json_object_get(j, "permission");
 		if (r->permission == NULL)
 			assert_true(json_is_null(perm));

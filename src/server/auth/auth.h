@@ -160,6 +160,7 @@ struct auth_user {
 	int mfa_enabled;
 	char created_at[32];	/* ISO 8601 UTC */
 	char last_login_at[32]; /* ISO 8601 UTC, "" = never */
+	int force_mfa;		/* the role forces MFA enrolment (checklist A2) */
 };
 
 /* POST /users input. Strings are borrowed; arrays are jansson arrays of
@@ -444,6 +445,15 @@ struct auth_register_result {
 int auth_register(PGconn *c, const struct auth_register_input *in, struct auth_register_result *out,
 		  struct audit_event *ev, struct bz_errinfo *why);
 
+/* User ID (a UUID) without a scope check, for the login's second step.
+ * Returns 0, BZ_ERR_NOT_FOUND or BZ_ERR_DB. */
+int auth_user_by_id(PGconn *c, const char *id, struct auth_user *out);
+
+/* Re-authentication: 0 if PASSWORD is the current password of the active
+ * user USER_ID, else BZ_ERR_UNAUTHORIZED (after the same argon2id work when
+ * there is no such user), or BZ_ERR_DB. */
+int auth_user_check_password(PGconn *c, const char *user_id, const char *password);
+
 /* ---- Login (login.c) ---- */
 
 struct auth_login_input {
@@ -469,7 +479,26 @@ struct auth_login {
 	char csrf_token[AUTH_REFRESH_TOKEN_LEN + 1];
 	int64_t session_expires_at; /* epoch seconds: the absolute end (A5) */
 	int64_t now;		    /* bz_now() when the tokens were issued */
+	/* The user's role forces MFA and none is enrolled yet (A2): every
+	 * route but enrolment, logout and "me" answers 428 until it is. */
+	int mfa_enrollment_required;
+	/* MFA is on (A1): no session yet, only this one-time mfaToken for
+	 * POST /auth/mfa/verify (base64url, "" otherwise; wiped on free). */
+	char mfa_token[64];
+	int64_t mfa_expires_in_s;
 };
+
+/*
+ * Starts the session of USER once every factor is verified: a session row
+ * (client address IP, USER_AGENT), and an HS256 access token
+ * (cfg->secrets[SECRET_JWT]) living cfg->access_token_ttl_s seconds, never
+ * past the session's end (cfg->session_max_age_s), into OUT (which gets a
+ * copy of USER). Runs inside the caller's open transaction on C, after
+ * auth_user_login_touch(); the caller writes the audit event and commits,
+ * or rolls back on error. Returns 0, BZ_ERR_DB or BZ_ERR_CRYPTO.
+ */
+int auth_login_issue(PGconn *c, const struct config *cfg, const struct auth_user *user,
+		     const char *ip, const char *user_agent, struct auth_login *out);
 
 /*
  * Verifies IN's credentials on C and starts a session: an HS256 access
@@ -480,8 +509,11 @@ struct auth_login {
  * when there is no user), and write auth.login.failed in its own
  * transaction. On success returns 0 INSIDE an open transaction: the caller
  * writes EV (auth.login; its strings point into OUT) and commits. On error
- * no transaction is left open. Returns 0, BZ_ERR_UNAUTHORIZED, BZ_ERR_DB or
- * BZ_ERR_CRYPTO. Free OUT with auth_login_free() in every case.
+ * no transaction is left open. A user with MFA on gets no session: OUT
+ * then holds an mfa_token (auth.login.mfa_challenge audited
+ * instead; mfa.h).
+ * Returns 0, BZ_ERR_UNAUTHORIZED, BZ_ERR_DB or BZ_ERR_CRYPTO. Free OUT
+ * with auth_login_free() in every case.
  */
 int auth_login(PGconn *c, const struct config *cfg, const struct auth_login_input *in,
 	       struct auth_login *out, struct audit_event *ev, struct bz_errinfo *why);

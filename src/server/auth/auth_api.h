@@ -50,6 +50,9 @@ extern const size_t auth_routes_count;
 
 extern const struct route auth_session_routes[];
 extern const size_t auth_session_routes_count;
+extern const struct route auth_mfa_routes[];
+extern const size_t auth_mfa_routes_count;
+
 
 extern const struct route auth_user_routes[];
 extern const size_t auth_user_routes_count;

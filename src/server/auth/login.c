@@ -16,6 +16,7 @@
 #include "crypto/password.h"
 #include "server/audit/audit.h"
 #include "server/auth/auth.h"
+#include "server/auth/mfa.h"
 #include "server/config.h"
 #include "server/db/db.h"
 
@@ -67,7 +68,8 @@ int auth_login_issue(PGconn *c, const struct config *cfg, const struct auth_user
 {
 	int rc;
 
-	out->user = *user;
+	if (&out->user != user)
+		out->user = *user;
 	out->now = bz_now();
 	/* The user row stays locked until COMMIT, so a concurrent disable waits
 	 * for this session and then revokes it. */
@@ -80,11 +82,13 @@ int auth_login_issue(PGconn *c, const struct config *cfg, const struct auth_user
 	if (rc == 0)
 		rc = auth_access_token_issue(cfg, user->id, out->session_id, out->now,
 					     out->session_expires_at, out);
+	out->mfa_enrollment_required = out->user.force_mfa && !out->user.mfa_enabled;
 	return rc;
 }
 
-/* Opens the transaction and starts the session (auth_login_issue). On
- * error the transaction is rolled back. */
+/* Opens the transaction and starts the session (auth_login_issue) or, with
+ * MFA on, the second step (an mfaToken). On error the transaction is rolled
+ * back. */
 static int start_session(PGconn *c, const struct config *cfg, const struct auth_login_input *in,
 			 const struct auth_user *user, struct auth_login *out,
 			 struct audit_event *ev, struct bz_errinfo *why)
@@ -93,7 +97,14 @@ static int start_session(PGconn *c, const struct config *cfg, const struct auth_
 
 	if (db_begin(c) != 0)
 		return BZ_ERR_DB;
-	rc = auth_login_issue(c, cfg, user, in->ip, in->user_agent, out);
+	/* A1: with MFA on, the password only earns the second step; the
+	 * login is recorded when that succeeds (auth_mfa_verify()). */
+	if (user->mfa_enabled) {
+		out->user = *user;
+		rc = auth_mfa_challenge_start(c, user->id, out->mfa_token, &out->mfa_expires_in_s);
+	} else {
+		rc = auth_login_issue(c, cfg, user, in->ip, in->user_agent, out);
+	}
 	if (rc == BZ_ERR_UNAUTHORIZED) {
 		db_rollback(c);
 		return login_failed(c, in, user->email, user->id, user->org_id, "account_disabled",
@@ -106,9 +117,10 @@ static int start_session(PGconn *c, const struct config *cfg, const struct auth_
 	*ev = (struct audit_event){.org_id = out->user.org_id[0] ? out->user.org_id : NULL,
 				   .actor_type = "user",
 				   .actor_id = out->user.id,
-				   .action = "auth.login",
+				   .action = out->mfa_token[0] ? "auth.login.mfa_challenge"
+							       : "auth.login",
 				   .resource = "sessions",
-				   .resource_id = out->session_id,
+				   .resource_id = out->mfa_token[0] ? NULL : out->session_id,
 				   .ip_address = in->ip};
 	return 0;
 }
@@ -142,6 +154,7 @@ int auth_login(PGconn *c, const struct config *cfg, const struct auth_login_inpu
 
 void auth_login_free(struct auth_login *l)
 {
+	crypto_wipe(l->mfa_token, sizeof(l->mfa_token));
 	if (l->access_token != NULL) {
 		crypto_wipe(l->access_token, strlen(l->access_token));
 		free(l->access_token);

@@ -29,8 +29,21 @@ static json_t *login_json(const struct auth_login *l)
 				 u->partner_id[0] ? u->partner_id : NULL, "orgId",
 				 u->org_id[0] ? u->org_id : NULL);
 
-	return json_pack("{s:s,s:s,s:I,s:o}", "accessToken", l->access_token, "tokenType", "Bearer",
-			 "expiresIn", (json_int_t)l->expires_in_s, "user", user);
+	json_t *out = json_pack("{s:s,s:s,s:I,s:o}", "accessToken", l->access_token, "tokenType",
+				"Bearer", "expiresIn", (json_int_t)l->expires_in_s, "user", user);
+
+	/* A2: said only when it applies, so clients that do not know it see
+	 * the same answer as before. */
+	if (out != NULL && l->mfa_enrollment_required)
+		json_object_set_new(out, "mfaEnrollmentRequired", json_true());
+	return out;
+}
+
+/* A1: the password was right and MFA is on; no session yet. */
+static json_t *mfa_challenge_json(const struct auth_login *l)
+{
+	return json_pack("{s:b,s:s,s:I}", "mfaRequired", 1, "mfaToken", l->mfa_token, "expiresIn",
+			 (json_int_t)l->mfa_expires_in_s);
 }
 
 void login_api_render_session(struct request *rq, struct auth_login *l, PGconn *c,
@@ -59,6 +72,8 @@ static void login(struct request *rq)
 	int rc = auth_login(c, rq->app->cfg, &li, &res, &ev, &why);
 	if (rc != 0)
 		http_fail_why(rq, rc, &why); /* no transaction is open */
+	else if (res.mfa_token[0])
+		http_commit(rq, c, 0, &why, &ev, 200, mfa_challenge_json(&res));
 	else
 		login_api_render_session(rq, &res, c, &ev);
 	auth_login_free(&res);
@@ -80,6 +95,7 @@ static void me(struct request *rq)
 const struct route auth_routes[] = {
 	{"POST", "/api/v1/auth/login", login, ROUTE_PUBLIC | ROUTE_JSON_BODY, NULL, "auth.login",
 	 NULL},
-	{"GET", "/api/v1/auth/me", me, ROUTE_USER | ROUTE_SELF_SERVICE, NULL, NULL, NULL},
+	{"GET", "/api/v1/auth/me", me, ROUTE_USER | ROUTE_SELF_SERVICE | ROUTE_MFA_EXEMPT, NULL,
+	 NULL, NULL},
 };
 const size_t auth_routes_count = sizeof(auth_routes) / sizeof(*auth_routes);

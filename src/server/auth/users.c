@@ -20,7 +20,7 @@
 	"u.id, u.email, u.name, r.name, coalesce(u.partner_id::text, ''),"                         \
 	" coalesce(u.org_id::text, ''), u.status, u.mfa_enabled, " DB_TS(                          \
 		"u.created_at") ","                                                                \
-				" coalesce(" DB_TS("u.last_login_at") ", '')"
+				" coalesce(" DB_TS("u.last_login_at") ", ''), r.force_mfa"
 #define USER_FROM " FROM users u JOIN roles r ON r.id = u.role_id"
 
 /* The users a scope sees ($1 its partner or NULL, $2 its organizations,
@@ -51,6 +51,7 @@ static void user_from_row(const PGresult *r, int i, struct auth_user *u)
 	u->mfa_enabled = PQgetvalue(r, i, 7)[0] == 't';
 	copy(u->created_at, sizeof(u->created_at), PQgetvalue(r, i, 8));
 	copy(u->last_login_at, sizeof(u->last_login_at), PQgetvalue(r, i, 9));
+	u->force_mfa = PQgetvalue(r, i, 10)[0] == 't';
 }
 
 /* The first four parameters of USER_VISIBLE for SC. */
@@ -408,7 +409,7 @@ static int load_for_change(PGconn *c, const struct tenancy_scope *sc, const char
 		return bz_fail(why, BZ_ERR_NOT_FOUND, NULL, NULL, "user not found");
 	}
 	user_from_row(r, 0, &ch->was);
-	copy(ch->role_id, sizeof(ch->role_id), PQgetvalue(r, 0, 10));
+	copy(ch->role_id, sizeof(ch->role_id), PQgetvalue(r, 0, 11));
 	ch->partner_staff = ch->was.partner_id[0] != '\0';
 	PQclear(r);
 	return 0;
@@ -588,7 +589,7 @@ int auth_user_credentials(PGconn *c, const char *email, struct auth_credentials 
 		return BZ_ERR_DB;
 	if (PQntuples(r) == 1) {
 		user_from_row(r, 0, &out->user);
-		copy(out->password_hash, sizeof(out->password_hash), PQgetvalue(r, 0, 10));
+		copy(out->password_hash, sizeof(out->password_hash), PQgetvalue(r, 0, 11));
 		*found = 1;
 	}
 	PQclear(r);
@@ -608,4 +609,32 @@ int auth_user_login_touch(PGconn *c, const char *user_id)
 	rc = PQntuples(r) == 1 ? 0 : BZ_ERR_UNAUTHORIZED;
 	PQclear(r);
 	return rc;
+}
+
+int auth_user_by_id(PGconn *c, const char *id, struct auth_user *out)
+{
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	rc = read_user(c, id, out);
+	return rc == BZ_ERR_INTERNAL ? BZ_ERR_NOT_FOUND : rc;
+}
+
+int auth_user_check_password(PGconn *c, const char *user_id, const char *password)
+{
+	static const char *sql = "SELECT password_hash FROM users"
+				 " WHERE id = $1::uuid AND status = 'active'";
+	const char *p[1] = {user_id};
+	char hash[256] = "";
+	PGresult *r = db_query(c, sql, 1, p, NULL);
+	int ok;
+
+	if (r == NULL)
+		return BZ_ERR_DB;
+	if (PQntuples(r) == 1)
+		copy(hash, sizeof(hash), PQgetvalue(r, 0, 0));
+	PQclear(r);
+	ok = password_verify(password != NULL ? password : "", hash[0] ? hash : NULL);
+	crypto_wipe(hash, sizeof(hash));
+	return ok ? 0 : BZ_ERR_UNAUTHORIZED;
 }

@@ -64,6 +64,11 @@ enum route_flags {
 	/* A ROUTE_USER route closed to API keys (403 api_key_not_allowed):
 	 * what mints identities or credentials (API keys, roles, users). */
 	ROUTE_NO_API_KEY = 1 << 5,
+	/* Reachable while the caller's role forces MFA and none is enrolled
+	 * (checklist A2): every other ROUTE_USER route answers 428
+	 * mfa_enrollment_required. Only enrolment, "who am I", logout and
+	 * refresh carry it. */
+	ROUTE_MFA_EXEMPT = 1 << 6,
 };
 
 struct route {
@@ -246,6 +251,17 @@ void http_audit_actor(struct audit_event *ev, const struct request *rq);
  */
 void http_commit(struct request *rq, PGconn *c, int rc, const struct bz_errinfo *why,
 		 struct audit_event *ev, int status, json_t *body);
+
+/*
+ * Ends a mutating handler whose domain call refused with RC but wants the
+ * refusal kept: writes EV (a failure event, e.g. a wrong MFA code) with the
+ * caller as actor and commits it together with whatever the refusal
+ * changed (a failure count), then answers the error RC explained by WHY.
+ * If the audit write or COMMIT fails, rolls back and answers that error.
+ * EV->details is stolen.
+ */
+void http_commit_refusal(struct request *rq, PGconn *c, int rc, const struct bz_errinfo *why,
+			 struct audit_event *ev);
 
 /* Answers the error RC (a bz_err) with WHY's code, message and field when
  * given (WHY may be NULL). 5xx answers never carry WHY's message. Does

@@ -177,6 +177,26 @@ void http_commit(struct request *rq, PGconn *c, int rc, const struct bz_errinfo 
 	http_reply(rq, status, body);
 }
 
+void http_commit_refusal(struct request *rq, PGconn *c, int rc, const struct bz_errinfo *why,
+			 struct audit_event *ev)
+{
+	int wrc;
+
+	http_audit_actor(ev, rq);
+	if ((wrc = audit_write(c, ev)) != 0)
+		log_error("audit.write.failed", "action", ev->action, NULL);
+	json_decref(ev->details);
+	ev->details = NULL;
+	if (wrc == 0)
+		wrc = db_commit(c);
+	if (wrc != 0) {
+		db_rollback(c);
+		http_fail_why(rq, wrc, NULL);
+		return;
+	}
+	http_fail_why(rq, rc, why);
+}
+
 int http_path_uuid(struct request *rq, const char *name, char out[37], const char *not_found_msg)
 {
 	char v[64];

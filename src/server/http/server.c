@@ -488,6 +488,23 @@ static int check_access(struct request *rq)
 	return 0;
 }
 
+/* A2: a caller whose role forces MFA and who has none enrolled reaches only
+ * the ROUTE_MFA_EXEMPT routes, whatever the credential; everything else is
+ * 428 with the enrolment route named. Answers and returns
+ * BZ_ERR_RESPONDED, or 0. */
+static int mfa_gate(struct request *rq)
+{
+	if (!rq->who.force_mfa || rq->who.mfa_enabled || (rq->route->flags & ROUTE_MFA_EXEMPT))
+		return 0;
+	http_reply(rq, 428,
+		   json_pack("{s:{s:s,s:s,s:s}}", "error", "code", "mfa_enrollment_required",
+			     "message",
+			     "your role requires multi-factor authentication: enrol a TOTP "
+			     "device first",
+			     "enrollUrl", "/api/v1/auth/mfa/setup"));
+	return BZ_ERR_RESPONDED;
+}
+
 static int dispatch(const struct _u_request *u, struct _u_response *resp, struct app *app,
 		    const struct route *route)
 {
@@ -519,7 +536,7 @@ static int dispatch(const struct _u_request *u, struct _u_response *resp, struct
 				http_fail(&rq, 500, "internal", "internal error");
 			goto out;
 		}
-		if (check_access(&rq) != 0)
+		if (mfa_gate(&rq) != 0 || check_access(&rq) != 0)
 			goto out;
 	}
 	route->fn(&rq);
