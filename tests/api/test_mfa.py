@@ -418,6 +418,27 @@ def test_forced_enrolment_gate_on_every_route_access_token(api, admin, bootstrap
     assert admin.get("/api/v1/organizations").status_code == 200
 
 
+def test_forced_enrolment_gate_on_every_route_api_key(api, admin, sql):
+    """The gate holds for an API key too: a key acts as its creator, so while
+    the creator's role forces MFA and none is enrolled, the key gets 428 on
+    every non-exempt route (and nothing else on the exempt ones)."""
+    perms = admin.get("/api/v1/auth/me").json()["permissions"]
+    r = admin.post("/api/v1/api-keys", json={"name": "gate-walk", "permissions": perms})
+    assert r.status_code == 201, r.text
+    key = r.json()["key"]
+    keyed = api.clone(token=None)
+
+    def send(method, path, body):
+        kw = {} if body is None else {"json": body}
+        return keyed.request(method, path, headers={"X-API-Key": key}, **kw)
+
+    assert send("GET", "/api/v1/organizations", None).status_code == 200
+    with forced(sql, "partner_admin"):
+        assert_mfa_gate_on_every_route(send)
+    assert send("GET", "/api/v1/organizations", None).status_code == 200
+    assert admin.delete(f"/api/v1/api-keys/{r.json()['id']}").status_code in (200, 204)
+
+
 def test_forced_user_enrols_and_passes_the_gate(api, make_user, tenants, sql, clock):
     u = make_user("org_admin", orgId=tenants.a.id)
     with forced(sql, "org_admin"):

@@ -33,7 +33,16 @@ def own_services(workdir):
             assert r.returncode == 0, r.stdout + r.stderr
         import json
         ids = json.loads(r.stdout.strip().splitlines()[-1])
-        yield types.SimpleNamespace(dir=d, env=read_env_file(env_file), password=stdin.strip(),
+        env = read_env_file(env_file)
+        conn = psycopg2.connect(superuser_breeze_url(env))
+        try:
+            with conn, conn.cursor() as cur:
+                # As in conftest's bootstrap: this test is about the database,
+                # not about forced MFA enrolment.
+                cur.execute("UPDATE roles SET force_mfa = false WHERE builtin")
+        finally:
+            conn.close()
+        yield types.SimpleNamespace(dir=d, env=env, password=stdin.strip(),
                                     **ids)
     finally:
         subprocess.run([str(DEV_SERVICES), "stop", str(d)], capture_output=True, timeout=120)
