@@ -1,0 +1,273 @@
+/*
+ * ratelimit.c — the limiter's front: key building, the choice between
+ * Redis and the in-process fallback, and the outage state for metrics.
+ *
+ * While Redis answers every check goes there. The first failure (an error,
+ * or no answer within redis_timeout_ms) marks an outage: one warning line,
+ * outages + 1, and from then on checks skip Redis and go to the fallback,
+ * except that at most one check per retry interval tries Redis again; when
+ * it answers, shared limits resume at once, without a restart.
+ */
+#include "server/ratelimit/ratelimit.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/clock.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "crypto/crypto.h"
+#include "server/ratelimit/internal.h"
+
+static const char *const names[RL_LIMITER_COUNT] = {
+	[RL_LOGIN] = "login",
+	[RL_LOGIN_IP] = "login_ip",
+	[RL_API_USER] = "api_user",
+	[RL_AGENT_DEVICE] = "agent_device",
+	[RL_AGENT_ORG] = "agent_org",
+	[RL_ENROLL] = "enroll",
+	[RL_MFA] = "mfa",
+};
+
+/* The per-organization agent limiter always asks for a full minute
+ * (checklist R6), so a fleet backs off together. */
+#define AGENT_ORG_RETRY_AFTER_S 60
+
+struct ratelimit {
+	struct ratelimit_options o;
+	struct rl_local *local;
+	struct rl_redis *redis;	     /* NULL: in-process only */
+	_Atomic int down;	     /* 1 from a Redis failure until Redis answers again */
+	_Atomic int64_t next_try_ms; /* monotonic: when a check may try Redis again */
+	_Atomic uint64_t outages, redis_checks, local_checks, denied;
+};
+
+const char *ratelimit_limiter_name(enum ratelimit_limiter l)
+{
+	return (unsigned)l < RL_LIMITER_COUNT ? names[l] : "unknown";
+}
+
+struct ratelimit *ratelimit_open(const struct ratelimit_options *opts)
+{
+	struct ratelimit *rl;
+
+	for (int i = 0; i < RL_LIMITER_COUNT; i++) {
+		const struct ratelimit_rule *r = &opts->rules[i];
+		if (r->limit < 1 || r->limit > RATELIMIT_MAX_LIMIT || r->window_s < 1 ||
+		    r->window_s > RATELIMIT_MAX_WINDOW_S)
+			return NULL;
+	}
+	if (opts->redis_pool_size > 64 || opts->redis_timeout_ms < 0 || opts->retry_interval_ms < 0)
+		return NULL;
+	rl = calloc(1, sizeof(*rl));
+	if (rl == NULL)
+		return NULL;
+	rl->o = *opts;
+	rl->o.redis_url = NULL;
+	if (rl->o.local_max_keys == 0)
+		rl->o.local_max_keys = RATELIMIT_LOCAL_MAX_KEYS_DEFAULT;
+	if (rl->o.redis_timeout_ms == 0)
+		rl->o.redis_timeout_ms = RATELIMIT_REDIS_TIMEOUT_MS_DEFAULT;
+	if (rl->o.retry_interval_ms == 0)
+		rl->o.retry_interval_ms = RATELIMIT_RETRY_INTERVAL_MS_DEFAULT;
+	if (rl->o.redis_pool_size == 0)
+		rl->o.redis_pool_size = RATELIMIT_POOL_SIZE_DEFAULT;
+	rl->local = rl_local_new(rl->o.local_max_keys);
+	if (rl->local == NULL)
+		goto fail;
+	if (opts->redis_url != NULL) {
+		rl->redis = rl_redis_new(opts->redis_url, rl->o.redis_pool_size,
+					 rl->o.redis_timeout_ms);
+		if (rl->redis == NULL)
+			goto fail;
+	}
+	return rl;
+fail:
+	ratelimit_close(rl);
+	return NULL;
+}
+
+void ratelimit_close(struct ratelimit *rl)
+{
+	if (rl == NULL)
+		return;
+	rl_local_free(rl->local);
+	rl_redis_free(rl->redis);
+	free(rl);
+}
+
+/* 1 if S is non-empty, at most MAX bytes, printable ASCII without braces
+ * (a brace would move the Redis Cluster hash tag). */
+static int key_part_ok(const char *s, size_t max)
+{
+	size_t n = 0;
+
+	for (; s[n]; n++)
+		if (n >= max || (unsigned char)s[n] <= 0x20 || (unsigned char)s[n] >= 0x7f ||
+		    s[n] == '{' || s[n] == '}')
+			return 0;
+	return n > 0;
+}
+
+int ratelimit_key(const struct ratelimit_item *it, char *out, size_t len)
+{
+	char hashed[BZ_SHA256_HEX_LEN + 1];
+	const char *subject = it->subject;
+	int n;
+
+	if (len > 0)
+		out[0] = '\0';
+	if ((unsigned)it->limiter >= RL_LIMITER_COUNT || it->tag == NULL ||
+	    !key_part_ok(it->tag, RATELIMIT_TAG_MAX))
+		return BZ_ERR_INVALID;
+	if ((subject != NULL) != (it->limiter == RL_LOGIN || it->limiter == RL_AGENT_DEVICE))
+		return BZ_ERR_INVALID; /* a subject exactly where the key format has one */
+	if (it->limiter == RL_LOGIN) {
+		/* E-mail addresses stay out of Redis; 128 bits keep buckets apart. */
+		if (crypto_sha256_hex(subject, strlen(subject), hashed) != 0)
+			return BZ_ERR_INVALID;
+		hashed[32] = '\0';
+		subject = hashed;
+	}
+	if (subject != NULL && !key_part_ok(subject, RATELIMIT_SUBJECT_MAX))
+		return BZ_ERR_INVALID;
+	if (subject != NULL)
+		n = snprintf(out, len, "rl:{%s}:%s:%s", it->tag, names[it->limiter], subject);
+	else
+		n = snprintf(out, len, "rl:{%s}:%s", it->tag, names[it->limiter]);
+	if (n < 0 || (size_t)n >= len) {
+		if (len > 0)
+			out[0] = '\0';
+		return BZ_ERR_INVALID;
+	}
+	return 0;
+}
+
+static int64_t ceil_div(int64_t a, int64_t b)
+{
+	return a <= 0 ? 0 : (a + b - 1) / b;
+}
+
+/* Turns a backend's RAW answer for ITEMS at NOW_MS into OUT. */
+static void fill_result(const struct ratelimit_item *items, const struct ratelimit_rule *rules,
+			size_t n, const struct rl_raw *raw, int64_t now_ms,
+			struct ratelimit_result *out)
+{
+	size_t pick = 0;
+
+	out->n = n;
+	out->admitted = raw->refused < 0;
+	out->refused_by = raw->refused;
+	for (size_t i = 0; i < n; i++) {
+		struct ratelimit_status *st = &out->items[i];
+		st->limit = rules[i].limit;
+		st->remaining = raw->count[i] >= rules[i].limit ? 0
+								: rules[i].limit - raw->count[i];
+		if ((int)i == raw->refused)
+			st->remaining = 0;
+		st->reset_s = ceil_div(raw->free_ms[i], 1000);
+		if (out->items[i].remaining < out->items[pick].remaining)
+			pick = i;
+	}
+	if (raw->refused >= 0)
+		pick = (size_t)raw->refused;
+	out->limiter = names[items[pick].limiter];
+	out->limit = out->items[pick].limit;
+	out->remaining = out->items[pick].remaining;
+	out->reset_s = out->items[pick].reset_s;
+	out->retry_after_s = 0;
+	if (raw->refused >= 0) {
+		int64_t s = ceil_div(raw->free_ms[pick] - now_ms, 1000);
+		if (s < 1)
+			s = 1;
+		if (items[pick].limiter == RL_AGENT_ORG && s < AGENT_ORG_RETRY_AFTER_S)
+			s = AGENT_ORG_RETRY_AFTER_S;
+		out->retry_after_s = s > UINT32_MAX ? UINT32_MAX : (uint32_t)s;
+	}
+}
+
+/* 1 if this check should try Redis: always while it answers; during an
+ * outage, only the one check that claims the next retry slot. */
+static int should_try_redis(struct ratelimit *rl)
+{
+	if (rl->redis == NULL)
+		return 0;
+	if (!atomic_load(&rl->down))
+		return 1;
+	int64_t now = bz_monotonic_ms(), due = atomic_load(&rl->next_try_ms);
+	return now >= due && atomic_compare_exchange_strong(&rl->next_try_ms, &due,
+							    now + rl->o.retry_interval_ms);
+}
+
+static void mark_down(struct ratelimit *rl)
+{
+	atomic_store(&rl->next_try_ms, bz_monotonic_ms() + rl->o.retry_interval_ms);
+	if (atomic_exchange(&rl->down, 1) == 0) {
+		atomic_fetch_add(&rl->outages, 1);
+		log_warn("ratelimit.redis_unavailable", "fallback",
+			 rl->o.on_failure == RATELIMIT_FAIL_DENY ? "deny" : "local", NULL);
+	}
+}
+
+static void mark_up(struct ratelimit *rl)
+{
+	if (atomic_load(&rl->down) && atomic_exchange(&rl->down, 0) == 1)
+		log_info("ratelimit.redis_resumed", NULL);
+}
+
+int ratelimit_check(struct ratelimit *rl, const struct ratelimit_item *items, size_t n,
+		    int64_t now_ms, struct ratelimit_result *out)
+{
+	char keybuf[RATELIMIT_MAX_ITEMS][RATELIMIT_KEY_MAX];
+	const char *keys[RATELIMIT_MAX_ITEMS];
+	struct ratelimit_rule rules[RATELIMIT_MAX_ITEMS];
+	struct rl_raw raw;
+
+	memset(out, 0, sizeof(*out));
+	out->refused_by = -1;
+	if (n < 1 || n > RATELIMIT_MAX_ITEMS || now_ms <= 0)
+		return BZ_ERR_INVALID;
+	for (size_t i = 0; i < n; i++) {
+		if (ratelimit_key(&items[i], keybuf[i], sizeof(keybuf[i])) != 0)
+			return BZ_ERR_INVALID;
+		keys[i] = keybuf[i];
+		rules[i] = rl->o.rules[items[i].limiter];
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(keys[i], keys[j]) == 0)
+				return BZ_ERR_INVALID;
+	}
+	if (should_try_redis(rl)) {
+		if (rl_redis_check(rl->redis, keys, rules, n, now_ms, &raw) == 0) {
+			mark_up(rl);
+			atomic_fetch_add(&rl->redis_checks, 1);
+			out->backend = RATELIMIT_BACKEND_REDIS;
+			fill_result(items, rules, n, &raw, now_ms, out);
+			return 0;
+		}
+		mark_down(rl);
+	}
+	if (rl->redis != NULL && rl->o.on_failure == RATELIMIT_FAIL_DENY) {
+		atomic_fetch_add(&rl->denied, 1);
+		return BZ_ERR_UNAVAILABLE;
+	}
+	rl_local_check(rl->local, keys, rules, n, now_ms, &raw);
+	atomic_fetch_add(&rl->local_checks, 1);
+	out->backend = RATELIMIT_BACKEND_LOCAL;
+	fill_result(items, rules, n, &raw, now_ms, out);
+	return 0;
+}
+
+void ratelimit_stats(struct ratelimit *rl, struct ratelimit_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->backend = rl->redis != NULL && !atomic_load(&rl->down) ? RATELIMIT_BACKEND_REDIS
+								    : RATELIMIT_BACKEND_LOCAL;
+	out->outages = atomic_load(&rl->outages);
+	out->redis_checks = atomic_load(&rl->redis_checks);
+	out->local_checks = atomic_load(&rl->local_checks);
+	out->denied_unavailable = atomic_load(&rl->denied);
+	out->local_max_keys = rl->o.local_max_keys;
+	rl_local_counts(rl->local, &out->local_keys, &out->local_evictions);
+}
