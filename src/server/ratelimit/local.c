@@ -31,7 +31,8 @@ struct entry {
 	uint32_t chain;		   /* next entry in the hash chain, index + 1; 0 = end */
 	uint32_t prev, next;	   /* LRU neighbours, index + 1; 0 = none */
 	uint32_t limit, window_ms; /* the rule the entry was made for */
-	uint32_t fill;		   /* exact: times held */
+	uint32_t fill;		   /* exact: times held; slots: 0 until first used */
+	uint32_t width;		   /* slots: ms per slot, ceil(window / (NSLOT - 1)) */
 	int64_t base;		   /* exact: ms the offsets count from; slots: newest slot */
 	uint32_t v[NSLOT];	   /* exact: ms since base; slots: counts */
 };
@@ -84,17 +85,23 @@ void rl_local_free(struct rl_local *t)
 	free(t);
 }
 
-/* FNV-1a over the key from a random seed, then the murmur3 finalizer so
- * the low bits used by the index are well mixed. Not a cryptographic hash:
- * a collision only makes two keys share a (stricter) counter. */
+/* A seeded multiply-rotate hash, eight bytes at a time, then the murmur3
+ * finalizer so the low bits used by the index are well mixed. Not a
+ * cryptographic hash, and it need not be: a collision only makes two keys
+ * share one (stricter) counter. */
 static uint64_t key_hash(uint64_t seed, const char *k)
 {
-	uint64_t h = 0xcbf29ce484222325ULL ^ seed;
+	size_t n = strlen(k);
+	uint64_t h = seed ^ ((uint64_t)n * 0x9e3779b97f4a7c15ULL), w;
 
-	for (const unsigned char *p = (const unsigned char *)k; *p; p++) {
-		h ^= *p;
-		h *= 0x100000001b3ULL;
+	for (; n >= 8; k += 8, n -= 8) {
+		memcpy(&w, k, 8);
+		h ^= w * 0xff51afd7ed558ccdULL;
+		h = ((h << 27) | (h >> 37)) * 0x9e3779b97f4a7c15ULL;
 	}
+	w = 0;
+	memcpy(&w, k, n);
+	h ^= w * 0xc4ceb9fe1a85ec53ULL;
 	h ^= h >> 33;
 	h *= 0xff51afd7ed558ccdULL;
 	h ^= h >> 33;
@@ -148,6 +155,7 @@ static void entry_reset(struct entry *x, const struct ratelimit_rule *r, int64_t
 	x->limit = r->limit;
 	x->window_ms = r->window_s * 1000u;
 	x->fill = 0;
+	x->width = (x->window_ms + NSLOT - 2) / (NSLOT - 1);
 	x->base = x->limit <= EXACT_MAX ? now_ms : 0;
 }
 
@@ -237,39 +245,50 @@ static void exact_commit(struct entry *x, int64_t now, const struct eval *ev)
 
 static void slots_eval(struct entry *x, int64_t now, struct eval *ev)
 {
-	int64_t W = x->window_ms, w = (W + NSLOT - 2) / (NSLOT - 1);
-	int64_t s = now / w, lo;
+	int64_t W = x->window_ms, w = x->width, s, lo;
 
 	if (x->fill == 0) { /* fresh entry */
 		x->fill = 1;
-		x->base = s;
+		x->base = now / w;
 	}
+	/* Still in the newest slot (the usual case): no 64-bit division. */
+	if (now >= x->base * w && now < (x->base + 1) * w)
+		s = x->base;
+	else
+		s = now / w;
 	if (s > x->base) {
 		for (int64_t k = x->base + 1; k <= s && k <= x->base + NSLOT; k++)
-			x->v[k % NSLOT] = 0;
+			x->v[(uint64_t)k % NSLOT] = 0;
 		x->base = s;
 	} else if (s < x->base) { /* the caller's clock went back: count from the newest slot */
 		s = x->base;
 		now = s * w;
 	}
-	lo = now - W + 1 > 0 ? (now - W + 1) / w : 0;
+	/* lo = floor((now - W + 1) / w): with 31(w - 1) < W <= 31w and w >= 33
+	 * (windows of at least 1 s), that is s - 31 or s - 30. */
+	lo = s - (NSLOT - 1) + ((s - (NSLOT - 2)) * w <= now - W + 1);
+	if (now - W + 1 <= 0)
+		lo = 0;
 	ev->count = 0;
 	ev->free_admit = 0;
 	for (int64_t k = lo; k <= s; k++) {
-		ev->count += x->v[k % NSLOT];
-		if (ev->free_admit == 0 && (x->v[k % NSLOT] > 0 || k == s))
+		uint32_t c = x->v[(uint64_t)k % NSLOT];
+		ev->count += c;
+		if (ev->free_admit == 0 && (c > 0 || k == s))
 			ev->free_admit = (k + 1) * w + W - 1;
 	}
-	uint32_t left = ev->count;
-	ev->free_refused = (s + 1) * w + W - 1;
-	for (int64_t k = lo; k <= s; k++) {
-		left -= x->v[k % NSLOT];
-		if (left < x->limit) {
-			ev->free_refused = (k + 1) * w + W - 1;
-			break;
+	ev->free_refused = ev->free_admit;
+	if (ev->count >= x->limit) {
+		uint32_t left = ev->count;
+		for (int64_t k = lo; k <= s; k++) {
+			left -= x->v[(uint64_t)k % NSLOT];
+			if (left < x->limit) {
+				ev->free_refused = (k + 1) * w + W - 1;
+				break;
+			}
 		}
 	}
-	ev->slot = (uint32_t)(s % NSLOT);
+	ev->slot = (uint32_t)((uint64_t)s % NSLOT);
 }
 
 void rl_local_check(struct rl_local *t, const char *const *keys, const struct ratelimit_rule *rules,
@@ -279,8 +298,11 @@ void rl_local_check(struct rl_local *t, const char *const *keys, const struct ra
 	struct eval ev[RATELIMIT_MAX_ITEMS];
 	uint64_t h[RATELIMIT_MAX_ITEMS];
 
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		h[i] = key_hash(t->seed, keys[i]);
+		/* The index is read under the lock: fetch its line before. */
+		__builtin_prefetch(&t->index[h[i] & t->mask]);
+	}
 	raw->refused = -1;
 	pthread_mutex_lock(&t->mu);
 	for (size_t i = 0; i < n; i++) {

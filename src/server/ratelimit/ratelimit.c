@@ -11,7 +11,6 @@
 #include "server/ratelimit/ratelimit.h"
 
 #include <stdatomic.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -98,29 +97,49 @@ void ratelimit_close(struct ratelimit *rl)
 	free(rl);
 }
 
-/* 1 if S is non-empty, at most MAX bytes, printable ASCII without braces
- * (a brace would move the Redis Cluster hash tag). */
-static int key_part_ok(const char *s, size_t max)
+/* Bytes allowed in a tag or subject, as a bitmap: printable ASCII
+ * (0x21-0x7e) without braces, which would move the Redis Cluster hash tag.
+ * A bitmap because this runs for every byte of every check. */
+static const uint64_t key_bytes[4] = {0xFFFFFFFE00000000ULL, 0x57FFFFFFFFFFFFFFULL, 0, 0};
+
+/* The length of S if it is non-empty, at most MAX bytes, all allowed;
+ * else 0. */
+static size_t key_part_len(const char *s, size_t max)
 {
 	size_t n = 0;
 
-	for (; s[n]; n++)
-		if (n >= max || (unsigned char)s[n] <= 0x20 || (unsigned char)s[n] >= 0x7f ||
-		    s[n] == '{' || s[n] == '}')
+	for (; s[n]; n++) {
+		unsigned char c = (unsigned char)s[n];
+		if (n >= max || !((key_bytes[c >> 6] >> (c & 63)) & 1))
 			return 0;
-	return n > 0;
+	}
+	return n;
+}
+
+/* Appends the N bytes of S to *P (not past END, NUL kept); 0, or
+ * BZ_ERR_INVALID when it does not fit. */
+static int append(char **p, const char *end, const char *s, size_t n)
+{
+	if (n >= (size_t)(end - *p))
+		return BZ_ERR_INVALID;
+	memcpy(*p, s, n);
+	*p += n;
+	**p = '\0';
+	return 0;
 }
 
 int ratelimit_key(const struct ratelimit_item *it, char *out, size_t len)
 {
 	char hashed[BZ_SHA256_HEX_LEN + 1];
-	const char *subject = it->subject;
-	int n;
+	const char *subject = it->subject, *name;
+	char *p = out;
+	const char *end = out + len;
+	size_t tl, sl = 0;
 
 	if (len > 0)
 		out[0] = '\0';
 	if ((unsigned)it->limiter >= RL_LIMITER_COUNT || it->tag == NULL ||
-	    !key_part_ok(it->tag, RATELIMIT_TAG_MAX))
+	    (tl = key_part_len(it->tag, RATELIMIT_TAG_MAX)) == 0)
 		return BZ_ERR_INVALID;
 	if ((subject != NULL) != (it->limiter == RL_LOGIN || it->limiter == RL_AGENT_DEVICE))
 		return BZ_ERR_INVALID; /* a subject exactly where the key format has one */
@@ -131,15 +150,14 @@ int ratelimit_key(const struct ratelimit_item *it, char *out, size_t len)
 		hashed[32] = '\0';
 		subject = hashed;
 	}
-	if (subject != NULL && !key_part_ok(subject, RATELIMIT_SUBJECT_MAX))
+	if (subject != NULL && (sl = key_part_len(subject, RATELIMIT_SUBJECT_MAX)) == 0)
 		return BZ_ERR_INVALID;
-	if (subject != NULL)
-		n = snprintf(out, len, "rl:{%s}:%s:%s", it->tag, names[it->limiter], subject);
-	else
-		n = snprintf(out, len, "rl:{%s}:%s", it->tag, names[it->limiter]);
-	if (n < 0 || (size_t)n >= len) {
-		if (len > 0)
-			out[0] = '\0';
+	name = names[it->limiter];
+	/* "rl:{TAG}:NAME[:SUBJECT]" (snprintf would cost more than the check). */
+	if (append(&p, end, "rl:{", 4) || append(&p, end, it->tag, tl) ||
+	    append(&p, end, "}:", 2) || append(&p, end, name, strlen(name)) ||
+	    (subject != NULL && (append(&p, end, ":", 1) || append(&p, end, subject, sl)))) {
+		out[0] = '\0';
 		return BZ_ERR_INVALID;
 	}
 	return 0;
