@@ -665,6 +665,33 @@ static void test_now_ms(void **state)
 	assert_true(ms / 1000 >= before && ms / 1000 <= before + 60);
 }
 
+/* Two limiters at their limit: Retry-After is the later of the two, since
+ * a request retried at the earlier would still be refused. */
+static void test_local_retry_after_is_the_latest(void **state)
+{
+	struct ratelimit_options o = opts_all(1, 1);
+	struct ratelimit_item it[2] = {{RL_LOGIN_IP, "192.0.2.9", NULL},
+				       {RL_LOGIN, "192.0.2.9", "alice@example.com"}};
+	struct ratelimit_result r;
+
+	(void)state;
+	o.rules[RL_LOGIN_IP] = (struct ratelimit_rule){2, 60};
+	o.rules[RL_LOGIN] = (struct ratelimit_rule){2, 300};
+	struct ratelimit *rl = ratelimit_open(&o);
+	assert_non_null(rl);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(ratelimit_check(rl, it, 2, T0 + i * 1000, &r), 0);
+		assert_true(r.admitted);
+	}
+	assert_int_equal(ratelimit_check(rl, it, 2, T0 + 2000, &r), 0);
+	assert_false(r.admitted);
+	assert_int_equal(r.refused_by, 1);
+	assert_string_equal(r.limiter, "login");
+	assert_int_equal(r.retry_after_s, 298);
+	assert_int_equal(r.items[0].remaining, 0);
+	ratelimit_close(rl);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -679,6 +706,7 @@ int main(void)
 		cmocka_unit_test(test_local_random_traffic),
 		cmocka_unit_test(test_local_retry_after_each_limiter),
 		cmocka_unit_test(test_local_multi_refusal_counts_nowhere),
+		cmocka_unit_test(test_local_retry_after_is_the_latest),
 		cmocka_unit_test(test_local_lru_bound),
 		cmocka_unit_test(test_local_threads_one_key),
 		cmocka_unit_test(test_unreachable_redis),

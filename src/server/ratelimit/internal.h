@@ -15,7 +15,7 @@ struct rl_raw {
 	int refused; /* index of the first limiter that refused, -1 if admitted */
 	/* Requests in the window after the check (the admitted one included). */
 	uint32_t count[RATELIMIT_MAX_ITEMS];
-	/* Epoch ms: for the refusing limiter, when a request would be admitted;
+	/* Epoch ms: for a limiter at its limit, when it would admit a request;
 	 * for the others, when the oldest request counted leaves the window. */
 	int64_t free_ms[RATELIMIT_MAX_ITEMS];
 };

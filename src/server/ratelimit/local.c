@@ -320,7 +320,7 @@ void rl_local_check(struct rl_local *t, const char *const *keys, const struct ra
 		raw->count[i] = ev[i].count;
 		raw->free_ms[i] = ev[i].free_admit;
 		if (raw->refused >= 0) {
-			if ((size_t)raw->refused == i)
+			if (ev[i].count >= x->limit)
 				raw->free_ms[i] = ev[i].free_refused;
 			continue;
 		}

@@ -168,6 +168,19 @@ static int64_t ceil_div(int64_t a, int64_t b)
 	return a <= 0 ? 0 : (a + b - 1) / b;
 }
 
+/* Milliseconds until limiter IT, free at FREE_MS, admits: at least 1 s,
+ * and a full minute for agent_org. */
+static int64_t retry_ms(const struct ratelimit_item *it, int64_t free_ms, int64_t now_ms)
+{
+	int64_t ms = free_ms - now_ms;
+
+	if (ms < 1000)
+		ms = 1000;
+	if (it->limiter == RL_AGENT_ORG && ms < AGENT_ORG_RETRY_AFTER_S * 1000)
+		ms = AGENT_ORG_RETRY_AFTER_S * 1000;
+	return ms;
+}
+
 /* Turns a backend's RAW answer for ITEMS at NOW_MS into OUT. */
 static void fill_result(const struct ratelimit_item *items, const struct ratelimit_rule *rules,
 			size_t n, const struct rl_raw *raw, int64_t now_ms,
@@ -177,7 +190,7 @@ static void fill_result(const struct ratelimit_item *items, const struct ratelim
 
 	out->n = n;
 	out->admitted = raw->refused < 0;
-	out->refused_by = raw->refused;
+	out->refused_by = -1;
 	for (size_t i = 0; i < n; i++) {
 		struct ratelimit_status *st = &out->items[i];
 		st->limit = rules[i].limit;
@@ -189,19 +202,24 @@ static void fill_result(const struct ratelimit_item *items, const struct ratelim
 		if (out->items[i].remaining < out->items[pick].remaining)
 			pick = i;
 	}
-	if (raw->refused >= 0)
+	if (raw->refused >= 0) {
+		/* Of the limiters at their limit, the one that admits last decides
+		 * Retry-After: a request retried earlier would be refused again. */
 		pick = (size_t)raw->refused;
+		for (size_t i = 0; i < n; i++)
+			if (raw->count[i] >= rules[i].limit &&
+			    (retry_ms(&items[i], raw->free_ms[i], now_ms) >
+			     retry_ms(&items[pick], raw->free_ms[pick], now_ms)))
+				pick = i;
+		out->refused_by = (int)pick;
+	}
 	out->limiter = names[items[pick].limiter];
 	out->limit = out->items[pick].limit;
 	out->remaining = out->items[pick].remaining;
 	out->reset_s = out->items[pick].reset_s;
 	out->retry_after_s = 0;
 	if (raw->refused >= 0) {
-		int64_t s = ceil_div(raw->free_ms[pick] - now_ms, 1000);
-		if (s < 1)
-			s = 1;
-		if (items[pick].limiter == RL_AGENT_ORG && s < AGENT_ORG_RETRY_AFTER_S)
-			s = AGENT_ORG_RETRY_AFTER_S;
+		int64_t s = ceil_div(retry_ms(&items[pick], raw->free_ms[pick], now_ms), 1000);
 		out->retry_after_s = s > UINT32_MAX ? UINT32_MAX : (uint32_t)s;
 	}
 }

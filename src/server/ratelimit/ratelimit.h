@@ -78,10 +78,12 @@ struct ratelimit_status {
 enum ratelimit_backend { RATELIMIT_BACKEND_REDIS = 0, RATELIMIT_BACKEND_LOCAL = 1 };
 
 struct ratelimit_result {
-	int admitted;		   /* 1: go on; 0: answer 429 */
-	int refused_by;		   /* index into the items of the limiter that refused, or -1 */
-	const char *limiter;	   /* name of the refusing limiter, or of the one with the
-				fewest remaining when admitted (for X-RateLimit-*) */
+	int admitted; /* 1: go on; 0: answer 429 */
+	/* Index into the items of the limiter that refused (of several at
+	 * their limit, the one that admits last), or -1. */
+	int refused_by;
+	const char *limiter;	   /* name of that limiter, or of the one with the fewest
+				remaining when admitted (for X-RateLimit-*) */
 	uint32_t limit, remaining; /* of that limiter */
 	int64_t reset_s;	   /* of that limiter */
 	/* Seconds until a request would be admitted, rounded up, at least 1
