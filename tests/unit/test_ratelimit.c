@@ -213,6 +213,21 @@ static void test_keys(void **state)
 	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++)
 		if (ratelimit_key(&bad[i], k, sizeof(k)) != BZ_ERR_INVALID || k[0] != '\0')
 			fail_msg("bad item %zu accepted as %s", i, k);
+	/* Every byte value at every position of a tag (the check runs eight
+	 * bytes at a time, then byte by byte): allowed exactly when printable
+	 * ASCII other than a brace. */
+	for (int pos = 0; pos < 17; pos++)
+		for (int c = 1; c < 256; c++) {
+			char t[18];
+			memset(t, 'a', 17);
+			t[17] = '\0';
+			t[pos] = (char)c;
+			int want = c > 0x20 && c < 0x7f && c != '{' && c != '}';
+			int got = ratelimit_key(&(struct ratelimit_item){RL_MFA, t, NULL}, k,
+						sizeof(k)) == 0;
+			if (got != want)
+				fail_msg("byte 0x%02x at %d: accepted=%d", c, pos, got);
+		}
 	char tag[RATELIMIT_TAG_MAX + 2];
 	memset(tag, 'a', sizeof(tag));
 	tag[RATELIMIT_TAG_MAX] = '\0';
@@ -383,6 +398,16 @@ static void test_local_random_traffic(void **state)
 				if (limit <= 32 && r.remaining != limit - in_window - 1)
 					fail_msg("limit %u: remaining %u, in window %zu", limit,
 						 r.remaining, in_window);
+				/* Reset: when a slot frees, after now, within a window
+				 * (slotted: plus a slot; rounded up to a second). */
+				int64_t reset_ms = r.reset_s * 1000;
+				if (reset_ms < t || reset_ms > t + w + slot + 1000)
+					fail_msg("limit %u: reset %lld ms after now", limit,
+						 (long long)(reset_ms - t));
+				if (limit <= 32 && first < na &&
+				    r.reset_s != (adm[first] + w + 999) / 1000)
+					fail_msg("exact limit %u: reset %lld", limit,
+						 (long long)r.reset_s);
 				adm[na++] = t;
 			} else {
 				int64_t exact = (adm[first] + w - t + 999) / 1000;

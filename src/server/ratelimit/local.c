@@ -33,7 +33,9 @@ struct entry {
 	uint32_t limit, window_ms; /* the rule the entry was made for */
 	uint32_t fill;		   /* exact: times held; slots: 0 until first used */
 	uint32_t width;		   /* slots: ms per slot, ceil(window / (NSLOT - 1)) */
+	uint32_t total;		   /* slots: the sum of v[] */
 	int64_t base;		   /* exact: ms the offsets count from; slots: newest slot */
+	int64_t first;		   /* slots: oldest slot with a count, while total > 0 */
 	uint32_t v[NSLOT];	   /* exact: ms since base; slots: counts */
 };
 
@@ -155,6 +157,7 @@ static void entry_reset(struct entry *x, const struct ratelimit_rule *r, int64_t
 	x->limit = r->limit;
 	x->window_ms = r->window_s * 1000u;
 	x->fill = 0;
+	x->total = 0;
 	x->width = (x->window_ms + NSLOT - 2) / (NSLOT - 1);
 	x->base = x->limit <= EXACT_MAX ? now_ms : 0;
 }
@@ -257,9 +260,16 @@ static void slots_eval(struct entry *x, int64_t now, struct eval *ev)
 	else
 		s = now / w;
 	if (s > x->base) {
-		for (int64_t k = x->base + 1; k <= s && k <= x->base + NSLOT; k++)
+		for (int64_t k = x->base + 1; k <= s && k <= x->base + NSLOT; k++) {
+			x->total -= x->v[(uint64_t)k % NSLOT];
 			x->v[(uint64_t)k % NSLOT] = 0;
+		}
 		x->base = s;
+		if (x->total > 0 && x->first < s - (NSLOT - 1)) { /* it was cleared */
+			x->first = s - (NSLOT - 1);
+			while (x->v[(uint64_t)x->first % NSLOT] == 0)
+				x->first++;
+		}
 	} else if (s < x->base) { /* the caller's clock went back: count from the newest slot */
 		s = x->base;
 		now = s * w;
@@ -269,13 +279,20 @@ static void slots_eval(struct entry *x, int64_t now, struct eval *ev)
 	lo = s - (NSLOT - 1) + ((s - (NSLOT - 2)) * w <= now - W + 1);
 	if (now - W + 1 <= 0)
 		lo = 0;
-	ev->count = 0;
-	ev->free_admit = 0;
-	for (int64_t k = lo; k <= s; k++) {
-		uint32_t c = x->v[(uint64_t)k % NSLOT];
-		ev->count += c;
-		if (ev->free_admit == 0 && (c > 0 || k == s))
-			ev->free_admit = (k + 1) * w + W - 1;
+	/* The ring holds slots s-31..s; the window all of them but s-31 when
+	 * lo = s-30 (or fewer right after a fresh start, lo = 0). */
+	ev->count = x->total;
+	for (int64_t k = s - (NSLOT - 1); k < lo; k++)
+		ev->count -= x->v[(uint64_t)k % NSLOT];
+	ev->free_admit = (s + 1) * w + W - 1;
+	if (x->total > 0 && x->first >= lo) {
+		ev->free_admit = (x->first + 1) * w + W - 1;
+	} else if (x->total > 0) { /* the oldest count is just outside the window */
+		for (int64_t k = lo; k < s; k++)
+			if (x->v[(uint64_t)k % NSLOT] > 0) {
+				ev->free_admit = (k + 1) * w + W - 1;
+				break;
+			}
 	}
 	ev->free_refused = ev->free_admit;
 	if (ev->count >= x->limit) {
@@ -327,8 +344,11 @@ void rl_local_check(struct rl_local *t, const char *const *keys, const struct ra
 		raw->count[i]++;
 		if (x->limit <= EXACT_MAX)
 			exact_commit(x, now_ms, &ev[i]);
-		else
+		else {
+			if (x->total++ == 0)
+				x->first = x->base;
 			x->v[ev[i].slot]++;
+		}
 	}
 	pthread_mutex_unlock(&t->mu);
 }
