@@ -88,11 +88,11 @@ static void *work(void *arg)
 
 	while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
 		unsigned i = d++ % DEVICES;
-		struct ratelimit_item it[2] = {{RL_AGENT_DEVICE, org_ids[i % ORGS], dev_ids[i]},
-					       {RL_AGENT_ORG, org_ids[i % ORGS], NULL}};
+		struct ratelimit_item it[2] = {{RL_AGENT_DEVICE, org_ids[i % ORGS], dev_ids[i], 0},
+					       {RL_AGENT_ORG, org_ids[i % ORGS], NULL, 0}};
 		int64_t t = now_ns();
 		if (w->items == 1) /* a one-key check: login per IP, API per user, … */
-			it[0] = (struct ratelimit_item){RL_API_USER, dev_ids[i], NULL};
+			it[0] = (struct ratelimit_item){RL_API_USER, dev_ids[i], NULL, 0};
 		int rc = ratelimit_check(w->rl, it, (size_t)w->items, bz_now_ms(), &r);
 		int64_t us = (now_ns() - t) / 1000;
 		w->hist[us > HIST_US ? HIST_US : us]++;
@@ -178,8 +178,8 @@ static int bench_local(int seconds, unsigned keys)
 				struct ratelimit_item it[2] = {
 					{items == 1 ? RL_API_USER : RL_AGENT_DEVICE,
 					 items == 1 ? dev_ids[i] : org_ids[i % ORGS],
-					 items == 1 ? NULL : dev_ids[i]},
-					{RL_AGENT_ORG, org_ids[i % ORGS], NULL}};
+					 items == 1 ? NULL : dev_ids[i], 0},
+					{RL_AGENT_ORG, org_ids[i % ORGS], NULL, 0}};
 				if ((checks & 63) == 0) {
 					int64_t s = now_ns();
 					ratelimit_check(rl, it, (size_t)items, now_ms, &r);
@@ -247,7 +247,7 @@ static void *fill(void *arg)
 	for (int i = f->from; i < f->to; i++) {
 		uuid_of(f->run, 2, (unsigned)(i / f->per_org), org);
 		uuid_of(f->run, 1, (unsigned)i, dev);
-		struct ratelimit_item it = {f->l, org, f->l == RL_AGENT_DEVICE ? dev : NULL};
+		struct ratelimit_item it = {f->l, org, f->l == RL_AGENT_DEVICE ? dev : NULL, 0};
 		/* One heartbeat per device per minute, spread over the minute. */
 		ratelimit_check(f->rl, &it, 1, f->base_ms + (int64_t)i * 60000 / f->n, &r);
 	}

@@ -87,12 +87,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_ASSERT(why != NULL);
 	}
 	if (ip[0] != '\0' && email[0] != '\0') {
-		struct ratelimit_item it = {RL_LOGIN, ip, email};
+		struct ratelimit_item it = {RL_LOGIN, ip, email, 0};
 		FUZZ_ASSERT(ratelimit_key(&it, key, sizeof(key)) == 0);
 		FUZZ_ASSERT(strlen(key) < RATELIMIT_KEY_MAX);
 	}
 	/* Any bytes as a tag: accepted or refused, never overrun. */
-	struct ratelimit_item raw = {RL_API_USER, s, NULL};
+	struct ratelimit_item raw = {RL_API_USER, s, NULL, 0};
 	if (ratelimit_key(&raw, key, sizeof(key)) == 0)
 		FUZZ_ASSERT(strlen(s) <= RATELIMIT_TAG_MAX && strchr(s, '{') == NULL);
 	free(s);

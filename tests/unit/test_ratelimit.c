@@ -171,29 +171,30 @@ static void test_keys(void **state)
 	const char *dev = "5f1d7c2a-8b3e-4f6a-a1d2-9c8b7e6f5a4d";
 
 	(void)state;
-	assert_int_equal(ratelimit_key(&(struct ratelimit_item){RL_AGENT_DEVICE, org, dev}, k,
+	assert_int_equal(ratelimit_key(&(struct ratelimit_item){RL_AGENT_DEVICE, org, dev, 0}, k,
 				       sizeof(k)),
 			 0);
 	assert_string_equal(k, "rl:{0b6a3c1e-7d2f-4c1a-9e57-3f4d2b8a9c10}:agent_device:"
 			       "5f1d7c2a-8b3e-4f6a-a1d2-9c8b7e6f5a4d");
-	assert_int_equal(ratelimit_key(&(struct ratelimit_item){RL_AGENT_ORG, org, NULL}, k,
+	assert_int_equal(ratelimit_key(&(struct ratelimit_item){RL_AGENT_ORG, org, NULL, 0}, k,
 				       sizeof(k)),
 			 0);
 	assert_string_equal(k, "rl:{0b6a3c1e-7d2f-4c1a-9e57-3f4d2b8a9c10}:agent_org");
-	assert_int_equal(ratelimit_key(&(struct ratelimit_item){RL_LOGIN_IP, "2001:db8::/64", NULL},
+	assert_int_equal(ratelimit_key(&(struct ratelimit_item){RL_LOGIN_IP, "2001:db8::/64", NULL,
+								0},
 				       k, sizeof(k)),
 			 0);
 	assert_string_equal(k, "rl:{2001:db8::/64}:login_ip");
 	/* The login subject is an e-mail address: stored hashed. */
 	assert_int_equal(ratelimit_key(&(struct ratelimit_item){RL_LOGIN, "192.0.2.7",
-								"alice@example.com"},
+								"alice@example.com", 0},
 				       k, sizeof(k)),
 			 0);
 	assert_int_equal(strncmp(k, "rl:{192.0.2.7}:login:", 21), 0);
 	assert_int_equal(strlen(k), 21 + 32);
 	assert_null(strstr(k, "alice"));
 	assert_int_equal(ratelimit_key(&(struct ratelimit_item){RL_LOGIN, "192.0.2.7",
-								"bob@example.com"},
+								"bob@example.com", 0},
 				       k2, sizeof(k2)),
 			 0);
 	assert_string_not_equal(k, k2);
@@ -203,12 +204,12 @@ static void test_keys(void **state)
 	/* Refused: no tag, an empty or braced tag (it would move the hash tag),
 	 * spaces, a subject where the format has none and none where it has one. */
 	static const struct ratelimit_item bad[] = {
-		{RL_API_USER, NULL, NULL},	{RL_API_USER, "", NULL},
-		{RL_API_USER, "a}b", NULL},	{RL_API_USER, "{x}", NULL},
-		{RL_API_USER, "a b", NULL},	{RL_API_USER, "u1", "extra"},
-		{RL_AGENT_DEVICE, "org", NULL}, {RL_AGENT_DEVICE, "org", "dev}"},
-		{RL_AGENT_DEVICE, "org", ""},	{RL_LOGIN, "192.0.2.7", NULL},
-		{RL_LIMITER_COUNT, "x", NULL},
+		{RL_API_USER, NULL, NULL, 0},	   {RL_API_USER, "", NULL, 0},
+		{RL_API_USER, "a}b", NULL, 0},	   {RL_API_USER, "{x}", NULL, 0},
+		{RL_API_USER, "a b", NULL, 0},	   {RL_API_USER, "u1", "extra", 0},
+		{RL_AGENT_DEVICE, "org", NULL, 0}, {RL_AGENT_DEVICE, "org", "dev}", 0},
+		{RL_AGENT_DEVICE, "org", "", 0},   {RL_LOGIN, "192.0.2.7", NULL, 0},
+		{RL_LIMITER_COUNT, "x", NULL, 0},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++)
 		if (ratelimit_key(&bad[i], k, sizeof(k)) != BZ_ERR_INVALID || k[0] != '\0')
@@ -223,7 +224,7 @@ static void test_keys(void **state)
 			t[17] = '\0';
 			t[pos] = (char)c;
 			int want = c > 0x20 && c < 0x7f && c != '{' && c != '}';
-			int got = ratelimit_key(&(struct ratelimit_item){RL_MFA, t, NULL}, k,
+			int got = ratelimit_key(&(struct ratelimit_item){RL_MFA, t, NULL, 0}, k,
 						sizeof(k)) == 0;
 			if (got != want)
 				fail_msg("byte 0x%02x at %d: accepted=%d", c, pos, got);
@@ -231,11 +232,13 @@ static void test_keys(void **state)
 	char tag[RATELIMIT_TAG_MAX + 2];
 	memset(tag, 'a', sizeof(tag));
 	tag[RATELIMIT_TAG_MAX] = '\0';
-	assert_int_equal(ratelimit_key(&(struct ratelimit_item){RL_MFA, tag, NULL}, k, sizeof(k)),
+	assert_int_equal(ratelimit_key(&(struct ratelimit_item){RL_MFA, tag, NULL, 0}, k,
+				       sizeof(k)),
 			 0);
 	tag[RATELIMIT_TAG_MAX] = 'a';
 	tag[RATELIMIT_TAG_MAX + 1] = '\0';
-	assert_int_equal(ratelimit_key(&(struct ratelimit_item){RL_MFA, tag, NULL}, k, sizeof(k)),
+	assert_int_equal(ratelimit_key(&(struct ratelimit_item){RL_MFA, tag, NULL, 0}, k,
+				       sizeof(k)),
 			 BZ_ERR_INVALID);
 }
 
@@ -254,7 +257,7 @@ static struct ratelimit_result check1(struct ratelimit *rl, enum ratelimit_limit
 				      const char *tag, const char *subject, int64_t now)
 {
 	struct ratelimit_result r;
-	struct ratelimit_item it = {l, tag, subject};
+	struct ratelimit_item it = {l, tag, subject, 0};
 
 	assert_int_equal(ratelimit_check(rl, &it, 1, now, &r), 0);
 	assert_int_equal(r.backend, RATELIMIT_BACKEND_LOCAL);
@@ -474,10 +477,10 @@ static void test_local_retry_after_each_limiter(void **state)
 static void test_local_multi_refusal_counts_nowhere(void **state)
 {
 	struct ratelimit_options o = opts_all(100, 60);
-	struct ratelimit_item both[2] = {{RL_AGENT_DEVICE, "org1", "dev1"},
-					 {RL_AGENT_ORG, "org1", NULL}};
-	struct ratelimit_item dev2[2] = {{RL_AGENT_DEVICE, "org1", "dev2"},
-					 {RL_AGENT_ORG, "org1", NULL}};
+	struct ratelimit_item both[2] = {{RL_AGENT_DEVICE, "org1", "dev1", 0},
+					 {RL_AGENT_ORG, "org1", NULL, 0}};
+	struct ratelimit_item dev2[2] = {{RL_AGENT_DEVICE, "org1", "dev2", 0},
+					 {RL_AGENT_ORG, "org1", NULL, 0}};
 	struct ratelimit_result r;
 
 	(void)state;
@@ -514,8 +517,8 @@ static void test_local_multi_refusal_counts_nowhere(void **state)
 	assert_int_equal(r.retry_after_s, 60);
 	assert_int_equal(r.items[0].remaining, 1); /* dev2 still has one */
 	/* The same key twice in one check is a caller bug. */
-	struct ratelimit_item twice[2] = {{RL_AGENT_ORG, "org1", NULL},
-					  {RL_AGENT_ORG, "org1", NULL}};
+	struct ratelimit_item twice[2] = {{RL_AGENT_ORG, "org1", NULL, 0},
+					  {RL_AGENT_ORG, "org1", NULL, 0}};
 	assert_int_equal(ratelimit_check(rl, twice, 2, T0, &r), BZ_ERR_INVALID);
 	assert_int_equal(ratelimit_check(rl, both, 0, T0, &r), BZ_ERR_INVALID);
 	assert_int_equal(ratelimit_check(rl, both, RATELIMIT_MAX_ITEMS + 1, T0, &r),
@@ -568,8 +571,8 @@ struct hammer {
 static void *hammer_run(void *arg)
 {
 	struct hammer *h = arg;
-	struct ratelimit_item it[2] = {{h->l, "org1", h->l == RL_AGENT_DEVICE ? "dev1" : NULL},
-				       {RL_AGENT_ORG, "org1", NULL}};
+	struct ratelimit_item it[2] = {{h->l, "org1", h->l == RL_AGENT_DEVICE ? "dev1" : NULL, 0},
+				       {RL_AGENT_ORG, "org1", NULL, 0}};
 	struct ratelimit_result r;
 
 	pthread_barrier_wait(h->go);
@@ -620,7 +623,7 @@ static void test_local_threads_one_key(void **state)
 static void test_unreachable_redis(void **state)
 {
 	struct ratelimit_options o = opts_all(2, 60);
-	struct ratelimit_item it = {RL_ENROLL, "192.0.2.7", NULL};
+	struct ratelimit_item it = {RL_ENROLL, "192.0.2.7", NULL, 0};
 	struct ratelimit_result r;
 	struct ratelimit_stats st;
 
@@ -664,6 +667,42 @@ static void test_unreachable_redis(void **state)
 	assert_null(ratelimit_open(&o));
 }
 
+/* note_refusal: the first refusal of a key in a window says so (audit it),
+ * the next ones in that window do not, and a new window reports again. */
+static void test_local_first_refusal(void **state)
+{
+	struct ratelimit_options o = opts_all(1, 10);
+	struct ratelimit_item it = {RL_ENROLL, "192.0.2.7", NULL, 1};
+	struct ratelimit_item quiet = {RL_ENROLL, "192.0.2.8", NULL, 0};
+	struct ratelimit_result r;
+
+	(void)state;
+	struct ratelimit *rl = ratelimit_open(&o);
+	assert_non_null(rl);
+	assert_int_equal(ratelimit_check(rl, &it, 1, T0, &r), 0);
+	assert_true(r.admitted);
+	assert_false(r.first_refusal);
+	assert_int_equal(ratelimit_check(rl, &it, 1, T0 + 1, &r), 0);
+	assert_false(r.admitted);
+	assert_true(r.first_refusal);
+	for (int i = 2; i < 10; i++) {
+		assert_int_equal(ratelimit_check(rl, &it, 1, T0 + i * 1000, &r), 0);
+		assert_false(r.admitted);
+		assert_false(r.first_refusal);
+	}
+	assert_int_equal(ratelimit_check(rl, &it, 1, T0 + 10000, &r), 0);
+	assert_true(r.admitted);
+	assert_int_equal(ratelimit_check(rl, &it, 1, T0 + 10001, &r), 0);
+	assert_false(r.admitted);
+	assert_true(r.first_refusal); /* a window after the last report */
+	/* Without note_refusal nothing is reported. */
+	assert_int_equal(ratelimit_check(rl, &quiet, 1, T0, &r), 0);
+	assert_int_equal(ratelimit_check(rl, &quiet, 1, T0 + 1, &r), 0);
+	assert_false(r.admitted);
+	assert_false(r.first_refusal);
+	ratelimit_close(rl);
+}
+
 /* bz_now_ms() follows bz_now()'s test adjustments: a pinned second, and
  * the offset file of the API tests' clock fixture. */
 static void test_now_ms(void **state)
@@ -695,8 +734,8 @@ static void test_now_ms(void **state)
 static void test_local_retry_after_is_the_latest(void **state)
 {
 	struct ratelimit_options o = opts_all(1, 1);
-	struct ratelimit_item it[2] = {{RL_LOGIN_IP, "192.0.2.9", NULL},
-				       {RL_LOGIN, "192.0.2.9", "alice@example.com"}};
+	struct ratelimit_item it[2] = {{RL_LOGIN_IP, "192.0.2.9", NULL, 0},
+				       {RL_LOGIN, "192.0.2.9", "alice@example.com", 0}};
 	struct ratelimit_result r;
 
 	(void)state;
@@ -732,6 +771,7 @@ int main(void)
 		cmocka_unit_test(test_local_retry_after_each_limiter),
 		cmocka_unit_test(test_local_multi_refusal_counts_nowhere),
 		cmocka_unit_test(test_local_retry_after_is_the_latest),
+		cmocka_unit_test(test_local_first_refusal),
 		cmocka_unit_test(test_local_lru_bound),
 		cmocka_unit_test(test_local_threads_one_key),
 		cmocka_unit_test(test_unreachable_redis),

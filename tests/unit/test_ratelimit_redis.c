@@ -101,7 +101,7 @@ static void test_redis_exact_boundaries(void **state)
 {
 	struct ratelimit_options o = opts(5, 300);
 	struct ratelimit *rl = ratelimit_open(&o);
-	struct ratelimit_item it = {RL_LOGIN, tag("ip"), "alice@example.com"};
+	struct ratelimit_item it = {RL_LOGIN, tag("ip"), "alice@example.com", 0};
 	struct ratelimit_result r;
 	char key[RATELIMIT_KEY_MAX];
 
@@ -143,8 +143,8 @@ static void test_redis_burst_and_same_millisecond(void **state)
 {
 	struct ratelimit_options o = opts(600, 60);
 	struct ratelimit *rl = ratelimit_open(&o);
-	struct ratelimit_item org = {RL_AGENT_ORG, tag("org-burst"), NULL};
-	struct ratelimit_item same = {RL_API_USER, tag("same-ms"), NULL};
+	struct ratelimit_item org = {RL_AGENT_ORG, tag("org-burst"), NULL, 0};
+	struct ratelimit_item same = {RL_API_USER, tag("same-ms"), NULL, 0};
 	int admitted = 0;
 
 	(void)state;
@@ -189,7 +189,7 @@ static void test_redis_fifty_at_once(void **state)
 	enum { N = 50 };
 	struct ratelimit_options o = opts(10, 60);
 	struct ratelimit *a = ratelimit_open(&o), *b = ratelimit_open(&o);
-	struct ratelimit_item it = {RL_ENROLL, tag("race"), NULL};
+	struct ratelimit_item it = {RL_ENROLL, tag("race"), NULL, 0};
 	pthread_t th[N];
 	struct racer x[N];
 	pthread_barrier_t go;
@@ -222,8 +222,10 @@ static void test_redis_multi_refusal_counts_nowhere(void **state)
 {
 	struct ratelimit_options o = opts(100, 60);
 	const char *org = tag("org-multi");
-	struct ratelimit_item d1[2] = {{RL_AGENT_DEVICE, org, "dev1"}, {RL_AGENT_ORG, org, NULL}};
-	struct ratelimit_item d2[2] = {{RL_AGENT_DEVICE, org, "dev2"}, {RL_AGENT_ORG, org, NULL}};
+	struct ratelimit_item d1[2] = {{RL_AGENT_DEVICE, org, "dev1", 0},
+				       {RL_AGENT_ORG, org, NULL, 0}};
+	struct ratelimit_item d2[2] = {{RL_AGENT_DEVICE, org, "dev2", 0},
+				       {RL_AGENT_ORG, org, NULL, 0}};
 	struct ratelimit_result r;
 
 	(void)state;
@@ -263,7 +265,7 @@ static void test_redis_noscript_reload(void **state)
 {
 	struct ratelimit_options o = opts(3, 60);
 	struct ratelimit *rl = ratelimit_open(&o);
-	struct ratelimit_item it = {RL_MFA, tag("noscript"), NULL};
+	struct ratelimit_item it = {RL_MFA, tag("noscript"), NULL, 0};
 	struct ratelimit_stats st;
 
 	(void)state;
@@ -278,12 +280,53 @@ static void test_redis_noscript_reload(void **state)
 	ratelimit_close(rl);
 }
 
+/* note_refusal through Redis: a login refused by login_ip reports its
+ * first refusal once per window (the notice key expires with the window),
+ * shared by every instance. */
+static void test_redis_first_refusal(void **state)
+{
+	struct ratelimit_options o = opts(1, 1);
+	const char *ip = tag("notice");
+	struct ratelimit_item it[2] = {{RL_LOGIN_IP, ip, NULL, 1},
+				       {RL_LOGIN, ip, "alice@example.com", 1}};
+	struct ratelimit_result r;
+	char key[RATELIMIT_KEY_MAX], notice[RATELIMIT_KEY_MAX + 16];
+
+	(void)state;
+	o.rules[RL_LOGIN] = (struct ratelimit_rule){5, 1};
+	struct ratelimit *a = ratelimit_open(&o), *b = ratelimit_open(&o);
+	assert_non_null(a);
+	assert_non_null(b);
+	int64_t now = bz_now_ms();
+	assert_true(check(a, it, 2, now).admitted);
+	r = check(a, it, 2, now + 1);
+	assert_false(r.admitted);
+	assert_string_equal(r.limiter, "login_ip");
+	assert_true(r.first_refusal);
+	r = check(b, it, 2, now + 2); /* another instance: already reported */
+	assert_false(r.admitted);
+	assert_false(r.first_refusal);
+	assert_int_equal(ratelimit_key(&it[0], key, sizeof(key)), 0);
+	snprintf(notice, sizeof(notice), "%s:refused", key);
+	redisReply *ttl = cmd("PTTL %s", notice);
+	assert_true(ttl->integer > 0 && ttl->integer <= 1000);
+	freeReplyObject(ttl);
+	usleep(1100 * 1000); /* the notice expires with the 1 s window */
+	now = bz_now_ms();
+	assert_true(check(b, it, 2, now).admitted);
+	r = check(b, it, 2, now + 1);
+	assert_false(r.admitted);
+	assert_true(r.first_refusal);
+	ratelimit_close(a);
+	ratelimit_close(b);
+}
+
 /* A Redis that does not answer (CLIENT PAUSE) costs a check its budget,
  * not the pause: it falls back, and Redis is used again once it answers. */
 static void test_redis_paused_does_not_stall(void **state)
 {
 	struct ratelimit_options o = opts(3, 60);
-	struct ratelimit_item it = {RL_API_USER, tag("paused"), NULL};
+	struct ratelimit_item it = {RL_API_USER, tag("paused"), NULL, 0};
 	struct ratelimit_result r;
 	struct ratelimit_stats st;
 
@@ -331,7 +374,7 @@ static void test_redis_stopped_and_back(void **state)
 {
 	const char *conf = getenv("REDIS_TEST_CONF");
 	struct ratelimit_options o = opts(2, 60);
-	struct ratelimit_item it = {RL_ENROLL, tag("stop"), NULL};
+	struct ratelimit_item it = {RL_ENROLL, tag("stop"), NULL, 0};
 	struct ratelimit_result r;
 	struct ratelimit_stats st;
 
@@ -387,8 +430,8 @@ static void test_redis_retry_after_is_the_latest(void **state)
 {
 	struct ratelimit_options o = opts(1, 1);
 	const char *ip = tag("latest");
-	struct ratelimit_item it[2] = {{RL_LOGIN_IP, ip, NULL},
-				       {RL_LOGIN, ip, "alice@example.com"}};
+	struct ratelimit_item it[2] = {{RL_LOGIN_IP, ip, NULL, 0},
+				       {RL_LOGIN, ip, "alice@example.com", 0}};
 	struct ratelimit_result r;
 
 	(void)state;
@@ -418,6 +461,7 @@ int main(void)
 		cmocka_unit_test(test_redis_multi_refusal_counts_nowhere),
 		cmocka_unit_test(test_redis_retry_after_is_the_latest),
 		cmocka_unit_test(test_redis_noscript_reload),
+		cmocka_unit_test(test_redis_first_refusal),
 		cmocka_unit_test(test_redis_paused_does_not_stall),
 		cmocka_unit_test(test_redis_stopped_and_back),
 	};

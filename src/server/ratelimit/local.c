@@ -36,6 +36,7 @@ struct entry {
 	uint32_t total;		   /* slots: the sum of v[] */
 	int64_t base;		   /* exact: ms the offsets count from; slots: newest slot */
 	int64_t first;		   /* slots: oldest slot with a count, while total > 0 */
+	int64_t noticed_until;	   /* ms: a refusal was reported (note_refusal) until then */
 	uint32_t v[NSLOT];	   /* exact: ms since base; slots: counts */
 };
 
@@ -158,6 +159,7 @@ static void entry_reset(struct entry *x, const struct ratelimit_rule *r, int64_t
 	x->window_ms = r->window_s * 1000u;
 	x->fill = 0;
 	x->total = 0;
+	x->noticed_until = 0;
 	x->width = (x->window_ms + NSLOT - 2) / (NSLOT - 1);
 	x->base = x->limit <= EXACT_MAX ? now_ms : 0;
 }
@@ -309,7 +311,7 @@ static void slots_eval(struct entry *x, int64_t now, struct eval *ev)
 }
 
 void rl_local_check(struct rl_local *t, const char *const *keys, const struct ratelimit_rule *rules,
-		    size_t n, int64_t now_ms, struct rl_raw *raw)
+		    const int *note, size_t n, int64_t now_ms, struct rl_raw *raw)
 {
 	uint32_t idx[RATELIMIT_MAX_ITEMS];
 	struct eval ev[RATELIMIT_MAX_ITEMS];
@@ -336,9 +338,15 @@ void rl_local_check(struct rl_local *t, const char *const *keys, const struct ra
 		struct entry *x = &t->e[idx[i] - 1];
 		raw->count[i] = ev[i].count;
 		raw->free_ms[i] = ev[i].free_admit;
+		raw->first[i] = 0;
 		if (raw->refused >= 0) {
-			if (ev[i].count >= x->limit)
+			if (ev[i].count >= x->limit) {
 				raw->free_ms[i] = ev[i].free_refused;
+				if (note[i] && now_ms >= x->noticed_until) {
+					raw->first[i] = 1;
+					x->noticed_until = now_ms + x->window_ms;
+				}
+			}
 			continue;
 		}
 		raw->count[i]++;

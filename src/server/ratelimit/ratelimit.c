@@ -34,6 +34,9 @@ static const char *const names[RL_LIMITER_COUNT] = {
  * (checklist R6), so a fleet backs off together. */
 #define AGENT_ORG_RETRY_AFTER_S 60
 
+/* Appended to a limiter's key to make its "refusal reported" notice key. */
+#define NOTICE_SUFFIX ":refused"
+
 struct ratelimit {
 	struct ratelimit_options o;
 	struct rl_local *local;
@@ -242,7 +245,9 @@ static void fill_result(const struct ratelimit_item *items, const struct ratelim
 	out->remaining = out->items[pick].remaining;
 	out->reset_s = out->items[pick].reset_s;
 	out->retry_after_s = 0;
+	out->first_refusal = 0;
 	if (raw->refused >= 0) {
+		out->first_refusal = items[pick].note_refusal && raw->first[pick];
 		int64_t s = ceil_div(retry_ms(&items[pick], raw->free_ms[pick], now_ms), 1000);
 		out->retry_after_s = s > UINT32_MAX ? UINT32_MAX : (uint32_t)s;
 	}
@@ -281,7 +286,9 @@ int ratelimit_check(struct ratelimit *rl, const struct ratelimit_item *items, si
 		    int64_t now_ms, struct ratelimit_result *out)
 {
 	char keybuf[RATELIMIT_MAX_ITEMS][RATELIMIT_KEY_MAX];
-	const char *keys[RATELIMIT_MAX_ITEMS];
+	char notebuf[RATELIMIT_MAX_ITEMS][RATELIMIT_KEY_MAX + sizeof(NOTICE_SUFFIX)];
+	const char *keys[RATELIMIT_MAX_ITEMS], *notes[RATELIMIT_MAX_ITEMS];
+	int note[RATELIMIT_MAX_ITEMS], any_note = 0;
 	struct ratelimit_rule rules[RATELIMIT_MAX_ITEMS];
 	struct rl_raw raw;
 
@@ -294,12 +301,22 @@ int ratelimit_check(struct ratelimit *rl, const struct ratelimit_item *items, si
 			return BZ_ERR_INVALID;
 		keys[i] = keybuf[i];
 		rules[i] = rl->o.rules[items[i].limiter];
+		note[i] = items[i].note_refusal != 0;
+		any_note |= note[i];
 		for (size_t j = 0; j < i; j++)
 			if (strcmp(keys[i], keys[j]) == 0)
 				return BZ_ERR_INVALID;
 	}
+	for (size_t i = 0; any_note && i < n; i++) {
+		/* The notice key shares the limiter key's hash tag (one slot). */
+		size_t kl = strlen(keys[i]);
+		memcpy(notebuf[i], keys[i], kl);
+		memcpy(notebuf[i] + kl, NOTICE_SUFFIX, sizeof(NOTICE_SUFFIX));
+		notes[i] = notebuf[i];
+	}
 	if (should_try_redis(rl)) {
-		if (rl_redis_check(rl->redis, keys, rules, n, now_ms, &raw) == 0) {
+		if (rl_redis_check(rl->redis, keys, any_note ? notes : NULL, rules, n, now_ms,
+				   &raw) == 0) {
 			mark_up(rl);
 			atomic_fetch_add(&rl->redis_checks, 1);
 			out->backend = RATELIMIT_BACKEND_REDIS;
@@ -312,7 +329,7 @@ int ratelimit_check(struct ratelimit *rl, const struct ratelimit_item *items, si
 		atomic_fetch_add(&rl->denied, 1);
 		return BZ_ERR_UNAVAILABLE;
 	}
-	rl_local_check(rl->local, keys, rules, n, now_ms, &raw);
+	rl_local_check(rl->local, keys, rules, note, n, now_ms, &raw);
 	atomic_fetch_add(&rl->local_checks, 1);
 	out->backend = RATELIMIT_BACKEND_LOCAL;
 	fill_result(items, rules, n, &raw, now_ms, out);

@@ -66,6 +66,10 @@ struct ratelimit_item {
 	enum ratelimit_limiter limiter;
 	const char *tag;
 	const char *subject;
+	/* 1: report in first_refusal whether this is the key's first refusal
+	 * in its window (for "audited at most once per key per window"); costs
+	 * one small Redis key per refused key and window. */
+	int note_refusal;
 };
 
 /* The state of one limiter after a check. */
@@ -90,6 +94,9 @@ struct ratelimit_result {
 	 * when refused (agent_org: always 60, checklist R6); 0 when admitted. */
 	uint32_t retry_after_s;
 	enum ratelimit_backend backend; /* which backend decided */
+	/* 1 when refused by a limiter whose item asked for note_refusal and
+	 * that refused nothing else in the last window: audit this one. */
+	int first_refusal;
 	size_t n;
 	struct ratelimit_status items[RATELIMIT_MAX_ITEMS];
 };

@@ -24,32 +24,41 @@
 #include "crypto/crypto.h"
 #include "server/redis/redis.h"
 
-/* KEYS: one sorted set per limiter. ARGV[1]: now (ms); ARGV[2]: the
- * request's member; then limit and window (ms) per key. Returns {refused
- * (1-based index, 0 = admitted), then count and free-at (ms) per key}. A
- * member stays counted while now < score + window. */
+/* KEYS: one sorted set per limiter, then optionally one notice key per
+ * limiter. ARGV[1]: now (ms); ARGV[2]: the request's member; then limit and
+ * window (ms) per limiter. Returns {refused (1-based index of the first
+ * limiter at its limit, 0 = admitted), then count and free-at (ms) per
+ * limiter, then per limiter 1 if its notice key was set now (refused, at
+ * its limit, and no notice in the last window)}. A member stays counted
+ * while now < score + window. */
 static const char script[] =
 	"local now = tonumber(ARGV[1])\n"
+	"local n = (#ARGV - 2) / 2\n"
 	"local out = {0}\n"
-	"for i = 1, #KEYS do\n"
+	"for i = 1, n do\n"
 	"  local limit = tonumber(ARGV[1 + 2 * i])\n"
 	"  local win = tonumber(ARGV[2 + 2 * i])\n"
 	"  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - win)\n"
 	"  local count = redis.call('ZCARD', KEYS[i])\n"
 	"  local free = now + win\n"
+	"  local note = 0\n"
 	"  if count >= limit then\n"
 	"    local e = redis.call('ZRANGE', KEYS[i], count - limit, count - limit, 'WITHSCORES')\n"
 	"    free = tonumber(e[2]) + win\n"
 	"    if out[1] == 0 then out[1] = i end\n"
+	"    if #KEYS == 2 * n and redis.call('SET', KEYS[n + i], '1', 'NX', 'PX', win) then\n"
+	"      note = 1\n"
+	"    end\n"
 	"  elseif count > 0 then\n"
 	"    local e = redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')\n"
 	"    free = math.min(tonumber(e[2]), now) + win\n"
 	"  end\n"
 	"  out[2 * i] = count\n"
 	"  out[2 * i + 1] = free\n"
+	"  out[2 * n + 1 + i] = note\n"
 	"end\n"
 	"if out[1] == 0 then\n"
-	"  for i = 1, #KEYS do\n"
+	"  for i = 1, n do\n"
 	"    redis.call('ZADD', KEYS[i], now, ARGV[2])\n"
 	"    redis.call('PEXPIRE', KEYS[i], ARGV[2 + 2 * i])\n"
 	"    out[2 * i] = out[2 * i] + 1\n"
@@ -161,7 +170,7 @@ static int ensure(struct rl_redis *r, struct conn *c)
 /* Reads the script's answer for N keys into RAW. */
 static int parse_reply(const redisReply *rep, size_t n, struct rl_raw *raw)
 {
-	if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != 1 + 2 * n)
+	if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != 1 + 3 * n)
 		return BZ_ERR_UNAVAILABLE;
 	for (size_t i = 0; i < rep->elements; i++)
 		if (rep->element[i]->type != REDIS_REPLY_INTEGER || rep->element[i]->integer < 0)
@@ -173,6 +182,7 @@ static int parse_reply(const redisReply *rep, size_t n, struct rl_raw *raw)
 		long long count = rep->element[1 + 2 * i]->integer;
 		raw->count[i] = count > UINT32_MAX ? UINT32_MAX : (uint32_t)count;
 		raw->free_ms[i] = rep->element[2 + 2 * i]->integer;
+		raw->first[i] = rep->element[1 + 2 * n + i]->integer == 1;
 	}
 	return 0;
 }
@@ -183,10 +193,10 @@ static int is_noscript(const redisReply *rep)
 	       strncmp(rep->str, "NOSCRIPT", 8) == 0;
 }
 
-int rl_redis_check(struct rl_redis *r, const char *const *keys, const struct ratelimit_rule *rules,
-		   size_t n, int64_t now_ms, struct rl_raw *raw)
+int rl_redis_check(struct rl_redis *r, const char *const *keys, const char *const *notes,
+		   const struct ratelimit_rule *rules, size_t n, int64_t now_ms, struct rl_raw *raw)
 {
-	enum { MAXARGS = 5 + 3 * RATELIMIT_MAX_ITEMS };
+	enum { MAXARGS = 5 + 4 * RATELIMIT_MAX_ITEMS };
 	const char *argv[MAXARGS];
 	size_t argl[MAXARGS];
 	char nkeys[4], now[24], member[48], num[RATELIMIT_MAX_ITEMS][2][16];
@@ -195,7 +205,7 @@ int rl_redis_check(struct rl_redis *r, const char *const *keys, const struct rat
 	struct conn *c;
 	redisReply *rep = NULL;
 
-	snprintf(nkeys, sizeof(nkeys), "%zu", n);
+	snprintf(nkeys, sizeof(nkeys), "%zu", notes != NULL ? 2 * n : n);
 	snprintf(now, sizeof(now), "%lld", (long long)now_ms);
 	snprintf(member, sizeof(member), "%llx.%s",
 		 (unsigned long long)atomic_fetch_add(&r->seq, 1), r->prefix);
@@ -204,6 +214,8 @@ int rl_redis_check(struct rl_redis *r, const char *const *keys, const struct rat
 	argv[argc++] = nkeys;
 	for (size_t i = 0; i < n; i++)
 		argv[argc++] = keys[i];
+	for (size_t i = 0; notes != NULL && i < n; i++)
+		argv[argc++] = notes[i];
 	argv[argc++] = now;
 	argv[argc++] = member;
 	for (size_t i = 0; i < n; i++) {
