@@ -117,7 +117,7 @@ struct ratelimit;
  * ratelimit_rule_parse). With a Redis URL the script is loaded at once when
  * Redis answers; an unreachable Redis at start is not an error (checks fall
  * back until it answers). The in-process table is allocated here
- * (local_max_keys entries of ~190 bytes, touched lazily). Returns the
+ * (local_max_keys entries of ~200 bytes, touched lazily). Returns the
  * limiter (ratelimit_close() it) or NULL on bad options or no memory.
  */
 struct ratelimit *ratelimit_open(const struct ratelimit_options *opts);
