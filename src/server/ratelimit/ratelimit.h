@@ -68,7 +68,8 @@ struct ratelimit_item {
 	const char *subject;
 	/* 1: report in first_refusal whether this is the key's first refusal
 	 * in its window (for "audited at most once per key per window"); costs
-	 * one small Redis key per refused key and window. */
+	 * one small Redis key per refused key and window (for every limiter at
+	 * its limit in a check where any item asks). */
 	int note_refusal;
 };
 
