@@ -66,6 +66,20 @@ int64_t bz_now(void)
 	return (int64_t)time(NULL);
 }
 
+int64_t bz_now_ms(void)
+{
+	int64_t p = atomic_load(&pinned_now);
+	struct timespec ts;
+
+	if (p != 0)
+		return p * 1000;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	int64_t ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	if (atomic_load(&clock_file.on))
+		ms += file_offset() * 1000;
+	return ms;
+}
+
 int bz_clock_use_file(const char *path)
 {
 	if (path == NULL || path[0] == '\0' || strlen(path) >= sizeof(clock_file.path))

@@ -11,6 +11,12 @@
  * bz_clock_set_for_test(). */
 int64_t bz_now(void);
 
+/* Wall-clock time in milliseconds since the Unix epoch, with the same test
+ * adjustments as bz_now(): a pinned bz_now() gives that second times 1000,
+ * and the offset file (bz_clock_use_file) shifts it by whole seconds. For
+ * sub-second reasoning such as sliding rate-limit windows. */
+int64_t bz_now_ms(void);
+
 /*
  * Makes bz_now() the real time plus an offset in whole seconds (signed
  * decimal, e.g. "3600" or "-60") read from the file at PATH, re-read

@@ -138,6 +138,9 @@ enum var_type {
 	VAR_SEED_HEX,  /* a secret that must also be 64 hex characters (Ed25519 seed) */
 	VAR_ORIGINS,   /* comma-separated web origins (config_origin_normalize) */
 	VAR_KEY_HEX,   /* a secret that must also be 64 hex characters (AES-256 key) */
+	VAR_RATE,      /* COUNT/SECONDS (ratelimit_rule_parse) */
+	VAR_RATE_MIN,  /* a count per minute: COUNT/60 */
+	VAR_RATE_FAIL, /* local or deny */
 };
 
 enum var_need {
@@ -260,6 +263,23 @@ static const struct var vars[] = {
 	 PROD_NONE, F(database_tcp_user_timeout_ms)},
 	{"DATABASE_REQUEST_DEADLINE_MS", VAR_UINT, 1, NEED_OPTIONAL, NULL, "15000", 100, 600000,
 	 PROD_NONE, F(database_request_deadline_ms)},
+	/* Rate limits (issue 9): defaults from checklist R1–R5. */
+	{"RATE_LIMIT_LOGIN", VAR_RATE, 1, NEED_OPTIONAL, NULL, "5/300", 0, 0, PROD_NONE,
+	 F(rate_login)},
+	{"RATE_LIMIT_LOGIN_IP", VAR_RATE, 1, NEED_OPTIONAL, NULL, "20/300", 0, 0, PROD_NONE,
+	 F(rate_login_ip)},
+	{"RATE_LIMIT_API_USER", VAR_RATE, 1, NEED_OPTIONAL, NULL, "100/60", 0, 0, PROD_NONE,
+	 F(rate_api_user)},
+	{"RATE_LIMIT_AGENT_DEVICE", VAR_RATE, 1, NEED_OPTIONAL, NULL, "120/60", 0, 0, PROD_NONE,
+	 F(rate_agent_device)},
+	{"AGENT_ORG_RATE_LIMIT_PER_MIN", VAR_RATE_MIN, 1, NEED_OPTIONAL, NULL, "600", 1,
+	 RATELIMIT_MAX_LIMIT, PROD_NONE, F(rate_agent_org)},
+	{"RATE_LIMIT_ENROLL", VAR_RATE, 1, NEED_OPTIONAL, NULL, "10/60", 0, 0, PROD_NONE,
+	 F(rate_enroll)},
+	{"RATE_LIMIT_MFA", VAR_RATE, 1, NEED_OPTIONAL, NULL, "10/300", 0, 0, PROD_NONE,
+	 F(rate_mfa)},
+	{"RATE_LIMIT_ON_REDIS_FAILURE", VAR_RATE_FAIL, 1, NEED_OPTIONAL, NULL, "local", 0, 0,
+	 PROD_NONE, F(rate_limit_on_redis_failure)},
 };
 
 /* Stores X in the integer field of V (int, unsigned, uint32_t, int64_t or
@@ -418,6 +438,39 @@ static int parse_origins(const char *s, struct config_origins *o)
 	return 0;
 }
 
+/* The rate-limit rows: a rule ("5/300", or a count per minute) or the
+ * Redis-down policy. */
+static void load_rate(struct config *cfg, const struct var *v, const char *s,
+		      struct config_problems *p)
+{
+	char *field = (char *)cfg + v->off;
+	struct ratelimit_rule r;
+	enum ratelimit_on_failure f;
+	const char *why = NULL;
+	unsigned long x;
+
+	if (v->type == VAR_RATE_FAIL) {
+		if (ratelimit_on_failure_parse(s, &f) != 0)
+			problem(p, 1, "%s: must be local or deny", v->name);
+		else
+			memcpy(field, &f, sizeof(f));
+		return;
+	}
+	if (v->type == VAR_RATE_MIN) {
+		if (parse_uint(v, s, &x) != 0) {
+			problem(p, 1, "%s: must be a count per minute between %lu and %lu", v->name,
+				v->min, v->max);
+			return;
+		}
+		r.limit = (uint32_t)x;
+		r.window_s = 60;
+	} else if (ratelimit_rule_parse(s, &r, &why) != 0) {
+		problem(p, 1, "%s: %s", v->name, why);
+		return;
+	}
+	memcpy(field, &r, sizeof(r));
+}
+
 /* Applies row V to the value S (never NULL or empty here). */
 static void load_var(struct config *cfg, const struct var *v, const char *s, int prod,
 		     struct config_problems *p)
@@ -484,6 +537,11 @@ static void load_var(struct config *cfg, const struct var *v, const char *s, int
 				"%s: trusts every IPv4 or IPv6 address, so any client could choose "
 				"the address recorded for it; list only the proxies' own addresses",
 				v->name);
+		break;
+	case VAR_RATE:
+	case VAR_RATE_MIN:
+	case VAR_RATE_FAIL:
+		load_rate(cfg, v, s, p);
 		break;
 	case VAR_SECRET:
 	case VAR_SEED_HEX:

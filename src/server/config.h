@@ -11,6 +11,7 @@
 #include <stdio.h>
 
 #include "common/client_ip.h"
+#include "server/ratelimit/rule.h"
 
 enum breeze_env { BREEZE_ENV_DEVELOPMENT, BREEZE_ENV_TEST, BREEZE_ENV_PRODUCTION };
 
@@ -81,6 +82,15 @@ struct config {
 	int database_keepalive_count;		     /* default 3 */
 	int database_tcp_user_timeout_ms;	     /* default 30000; 0 = system default */
 	int database_request_deadline_ms;	     /* pool wait + queries, default 15000 */
+	/* Sliding-window limits (issue 9; docs/rate-limiting.md), COUNT/SECONDS. */
+	struct ratelimit_rule rate_login;	 /* RATE_LIMIT_LOGIN, 5/300 (R1) */
+	struct ratelimit_rule rate_login_ip;	 /* RATE_LIMIT_LOGIN_IP, 20/300 */
+	struct ratelimit_rule rate_api_user;	 /* RATE_LIMIT_API_USER, 100/60 (R2) */
+	struct ratelimit_rule rate_agent_device; /* RATE_LIMIT_AGENT_DEVICE, 120/60 (R3) */
+	struct ratelimit_rule rate_agent_org;	 /* AGENT_ORG_RATE_LIMIT_PER_MIN, 600/60 (R4) */
+	struct ratelimit_rule rate_enroll;	 /* RATE_LIMIT_ENROLL, 10/60 (R5) */
+	struct ratelimit_rule rate_mfa;		 /* RATE_LIMIT_MFA, 10/300 */
+	enum ratelimit_on_failure rate_limit_on_redis_failure; /* local (default) or deny */
 };
 
 /* Connections per client address when HTTP_MAX_CONNECTIONS_PER_IP is unset

@@ -90,7 +90,7 @@ def test_restart_under_load_no_500_and_no_lost_write(own_services, workdir):
                            text=True, timeout=120)
         assert r.returncode == 0, r.stdout + r.stderr
         back = time.monotonic()
-        time.sleep(3.0 * SLOW)
+        time.sleep(3.0 * SLOW)  # the late window below starts SLOW seconds after "back"
         stop.set()
         for t in threads:
             t.join(timeout=60)

@@ -62,6 +62,14 @@ static const char *all_vars[] = {
 	"DATABASE_KEEPALIVE_COUNT",
 	"DATABASE_TCP_USER_TIMEOUT_MS",
 	"DATABASE_REQUEST_DEADLINE_MS",
+	"RATE_LIMIT_LOGIN",
+	"RATE_LIMIT_LOGIN_IP",
+	"RATE_LIMIT_API_USER",
+	"RATE_LIMIT_AGENT_DEVICE",
+	"AGENT_ORG_RATE_LIMIT_PER_MIN",
+	"RATE_LIMIT_ENROLL",
+	"RATE_LIMIT_MFA",
+	"RATE_LIMIT_ON_REDIS_FAILURE",
 };
 
 /* Fresh `openssl rand -hex 32`-style values for every secret, plus a Redis
@@ -296,6 +304,24 @@ static const struct bad_case bad_cases[] = {
 	 DEV_FATAL},
 	{"per-IP limit word", "HTTP_MAX_CONNECTIONS_PER_IP", "many", NULL,
 	 "HTTP_MAX_CONNECTIONS_PER_IP", 0, DEV_FATAL},
+	/* Rate limits: COUNT/SECONDS, never off. */
+	{"login limit without window", "RATE_LIMIT_LOGIN", "5", NULL, "RATE_LIMIT_LOGIN", 0,
+	 DEV_FATAL},
+	{"login limit zero", "RATE_LIMIT_LOGIN", "0/300", NULL, "RATE_LIMIT_LOGIN", 0, DEV_FATAL},
+	{"API limit zero window", "RATE_LIMIT_API_USER", "100/0", NULL, "RATE_LIMIT_API_USER", 0,
+	 DEV_FATAL},
+	{"device limit spaces", "RATE_LIMIT_AGENT_DEVICE", "120 / 60", NULL,
+	 "RATE_LIMIT_AGENT_DEVICE", 0, DEV_FATAL},
+	{"org limit as a rule", "AGENT_ORG_RATE_LIMIT_PER_MIN", "600/60", NULL,
+	 "AGENT_ORG_RATE_LIMIT_PER_MIN", 0, DEV_FATAL},
+	{"org limit zero", "AGENT_ORG_RATE_LIMIT_PER_MIN", "0", NULL,
+	 "AGENT_ORG_RATE_LIMIT_PER_MIN", 0, DEV_FATAL},
+	{"enrol limit negative", "RATE_LIMIT_ENROLL", "-1/60", NULL, "RATE_LIMIT_ENROLL", 0,
+	 DEV_FATAL},
+	{"MFA limit window too long", "RATE_LIMIT_MFA", "10/86401", NULL, "RATE_LIMIT_MFA", 0,
+	 DEV_FATAL},
+	{"Redis-failure policy off", "RATE_LIMIT_ON_REDIS_FAILURE", "allow", NULL,
+	 "RATE_LIMIT_ON_REDIS_FAILURE", 0, DEV_FATAL},
 };
 
 /* Problem texts speak for themselves: no pointers to documents outside the
@@ -674,6 +700,22 @@ static void test_every_variable_documented_default(void **state)
 	assert_int_equal(cfg.http_drain_s, 25);
 	assert_int_equal(cfg.http_header_timeout_s, 10);
 	assert_int_equal(cfg.access_token_ttl_s, 900);
+	/* Rate limits: checklist R1–R5 and the table. */
+	assert_int_equal(cfg.rate_login.limit, 5);
+	assert_int_equal(cfg.rate_login.window_s, 300);
+	assert_int_equal(cfg.rate_login_ip.limit, 20);
+	assert_int_equal(cfg.rate_login_ip.window_s, 300);
+	assert_int_equal(cfg.rate_api_user.limit, 100);
+	assert_int_equal(cfg.rate_api_user.window_s, 60);
+	assert_int_equal(cfg.rate_agent_device.limit, 120);
+	assert_int_equal(cfg.rate_agent_device.window_s, 60);
+	assert_int_equal(cfg.rate_agent_org.limit, 600);
+	assert_int_equal(cfg.rate_agent_org.window_s, 60);
+	assert_int_equal(cfg.rate_enroll.limit, 10);
+	assert_int_equal(cfg.rate_enroll.window_s, 60);
+	assert_int_equal(cfg.rate_mfa.limit, 10);
+	assert_int_equal(cfg.rate_mfa.window_s, 300);
+	assert_int_equal(cfg.rate_limit_on_redis_failure, RATELIMIT_FAIL_LOCAL);
 
 	/* Upper bounds are accepted exactly, one more is not. */
 	assert_int_equal(setenv("HTTP_MAX_BODY_BYTES", "67108864", 1), 0);
@@ -683,6 +725,17 @@ static void test_every_variable_documented_default(void **state)
 	assert_int_equal(cfg.http_max_body_bytes, 67108864);
 	assert_int_equal(cfg.session_max_age_s, 2592000);
 	assert_int_equal(cfg.audit_checkpoint_interval_s, 0);
+
+	/* Rate limits as set. */
+	assert_int_equal(setenv("RATE_LIMIT_LOGIN", "100000/86400", 1), 0);
+	assert_int_equal(setenv("AGENT_ORG_RATE_LIMIT_PER_MIN", "1200", 1), 0);
+	assert_int_equal(setenv("RATE_LIMIT_ON_REDIS_FAILURE", "deny", 1), 0);
+	assert_int_equal(config_load(&cfg, CONFIG_FOR_SERVE, &p), 0);
+	assert_int_equal(cfg.rate_login.limit, 100000);
+	assert_int_equal(cfg.rate_login.window_s, 86400);
+	assert_int_equal(cfg.rate_agent_org.limit, 1200);
+	assert_int_equal(cfg.rate_agent_org.window_s, 60);
+	assert_int_equal(cfg.rate_limit_on_redis_failure, RATELIMIT_FAIL_DENY);
 }
 
 static const struct {
