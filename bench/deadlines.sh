@@ -4,7 +4,7 @@
 # (B), alternately. Prints figures only; asserts nothing.
 #
 #   bench/deadlines.sh [-n AGENTS] [-k CONNECTIONS] [-r SATURATION_RATE]
-#                      [-d SECONDS] [-R ROUNDS]
+#                      [-d SECONDS] [-R ROUNDS] [-S]
 #
 # The stack is bench/heartbeat.sh's (throwaway PostgreSQL with production
 # durability, Redis, one enrolled fleet). Two servers run side by side on
@@ -24,17 +24,21 @@
 # each (default 8). ROUNDS (default 5) rounds: A,B,A,B,… The machine may
 # be shared: the spread (min–max) is printed next to every median, and
 # only a B/A ratio outside both spreads would mean something.
+# -S then counts system calls per heartbeat of the server and of its
+# PostgreSQL backends for A and B (strace -c at 100/s): counts do not depend
+# on how busy the machine is, and a timer armed per statement would show.
 set -euo pipefail
 
-N=1000 K=16 SAT="" D=8 ROUNDS=5
-while getopts "n:k:r:d:R:h" o; do
+N=1000 K=16 SAT="" D=8 ROUNDS=5 SYSCALLS=0
+while getopts "n:k:r:d:R:Sh" o; do
     case "$o" in
         n) N=$OPTARG ;;
         k) K=$OPTARG ;;
         r) SAT=$OPTARG ;;
         d) D=$OPTARG ;;
         R) ROUNDS=$OPTARG ;;
-        *) sed -n '2,27p' "$0" >&2; exit 2 ;;
+        S) SYSCALLS=1 ;;
+        *) sed -n '2,30p' "$0" >&2; exit 2 ;;
     esac
 done
 
@@ -106,7 +110,8 @@ stats() {
         printf "%.4g %.4g %.4g\n", m, a[1], a[NR] }'
 }
 echo "== medians over $ROUNDS rounds (min-max)"
-printf '%-42s %-26s %-26s %s\n' figure "A (deadlines on)" "B (off)" "B/A of medians"
+printf '%-42s %-26s %-26s %-8s %s\n' figure "A (deadlines on)" "B (off)" "B/A" \
+    "per-round B/A: median (min-max)"
 for row in "sat:achieved heartbeats/s at $HIGH/s offered" \
            "satsrv:server CPU ms/heartbeat at $HIGH/s" \
            "p50:p50 latency ms at $LOW/s" "p99:p99 latency ms at $LOW/s" \
@@ -116,7 +121,57 @@ for row in "sat:achieved heartbeats/s at $HIGH/s offered" \
     read -r am alo ahi <<<"$(stats ${V[A.$key]})"
     # shellcheck disable=SC2086
     read -r bm blo bhi <<<"$(stats ${V[B.$key]})"
-    printf '%-42s %-26s %-26s %s\n' "$label" "$am ($alo-$ahi)" "$bm ($blo-$bhi)" \
-        "$(awk -v a="$am" -v b="$bm" 'BEGIN { printf "%.3f", (a > 0 ? b / a : 0) }')"
+    # Paired: each round's B over the same round's A (drift cancels).
+    # shellcheck disable=SC2086
+    paired=$(paste -d' ' <(printf '%s\n' ${V[A.$key]}) <(printf '%s\n' ${V[B.$key]}) |
+        awk '$1 > 0 { printf "%.4f\n", $2 / $1 }')
+    # shellcheck disable=SC2086
+    read -r pm plo phi <<<"$(stats $paired)"
+    printf '%-42s %-26s %-26s %-8s %s\n' "$label" "$am ($alo-$ahi)" "$bm ($blo-$bhi)" \
+        "$(awk -v a="$am" -v b="$bm" 'BEGIN { printf "%.3f", (a > 0 ? b / a : 0) }')" \
+        "$pm ($plo-$phi)"
 done
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# strace -c's summary in FILE as "syscall calls" lines.
+strace_counts() {
+    awk '/^-+/ { sep++; next } sep == 1 && NF >= 5 { print $NF, $4 }' "$1"
+}
+
+# Counts system calls of the server's threads and of every breeze_app
+# backend during a 4 s run at 100/s against mode M; writes
+# $DIR/sys-{srv,pg}-M as "syscall calls-per-heartbeat" lines.
+count_syscalls() {
+    local m=$1 p t out n sp ss args=() targs=()
+    use "$m"
+    for p in $(psql -qAtX "$SUPERUSER_DATABASE_URL" -c \
+        "SELECT pid FROM pg_stat_activity WHERE usename = 'breeze_app'"); do
+        args+=(-p "$p")
+    done
+    for t in /proc/"$SERVER_PID"/task/*; do targs+=(-p "${t##*/}"); done
+    strace -c -f -o "$DIR/strace-pg-$m" "${args[@]}" 2>/dev/null &
+    sp=$!
+    strace -c -f -o "$DIR/strace-srv-$m" "${targs[@]}" 2>/dev/null &
+    ss=$!
+    sleep 1
+    out=$(hb --agents "$N" --connections "$K" --rate 100 --duration 4)
+    kill -INT "$sp" "$ss"
+    wait "$sp" "$ss" 2>/dev/null || true
+    n=$(field status_200 "$out")
+    strace_counts "$DIR/strace-pg-$m" | awk -v n="$n" '{ printf "%s %.3f\n", $1, $2 / n }' >"$DIR/sys-pg-$m"
+    strace_counts "$DIR/strace-srv-$m" | awk -v n="$n" '{ printf "%s %.3f\n", $1, $2 / n }' >"$DIR/sys-srv-$m"
+}
+
+if ((SYSCALLS)); then
+    command -v strace >/dev/null || { echo "deadlines: -S needs strace" >&2; exit 1; }
+    echo "== system calls per heartbeat (strace -c, 100/s for 4 s; strace slows everything: only the counts mean something)"
+    count_syscalls A
+    count_syscalls B
+    for who in srv pg; do
+        [[ $who == srv ]] && echo "-- breeze-server (all threads)" || echo "-- PostgreSQL backends of breeze_app"
+        printf '%-20s %8s %8s\n' syscall A B
+        join -a1 -a2 -e 0 -o 0,1.2,2.2 <(sort "$DIR/sys-$who-A") <(sort "$DIR/sys-$who-B") |
+            sort -k2,2gr | awk '{ printf "%-20s %8s %8s\n", $1, $2, $3; a += $2; b += $3 }
+                END { printf "%-20s %8.3f %8.3f\n", "total", a, b }'
+    done
+fi

@@ -90,6 +90,7 @@ struct result {
 	long transport;	  /* no HTTP answer (connection, timeout) */
 	char transport_msg[CURL_ERROR_SIZE];
 	long late_unsent, unanswered, sent;
+	long connects;	  /* connections opened (keep-alive: about K) */
 	uint32_t *lat_us; /* latency of every 2xx answer */
 	size_t nlat, caplat;
 	double t0, t_end; /* first due time, last answer */
@@ -370,6 +371,9 @@ static void load_done(struct slot *s, CURLcode rc, long code, double now, void *
 	struct result *r = st->r;
 	struct agent *a = &agents[s->agent];
 
+	long nc = 0;
+	curl_easy_getinfo(s->e, CURLINFO_NUM_CONNECTS, &nc);
+	r->connects += nc;
 	count_answer(r, rc, code);
 	if (rc == CURLE_OK && code >= 200 && code < 300) {
 		if (r->nlat == r->caplat) {
@@ -534,6 +538,7 @@ static json_t *report(const struct opts *o, const struct result *r, const struct
 		json_object_set_new(j, "transport_error_last", json_string(r->transport_msg));
 	json_object_set_new(j, "late_unsent", json_integer(r->late_unsent));
 	json_object_set_new(j, "unanswered", json_integer(r->unanswered));
+	json_object_set_new(j, "connections_opened", json_integer(r->connects));
 	set_num(j, "latency_p50_ms", quantile_ms(r, 0.50));
 	set_num(j, "latency_p90_ms", quantile_ms(r, 0.90));
 	set_num(j, "latency_p99_ms", quantile_ms(r, 0.99));
@@ -583,8 +588,9 @@ static void print_text(json_t *j)
 		if (json_is_array(v)) {
 			json_t *e;
 			json_array_foreach(v, i, e)
-				printf("%s: %.3f %s\n", k,
+				printf("%s: %.3f/heartbeat %.3f ms %s\n", k,
 				       json_real_value(json_object_get(e, "perHeartbeat")),
+				       json_real_value(json_object_get(e, "meanMs")),
 				       json_string_value(json_object_get(e, "query")));
 		} else if (json_is_real(v)) {
 			double d = json_real_value(v);

@@ -150,7 +150,7 @@ void probe_pg_top(PGconn *c, const char *db, const char *role, int top, double h
 		  json_t *arr)
 {
 	static const char *sql =
-		"SELECT s.calls, left(regexp_replace(s.query, '\\s+', ' ', 'g'), 100)"
+		"SELECT s.calls, s.mean_exec_time, left(regexp_replace(s.query, '\\s+', ' ', 'g'), 100)"
 		"  FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid"
 		"  JOIN pg_roles r ON r.oid = s.userid"
 		" WHERE d.datname = $1 AND r.rolname = $2 ORDER BY s.calls DESC LIMIT $3";
@@ -162,8 +162,9 @@ void probe_pg_top(PGconn *c, const char *db, const char *role, int top, double h
 	snprintf(n, sizeof(n), "%d", top);
 	PGresult *r = PQexecParams(c, sql, 3, NULL, p, NULL, NULL, 0);
 	for (int i = 0; PQresultStatus(r) == PGRES_TUPLES_OK && i < PQntuples(r); i++)
-		json_array_append_new(arr, json_pack("{s:f,s:s}", "perHeartbeat",
+		json_array_append_new(arr, json_pack("{s:f,s:f,s:s}", "perHeartbeat",
 						     strtod(PQgetvalue(r, i, 0), NULL) / heartbeats,
-						     "query", PQgetvalue(r, i, 1)));
+						     "meanMs", strtod(PQgetvalue(r, i, 1), NULL),
+						     "query", PQgetvalue(r, i, 2)));
 	PQclear(r);
 }

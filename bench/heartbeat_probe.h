@@ -46,8 +46,9 @@ PGconn *probe_pg_connect(const char *url);
 int probe_pg_snapshot(PGconn *c, const char *db, const char *role, int reset, struct probe_pg *out);
 
 /* Appends the TOP most called statements of ROLE in DB since the last
- * reset to ARR as {"perHeartbeat": calls / HEARTBEATS, "query": first 100
- * characters}. No-op without pg_stat_statements. */
+ * reset to ARR as {"perHeartbeat": calls / HEARTBEATS, "meanMs": mean
+ * execution time in ms, "query": first 100 characters}. No-op without
+ * pg_stat_statements. */
 void probe_pg_top(PGconn *c, const char *db, const char *role, int top, double heartbeats,
 		  json_t *arr);
 
