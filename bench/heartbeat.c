@@ -201,13 +201,16 @@ static size_t heartbeat_body(char *buf, size_t n, const struct agent *a, long id
 		"\"netRxErrors\":0,\"netTxErrors\":0,\"load1\":%.2f,\"load5\":%.2f,\"load15\":%.2f,"
 		"\"processCount\":%u,\"threadCount\":%u,\"openFiles\":%u,\"tcpConnections\":%u,"
 		"\"loggedInUsers\":1,\"cpuCount\":4,\"bootTime\":1764547200,"
-		"\"temperatureCelsius\":%.1f}}",
+		"\"temperatureCelsius\":%.1f,\"cpu0Percent\":%.2f,\"cpu1Percent\":%.2f,"
+		"\"cpu2Percent\":%.2f,\"cpu3Percent\":%.2f,\"inodesUsed\":%u,"
+		"\"inodesTotal\":6553600,\"contextSwitches\":%u,\"interrupts\":%u}}",
 		1000000u + seq * 60u, a->host, cpu, cpu * 0.7, cpu * 0.2, cpu * 0.05,
 		2000000000u + x % 1000000000u, 4000000000u - x % 1000000000u, x % 100000000u,
 		3000000000u + x % 100000u, x % 900000000u, x % 800000000u, x % 90000u, x % 80000u,
 		x % 700000000u, x % 600000000u, x % 7000000u, x % 6000000u, cpu / 25.0, cpu / 30.0,
 		cpu / 35.0, 150u + x % 100u, 600u + x % 400u, 2000u + x % 1000u, 20u + x % 80u,
-		40.0 + (double)(x % 300) / 10.0);
+		40.0 + (double)(x % 300) / 10.0, cpu * 1.1, cpu * 0.9, cpu * 1.05, cpu * 0.95,
+		200000u + x % 100000u, x % 900000000u, x % 500000000u);
 	if (len < 0 || (size_t)len >= n)
 		die("heartbeat body too long");
 	return (size_t)len;
