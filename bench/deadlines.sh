@@ -38,7 +38,7 @@ while getopts "n:k:r:d:R:Sh" o; do
         d) D=$OPTARG ;;
         R) ROUNDS=$OPTARG ;;
         S) SYSCALLS=1 ;;
-        *) sed -n '2,30p' "$0" >&2; exit 2 ;;
+        *) sed -n '2,29p' "$0" >&2; exit 2 ;;
     esac
 done
 

@@ -153,6 +153,19 @@ static void slots_init(CURLM **m, const struct opts *o)
 	}
 }
 
+/* Frees what slots_init() made; transfers still running are dropped. */
+static void slots_free(CURLM *m, long k)
+{
+	for (long i = 0; i < k; i++) {
+		curl_multi_remove_handle(m, slots[i].e);
+		curl_easy_cleanup(slots[i].e);
+		curl_slist_free_all(slots[i].hdr);
+	}
+	curl_multi_cleanup(m);
+	free(slots);
+	free(free_slots);
+}
+
 /* Starts a POST of S->body (LEN bytes) to PATH, with TOKEN if not NULL. */
 static void slot_post(CURLM *m, struct slot *s, const struct opts *o, const char *path, size_t len,
 		      const char *token)
@@ -385,9 +398,10 @@ static void load_done(struct slot *s, CURLcode rc, long code, double now, void *
 			if (r->lat_us == NULL)
 				die("out of memory");
 		}
-		double from = s->due > s->sent ? s->due : s->sent;
+		/* From the due time; from the send time for one sent early. */
+		double from = s->due < s->sent ? s->due : s->sent;
 		double us = (now - from) * 1e6;
-		r->lat_us[r->nlat++] = us > 4e9 ? 4000000000u : (uint32_t)us;
+		r->lat_us[r->nlat++] = us <= 0 ? 0 : us > 4e9 ? 4000000000u : (uint32_t)us;
 	}
 	r->t_end = now;
 	a->busy = 0;
@@ -737,5 +751,9 @@ int main(int argc, char **argv)
 	json_decref(j);
 	PQfinish(db);
 	free(r.lat_us);
+	slots_free(m, o.k);
+	curl_global_cleanup();
+	free(agents);
+	free(ready);
 	return 0;
 }

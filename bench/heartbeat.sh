@@ -30,7 +30,7 @@ while getopts "n:k:r:d:s:0:h" o; do
         d) DURATION=$OPTARG ;;
         s) STEP=$OPTARG ;;
         0) FIRST=$OPTARG ;;
-        *) sed -n '2,22p' "$0" >&2; exit 2 ;;
+        *) sed -n '2,21p' "$0" >&2; exit 2 ;;
     esac
 done
 
@@ -38,6 +38,7 @@ done
 . "$(dirname -- "$0")/heartbeat_stack.sh"
 
 stack_up
+# shellcheck disable=SC2119
 server_start
 stack_enroll "$N" "$K"
 echo "== heartbeats: $N agents, $K connections, $(nproc) cores, generator, server, PostgreSQL and Redis on one machine"

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # heartbeat_stack.sh — the throwaway stack of bench/heartbeat.sh and
 # bench/deadlines.sh (sourced by them; not run on its own).
 #
@@ -51,8 +52,10 @@ stack_up() {
     local svc=$DIR/svc
     "$REPO/scripts/dev-services" start "$svc" >/dev/null
     ENV_FILE=$svc/breeze.env
+    set -a
     # shellcheck disable=SC1090
-    set -a; . "$ENV_FILE"; set +a
+    . "$ENV_FILE"
+    set +a
     psql -qX "$SUPERUSER_DATABASE_URL" -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
 ALTER SYSTEM SET fsync = on;
 ALTER SYSTEM SET synchronous_commit = on;
@@ -136,6 +139,7 @@ field() {
 # 95 % of the offered one or p99 is above 100 ms (or no answer succeeded).
 # Prints one line per step; sets BEST (the highest rate that held; 0 if
 # none) and LAST_RATE (the one that did not).
+# shellcheck disable=SC2034
 search() {
     local first=$1 step_s=$2 factor=$3 n=$4 k=$5 rate out ach p99 answers
     printf '%10s %10s %9s %9s %9s %10s %s\n' offered/s achieved/s p50_ms p99_ms p999_ms srv_ms/hb answers
