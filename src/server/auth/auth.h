@@ -361,7 +361,9 @@ int auth_password_policy_init(size_t *count);
 /*
  * Checks a self-chosen PASSWORD for the account with normalized e-mail
  * EMAIL (NULL: none yet): valid UTF-8 of AUTH_PASSWORD_MIN to
- * AUTH_REGISTER_PASSWORD_MAX characters (code points), not containing the
+ * AUTH_REGISTER_PASSWORD_MAX characters (code points), at least
+ * AUTH_PASSWORD_MIN of them neither spaces nor invisible (text_strip_blanks(),
+ * which also runs before the next two rules), not containing the
  * address or its local part (at least AUTH_PASSWORD_LOCAL_PART_MIN bytes),
  * and not a common password, case-insensitively, also once trailing digits
  * and punctuation are taken off. Returns 0, or BZ_ERR_INVALID with WHY
