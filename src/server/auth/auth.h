@@ -93,8 +93,8 @@ int auth_sessions_revoke_user(PGconn *c, const char *user_id, const char *reason
 #define AUTH_GENERATED_PASSWORD_LEN 33 /* 32 hex characters + NUL */
 
 /* Lower-cases and trims an e-mail address into OUT (OUTLEN bytes).
- * Returns 0, or BZ_ERR_INVALID if it is empty, too long or not of the
- * form a@b. */
+ * Returns 0, or BZ_ERR_INVALID if it is empty, too long, not of the form
+ * a@b, or holds a character text_check() refuses or calls blank. */
 int auth_normalize_email(const char *in, char *out, size_t outlen);
 
 /* A user as the API shows it (never its password hash). */
