@@ -97,6 +97,27 @@ static size_t decode(const unsigned char *s, unsigned *cp)
 	return 4;
 }
 
+size_t text_strip_blanks(const char *s, char *out, size_t outlen)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t o = 0, n = 0;
+
+	while (*p) {
+		unsigned cp;
+		size_t len = decode(p, &cp);
+		if (!blank_codepoint(cp) && !(cp < 0x80 && isspace((int)cp))) {
+			if (o + len >= outlen)
+				break;
+			memcpy(out + o, p, len);
+			o += len;
+			n++;
+		}
+		p += len;
+	}
+	out[o] = '\0';
+	return n;
+}
+
 int text_check(const char *str, size_t maxlen, unsigned flags, const char **why)
 {
 	const char *dummy;

@@ -31,6 +31,13 @@ enum text_flags {
  */
 int text_check(const char *s, size_t maxlen, unsigned flags, const char **why);
 
+/* Copies S (valid UTF-8) into OUT[OUTLEN] without its blanks (the code
+ * points text_check() calls blank, plus ASCII whitespace): what is left is
+ * what a password or name shows. OUT always ends in NUL; OUTLEN >= 1.
+ * Returns the number of code points copied; a code point that would not
+ * fit ends the copy. */
+size_t text_strip_blanks(const char *s, char *out, size_t outlen);
+
 /* 1 if S is a UUID in canonical 8-4-4-4-12 hex form (either case), else 0. */
 int is_uuid(const char *s);
 

@@ -102,3 +102,23 @@ def test_existing_address_gets_the_same_answer_and_nothing_changes(reg, bootstra
                " WHERE action = 'auth.register.duplicate' ORDER BY id DESC LIMIT 2")
     assert [json.loads(d)["email"] for *_, d in rows] == [bootstrap.email, first["email"]]
     assert all(r[:3] == ("system", None, "failure") for r in rows)
+
+
+@pytest.mark.parametrize("password", [
+    " " * 12, "\t" * 14, "\u200b" * 12, "ab" + " " * 12,
+    "password1234 ", " password1234", "pass word1234", "password\u200b1234",
+    "Qwerty\u00a0Uiop123", "winnie the pooh",
+])
+def test_password_policy_ignores_spaces_and_invisible_characters(reg, password):
+    """Blanks neither make up the length nor hide a common password."""
+    b = body(password=password)
+    assert_error(reg.post(PATH, json=b), 400, "weak_password")
+    assert reg.post("/api/v1/auth/login", json={"email": b["email"],
+                                                "password": password}).status_code == 401
+
+
+def test_a_passphrase_with_spaces_is_accepted(reg):
+    b = body(password="violet " + uniq("stapler") + " orbit")
+    assert reg.post(PATH, json=b).status_code == 202
+    assert reg.post("/api/v1/auth/login", json={"email": b["email"],
+                                                "password": b["password"]}).status_code == 200

@@ -145,12 +145,35 @@ static void test_trim(void **state)
 	assert_string_equal(text_trim(c), "x");
 }
 
+static void test_strip_blanks(void **state)
+{
+	char out[16];
+
+	(void)state;
+	assert_int_equal(text_strip_blanks("pass word\t1234", out, sizeof(out)), 12);
+	assert_string_equal(out, "password1234");
+	assert_int_equal(text_strip_blanks("\xe2\x80\x8b\xc2\xa0"
+					   "a\xc3\xa9",
+					   out, sizeof(out)),
+			 2);
+	assert_string_equal(out, "a"
+				 "\xc3\xa9");
+	assert_int_equal(text_strip_blanks("   ", out, sizeof(out)), 0);
+	assert_string_equal(out, "");
+	/* A code point that would not fit ends the copy, NUL-terminated. */
+	assert_int_equal(text_strip_blanks("abc"
+					   "\xc3\xa9",
+					   out, 5),
+			 3);
+	assert_string_equal(out, "abc");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_utf8_table),     cmocka_unit_test(test_display_table),
 		cmocka_unit_test(test_display_length), cmocka_unit_test(test_uuid),
-		cmocka_unit_test(test_trim),
+		cmocka_unit_test(test_trim),	       cmocka_unit_test(test_strip_blanks),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -144,8 +144,8 @@ int auth_session_revoke(PGconn *c, const char *user_id, const char *org_id, cons
 #define AUTH_GENERATED_PASSWORD_LEN 33 /* 32 hex characters + NUL */
 
 /* Lower-cases and trims an e-mail address into OUT (OUTLEN bytes).
- * Returns 0, or BZ_ERR_INVALID if it is empty, too long or not of the
- * form a@b. */
+ * Returns 0, or BZ_ERR_INVALID if it is empty, too long, not of the form
+ * a@b, or holds a character text_check() refuses or calls blank. */
 int auth_normalize_email(const char *in, char *out, size_t outlen);
 
 /* A user as the API shows it (never its password hash). */
@@ -413,7 +413,9 @@ int auth_password_policy_init(size_t *count);
 /*
  * Checks a self-chosen PASSWORD for the account with normalized e-mail
  * EMAIL (NULL: none yet): valid UTF-8 of AUTH_PASSWORD_MIN to
- * AUTH_REGISTER_PASSWORD_MAX characters (code points), not containing the
+ * AUTH_REGISTER_PASSWORD_MAX characters (code points), at least
+ * AUTH_PASSWORD_MIN of them neither spaces nor invisible (text_strip_blanks(),
+ * which also runs before the next two rules), not containing the
  * address or its local part (at least AUTH_PASSWORD_LOCAL_PART_MIN bytes),
  * and not a common password, case-insensitively, also once trailing digits
  * and punctuation are taken off. Returns 0, or BZ_ERR_INVALID with WHY

@@ -127,7 +127,14 @@ int auth_password_check(const char *password, const char *email, struct bz_errin
 	    chars > AUTH_REGISTER_PASSWORD_MAX)
 		return bz_fail(why, BZ_ERR_INVALID, "weak_password", "password",
 			       "the password must be 12 to 128 characters long");
-	memcpy(lower, password, len + 1);
+	/* Spaces and invisible characters neither count towards the length
+	 * nor hide a listed password ("password1234 ", "pass\u200bword1234"). */
+	if (text_strip_blanks(password, lower, sizeof(lower)) < AUTH_PASSWORD_MIN) {
+		crypto_wipe(lower, sizeof(lower));
+		return bz_fail(why, BZ_ERR_INVALID, "weak_password", "password",
+			       "the password must be 12 to 128 characters long, not counting "
+			       "spaces and invisible characters");
+	}
 	lower_ascii(lower);
 	strip_tail(lower, stripped, sizeof(stripped));
 	if (email != NULL && contains_email(lower, email))

@@ -270,8 +270,9 @@ static json_t *change_details(const struct auth_role *was, const struct auth_rol
 			 ch);
 }
 
-/* What may change of WAS: a built-in role only its forceMfa; a custom role
- * only while the caller holds every permission it has and will have. */
+/* What may change of WAS: a built-in role only its forceMfa; either only
+ * while the caller holds every permission it has (and, for a custom role,
+ * will have). */
 static int check_change(PGconn *c, const struct auth_role *was, const json_t *held,
 			const struct auth_role_change *in, struct bz_errinfo *why)
 {
@@ -281,19 +282,20 @@ static int check_change(PGconn *c, const struct auth_role *was, const json_t *he
 	if (in->name == NULL && in->permissions == NULL && !in->force_mfa_set)
 		return bz_fail(why, BZ_ERR_INVALID, "validation_error", NULL,
 			       "give at least one of 'name', 'permissions' and 'forceMfa'");
-	if (was->builtin) {
-		if (in->name != NULL || in->permissions != NULL)
-			return bz_fail(why, BZ_ERR_FORBIDDEN, "builtin_role", NULL,
-				       "a built-in role's name and permissions cannot be changed; "
-				       "only its forceMfa");
-		return 0;
-	}
-	if (!was->owned)
+	if (was->builtin && (in->name != NULL || in->permissions != NULL))
+		return bz_fail(why, BZ_ERR_FORBIDDEN, "builtin_role", NULL,
+			       "a built-in role's name and permissions cannot be changed; "
+			       "only its forceMfa");
+	if (!was->builtin && !was->owned)
 		return bz_fail(why, BZ_ERR_FORBIDDEN, NULL, NULL,
 			       "a role shared by every partner cannot be changed here");
+	/* Also for a built-in role's forceMfa: roles:write on a lesser role is
+	 * no way to lift forced MFA off the partner's administrators. */
 	if (!permissions_within(was->permissions, held, &missing))
 		return bz_fail(why, BZ_ERR_FORBIDDEN, NULL, NULL,
 			       "you cannot change a role with permissions your own role lacks");
+	if (was->builtin)
+		return 0;
 	if (in->name != NULL && strcmp(in->name, was->name) != 0 &&
 	    (rc = check_name(c, in->name, why)) != 0)
 		return rc;

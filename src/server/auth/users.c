@@ -84,7 +84,13 @@ int auth_normalize_email(const char *in, char *out, size_t outlen)
 	const char *at = strchr(out, '@');
 	if (at == NULL || at == out || at[1] == '\0' || strchr(at + 1, '@') != NULL)
 		return BZ_ERR_INVALID;
-	return 0;
+	/* No control, bidirectional or invisible characters: an address must
+	 * not pass for another one ("\u200badmin@…", "…\u202emoc.…"). */
+	char shown[255];
+	if (text_check(out, n, 0, NULL) != 0)
+		return BZ_ERR_INVALID;
+	text_strip_blanks(out, shown, sizeof(shown));
+	return strcmp(shown, out) == 0 ? 0 : BZ_ERR_INVALID;
 }
 
 int auth_user_list(PGconn *c, const struct tenancy_scope *sc, struct auth_user **out, size_t *n)
