@@ -605,8 +605,9 @@ struct auth_password_change {
  * auth.password.change.failed in its own transaction), sets the new one
  * (BZ_ERR_INVALID, field newPassword, when shorter than AUTH_PASSWORD_MIN
  * or longer than AUTH_PASSWORD_MAX bytes or equal to the e-mail address)
- * and revokes every other session of the user (*REVOKED of them). On
- * success returns 0 INSIDE an open transaction: the caller writes EV
+ * and revokes every other session of the user (*REVOKED of them) and every
+ * pending mfaToken (auth_mfa_challenges_drop()). On success returns 0
+ * INSIDE an open transaction: the caller writes EV
  * (auth.password.change; strings point into OUT) and commits. On error no
  * transaction is left open. Returns 0, BZ_ERR_INVALID, BZ_ERR_FORBIDDEN,
  * BZ_ERR_UNAUTHORIZED, BZ_ERR_DB or BZ_ERR_CRYPTO.

@@ -34,6 +34,8 @@ struct config;
 #define MFA_RECOVERY_CODE_LEN 9			/* "XXXX-XXXX", without the NUL */
 #define MFA_TOKEN_TTL_S 300			/* an mfaToken lives 5 minutes */
 #define MFA_TOKEN_MAX_FAILURES 5		/* wrong codes before an mfaToken dies */
+#define MFA_USER_MAX_FAILURES 20		/* wrong codes per user per window ... */
+#define MFA_FAILURE_WINDOW_S 900		/* ... of 15 minutes, over all its tokens */
 #define MFA_ENROLL_URL "/api/v1/auth/mfa/setup" /* named by the 428 answer */
 
 /* Ten fresh recovery codes, shown once. Wipe after rendering. */
@@ -110,6 +112,13 @@ int auth_mfa_recovery_regenerate(PGconn *c, const struct config *cfg, const stru
  */
 int auth_mfa_challenge_start(PGconn *c, const char *user_id, char token[64], int64_t *ttl_s);
 
+/*
+ * Ends every pending mfaToken of USER_ID (inside the caller's transaction):
+ * a token earned with a password that has since been changed must not
+ * finish its login. Returns 0 or BZ_ERR_DB.
+ */
+int auth_mfa_challenges_drop(PGconn *c, const char *user_id);
+
 struct auth_mfa_verify_input {
 	const char *mfa_token;	   /* from the login answer */
 	const char *code;	   /* a TOTP code, or NULL */
@@ -122,7 +131,11 @@ struct auth_mfa_verify_input {
  * The second step of a login: checks IN's code (exactly one of code and
  * recovery_code) for the user of a live mfaToken, uses the token up and
  * starts the session (auth_login_issue()) into OUT. A wrong code counts
- * against the token: after MFA_TOKEN_MAX_FAILURES it is dead. A TOTP
+ * against the token: after MFA_TOKEN_MAX_FAILURES it is dead; and against
+ * the user: after MFA_USER_MAX_FAILURES wrong codes over all the user's
+ * tokens created within the last MFA_FAILURE_WINDOW_S seconds, no token of
+ * the user is accepted until those have left the window (a password alone earns any number
+ * of tokens, so the limit per token alone bounds nothing). A TOTP
  * step is used once; a recovery code once (one UPDATE … WHERE used_at IS
  * NULL: of concurrent uses exactly one wins). EV: auth.login (details:
  * method). Returns 0, BZ_ERR_INVALID (neither or both codes),

@@ -19,17 +19,27 @@
 #include "server/config.h"
 #include "server/db/db.h"
 
+/* The expiry time (seconds) of a challenge created MFA_FAILURE_WINDOW_S
+ * before bz_now(), as text: the older ones are out of the failure window. */
+static void window_start_text(char out[24])
+{
+	snprintf(out, 24, "%lld", (long long)(bz_now() - MFA_FAILURE_WINDOW_S + MFA_TOKEN_TTL_S));
+}
+
 int auth_mfa_challenge_start(PGconn *c, const char *user_id, char token[64], int64_t *ttl_s)
 {
 	static const char *sql = "INSERT INTO mfa_challenges (user_id, token_hash, expires_at)"
 				 " VALUES ($1::uuid, $2, to_timestamp($3::bigint))";
 	/* Old challenges of the user go as new ones come: the table stays
-	 * small without a sweeper. */
+	 * small without a sweeper. One with wrong codes stays until it is out
+	 * of the failure window (user_failures()). */
 	static const char *sweep =
 		"DELETE FROM mfa_challenges WHERE user_id = $1::uuid"
-		" AND (used_at IS NOT NULL OR expires_at < to_timestamp($2::bigint))";
+		" AND ((failures = 0 AND (used_at IS NOT NULL"
+		"                         OR expires_at < to_timestamp($2::bigint)))"
+		"      OR expires_at < to_timestamp($3::bigint))";
 	uint8_t raw[32];
-	char hash[BZ_SHA256_HEX_LEN + 1], exp[24], now[24];
+	char hash[BZ_SHA256_HEX_LEN + 1], exp[24], now[24], window[24];
 	char *b64;
 	int rc;
 
@@ -41,9 +51,10 @@ int auth_mfa_challenge_start(PGconn *c, const char *user_id, char token[64], int
 	rc = crypto_sha256_hex(b64, strlen(b64), hash);
 	snprintf(exp, sizeof(exp), "%lld", (long long)(bz_now() + MFA_TOKEN_TTL_S));
 	mfa_now_text(now);
+	window_start_text(window);
 	const char *p[3] = {user_id, hash, exp};
-	const char *sp[2] = {user_id, now};
-	if (rc == 0 && (db_exec(c, sweep, 2, sp) != 0 || db_exec(c, sql, 3, p) != 0))
+	const char *sp[3] = {user_id, now, window};
+	if (rc == 0 && (db_exec(c, sweep, 3, sp) != 0 || db_exec(c, sql, 3, p) != 0))
 		rc = BZ_ERR_DB;
 	if (rc == 0) {
 		snprintf(token, 64, "%s", b64);
@@ -52,6 +63,14 @@ int auth_mfa_challenge_start(PGconn *c, const char *user_id, char token[64], int
 	crypto_wipe(b64, strlen(b64));
 	free(b64);
 	return rc;
+}
+
+int auth_mfa_challenges_drop(PGconn *c, const char *user_id)
+{
+	static const char *sql = "DELETE FROM mfa_challenges WHERE user_id = $1::uuid";
+	const char *p[1] = {user_id};
+
+	return db_exec(c, sql, 1, p) == 0 ? 0 : BZ_ERR_DB;
 }
 
 /* The live challenge behind TOKEN, locked: its id and user. */
@@ -84,6 +103,29 @@ static int challenge_lock(PGconn *c, const char *token, struct challenge *ch, in
 		ch->live = PQgetvalue(r, 0, 2)[0] == 't';
 		*found = 1;
 	}
+	PQclear(r);
+	return 0;
+}
+
+/* The wrong codes given for USER_ID's challenges created within the last
+ * MFA_FAILURE_WINDOW_S seconds, into *N. The user's MFA row is locked first
+ * (before the code is checked, in the order check_code() takes it), so
+ * concurrent verifies of the user's tokens count one after another.
+ * Returns 0 or BZ_ERR_DB. */
+static int user_failures(PGconn *c, const char *user_id, long *n)
+{
+	static const char *lock = "SELECT 1 FROM user_mfa WHERE user_id = $1::uuid FOR UPDATE";
+	static const char *sql =
+		"SELECT coalesce(sum(failures), 0) FROM mfa_challenges"
+		" WHERE user_id = $1::uuid AND expires_at >= to_timestamp($2::bigint)";
+	char start[24];
+	const char *p[2] = {user_id, start};
+	PGresult *r;
+
+	window_start_text(start);
+	if (db_exec(c, lock, 1, p) != 0 || (r = db_query(c, sql, 2, p, NULL)) == NULL)
+		return BZ_ERR_DB;
+	*n = strtol(PQgetvalue(r, 0, 0), NULL, 10);
 	PQclear(r);
 	return 0;
 }
@@ -168,6 +210,14 @@ int auth_mfa_verify(PGconn *c, const struct config *cfg, const struct auth_mfa_v
 					      : rc;
 	if (!ch.live)
 		return token_refused(in, out, "token_not_live", ev, why);
+	long failures = 0;
+	if ((rc = user_failures(c, ch.user_id, &failures)) != 0)
+		return rc;
+	if (failures >= MFA_USER_MAX_FAILURES)
+		return refused(in, out, "mfa_token_invalid", "too_many_failures",
+			       "too many wrong codes for this account; wait 15 minutes and log in "
+			       "again",
+			       ev, why);
 	rc = check_code(c, cfg, in, ch.user_id, why);
 	if (rc == BZ_ERR_UNAUTHORIZED) {
 		if ((rc = challenge_mark(c, ch.id, 0)) != 0)

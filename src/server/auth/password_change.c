@@ -2,7 +2,8 @@
  * password_change.c — POST /auth/password: a user changes their own
  * password. The current password is required (a stolen access token alone
  * cannot lock the owner out), and every other session of the user is
- * revoked, so whoever else was logged in with the old password is out.
+ * revoked, so whoever else was logged in with the old password is out; so
+ * is every pending mfaToken, which only the old password could have earned.
  */
 #include <stdio.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 #include "crypto/password.h"
 #include "server/audit/audit.h"
 #include "server/auth/auth.h"
+#include "server/auth/mfa.h"
 #include "server/db/db.h"
 
 static void copy(char *dst, size_t n, const char *src)
@@ -110,7 +112,13 @@ int auth_password_change(PGconn *c, const struct auth_password_change *in,
 	*revoked = 0;
 	if (db_begin(c) != 0)
 		return BZ_ERR_DB;
-	rc = lock_user(c, in->user_id, email, sizeof(email), out->org_id, hash, sizeof(hash));
+	/* The pending mfaTokens go first: a verify holds its token's row and
+	 * then waits for the user row, so taking them in that order too
+	 * cannot deadlock, and a verify that was first has committed its
+	 * session before the revocation below runs. A refusal rolls back. */
+	if ((rc = auth_mfa_challenges_drop(c, in->user_id)) == 0)
+		rc = lock_user(c, in->user_id, email, sizeof(email), out->org_id, hash,
+			       sizeof(hash));
 	if (rc != 0) {
 		db_rollback(c);
 		return rc;
