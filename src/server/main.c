@@ -369,6 +369,7 @@ static struct ratelimit *open_ratelimit(const struct config *cfg)
 	struct ratelimit_options o = {
 		.redis_url = (cfg->redis_url && cfg->redis_url[0]) ? cfg->redis_url : NULL,
 		.on_failure = cfg->rate_limit_on_redis_failure,
+		.redis_timeout_ms = cfg->rate_limit_redis_timeout_ms,
 	};
 
 	o.rules[RL_LOGIN] = cfg->rate_login;
