@@ -280,6 +280,8 @@ static const struct var vars[] = {
 	 F(rate_mfa)},
 	{"RATE_LIMIT_ON_REDIS_FAILURE", VAR_RATE_FAIL, 1, NEED_OPTIONAL, NULL, "local", 0, 0,
 	 PROD_NONE, F(rate_limit_on_redis_failure)},
+	{"RATE_LIMIT_REDIS_TIMEOUT_MS", VAR_UINT, 1, NEED_OPTIONAL, NULL, "100", 10, 10000,
+	 PROD_NONE, F(rate_limit_redis_timeout_ms)},
 };
 
 /* Stores X in the integer field of V (int, unsigned, uint32_t, int64_t or

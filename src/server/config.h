@@ -91,6 +91,9 @@ struct config {
 	struct ratelimit_rule rate_enroll;	 /* RATE_LIMIT_ENROLL, 10/60 (R5) */
 	struct ratelimit_rule rate_mfa;		 /* RATE_LIMIT_MFA, 10/300 */
 	enum ratelimit_on_failure rate_limit_on_redis_failure; /* local (default) or deny */
+	/* RATE_LIMIT_REDIS_TIMEOUT_MS, 10..10000, default 100: Redis budget of
+	 * one check (connect, pool wait, command), then the check falls back. */
+	int rate_limit_redis_timeout_ms;
 };
 
 /* Connections per client address when HTTP_MAX_CONNECTIONS_PER_IP is unset

@@ -361,6 +361,27 @@ static int raise_fd_limit(const struct config *cfg)
 	return BZ_EXIT_OK;
 }
 
+/* The rate limiter of issue 9 from CFG's RATE_LIMIT_* settings and
+ * REDIS_URL (docs/rate-limiting.md). An unreachable Redis is no error
+ * here: checks fall back until it answers. Returns NULL on no memory. */
+static struct ratelimit *open_ratelimit(const struct config *cfg)
+{
+	struct ratelimit_options o = {
+		.redis_url = (cfg->redis_url && cfg->redis_url[0]) ? cfg->redis_url : NULL,
+		.on_failure = cfg->rate_limit_on_redis_failure,
+		.redis_timeout_ms = cfg->rate_limit_redis_timeout_ms,
+	};
+
+	o.rules[RL_LOGIN] = cfg->rate_login;
+	o.rules[RL_LOGIN_IP] = cfg->rate_login_ip;
+	o.rules[RL_API_USER] = cfg->rate_api_user;
+	o.rules[RL_AGENT_DEVICE] = cfg->rate_agent_device;
+	o.rules[RL_AGENT_ORG] = cfg->rate_agent_org;
+	o.rules[RL_ENROLL] = cfg->rate_enroll;
+	o.rules[RL_MFA] = cfg->rate_mfa;
+	return ratelimit_open(&o);
+}
+
 static int cmd_serve(struct opts *o)
 {
 	struct config cfg;
@@ -421,11 +442,17 @@ static int cmd_serve(struct opts *o)
 		db_pool_close(app.pool);
 		return BZ_EXIT_FAILURE;
 	}
+	if ((app.rl = open_ratelimit(&cfg)) == NULL) {
+		fprintf(stderr, "breeze-server: cannot set up rate limiting\n");
+		db_pool_close(app.pool);
+		return BZ_EXIT_FAILURE;
+	}
 	struct route *routes = routes_serve(&cfg, &n);
 	if (routes == NULL || http_server_start(&app, routes, n) != 0) {
 		fprintf(stderr, "breeze-server: cannot listen on %s:%u\n", cfg.listen_host,
 			cfg.listen_port);
 		free(routes);
+		ratelimit_close(app.rl);
 		db_pool_close(app.pool);
 		return BZ_EXIT_FAILURE;
 	}
@@ -444,6 +471,7 @@ static int cmd_serve(struct opts *o)
 	}
 	audit_worker_stop();
 	free(routes);
+	ratelimit_close(app.rl);
 	db_pool_close(app.pool);
 	log_info("server.stopped", NULL);
 	return BZ_EXIT_OK;

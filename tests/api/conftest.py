@@ -387,6 +387,18 @@ def clock():
 NO_RETENTION_WORKER = {"AUDIT_RETENTION_INTERVAL_SECONDS": "0"}
 
 
+# Generous rate limits (docs/rate-limiting.md) for the session-wide servers
+# and spawned ones: hundreds of tests log in as the same admin from one
+# address. The rate-limit tests (test_ratelimit*.py) override these with the
+# checklist defaults or tiny limits.
+GENEROUS_LIMITS = {
+    "RATE_LIMIT_LOGIN": "100000/1", "RATE_LIMIT_LOGIN_IP": "100000/1",
+    "RATE_LIMIT_API_USER": "100000/1", "RATE_LIMIT_AGENT_DEVICE": "100000/1",
+    "AGENT_ORG_RATE_LIMIT_PER_MIN": "100000", "RATE_LIMIT_ENROLL": "100000/1",
+    "RATE_LIMIT_MFA": "100000/1",
+}
+
+
 def server_env(env, **overrides):
     """A complete environment for a serve process: base env + env file + overrides.
     A value of None removes the variable."""
@@ -396,6 +408,7 @@ def server_env(env, **overrides):
     e["BREEZE_ENV"] = "test"
     e["HEARTBEAT_INTERVAL_SECONDS"] = "5"
     e.update(NO_RETENTION_WORKER)
+    e.update(GENEROUS_LIMITS)
     for k, v in overrides.items():
         if v is None:
             e.pop(k, None)
@@ -417,6 +430,7 @@ def server(services, bootstrap, workdir):
     e["BREEZE_ENV"] = "test"
     e["HEARTBEAT_INTERVAL_SECONDS"] = "5"
     e.update(NO_RETENTION_WORKER)
+    e.update(GENEROUS_LIMITS)
     srv = ServerProc(e, workdir / "server.log", env_file=services.env_file)
     srv.start()
     try:

@@ -70,6 +70,7 @@ static const char *all_vars[] = {
 	"RATE_LIMIT_ENROLL",
 	"RATE_LIMIT_MFA",
 	"RATE_LIMIT_ON_REDIS_FAILURE",
+	"RATE_LIMIT_REDIS_TIMEOUT_MS",
 };
 
 /* Fresh `openssl rand -hex 32`-style values for every secret, plus a Redis
@@ -322,6 +323,8 @@ static const struct bad_case bad_cases[] = {
 	 DEV_FATAL},
 	{"Redis-failure policy off", "RATE_LIMIT_ON_REDIS_FAILURE", "allow", NULL,
 	 "RATE_LIMIT_ON_REDIS_FAILURE", 0, DEV_FATAL},
+	{"rate-limit Redis budget zero", "RATE_LIMIT_REDIS_TIMEOUT_MS", "0", NULL,
+	 "RATE_LIMIT_REDIS_TIMEOUT_MS", 0, DEV_FATAL},
 };
 
 /* Problem texts speak for themselves: no pointers to documents outside the
@@ -716,6 +719,7 @@ static void test_every_variable_documented_default(void **state)
 	assert_int_equal(cfg.rate_mfa.limit, 10);
 	assert_int_equal(cfg.rate_mfa.window_s, 300);
 	assert_int_equal(cfg.rate_limit_on_redis_failure, RATELIMIT_FAIL_LOCAL);
+	assert_int_equal(cfg.rate_limit_redis_timeout_ms, 100);
 
 	/* Upper bounds are accepted exactly, one more is not. */
 	assert_int_equal(setenv("HTTP_MAX_BODY_BYTES", "67108864", 1), 0);
@@ -730,7 +734,9 @@ static void test_every_variable_documented_default(void **state)
 	assert_int_equal(setenv("RATE_LIMIT_LOGIN", "100000/86400", 1), 0);
 	assert_int_equal(setenv("AGENT_ORG_RATE_LIMIT_PER_MIN", "1200", 1), 0);
 	assert_int_equal(setenv("RATE_LIMIT_ON_REDIS_FAILURE", "deny", 1), 0);
+	assert_int_equal(setenv("RATE_LIMIT_REDIS_TIMEOUT_MS", "10000", 1), 0);
 	assert_int_equal(config_load(&cfg, CONFIG_FOR_SERVE, &p), 0);
+	assert_int_equal(cfg.rate_limit_redis_timeout_ms, 10000);
 	assert_int_equal(cfg.rate_login.limit, 100000);
 	assert_int_equal(cfg.rate_login.window_s, 86400);
 	assert_int_equal(cfg.rate_agent_org.limit, 1200);

@@ -60,6 +60,21 @@ static void enroll_refused(struct request *rq, PGconn *c, const char *key, const
 			"enrollment key is %s", ref.reason);
 }
 
+/* R5: enrolment attempts per client address, before the secret or the
+ * key is checked. Returns 0 or BZ_ERR_RESPONDED (429, audited once per
+ * address per window). */
+static int enroll_limit(struct request *rq)
+{
+	char ip[RATELIMIT_IP_LEN + 4];
+	const struct ratelimit_item it = {.limiter = RL_ENROLL, .tag = ip};
+	const struct audit_event refusal = {.actor_type = "system",
+					    .action = "device.enroll.rate_limited",
+					    .resource = "devices"};
+
+	http_rate_ip(rq, ip, sizeof(ip));
+	return http_rate_limit(rq, &it, 1, &refusal);
+}
+
 static void enroll(struct request *rq)
 {
 	const struct config *cfg = rq->app->cfg;
@@ -70,7 +85,7 @@ static void enroll(struct request *rq)
 	const char *bad;
 	PGconn *c;
 
-	if (http_body_parse(rq, enroll_fields, &b) != 0)
+	if (http_body_parse(rq, enroll_fields, &b) != 0 || enroll_limit(rq) != 0)
 		return;
 	if (b.hardware.v != NULL && agents_json_check(b.hardware.v, 0, &bad) != 0) {
 		json_member_error(rq, "hardware", bad,
@@ -187,7 +202,13 @@ static int agent_auth(struct request *rq, PGconn **c, struct agents_agent *a)
 		http_fail_why(rq, rc, &why);
 		return BZ_ERR_RESPONDED;
 	}
-	return 0;
+	/* R3, R4: the device and its organization in one check, before the
+	 * request writes anything. */
+	const struct ratelimit_item it[2] = {
+		{.limiter = RL_AGENT_DEVICE, .tag = a->org_id, .subject = a->device_id},
+		{.limiter = RL_AGENT_ORG, .tag = a->org_id},
+	};
+	return http_rate_limit(rq, it, 2, NULL);
 }
 
 static void heartbeat(struct request *rq)

@@ -54,6 +54,26 @@ void login_api_render_session(struct request *rq, struct auth_login *l, PGconn *
 		auth_api_session_cookies(rq, l);
 }
 
+/* R1: every attempt counts, successful ones too, against the client's
+ * address with the e-mail and the address alone, in one check before the
+ * password is hashed; a body without a usable e-mail counts against the
+ * address only. Returns 0 or BZ_ERR_RESPONDED (429, audited once per key
+ * per window). */
+static int login_limit(struct request *rq, const char *email)
+{
+	char ip[RATELIMIT_IP_LEN + 4], norm[RATELIMIT_EMAIL_MAX + 1];
+	struct ratelimit_item it[2] = {{.limiter = RL_LOGIN_IP, .tag = ip}};
+	size_t n = 1;
+	const struct audit_event refusal = {.actor_type = "system",
+					    .action = "auth.login.rate_limited",
+					    .resource = "sessions"};
+
+	http_rate_ip(rq, ip, sizeof(ip));
+	if (ratelimit_norm_email(email, norm, sizeof(norm)) == 0)
+		it[n++] = (struct ratelimit_item){.limiter = RL_LOGIN, .tag = ip, .subject = norm};
+	return http_rate_limit(rq, it, n, &refusal);
+}
+
 static void login(struct request *rq)
 {
 	struct login_input in = {0};
@@ -63,7 +83,7 @@ static void login(struct request *rq)
 	PGconn *c;
 
 	if (auth_api_check_origin(rq) != 0 || http_body_parse(rq, login_fields, &in) != 0 ||
-	    (c = http_db(rq)) == NULL)
+	    login_limit(rq, in.email.v) != 0 || (c = http_db(rq)) == NULL)
 		return;
 	const struct auth_login_input li = {.email = in.email.v,
 					    .password = in.password.v,

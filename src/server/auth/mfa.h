@@ -119,6 +119,14 @@ int auth_mfa_challenge_start(PGconn *c, const char *user_id, char token[64], int
  */
 int auth_mfa_challenges_drop(PGconn *c, const char *user_id);
 
+/*
+ * The user an mfaToken TOKEN was issued to, live or not, into USER_ID (37
+ * bytes; "" for an unknown token), read without locking or writing: the
+ * key of the MFA-verify rate limit (checklist R1), checked before
+ * auth_mfa_verify() writes anything. Returns 0, BZ_ERR_CRYPTO or BZ_ERR_DB.
+ */
+int auth_mfa_token_user(PGconn *c, const char *token, char user_id[37]);
+
 struct auth_mfa_verify_input {
 	const char *mfa_token;	   /* from the login answer */
 	const char *code;	   /* a TOTP code, or NULL */

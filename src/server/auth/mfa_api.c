@@ -119,6 +119,29 @@ static void recovery_codes(struct request *rq)
 	crypto_wipe(&codes, sizeof(codes));
 }
 
+/* MFA verification attempts per user (the token's), before the code is
+ * checked or anything is written; an unknown token has no user to count
+ * against and is refused by auth_mfa_verify(). Returns 0 or
+ * BZ_ERR_RESPONDED (429, audited once per user per window). */
+static int verify_limit(struct request *rq, PGconn *c, const char *token)
+{
+	char user_id[37];
+	int rc = auth_mfa_token_user(c, token, user_id);
+
+	if (rc != 0) {
+		http_fail_err(rq, rc, NULL);
+		return BZ_ERR_RESPONDED;
+	}
+	if (!user_id[0])
+		return 0;
+	const struct ratelimit_item it = {.limiter = RL_MFA, .tag = user_id};
+	const struct audit_event refusal = {.actor_type = "user",
+					    .actor_id = user_id,
+					    .action = "auth.mfa.verify.rate_limited",
+					    .resource = "sessions"};
+	return http_rate_limit(rq, &it, 1, &refusal);
+}
+
 static void verify(struct request *rq)
 {
 	struct mfa_input in = {0};
@@ -128,6 +151,7 @@ static void verify(struct request *rq)
 	PGconn *c;
 
 	if (auth_api_check_origin(rq) != 0 || http_body_parse(rq, verify_fields, &in) != 0 ||
+	    (c = http_db(rq)) == NULL || verify_limit(rq, c, in.mfa_token.v) != 0 ||
 	    (c = http_db_begin(rq)) == NULL)
 		return;
 	const struct auth_mfa_verify_input vi = {.mfa_token = in.mfa_token.v,

@@ -130,6 +130,24 @@ static int user_failures(PGconn *c, const char *user_id, long *n)
 	return 0;
 }
 
+int auth_mfa_token_user(PGconn *c, const char *token, char user_id[37])
+{
+	static const char *sql = "SELECT user_id FROM mfa_challenges WHERE token_hash = $1";
+	char hash[BZ_SHA256_HEX_LEN + 1];
+	PGresult *r;
+
+	user_id[0] = '\0';
+	if (crypto_sha256_hex(token, strlen(token), hash) != 0)
+		return BZ_ERR_CRYPTO;
+	const char *p[1] = {hash};
+	if ((r = db_query(c, sql, 1, p, NULL)) == NULL)
+		return BZ_ERR_DB;
+	if (PQntuples(r) == 1)
+		snprintf(user_id, 37, "%s", PQgetvalue(r, 0, 0));
+	PQclear(r);
+	return 0;
+}
+
 /* Marks challenge ID used (SUCCESS) or counts one more wrong code. */
 static int challenge_mark(PGconn *c, const char *id, int success)
 {

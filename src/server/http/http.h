@@ -23,6 +23,7 @@
 #include "server/auth/principal.h"
 #include "server/config.h"
 #include "server/db/db.h"
+#include "server/ratelimit/ratelimit.h"
 #include "common/client_ip.h"
 #include "server/tenancy/tenancy.h"
 
@@ -38,6 +39,9 @@ struct app {
 	 * answers it (401, 503, …) and returns BZ_ERR_RESPONDED. Registered by
 	 * main.c; the dispatcher knows no authentication scheme by name. */
 	int (*authenticate)(struct request *rq);
+	/* The rate limiter (docs/rate-limiting.md), opened by main.c at serve
+	 * start; a limited route without one answers 500, never unlimited. */
+	struct ratelimit *rl;
 };
 
 typedef void (*route_fn)(struct request *rq);
@@ -272,6 +276,27 @@ void http_fail_why(struct request *rq, int rc, const struct bz_errinfo *why);
  * NOT_FOUND_MSG (e.g. "device not found") when it is not one. Returns 0 or
  * BZ_ERR_RESPONDED. */
 int http_path_uuid(struct request *rq, const char *name, char out[37], const char *not_found_msg);
+
+/* ---- Rate limits (limit.c; docs/rate-limiting.md) ---- */
+
+/* RQ's client address as a rate-limit tag (ratelimit_norm_ip(): IPv4 as
+ * is, IPv6 folded to its /64) into OUT (LEN bytes, at least
+ * RATELIMIT_IP_LEN + 4); "unknown" if it is no address literal. */
+void http_rate_ip(const struct request *rq, char *out, size_t len);
+
+/*
+ * One check of the N limiters ITEMS (1..RATELIMIT_MAX_ITEMS) at bz_now_ms()
+ * through RQ's app->rl, before any password hash or database write of the
+ * route. Sets X-RateLimit-Limit, -Remaining and -Reset (epoch seconds) on
+ * the answer either way. Refused: answers 429 rate_limited with
+ * Retry-After (whole seconds) and, when REFUSAL is non-NULL (a template
+ * naming action, resource and actor; details are filled here), audits the
+ * first refusal of the key in its window in its own transaction. Deny
+ * mode with Redis down: 503 rate_limit_unavailable with Retry-After: 1.
+ * Returns 0 (admitted) or BZ_ERR_RESPONDED.
+ */
+int http_rate_limit(struct request *rq, const struct ratelimit_item *items, size_t n,
+		    const struct audit_event *refusal);
 
 /* ---- Idempotency-Key (idempotency.c) ---- */
 

@@ -505,6 +505,17 @@ static int mfa_gate(struct request *rq)
 	return BZ_ERR_RESPONDED;
 }
 
+/* R2: every authenticated user request counts against its user, or its
+ * API key for a key, whatever the route answers after. Returns 0 or
+ * BZ_ERR_RESPONDED (429, 503 in deny mode). */
+static int limit_user(struct request *rq)
+{
+	const char *id = rq->who.api_key_id[0] ? rq->who.api_key_id : rq->who.user_id;
+	const struct ratelimit_item it = {.limiter = RL_API_USER, .tag = id};
+
+	return http_rate_limit(rq, &it, 1, NULL);
+}
+
 static int dispatch(const struct _u_request *u, struct _u_response *resp, struct app *app,
 		    const struct route *route)
 {
@@ -536,7 +547,7 @@ static int dispatch(const struct _u_request *u, struct _u_response *resp, struct
 				http_fail(&rq, 500, "internal", "internal error");
 			goto out;
 		}
-		if (mfa_gate(&rq) != 0 || check_access(&rq) != 0)
+		if (limit_user(&rq) != 0 || mfa_gate(&rq) != 0 || check_access(&rq) != 0)
 			goto out;
 	}
 	route->fn(&rq);
