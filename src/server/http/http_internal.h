@@ -55,4 +55,11 @@ unsigned http_guard_sweep(int64_t header_timeout_ms, int64_t idle_timeout_ms, in
 void http_guard_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 			  enum MHD_RequestTerminationCode toe);
 
+/* After authentication, before the handler (access.c): the per-user rate
+ * limit, the forced-MFA-enrolment gate (428 unless ROUTE_MFA_EXEMPT) and
+ * the route's permission (403; API keys kept off ROUTE_NO_API_KEY and
+ * ROUTE_SELF_SERVICE routes; a user route naming no permission and not
+ * self-service is refused). Answers and returns BZ_ERR_RESPONDED, or 0. */
+int http_admit_user(struct request *rq);
+
 #endif
