@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <spawn.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -352,6 +353,93 @@ static void test_redis_paused_does_not_stall(void **state)
 	ratelimit_close(rl);
 }
 
+/* Keeps Redis busy with back-to-back 30 ms scripts until *STATE is 2
+ * (1 once the first one ran): every
+ * command still answers within about two of them, far inside the budget. */
+static void *hog(void *arg)
+{
+	static const char busy[] =
+		"local t = redis.call('TIME') local s = t[1] * 1000000 + t[2] "
+		"repeat local n = redis.call('TIME') until n[1] * 1000000 + n[2] - s > 30000 "
+		"return 1";
+	_Atomic int *state = arg; /* 0 starting, 1 running, 2 stop */
+	redisContext *c = redis_connect_url(url, 5000);
+	redisReply *r;
+
+	while (c != NULL && atomic_load(state) != 2) {
+		r = redisCommand(c, "EVAL %s 0", busy);
+		int starting = 0;
+		if (r != NULL && r->type == REDIS_REPLY_INTEGER)
+			atomic_compare_exchange_strong(state, &starting, 1);
+		freeReplyObject(r);
+	}
+	if (c != NULL)
+		redisFree(c);
+	return NULL;
+}
+
+struct queued {
+	struct ratelimit *rl;
+	const struct ratelimit_item *it;
+	int redis;
+};
+
+static void *queue_checks(void *arg)
+{
+	struct queued *q = arg;
+	struct ratelimit_result r;
+
+	for (int i = 0; i < 4; i++)
+		if (ratelimit_check(q->rl, q->it, 1, T0 + i, &r) == 0 && r.admitted &&
+		    r.backend == RATELIMIT_BACKEND_REDIS)
+			q->redis++;
+	return NULL;
+}
+
+/* A busy pool is not an outage: 12 checks queue for one connection while
+ * each command takes ~30 ms, so most wait longer than the budget for the
+ * connection, yet Redis answers every command well within it. They must
+ * wait their turn and count in Redis, not declare Redis down and fall back
+ * to per-instance counting (which admits up to the limit again on every
+ * instance). */
+static void test_redis_busy_pool_is_not_an_outage(void **state)
+{
+	enum { N = 12 };
+	struct ratelimit_options o = opts(1000, 60);
+	struct ratelimit_item it = {RL_API_USER, tag("busy"), NULL, 0};
+	struct ratelimit_stats st;
+	struct queued q[N];
+	pthread_t th[N], h;
+	_Atomic int hogging = 0;
+	int redis = 0;
+
+	(void)state;
+	o.redis_pool_size = 1;
+	o.redis_timeout_ms = 250;
+	struct ratelimit *rl = ratelimit_open(&o);
+	assert_non_null(rl);
+	assert_int_equal(check(rl, &it, 1, T0).backend, RATELIMIT_BACKEND_REDIS);
+	assert_int_equal(pthread_create(&h, NULL, hog, &hogging), 0);
+	while (atomic_load(&hogging) == 0)
+		usleep(1000);
+	for (int i = 0; i < N; i++) {
+		q[i] = (struct queued){rl, &it, 0};
+		assert_int_equal(pthread_create(&th[i], NULL, queue_checks, &q[i]), 0);
+	}
+	for (int i = 0; i < N; i++) {
+		pthread_join(th[i], NULL);
+		redis += q[i].redis;
+	}
+	atomic_store(&hogging, 2);
+	pthread_join(h, NULL);
+	ratelimit_stats(rl, &st);
+	assert_int_equal(st.outages, 0);
+	assert_int_equal(st.local_checks, 0);
+	assert_int_equal(redis, 4 * N);
+	assert_int_equal(zcard(&it), 4 * N + 1);
+	ratelimit_close(rl);
+}
+
 /* Runs redis-server with the wrapper's config (daemonizes) and waits for
  * PING. */
 static void start_redis(const char *conf)
@@ -463,6 +551,7 @@ int main(void)
 		cmocka_unit_test(test_redis_noscript_reload),
 		cmocka_unit_test(test_redis_first_refusal),
 		cmocka_unit_test(test_redis_paused_does_not_stall),
+		cmocka_unit_test(test_redis_busy_pool_is_not_an_outage),
 		cmocka_unit_test(test_redis_stopped_and_back),
 	};
 

@@ -40,9 +40,14 @@ void rl_local_counts(struct rl_local *t, size_t *keys, uint64_t *evictions);
 struct rl_redis;
 struct rl_redis *rl_redis_new(const char *url, unsigned pool, int timeout_ms);
 void rl_redis_free(struct rl_redis *r);
+/* Returned by rl_redis_check when every connection stayed busy for the
+ * pool wait: Redis was not asked, so nothing is known about it (a busy
+ * pool is not an outage). */
+#define RL_REDIS_BUSY BZ_ERR_CONFLICT
 /* One EVALSHA (script reloaded after NOSCRIPT). NOTES: NULL, or N notice
  * keys (one per limiter, same hash tag) for rl_raw.first. Returns 0 with
- * RAW filled, or BZ_ERR_UNAVAILABLE on any failure (nothing is then known
+ * RAW filled, RL_REDIS_BUSY when no connection freed within TIMEOUT_MS, or
+ * BZ_ERR_UNAVAILABLE on any failure of Redis itself (nothing is then known
  * to have counted). */
 int rl_redis_check(struct rl_redis *r, const char *const *keys, const char *const *notes,
 		   const struct ratelimit_rule *rules, size_t n, int64_t now_ms,

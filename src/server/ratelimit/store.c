@@ -228,7 +228,7 @@ int rl_redis_check(struct rl_redis *r, const char *const *keys, const char *cons
 		argl[i] = i == 1 ? 40 : strlen(argv[i]);
 	c = acquire(r);
 	if (c == NULL)
-		return BZ_ERR_UNAVAILABLE;
+		return RL_REDIS_BUSY;
 	if (ensure(r, c) != 0)
 		goto out;
 	argv[1] = c->sha;
