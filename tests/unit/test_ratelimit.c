@@ -560,6 +560,41 @@ static void test_local_lru_bound(void **state)
 	assert_null(ratelimit_open(&o));
 }
 
+/* Login on the fallback: address A, at its per-address limit, sends refused
+ * logins with fresh e-mails. A refused request must create no entry (as in
+ * Redis, where a refused request writes nothing): else each one pushes out
+ * a live entry, here B's address, which then starts afresh, and two
+ * addresses taking turns get unlimited password guesses for the price of
+ * cheap 429s. */
+static void test_local_refusal_evicts_nothing(void **state)
+{
+	struct ratelimit_options o = opts_all(2, 300);
+	struct ratelimit_item it[2] = {{RL_LOGIN_IP, "198.51.100.7", NULL, 0},
+				       {RL_LOGIN, "198.51.100.7", NULL, 0}};
+	struct ratelimit_result r;
+	struct ratelimit_stats st;
+	char email[64];
+
+	(void)state;
+	o.local_max_keys = 100;
+	struct ratelimit *rl = ratelimit_open(&o);
+	assert_non_null(rl);
+	assert_true(check1(rl, RL_LOGIN_IP, "203.0.113.9", NULL, T0).admitted);
+	assert_true(check1(rl, RL_LOGIN_IP, "203.0.113.9", NULL, T0).admitted);
+	assert_false(check1(rl, RL_LOGIN_IP, "203.0.113.9", NULL, T0).admitted);
+	for (int i = 0; i < 1000; i++) {
+		snprintf(email, sizeof(email), "victim%d@example.com", i);
+		it[1].subject = email;
+		assert_int_equal(ratelimit_check(rl, it, 2, T0 + 1, &r), 0);
+		assert_int_equal(r.admitted, i < 2);
+	}
+	ratelimit_stats(rl, &st);
+	assert_int_equal(st.local_evictions, 0);
+	assert_int_equal(st.local_keys, 4); /* two addresses, two admitted e-mails */
+	assert_false(check1(rl, RL_LOGIN_IP, "203.0.113.9", NULL, T0 + 2).admitted);
+	ratelimit_close(rl);
+}
+
 struct hammer {
 	struct ratelimit *rl;
 	pthread_barrier_t *go;
@@ -773,6 +808,7 @@ int main(void)
 		cmocka_unit_test(test_local_retry_after_is_the_latest),
 		cmocka_unit_test(test_local_first_refusal),
 		cmocka_unit_test(test_local_lru_bound),
+		cmocka_unit_test(test_local_refusal_evicts_nothing),
 		cmocka_unit_test(test_local_threads_one_key),
 		cmocka_unit_test(test_unreachable_redis),
 	};

@@ -164,34 +164,43 @@ static void entry_reset(struct entry *x, const struct ratelimit_rule *r, int64_t
 	x->base = x->limit <= EXACT_MAX ? now_ms : 0;
 }
 
-/* The entry for hash H, made (evicting the least recently used entry when
- * full) if missing, and marked most recently used. Returns index + 1. */
-static uint32_t lookup(struct rl_local *t, uint64_t h, const struct ratelimit_rule *r,
+/* The entry for hash H, marked most recently used (and reset if it was
+ * made for another rule), as index + 1; 0 when there is none. */
+static uint32_t find(struct rl_local *t, uint64_t h, const struct ratelimit_rule *r, int64_t now_ms)
+{
+	uint32_t i;
+
+	for (i = t->index[h & t->mask]; i; i = t->e[i - 1].chain)
+		if (t->e[i - 1].h == h)
+			break;
+	if (i == 0)
+		return 0;
+	lru_unlink(t, i);
+	if (t->e[i - 1].limit != r->limit || t->e[i - 1].window_ms != r->window_s * 1000u)
+		entry_reset(&t->e[i - 1], r, now_ms);
+	lru_push_front(t, i);
+	return i;
+}
+
+/* A new entry for hash H (evicting the least recently used entry when
+ * full), marked most recently used. Returns index + 1. */
+static uint32_t insert(struct rl_local *t, uint64_t h, const struct ratelimit_rule *r,
 		       int64_t now_ms)
 {
 	uint32_t *head = &t->index[h & t->mask], i;
 
-	for (i = *head; i; i = t->e[i - 1].chain)
-		if (t->e[i - 1].h == h)
-			break;
-	if (i == 0) {
-		if (t->used < t->max) {
-			i = (uint32_t)++t->used;
-		} else {
-			i = t->lru_tail;
-			lru_unlink(t, i);
-			index_remove(t, i);
-			t->evictions++;
-		}
-		t->e[i - 1].h = h;
-		t->e[i - 1].chain = *head;
-		*head = i;
-		entry_reset(&t->e[i - 1], r, now_ms);
+	if (t->used < t->max) {
+		i = (uint32_t)++t->used;
 	} else {
+		i = t->lru_tail;
 		lru_unlink(t, i);
-		if (t->e[i - 1].limit != r->limit || t->e[i - 1].window_ms != r->window_s * 1000u)
-			entry_reset(&t->e[i - 1], r, now_ms);
+		index_remove(t, i);
+		t->evictions++;
 	}
+	t->e[i - 1].h = h;
+	t->e[i - 1].chain = *head;
+	*head = i;
+	entry_reset(&t->e[i - 1], r, now_ms);
 	lru_push_front(t, i);
 	return i;
 }
@@ -310,6 +319,14 @@ static void slots_eval(struct entry *x, int64_t now, struct eval *ev)
 	ev->slot = (uint32_t)((uint64_t)s % NSLOT);
 }
 
+static void eval(struct entry *x, int64_t now_ms, struct eval *ev)
+{
+	if (x->limit <= EXACT_MAX)
+		exact_eval(x, now_ms, ev);
+	else
+		slots_eval(x, now_ms, ev);
+}
+
 void rl_local_check(struct rl_local *t, const char *const *keys, const struct ratelimit_rule *rules,
 		    const int *note, size_t n, int64_t now_ms, struct rl_raw *raw)
 {
@@ -325,16 +342,31 @@ void rl_local_check(struct rl_local *t, const char *const *keys, const struct ra
 	raw->refused = -1;
 	pthread_mutex_lock(&t->mu);
 	for (size_t i = 0; i < n; i++) {
-		idx[i] = lookup(t, h[i], &rules[i], now_ms);
-		struct entry *x = &t->e[idx[i] - 1];
-		if (x->limit <= EXACT_MAX)
-			exact_eval(x, now_ms, &ev[i]);
-		else
-			slots_eval(x, now_ms, &ev[i]);
-		if (ev[i].count >= x->limit && raw->refused < 0)
+		/* A key not held yet is evaluated as a fresh entry on the side:
+		 * only an admitted request makes entries, so refused requests
+		 * (cheap, and as many as a client likes) cannot push live
+		 * entries out, and a refused request writes nothing (as in Redis). */
+		struct entry fresh;
+		idx[i] = find(t, h[i], &rules[i], now_ms);
+		if (idx[i] == 0)
+			entry_reset(&fresh, &rules[i], now_ms);
+		eval(idx[i] ? &t->e[idx[i] - 1] : &fresh, now_ms, &ev[i]);
+		if (ev[i].count >= rules[i].limit && raw->refused < 0)
 			raw->refused = (int)i;
 	}
+	for (size_t i = 0; raw->refused < 0 && i < n; i++) {
+		if (idx[i] == 0) {
+			idx[i] = insert(t, h[i], &rules[i], now_ms);
+			eval(&t->e[idx[i] - 1], now_ms, &ev[i]);
+		}
+	}
 	for (size_t i = 0; i < n; i++) {
+		if (idx[i] == 0) { /* refused elsewhere, never held: count 0 */
+			raw->count[i] = ev[i].count;
+			raw->free_ms[i] = ev[i].free_admit;
+			raw->first[i] = 0;
+			continue;
+		}
 		struct entry *x = &t->e[idx[i] - 1];
 		raw->count[i] = ev[i].count;
 		raw->free_ms[i] = ev[i].free_admit;
