@@ -473,6 +473,51 @@ static void load_rate(struct config *cfg, const struct var *v, const char *s,
 	memcpy(field, &r, sizeof(r));
 }
 
+/* The URL rows (VAR_PG_URL, VAR_REDIS_URL): stored as given (borrowed),
+ * checked with libpq's and the Redis URL parser; production Redis needs a
+ * password (N4). */
+static void load_url(struct config *cfg, const struct var *v, const char *s, int prod,
+		     struct config_problems *p)
+{
+	char *field = (char *)cfg + v->off;
+	struct redis_target rt;
+
+	memcpy(field, &s, sizeof(s));
+	if (v->type == VAR_PG_URL) {
+		if (check_pg_url(s) != 0)
+			problem(p, 1,
+				"%s: must be a postgresql:// URI accepted by libpq "
+				"(postgresql://user:password@host:port/db)",
+				v->name);
+		return;
+	}
+	if (redis_url_parse(s, &rt) != 0)
+		problem(p, 1, "%s: must be redis://[:password@]host:port[/db]", v->name);
+	else if (prod && v->prod == PROD_REDIS_PASSWORD && rt.password[0] == '\0')
+		problem(p, 1, "%s: production Redis must require a password (N4)", v->name);
+	crypto_wipe(&rt, sizeof(rt));
+}
+
+/* TRUSTED_PROXY_CIDRS: at most 32 CIDRs; trusting every address is fatal in
+ * production (a warning elsewhere). */
+static void load_cidrs(struct config *cfg, const struct var *v, const char *s, int prod,
+		       struct config_problems *p)
+{
+	if (cidr_list_parse(s, &cfg->trusted_proxies) != 0) {
+		problem(p, 1,
+			"%s: must be a comma-separated list of CIDRs (at most 32), e.g. "
+			"127.0.0.1/32,10.0.0.0/8",
+			v->name);
+		return;
+	}
+	if (v->prod == PROD_NARROW_CIDRS && (cidr_list_covers_all(&cfg->trusted_proxies, AF_INET) ||
+					     cidr_list_covers_all(&cfg->trusted_proxies, AF_INET6)))
+		problem(p, prod,
+			"%s: trusts every IPv4 or IPv6 address, so any client could choose "
+			"the address recorded for it; list only the proxies' own addresses",
+			v->name);
+}
+
 /* Applies row V to the value S (never NULL or empty here). */
 static void load_var(struct config *cfg, const struct var *v, const char *s, int prod,
 		     struct config_problems *p)
@@ -502,43 +547,16 @@ static void load_var(struct config *cfg, const struct var *v, const char *s, int
 			problem(p, prod, "%s: must be false in production (A3)", v->name);
 		break;
 	case VAR_PG_URL:
-		memcpy(field, &s, sizeof(s));
-		if (check_pg_url(s) != 0)
-			problem(p, 1,
-				"%s: must be a postgresql:// URI accepted by libpq "
-				"(postgresql://user:password@host:port/db)",
-				v->name);
+	case VAR_REDIS_URL:
+		load_url(cfg, v, s, prod, p);
 		break;
-	case VAR_REDIS_URL: {
-		struct redis_target rt;
-		memcpy(field, &s, sizeof(s));
-		if (redis_url_parse(s, &rt) != 0)
-			problem(p, 1, "%s: must be redis://[:password@]host:port[/db]", v->name);
-		else if (prod && v->prod == PROD_REDIS_PASSWORD && rt.password[0] == '\0')
-			problem(p, 1, "%s: production Redis must require a password (N4)", v->name);
-		crypto_wipe(&rt, sizeof(rt));
-		break;
-	}
 	case VAR_LISTEN:
 		if (parse_listen(cfg, s) != 0)
 			problem(p, 1, "%s: must be IP:PORT (e.g. 127.0.0.1:8080 or [::1]:8080)",
 				v->name);
 		break;
 	case VAR_CIDRS:
-		if (cidr_list_parse(s, &cfg->trusted_proxies) != 0) {
-			problem(p, 1,
-				"%s: must be a comma-separated list of CIDRs (at most 32), e.g. "
-				"127.0.0.1/32,10.0.0.0/8",
-				v->name);
-			break;
-		}
-		if (v->prod == PROD_NARROW_CIDRS &&
-		    (cidr_list_covers_all(&cfg->trusted_proxies, AF_INET) ||
-		     cidr_list_covers_all(&cfg->trusted_proxies, AF_INET6)))
-			problem(p, prod,
-				"%s: trusts every IPv4 or IPv6 address, so any client could choose "
-				"the address recorded for it; list only the proxies' own addresses",
-				v->name);
+		load_cidrs(cfg, v, s, prod, p);
 		break;
 	case VAR_RATE:
 	case VAR_RATE_MIN:

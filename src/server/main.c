@@ -382,11 +382,42 @@ static struct ratelimit *open_ratelimit(const struct config *cfg)
 	return ratelimit_open(&o);
 }
 
+/* The database pool of serve, with the deadlines of CFG (statement, lock
+ * and idle-in-transaction timeouts, keepalives, the request deadline),
+ * into *POOL after the role and schema checks (check_database()). Returns
+ * BZ_EXIT_OK, BZ_EXIT_UNAVAILABLE (no database) or check_database()'s
+ * refusal; on error nothing is left open. */
+static int open_pool(const struct config *cfg, struct db_pool **pool)
+{
+	const char *err = NULL;
+	struct db_options dbo = {
+		.statement_timeout_ms = cfg->database_statement_timeout_ms,
+		.lock_timeout_ms = cfg->database_lock_timeout_ms,
+		.idle_in_transaction_timeout_ms = cfg->database_idle_in_transaction_timeout_ms,
+		.keepalive_idle_s = cfg->database_keepalive_idle_s,
+		.keepalive_interval_s = cfg->database_keepalive_interval_s,
+		.keepalive_count = cfg->database_keepalive_count,
+		.tcp_user_timeout_ms = cfg->database_tcp_user_timeout_ms,
+		.request_deadline_ms = cfg->database_request_deadline_ms,
+	};
+
+	*pool = db_pool_open(cfg->database_url, cfg->database_pool_size, &dbo, &err);
+	if (*pool == NULL) {
+		fprintf(stderr, "breeze-server: %s\n", err);
+		return BZ_EXIT_UNAVAILABLE;
+	}
+	int rc = check_database(*pool, cfg);
+	if (rc != BZ_EXIT_OK) {
+		db_pool_close(*pool);
+		*pool = NULL;
+	}
+	return rc;
+}
+
 static int cmd_serve(struct opts *o)
 {
 	struct config cfg;
 	struct app app;
-	const char *err = NULL;
 	sigset_t set;
 	int sig = 0;
 
@@ -406,26 +437,9 @@ static int cmd_serve(struct opts *o)
 	memset(&app, 0, sizeof(app));
 	app.cfg = &cfg;
 	app.authenticate = auth_api_authenticate;
-	struct db_options dbo = {
-		.statement_timeout_ms = cfg.database_statement_timeout_ms,
-		.lock_timeout_ms = cfg.database_lock_timeout_ms,
-		.idle_in_transaction_timeout_ms = cfg.database_idle_in_transaction_timeout_ms,
-		.keepalive_idle_s = cfg.database_keepalive_idle_s,
-		.keepalive_interval_s = cfg.database_keepalive_interval_s,
-		.keepalive_count = cfg.database_keepalive_count,
-		.tcp_user_timeout_ms = cfg.database_tcp_user_timeout_ms,
-		.request_deadline_ms = cfg.database_request_deadline_ms,
-	};
-	app.pool = db_pool_open(cfg.database_url, cfg.database_pool_size, &dbo, &err);
-	if (app.pool == NULL) {
-		fprintf(stderr, "breeze-server: %s\n", err);
-		return BZ_EXIT_UNAVAILABLE;
-	}
-	int rc = check_database(app.pool, &cfg);
-	if (rc != BZ_EXIT_OK) {
-		db_pool_close(app.pool);
+	int rc = open_pool(&cfg, &app.pool);
+	if (rc != BZ_EXIT_OK)
 		return rc;
-	}
 
 	/* Threads started below inherit this mask; only sigwait sees signals. */
 	sigemptyset(&set);
