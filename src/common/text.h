@@ -45,4 +45,10 @@ int is_uuid(const char *s);
  * advanced past the leading blanks (inside the same buffer). */
 char *text_trim(char *s);
 
+/* Copies the NUL-terminated SRC (NULL: "") into DST of N bytes (N >= 1),
+ * cut to fit and always NUL-terminated (snprintf semantics). For values
+ * whose size the schema or input checks already bound (UUIDs, timestamps,
+ * checked names), where a cut does not happen in practice. */
+void text_copy(char *dst, size_t n, const char *src);
+
 #endif

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/text.h"
 #include "server/agents/agents.h"
 #include "server/db/db.h"
 
@@ -40,24 +41,19 @@
 #define DEVICE_SCOPE                                                                               \
 	"d.org_id = ANY($1::uuid[]) AND ($2::uuid[] IS NULL OR d.site_id = ANY($2::uuid[]))"
 
-static void copy(char *dst, size_t n, const char *src)
-{
-	snprintf(dst, n, "%s", src);
-}
-
 static void device_from_row(const PGresult *r, int i, struct agents_device *d)
 {
-	copy(d->id, sizeof(d->id), PQgetvalue(r, i, 0));
-	copy(d->org_id, sizeof(d->org_id), PQgetvalue(r, i, 1));
-	copy(d->site_id, sizeof(d->site_id), PQgetvalue(r, i, 2));
-	copy(d->hostname, sizeof(d->hostname), PQgetvalue(r, i, 3));
-	copy(d->display_name, sizeof(d->display_name), PQgetvalue(r, i, 4));
-	copy(d->os_type, sizeof(d->os_type), PQgetvalue(r, i, 5));
-	copy(d->os_version, sizeof(d->os_version), PQgetvalue(r, i, 6));
-	copy(d->status, sizeof(d->status), PQgetvalue(r, i, 7));
-	copy(d->last_seen_at, sizeof(d->last_seen_at), PQgetvalue(r, i, 8));
-	copy(d->last_ip, sizeof(d->last_ip), PQgetvalue(r, i, 9));
-	copy(d->decommissioned_at, sizeof(d->decommissioned_at), PQgetvalue(r, i, 10));
+	text_copy(d->id, sizeof(d->id), PQgetvalue(r, i, 0));
+	text_copy(d->org_id, sizeof(d->org_id), PQgetvalue(r, i, 1));
+	text_copy(d->site_id, sizeof(d->site_id), PQgetvalue(r, i, 2));
+	text_copy(d->hostname, sizeof(d->hostname), PQgetvalue(r, i, 3));
+	text_copy(d->display_name, sizeof(d->display_name), PQgetvalue(r, i, 4));
+	text_copy(d->os_type, sizeof(d->os_type), PQgetvalue(r, i, 5));
+	text_copy(d->os_version, sizeof(d->os_version), PQgetvalue(r, i, 6));
+	text_copy(d->status, sizeof(d->status), PQgetvalue(r, i, 7));
+	text_copy(d->last_seen_at, sizeof(d->last_seen_at), PQgetvalue(r, i, 8));
+	text_copy(d->last_ip, sizeof(d->last_ip), PQgetvalue(r, i, 9));
+	text_copy(d->decommissioned_at, sizeof(d->decommissioned_at), PQgetvalue(r, i, 10));
 	d->suspended = strcmp(PQgetvalue(r, i, 11), "suspended") == 0;
 	d->uptime_s = -1;
 }
@@ -74,9 +70,9 @@ static void detail_from_row(const PGresult *r, int i, struct agents_device *d)
 	const char *up = PQgetvalue(r, i, DEVICE_NCOLS + 6);
 
 	device_from_row(r, i, d);
-	copy(d->architecture, sizeof(d->architecture), PQgetvalue(r, i, DEVICE_NCOLS));
-	copy(d->agent_version, sizeof(d->agent_version), PQgetvalue(r, i, DEVICE_NCOLS + 1));
-	copy(d->enrolled_at, sizeof(d->enrolled_at), PQgetvalue(r, i, DEVICE_NCOLS + 2));
+	text_copy(d->architecture, sizeof(d->architecture), PQgetvalue(r, i, DEVICE_NCOLS));
+	text_copy(d->agent_version, sizeof(d->agent_version), PQgetvalue(r, i, DEVICE_NCOLS + 1));
+	text_copy(d->enrolled_at, sizeof(d->enrolled_at), PQgetvalue(r, i, DEVICE_NCOLS + 2));
 	d->hardware = json_or_empty(PQgetvalue(r, i, DEVICE_NCOLS + 3));
 	d->inventory = json_or_empty(PQgetvalue(r, i, DEVICE_NCOLS + 4));
 	d->metrics = json_or_empty(PQgetvalue(r, i, DEVICE_NCOLS + 5));

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "crypto/crypto.h"
+#include "common/text.h"
 #include "server/agents/agents.h"
 #include "server/db/db.h"
 
@@ -32,11 +33,6 @@ static const char *insert_device_sql =
 	" agent_version, auth_token_hash, heartbeat_interval_s, enrollment_key_id, hardware, last_ip)"
 	" VALUES ($1::uuid, $2::uuid, $3, $4, $5, $6, $7, $8, $9::int, $10::uuid, $11::jsonb, $12::inet)"
 	" RETURNING id";
-
-static void copy(char *dst, size_t n, const char *src)
-{
-	snprintf(dst, n, "%s", src);
-}
 
 int agents_enroll_check_secret(const char *given, const char *expected, struct bz_errinfo *why)
 {
@@ -59,9 +55,9 @@ static int consume_key(PGconn *c, const char *hash, struct agents_enrollment *ou
 		PQclear(r);
 		return BZ_ERR_UNAUTHORIZED;
 	}
-	copy(out->key_id, sizeof(out->key_id), PQgetvalue(r, 0, 0));
-	copy(out->org_id, sizeof(out->org_id), PQgetvalue(r, 0, 1));
-	copy(out->site_id, sizeof(out->site_id), PQgetvalue(r, 0, 2));
+	text_copy(out->key_id, sizeof(out->key_id), PQgetvalue(r, 0, 0));
+	text_copy(out->org_id, sizeof(out->org_id), PQgetvalue(r, 0, 1));
+	text_copy(out->site_id, sizeof(out->site_id), PQgetvalue(r, 0, 2));
 	PQclear(r);
 	return 0;
 }
@@ -112,7 +108,7 @@ int agents_enroll(PGconn *c, const char *pepper, const struct agents_enroll_inpu
 		crypto_wipe(out->token, sizeof(out->token));
 		return BZ_ERR_DB;
 	}
-	copy(out->device_id, sizeof(out->device_id), PQgetvalue(r, 0, 0));
+	text_copy(out->device_id, sizeof(out->device_id), PQgetvalue(r, 0, 0));
 	PQclear(r);
 	*ev = (struct audit_event){.org_id = out->org_id,
 				   .actor_type = "agent",
@@ -135,13 +131,13 @@ int agents_enroll_refusal(PGconn *c, const char *pepper, const char *key, const 
 	PGresult *r = NULL;
 
 	memset(out, 0, sizeof(*out));
-	copy(out->reason, sizeof(out->reason), "unknown");
+	text_copy(out->reason, sizeof(out->reason), "unknown");
 	if (agents_key_hash(pepper, key, hash) == 0)
 		r = db_query(c, key_reason_sql, 1, p, NULL);
 	if (r != NULL && PQntuples(r) == 1) {
-		copy(out->key_id, sizeof(out->key_id), PQgetvalue(r, 0, 0));
-		copy(out->org_id, sizeof(out->org_id), PQgetvalue(r, 0, 1));
-		copy(out->reason, sizeof(out->reason), PQgetvalue(r, 0, 2));
+		text_copy(out->key_id, sizeof(out->key_id), PQgetvalue(r, 0, 0));
+		text_copy(out->org_id, sizeof(out->org_id), PQgetvalue(r, 0, 1));
+		text_copy(out->reason, sizeof(out->reason), PQgetvalue(r, 0, 2));
 	}
 	PQclear(r);
 	*ev = (struct audit_event){.org_id = out->org_id[0] ? out->org_id : NULL,

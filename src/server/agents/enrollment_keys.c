@@ -15,6 +15,7 @@
 #include "common/clock.h"
 #include "common/iso8601.h"
 #include "crypto/crypto.h"
+#include "common/text.h"
 #include "server/agents/agents.h"
 #include "server/db/db.h"
 
@@ -40,24 +41,19 @@ int agents_key_hash(const char *pepper, const char *key, char out[65])
 	return crypto_hmac_sha256_hex(pepper, strlen(pepper), key, strlen(key), out);
 }
 
-static void copy(char *dst, size_t n, const char *src)
-{
-	snprintf(dst, n, "%s", src);
-}
-
 static void key_from_row(const PGresult *r, int i, struct agents_key *k)
 {
-	copy(k->id, sizeof(k->id), PQgetvalue(r, i, 0));
-	copy(k->org_id, sizeof(k->org_id), PQgetvalue(r, i, 1));
-	copy(k->site_id, sizeof(k->site_id), PQgetvalue(r, i, 2));
-	copy(k->name, sizeof(k->name), PQgetvalue(r, i, 3));
-	copy(k->key_prefix, sizeof(k->key_prefix), PQgetvalue(r, i, 4));
+	text_copy(k->id, sizeof(k->id), PQgetvalue(r, i, 0));
+	text_copy(k->org_id, sizeof(k->org_id), PQgetvalue(r, i, 1));
+	text_copy(k->site_id, sizeof(k->site_id), PQgetvalue(r, i, 2));
+	text_copy(k->name, sizeof(k->name), PQgetvalue(r, i, 3));
+	text_copy(k->key_prefix, sizeof(k->key_prefix), PQgetvalue(r, i, 4));
 	k->max_usage = atoi(PQgetvalue(r, i, 5));
 	k->usage_count = atoi(PQgetvalue(r, i, 6));
-	copy(k->expires_at, sizeof(k->expires_at), PQgetvalue(r, i, 7));
-	copy(k->revoked_at, sizeof(k->revoked_at), PQgetvalue(r, i, 8));
-	copy(k->created_at, sizeof(k->created_at), PQgetvalue(r, i, 9));
-	copy(k->status, sizeof(k->status), PQgetvalue(r, i, 10));
+	text_copy(k->expires_at, sizeof(k->expires_at), PQgetvalue(r, i, 7));
+	text_copy(k->revoked_at, sizeof(k->revoked_at), PQgetvalue(r, i, 8));
+	text_copy(k->created_at, sizeof(k->created_at), PQgetvalue(r, i, 9));
+	text_copy(k->status, sizeof(k->status), PQgetvalue(r, i, 10));
 }
 
 /* Seconds from now until EXPIRES_AT (ISO 8601, common/iso8601.h) into

@@ -71,11 +71,6 @@ int agents_json_check(const json_t *obj, unsigned flags, const char **bad_key)
 	return 0;
 }
 
-static void copy(char *dst, size_t n, const char *src)
-{
-	snprintf(dst, n, "%s", src);
-}
-
 int agents_agent_auth(PGconn *c, const char *token_hash, const char *path_id,
 		      struct agents_agent *out, struct bz_errinfo *why)
 {
@@ -97,12 +92,12 @@ int agents_agent_auth(PGconn *c, const char *token_hash, const char *path_id,
 		return bz_fail(why, BZ_ERR_UNAUTHORIZED, "unauthorized", NULL,
 			       "invalid agent token");
 	}
-	copy(out->device_id, sizeof(out->device_id), PQgetvalue(r, 0, 0));
-	copy(out->org_id, sizeof(out->org_id), PQgetvalue(r, 0, 1));
+	text_copy(out->device_id, sizeof(out->device_id), PQgetvalue(r, 0, 0));
+	text_copy(out->org_id, sizeof(out->org_id), PQgetvalue(r, 0, 1));
 	int suspended = strcmp(PQgetvalue(r, 0, 2), "active") != 0;
 	out->heartbeat_interval_s = atoi(PQgetvalue(r, 0, 3));
-	copy(out->old_ip, sizeof(out->old_ip), PQgetvalue(r, 0, 4));
-	copy(out->hostname, sizeof(out->hostname), PQgetvalue(r, 0, 5));
+	text_copy(out->old_ip, sizeof(out->old_ip), PQgetvalue(r, 0, 4));
+	text_copy(out->hostname, sizeof(out->hostname), PQgetvalue(r, 0, 5));
 	PQclear(r);
 	/* A token only speaks for its own device. */
 	if (strcasecmp(out->device_id, path_id) != 0)

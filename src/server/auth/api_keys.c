@@ -47,27 +47,22 @@
 	"   (SELECT u.id FROM users u WHERE (u.partner_id = $3::uuid AND NOT $5::boolean)"         \
 	"     OR u.org_id = ANY($4::uuid[]))))"
 
-static void copy(char *dst, size_t n, const char *src)
-{
-	snprintf(dst, n, "%s", src);
-}
-
 static void key_from_row(const PGresult *r, int i, struct auth_api_key *k)
 {
-	copy(k->id, sizeof(k->id), PQgetvalue(r, i, 0));
-	copy(k->name, sizeof(k->name), PQgetvalue(r, i, 1));
-	copy(k->prefix, sizeof(k->prefix), PQgetvalue(r, i, 2));
-	copy(k->org_id, sizeof(k->org_id), PQgetvalue(r, i, 3));
-	copy(k->created_by, sizeof(k->created_by), PQgetvalue(r, i, 4));
+	text_copy(k->id, sizeof(k->id), PQgetvalue(r, i, 0));
+	text_copy(k->name, sizeof(k->name), PQgetvalue(r, i, 1));
+	text_copy(k->prefix, sizeof(k->prefix), PQgetvalue(r, i, 2));
+	text_copy(k->org_id, sizeof(k->org_id), PQgetvalue(r, i, 3));
+	text_copy(k->created_by, sizeof(k->created_by), PQgetvalue(r, i, 4));
 	k->permissions = json_loads(PQgetvalue(r, i, 5), 0, NULL);
 	if (!json_is_array(k->permissions)) {
 		json_decref(k->permissions);
 		k->permissions = json_array();
 	}
-	copy(k->created_at, sizeof(k->created_at), PQgetvalue(r, i, 6));
-	copy(k->last_used_at, sizeof(k->last_used_at), PQgetvalue(r, i, 7));
-	copy(k->expires_at, sizeof(k->expires_at), PQgetvalue(r, i, 8));
-	copy(k->revoked_at, sizeof(k->revoked_at), PQgetvalue(r, i, 9));
+	text_copy(k->created_at, sizeof(k->created_at), PQgetvalue(r, i, 6));
+	text_copy(k->last_used_at, sizeof(k->last_used_at), PQgetvalue(r, i, 7));
+	text_copy(k->expires_at, sizeof(k->expires_at), PQgetvalue(r, i, 8));
+	text_copy(k->revoked_at, sizeof(k->revoked_at), PQgetvalue(r, i, 9));
 }
 
 void auth_api_key_free(struct auth_api_key *k)
@@ -187,7 +182,7 @@ int auth_api_key_create(PGconn *c, const struct tenancy_scope *sc, const json_t 
 		rc = BZ_ERR_NOMEM;
 		goto out;
 	}
-	copy(prefix, sizeof(prefix), raw);
+	text_copy(prefix, sizeof(prefix), raw);
 	snprintf(now_s, sizeof(now_s), "%lld", (long long)now);
 	const char *p[8] = {sc->user_id, in->org_id, in->name, hash,
 			    prefix,	 perms,	     now_s,    expires[0] ? expires : NULL};
@@ -195,7 +190,7 @@ int auth_api_key_create(PGconn *c, const struct tenancy_scope *sc, const json_t 
 		rc = BZ_ERR_DB;
 		goto out;
 	}
-	copy(id, sizeof(id), PQgetvalue(r, 0, 0));
+	text_copy(id, sizeof(id), PQgetvalue(r, 0, 0));
 	PQclear(r);
 	if ((rc = read_key(c, id, out)) != 0)
 		goto out;
@@ -344,14 +339,14 @@ static int well_formed(const char *raw)
 static void principal_from_row(const PGresult *r, struct principal *w, char org_id[37])
 {
 	w->authenticated = 1;
-	copy(w->api_key_id, sizeof(w->api_key_id), PQgetvalue(r, 0, 0));
-	copy(w->user_id, sizeof(w->user_id), PQgetvalue(r, 0, 1));
-	copy(w->partner_id, sizeof(w->partner_id), PQgetvalue(r, 0, 2));
-	copy(w->org_id, sizeof(w->org_id), PQgetvalue(r, 0, 3));
-	copy(w->email, sizeof(w->email), PQgetvalue(r, 0, 4));
-	copy(w->name, sizeof(w->name), PQgetvalue(r, 0, 5));
-	copy(w->role_id, sizeof(w->role_id), PQgetvalue(r, 0, 6));
-	copy(w->role_name, sizeof(w->role_name), PQgetvalue(r, 0, 7));
+	text_copy(w->api_key_id, sizeof(w->api_key_id), PQgetvalue(r, 0, 0));
+	text_copy(w->user_id, sizeof(w->user_id), PQgetvalue(r, 0, 1));
+	text_copy(w->partner_id, sizeof(w->partner_id), PQgetvalue(r, 0, 2));
+	text_copy(w->org_id, sizeof(w->org_id), PQgetvalue(r, 0, 3));
+	text_copy(w->email, sizeof(w->email), PQgetvalue(r, 0, 4));
+	text_copy(w->name, sizeof(w->name), PQgetvalue(r, 0, 5));
+	text_copy(w->role_id, sizeof(w->role_id), PQgetvalue(r, 0, 6));
+	text_copy(w->role_name, sizeof(w->role_name), PQgetvalue(r, 0, 7));
 	w->force_mfa = PQgetvalue(r, 0, 8)[0] == 't';
 	w->mfa_enabled = PQgetvalue(r, 0, 9)[0] == 't';
 	w->permissions = json_loads(PQgetvalue(r, 0, 10), 0, NULL);
@@ -359,7 +354,7 @@ static void principal_from_row(const PGresult *r, struct principal *w, char org_
 		json_decref(w->permissions);
 		w->permissions = json_array();
 	}
-	copy(org_id, 37, PQgetvalue(r, 0, 11));
+	text_copy(org_id, 37, PQgetvalue(r, 0, 11));
 }
 
 int auth_api_key_principal(PGconn *c, const char *raw, int64_t now, struct principal *out,

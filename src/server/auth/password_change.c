@@ -12,15 +12,11 @@
 #include "common/log.h"
 #include "crypto/crypto.h"
 #include "crypto/password.h"
+#include "common/text.h"
 #include "server/audit/audit.h"
 #include "server/auth/auth.h"
 #include "server/auth/mfa.h"
 #include "server/db/db.h"
-
-static void copy(char *dst, size_t n, const char *src)
-{
-	snprintf(dst, n, "%s", src ? src : "");
-}
 
 /* The same rules as a password chosen at POST /users (users.c), plus: not
  * the account's own e-mail address. */
@@ -55,9 +51,9 @@ static int lock_user(PGconn *c, const char *user_id, char *email, size_t emaille
 		PQclear(r);
 		return BZ_ERR_UNAUTHORIZED;
 	}
-	copy(email, emaillen, PQgetvalue(r, 0, 0));
-	copy(org_id, 37, PQgetvalue(r, 0, 1));
-	copy(hash, hashlen, PQgetvalue(r, 0, 2));
+	text_copy(email, emaillen, PQgetvalue(r, 0, 0));
+	text_copy(org_id, 37, PQgetvalue(r, 0, 1));
+	text_copy(hash, hashlen, PQgetvalue(r, 0, 2));
 	PQclear(r);
 	return 0;
 }
@@ -136,8 +132,8 @@ int auth_password_change(PGconn *c, const struct auth_password_change *in,
 		db_rollback(c);
 		return rc;
 	}
-	copy(out->id, sizeof(out->id), in->session_id);
-	copy(out->user_id, sizeof(out->user_id), in->user_id);
+	text_copy(out->id, sizeof(out->id), in->session_id);
+	text_copy(out->user_id, sizeof(out->user_id), in->user_id);
 	*ev = (struct audit_event){.org_id = out->org_id[0] ? out->org_id : NULL,
 				   .action = "auth.password.change",
 				   .resource = "users",

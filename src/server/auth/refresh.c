@@ -18,15 +18,11 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "crypto/crypto.h"
+#include "common/text.h"
 #include "server/audit/audit.h"
 #include "server/auth/auth.h"
 #include "server/config.h"
 #include "server/db/db.h"
-
-static void copy(char *dst, size_t n, const char *src)
-{
-	snprintf(dst, n, "%s", src ? src : "");
-}
 
 static void i64(char buf[24], int64_t v)
 {
@@ -112,9 +108,9 @@ struct family {
 
 static void family_from_row(const PGresult *r, struct family *f)
 {
-	copy(f->sid, sizeof(f->sid), PQgetvalue(r, 0, 0));
-	copy(f->user_id, sizeof(f->user_id), PQgetvalue(r, 0, 1));
-	copy(f->org_id, sizeof(f->org_id), PQgetvalue(r, 0, 2));
+	text_copy(f->sid, sizeof(f->sid), PQgetvalue(r, 0, 0));
+	text_copy(f->user_id, sizeof(f->user_id), PQgetvalue(r, 0, 1));
+	text_copy(f->org_id, sizeof(f->org_id), PQgetvalue(r, 0, 2));
 	f->generation = atoi(PQgetvalue(r, 0, 3));
 	f->current = atoi(PQgetvalue(r, 0, 4));
 	f->revoked = PQgetvalue(r, 0, 5)[0] == 't';
@@ -287,9 +283,9 @@ int auth_refresh(PGconn *c, const struct config *cfg, const char *token, const c
 			db_rollback(c);
 			return rc;
 		}
-		copy(out->user.id, sizeof(out->user.id), f.user_id);
-		copy(out->user.org_id, sizeof(out->user.org_id), f.org_id);
-		copy(out->session_id, sizeof(out->session_id), f.sid);
+		text_copy(out->user.id, sizeof(out->user.id), f.user_id);
+		text_copy(out->user.org_id, sizeof(out->user.org_id), f.org_id);
+		text_copy(out->session_id, sizeof(out->session_id), f.sid);
 		out->session_expires_at = f.expires_at;
 		out->now = now;
 		*ev = (struct audit_event){.org_id = out->user.org_id[0] ? out->user.org_id : NULL,
@@ -338,9 +334,9 @@ int auth_logout(PGconn *c, const char *token, struct auth_session_ref *out, stru
 		return BZ_ERR_DB;
 	int revoked_now = PQntuples(r) == 1;
 	PQclear(r);
-	copy(out->id, sizeof(out->id), f.sid);
-	copy(out->user_id, sizeof(out->user_id), f.user_id);
-	copy(out->org_id, sizeof(out->org_id), f.org_id);
+	text_copy(out->id, sizeof(out->id), f.sid);
+	text_copy(out->user_id, sizeof(out->user_id), f.user_id);
+	text_copy(out->org_id, sizeof(out->org_id), f.org_id);
 	if (revoked_now)
 		*ev = (struct audit_event){.org_id = out->org_id[0] ? out->org_id : NULL,
 					   .actor_type = "user",

@@ -27,16 +27,11 @@
 	"   ON s.role_id = r.id AND s.partner_id = user_partner($1::uuid)"
 #define ROLE_VISIBLE " (r.partner_id IS NULL OR r.partner_id = user_partner($1::uuid))"
 
-static void copy(char *dst, size_t n, const char *src)
-{
-	snprintf(dst, n, "%s", src);
-}
-
 static void role_from_row(const PGresult *r, int i, struct auth_role *o)
 {
-	copy(o->id, sizeof(o->id), PQgetvalue(r, i, 0));
-	copy(o->name, sizeof(o->name), PQgetvalue(r, i, 1));
-	copy(o->scope, sizeof(o->scope), PQgetvalue(r, i, 2));
+	text_copy(o->id, sizeof(o->id), PQgetvalue(r, i, 0));
+	text_copy(o->name, sizeof(o->name), PQgetvalue(r, i, 1));
+	text_copy(o->scope, sizeof(o->scope), PQgetvalue(r, i, 2));
 	o->permissions = json_loads(PQgetvalue(r, i, 3), 0, NULL);
 	if (!json_is_array(o->permissions)) {
 		json_decref(o->permissions);
@@ -195,7 +190,7 @@ int auth_role_create(PGconn *c, const struct tenancy_scope *sc, const json_t *he
 	free(perms);
 	if (r == NULL)
 		return name_conflict(sqlstate, why);
-	copy(id, sizeof(id), PQgetvalue(r, 0, 0));
+	text_copy(id, sizeof(id), PQgetvalue(r, 0, 0));
 	PQclear(r);
 	if ((rc = load_role(c, sc, id, 0, out, why)) != 0)
 		return rc;

@@ -26,11 +26,6 @@ static const char *principal_sql =
 	"   AND s.expires_at > to_timestamp($3::bigint) AND u.status = 'active'"
 	"   AND ($4::bigint = 0 OR s.last_seen_at > to_timestamp($3::bigint - $4::bigint))";
 
-static void copy(char *dst, size_t n, const char *src)
-{
-	snprintf(dst, n, "%s", src ? src : "");
-}
-
 /* Seconds between two writes of a session's last_seen_at. */
 static int64_t touch_interval(const struct config *cfg)
 {
@@ -80,14 +75,14 @@ int auth_session_principal(PGconn *c, const struct config *cfg, const char *sid,
 		return BZ_ERR_UNAUTHORIZED;
 	}
 	w->authenticated = 1;
-	copy(w->user_id, sizeof(w->user_id), PQgetvalue(r, 0, 0));
-	copy(w->session_id, sizeof(w->session_id), sid);
-	copy(w->partner_id, sizeof(w->partner_id), PQgetvalue(r, 0, 1));
-	copy(w->org_id, sizeof(w->org_id), PQgetvalue(r, 0, 2));
-	copy(w->email, sizeof(w->email), PQgetvalue(r, 0, 3));
-	copy(w->name, sizeof(w->name), PQgetvalue(r, 0, 4));
-	copy(w->role_id, sizeof(w->role_id), PQgetvalue(r, 0, 5));
-	copy(w->role_name, sizeof(w->role_name), PQgetvalue(r, 0, 6));
+	text_copy(w->user_id, sizeof(w->user_id), PQgetvalue(r, 0, 0));
+	text_copy(w->session_id, sizeof(w->session_id), sid);
+	text_copy(w->partner_id, sizeof(w->partner_id), PQgetvalue(r, 0, 1));
+	text_copy(w->org_id, sizeof(w->org_id), PQgetvalue(r, 0, 2));
+	text_copy(w->email, sizeof(w->email), PQgetvalue(r, 0, 3));
+	text_copy(w->name, sizeof(w->name), PQgetvalue(r, 0, 4));
+	text_copy(w->role_id, sizeof(w->role_id), PQgetvalue(r, 0, 5));
+	text_copy(w->role_name, sizeof(w->role_name), PQgetvalue(r, 0, 6));
 	w->force_mfa = PQgetvalue(r, 0, 7)[0] == 't';
 	w->mfa_enabled = PQgetvalue(r, 0, 8)[0] == 't';
 	w->permissions = json_loads(PQgetvalue(r, 0, 9), 0, NULL);
@@ -148,7 +143,7 @@ int auth_session_create(PGconn *c, const char *user_id, int64_t now, int64_t max
 	const char *p[5] = {user_id, now_s, max_age, ip != NULL && ip[0] ? ip : NULL, ua};
 	if ((r = db_query(c, sql, 5, p, NULL)) == NULL)
 		return BZ_ERR_DB;
-	copy(sid_out, 37, PQgetvalue(r, 0, 0));
+	text_copy(sid_out, 37, PQgetvalue(r, 0, 0));
 	*expires_at = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
 	PQclear(r);
 	return 0;
@@ -207,12 +202,12 @@ int auth_session_list(PGconn *c, const struct config *cfg, const char *user_id,
 	}
 	for (int i = 0; i < PQntuples(r); i++) {
 		struct auth_session *s = &arr[i];
-		copy(s->id, sizeof(s->id), PQgetvalue(r, i, 0));
-		copy(s->created_at, sizeof(s->created_at), PQgetvalue(r, i, 1));
-		copy(s->last_seen_at, sizeof(s->last_seen_at), PQgetvalue(r, i, 2));
-		copy(s->expires_at, sizeof(s->expires_at), PQgetvalue(r, i, 3));
-		copy(s->ip, sizeof(s->ip), PQgetvalue(r, i, 4));
-		copy(s->user_agent, sizeof(s->user_agent), PQgetvalue(r, i, 5));
+		text_copy(s->id, sizeof(s->id), PQgetvalue(r, i, 0));
+		text_copy(s->created_at, sizeof(s->created_at), PQgetvalue(r, i, 1));
+		text_copy(s->last_seen_at, sizeof(s->last_seen_at), PQgetvalue(r, i, 2));
+		text_copy(s->expires_at, sizeof(s->expires_at), PQgetvalue(r, i, 3));
+		text_copy(s->ip, sizeof(s->ip), PQgetvalue(r, i, 4));
+		text_copy(s->user_agent, sizeof(s->user_agent), PQgetvalue(r, i, 5));
 		s->current = current_sid != NULL && strcmp(s->id, current_sid) == 0;
 	}
 	*n = (size_t)PQntuples(r);
@@ -246,9 +241,9 @@ int auth_session_revoke(PGconn *c, const char *user_id, const char *org_id, cons
 	PQclear(r);
 	if (!found)
 		return bz_fail(why, BZ_ERR_NOT_FOUND, NULL, NULL, "session not found");
-	copy(out->id, sizeof(out->id), sid);
-	copy(out->user_id, sizeof(out->user_id), user_id);
-	copy(out->org_id, sizeof(out->org_id), org_id);
+	text_copy(out->id, sizeof(out->id), sid);
+	text_copy(out->user_id, sizeof(out->user_id), user_id);
+	text_copy(out->org_id, sizeof(out->org_id), org_id);
 	*ev = (struct audit_event){.org_id = out->org_id[0] ? out->org_id : NULL,
 				   .action = "auth.session.revoke",
 				   .resource = "sessions",

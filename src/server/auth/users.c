@@ -34,23 +34,18 @@
  * one active user with it. */
 #define PARTNER_ADMIN_ROLE "partner_admin"
 
-static void copy(char *dst, size_t n, const char *src)
-{
-	snprintf(dst, n, "%s", src);
-}
-
 static void user_from_row(const PGresult *r, int i, struct auth_user *u)
 {
-	copy(u->id, sizeof(u->id), PQgetvalue(r, i, 0));
-	copy(u->email, sizeof(u->email), PQgetvalue(r, i, 1));
-	copy(u->name, sizeof(u->name), PQgetvalue(r, i, 2));
-	copy(u->role, sizeof(u->role), PQgetvalue(r, i, 3));
-	copy(u->partner_id, sizeof(u->partner_id), PQgetvalue(r, i, 4));
-	copy(u->org_id, sizeof(u->org_id), PQgetvalue(r, i, 5));
-	copy(u->status, sizeof(u->status), PQgetvalue(r, i, 6));
+	text_copy(u->id, sizeof(u->id), PQgetvalue(r, i, 0));
+	text_copy(u->email, sizeof(u->email), PQgetvalue(r, i, 1));
+	text_copy(u->name, sizeof(u->name), PQgetvalue(r, i, 2));
+	text_copy(u->role, sizeof(u->role), PQgetvalue(r, i, 3));
+	text_copy(u->partner_id, sizeof(u->partner_id), PQgetvalue(r, i, 4));
+	text_copy(u->org_id, sizeof(u->org_id), PQgetvalue(r, i, 5));
+	text_copy(u->status, sizeof(u->status), PQgetvalue(r, i, 6));
 	u->mfa_enabled = PQgetvalue(r, i, 7)[0] == 't';
-	copy(u->created_at, sizeof(u->created_at), PQgetvalue(r, i, 8));
-	copy(u->last_login_at, sizeof(u->last_login_at), PQgetvalue(r, i, 9));
+	text_copy(u->created_at, sizeof(u->created_at), PQgetvalue(r, i, 8));
+	text_copy(u->last_login_at, sizeof(u->last_login_at), PQgetvalue(r, i, 9));
 	u->force_mfa = PQgetvalue(r, i, 10)[0] == 't';
 }
 
@@ -197,7 +192,7 @@ static int role_lookup(PGconn *c, const char *caller_id, const char *name, char 
 		return bz_fail(why, BZ_ERR_INVALID, "validation_error", "role",
 			       "field 'role' names no role");
 	}
-	copy(role_id, 37, PQgetvalue(r, 0, 0));
+	text_copy(role_id, 37, PQgetvalue(r, 0, 0));
 	*partner_scope = strcmp(PQgetvalue(r, 0, 1), "partner") == 0;
 	PQclear(r);
 	if ((rc = role_within(c, caller_id, role_id, &within)) != 0)
@@ -271,7 +266,7 @@ static int place_org(PGconn *c, const struct tenancy_scope *sc, const struct aut
 	if (in->org_id != NULL && (!is_uuid(in->org_id) || !tenancy_scope_has_org(sc, in->org_id)))
 		return bz_fail(why, BZ_ERR_NOT_FOUND, NULL, NULL, "organization not found");
 	if (site_ids == NULL) {
-		copy(pl->org_id, sizeof(pl->org_id), in->org_id);
+		text_copy(pl->org_id, sizeof(pl->org_id), in->org_id);
 		return 0;
 	}
 	if ((pl->site_ids_pg = db_uuid_array_json(site_ids)) == NULL)
@@ -302,7 +297,7 @@ static int insert_user(PGconn *c, const struct placement *pl, const char *partne
 				       "a user with that e-mail exists");
 		return BZ_ERR_DB;
 	}
-	copy(id_out, 37, PQgetvalue(r, 0, 0));
+	text_copy(id_out, 37, PQgetvalue(r, 0, 0));
 	PQclear(r);
 	return 0;
 }
@@ -415,7 +410,7 @@ static int load_for_change(PGconn *c, const struct tenancy_scope *sc, const char
 		return bz_fail(why, BZ_ERR_NOT_FOUND, NULL, NULL, "user not found");
 	}
 	user_from_row(r, 0, &ch->was);
-	copy(ch->role_id, sizeof(ch->role_id), PQgetvalue(r, 0, 11));
+	text_copy(ch->role_id, sizeof(ch->role_id), PQgetvalue(r, 0, 11));
 	ch->partner_staff = ch->was.partner_id[0] != '\0';
 	PQclear(r);
 	return 0;
@@ -444,7 +439,7 @@ static int plan_change(PGconn *c, const struct tenancy_scope *sc, const struct a
 					       ? "partner staff take partner roles"
 					       : "organization users take organization roles");
 		if (strcmp(role_id, ch->role_id) != 0)
-			copy(ch->new_role_id, sizeof(ch->new_role_id), role_id);
+			text_copy(ch->new_role_id, sizeof(ch->new_role_id), role_id);
 	}
 	if (in->name != NULL && strcmp(in->name, ch->was.name) != 0)
 		ch->name = in->name;
@@ -595,7 +590,7 @@ int auth_user_credentials(PGconn *c, const char *email, struct auth_credentials 
 		return BZ_ERR_DB;
 	if (PQntuples(r) == 1) {
 		user_from_row(r, 0, &out->user);
-		copy(out->password_hash, sizeof(out->password_hash), PQgetvalue(r, 0, 11));
+		text_copy(out->password_hash, sizeof(out->password_hash), PQgetvalue(r, 0, 11));
 		*found = 1;
 	}
 	PQclear(r);
@@ -638,7 +633,7 @@ int auth_user_check_password(PGconn *c, const char *user_id, const char *passwor
 	if (r == NULL)
 		return BZ_ERR_DB;
 	if (PQntuples(r) == 1)
-		copy(hash, sizeof(hash), PQgetvalue(r, 0, 0));
+		text_copy(hash, sizeof(hash), PQgetvalue(r, 0, 0));
 	PQclear(r);
 	ok = password_verify(password != NULL ? password : "", hash[0] ? hash : NULL);
 	crypto_wipe(hash, sizeof(hash));

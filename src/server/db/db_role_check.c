@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "common/err.h"
+#include "common/text.h"
 #include "server/db/db.h"
 
 /* One row: who we are, and each way the role could get round the audit
@@ -30,11 +31,6 @@ static const char *role_check_sql =
 	"           p.priv))"
 	" FROM pg_namespace n WHERE n.nspname = $1";
 
-static void copy(char *dst, size_t n, const char *src)
-{
-	snprintf(dst, n, "%s", src != NULL ? src : "");
-}
-
 int db_role_check(PGconn *conn, const char *schema, struct db_role_findings *out)
 {
 	const char *params[1] = {schema};
@@ -49,13 +45,13 @@ int db_role_check(PGconn *conn, const char *schema, struct db_role_findings *out
 		rc = BZ_ERR_NOT_FOUND;
 		goto out;
 	}
-	copy(out->role, sizeof(out->role), db_val(r, 0, 0));
+	text_copy(out->role, sizeof(out->role), db_val(r, 0, 0));
 	out->superuser = !strcmp(PQgetvalue(r, 0, 1), "t");
 	out->bypass_rls = !strcmp(PQgetvalue(r, 0, 2), "t");
 	out->createrole = !strcmp(PQgetvalue(r, 0, 3), "t");
 	out->owns_schema = !strcmp(PQgetvalue(r, 0, 4), "t");
-	copy(out->owned_table, sizeof(out->owned_table), db_val(r, 0, 5));
-	copy(out->audit_grants, sizeof(out->audit_grants), db_val(r, 0, 6));
+	text_copy(out->owned_table, sizeof(out->owned_table), db_val(r, 0, 5));
+	text_copy(out->audit_grants, sizeof(out->audit_grants), db_val(r, 0, 6));
 out:
 	PQclear(r);
 	return rc;

@@ -18,29 +18,24 @@
 #define ORG_COLS "id, partner_id, name, " DB_TS("created_at")
 #define SITE_COLS "id, org_id, name, " DB_TS("created_at")
 
-static void copy(char *dst, size_t n, const char *src)
-{
-	snprintf(dst, n, "%s", src);
-}
-
 static void org_from_row(const PGresult *r, int i, void *dst)
 {
 	struct tenancy_org *o = dst;
 
-	copy(o->id, sizeof(o->id), PQgetvalue(r, i, 0));
-	copy(o->partner_id, sizeof(o->partner_id), PQgetvalue(r, i, 1));
-	copy(o->name, sizeof(o->name), PQgetvalue(r, i, 2));
-	copy(o->created_at, sizeof(o->created_at), PQgetvalue(r, i, 3));
+	text_copy(o->id, sizeof(o->id), PQgetvalue(r, i, 0));
+	text_copy(o->partner_id, sizeof(o->partner_id), PQgetvalue(r, i, 1));
+	text_copy(o->name, sizeof(o->name), PQgetvalue(r, i, 2));
+	text_copy(o->created_at, sizeof(o->created_at), PQgetvalue(r, i, 3));
 }
 
 static void site_from_row(const PGresult *r, int i, void *dst)
 {
 	struct tenancy_site *s = dst;
 
-	copy(s->id, sizeof(s->id), PQgetvalue(r, i, 0));
-	copy(s->org_id, sizeof(s->org_id), PQgetvalue(r, i, 1));
-	copy(s->name, sizeof(s->name), PQgetvalue(r, i, 2));
-	copy(s->created_at, sizeof(s->created_at), PQgetvalue(r, i, 3));
+	text_copy(s->id, sizeof(s->id), PQgetvalue(r, i, 0));
+	text_copy(s->org_id, sizeof(s->org_id), PQgetvalue(r, i, 1));
+	text_copy(s->name, sizeof(s->name), PQgetvalue(r, i, 2));
+	text_copy(s->created_at, sizeof(s->created_at), PQgetvalue(r, i, 3));
 }
 
 /* Runs SQL and collects every row with FROM_ROW into a malloc'd array of
@@ -342,7 +337,7 @@ int tenancy_org_rename(PGconn *c, const struct tenancy_scope *sc, const char *id
 		return rc;
 	if (!strcmp(out->name, name))
 		return 0; /* unchanged: 200, and no audit row (ev->action NULL) */
-	copy(previous, sizeof(previous), out->name);
+	text_copy(previous, sizeof(previous), out->name);
 	if ((r = db_query(c, sql, 2, p, sqlstate)) == NULL) {
 		if (!strcmp(sqlstate, "23505"))
 			return bz_fail(why, BZ_ERR_CONFLICT, NULL, "name",
@@ -445,7 +440,7 @@ int tenancy_site_rename(PGconn *c, const struct tenancy_scope *sc, const char *i
 		return rc;
 	if (!strcmp(out->name, name))
 		return 0; /* unchanged: 200, and no audit row */
-	copy(previous, sizeof(previous), out->name);
+	text_copy(previous, sizeof(previous), out->name);
 	if ((r = db_query(c, sql, 2, p, sqlstate)) == NULL) {
 		if (!strcmp(sqlstate, "23505"))
 			return bz_fail(why, BZ_ERR_CONFLICT, NULL, "name",
