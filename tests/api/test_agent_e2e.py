@@ -70,7 +70,8 @@ def test_agent_enrolls_heartbeats_and_stops(server, agents, admin, sql, agent_di
     token = token_of(agent_dir)
     assert token not in cfg
     # G1: the server holds only the token's SHA-256.
-    assert sql("SELECT auth_token_hash FROM devices WHERE id = %s", agent_id) == [(sha256_hex(token),)]
+    assert sql("SELECT token_hash FROM agent_tokens WHERE device_id = %s AND state = 'current'",
+               agent_id) == [(sha256_hex(token),)]
 
     log = agent_dir.parent / "run.log"
     register_log(log)
@@ -141,7 +142,7 @@ def test_agent_exits_6_when_token_is_no_longer_accepted(server, agents, agent_di
     r, _ = enroll(server, agents, agent_dir)
     assert r.returncode == 0, r.stderr
     agent_id = agent_id_of(r.stdout)
-    sql("UPDATE devices SET auth_token_hash = %s WHERE id = %s", "0" * 64, agent_id)
+    sql("UPDATE agent_tokens SET token_hash = %s WHERE device_id = %s", "0" * 64, agent_id)
     r = run_agent(["run", "--config-dir", str(agent_dir)], agent_dir.parent / "run.log",
                   timeout=30 * SLOW)
     assert r.returncode == 6, r.stdout + r.stderr  # BZ_EXIT_REJECTED: re-enrol

@@ -194,8 +194,9 @@ def test_decommission(admin, agents, sql):
     (seen,), = sql("SELECT last_seen_at FROM devices WHERE id = %s", d["agentId"])
     assert_error(agents.heartbeat(d["agentId"], d["authToken"]), 401)
     assert sql("SELECT last_seen_at FROM devices WHERE id = %s", d["agentId"]) == [(seen,)]
-    assert sql("SELECT auth_token_hash, prev_token_hash FROM devices WHERE id = %s",
-               d["agentId"]) == [(None, None)]
+    # Its token is kept, retired, so that a later reuse is recognised.
+    assert sql("SELECT state, retired_reason FROM agent_tokens WHERE device_id = %s",
+               d["agentId"]) == [("retired", "decommissioned")]
     # History stays.
     assert sql("SELECT count(*) FROM device_heartbeats WHERE device_id = %s", d["agentId"]) == [(1,)]
     assert sql("SELECT count(*) FROM audit_log WHERE resource_id = %s AND action = 'device.enroll'",
@@ -211,8 +212,9 @@ def test_decommission_refuses_the_grace_period_token(admin, agents, sql):
     """A previous token inside its rotation grace period (G2) dies too."""
     d = agents.new_device()
     old = "brz_" + "ab" * 32
-    sql("UPDATE devices SET prev_token_hash = encode(sha256(%s::bytea), 'hex'),"
-        " prev_token_expires_at = now() + interval '1 hour' WHERE id = %s", old, d["agentId"])
+    sql("INSERT INTO agent_tokens (token_hash, device_id, org_id, state, created_at, expires_at)"
+        " SELECT encode(sha256(%s::bytea), 'hex'), id, org_id, 'previous', now(),"
+        "        now() + interval '1 hour' FROM devices WHERE id = %s", old, d["agentId"])
     assert agents.heartbeat(d["agentId"], old).status_code == 200
     assert admin.post(f"{DEVICES}/{d['agentId']}/decommission").status_code == 200
     assert_error(agents.heartbeat(d["agentId"], old), 401)

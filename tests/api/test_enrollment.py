@@ -206,12 +206,16 @@ def test_enroll_success(agents, sql, env):
     assert TOKEN_RE.match(b["authToken"]), b["authToken"][:8]
     assert b["orgId"] == k["orgId"] and b["siteId"] == k["siteId"]
     assert b["config"]["heartbeatIntervalSeconds"] == 5
-    (token_hash, ek_id, hostname, row), = sql(
-        "SELECT auth_token_hash, enrollment_key_id::text, hostname, row_to_json(d)::text"
+    (ek_id, hostname, row), = sql(
+        "SELECT enrollment_key_id::text, hostname, row_to_json(d)::text"
         "  FROM devices d WHERE id = %s", b["agentId"])
     # G1: only the SHA-256 of the token is stored, the token itself nowhere.
-    assert token_hash == sha256_hex(b["authToken"])
-    assert b["authToken"] not in row and b["authToken"][4:] not in row
+    (token_hash, state, trow), = sql(
+        "SELECT token_hash, state, row_to_json(t)::text FROM agent_tokens t"
+        " WHERE device_id = %s", b["agentId"])
+    assert token_hash == sha256_hex(b["authToken"]) and state == "current"
+    for text in (row, trow):
+        assert b["authToken"] not in text and b["authToken"][4:] not in text
     assert ek_id == k["id"] and hostname == "web-01"
     assert sql("SELECT usage_count FROM enrollment_keys WHERE id = %s", k["id"]) == [(1,)]
     assert listed(agents.admin, k["id"])["usageCount"] == 1

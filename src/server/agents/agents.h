@@ -172,21 +172,83 @@ enum agents_json_flags {
  */
 int agents_json_check(const json_t *obj, unsigned flags, const char **bad_key);
 
-/* The device an agent token authenticates. */
+/* ---- Agent tokens (tokens.c, table agent_tokens) ---- */
+
+/* Where a token is in its life (migration 0011 explains each state). */
+enum agents_token_state {
+	AGENTS_TOKEN_PENDING,	/* issued by a rotation, not yet confirmed */
+	AGENTS_TOKEN_CURRENT,	/* the device's token */
+	AGENTS_TOKEN_PREVIOUS,	/* replaced; accepted during the grace period */
+	AGENTS_TOKEN_RETIRED,	/* never accepted again */
+	AGENTS_TOKEN_SUSPENDED, /* taken out of service by a security event */
+};
+
+/* The device an agent token speaks for, and the token's state. */
 struct agents_agent {
 	char device_id[37];
 	char org_id[37];
-	char old_ip[64]; /* last source address or "" */
+	char device_status[16]; /* active, suspended, decommissioned */
+	char old_ip[64];	/* last source address or "" */
 	char hostname[AGENTS_HOSTNAME_MAX + 1];
 	int heartbeat_interval_s;
+	enum agents_token_state token_state;
+	int token_live;		    /* 1 when before the token's expires_at, or it has none */
+	int64_t token_activated_at; /* epoch seconds it became current; 0 = never */
 };
 
+/* The state's name as stored ("pending", "current", ...). Static storage. */
+const char *agents_token_state_name(enum agents_token_state s);
+
 /*
- * Finds the device whose current token, or previous token inside its grace
- * period (G2), has SHA-256 TOKEN_HASH (hex) and checks it is the device
- * PATH_ID speaks for. Decommissioned devices have no token. Returns 0,
- * BZ_ERR_UNAUTHORIZED (no such token), BZ_ERR_FORBIDDEN (another device's
- * token; or code device_suspended) or BZ_ERR_DB, with WHY set.
+ * Generates a new agent token into TOKEN ("brz_" + 64 hex digits of 32
+ * random bytes, NUL-terminated; the caller wipes it with crypto_wipe()) and
+ * its SHA-256 as 64 hex digits into HASH. Returns 0 or BZ_ERR_CRYPTO (TOKEN
+ * wiped).
+ */
+int agents_token_new(char token[AGENTS_TOKEN_LEN + 1], char hash[65]);
+
+/*
+ * Stores token hash HASH of device DEVICE_ID (organization ORG_ID) in STATE,
+ * created at NOW (epoch seconds; a current token is also activated then)
+ * and expiring at EXPIRES_AT (epoch seconds; 0 = none, which pending and
+ * previous tokens may not have). The partial unique indexes allow one
+ * current, one pending and one previous token per device. Returns 0 or
+ * BZ_ERR_DB (also on a unique violation).
+ */
+int agents_token_insert(PGconn *c, const char *device_id, const char *org_id, const char *hash,
+			enum agents_token_state state, int64_t now, int64_t expires_at);
+
+/*
+ * Finds the token with SHA-256 TOKEN_HASH (64 hex digits) and its device,
+ * whatever the token's state, judging expiry against NOW (epoch seconds).
+ * Returns 0 with OUT filled, BZ_ERR_NOT_FOUND (no such token; OUT zeroed)
+ * or BZ_ERR_DB. Whether the token may be used is agents_token_usable().
+ */
+int agents_token_lookup(PGconn *c, const char *token_hash, int64_t now, struct agents_agent *out);
+
+/*
+ * 1 if the token A was looked up by authenticates: current; pending before
+ * its expiry (unconfirmed rotation); previous inside its grace period (G2);
+ * and the device not decommissioned. 0 otherwise.
+ */
+int agents_token_usable(const struct agents_agent *a);
+
+/*
+ * Retires every pending, current and previous token of DEVICE_ID at NOW
+ * (epoch seconds) with REASON (at most 64 bytes, e.g. "decommissioned"), so
+ * none of them authenticates after the commit; suspended tokens keep their
+ * state. Returns 0 or BZ_ERR_DB.
+ */
+int agents_tokens_retire_all(PGconn *c, const char *device_id, const char *reason, int64_t now);
+
+/*
+ * Authenticates agent token TOKEN_HASH (SHA-256, hex) for path agent
+ * PATH_ID at the server's clock: the token must be usable
+ * (agents_token_usable()) and be PATH_ID's own. Returns 0 with OUT filled;
+ * BZ_ERR_UNAUTHORIZED (unknown or unusable token: OUT is filled when the
+ * token is known, so the caller can tell a retired token from a random
+ * string); BZ_ERR_FORBIDDEN (another device's token; or code
+ * device_suspended); or BZ_ERR_DB. WHY is set on refusals.
  */
 int agents_agent_auth(PGconn *c, const char *token_hash, const char *path_id,
 		      struct agents_agent *out, struct bz_errinfo *why);

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/clock.h"
 #include "common/text.h"
 #include "server/agents/agents.h"
 #include "server/db/db.h"
@@ -277,13 +278,12 @@ int agents_device_decommission(PGconn *c, const struct tenancy_scope *sc, const 
 			       struct agents_device *out, struct audit_event *ev,
 			       struct bz_errinfo *why)
 {
-	/* The token hashes go in the same UPDATE as the status: from this
-	 * commit on, neither the current nor a grace-period token works. */
+	/* The tokens are retired in the same transaction as the status: from
+	 * this commit on, neither the current nor a grace-period token works. */
 	static const char *sql =
-		"UPDATE devices d SET status = 'decommissioned', decommissioned_at = now(),"
-		"       auth_token_hash = NULL, prev_token_hash = NULL, prev_token_expires_at = NULL"
+		"UPDATE devices d SET status = 'decommissioned', decommissioned_at = now()"
 		" WHERE d.id = $3::uuid AND d.status <> 'decommissioned' AND " DEVICE_SCOPE
-		" RETURNING d.status";
+		" RETURNING d.id";
 	const char *p[3] = {sc->org_ids_pg, sc->site_ids_pg, id};
 	PGresult *r;
 	int changed, rc;
@@ -292,7 +292,11 @@ int agents_device_decommission(PGconn *c, const struct tenancy_scope *sc, const 
 	if ((r = db_query(c, sql, 3, p, NULL)) == NULL)
 		return BZ_ERR_DB;
 	changed = PQntuples(r) == 1;
+	rc = changed ? agents_tokens_retire_all(c, PQgetvalue(r, 0, 0), "decommissioned", bz_now())
+		     : 0;
 	PQclear(r);
+	if (rc != 0)
+		return rc;
 	if ((rc = device_get(c, sc, id, 0, out)) != 0)
 		return rc == BZ_ERR_NOT_FOUND ? bz_fail(why, rc, NULL, NULL, "device not found")
 					      : rc;

@@ -6,13 +6,14 @@
  * transaction as the device insert, so concurrent enrolments can never
  * exceed the key's use limit (PostgreSQL re-checks the WHERE clause of a
  * row it waited for). The agent token is 32 random bytes, returned once;
- * only its SHA-256 is stored (G1).
+ * only its SHA-256 is stored, in agent_tokens (G1; tokens.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "crypto/crypto.h"
+#include "common/clock.h"
 #include "common/text.h"
 #include "server/agents/agents.h"
 #include "server/db/db.h"
@@ -30,8 +31,9 @@ static const char *key_reason_sql =
 
 static const char *insert_device_sql =
 	"INSERT INTO devices (org_id, site_id, hostname, os_type, os_version, architecture,"
-	" agent_version, auth_token_hash, heartbeat_interval_s, enrollment_key_id, hardware, last_ip)"
-	" VALUES ($1::uuid, $2::uuid, $3, $4, $5, $6, $7, $8, $9::int, $10::uuid, $11::jsonb, $12::inet)"
+	" agent_version, heartbeat_interval_s, enrollment_key_id, hardware, last_ip, enrolled_at)"
+	" VALUES ($1::uuid, $2::uuid, $3, $4, $5, $6, $7, $8::int, $9::uuid, $10::jsonb, $11::inet,"
+	"         to_timestamp($12::bigint))"
 	" RETURNING id";
 
 int agents_enroll_check_secret(const char *given, const char *expected, struct bz_errinfo *why)
@@ -70,7 +72,7 @@ static const char *or_empty(const char *s)
 int agents_enroll(PGconn *c, const char *pepper, const struct agents_enroll_input *in,
 		  struct agents_enrollment *out, struct audit_event *ev)
 {
-	char hash[65], token_hash[65], interval[16];
+	char hash[65], token_hash[65], interval[16], now_s[24];
 	int rc;
 
 	memset(out, 0, sizeof(*out));
@@ -78,18 +80,16 @@ int agents_enroll(PGconn *c, const char *pepper, const struct agents_enroll_inpu
 		return BZ_ERR_CRYPTO;
 	if ((rc = consume_key(c, hash, out)) != 0)
 		return rc;
-	memcpy(out->token, AGENT_TOKEN_PREFIX, 4);
-	if (crypto_random_hex(32, out->token + 4) != 0 ||
-	    crypto_sha256_hex(out->token, strlen(out->token), token_hash) != 0) {
-		crypto_wipe(out->token, sizeof(out->token));
-		return BZ_ERR_CRYPTO;
-	}
+	if ((rc = agents_token_new(out->token, token_hash)) != 0)
+		return rc;
 	char *hw = in->hardware ? json_dumps(in->hardware, AGENTS_JSON_FLAGS) : strdup("{}");
 	if (hw == NULL) {
 		crypto_wipe(out->token, sizeof(out->token));
 		return BZ_ERR_NOMEM;
 	}
+	int64_t now = bz_now();
 	snprintf(interval, sizeof(interval), "%d", in->heartbeat_interval_s);
+	snprintf(now_s, sizeof(now_s), "%lld", (long long)now);
 	const char *p[12] = {out->org_id,
 			     out->site_id,
 			     in->hostname,
@@ -97,11 +97,11 @@ int agents_enroll(PGconn *c, const char *pepper, const struct agents_enroll_inpu
 			     or_empty(in->os_version),
 			     or_empty(in->architecture),
 			     or_empty(in->agent_version),
-			     token_hash,
 			     interval,
 			     out->key_id,
 			     hw,
-			     in->client_ip};
+			     in->client_ip,
+			     now_s};
 	PGresult *r = db_query(c, insert_device_sql, 12, p, NULL);
 	free(hw);
 	if (r == NULL) {
@@ -110,6 +110,12 @@ int agents_enroll(PGconn *c, const char *pepper, const struct agents_enroll_inpu
 	}
 	text_copy(out->device_id, sizeof(out->device_id), PQgetvalue(r, 0, 0));
 	PQclear(r);
+	rc = agents_token_insert(c, out->device_id, out->org_id, token_hash, AGENTS_TOKEN_CURRENT,
+				 now, 0);
+	if (rc != 0) {
+		crypto_wipe(out->token, sizeof(out->token));
+		return rc;
+	}
 	*ev = (struct audit_event){.org_id = out->org_id,
 				   .actor_type = "agent",
 				   .actor_id = out->device_id,

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/clock.h"
 #include "common/text.h"
 #include "server/agents/agents.h"
 #include "server/db/db.h"
@@ -74,36 +75,18 @@ int agents_json_check(const json_t *obj, unsigned flags, const char **bad_key)
 int agents_agent_auth(PGconn *c, const char *token_hash, const char *path_id,
 		      struct agents_agent *out, struct bz_errinfo *why)
 {
-	/* Current hash, or the previous one inside its grace period (G2). A
-	 * decommissioned device has neither; the status test says so again. */
-	static const char *sql =
-		"SELECT id, org_id, status, heartbeat_interval_s, coalesce(host(last_ip), ''),"
-		"       hostname FROM devices"
-		" WHERE (auth_token_hash = $1"
-		"        OR (prev_token_hash = $1 AND prev_token_expires_at > now()))"
-		"   AND status <> 'decommissioned'";
-	const char *p[1] = {token_hash};
-	PGresult *r = db_query(c, sql, 1, p, NULL);
+	int rc = agents_token_lookup(c, token_hash, bz_now(), out);
 
-	if (r == NULL)
-		return BZ_ERR_DB;
-	if (PQntuples(r) != 1) {
-		PQclear(r);
+	if (rc == BZ_ERR_NOT_FOUND || (rc == 0 && !agents_token_usable(out)))
 		return bz_fail(why, BZ_ERR_UNAUTHORIZED, "unauthorized", NULL,
 			       "invalid agent token");
-	}
-	text_copy(out->device_id, sizeof(out->device_id), PQgetvalue(r, 0, 0));
-	text_copy(out->org_id, sizeof(out->org_id), PQgetvalue(r, 0, 1));
-	int suspended = strcmp(PQgetvalue(r, 0, 2), "active") != 0;
-	out->heartbeat_interval_s = atoi(PQgetvalue(r, 0, 3));
-	text_copy(out->old_ip, sizeof(out->old_ip), PQgetvalue(r, 0, 4));
-	text_copy(out->hostname, sizeof(out->hostname), PQgetvalue(r, 0, 5));
-	PQclear(r);
+	if (rc != 0)
+		return rc;
 	/* A token only speaks for its own device. */
 	if (strcasecmp(out->device_id, path_id) != 0)
 		return bz_fail(why, BZ_ERR_FORBIDDEN, "forbidden", NULL,
 			       "token does not belong to this agent");
-	if (suspended)
+	if (strcmp(out->device_status, "active") != 0)
 		return bz_fail(why, BZ_ERR_FORBIDDEN, "device_suspended", NULL,
 			       "device is suspended; an administrator must review it");
 	return 0;
