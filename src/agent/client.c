@@ -517,22 +517,35 @@ void agent_http_enroll_result_free(struct agent_enroll_result *out)
 	memset(out, 0, sizeof(*out));
 }
 
-int agent_http_parse_heartbeat(const json_t *body, long *interval_s, char **new_token)
+int agent_http_parse_heartbeat(const json_t *body, long *interval_s, int *rotate)
 {
-	json_t *t;
-
 	*interval_s = 0;
-	*new_token = NULL;
+	*rotate = 0;
 	if (!json_is_object(body))
 		return 0;
 	*interval_s = interval_from(body);
-	t = json_object_get(body, "newToken");
-	if (t == NULL || json_is_null(t))
-		return 0;
+	*rotate = json_is_true(json_object_get(body, "rotateToken"));
+	return 0;
+}
+
+int agent_http_parse_rotation(const json_t *body, char **token)
+{
+	json_t *t = json_is_object(body) ? json_object_get(body, "authToken") : NULL;
+
+	*token = NULL;
 	if (!json_is_string(t) || !agent_config_valid_token(json_string_value(t)))
 		return -EBADMSG;
-	*new_token = strdup(json_string_value(t));
-	return *new_token ? 0 : -ENOMEM;
+	*token = strdup(json_string_value(t));
+	return *token ? 0 : -ENOMEM;
+}
+
+const char *agent_http_error_code(const struct agent_http_result *res)
+{
+	json_t *err = json_is_object(res->body) ? json_object_get(res->body, "error") : NULL;
+	const char *code = json_is_object(err) ? json_string_value(json_object_get(err, "code"))
+					       : NULL;
+
+	return code != NULL ? code : "";
 }
 
 void agent_http_describe_error(const struct agent_http_result *res, char *buf, size_t len)

@@ -124,12 +124,20 @@ int agent_http_parse_enroll(const json_t *body, struct agent_enroll_result *out)
 void agent_http_enroll_result_free(struct agent_enroll_result *out);
 
 /* Reads a 200 heartbeat response. *INTERVAL_S is set to the clamped
- * config.heartbeatIntervalSeconds, or 0 if absent. *NEW_TOKEN is set to a
- * malloc'd copy of newToken (caller frees with agent_config_free_token), or
- * NULL if absent. Returns 0, or -EBADMSG if newToken is present but not a
- * valid token (no token is returned then, *INTERVAL_S is still set), or
- * -ENOMEM. */
-int agent_http_parse_heartbeat(const json_t *body, long *interval_s, char **new_token);
+ * config.heartbeatIntervalSeconds, or 0 if absent. *ROTATE is set to 1 when
+ * the server asks for a token rotation ("rotateToken": true), else 0.
+ * Returns 0 (a response without these members is not an error). */
+int agent_http_parse_heartbeat(const json_t *body, long *interval_s, int *rotate);
+
+/* Reads the authToken of a 200 rotate-token response into *TOKEN (malloc'd;
+ * the caller frees it with agent_config_free_token). Returns 0; -EBADMSG if
+ * BODY is not an object or authToken is missing or fails
+ * agent_config_valid_token() (*TOKEN is NULL then); -ENOMEM. */
+int agent_http_parse_rotation(const json_t *body, char **token);
+
+/* The error.code of an error response (borrowed from RES->body), or "" when
+ * there is none. */
+const char *agent_http_error_code(const struct agent_http_result *res);
 
 /* Writes a one-line description of an error response into BUF: the
  * server's error.code, error.message and reason, when present. */

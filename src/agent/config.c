@@ -415,24 +415,58 @@ void agent_config_free(struct agent_config *cfg)
 	memset(cfg, 0, sizeof(*cfg));
 }
 
-int agent_config_load_token(const char *dir, char **token)
+int agent_config_load_tokens(const char *dir, char **token, char **pending)
 {
 	char path[PATH_MAX];
 	struct agent_yaml_map m = {0};
 	int rc;
 
 	*token = NULL;
+	if (pending != NULL)
+		*pending = NULL;
 	if ((rc = agent_config_path(dir, AGENT_SECRETS_FILE, path, sizeof(path))) != 0)
 		return rc;
 	if ((rc = load_map(path, 1, &m)) != 0)
 		return rc;
 	const char *t = agent_yaml_get(&m, "authToken");
-	if (!agent_config_valid_token(t)) {
+	const char *p = agent_yaml_get(&m, "pendingToken");
+	if (!agent_config_valid_token(t) || (p != NULL && !agent_config_valid_token(p))) {
 		rc = -EBADMSG;
 		goto out;
 	}
 	if ((*token = strdup(t)) == NULL)
 		rc = -ENOMEM;
+	else if (pending != NULL && p != NULL && (*pending = strdup(p)) == NULL)
+		rc = -ENOMEM;
+	if (rc != 0) {
+		agent_config_free_token(*token);
+		*token = NULL;
+	}
+out:
+	agent_yaml_free(&m);
+	return rc;
+}
+
+int agent_config_load_token(const char *dir, char **token)
+{
+	return agent_config_load_tokens(dir, token, NULL);
+}
+
+int agent_config_save_tokens(const char *dir, const char *token, const char *pending)
+{
+	char path[PATH_MAX];
+	struct agent_yaml_map m = {0};
+	int rc;
+
+	if (!agent_config_valid_token(token) ||
+	    (pending != NULL && !agent_config_valid_token(pending)))
+		return -EINVAL;
+	if ((rc = agent_config_path(dir, AGENT_SECRETS_FILE, path, sizeof(path))) != 0)
+		return rc;
+	if ((rc = agent_yaml_set(&m, "authToken", token)) != 0 ||
+	    (pending != NULL && (rc = agent_yaml_set(&m, "pendingToken", pending)) != 0))
+		goto out;
+	rc = save_map(path, AGENT_SECRETS_FILE_MODE, &m);
 out:
 	agent_yaml_free(&m);
 	return rc;
@@ -440,20 +474,7 @@ out:
 
 int agent_config_save_token(const char *dir, const char *token)
 {
-	char path[PATH_MAX];
-	struct agent_yaml_map m = {0};
-	int rc;
-
-	if (!agent_config_valid_token(token))
-		return -EINVAL;
-	if ((rc = agent_config_path(dir, AGENT_SECRETS_FILE, path, sizeof(path))) != 0)
-		return rc;
-	if ((rc = agent_yaml_set(&m, "authToken", token)) != 0)
-		goto out;
-	rc = save_map(path, AGENT_SECRETS_FILE_MODE, &m);
-out:
-	agent_yaml_free(&m);
-	return rc;
+	return agent_config_save_tokens(dir, token, NULL);
 }
 
 void agent_config_free_token(char *token)

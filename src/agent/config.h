@@ -102,11 +102,24 @@ void agent_config_free(struct agent_config *cfg);
  * -ENOENT, -EPERM (permissions), -EBADMSG (bad file or token) or -errno. */
 int agent_config_load_token(const char *dir, char **token);
 
+/* Like agent_config_load_token(), and also reads the optional pendingToken
+ * (a rotated token not yet confirmed with the server) into *PENDING when
+ * PENDING is not NULL: malloc'd or NULL when absent; the caller frees both
+ * with agent_config_free_token(). -EBADMSG also when pendingToken is
+ * present but invalid. On error both are NULL. */
+int agent_config_load_tokens(const char *dir, char **token, char **pending);
+
 /* Writes TOKEN as authToken to DIR/secrets.yaml (mode 0600) atomically.
  * Intermediate buffers holding the token are zeroed. Returns 0, -EINVAL if
  * TOKEN fails agent_config_valid_token(), or an error of
  * agent_config_write_atomic() or agent_yaml_emit(). */
 int agent_config_save_token(const char *dir, const char *token);
+
+/* Like agent_config_save_token(), with PENDING (when not NULL) written as
+ * pendingToken in the same atomic replacement, so the file always holds a
+ * token the server accepts: during a rotation both the current token and
+ * the one being confirmed. -EINVAL if PENDING is given and invalid. */
+int agent_config_save_tokens(const char *dir, const char *token, const char *pending);
 
 /* Zeroes (OPENSSL_cleanse) and frees a token. NULL-safe. */
 void agent_config_free_token(char *token);

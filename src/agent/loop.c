@@ -13,6 +13,7 @@
 #include "agent/client.h"
 #include "agent/config.h"
 #include "agent/inventory.h"
+#include "agent/rotate.h"
 #include "common/clock.h"
 #include "common/log.h"
 
@@ -152,17 +153,29 @@ static void log_num(enum log_level level, const char *msg, const char *k1, json_
 	json_decref(f);
 }
 
-/* State of a running agent. The token lives only here and in secrets.yaml. */
+/* State of a running agent. The tokens live only here and in secrets.yaml. */
 struct agent_state {
 	const char *dir;
 	struct agent_config cfg;
-	char *token;
-	int token_unsaved; /* rotated token not yet written to disk */
+	struct agent_tokens tokens;
 	char *heartbeat_url;
+	char *rotate_url;  /* POST …/rotate-token */
+	char *confirm_url; /* POST …/rotate-token/confirm */
 	struct agent_cpu_sample cpu;
 	unsigned failures;
 	int state_unsaved; /* the last state.yaml write failed (logged once) */
 };
+
+/* *OUT = BASE + "/api/v1/agents/" + ID + "/" + WHAT (malloc'd). Returns 0,
+ * -EINVAL or -ENOMEM. */
+static int join_agent_url(const char *base, const char *id, const char *what, char **out)
+{
+	char path[256];
+
+	if (snprintf(path, sizeof(path), "/api/v1/agents/%s/%s", id, what) >= (int)sizeof(path))
+		return -EINVAL;
+	return agent_http_join(base, path, out);
+}
 
 /* Loads the config and the token and builds the heartbeat URL, logging one
  * clear line on failure. Returns 0; -ENOENT if not enrolled (agent.yaml or
@@ -172,7 +185,7 @@ struct agent_state {
  * reading the files. */
 static int startup(struct agent_state *s)
 {
-	char path[PATH_MAX], err[128] = "", idpath[200];
+	char path[PATH_MAX], err[128] = "";
 	char *base = NULL;
 	int rc;
 
@@ -197,7 +210,7 @@ static int startup(struct agent_state *s)
 			  NULL);
 		return rc == AGENT_PERM_MISSING ? -ENOENT : -EPERM;
 	}
-	rc = agent_config_load_token(s->dir, &s->token);
+	rc = agent_config_load_tokens(s->dir, &s->tokens.token, &s->tokens.pending);
 	if (rc != 0) {
 		log_error("agent.secrets_invalid", "path", path, "error",
 			  rc == -EBADMSG ? "missing or malformed authToken" : strerror(-rc), NULL);
@@ -211,50 +224,40 @@ static int startup(struct agent_state *s)
 	if (strncmp(base, "http://", 7) == 0)
 		log_warn("agent.insecure_transport", "serverUrl", base, "hint",
 			 "use https outside development", NULL);
-	snprintf(idpath, sizeof(idpath), "/api/v1/agents/%s/heartbeat", s->cfg.agent_id);
-	rc = agent_http_join(base, idpath, &s->heartbeat_url);
+	rc = join_agent_url(base, s->cfg.agent_id, "heartbeat", &s->heartbeat_url);
+	if (rc == 0)
+		rc = join_agent_url(base, s->cfg.agent_id, "rotate-token", &s->rotate_url);
+	if (rc == 0)
+		rc = join_agent_url(base, s->cfg.agent_id, "rotate-token/confirm", &s->confirm_url);
 	free(base);
 	if (rc != 0) {
 		log_error("agent.config_invalid", "field", "serverUrl", "error",
-			  "cannot build heartbeat URL", NULL);
+			  "cannot build the agent URLs", NULL);
 		return rc;
 	}
 	return 0;
 }
 
-static void save_token_if_needed(struct agent_state *s)
+/* Rotation work after an accepted heartbeat: retry a save that failed,
+ * confirm a pending token (left by a crash or a failed confirm), or start a
+ * rotation the server asked for (ROTATE) and confirm it at once. */
+static void rotate_if_asked(struct agent_state *s, int rotate)
 {
-	int rc;
-
-	if (!s->token_unsaved)
+	agent_rotate_save(s->dir, &s->tokens);
+	if (rotate && s->tokens.pending == NULL &&
+	    agent_rotate_start(s->dir, s->rotate_url, &s->tokens, &agent_loop_stop) !=
+		    AGENT_ROTATE_DONE)
 		return;
-	rc = agent_config_save_token(s->dir, s->token);
-	if (rc != 0) {
-		/* Keep using the new token in memory: the server already
-		 * switched to it. Retried on every heartbeat. */
-		log_error("agent.token_save_failed", "error", strerror(-rc), NULL);
-		return;
-	}
-	s->token_unsaved = 0;
-	log_info("agent.token_rotated", "agentId", s->cfg.agent_id, NULL);
+	agent_rotate_confirm(s->dir, s->confirm_url, &s->tokens, &agent_loop_stop);
 }
 
 static void apply_response(struct agent_state *s, const json_t *body)
 {
 	long iv = 0;
-	char *nt = NULL;
-	int rc = agent_http_parse_heartbeat(body, &iv, &nt);
+	int rotate = 0;
+	int rc = agent_http_parse_heartbeat(body, &iv, &rotate);
 
-	/* A malformed newToken is ignored; the interval still applies. */
-	if (rc != 0)
-		log_warn("agent.heartbeat_bad_token", "error",
-			 "newToken present but invalid; ignored", NULL);
-	if (nt != NULL) {
-		agent_config_free_token(s->token);
-		s->token = nt;
-		s->token_unsaved = 1;
-	}
-	save_token_if_needed(s);
+	rotate_if_asked(s, rotate);
 	if (iv > 0 && iv != s->cfg.heartbeat_interval_s) {
 		long old = s->cfg.heartbeat_interval_s;
 		s->cfg.heartbeat_interval_s = iv;
@@ -302,7 +305,7 @@ static enum agent_outcome heartbeat(struct agent_state *s, long long *retry_afte
 		log_error("agent.heartbeat_failed", "error", "cannot build request body", NULL);
 		return AGENT_OUTCOME_RETRY;
 	}
-	rc = agent_http_post_json(s->heartbeat_url, s->token, body, &agent_loop_stop, &res);
+	rc = agent_http_post_json(s->heartbeat_url, s->tokens.token, body, &agent_loop_stop, &res);
 	json_decref(body);
 	if (rc != 0) {
 		if (rc != -ECANCELED)
@@ -359,6 +362,8 @@ int agent_loop_run(const char *config_dir)
 	}
 	log_info("agent.started", "agentId", s.cfg.agent_id, "serverUrl", s.cfg.server_url,
 		 "version", AGENT_VERSION, NULL);
+	/* A rotation interrupted by a crash or a stop: settle it first. */
+	agent_rotate_confirm(s.dir, s.confirm_url, &s.tokens, &agent_loop_stop);
 
 	while (!agent_loop_stop) {
 		struct agent_delay_input in = {0};
@@ -390,8 +395,10 @@ int agent_loop_run(const char *config_dir)
 	}
 	log_info("agent.stopped", "reason", "signal", NULL);
 out:
-	agent_config_free_token(s.token);
+	agent_rotate_tokens_free(&s.tokens);
 	free(s.heartbeat_url);
+	free(s.rotate_url);
+	free(s.confirm_url);
 	agent_config_free(&s.cfg);
 	return status;
 }

@@ -11,6 +11,10 @@
  * 401 ends the process with BZ_EXIT_REJECTED (6: re-enrolment needed),
  * 403/404 with BZ_EXIT_DISABLED (7) (common/exitcode.h).
  *
+ * A heartbeat answer with "rotateToken": true starts a token rotation
+ * (agent/rotate.h) right after it; a pending token left by a crash is
+ * confirmed at start.
+ *
  * Every accepted heartbeat is recorded in DIR/state.yaml
  * (agent_config_save_last_heartbeat) for `breeze-agent status`.
  */

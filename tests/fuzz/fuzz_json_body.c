@@ -37,8 +37,11 @@ static void parse_body(json_t *body)
 	}
 	agent_http_enroll_result_free(&er);
 
-	int rc = agent_http_parse_heartbeat(body, &interval, &token);
+	int rotate = -1;
+	int rc = agent_http_parse_heartbeat(body, &interval, &rotate);
+	FUZZ_ASSERT(rc == 0 && (rotate == 0 || rotate == 1));
 	FUZZ_ASSERT(interval == 0 || interval_ok(interval));
+	rc = agent_http_parse_rotation(body, &token);
 	if (token != NULL) {
 		FUZZ_ASSERT(rc == 0 && agent_config_valid_token(token));
 		agent_config_free_token(token);
@@ -46,6 +49,7 @@ static void parse_body(json_t *body)
 
 	res.status = 400;
 	res.body = body;
+	FUZZ_ASSERT(agent_http_error_code(&res) != NULL);
 	memset(desc, 'x', sizeof(desc));
 	agent_http_describe_error(&res, desc, sizeof(desc));
 	FUZZ_ASSERT(memchr(desc, '\0', sizeof(desc)) != NULL);

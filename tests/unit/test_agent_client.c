@@ -272,40 +272,67 @@ static void test_parse_enroll(void **state)
 static void test_parse_heartbeat(void **state)
 {
 	long iv;
-	char *tok;
+	int rot;
 	json_t *j;
 
 	(void)state;
 	j = parse("{\"config\":{\"heartbeatIntervalSeconds\":120},\"commands\":[]}");
-	assert_int_equal(agent_http_parse_heartbeat(j, &iv, &tok), 0);
+	assert_int_equal(agent_http_parse_heartbeat(j, &iv, &rot), 0);
 	assert_int_equal(iv, 120);
-	assert_null(tok);
+	assert_int_equal(rot, 0);
 	json_decref(j);
 
-	j = parse(
-		"{\"config\":{\"heartbeatIntervalSeconds\":60},\"commands\":[],\"newToken\":\"brz_new\"}");
-	assert_int_equal(agent_http_parse_heartbeat(j, &iv, &tok), 0);
-	assert_string_equal(tok, "brz_new");
-	agent_config_free_token(tok);
+	j = parse("{\"config\":{\"heartbeatIntervalSeconds\":60},\"commands\":[],"
+		  "\"rotateToken\":true}");
+	assert_int_equal(agent_http_parse_heartbeat(j, &iv, &rot), 0);
+	assert_int_equal(rot, 1);
+	assert_int_equal(iv, 60);
 	json_decref(j);
 
-	/* A malformed token is refused, but the interval still comes back. */
-	j = parse("{\"config\":{\"heartbeatIntervalSeconds\":45},\"newToken\":\"brz\\nbad\"}");
-	assert_int_equal(agent_http_parse_heartbeat(j, &iv, &tok), -EBADMSG);
-	assert_null(tok);
+	/* Only a JSON true asks for a rotation. */
+	j = parse("{\"config\":{\"heartbeatIntervalSeconds\":45},\"rotateToken\":\"true\"}");
+	assert_int_equal(agent_http_parse_heartbeat(j, &iv, &rot), 0);
+	assert_int_equal(rot, 0);
 	assert_int_equal(iv, 45);
 	json_decref(j);
 
-	j = parse("{\"commands\":[],\"newToken\":null}");
-	assert_int_equal(agent_http_parse_heartbeat(j, &iv, &tok), 0);
+	j = parse("{\"commands\":[],\"rotateToken\":false}");
+	assert_int_equal(agent_http_parse_heartbeat(j, &iv, &rot), 0);
 	assert_int_equal(iv, 0);
-	assert_null(tok);
+	assert_int_equal(rot, 0);
 	json_decref(j);
 
 	j = parse("{\"config\":{\"heartbeatIntervalSeconds\":\"60\"}}");
-	assert_int_equal(agent_http_parse_heartbeat(j, &iv, &tok), 0);
+	assert_int_equal(agent_http_parse_heartbeat(j, &iv, &rot), 0);
 	assert_int_equal(iv, 0);
 	json_decref(j);
+}
+
+static void test_parse_rotation(void **state)
+{
+	const char *bad[] = {"[]",
+			     "{}",
+			     "{\"authToken\":null}",
+			     "{\"authToken\":5}",
+			     "{\"authToken\":\"brz\\nbad\"}",
+			     "{\"authToken\":\"\"}"};
+	char *tok;
+	json_t *j;
+
+	(void)state;
+	j = parse("{\"authToken\":\"brz_new\",\"expiresAt\":\"2026-12-01T16:00:00Z\"}");
+	assert_int_equal(agent_http_parse_rotation(j, &tok), 0);
+	assert_string_equal(tok, "brz_new");
+	agent_config_free_token(tok);
+	json_decref(j);
+	assert_int_equal(agent_http_parse_rotation(NULL, &tok), -EBADMSG);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		j = parse(bad[i]);
+		if (agent_http_parse_rotation(j, &tok) != -EBADMSG)
+			fail_msg("accepted rotation response %s", bad[i]);
+		assert_null(tok);
+		json_decref(j);
+	}
 }
 
 static void test_describe_error(void **state)
@@ -508,6 +535,7 @@ int main(void)
 		cmocka_unit_test(test_heartbeat_body),
 		cmocka_unit_test(test_parse_enroll),
 		cmocka_unit_test(test_parse_heartbeat),
+		cmocka_unit_test(test_parse_rotation),
 		cmocka_unit_test(test_describe_error),
 		cmocka_unit_test(test_post_429_retry_after),
 		cmocka_unit_test(test_post_200_and_errors),

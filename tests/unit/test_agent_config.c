@@ -549,6 +549,46 @@ static void test_token_save_load(void **state)
 	assert_null(tok);
 }
 
+/* A rotation keeps both tokens in one file until the new one is confirmed. */
+static void test_pending_token_save_load(void **state)
+{
+	struct fixture *f = *state;
+	char path[256];
+	char *tok = NULL, *pend = NULL;
+
+	assert_int_equal(agent_config_save_tokens(f->dir, "brz_old", "brz_new"), 0);
+	path_in(f, AGENT_SECRETS_FILE, path, sizeof(path));
+	assert_int_equal(file_mode(path), AGENT_SECRETS_FILE_MODE);
+	assert_int_equal(agent_config_load_tokens(f->dir, &tok, &pend), 0);
+	assert_string_equal(tok, "brz_old");
+	assert_string_equal(pend, "brz_new");
+	agent_config_free_token(tok);
+	agent_config_free_token(pend);
+	/* Readers that know nothing of rotation see the current token. */
+	assert_int_equal(agent_config_load_token(f->dir, &tok), 0);
+	assert_string_equal(tok, "brz_old");
+	agent_config_free_token(tok);
+
+	/* Saving the token alone drops the pending one. */
+	assert_int_equal(agent_config_save_token(f->dir, "brz_new"), 0);
+	assert_int_equal(agent_config_load_tokens(f->dir, &tok, &pend), 0);
+	assert_string_equal(tok, "brz_new");
+	assert_null(pend);
+	agent_config_free_token(tok);
+
+	assert_int_equal(agent_config_save_tokens(f->dir, "brz_new", "brz_x\r\nX-Evil: 1"),
+			 -EINVAL);
+	assert_int_equal(agent_config_save_tokens(f->dir, "", "brz_new"), -EINVAL);
+	/* A malformed pending token makes the file unreadable, not half-read. */
+	FILE *fp = fopen(path, "a");
+	assert_non_null(fp);
+	fputs("pendingToken: \"\"\n", fp);
+	fclose(fp);
+	assert_int_equal(agent_config_load_tokens(f->dir, &tok, &pend), -EBADMSG);
+	assert_null(tok);
+	assert_null(pend);
+}
+
 static void test_validators(void **state)
 {
 	(void)state;
@@ -591,6 +631,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_config_save_load, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_config_missing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_token_save_load, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pending_token_save_load, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_last_heartbeat_state, setup, teardown),
 		cmocka_unit_test(test_validators),
 	};
