@@ -303,3 +303,36 @@ def test_deny_mode_answers_503_while_redis_is_down(spawn_server, redis):
         assert time.monotonic() < deadline
         time.sleep(0.3)
     assert srv.stop() == 0
+
+
+def test_step_up_credentials_count_against_the_mfa_limit(spawn_server, redis, make_user, bootstrap,
+                                                          sql):
+    """A stolen access token is no faster a password or TOTP oracle than the
+    login and MFA routes: every re-entered credential of a signed-in user
+    (password change, MFA setup, disable, recovery codes) counts against the
+    per-user `mfa` limiter, before the credential is checked."""
+    srv = spawn_server(**limits(RATE_LIMIT_MFA="3/300"), REDIS_URL=redis.url)
+    u = make_user("org_viewer", orgId=bootstrap.orgId)
+    c = Api(srv.url).login(u.email, u.password)
+    wrong = {"currentPassword": "wrong-" + u.password, "newPassword": "Another-Long-Pass-99"}
+    assert_error(c.post("/api/v1/auth/password", json=wrong), 403, "invalid_current_password")
+    assert_error(c.post("/api/v1/auth/mfa/setup", json={"currentPassword": "wrong" * 4}), 403,
+                 "invalid_password")
+    # (Counted even when refused for another reason.)
+    assert_error(c.post("/api/v1/auth/mfa/recovery-codes", json={"currentPassword": "wrong" * 4}),
+                 409, "mfa_not_enabled")
+    # The fourth guess is refused before the password is looked at, even
+    # the right one.
+    right = {"currentPassword": u.password, "newPassword": "Another-Long-Pass-99"}
+    assert limited(c.post("/api/v1/auth/password", json=right), "mfa") > 200
+    assert limited(c.post("/api/v1/auth/mfa/disable",
+                          json={"code": "000000", "currentPassword": u.password}), "mfa") > 200
+    assert limited(c.post("/api/v1/auth/mfa/setup", json={"currentPassword": u.password}), "mfa")
+    assert audit_count(sql, "auth.step_up.rate_limited", "actor_id", u.id) == 1
+    # Nothing changed, and other routes and users are not held up.
+    assert c.get(ME).status_code == 200
+    v = make_user("org_viewer", orgId=bootstrap.orgId)
+    vc = Api(srv.url).login(v.email, v.password)
+    assert_error(vc.post("/api/v1/auth/password", json={**wrong, "currentPassword": "x" * 12}),
+                 403, "invalid_current_password")
+    assert Api(srv.url).login(u.email, u.password).get(ME).status_code == 200

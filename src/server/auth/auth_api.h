@@ -45,6 +45,15 @@ void auth_api_session_cookies(struct request *rq, const struct auth_login *l);
  * BZ_ERR_RESPONDED. */
 int auth_api_check_origin(struct request *rq);
 
+/* Counts one re-entered credential of the signed-in user (the current
+ * password of a password change, MFA setup or recovery-code regeneration;
+ * the code and password of MFA disable) against the per-user `mfa` limiter
+ * (RATE_LIMIT_MFA), before anything is checked: a stolen access token must
+ * not be a faster password or TOTP oracle than the login and MFA
+ * verification routes (checklist R1). Returns 0 or BZ_ERR_RESPONDED (429,
+ * audited auth.step_up.rate_limited once per user per window). */
+int auth_api_step_up_limit(struct request *rq);
+
 extern const struct route auth_routes[];
 extern const size_t auth_routes_count;
 

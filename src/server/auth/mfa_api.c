@@ -65,7 +65,8 @@ static void setup(struct request *rq)
 	json_t *body = NULL;
 	PGconn *c;
 
-	if (http_body_parse(rq, setup_fields, &in) != 0 || (c = http_db_begin(rq)) == NULL)
+	if (http_body_parse(rq, setup_fields, &in) != 0 || auth_api_step_up_limit(rq) != 0 ||
+	    (c = http_db_begin(rq)) == NULL)
 		return;
 	int rc = auth_mfa_setup(c, rq->app->cfg, &rq->who, in.password.v, &s, &ev, &why);
 	if (rc == 0)
@@ -96,7 +97,8 @@ static void disable(struct request *rq)
 	struct bz_errinfo why = {0};
 	PGconn *c;
 
-	if (http_body_parse(rq, disable_fields, &in) != 0 || (c = http_db_begin(rq)) == NULL)
+	if (http_body_parse(rq, disable_fields, &in) != 0 || auth_api_step_up_limit(rq) != 0 ||
+	    (c = http_db_begin(rq)) == NULL)
 		return;
 	int rc = auth_mfa_disable(c, rq->app->cfg, &rq->who, in.code.v, in.password.v, &ev, &why);
 	finish(rq, c, rc, &why, &ev, 200, json_pack("{s:b}", "mfaEnabled", 0));
@@ -110,7 +112,8 @@ static void recovery_codes(struct request *rq)
 	struct bz_errinfo why = {0};
 	PGconn *c;
 
-	if (http_body_parse(rq, setup_fields, &in) != 0 || (c = http_db_begin(rq)) == NULL)
+	if (http_body_parse(rq, setup_fields, &in) != 0 || auth_api_step_up_limit(rq) != 0 ||
+	    (c = http_db_begin(rq)) == NULL)
 		return;
 	int rc = auth_mfa_recovery_regenerate(c, rq->app->cfg, &rq->who, in.password.v, &codes, &ev,
 					      &why);

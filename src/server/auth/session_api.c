@@ -71,6 +71,18 @@ int auth_api_check_origin(struct request *rq)
 	return BZ_ERR_RESPONDED;
 }
 
+int auth_api_step_up_limit(struct request *rq)
+{
+	const struct ratelimit_item it = {.limiter = RL_MFA, .tag = rq->who.user_id};
+	const struct audit_event refusal = {.actor_type = "user",
+					    .actor_id = rq->who.user_id,
+					    .action = "auth.step_up.rate_limited",
+					    .resource = "users",
+					    .resource_id = rq->who.user_id};
+
+	return http_rate_limit(rq, &it, 1, &refusal);
+}
+
 /* The double submit: cookie breeze_csrf_token and header X-Breeze-CSRF
  * must both be there and equal (constant-time). Returns 0 or
  * BZ_ERR_RESPONDED (403 csrf_failed). */
@@ -176,7 +188,8 @@ static void change_password(struct request *rq)
 	long revoked = 0;
 	PGconn *c;
 
-	if (http_body_parse(rq, password_fields, &in) != 0 || (c = http_db(rq)) == NULL)
+	if (http_body_parse(rq, password_fields, &in) != 0 || auth_api_step_up_limit(rq) != 0 ||
+	    (c = http_db(rq)) == NULL)
 		return;
 	const struct auth_password_change pc = {.user_id = rq->who.user_id,
 						.session_id = rq->who.session_id,
