@@ -81,3 +81,25 @@ def test_layers_point_down():
                 bad += [f"{rel}: {i}" for i in includes
                         if i.startswith("server/http/") or i.endswith("_api.h")]
     assert not bad, "\n".join(bad)
+
+
+def test_outbound_requests_only_through_the_ssrf_guard():
+    """Checklist O1: src/server/outbound/outbound.c is the only server code
+    that makes an outbound request (libcurl's transfer API, ulfius's HTTP and
+    SMTP clients, raw connect()); the rest of the server may use libcurl's
+    URL parser (curl_url) and its string escaping, nothing else of it."""
+    import re
+    src = REPO / "src" / "server"
+    guard = src / "outbound" / "outbound.c"
+    forbidden = re.compile(r"\b(curl_easy_(?!escape\b|unescape\b)\w+|curl_multi_\w+|curl_share_\w+|"
+                           r"ulfius_send_\w+|ulfius_init_request|connect\s*\()")
+    hits = []
+    for f in sorted(src.rglob("*.[ch]")):
+        if f == guard:
+            continue
+        for n, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1):
+            code = line.split("//")[0]
+            if forbidden.search(code) and not code.lstrip().startswith(("*", "/*")):
+                hits.append(f"{f.relative_to(REPO)}:{n}: {line.strip()[:100]}")
+    assert not hits, "\n".join(hits)
+    assert forbidden.search(guard.read_text(encoding="utf-8")), "the guard itself uses libcurl"
