@@ -63,6 +63,7 @@ struct config {
 	struct config_origins allowed_origins; /* ALLOWED_ORIGINS, normalized */
 	int64_t access_token_ttl_s;	       /* 900 (15 min), fixed */
 	int heartbeat_interval_s;	       /* default 60 */
+	int agent_token_max_age_days;	       /* rotation asked past it, default 30 (G2) */
 	struct cidr_list trusted_proxies;
 	uint32_t argon2_memory_kib, argon2_iterations, argon2_parallelism, argon2_max_concurrent;
 	size_t http_max_body_bytes;    /* default 1 MiB */

@@ -58,6 +58,8 @@ REFUSED = [
     ("heartbeat-too-small", {"HEARTBEAT_INTERVAL_SECONDS": "4"}, "HEARTBEAT_INTERVAL_SECONDS"),
     ("heartbeat-too-big", {"HEARTBEAT_INTERVAL_SECONDS": "3601"}, "HEARTBEAT_INTERVAL_SECONDS"),
     ("heartbeat-not-a-number", {"HEARTBEAT_INTERVAL_SECONDS": "60s"}, "HEARTBEAT_INTERVAL_SECONDS"),
+    ("token-max-age-zero", {"AGENT_TOKEN_MAX_AGE_DAYS": "0"}, "AGENT_TOKEN_MAX_AGE_DAYS"),
+    ("token-max-age-too-big", {"AGENT_TOKEN_MAX_AGE_DAYS": "3651"}, "AGENT_TOKEN_MAX_AGE_DAYS"),
     ("listen-addr-hostname", {"LISTEN_ADDR": "localhost:8080"}, "LISTEN_ADDR"),
     ("listen-addr-no-port", {"LISTEN_ADDR": "127.0.0.1"}, "LISTEN_ADDR"),
     ("body-limit-too-small", {"HTTP_MAX_BODY_BYTES": "10"}, "HTTP_MAX_BODY_BYTES"),

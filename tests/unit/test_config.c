@@ -42,6 +42,7 @@ static const char *all_vars[] = {
 	"ENABLE_REGISTRATION",
 	"SESSION_MAX_AGE",
 	"HEARTBEAT_INTERVAL_SECONDS",
+	"AGENT_TOKEN_MAX_AGE_DAYS",
 	"TRUSTED_PROXY_CIDRS",
 	"HTTP_MAX_BODY_BYTES",
 	"HTTP_MAX_CONNECTIONS",
@@ -453,6 +454,7 @@ static void test_good_production(void **state)
 	assert_int_equal(cfg.allowed_origins.n, 0);
 	assert_int_equal(cfg.access_token_ttl_s, 900);
 	assert_int_equal(cfg.heartbeat_interval_s, 60);
+	assert_int_equal(cfg.agent_token_max_age_days, 30);
 	assert_int_equal(cfg.trusted_proxies.n, 0);
 	assert_int_equal(cfg.argon2_memory_kib, 19456);
 	assert_int_equal(cfg.argon2_iterations, 2);

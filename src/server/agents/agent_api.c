@@ -1,13 +1,15 @@
 /*
- * agent_api.c — the endpoints agents call: enrolment and heartbeats. Both
- * bodies are strict: every member the agent sends (src/agent/client.c) is
- * in a field table, anything else is a 400 naming it, and every string that
- * is stored is a checked display string.
+ * agent_api.c — the endpoints agents call: enrolment, heartbeats and token
+ * rotation (G2). The enrolment and heartbeat bodies are strict: every
+ * member the agent sends (src/agent/client.c) is in a field table, anything
+ * else is a 400 naming it, and every string that is stored is a checked
+ * display string. Rotation takes no body (or {}).
  */
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "crypto/crypto.h"
 #include "server/agents/agents.h"
@@ -177,12 +179,21 @@ static json_t *inventory_json(const struct heartbeat_body *b)
 	return inv;
 }
 
-/* Authenticates the agent token of RQ for path agent ID into A. */
-static int agent_auth(struct request *rq, PGconn **c, struct agents_agent *a)
+/* How agent_auth() treats a token agents_agent_auth() refuses. */
+enum agent_auth_mode {
+	AUTH_USABLE,  /* refused: 401 */
+	AUTH_CONFIRM, /* an expired pending token of the device: 409 rotation_expired */
+};
+
+/* Authenticates the agent token of RQ for path agent ID into A, and its
+ * SHA-256 into TOKEN_HASH. A retired token is a theft signal (G2): the
+ * same 401 as a bad token, and audited. */
+static int agent_auth(struct request *rq, PGconn **c, struct agents_agent *a, char token_hash[65],
+		      enum agent_auth_mode mode)
 {
 	const char *h = http_header(rq, "Authorization");
 	struct bz_errinfo why = {0};
-	char id[37], token_hash[65];
+	char id[37];
 
 	if (http_path_uuid(rq, "agentId", id, "agent not found") != 0)
 		return BZ_ERR_RESPONDED;
@@ -198,6 +209,12 @@ static int agent_auth(struct request *rq, PGconn **c, struct agents_agent *a)
 	if ((*c = http_db(rq)) == NULL)
 		return BZ_ERR_RESPONDED;
 	int rc = agents_agent_auth(*c, token_hash, id, a, &why);
+	if (rc == BZ_ERR_UNAUTHORIZED && mode == AUTH_CONFIRM)
+		rc = agents_token_confirm_expired(a, id, &why);
+	if (rc == BZ_ERR_UNAUTHORIZED &&
+	    agents_token_retired_use(*c, token_hash, a, rq->client_ip[0] ? rq->client_ip : NULL,
+				     bz_now()) != 0)
+		log_error("audit.write.failed", "action", "agent.token.retired_use", NULL);
 	if (rc != 0) {
 		http_fail_why(rq, rc, &why);
 		return BZ_ERR_RESPONDED;
@@ -215,12 +232,15 @@ static void heartbeat(struct request *rq)
 {
 	struct heartbeat_body b = {0};
 	struct agents_agent a;
+	struct bz_errinfo why = {0};
+	char token_hash[65];
 	const char *bad;
 	PGconn *c;
 
 	/* The token first: an unauthenticated caller learns nothing about
 	 * what a valid body looks like. */
-	if (agent_auth(rq, &c, &a) != 0 || http_body_parse(rq, heartbeat_fields, &b) != 0)
+	if (agent_auth(rq, &c, &a, token_hash, AUTH_USABLE) != 0 ||
+	    http_body_parse(rq, heartbeat_fields, &b) != 0)
 		return;
 	if (b.metrics.v != NULL && agents_json_check(b.metrics.v, AGENTS_JSON_NUMBERS, &bad) != 0) {
 		json_member_error(rq, "metrics", bad, "must be a number within ±2^53");
@@ -235,15 +255,69 @@ static void heartbeat(struct request *rq)
 				      .hostname = b.hostname.v,
 				      .os_version = b.os_version.v,
 				      .client_ip = rq->client_ip[0] ? rq->client_ip : NULL};
-	int rc = agents_heartbeat_record(c, &a, &hb);
+	/* G2: a heartbeat made with a live pending token confirms it. */
+	int rc = a.token_state == AGENTS_TOKEN_PENDING
+			 ? agents_token_confirm_heartbeat(c, token_hash, &a, hb.client_ip, bz_now(),
+							  &why)
+			 : 0;
+	if (rc == 0)
+		rc = agents_heartbeat_record(c, &a, &hb);
 	json_decref(inv);
 	if (rc != 0) {
-		http_fail_why(rq, rc, NULL);
+		http_fail_why(rq, rc, &why);
 		return;
 	}
+	int rotate =
+		agents_token_rotate_due(&a, bz_now(),
+					(int64_t)rq->app->cfg->agent_token_max_age_days * 86400);
 	http_reply(rq, 200,
-		   json_pack("{s:{s:i},s:[]}", "config", "heartbeatIntervalSeconds",
-			     a.heartbeat_interval_s, "commands"));
+		   json_pack("{s:{s:i},s:[],s:b}", "config", "heartbeatIntervalSeconds",
+			     a.heartbeat_interval_s, "commands", "rotateToken", rotate));
+}
+
+/* POST /agents/:agentId/rotate-token, with the current token: a new token,
+ * pending until confirmed (G2). No body, or {}. */
+static void rotate_token(struct request *rq)
+{
+	struct agents_agent a;
+	struct agents_rotation r = {0};
+	struct audit_event ev = {0};
+	struct bz_errinfo why = {0};
+	char token_hash[65], exp[32];
+	json_t *out = NULL;
+	PGconn *c;
+
+	if (agent_auth(rq, &c, &a, token_hash, AUTH_USABLE) != 0 || (c = http_db_begin(rq)) == NULL)
+		return;
+	int rc = agents_token_rotate_start(c, token_hash, &a, bz_now(), &r, &ev, &why);
+	if (rc == 0 && bz_format_iso8601(r.expires_at, exp, sizeof(exp)) == 0)
+		out = json_pack("{s:s,s:s}", "authToken", r.token, "expiresAt", exp);
+	crypto_wipe(r.token, sizeof(r.token));
+	if (rc == 0 && out == NULL)
+		rc = BZ_ERR_NOMEM; /* never commit a token the agent does not get */
+	http_commit(rq, c, rc, &why, &ev, 200, out);
+}
+
+/* POST /agents/:agentId/rotate-token/confirm, with the new token. */
+static void confirm_rotation(struct request *rq)
+{
+	struct agents_agent a;
+	struct agents_rotation r = {0};
+	struct audit_event ev = {0};
+	struct bz_errinfo why = {0};
+	char token_hash[65], exp[32];
+	json_t *out = NULL;
+	PGconn *c;
+
+	if (agent_auth(rq, &c, &a, token_hash, AUTH_CONFIRM) != 0 ||
+	    (c = http_db_begin(rq)) == NULL)
+		return;
+	int rc = agents_token_confirm(c, token_hash, &a, bz_now(), "confirm", &r, &ev, &why);
+	if (rc == 0 && bz_format_iso8601(r.expires_at, exp, sizeof(exp)) == 0)
+		out = json_pack("{s:b,s:s}", "confirmed", 1, "previousTokenExpiresAt", exp);
+	if (rc == 0 && out == NULL)
+		rc = BZ_ERR_NOMEM;
+	http_commit(rq, c, rc, &why, &ev, 200, out);
 }
 
 const struct route agent_routes[] = {
@@ -252,5 +326,10 @@ const struct route agent_routes[] = {
 	/* Telemetry: audited only for what it changes (G7), see heartbeat.c. */
 	{"POST", "/api/v1/agents/:agentId/heartbeat", heartbeat,
 	 ROUTE_PUBLIC | ROUTE_JSON_BODY | ROUTE_AUDIT_EXEMPT, NULL, NULL, NULL},
+	/* G2: no body (or {}); authenticated by the agent token. */
+	{"POST", "/api/v1/agents/:agentId/rotate-token", rotate_token, ROUTE_PUBLIC, NULL,
+	 "agent.token.rotation_started", NULL},
+	{"POST", "/api/v1/agents/:agentId/rotate-token/confirm", confirm_rotation, ROUTE_PUBLIC,
+	 NULL, "agent.token.rotated", NULL},
 };
 const size_t agent_routes_count = sizeof(agent_routes) / sizeof(*agent_routes);

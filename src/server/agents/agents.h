@@ -194,6 +194,8 @@ struct agents_agent {
 	enum agents_token_state token_state;
 	int token_live;		    /* 1 when before the token's expires_at, or it has none */
 	int64_t token_activated_at; /* epoch seconds it became current; 0 = never */
+	int rotation_requested;	    /* current token: an administrator asked for rotation */
+	int pending_live;	    /* current token: the device has a live pending token */
 };
 
 /* The state's name as stored ("pending", "current", ...). Static storage. */
@@ -240,6 +242,132 @@ int agents_token_usable(const struct agents_agent *a);
  * state. Returns 0 or BZ_ERR_DB.
  */
 int agents_tokens_retire_all(PGconn *c, const char *device_id, const char *reason, int64_t now);
+
+/* ---- Token rotation (tokens.c; checklist G2, docs/agent-tokens.md) ---- */
+
+#define AGENTS_PENDING_TTL_S 3600 /* life of an unconfirmed rotated token */
+#define AGENTS_TOKEN_GRACE_S 300  /* the previous token's grace after a confirm */
+
+/* The outcome of a rotation step. */
+struct agents_rotation {
+	char device_id[37];
+	char org_id[37];
+	char token[AGENTS_TOKEN_LEN + 1]; /* rotate start: the new token; caller wipes */
+	/* Epoch seconds: rotate start, the end of the pending token's hour;
+	 * confirm, the end of the previous token's grace. */
+	int64_t expires_at;
+};
+
+/*
+ * Starts a rotation for the agent A authenticated by TOKEN_HASH, at NOW
+ * (epoch seconds), inside the caller's transaction on C: issues a new token
+ * (OUT->token, "brz_" + 64 hex digits; the caller wipes it) and stores its
+ * SHA-256 as pending until NOW + AGENTS_PENDING_TTL_S. An expired pending
+ * token of the device is retired first (reason "expired"). The device row
+ * is locked first, so two rotations of one device never interleave. EV
+ * describes the change (agent.token.rotation_started, actor the agent;
+ * strings point into OUT). Returns 0; BZ_ERR_CONFLICT with code
+ * token_superseded (TOKEN_HASH is the pending or the previous token) or
+ * rotation_in_progress (a live pending token exists); BZ_ERR_UNAUTHORIZED
+ * (the token left service meanwhile); BZ_ERR_FORBIDDEN (device_suspended);
+ * BZ_ERR_CRYPTO or BZ_ERR_DB. WHY is set on refusals.
+ */
+int agents_token_rotate_start(PGconn *c, const char *token_hash, const struct agents_agent *a,
+			      int64_t now, struct agents_rotation *out, struct audit_event *ev,
+			      struct bz_errinfo *why);
+
+/*
+ * Confirms the rotation whose new token has SHA-256 TOKEN_HASH (agent A),
+ * at NOW, inside the caller's transaction on C, under the device row lock:
+ * the pending token becomes current (activated NOW), the current one
+ * previous until NOW + AGENTS_TOKEN_GRACE_S, and an older previous token is
+ * retired (reason "rotated"). VIA ("confirm" or "heartbeat") goes into the
+ * audit details. EV describes the change (agent.token.rotated; strings
+ * point into OUT). Returns 0; BZ_ERR_CONFLICT with code already_confirmed
+ * (TOKEN_HASH is current), rotation_expired (the pending token's hour is
+ * over) or token_superseded (TOKEN_HASH is the previous token);
+ * BZ_ERR_UNAUTHORIZED (any other state); or BZ_ERR_DB. WHY is set on
+ * refusals.
+ */
+int agents_token_confirm(PGconn *c, const char *token_hash, const struct agents_agent *a,
+			 int64_t now, const char *via, struct agents_rotation *out,
+			 struct audit_event *ev, struct bz_errinfo *why);
+
+/*
+ * The heartbeat's confirmation (G2: a heartbeat made with a live pending
+ * token confirms it): agents_token_confirm() and its audit row (source
+ * address IP, may be NULL) in one transaction of its own on C, which must
+ * be outside one. A confirm that raced it and won is no failure. On return
+ * 0, A's token fields describe the token as it now is (current, or
+ * previous inside its grace). Returns 0, BZ_ERR_UNAUTHORIZED (the pending
+ * token expired meanwhile; WHY set) or BZ_ERR_DB.
+ */
+int agents_token_confirm_heartbeat(PGconn *c, const char *token_hash, struct agents_agent *a,
+				   const char *ip, int64_t now, struct bz_errinfo *why);
+
+/*
+ * For a confirm refused by agents_agent_auth(): BZ_ERR_CONFLICT (code
+ * rotation_expired, WHY set) when A is a pending token of device PATH_ID
+ * whose hour is over, so the agent learns to keep its current token;
+ * BZ_ERR_UNAUTHORIZED (WHY untouched) otherwise. Pure.
+ */
+int agents_token_confirm_expired(const struct agents_agent *a, const char *path_id,
+				 struct bz_errinfo *why);
+
+/*
+ * 1 when the heartbeat of A, at NOW, asks the agent to rotate
+ * ("rotateToken": true): A is the current token, the device has no live
+ * pending token, and the token is older than MAX_AGE_S seconds
+ * (AGENT_TOKEN_MAX_AGE_DAYS; an unknown age counts as old) or an
+ * administrator asked. 0 otherwise. Pure.
+ */
+int agents_token_rotate_due(const struct agents_agent *a, int64_t now, int64_t max_age_s);
+
+/* 1 when A (filled by a refused agents_agent_auth()) is a token that left
+ * service: retired, or previous after its grace. Seeing one is a theft
+ * signal (G2). 0 for an unknown token (A zeroed) and every other state. */
+int agents_token_is_retired(const struct agents_agent *a);
+
+/*
+ * Audits the use of retired token TOKEN_HASH (A as agents_token_is_retired()
+ * judged it) from source address IP (may be NULL) at NOW: one
+ * agent.token.retired_use row (result denied; the state, why it left
+ * service and the address, never the token) in a transaction of its own on
+ * C, at most one per token per 60 s on every server instance (a guarded
+ * UPDATE of retired_use_audited_at decides). Does nothing for a token that
+ * is not retired. Returns 0 or BZ_ERR_DB.
+ */
+int agents_token_retired_use(PGconn *c, const char *token_hash, const struct agents_agent *a,
+			     const char *ip, int64_t now);
+
+struct agents_device;
+
+/*
+ * An administrator asks for the rotation of device ID's token (visible in
+ * SCOPE), inside the caller's transaction: its next heartbeat answers
+ * "rotateToken": true until a rotation is confirmed. Asking again while a
+ * request stands changes nothing (EV->action NULL). EV describes the change
+ * (device.agent_token.rotation_requested; strings point into OUT). OUT is
+ * the device (agents_device_free()). Returns 0, BZ_ERR_NOT_FOUND,
+ * BZ_ERR_CONFLICT (code device_decommissioned, or no_agent_token after a
+ * reset) or BZ_ERR_DB, with WHY set.
+ */
+int agents_token_request_rotation(PGconn *c, const struct tenancy_scope *scope, const char *id,
+				  struct agents_device *out, struct audit_event *ev,
+				  struct bz_errinfo *why);
+
+/*
+ * Emergency reset of device ID's credentials (visible in SCOPE) at NOW,
+ * inside the caller's transaction: every pending, current and previous
+ * token is retired at once (reason "reset"), no grace; the device stays
+ * active but must re-enrol (a new enrolment is a new device). EV describes
+ * it (device.agent_token.reset, with how many tokens were retired; strings
+ * point into OUT). OUT is the device (agents_device_free()). Returns 0,
+ * BZ_ERR_NOT_FOUND, BZ_ERR_CONFLICT (code device_decommissioned) or
+ * BZ_ERR_DB, with WHY set.
+ */
+int agents_token_reset(PGconn *c, const struct tenancy_scope *scope, const char *id, int64_t now,
+		       struct agents_device *out, struct audit_event *ev, struct bz_errinfo *why);
 
 /*
  * Authenticates agent token TOKEN_HASH (SHA-256, hex) for path agent

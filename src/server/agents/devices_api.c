@@ -1,6 +1,7 @@
 /*
  * devices_api.c — the devices routes: listing with filters and an opaque
- * cursor, detail, PATCH (display name, site) and decommissioning. Scoped by
+ * cursor, detail, PATCH (display name, site), decommissioning, and the
+ * agent token's rotation request and emergency reset (G2). Scoped by
  * the caller's tenancy; another tenant's device answers 404.
  */
 #include <stdio.h>
@@ -8,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/clock.h"
 #include "crypto/crypto.h"
 #include "server/agents/agents.h"
 #include "server/agents/agents_api.h"
@@ -239,6 +241,40 @@ static void decommission_device(struct request *rq)
 	agents_device_free(&d);
 }
 
+/* Asks the device's agent to rotate its token on its next heartbeat (G2). */
+static void rotate_agent_token(struct request *rq)
+{
+	struct agents_device d = {0};
+	struct audit_event ev = {0};
+	struct bz_errinfo why = {0};
+	char id[37];
+	PGconn *c;
+
+	if (http_path_uuid(rq, "id", id, "device not found") != 0 ||
+	    (c = http_db_begin(rq)) == NULL)
+		return;
+	int rc = agents_token_request_rotation(c, &rq->scope, id, &d, &ev, &why);
+	http_commit(rq, c, rc, &why, &ev, 202, rc == 0 ? device_detail_json(&d) : NULL);
+	agents_device_free(&d);
+}
+
+/* Emergency reset: every agent token of the device dies at once (G2). */
+static void reset_agent_token(struct request *rq)
+{
+	struct agents_device d = {0};
+	struct audit_event ev = {0};
+	struct bz_errinfo why = {0};
+	char id[37];
+	PGconn *c;
+
+	if (http_path_uuid(rq, "id", id, "device not found") != 0 ||
+	    (c = http_db_begin(rq)) == NULL)
+		return;
+	int rc = agents_token_reset(c, &rq->scope, id, bz_now(), &d, &ev, &why);
+	http_commit(rq, c, rc, &why, &ev, 200, rc == 0 ? device_detail_json(&d) : NULL);
+	agents_device_free(&d);
+}
+
 /* Query parameters the list routes read (struct route.query). */
 static const char *const device_list_query[] = {"orgId", "siteId", "status", "hostname",
 						"limit", "cursor", NULL};
@@ -251,5 +287,9 @@ const struct route device_routes[] = {
 	 "devices:write", "device.update", NULL},
 	{"POST", "/api/v1/devices/:id/decommission", decommission_device, ROUTE_USER,
 	 "devices:write", "device.decommission", NULL},
+	{"POST", "/api/v1/devices/:id/rotate-agent-token", rotate_agent_token, ROUTE_USER,
+	 "devices:write", "device.agent_token.rotation_requested", NULL},
+	{"POST", "/api/v1/devices/:id/reset-agent-token", reset_agent_token, ROUTE_USER,
+	 "devices:write", "device.agent_token.reset", NULL},
 };
 const size_t device_routes_count = sizeof(device_routes) / sizeof(*device_routes);
