@@ -1,20 +1,24 @@
 """deploy/systemd/: the agent's unit runs it as its own user in a systemd
 sandbox (G3, K1). `systemd-analyze verify` accepts it, every required
 directive is there, `systemd-analyze security --offline` rates it at most
-2.0 ("OK"), and the sysusers/tmpfiles files give a user and a directory the
-agent accepts (enrolled and checked as that user)."""
+2.0 ("OK"), the sysusers/tmpfiles files give a user and a directory the
+agent accepts (enrolled and checked as that user), and a traced heartbeat of
+the real agent uses only system calls, socket families and paths the sandbox
+leaves it (systemd is not PID 1 on the test machines)."""
 import os
 import re
 import shutil
+import signal
 import stat
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
 
-from conftest import AGENT_BIN, REPO, base_process_env, register_log
-from test_agent_e2e import run_agent
+from conftest import AGENT_BIN, REPO, SANITIZED, base_process_env, register_log
+from test_agent_e2e import agent_dir, run_agent  # noqa: F401
 
 DEPLOY = REPO / "deploy" / "systemd"
 UNIT = DEPLOY / "breeze-agent.service"
@@ -118,19 +122,36 @@ def unit_copy(tmp_path):
     return p
 
 
+def verify(unit):
+    """(exit status, output) of systemd-analyze verify UNIT."""
+    r = subprocess.run([ANALYZE, "verify", str(unit)], capture_output=True, text=True,
+                       timeout=60, cwd=unit.parent)
+    return r.returncode, r.stdout + r.stderr
+
+
 @needs_analyze
 def test_unit_verifies(unit_copy):
-    r = subprocess.run([ANALYZE, "verify", str(unit_copy)], capture_output=True, text=True,
-                       timeout=60, cwd=unit_copy.parent)
-    out = r.stdout + r.stderr
-    print(out)
-    assert r.returncode == 0, out
+    rc, out = verify(unit_copy)
+    assert rc == 0, out
     # verify exits 0 after warnings such as "Unknown key"; none is allowed.
     assert "breeze-agent.service" not in out, out
 
 
 @needs_analyze
-def test_unit_security_exposure(unit_copy):
+def test_verify_would_catch_a_broken_unit(unit_copy):
+    # The check above is not vacuous: a misspelt directive and a missing
+    # binary are both reported.
+    good = unit_copy.read_text()
+    unit_copy.write_text(good.replace("ProtectHome=yes", "ProtectHomes=yes"))
+    rc, out = verify(unit_copy)
+    assert "ProtectHomes" in out and "breeze-agent.service" in out, out
+    unit_copy.write_text(good.replace(f"ExecStart={AGENT_BIN}", "ExecStart=/nonexistent/agent"))
+    rc, out = verify(unit_copy)
+    assert rc != 0 and "/nonexistent/agent" in out, out
+
+
+@needs_analyze
+def test_unit_security_exposure(unit_copy, capsys):
     helptext = subprocess.run([ANALYZE, "security", "--help"], capture_output=True,
                               text=True).stdout
     if "--offline" not in helptext:
@@ -139,7 +160,8 @@ def test_unit_security_exposure(unit_copy):
                        capture_output=True, text=True, timeout=60, cwd=unit_copy.parent)
     m = re.search(r"Overall exposure level for \S+: (\d+\.\d+) (\w+)", r.stdout)
     assert m, r.stdout + r.stderr
-    print(f"systemd-analyze security: exposure {m.group(1)} {m.group(2)}")
+    with capsys.disabled():  # shown in the test output, also with -q
+        print(f"\nsystemd-analyze security --offline: exposure {m.group(1)} {m.group(2)}")
     # --threshold=20: exit status non-zero above 2.0; the score depends only
     # on the unit and the systemd version, so this is deterministic.
     assert r.returncode == 0, r.stdout[-3000:]
@@ -202,3 +224,109 @@ def test_sysusers_and_tmpfiles_make_a_layout_the_agent_accepts(server, agents, w
     r = run_agent(["status", "--config-dir", str(cfg)], workdir / "sdroot-status.log")
     assert r.returncode == 3, r.stdout + r.stderr
     assert f"{cfg} is owned by " in r.stdout and f"uid {uid}" in r.stdout, r.stdout
+
+
+def filter_set(analyze, *groups, _seen=None):
+    """Every system call named by GROUPS (systemd-analyze syscall-filter),
+    nested groups expanded."""
+    seen = set() if _seen is None else _seen
+    calls = set()
+    for g in groups:
+        if g in seen:
+            continue
+        seen.add(g)
+        out = subprocess.run([analyze, "syscall-filter", g], capture_output=True, text=True,
+                             check=True).stdout
+        for line in out.splitlines()[1:]:
+            name = line.strip()
+            if not name or name.startswith("#"):
+                continue
+            calls |= filter_set(analyze, name, _seen=seen) if name.startswith("@") else {name}
+    return calls
+
+
+def sandbox_filter(unit_text):
+    """The system calls the unit's SystemCallFilter= lines allow."""
+    svc = parse_unit(unit_text)["Service"]
+    allowed = set()
+    for value in svc["SystemCallFilter"]:
+        deny = value.startswith("~")
+        names = value.lstrip("~").split()
+        calls = set()
+        for n in names:
+            calls |= filter_set(ANALYZE, n) if n.startswith("@") else {n}
+        allowed = allowed - calls if deny else allowed | calls
+    return allowed
+
+
+TRACE_LINE = re.compile(r"^(?:\d+ +)?(\w+)\((.*)$")
+
+
+@needs_analyze
+@pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
+def test_agent_run_stays_inside_the_sandbox(server, agents, agent_dir, tmp_path):
+    """One accepted heartbeat (enrolment, inventory, metrics, state.yaml) of
+    the real agent under strace: every system call is one the unit's
+    SystemCallFilter= allows, every socket one of its address families, and
+    every file it opens is one the sandbox leaves it (writes only in its
+    config directory; no /home, /root or other processes' /proc). systemd is
+    not PID 1 here, so this is how the unit is shown not to break the
+    agent."""
+    if SANITIZED:
+        pytest.skip("the sanitizer runtime makes system calls of its own that the agent "
+                    "does not")
+    from test_agent_e2e import enroll
+    r, _ = enroll(server, agents, agent_dir)
+    assert r.returncode == 0, r.stdout + r.stderr
+    trace, log = tmp_path / "strace.txt", tmp_path / "run.log"
+    register_log(log)
+    with open(log, "ab") as f:
+        proc = subprocess.Popen(["strace", "-f", "-qq", "-s", "256", "-o", str(trace),
+                                 str(AGENT_BIN), "run", "--config-dir", str(agent_dir)],
+                                env=base_process_env(), stdout=f, stderr=f,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (agent_dir / "state.yaml").exists():
+            assert proc.poll() is None, log.read_text()[-2000:]
+            assert time.monotonic() < deadline, "no accepted heartbeat under strace"
+            time.sleep(0.2)
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        assert len(children) == 1, children
+        os.kill(int(children[0]), signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, log.read_text()[-2000:]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+    allowed = sandbox_filter(UNIT.read_text())
+    families = set(parse_unit(UNIT.read_text())["Service"]["RestrictAddressFamilies"][0].split())
+    used, problems = set(), []
+    cfg = str(agent_dir)
+    for line in trace.read_text().splitlines():
+        m = TRACE_LINE.match(line)
+        if not m:
+            continue
+        call, args = m.groups()
+        used.add(call)
+        if call in ("socket", "socketpair"):
+            fam = args.split(",", 1)[0]
+            if fam not in families:
+                problems.append(f"socket family {fam}: {line}")
+        if call in ("openat", "open", "mkdir", "mkdirat", "rename", "renameat", "renameat2",
+                    "unlink", "unlinkat"):
+            for path in re.findall(r'"([^"]*)"', args):
+                writes = call != "openat" and call != "open" or re.search(
+                    r"O_WRONLY|O_RDWR|O_CREAT", args)
+                if writes and not (path.startswith(cfg + "/") or path == cfg or
+                                   not path.startswith("/") or path.startswith("/dev/null")):
+                    problems.append(f"write outside {cfg}: {line}")
+                if re.match(r"/(home|root|run/user)(/|$)", path) or re.match(r"/proc/\d+", path):
+                    problems.append(f"hidden by the sandbox: {line}")
+                if path.startswith("/dev/") and path not in (
+                        "/dev/null", "/dev/zero", "/dev/urandom", "/dev/random", "/dev/full"):
+                    problems.append(f"device: {line}")
+    assert used, "empty trace"
+    assert not (used - allowed), f"not allowed by SystemCallFilter=: {sorted(used - allowed)}"
+    assert not problems, "\n".join(problems[:20])
