@@ -240,13 +240,27 @@ static int read_fd(int fd, char **out, size_t *out_len)
 	return 0;
 }
 
+/* The rules of files.h for a file that is not secret (agent.yaml,
+ * state.yaml), on an open descriptor's ST: owned by the effective uid and
+ * not writable by group or others. */
+static int check_plain_stat(const struct stat *st)
+{
+	if (st->st_uid != geteuid())
+		return AGENT_PERM_BAD_OWNER;
+	if ((st->st_mode & 022) != 0)
+		return AGENT_PERM_TOO_OPEN;
+	return AGENT_PERM_OK;
+}
+
 static int load_map(const char *path, int secret, struct agent_yaml_map *m)
 {
 	struct stat st;
 	char *buf = NULL;
 	size_t len = 0;
 	int rc;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | (secret ? O_NOFOLLOW : 0));
+	/* Never through a symlink (files.h); O_NONBLOCK so that a fifo put in
+	 * a file's place cannot hang the agent in open(2). */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 
 	if (fd < 0)
 		return errno == ELOOP ? -EPERM : -errno;
@@ -262,6 +276,10 @@ static int load_map(const char *path, int secret, struct agent_yaml_map *m)
 	}
 	if (!S_ISREG(st.st_mode)) {
 		rc = -EBADMSG;
+		goto out;
+	}
+	if (!secret && check_plain_stat(&st) != AGENT_PERM_OK) {
+		rc = -EPERM;
 		goto out;
 	}
 	if ((rc = read_fd(fd, &buf, &len)) != 0)

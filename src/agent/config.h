@@ -8,6 +8,9 @@
  *   DIR/state.yaml  0640  lastHeartbeatAt (+ its epoch seconds), written by
  *                         `run` after every accepted heartbeat; no secret
  *
+ * Before reading any of them the commands check the layout (owner, modes, no
+ * symlinks: files.h) and refuse one that someone else could have changed.
+ *
  * Every file is replaced atomically (temp file in the same directory, created
  * with its final mode, fsync, rename, fsync of the directory), so a crash or
  * a full disk never leaves a half-written token behind.
@@ -84,8 +87,11 @@ int agent_config_write_atomic(const char *path, mode_t mode, const void *data, s
 
 /* Reads DIR/agent.yaml into CFG (zeroed first; free with
  * agent_config_free). serverUrl and agentId are required, agentId must be
- * valid, a missing or bad interval becomes the default. Returns 0, -ENOENT if
- * the agent is not enrolled, -EBADMSG on a malformed file, or -errno. */
+ * valid, a missing or bad interval becomes the default. The file is opened
+ * with O_NOFOLLOW and must be owned by the effective uid and not writable by
+ * group or others (checked on the open descriptor; files.h). Returns 0,
+ * -ENOENT if the agent is not enrolled, -EPERM if the file breaks those
+ * rules or is a symlink, -EBADMSG on a malformed file, or -errno. */
 int agent_config_load(const char *dir, struct agent_config *cfg);
 
 /* Writes CFG to DIR/agent.yaml (mode 0640) atomically. Returns 0, -ENOMEM,
@@ -130,8 +136,9 @@ void agent_config_free_token(char *token);
 int agent_config_save_last_heartbeat(const char *dir, int64_t t);
 
 /* Reads the time written by agent_config_save_last_heartbeat() into *T
- * (epoch seconds). Returns 0, -ENOENT if no heartbeat was ever recorded,
- * -EBADMSG on a malformed file, or -errno. */
+ * (epoch seconds). The file must pass the rules of agent_config_load().
+ * Returns 0, -ENOENT if no heartbeat was ever recorded, -EPERM, -EBADMSG on
+ * a malformed file, or -errno. */
 int agent_config_load_last_heartbeat(const char *dir, int64_t *t);
 
 /* Removes DIR/state.yaml (enrolment starts a new device's history). A

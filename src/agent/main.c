@@ -18,6 +18,7 @@
 
 #include "agent/client.h"
 #include "agent/config.h"
+#include "agent/files.h"
 #include "agent/inventory.h"
 #include "agent/loop.h"
 #include "common/clock.h"
@@ -43,8 +44,9 @@ static const char usage_enroll[] =
 	"                    stop a running `breeze-agent run` on DIR first\n"
 	"  --config-dir DIR  default " AGENT_CONFIG_DEFAULT_DIR "\n"
 	"\n"
-	"exit status: 0 enrolled, 2 usage, 3 config dir unusable, 4 server unreachable\n"
-	"or busy, 5 already enrolled (no --force), 6 key or secret rejected, 1 other.\n";
+	"exit status: 0 enrolled, 2 usage, 3 config dir unusable or unsafe, 4 server\n"
+	"unreachable or busy, 5 already enrolled (no --force), 6 key or secret\n"
+	"rejected, 1 other.\n";
 
 static const char usage_run[] =
 	"usage: breeze-agent run [--config-dir DIR]\n"
@@ -53,6 +55,10 @@ static const char usage_run[] =
 	"records the last accepted one in DIR/" AGENT_STATE_FILE ".\n"
 	"\n"
 	"  --config-dir DIR  default " AGENT_CONFIG_DEFAULT_DIR "\n"
+	"\n"
+	"Every command refuses (exit 3) a config directory or file that another user\n"
+	"could change, a symlinked agent.yaml or secrets.yaml, and a secrets.yaml\n"
+	"others can read, saying how to fix it.\n"
 	"\n"
 	"exit status: 0 on SIGTERM/SIGINT, 2 usage, 3 not enrolled or unsafe files,\n"
 	"6 token rejected (re-enrol), 7 device disabled or deleted, 1 other.\n";
@@ -172,6 +178,47 @@ static void put_escaped(FILE *f, const char *value)
 		else
 			putc(*p, f);
 	}
+}
+
+/*
+ * The start-up check of every command that reads the config directory
+ * (files.h, checklist G3): refuses a DIR or file someone else could have
+ * changed, logging what is wrong and the command that fixes it, one line per
+ * problem (and on HUMAN too when not NULL: `status`). A DIR the agent owns
+ * whose mode only lets others read or search it is tightened to 0750 and
+ * that is logged. A missing DIR is left to the command (enroll creates it;
+ * run and status say the agent is not enrolled). Returns BZ_EXIT_OK to go on
+ * or BZ_EXIT_CONFIG.
+ */
+static int check_files(const char *dir, FILE *human)
+{
+	struct agent_files_report r;
+	char what[PATH_MAX + 256], fix[4 * PATH_MAX + 256], from[8], to[8];
+	int rc = agent_files_check(dir, &r);
+
+	if (r.tightened) {
+		snprintf(from, sizeof(from), "%04o", (unsigned)r.old_mode);
+		snprintf(to, sizeof(to), "%04o", (unsigned)r.new_mode);
+		log_warn("agent.config_dir_tightened", "configDir", dir, "from", from, "to", to,
+			 "reason", "others could read or search the agent's config directory",
+			 NULL);
+	}
+	if (rc != -EPERM)
+		return BZ_EXIT_OK;
+	for (size_t i = 0; i < r.n; i++) {
+		agent_files_describe(&r.problems[i], what, sizeof(what));
+		agent_files_fix(&r.problems[i], fix, sizeof(fix));
+		log_error("agent.files_refused", "path", r.problems[i].path, "error", what, "fix",
+			  fix, NULL);
+		if (human != NULL) {
+			fputs("files:      NOT OK: ", human);
+			put_escaped(human, what);
+			fputs("\n            fix: ", human);
+			put_escaped(human, fix);
+			putc('\n', human);
+		}
+	}
+	return BZ_EXIT_CONFIG;
 }
 
 /* Is DIR already enrolled (secrets.yaml holds a token)? Returns 0 if not, 1
@@ -457,7 +504,8 @@ static int cmd_enroll(int argc, char **argv)
 	}
 	/* Before the key is spent: a second enrolment would orphan the device
 	 * this directory belongs to. */
-	if ((status = check_reenroll(o.dir, o.force)) != BZ_EXIT_OK)
+	if ((status = check_files(o.dir, NULL)) != BZ_EXIT_OK ||
+	    (status = check_reenroll(o.dir, o.force)) != BZ_EXIT_OK)
 		goto out;
 	if ((status = prepare_enroll(base, o.dir, &url)) != BZ_EXIT_OK)
 		goto out;
@@ -484,6 +532,8 @@ static int cmd_run(int argc, char **argv)
 
 	if ((rc = parse_opts(argc, argv, 0, usage_run, &o)) != 0)
 		return rc > 0 ? BZ_EXIT_OK : BZ_EXIT_USAGE;
+	if (check_files(o.dir, NULL) != BZ_EXIT_OK)
+		return BZ_EXIT_CONFIG;
 	return agent_loop_run(o.dir);
 }
 
@@ -522,6 +572,8 @@ static int cmd_status(int argc, char **argv)
 
 	if ((rc = parse_opts(argc, argv, 0, usage_status, &o)) != 0)
 		return rc > 0 ? BZ_EXIT_OK : BZ_EXIT_USAGE;
+	if (check_files(o.dir, stdout) != BZ_EXIT_OK)
+		return BZ_EXIT_CONFIG;
 	rc = agent_config_load(o.dir, &cfg);
 	if (rc == -ENOENT) {
 		printf("enrolled:   no (%s/%s not found)\n", o.dir, AGENT_CONFIG_FILE);
