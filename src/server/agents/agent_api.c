@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "crypto/crypto.h"
 #include "server/agents/agents.h"
@@ -198,6 +199,12 @@ static int agent_auth(struct request *rq, PGconn **c, struct agents_agent *a)
 	if ((*c = http_db(rq)) == NULL)
 		return BZ_ERR_RESPONDED;
 	int rc = agents_agent_auth(*c, token_hash, id, a, &why);
+	/* G6: another device's path. A failed suspension still refuses, with
+	 * the same answer; the next attempt tries again. */
+	if (rc != 0 && a->probe != AGENTS_PROBE_NONE &&
+	    agents_probe_record(*c, token_hash, a, rq->client_ip[0] ? rq->client_ip : NULL,
+				bz_now()) != 0)
+		log_error("agent.probe.record_failed", "deviceId", a->device_id, NULL);
 	if (rc != 0) {
 		http_fail_why(rq, rc, &why);
 		return BZ_ERR_RESPONDED;

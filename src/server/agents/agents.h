@@ -183,6 +183,14 @@ enum agents_token_state {
 	AGENTS_TOKEN_SUSPENDED, /* taken out of service by a security event */
 };
 
+/* What a token used on another device's path was aimed at (G6; probe.c). */
+enum agents_probe {
+	AGENTS_PROBE_NONE,	     /* the token's own device */
+	AGENTS_PROBE_CROSS_TENANT,   /* a device of another organization: suspend */
+	AGENTS_PROBE_SAME_ORG,	     /* another device of the token's organization */
+	AGENTS_PROBE_UNKNOWN_DEVICE, /* no such device */
+};
+
 /* The device an agent token speaks for, and the token's state. */
 struct agents_agent {
 	char device_id[37];
@@ -194,6 +202,10 @@ struct agents_agent {
 	enum agents_token_state token_state;
 	int token_live;		    /* 1 when before the token's expires_at, or it has none */
 	int64_t token_activated_at; /* epoch seconds it became current; 0 = never */
+	/* Set by agents_agent_auth() when the path names another device. */
+	enum agents_probe probe;
+	char probe_device_id[37]; /* the path device */
+	char probe_org_id[37];	  /* its organization ("" when unknown) */
 };
 
 /* The state's name as stored ("pending", "current", ...). Static storage. */
@@ -252,6 +264,42 @@ int agents_tokens_retire_all(PGconn *c, const char *device_id, const char *reaso
  */
 int agents_agent_auth(PGconn *c, const char *token_hash, const char *path_id,
 		      struct agents_agent *out, struct bz_errinfo *why);
+
+/* ---- Cross-tenant probes (probe.c; G6, docs/agent-security.md) ---- */
+
+/*
+ * Called by agents_agent_auth() when token A (looked up and usable) was
+ * sent for path device PATH_ID, which is not its own: finds PATH_ID's
+ * organization and records the answer in A->probe, A->probe_device_id and
+ * A->probe_org_id. Returns BZ_ERR_UNAUTHORIZED with exactly the WHY of an
+ * unknown token for a device of another organization (the caller must then
+ * call agents_probe_record(), which suspends the token), BZ_ERR_FORBIDDEN
+ * (code forbidden) for another device of the same organization or a device
+ * that does not exist, or BZ_ERR_DB.
+ */
+int agents_probe_classify(PGconn *c, struct agents_agent *a, const char *path_id,
+			  struct bz_errinfo *why);
+
+/*
+ * Acts on the probe agents_probe_classify() recorded in A (token TOKEN_HASH,
+ * from source address IP or NULL) at NOW (epoch seconds), each in its own
+ * transaction on C (the request itself fails):
+ * - AGENTS_PROBE_CROSS_TENANT: every live token of A's device (current,
+ *   pending, previous in its grace) becomes suspended (reason
+ *   cross_tenant_probe), the device is suspended and blocks re-enrolment,
+ *   and three audit rows are written: agent.token.suspended in the token's
+ *   organization (without the other organization's id), agent.probe.detected
+ *   in the probed device's organization (without the prober's ids), and
+ *   agent.token.suspended with every id in the system chain. A token
+ *   already suspended by a concurrent request changes nothing, writes no
+ *   row.
+ * - AGENTS_PROBE_SAME_ORG, AGENTS_PROBE_UNKNOWN_DEVICE: audit
+ *   agent.token.mismatch (result denied) in the token's organization, at
+ *   most once per token per 60 s (agent_tokens.mismatch_audited_at).
+ * Returns 0 or BZ_ERR_DB / BZ_ERR_NOMEM (nothing committed).
+ */
+int agents_probe_record(PGconn *c, const char *token_hash, const struct agents_agent *a,
+			const char *ip, int64_t now);
 
 struct agents_heartbeat {
 	const char *status;	   /* checked display string; NULL = "online" */

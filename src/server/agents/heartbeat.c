@@ -82,10 +82,10 @@ int agents_agent_auth(PGconn *c, const char *token_hash, const char *path_id,
 			       "invalid agent token");
 	if (rc != 0)
 		return rc;
-	/* A token only speaks for its own device. */
+	/* A token only speaks for its own device; aimed at another tenant's
+	 * device it is a probe (G6, probe.c). */
 	if (strcasecmp(out->device_id, path_id) != 0)
-		return bz_fail(why, BZ_ERR_FORBIDDEN, "forbidden", NULL,
-			       "token does not belong to this agent");
+		return agents_probe_classify(c, out, path_id, why);
 	if (strcmp(out->device_status, "active") != 0)
 		return bz_fail(why, BZ_ERR_FORBIDDEN, "device_suspended", NULL,
 			       "device is suspended; an administrator must review it");
