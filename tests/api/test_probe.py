@@ -144,3 +144,162 @@ def test_unknown_path_device_is_403_audited_not_suspended(agents, sql, api):
     rows = audit(sql, "agent.token.mismatch", "AND actor_id = %s", x["agentId"])
     assert [r[3] for r in rows] == [{"reason": "unknown_device", "targetDeviceId": ghost,
                                      "sourceIp": "127.0.0.1"}]
+
+
+# ------------------------------------------------------------------ detail, list, review
+
+
+def suspended(agents, tenants, api, **overrides):
+    """A device of tenant A suspended by a probe of tenant B's device."""
+    x = agents.new_device(tenants.a_admin.api, tenants.a.id, tenants.a.site_id, **overrides)
+    y = agents.new_device(tenants.b_admin.api, tenants.b.id, tenants.b.site_id)
+    assert_error(hb(api, y["agentId"], x["authToken"]), 401)
+    return x, y
+
+
+def test_detail_and_list_show_the_suspension(agents, tenants, api, admin):
+    x, y = suspended(agents, tenants, api)
+    d = tenants.a_admin.api.get(f"{DEVICES}/{x['agentId']}").json()
+    assert d["status"] == "suspended" and d["suspended"] is True
+    assert d["suspension"]["reason"] == "cross_tenant_probe" and d["suspension"]["at"]
+    assert d["review"] is None and d["reenrollmentBlocked"] is True
+    # Nothing of the other tenant in what tenant A sees.
+    assert tenants.b.id not in json.dumps(d)
+    # The target is not suspended.
+    t = tenants.b_admin.api.get(f"{DEVICES}/{y['agentId']}").json()
+    assert t["status"] != "suspended" and t["suspension"] is None and t["reenrollmentBlocked"] is False
+    listed = tenants.a_admin.api.get(DEVICES, params={"status": "suspended"}).json()["devices"]
+    assert x["agentId"] in [e["id"] for e in listed]
+    assert all(e["status"] == "suspended" and e["suspension"] for e in listed)
+    # Tenant B's suspended list does not hold A's device; the default list still does for A.
+    listed_b = tenants.b_admin.api.get(DEVICES, params={"status": "suspended"}).json()["devices"]
+    assert x["agentId"] not in [e["id"] for e in listed_b]
+    assert x["agentId"] in [e["id"] for e in tenants.a_admin.api.get(
+        DEVICES, params={"hostname": x["hostname"]}).json()["devices"]]
+    # Keyset pagination over the suspended filter.
+    _, _ = suspended(agents, tenants, api)
+    first = admin.get(DEVICES, params={"status": "suspended", "limit": 1}).json()
+    assert len(first["devices"]) == 1 and first["nextCursor"]
+    second = admin.get(DEVICES, params={"status": "suspended", "limit": 1,
+                                        "cursor": first["nextCursor"]}).json()
+    assert second["devices"][0]["id"] != first["devices"][0]["id"]
+
+
+def test_suspended_device_is_not_decommissioned_without_review(agents, tenants, api):
+    x, _ = suspended(agents, tenants, api)
+    assert_error(tenants.a_admin.api.post(f"{DEVICES}/{x['agentId']}/decommission"), 409,
+                 "device_under_review")
+
+
+def usage(sql, key):
+    return sql("SELECT usage_count FROM enrollment_keys WHERE id = %s", key["id"])[0][0]
+
+
+def test_reenrolment_is_blocked_by_hostname_and_fingerprint(agents, tenants, api, sql):
+    hw = {"cpuCount": 2, "machineId": "0123456789abcdef0123456789ABCDEF"}
+    x, _ = suspended(agents, tenants, api, hardware=hw)
+    key = agents.create_key(tenants.a_admin.api, tenants.a.id, tenants.a.site_id, maxUsage=5)
+    # Same hostname (any case), other hardware.
+    r = agents.enroll(key["key"], hostname=x["hostname"].upper())
+    assert_error(r, 409, "device_under_review")
+    # Other hostname, same machine id (any case).
+    r = agents.enroll(key["key"], hostname="renamed-host",
+                      hardware={"machineId": hw["machineId"].lower()})
+    assert_error(r, 409, "device_under_review")
+    assert usage(sql, key) == 0
+    rows = audit(sql, "agent.enroll.failed", "AND resource_id = %s", x["agentId"])
+    assert [(r[0], r[3]["reason"], r[3]["match"], r[5]) for r in rows] == [
+        (tenants.a.id, "device_under_review", "hostname", "failure"),
+        (tenants.a.id, "device_under_review", "fingerprint", "failure")]
+    # Another organization is not blocked by it, nor is another hostname here.
+    kb = agents.create_key(tenants.b_admin.api, tenants.b.id, tenants.b.site_id)
+    assert agents.enroll(kb["key"], hostname=x["hostname"], hardware=hw).status_code == 201
+    assert agents.enroll(key["key"]).status_code == 201
+    assert usage(sql, key) == 1
+
+
+def review(client, device_id, decision, note="checked the machine"):
+    return client.post(f"{DEVICES}/{device_id}/review", json={"decision": decision, "note": note})
+
+
+def test_review_allow_reenrollment(agents, tenants, api, sql):
+    x, _ = suspended(agents, tenants, api)
+    r = review(tenants.a_admin.api, x["agentId"], "allow_reenrollment", "cloned VM image; rebuilt")
+    assert r.status_code == 200, r.text
+    d = r.json()
+    assert d["status"] == "decommissioned" and d["decommissionedAt"]
+    assert d["review"]["decision"] == "allow_reenrollment"
+    assert d["review"]["note"] == "cloned VM image; rebuilt" and d["review"]["at"]
+    assert d["reenrollmentBlocked"] is False and d["suspension"]["reason"] == "cross_tenant_probe"
+    # The suspended token never works again.
+    assert_error(hb(api, x["agentId"], x["authToken"]), 401)
+    assert sql("SELECT state FROM agent_tokens WHERE device_id = %s", x["agentId"]) == [("suspended",)]
+    (row,) = audit(sql, "device.review", "AND resource_id = %s", x["agentId"])
+    assert row[0] == tenants.a.id and row[1] == tenants.a_admin.id
+    assert row[3] == {"decision": "allow_reenrollment", "note": "cloned VM image; rebuilt",
+                      "hostname": x["hostname"], "previousStatus": "suspended",
+                      "suspensionReason": "cross_tenant_probe", "reenrollmentBlocked": False}
+    # The block is lifted; the machine enrols again as a new device.
+    key = agents.create_key(tenants.a_admin.api, tenants.a.id, tenants.a.site_id)
+    r = agents.enroll(key["key"], hostname=x["hostname"])
+    assert r.status_code == 201 and r.json()["agentId"] != x["agentId"]
+    # Reviewed: a second review is refused.
+    assert_error(review(tenants.a_admin.api, x["agentId"], "decommission"), 409, "not_under_review")
+    assert_error(review(tenants.a_admin.api, x["agentId"], "allow_reenrollment"), 409,
+                 "not_under_review")
+
+
+def test_review_decommission_keeps_the_block(agents, tenants, api, sql):
+    x, _ = suspended(agents, tenants, api)
+    r = review(tenants.a_admin.api, x["agentId"], "decommission", "stolen laptop")
+    assert r.status_code == 200, r.text
+    d = r.json()
+    assert d["status"] == "decommissioned" and d["reenrollmentBlocked"] is True
+    assert d["review"]["decision"] == "decommission"
+    assert_error(hb(api, x["agentId"], x["authToken"]), 401)
+    key = agents.create_key(tenants.a_admin.api, tenants.a.id, tenants.a.site_id)
+    assert_error(agents.enroll(key["key"], hostname=x["hostname"]), 409, "device_blocked")
+    assert usage(sql, key) == 0
+    # Not in the queue any more, but blocked; only allow_reenrollment lifts it.
+    listed = tenants.a_admin.api.get(DEVICES, params={"status": "suspended"}).json()["devices"]
+    assert x["agentId"] not in [e["id"] for e in listed]
+    assert_error(review(tenants.a_admin.api, x["agentId"], "decommission"), 409, "not_under_review")
+    r = review(tenants.a_admin.api, x["agentId"], "allow_reenrollment", "reimaged")
+    assert r.status_code == 200 and r.json()["reenrollmentBlocked"] is False
+    assert [r[3]["previousStatus"] for r in audit(sql, "device.review", "AND resource_id = %s",
+                                                  x["agentId"])] == ["suspended", "decommissioned"]
+    assert agents.enroll(key["key"], hostname=x["hostname"]).status_code == 201
+    assert_error(hb(api, x["agentId"], x["authToken"]), 401)
+
+
+def test_review_of_an_active_device_is_409(agents, tenants):
+    d = agents.new_device(tenants.a_admin.api, tenants.a.id, tenants.a.site_id)
+    assert_error(review(tenants.a_admin.api, d["agentId"], "decommission"), 409, "not_under_review")
+
+
+def test_review_tenancy_and_permission(agents, tenants, api):
+    x, _ = suspended(agents, tenants, api)
+    # Another tenant: 404 on review and on detail, like an unknown id.
+    assert_error(review(tenants.b_admin.api, x["agentId"], "decommission"), 404, "not_found")
+    assert_error(tenants.b_admin.api.get(f"{DEVICES}/{x['agentId']}"), 404)
+    assert_error(review(tenants.a_admin.api, str(uuid.uuid4()), "decommission"), 404)
+    # devices:read only is not enough.
+    assert_error(review(tenants.a_viewer.api, x["agentId"], "decommission"), 403)
+    d = tenants.a_admin.api.get(f"{DEVICES}/{x['agentId']}").json()
+    assert d["status"] == "suspended"
+
+
+def test_review_body_is_strict(agents, tenants, api):
+    x, _ = suspended(agents, tenants, api)
+    c = tenants.a_admin.api
+    path = f"{DEVICES}/{x['agentId']}/review"
+    for body, field in [({"decision": "allow_reenrollment"}, "note"),
+                        ({"note": "x"}, "decision"),
+                        ({"decision": "forgive", "note": "x"}, "decision"),
+                        ({"decision": "decommission", "note": ""}, "note"),
+                        ({"decision": "decommission", "note": "x" * 1001}, "note"),
+                        ({"decision": "decommission", "note": "bad\nnote"}, "note"),
+                        ({"decision": "decommission", "note": "x", "extra": 1}, "extra")]:
+        b = assert_error(c.post(path, json=body), 400, "validation_error")
+        assert b["error"].get("field") == field, (body, b)
+    assert c.get(f"{DEVICES}/{x['agentId']}").json()["status"] == "suspended"

@@ -113,12 +113,20 @@ struct agents_enroll_input {
 	int heartbeat_interval_s;
 };
 
+/* Why an enrolment was refused by a blocked device. */
+struct agents_enroll_block {
+	char device_id[37]; /* the blocking device, of the enrolling key's organization */
+	const char *match;  /* "hostname" or "fingerprint" (static) */
+	int under_review;   /* 1: suspended, awaiting review; 0: decommissioned by a review */
+};
+
 struct agents_enrollment {
 	char device_id[37];
 	char org_id[37];
 	char site_id[37];
 	char key_id[37];
 	char token[AGENTS_TOKEN_LEN + 1]; /* returned once; caller wipes it */
+	struct agents_enroll_block block; /* filled on BZ_ERR_CONFLICT */
 };
 
 /* Why an enrolment key was not accepted, for the refusal answer and its
@@ -141,7 +149,11 @@ int agents_enroll_check_secret(const char *given, const char *expected, struct b
  * with a fresh token, of which only the SHA-256 is stored. EV describes the
  * change (device.enroll, actor the new device; strings point into OUT).
  * Returns 0, BZ_ERR_UNAUTHORIZED (key not usable: roll back, then see
- * agents_enroll_refusal()), BZ_ERR_CRYPTO, BZ_ERR_NOMEM or BZ_ERR_DB.
+ * agents_enroll_refusal()), BZ_ERR_CONFLICT (a suspended or review-
+ * decommissioned device of the key's organization blocks this hostname or
+ * hardware fingerprint, G6: OUT->block and OUT's key, org and site are
+ * filled; roll back, which also returns the key's use), BZ_ERR_CRYPTO,
+ * BZ_ERR_NOMEM or BZ_ERR_DB.
  */
 int agents_enroll(PGconn *c, const char *pepper, const struct agents_enroll_input *in,
 		  struct agents_enrollment *out, struct audit_event *ev);
@@ -335,19 +347,27 @@ struct agents_device {
 	char display_name[AGENTS_NAME_MAX + 1]; /* "" = none (NULL in the API) */
 	char os_type[AGENTS_TEXT_MAX + 1];
 	char os_version[AGENTS_TEXT_MAX + 1];
-	char status[16];	    /* online, offline, never, decommissioned */
+	char status[16];	    /* online, offline, never, suspended, decommissioned */
 	char last_seen_at[32];	    /* "" = never */
 	char last_ip[64];	    /* "" = unknown */
 	char decommissioned_at[32]; /* "" = not decommissioned */
-	int suspended;
+	int suspended;		    /* awaiting review (G6) */
+	/* Suspension and review (migration 0013; review.c). */
+	char suspended_at[32];	    /* "" = never suspended */
+	char suspension_reason[65]; /* e.g. cross_tenant_probe */
+	int reenrollment_blocked;   /* its hostname/fingerprint may not enrol */
+	char review_decision[24];   /* "" = not reviewed */
+	char reviewed_at[32];	    /* "" = not reviewed */
+	char review_note[1001];	    /* the reviewer's note */
 	/* detail */
 	char architecture[AGENTS_TEXT_MAX + 1];
 	char agent_version[AGENTS_TEXT_MAX + 1];
 	char enrolled_at[32];
-	json_t *hardware;  /* owned; agents_device_free() */
-	json_t *inventory; /* owned */
-	json_t *metrics;   /* owned */
-	int64_t uptime_s;  /* -1 = unknown */
+	json_t *hardware;   /* owned; agents_device_free() */
+	json_t *inventory;  /* owned */
+	json_t *metrics;    /* owned */
+	json_t *ip_history; /* owned; array of {ip, firstSeenAt, lastSeenAt}, newest first */
+	int64_t uptime_s;   /* -1 = unknown */
 	int heartbeat_interval_s;
 };
 
@@ -357,8 +377,8 @@ void agents_device_free(struct agents_device *d);
 struct agents_device_filter {
 	const char *org_id;	/* or NULL */
 	const char *site_id;	/* or NULL */
-	const char *status;	/* online, offline, never, decommissioned, or NULL =
-				  * every device that is not decommissioned */
+	const char *status;	/* online, offline, never, suspended, decommissioned, or
+				  * NULL = every device that is not decommissioned */
 	const char *hostname;	/* prefix (LIKE metacharacters literal) or NULL */
 	const char *after_host; /* keyset cursor: continue after (host, id), or NULL */
 	const char *after_id;
@@ -405,10 +425,47 @@ int agents_device_update(PGconn *c, const struct tenancy_scope *scope, const cha
  * (G1); its heartbeats and audit history stay. EV describes the change
  * (device.decommission); a device already decommissioned is left as it is
  * and EV->action stays NULL. OUT is the device afterwards. Returns 0,
- * BZ_ERR_NOT_FOUND or BZ_ERR_DB, with WHY set.
+ * BZ_ERR_NOT_FOUND, BZ_ERR_CONFLICT (code device_under_review: a suspended
+ * device is ended by agents_device_review()) or BZ_ERR_DB, with WHY set.
  */
 int agents_device_decommission(PGconn *c, const struct tenancy_scope *scope, const char *id,
 			       struct agents_device *out, struct audit_event *ev,
 			       struct bz_errinfo *why);
+
+/* ---- Review of suspended devices, re-enrolment block (review.c; G6) ---- */
+
+enum agents_review_decision {
+	AGENTS_REVIEW_ALLOW_REENROLLMENT, /* end the device, lift the block */
+	AGENTS_REVIEW_DECOMMISSION,	  /* end the device, keep the block */
+};
+
+/*
+ * Records an administrator's review of device ID (visible in SCOPE) inside
+ * the caller's transaction: DECISION with NOTE (a checked display string of
+ * 1..1000 bytes). Either decision ends the device (status decommissioned,
+ * decommissioned_at now; its suspended tokens stay suspended for good).
+ * AGENTS_REVIEW_ALLOW_REENROLLMENT lifts the re-enrolment block; it is also
+ * accepted for a device a previous review decommissioned, to lift the block
+ * it kept. AGENTS_REVIEW_DECOMMISSION keeps the block (its hostname and
+ * hardware fingerprint may not enrol in the organization again until a
+ * later allow_reenrollment). EV describes the change (device.review). OUT
+ * is the device afterwards (release with agents_device_free()). Returns 0,
+ * BZ_ERR_NOT_FOUND, BZ_ERR_CONFLICT (code not_under_review) or BZ_ERR_DB,
+ * with WHY set.
+ */
+int agents_device_review(PGconn *c, const struct tenancy_scope *scope, const char *id,
+			 enum agents_review_decision decision, const char *note,
+			 struct agents_device *out, struct audit_event *ev, struct bz_errinfo *why);
+
+
+/*
+ * Checks whether a device of organization ORG_ID blocks the enrolment of
+ * HOSTNAME (compared case-insensitively) or of hardware HARDWARE (its
+ * "machineId" string, case-insensitively, is the hardware fingerprint;
+ * HARDWARE may be NULL). Returns 0 (not blocked), BZ_ERR_CONFLICT with OUT
+ * filled, or BZ_ERR_DB.
+ */
+int agents_enroll_blocked(PGconn *c, const char *org_id, const char *hostname,
+			  const json_t *hardware, struct agents_enroll_block *out);
 
 #endif
