@@ -4,6 +4,7 @@ server instance), its device awaits an administrator's review and blocks
 re-enrolment; a same-organization mismatch is a 403, audited at most once per
 token per minute. docs/agent-security.md."""
 import json
+import secrets
 import uuid
 
 from conftest import Api, assert_error, heartbeat_body
@@ -60,7 +61,7 @@ def test_cross_tenant_probe_suspends_with_an_opaque_401(agents, tenants, sql, ap
 
 def test_probe_suspends_every_live_token_of_the_device(agents, tenants, sql, api):
     x, y = pair(agents, tenants)
-    grace = "brz_" + "ab" * 32
+    grace = "brz_" + secrets.token_hex(32)
     sql("INSERT INTO agent_tokens (token_hash, device_id, org_id, state, created_at, expires_at)"
         " SELECT encode(sha256(%s::bytea), 'hex'), id, org_id, 'previous', now(),"
         "        now() + interval '5 minutes' FROM devices WHERE id = %s", grace, x["agentId"])

@@ -279,7 +279,8 @@ static void heartbeat(struct request *rq)
 				      .inventory = inv,
 				      .hostname = b.hostname.v,
 				      .os_version = b.os_version.v,
-				      .client_ip = rq->client_ip[0] ? rq->client_ip : NULL};
+				      .client_ip = rq->client_ip[0] ? rq->client_ip : NULL,
+				      .ip_dedup_s = rq->app->cfg->agent_ip_change_dedup_s};
 	int rc = agents_heartbeat_record(c, &a, &hb);
 	json_decref(inv);
 	if (rc != 0) {

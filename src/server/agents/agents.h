@@ -322,18 +322,48 @@ struct agents_heartbeat {
 	const char *hostname;	   /* NULL = unchanged */
 	const char *os_version;	   /* NULL = unchanged */
 	const char *client_ip;	   /* or NULL */
+	int ip_dedup_s; /* AGENT_IP_CHANGE_DEDUP_SECONDS: one event per address per this */
 };
 
 /*
  * Records heartbeat HB of device A on C: last seen time and address, the
  * reported versions, and the latest metrics and inventory. A new source
- * address (G7) and a changed hostname are audited (agent.source.ip.changed,
- * device.renamed) in the same transaction as the change; a heartbeat that
- * changes neither runs as one statement without a transaction (this is the
- * hot path, ~1/min/device). Returns 0 or BZ_ERR_DB / BZ_ERR_NOMEM.
+ * address (G7: recorded in the address history, and audited
+ * agent.source.ip.changed at most once per device and new address per
+ * HB->ip_dedup_s seconds) and a changed hostname (device.renamed) are
+ * written in the same transaction as the change; a heartbeat that changes
+ * neither runs as one statement without a transaction (this is the hot
+ * path, ~1/min/device). Returns 0 or BZ_ERR_DB / BZ_ERR_NOMEM.
  */
 int agents_heartbeat_record(PGconn *c, const struct agents_agent *a,
 			    const struct agents_heartbeat *hb);
+
+/* ---- Source-address history (ip_history.c; G7) ---- */
+
+/* Records IP (or nothing when NULL) as the first address of device
+ * DEVICE_ID of ORG_ID, first and last seen at NOW (epoch seconds), inside
+ * the caller's transaction (enrolment). Returns 0 or BZ_ERR_DB. */
+int agents_ip_history_seed(PGconn *c, const char *device_id, const char *org_id, const char *ip,
+			   int64_t now);
+
+/*
+ * Inside the caller's transaction, before the heartbeat overwrites the
+ * device's last_seen_at: device A (previous address A->old_ip, "" = none)
+ * is now seen at IP. The old address's row gets the device's last
+ * sighting, IP's row is inserted or refreshed, and rows beyond the 20 most
+ * recently seen are pruned. *AUDIT is 1 when agent.source.ip.changed is to
+ * be written: A had an address and no event for IP was written within
+ * DEDUP_S seconds before NOW (epoch seconds, bz_now()); the event's time
+ * is then recorded. Returns 0 or BZ_ERR_DB.
+ */
+int agents_ip_history_move(PGconn *c, const struct agents_agent *a, const char *ip, int dedup_s,
+			   int64_t now, int *audit);
+
+/* Device DEVICE_ID's addresses as a new JSON array of {"ip", "firstSeenAt",
+ * "lastSeenAt"}, the most recently seen first, at most 20, into *OUT (the
+ * current address is last seen at the device's last_seen_at). The caller
+ * has checked the device is visible. Returns 0, BZ_ERR_DB or BZ_ERR_NOMEM. */
+int agents_ip_history_json(PGconn *c, const char *device_id, json_t **out);
 
 /* ---- Devices (devices.c) ---- */
 

@@ -204,6 +204,8 @@ static int device_get(PGconn *c, const struct tenancy_scope *sc, const char *id,
 		rc = 0;
 	}
 	PQclear(r);
+	if (rc == 0 && (rc = agents_ip_history_json(c, out->id, &out->ip_history)) != 0)
+		agents_device_free(out);
 	return rc;
 }
 

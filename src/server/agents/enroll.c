@@ -117,6 +117,8 @@ int agents_enroll(PGconn *c, const char *pepper, const struct agents_enroll_inpu
 	PQclear(r);
 	rc = agents_token_insert(c, out->device_id, out->org_id, token_hash, AGENTS_TOKEN_CURRENT,
 				 now, 0);
+	if (rc == 0) /* G7: the enrolment address opens the history */
+		rc = agents_ip_history_seed(c, out->device_id, out->org_id, in->client_ip, now);
 	if (rc != 0) {
 		crypto_wipe(out->token, sizeof(out->token));
 		return rc;
