@@ -1,6 +1,6 @@
 -- 0013_probe_review_ip_history: cross-tenant probe suspension and its
 -- review (checklist G6), and the source addresses of a device (G7).
--- docs/agent-security.md explains both.
+-- docs/probes-and-addresses.md explains both.
 --
 -- A device whose agent token was used on another organization's device is
 -- suspended: every live token of it becomes 'suspended' (agent_tokens,

@@ -1,7 +1,7 @@
 """Source-address tracking (G7): behind a trusted proxy the forwarded address
 is the one recorded; agent.source.ip.changed at most once per device and new
 address per AGENT_IP_CHANGE_DEDUP_SECONDS; the last 20 addresses with first
-and last seen in GET /api/v1/devices/:id. docs/agent-security.md."""
+and last seen in GET /api/v1/devices/:id. docs/probes-and-addresses.md."""
 import json
 
 import pytest

@@ -2,7 +2,7 @@
 organization's device is suspended at once and durably (opaque 401, on every
 server instance), its device awaits an administrator's review and blocks
 re-enrolment; a same-organization mismatch is a 403, audited at most once per
-token per minute. docs/agent-security.md."""
+token per minute. docs/probes-and-addresses.md."""
 import json
 import secrets
 import uuid

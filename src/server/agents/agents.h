@@ -277,7 +277,7 @@ int agents_tokens_retire_all(PGconn *c, const char *device_id, const char *reaso
 int agents_agent_auth(PGconn *c, const char *token_hash, const char *path_id,
 		      struct agents_agent *out, struct bz_errinfo *why);
 
-/* ---- Cross-tenant probes (probe.c; G6, docs/agent-security.md) ---- */
+/* ---- Cross-tenant probes (probe.c; G6, docs/probes-and-addresses.md) ---- */
 
 /*
  * Called by agents_agent_auth() when token A (looked up and usable) was

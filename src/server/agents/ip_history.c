@@ -1,6 +1,6 @@
 /*
  * ip_history.c — the source addresses of a device (checklist G7; table
- * device_ip_history, migration 0013; docs/agent-security.md).
+ * device_ip_history, migration 0013; docs/probes-and-addresses.md).
  *
  * A device keeps its last 20 addresses with when each was first and last
  * seen. The hot path stays one statement: a heartbeat from the device's

@@ -1,6 +1,6 @@
 /*
  * probe.c — an agent token sent for another device's path (checklist G6;
- * docs/agent-security.md).
+ * docs/probes-and-addresses.md).
  *
  * A token aimed at a device of another organization is a cross-tenant
  * probe: a stolen or copied token being tried against someone else's

@@ -1,6 +1,6 @@
 /*
  * review.c — what becomes of a device suspended by a cross-tenant probe
- * (checklist G6; probe.c; docs/agent-security.md): an administrator's
+ * (checklist G6; probe.c; docs/probes-and-addresses.md): an administrator's
  * review, and the re-enrolment block a suspended device holds until then.
  *
  * A suspended device's tokens never work again, whatever the review says:
