@@ -251,7 +251,7 @@ def test_review_allow_reenrollment(agents, tenants, api, sql):
 
 
 def test_review_decommission_keeps_the_block(agents, tenants, api, sql):
-    x, _ = suspended(agents, tenants, api)
+    x, _ = suspended(agents, tenants, api, hardware={"machineId": "feedface" * 4})
     r = review(tenants.a_admin.api, x["agentId"], "decommission", "stolen laptop")
     assert r.status_code == 200, r.text
     d = r.json()
@@ -260,7 +260,12 @@ def test_review_decommission_keeps_the_block(agents, tenants, api, sql):
     assert_error(hb(api, x["agentId"], x["authToken"]), 401)
     key = agents.create_key(tenants.a_admin.api, tenants.a.id, tenants.a.site_id)
     assert_error(agents.enroll(key["key"], hostname=x["hostname"]), 409, "device_blocked")
+    assert_error(agents.enroll(key["key"], hardware={"machineId": "FEEDFACE" * 4}), 409,
+                 "device_blocked")
     assert usage(sql, key) == 0
+    rows = audit(sql, "agent.enroll.failed", "AND resource_id = %s", x["agentId"])
+    assert [(r[0], r[3]["reason"], r[3]["match"]) for r in rows] == [
+        (tenants.a.id, "device_blocked", "hostname"), (tenants.a.id, "device_blocked", "fingerprint")]
     # Not in the queue any more, but blocked; only allow_reenrollment lifts it.
     listed = tenants.a_admin.api.get(DEVICES, params={"status": "suspended"}).json()["devices"]
     assert x["agentId"] not in [e["id"] for e in listed]
