@@ -6,6 +6,7 @@ token per minute. docs/probes-and-addresses.md."""
 import json
 import secrets
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 from conftest import Api, assert_error, heartbeat_body
 
@@ -309,3 +310,15 @@ def test_review_body_is_strict(agents, tenants, api):
         b = assert_error(c.post(path, json=body), 400, "validation_error")
         assert b["error"].get("field") == field, (body, b)
     assert c.get(f"{DEVICES}/{x['agentId']}").json()["status"] == "suspended"
+
+
+def test_concurrent_probes_suspend_once(agents, tenants, sql, api, spawn_server):
+    """Probes racing on two instances: one suspension, one set of audit rows."""
+    other = Api(spawn_server().url)
+    x, y = pair(agents, tenants)
+    with ThreadPoolExecutor(8) as pool:
+        rs = list(pool.map(lambda i: hb(api if i % 2 else other, y["agentId"], x["authToken"]),
+                           range(8)))
+    assert {r.status_code for r in rs} == {401}
+    assert len(audit(sql, "agent.token.suspended", "AND actor_id = %s", x["agentId"])) == 2
+    assert len(audit(sql, "agent.probe.detected", "AND resource_id = %s", y["agentId"])) == 1
