@@ -229,6 +229,8 @@ static const struct var vars[] = {
 	 F(heartbeat_interval_s)},
 	{"AGENT_TOKEN_MAX_AGE_DAYS", VAR_UINT, 1, NEED_OPTIONAL, NULL, "30", 1, 3650, PROD_NONE,
 	 F(agent_token_max_age_days)},
+	{"AGENT_IP_CHANGE_DEDUP_SECONDS", VAR_UINT, 1, NEED_OPTIONAL, NULL, "86400", 0,
+	 30UL * 86400, PROD_NONE, F(agent_ip_change_dedup_s)},
 	{"AUDIT_CHECKPOINT_INTERVAL_SECONDS", VAR_UINT, 1, NEED_OPTIONAL, NULL, "300", 0, 86400,
 	 PROD_NONE, F(audit_checkpoint_interval_s)},
 	{"AUDIT_RETENTION_INTERVAL_SECONDS", VAR_UINT, 1, NEED_OPTIONAL, NULL, "86400", 0,

@@ -64,6 +64,9 @@ struct config {
 	int64_t access_token_ttl_s;	       /* 900 (15 min), fixed */
 	int heartbeat_interval_s;	       /* default 60 */
 	int agent_token_max_age_days;	       /* rotation asked past it, default 30 (G2) */
+	/* AGENT_IP_CHANGE_DEDUP_SECONDS, 0..30 days, default 86400: at most one
+	 * agent.source.ip.changed per device and new address in this (G7) */
+	int agent_ip_change_dedup_s;
 	struct cidr_list trusted_proxies;
 	uint32_t argon2_memory_kib, argon2_iterations, argon2_parallelism, argon2_max_concurrent;
 	size_t http_max_body_bytes;    /* default 1 MiB */

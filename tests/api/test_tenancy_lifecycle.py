@@ -220,9 +220,12 @@ def test_delete_refused_while_devices_remain(admin, make_org, agents, sql):
     b = not_empty(admin.delete(f"/api/v1/organizations/{org.id}"), "organization_not_empty", "devices")
     assert "enrollment keys" not in b["error"]["message"] and "users" not in b["error"]["message"]
     # A suspended device still counts; a decommissioned one does not.
-    sql("UPDATE devices SET status = 'suspended' WHERE id = %s", d["agentId"])
+    sql("UPDATE devices SET status = 'suspended', suspended_at = now(),"
+        " suspension_reason = 'cross_tenant_probe', reenrollment_blocked = true WHERE id = %s",
+        d["agentId"])
     not_empty(admin.delete(f"/api/v1/sites/{org.site_id}"), "site_not_empty", "devices")
-    sql("UPDATE devices SET status = 'active' WHERE id = %s", d["agentId"])
+    sql("UPDATE devices SET status = 'active', suspended_at = NULL, suspension_reason = NULL,"
+        " reenrollment_blocked = false WHERE id = %s", d["agentId"])
     assert admin.post(f"/api/v1/devices/{d['agentId']}/decommission").status_code == 200
     assert admin.delete(f"/api/v1/sites/{org.site_id}").status_code == 204
     assert admin.delete(f"/api/v1/organizations/{org.id}").status_code == 204

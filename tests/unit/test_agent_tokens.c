@@ -77,7 +77,7 @@ static void retired_table(void **state)
 		{AGENTS_TOKEN_RETIRED, 0, 1},  {AGENTS_TOKEN_PREVIOUS, 0, 1},
 		{AGENTS_TOKEN_PREVIOUS, 1, 0}, {AGENTS_TOKEN_CURRENT, 1, 0},
 		{AGENTS_TOKEN_PENDING, 0, 0}, /* an unconfirmed token that expired */
-		{AGENTS_TOKEN_PENDING, 1, 0},  {AGENTS_TOKEN_SUSPENDED, 0, 0},
+		{AGENTS_TOKEN_PENDING, 1, 0},  {AGENTS_TOKEN_SUSPENDED, 0, 1},
 	};
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {

@@ -62,6 +62,41 @@ static void enroll_refused(struct request *rq, PGconn *c, const char *key, const
 			"enrollment key is %s", ref.reason);
 }
 
+/* G6: refuses an enrolment that a suspended (or review-decommissioned)
+ * device of the key's organization blocks with 409, and audits it in that
+ * organization's chain; the enrolment transaction is already rolled back,
+ * so the key's use is not consumed. */
+static void enroll_blocked(struct request *rq, PGconn *c, const struct agents_enrollment *e,
+			   const char *hostname)
+{
+	const struct agents_enroll_block *b = &e->block;
+	const char *reason = b->under_review ? "device_under_review" : "device_blocked";
+	struct audit_event ev = {.org_id = e->org_id,
+				 .actor_type = "agent",
+				 .action = "agent.enroll.failed",
+				 .resource = "devices",
+				 .resource_id = b->device_id,
+				 .result = "failure",
+				 .details = json_pack("{s:s,s:s,s:s,s:s}", "reason", reason,
+						      "hostname", hostname, "match", b->match,
+						      "enrollmentKeyId", e->key_id)};
+
+	http_audit_actor(&ev, rq);
+	if (audit_write_standalone(c, &ev) != 0)
+		log_error("audit.write.failed", "action", ev.action, NULL);
+	json_decref(ev.details);
+	if (b->under_review)
+		http_fail(rq, 409, reason,
+			  "a suspended device of this organization with the same %s awaits an "
+			  "administrator's review",
+			  b->match);
+	else
+		http_fail(rq, 409, reason,
+			  "a device of this organization with the same %s was decommissioned by a "
+			  "review; an administrator must allow its re-enrollment",
+			  b->match);
+}
+
 /* R5: enrolment attempts per client address, before the secret or the
  * key is checked. Returns 0 or BZ_ERR_RESPONDED (429, audited once per
  * address per window). */
@@ -117,9 +152,12 @@ static void enroll(struct request *rq)
 					 .client_ip = rq->client_ip[0] ? rq->client_ip : NULL,
 					 .heartbeat_interval_s = cfg->heartbeat_interval_s};
 	int rc = agents_enroll(c, cfg->secrets[SECRET_ENROLLMENT_KEY_PEPPER], &in, &e, &ev);
-	if (rc == BZ_ERR_UNAUTHORIZED) {
+	if (rc == BZ_ERR_UNAUTHORIZED || rc == BZ_ERR_CONFLICT) {
 		db_rollback(c);
-		enroll_refused(rq, c, b.key.v, b.hostname.v);
+		if (rc == BZ_ERR_CONFLICT)
+			enroll_blocked(rq, c, &e, b.hostname.v);
+		else
+			enroll_refused(rq, c, b.key.v, b.hostname.v);
 		return;
 	}
 	json_t *out = rc != 0 ? NULL
@@ -215,6 +253,12 @@ static int agent_auth(struct request *rq, PGconn **c, struct agents_agent *a, ch
 	    agents_token_retired_use(*c, token_hash, a, rq->client_ip[0] ? rq->client_ip : NULL,
 				     bz_now()) != 0)
 		log_error("audit.write.failed", "action", "agent.token.retired_use", NULL);
+	/* G6: another device's path. A failed suspension still refuses, with
+	 * the same answer; the next attempt tries again. */
+	if (rc != 0 && a->probe != AGENTS_PROBE_NONE &&
+	    agents_probe_record(*c, token_hash, a, rq->client_ip[0] ? rq->client_ip : NULL,
+				bz_now()) != 0)
+		log_error("agent.probe.record_failed", "deviceId", a->device_id, NULL);
 	if (rc != 0) {
 		http_fail_why(rq, rc, &why);
 		return BZ_ERR_RESPONDED;
@@ -254,7 +298,8 @@ static void heartbeat(struct request *rq)
 				      .inventory = inv,
 				      .hostname = b.hostname.v,
 				      .os_version = b.os_version.v,
-				      .client_ip = rq->client_ip[0] ? rq->client_ip : NULL};
+				      .client_ip = rq->client_ip[0] ? rq->client_ip : NULL,
+				      .ip_dedup_s = rq->app->cfg->agent_ip_change_dedup_s};
 	/* G2: a heartbeat made with a live pending token confirms it. */
 	int rc = a.token_state == AGENTS_TOKEN_PENDING
 			 ? agents_token_confirm_heartbeat(c, token_hash, &a, hb.client_ip, bz_now(),

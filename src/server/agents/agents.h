@@ -113,12 +113,20 @@ struct agents_enroll_input {
 	int heartbeat_interval_s;
 };
 
+/* Why an enrolment was refused by a blocked device. */
+struct agents_enroll_block {
+	char device_id[37]; /* the blocking device, of the enrolling key's organization */
+	const char *match;  /* "hostname" or "fingerprint" (static) */
+	int under_review;   /* 1: suspended, awaiting review; 0: decommissioned by a review */
+};
+
 struct agents_enrollment {
 	char device_id[37];
 	char org_id[37];
 	char site_id[37];
 	char key_id[37];
 	char token[AGENTS_TOKEN_LEN + 1]; /* returned once; caller wipes it */
+	struct agents_enroll_block block; /* filled on BZ_ERR_CONFLICT */
 };
 
 /* Why an enrolment key was not accepted, for the refusal answer and its
@@ -141,7 +149,11 @@ int agents_enroll_check_secret(const char *given, const char *expected, struct b
  * with a fresh token, of which only the SHA-256 is stored. EV describes the
  * change (device.enroll, actor the new device; strings point into OUT).
  * Returns 0, BZ_ERR_UNAUTHORIZED (key not usable: roll back, then see
- * agents_enroll_refusal()), BZ_ERR_CRYPTO, BZ_ERR_NOMEM or BZ_ERR_DB.
+ * agents_enroll_refusal()), BZ_ERR_CONFLICT (a suspended or review-
+ * decommissioned device of the key's organization blocks this hostname or
+ * hardware fingerprint, G6: OUT->block and OUT's key, org and site are
+ * filled; roll back, which also returns the key's use), BZ_ERR_CRYPTO,
+ * BZ_ERR_NOMEM or BZ_ERR_DB.
  */
 int agents_enroll(PGconn *c, const char *pepper, const struct agents_enroll_input *in,
 		  struct agents_enrollment *out, struct audit_event *ev);
@@ -183,6 +195,14 @@ enum agents_token_state {
 	AGENTS_TOKEN_SUSPENDED, /* taken out of service by a security event */
 };
 
+/* What a token used on another device's path was aimed at (G6; probe.c). */
+enum agents_probe {
+	AGENTS_PROBE_NONE,	     /* the token's own device */
+	AGENTS_PROBE_CROSS_TENANT,   /* a device of another organization: suspend */
+	AGENTS_PROBE_SAME_ORG,	     /* another device of the token's organization */
+	AGENTS_PROBE_UNKNOWN_DEVICE, /* no such device */
+};
+
 /* The device an agent token speaks for, and the token's state. */
 struct agents_agent {
 	char device_id[37];
@@ -196,6 +216,10 @@ struct agents_agent {
 	int64_t token_activated_at; /* epoch seconds it became current; 0 = never */
 	int rotation_requested;	    /* current token: an administrator asked for rotation */
 	int pending_live;	    /* current token: the device has a live pending token */
+	/* Set by agents_agent_auth() when the path names another device. */
+	enum agents_probe probe;
+	char probe_device_id[37]; /* the path device */
+	char probe_org_id[37];	  /* its organization ("" when unknown) */
 };
 
 /* The state's name as stored ("pending", "current", ...). Static storage. */
@@ -324,8 +348,9 @@ int agents_token_confirm_expired(const struct agents_agent *a, const char *path_
 int agents_token_rotate_due(const struct agents_agent *a, int64_t now, int64_t max_age_s);
 
 /* 1 when A (filled by a refused agents_agent_auth()) is a token that left
- * service: retired, or previous after its grace. Seeing one is a theft
- * signal (G2). 0 for an unknown token (A zeroed) and every other state. */
+ * service: retired, suspended (a cross-tenant probe, G6), or previous after
+ * its grace. Seeing one is a theft signal (G2). 0 for an unknown token (A
+ * zeroed) and every other state. */
 int agents_token_is_retired(const struct agents_agent *a);
 
 /*
@@ -381,6 +406,42 @@ int agents_token_reset(PGconn *c, const struct tenancy_scope *scope, const char 
 int agents_agent_auth(PGconn *c, const char *token_hash, const char *path_id,
 		      struct agents_agent *out, struct bz_errinfo *why);
 
+/* ---- Cross-tenant probes (probe.c; G6, docs/probes-and-addresses.md) ---- */
+
+/*
+ * Called by agents_agent_auth() when token A (looked up and usable) was
+ * sent for path device PATH_ID, which is not its own: finds PATH_ID's
+ * organization and records the answer in A->probe, A->probe_device_id and
+ * A->probe_org_id. Returns BZ_ERR_UNAUTHORIZED with exactly the WHY of an
+ * unknown token for a device of another organization (the caller must then
+ * call agents_probe_record(), which suspends the token), BZ_ERR_FORBIDDEN
+ * (code forbidden) for another device of the same organization or a device
+ * that does not exist, or BZ_ERR_DB.
+ */
+int agents_probe_classify(PGconn *c, struct agents_agent *a, const char *path_id,
+			  struct bz_errinfo *why);
+
+/*
+ * Acts on the probe agents_probe_classify() recorded in A (token TOKEN_HASH,
+ * from source address IP or NULL) at NOW (epoch seconds), each in its own
+ * transaction on C (the request itself fails):
+ * - AGENTS_PROBE_CROSS_TENANT: every live token of A's device (current,
+ *   pending, previous in its grace) becomes suspended (reason
+ *   cross_tenant_probe), the device is suspended and blocks re-enrolment,
+ *   and three audit rows are written: agent.token.suspended in the token's
+ *   organization (without the other organization's id), agent.probe.detected
+ *   in the probed device's organization (without the prober's ids), and
+ *   agent.token.suspended with every id in the system chain. A token
+ *   already suspended by a concurrent request changes nothing, writes no
+ *   row.
+ * - AGENTS_PROBE_SAME_ORG, AGENTS_PROBE_UNKNOWN_DEVICE: audit
+ *   agent.token.mismatch (result denied) in the token's organization, at
+ *   most once per token per 60 s (agent_tokens.mismatch_audited_at).
+ * Returns 0 or BZ_ERR_DB / BZ_ERR_NOMEM (nothing committed).
+ */
+int agents_probe_record(PGconn *c, const char *token_hash, const struct agents_agent *a,
+			const char *ip, int64_t now);
+
 struct agents_heartbeat {
 	const char *status;	   /* checked display string; NULL = "online" */
 	const char *agent_version; /* NULL = unchanged */
@@ -390,18 +451,48 @@ struct agents_heartbeat {
 	const char *hostname;	   /* NULL = unchanged */
 	const char *os_version;	   /* NULL = unchanged */
 	const char *client_ip;	   /* or NULL */
+	int ip_dedup_s; /* AGENT_IP_CHANGE_DEDUP_SECONDS: one event per address per this */
 };
 
 /*
  * Records heartbeat HB of device A on C: last seen time and address, the
  * reported versions, and the latest metrics and inventory. A new source
- * address (G7) and a changed hostname are audited (agent.source.ip.changed,
- * device.renamed) in the same transaction as the change; a heartbeat that
- * changes neither runs as one statement without a transaction (this is the
- * hot path, ~1/min/device). Returns 0 or BZ_ERR_DB / BZ_ERR_NOMEM.
+ * address (G7: recorded in the address history, and audited
+ * agent.source.ip.changed at most once per device and new address per
+ * HB->ip_dedup_s seconds) and a changed hostname (device.renamed) are
+ * written in the same transaction as the change; a heartbeat that changes
+ * neither runs as one statement without a transaction (this is the hot
+ * path, ~1/min/device). Returns 0 or BZ_ERR_DB / BZ_ERR_NOMEM.
  */
 int agents_heartbeat_record(PGconn *c, const struct agents_agent *a,
 			    const struct agents_heartbeat *hb);
+
+/* ---- Source-address history (ip_history.c; G7) ---- */
+
+/* Records IP (or nothing when NULL) as the first address of device
+ * DEVICE_ID of ORG_ID, first and last seen at NOW (epoch seconds), inside
+ * the caller's transaction (enrolment). Returns 0 or BZ_ERR_DB. */
+int agents_ip_history_seed(PGconn *c, const char *device_id, const char *org_id, const char *ip,
+			   int64_t now);
+
+/*
+ * Inside the caller's transaction, before the heartbeat overwrites the
+ * device's last_seen_at: device A (previous address A->old_ip, "" = none)
+ * is now seen at IP. The old address's row gets the device's last
+ * sighting, IP's row is inserted or refreshed, and rows beyond the 20 most
+ * recently seen are pruned. *AUDIT is 1 when agent.source.ip.changed is to
+ * be written: A had an address and no event for IP was written within
+ * DEDUP_S seconds before NOW (epoch seconds, bz_now()); the event's time
+ * is then recorded. Returns 0 or BZ_ERR_DB.
+ */
+int agents_ip_history_move(PGconn *c, const struct agents_agent *a, const char *ip, int dedup_s,
+			   int64_t now, int *audit);
+
+/* Device DEVICE_ID's addresses as a new JSON array of {"ip", "firstSeenAt",
+ * "lastSeenAt"}, the most recently seen first, at most 20, into *OUT (the
+ * current address is last seen at the device's last_seen_at). The caller
+ * has checked the device is visible. Returns 0, BZ_ERR_DB or BZ_ERR_NOMEM. */
+int agents_ip_history_json(PGconn *c, const char *device_id, json_t **out);
 
 /* ---- Devices (devices.c) ---- */
 
@@ -415,19 +506,27 @@ struct agents_device {
 	char display_name[AGENTS_NAME_MAX + 1]; /* "" = none (NULL in the API) */
 	char os_type[AGENTS_TEXT_MAX + 1];
 	char os_version[AGENTS_TEXT_MAX + 1];
-	char status[16];	    /* online, offline, never, decommissioned */
+	char status[16];	    /* online, offline, never, suspended, decommissioned */
 	char last_seen_at[32];	    /* "" = never */
 	char last_ip[64];	    /* "" = unknown */
 	char decommissioned_at[32]; /* "" = not decommissioned */
-	int suspended;
+	int suspended;		    /* awaiting review (G6) */
+	/* Suspension and review (migration 0013; review.c). */
+	char suspended_at[32];	    /* "" = never suspended */
+	char suspension_reason[65]; /* e.g. cross_tenant_probe */
+	int reenrollment_blocked;   /* its hostname/fingerprint may not enrol */
+	char review_decision[24];   /* "" = not reviewed */
+	char reviewed_at[32];	    /* "" = not reviewed */
+	char review_note[1001];	    /* the reviewer's note */
 	/* detail */
 	char architecture[AGENTS_TEXT_MAX + 1];
 	char agent_version[AGENTS_TEXT_MAX + 1];
 	char enrolled_at[32];
-	json_t *hardware;  /* owned; agents_device_free() */
-	json_t *inventory; /* owned */
-	json_t *metrics;   /* owned */
-	int64_t uptime_s;  /* -1 = unknown */
+	json_t *hardware;   /* owned; agents_device_free() */
+	json_t *inventory;  /* owned */
+	json_t *metrics;    /* owned */
+	json_t *ip_history; /* owned; array of {ip, firstSeenAt, lastSeenAt}, newest first */
+	int64_t uptime_s;   /* -1 = unknown */
 	int heartbeat_interval_s;
 };
 
@@ -437,8 +536,8 @@ void agents_device_free(struct agents_device *d);
 struct agents_device_filter {
 	const char *org_id;	/* or NULL */
 	const char *site_id;	/* or NULL */
-	const char *status;	/* online, offline, never, decommissioned, or NULL =
-				  * every device that is not decommissioned */
+	const char *status;	/* online, offline, never, suspended, decommissioned, or
+				  * NULL = every device that is not decommissioned */
 	const char *hostname;	/* prefix (LIKE metacharacters literal) or NULL */
 	const char *after_host; /* keyset cursor: continue after (host, id), or NULL */
 	const char *after_id;
@@ -485,10 +584,47 @@ int agents_device_update(PGconn *c, const struct tenancy_scope *scope, const cha
  * (G1); its heartbeats and audit history stay. EV describes the change
  * (device.decommission); a device already decommissioned is left as it is
  * and EV->action stays NULL. OUT is the device afterwards. Returns 0,
- * BZ_ERR_NOT_FOUND or BZ_ERR_DB, with WHY set.
+ * BZ_ERR_NOT_FOUND, BZ_ERR_CONFLICT (code device_under_review: a suspended
+ * device is ended by agents_device_review()) or BZ_ERR_DB, with WHY set.
  */
 int agents_device_decommission(PGconn *c, const struct tenancy_scope *scope, const char *id,
 			       struct agents_device *out, struct audit_event *ev,
 			       struct bz_errinfo *why);
+
+/* ---- Review of suspended devices, re-enrolment block (review.c; G6) ---- */
+
+enum agents_review_decision {
+	AGENTS_REVIEW_ALLOW_REENROLLMENT, /* end the device, lift the block */
+	AGENTS_REVIEW_DECOMMISSION,	  /* end the device, keep the block */
+};
+
+/*
+ * Records an administrator's review of device ID (visible in SCOPE) inside
+ * the caller's transaction: DECISION with NOTE (a checked display string of
+ * 1..1000 bytes). Either decision ends the device (status decommissioned,
+ * decommissioned_at now; its suspended tokens stay suspended for good).
+ * AGENTS_REVIEW_ALLOW_REENROLLMENT lifts the re-enrolment block; it is also
+ * accepted for a device a previous review decommissioned, to lift the block
+ * it kept. AGENTS_REVIEW_DECOMMISSION keeps the block (its hostname and
+ * hardware fingerprint may not enrol in the organization again until a
+ * later allow_reenrollment). EV describes the change (device.review). OUT
+ * is the device afterwards (release with agents_device_free()). Returns 0,
+ * BZ_ERR_NOT_FOUND, BZ_ERR_CONFLICT (code not_under_review) or BZ_ERR_DB,
+ * with WHY set.
+ */
+int agents_device_review(PGconn *c, const struct tenancy_scope *scope, const char *id,
+			 enum agents_review_decision decision, const char *note,
+			 struct agents_device *out, struct audit_event *ev, struct bz_errinfo *why);
+
+
+/*
+ * Checks whether a device of organization ORG_ID blocks the enrolment of
+ * HOSTNAME (compared case-insensitively) or of hardware HARDWARE (its
+ * "machineId" string, case-insensitively, is the hardware fingerprint;
+ * HARDWARE may be NULL). Returns 0 (not blocked), BZ_ERR_CONFLICT with OUT
+ * filled, or BZ_ERR_DB.
+ */
+int agents_enroll_blocked(PGconn *c, const char *org_id, const char *hostname,
+			  const json_t *hardware, struct agents_enroll_block *out);
 
 #endif

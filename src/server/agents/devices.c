@@ -20,17 +20,26 @@
 
 #define STATUS_EXPR                                                                                \
 	"CASE WHEN d.status = 'decommissioned' THEN 'decommissioned'"                              \
+	"     WHEN d.status = 'suspended' THEN 'suspended'"                                        \
 	"     WHEN d.last_seen_at IS NULL THEN 'never'"                                            \
 	"     WHEN d.last_seen_at > now() - make_interval(secs => 3 * d.heartbeat_interval_s)"     \
 	"     THEN 'online' ELSE 'offline' END"
 
+/* Suspension and review (migration 0013): columns 12..17 of DEVICE_COLS. */
+#define SUSPENSION_COLS                                                                            \
+	" coalesce(" DB_TS(                                                                        \
+		"d.suspended_at") ", ''), coalesce(d.suspension_reason, ''),"                      \
+				  " d.reenrollment_blocked::int, coalesce(d.review_decision, '')," \
+				  " coalesce(" DB_TS(                                              \
+					  "d.reviewed_at") ", ''), coalesce(d.review_note, '')"
+
 #define DEVICE_COLS                                                                                \
 	"d.id, d.org_id, d.site_id, d.hostname, coalesce(d.display_name, ''), d.os_type,"          \
-	" d.os_version, " STATUS_EXPR                                                              \
-	", coalesce(" DB_TS("d.last_seen_at") ", ''),"                                             \
-					      " coalesce(host(d.last_ip), ''), coalesce(" DB_TS(   \
-						      "d.decommissioned_at") ", ''), d.status"
-#define DEVICE_NCOLS 12
+	" d.os_version, " STATUS_EXPR ", coalesce(" DB_TS(                                         \
+		"d.last_seen_at") ", ''),"                                                         \
+				  " coalesce(host(d.last_ip), ''), coalesce(" DB_TS(               \
+					  "d.decommissioned_at") ", ''), d.status," SUSPENSION_COLS
+#define DEVICE_NCOLS 18
 
 #define DETAIL_COLS                                                                                                       \
 	DEVICE_COLS ", d.architecture, d.agent_version, " DB_TS(                                                          \
@@ -56,6 +65,12 @@ static void device_from_row(const PGresult *r, int i, struct agents_device *d)
 	text_copy(d->last_ip, sizeof(d->last_ip), PQgetvalue(r, i, 9));
 	text_copy(d->decommissioned_at, sizeof(d->decommissioned_at), PQgetvalue(r, i, 10));
 	d->suspended = strcmp(PQgetvalue(r, i, 11), "suspended") == 0;
+	text_copy(d->suspended_at, sizeof(d->suspended_at), PQgetvalue(r, i, 12));
+	text_copy(d->suspension_reason, sizeof(d->suspension_reason), PQgetvalue(r, i, 13));
+	d->reenrollment_blocked = strcmp(PQgetvalue(r, i, 14), "1") == 0;
+	text_copy(d->review_decision, sizeof(d->review_decision), PQgetvalue(r, i, 15));
+	text_copy(d->reviewed_at, sizeof(d->reviewed_at), PQgetvalue(r, i, 16));
+	text_copy(d->review_note, sizeof(d->review_note), PQgetvalue(r, i, 17));
 	d->uptime_s = -1;
 }
 
@@ -86,7 +101,8 @@ void agents_device_free(struct agents_device *d)
 	json_decref(d->hardware);
 	json_decref(d->inventory);
 	json_decref(d->metrics);
-	d->hardware = d->inventory = d->metrics = NULL;
+	json_decref(d->ip_history);
+	d->hardware = d->inventory = d->metrics = d->ip_history = NULL;
 }
 
 /* Escapes LIKE metacharacters of PREFIX and appends '%'. Caller frees. */
@@ -188,6 +204,8 @@ static int device_get(PGconn *c, const struct tenancy_scope *sc, const char *id,
 		rc = 0;
 	}
 	PQclear(r);
+	if (rc == 0 && (rc = agents_ip_history_json(c, out->id, &out->ip_history)) != 0)
+		agents_device_free(out);
 	return rc;
 }
 
@@ -282,7 +300,7 @@ int agents_device_decommission(PGconn *c, const struct tenancy_scope *sc, const 
 	 * this commit on, neither the current nor a grace-period token works. */
 	static const char *sql =
 		"UPDATE devices d SET status = 'decommissioned', decommissioned_at = now()"
-		" WHERE d.id = $3::uuid AND d.status <> 'decommissioned' AND " DEVICE_SCOPE
+		" WHERE d.id = $3::uuid AND d.status = 'active' AND " DEVICE_SCOPE
 		" RETURNING d.id";
 	const char *p[3] = {sc->org_ids_pg, sc->site_ids_pg, id};
 	PGresult *r;
@@ -300,6 +318,12 @@ int agents_device_decommission(PGconn *c, const struct tenancy_scope *sc, const 
 	if ((rc = device_get(c, sc, id, 0, out)) != 0)
 		return rc == BZ_ERR_NOT_FOUND ? bz_fail(why, rc, NULL, NULL, "device not found")
 					      : rc;
+	if (!changed && out->suspended) {
+		agents_device_free(out);
+		return bz_fail(why, BZ_ERR_CONFLICT, "device_under_review", NULL,
+			       "device is suspended and awaits review: POST "
+			       "/api/v1/devices/{id}/review decides what becomes of it");
+	}
 	if (!changed)
 		return 0; /* already decommissioned: nothing to audit */
 	*ev = (struct audit_event){.org_id = out->org_id,

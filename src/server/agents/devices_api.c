@@ -19,14 +19,35 @@ static const char *or_null(const char *s)
 	return s[0] ? s : NULL;
 }
 
+/* G6: why the device was suspended, and what its review decided (null
+ * when never suspended / not reviewed); no other tenant's id. */
+static void suspension_json(json_t *j, const struct agents_device *d)
+{
+	json_object_set_new(j, "suspension",
+			    d->suspended_at[0]
+				    ? json_pack("{s:s,s:s}", "reason", d->suspension_reason, "at",
+						d->suspended_at)
+				    : json_null());
+	json_object_set_new(j, "review",
+			    d->reviewed_at[0]
+				    ? json_pack("{s:s,s:s,s:s}", "decision", d->review_decision,
+						"note", d->review_note, "at", d->reviewed_at)
+				    : json_null());
+	json_object_set_new(j, "reenrollmentBlocked", json_boolean(d->reenrollment_blocked));
+}
+
 static json_t *device_json(const struct agents_device *d)
 {
-	return json_pack("{s:s,s:s,s:s,s:s,s:s?,s:s,s:s,s:s,s:s?,s:s?,s:s?,s:b}", "id", d->id,
-			 "orgId", d->org_id, "siteId", d->site_id, "hostname", d->hostname,
-			 "displayName", or_null(d->display_name), "osType", d->os_type, "osVersion",
-			 d->os_version, "status", d->status, "lastSeenAt", or_null(d->last_seen_at),
-			 "lastIp", or_null(d->last_ip), "decommissionedAt",
-			 or_null(d->decommissioned_at), "suspended", d->suspended);
+	json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:s?,s:s,s:s,s:s,s:s?,s:s?,s:s?,s:b}", "id", d->id,
+			      "orgId", d->org_id, "siteId", d->site_id, "hostname", d->hostname,
+			      "displayName", or_null(d->display_name), "osType", d->os_type,
+			      "osVersion", d->os_version, "status", d->status, "lastSeenAt",
+			      or_null(d->last_seen_at), "lastIp", or_null(d->last_ip),
+			      "decommissionedAt", or_null(d->decommissioned_at), "suspended",
+			      d->suspended);
+
+	suspension_json(j, d);
+	return j;
 }
 
 /* The detail object of GET /devices/:id; takes D's JSON members. */
@@ -43,7 +64,8 @@ static json_t *device_detail_json(struct agents_device *d)
 	json_object_set_new(j, "uptimeSeconds",
 			    d->uptime_s >= 0 ? json_integer(d->uptime_s) : json_null());
 	json_object_set_new(j, "heartbeatIntervalSeconds", json_integer(d->heartbeat_interval_s));
-	d->hardware = d->inventory = d->metrics = NULL;
+	json_object_set_new(j, "ipHistory", d->ip_history ? d->ip_history : json_array());
+	d->hardware = d->inventory = d->metrics = d->ip_history = NULL;
 	return j;
 }
 
@@ -93,7 +115,9 @@ static int list_filter(struct request *rq, struct agents_device_filter *f, char 
 		       size_t hostlen, char cur_id[37])
 {
 	const char *limit_s = http_query(rq, "limit"), *cursor = http_query(rq, "cursor");
-	static const char *const statuses[] = {"online", "offline", "never", "decommissioned"};
+	static const char *const statuses[] = {"online", "offline", "never", "suspended",
+					       "decommissioned"};
+	const size_t n_statuses = sizeof(statuses) / sizeof(*statuses);
 
 	*f = (struct agents_device_filter){.org_id = http_query(rq, "orgId"),
 					   .site_id = http_query(rq, "siteId"),
@@ -106,11 +130,12 @@ static int list_filter(struct request *rq, struct agents_device_filter *f, char 
 		return param_error(rq, "siteId", "must be a UUID");
 	if (f->status) {
 		size_t i = 0;
-		while (i < 4 && strcmp(f->status, statuses[i]) != 0)
+		while (i < n_statuses && strcmp(f->status, statuses[i]) != 0)
 			i++;
-		if (i == 4)
+		if (i == n_statuses)
 			return param_error(rq, "status",
-					   "must be online, offline, never or decommissioned");
+					   "must be online, offline, never, suspended or "
+					   "decommissioned");
 	}
 	if (f->hostname && strlen(f->hostname) > AGENTS_HOSTNAME_MAX)
 		return param_error(rq, "hostname", "is too long");
@@ -275,6 +300,39 @@ static void reset_agent_token(struct request *rq)
 	agents_device_free(&d);
 }
 
+struct review_body {
+	struct body_str decision, note;
+};
+
+static const char *const review_decisions[] = {"allow_reenrollment", "decommission", NULL};
+
+static const struct body_field review_fields[] = {
+	BODY_ENUM_FIELD("decision", BODY_REQUIRED, struct review_body, decision, review_decisions),
+	BODY_FIELD("note", BODY_TEXT, BODY_REQUIRED, struct review_body, note, 1, 1000),
+	BODY_FIELDS_END,
+};
+
+/* G6: an administrator decides what becomes of a suspended device. */
+static void review_device(struct request *rq)
+{
+	struct review_body b = {0};
+	struct agents_device d = {0};
+	struct audit_event ev = {0};
+	struct bz_errinfo why = {0};
+	char id[37];
+	PGconn *c;
+
+	if (http_path_uuid(rq, "id", id, "device not found") != 0 ||
+	    http_body_parse(rq, review_fields, &b) != 0 || (c = http_db_begin(rq)) == NULL)
+		return;
+	enum agents_review_decision dec = strcmp(b.decision.v, "decommission") == 0
+						  ? AGENTS_REVIEW_DECOMMISSION
+						  : AGENTS_REVIEW_ALLOW_REENROLLMENT;
+	int rc = agents_device_review(c, &rq->scope, id, dec, b.note.v, &d, &ev, &why);
+	http_commit(rq, c, rc, &why, &ev, 200, rc == 0 ? device_detail_json(&d) : NULL);
+	agents_device_free(&d);
+}
+
 /* Query parameters the list routes read (struct route.query). */
 static const char *const device_list_query[] = {"orgId", "siteId", "status", "hostname",
 						"limit", "cursor", NULL};
@@ -291,5 +349,7 @@ const struct route device_routes[] = {
 	 "devices:write", "device.agent_token.rotation_requested", NULL},
 	{"POST", "/api/v1/devices/:id/reset-agent-token", reset_agent_token, ROUTE_USER,
 	 "devices:write", "device.agent_token.reset", NULL},
+	{"POST", "/api/v1/devices/:id/review", review_device, ROUTE_USER | ROUTE_JSON_BODY,
+	 "devices:write", "device.review", NULL},
 };
 const size_t device_routes_count = sizeof(device_routes) / sizeof(*device_routes);

@@ -80,6 +80,11 @@ int agents_enroll(PGconn *c, const char *pepper, const struct agents_enroll_inpu
 		return BZ_ERR_CRYPTO;
 	if ((rc = consume_key(c, hash, out)) != 0)
 		return rc;
+	/* G6: after the key (the organization is the key's), before anything
+	 * is created; the caller's rollback returns the key's use. */
+	if ((rc = agents_enroll_blocked(c, out->org_id, in->hostname, in->hardware, &out->block)) !=
+	    0)
+		return rc;
 	if ((rc = agents_token_new(out->token, token_hash)) != 0)
 		return rc;
 	char *hw = in->hardware ? json_dumps(in->hardware, AGENTS_JSON_FLAGS) : strdup("{}");
@@ -112,6 +117,8 @@ int agents_enroll(PGconn *c, const char *pepper, const struct agents_enroll_inpu
 	PQclear(r);
 	rc = agents_token_insert(c, out->device_id, out->org_id, token_hash, AGENTS_TOKEN_CURRENT,
 				 now, 0);
+	if (rc == 0) /* G7: the enrolment address opens the history */
+		rc = agents_ip_history_seed(c, out->device_id, out->org_id, in->client_ip, now);
 	if (rc != 0) {
 		crypto_wipe(out->token, sizeof(out->token));
 		return rc;

@@ -82,10 +82,10 @@ int agents_agent_auth(PGconn *c, const char *token_hash, const char *path_id,
 			       "invalid agent token");
 	if (rc != 0)
 		return rc;
-	/* A token only speaks for its own device. */
+	/* A token only speaks for its own device; aimed at another tenant's
+	 * device it is a probe (G6, probe.c). */
 	if (strcasecmp(out->device_id, path_id) != 0)
-		return bz_fail(why, BZ_ERR_FORBIDDEN, "forbidden", NULL,
-			       "token does not belong to this agent");
+		return agents_probe_classify(c, out, path_id, why);
 	if (strcmp(out->device_status, "active") != 0)
 		return bz_fail(why, BZ_ERR_FORBIDDEN, "device_suspended", NULL,
 			       "device is suspended; an administrator must review it");
@@ -146,14 +146,17 @@ int agents_heartbeat_record(PGconn *c, const struct agents_agent *a,
 			    inv,
 			    hb->hostname,
 			    hb->os_version};
-	/* G7: a new source address (token theft, NAT change) and a renamed
-	 * device are audited, in the same transaction as the change. */
-	int ip_changed = a->old_ip[0] && ip != NULL && strcmp(a->old_ip, ip) != 0;
+	/* G7: a new source address (token theft, NAT change) goes into the
+	 * address history and is audited (deduplicated, ip_history.c), and a
+	 * renamed device is audited, in the same transaction as the change. */
+	int ip_changed = ip != NULL && strcmp(a->old_ip, ip) != 0, ip_audit = 0;
 	int renamed = hb->hostname != NULL && strcmp(hb->hostname, a->hostname) != 0;
 	rc = (ip_changed || renamed) ? db_begin(c) : 0;
+	if (rc == 0 && ip_changed)
+		rc = agents_ip_history_move(c, a, ip, hb->ip_dedup_s, bz_now(), &ip_audit);
 	if (rc == 0)
 		rc = db_exec(c, heartbeat_sql, 9, p);
-	if (rc == 0 && ip_changed)
+	if (rc == 0 && ip_audit)
 		rc = audit_agent(c, a, ip, "agent.source.ip.changed",
 				 json_pack("{s:s,s:s}", "previousIp", a->old_ip, "newIp", ip));
 	if (rc == 0 && renamed)

@@ -431,7 +431,7 @@ int agents_token_is_retired(const struct agents_agent *a)
 {
 	if (a->device_id[0] == '\0')
 		return 0;
-	return a->token_state == AGENTS_TOKEN_RETIRED ||
+	return a->token_state == AGENTS_TOKEN_RETIRED || a->token_state == AGENTS_TOKEN_SUSPENDED ||
 	       (a->token_state == AGENTS_TOKEN_PREVIOUS && !a->token_live);
 }
 
