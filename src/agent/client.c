@@ -424,6 +424,11 @@ json_t *agent_http_enroll_body(const char *key, const char *secret, const struct
 			       h->cpu_model);
 	if (hw == NULL)
 		return NULL;
+	if (h->machine_id[0] != '\0' &&
+	    json_object_set_new(hw, "machineId", json_string(h->machine_id)) != 0) {
+		json_decref(hw);
+		return NULL;
+	}
 	json_t *b = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:o}", "enrollmentKey", key,
 			      "hostname", h->hostname, "osType", h->os_type, "osVersion",
 			      h->os_version, "architecture", h->arch, "agentVersion", AGENT_VERSION,

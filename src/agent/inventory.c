@@ -282,6 +282,30 @@ static void log_source_error(const char *source, int rc)
 	log_debug("agent.inventory_unavailable", "source", source, "error", strerror(-rc), NULL);
 }
 
+int agent_inventory_parse_machine_id(const char *path, char *buf, size_t len)
+{
+	char line[64];
+	FILE *f;
+	int rc = 0;
+
+	if (len > 0)
+		buf[0] = '\0';
+	if (len < 33)
+		return -EINVAL;
+	if ((f = fopen(path, "re")) == NULL)
+		return -errno;
+	if (fgets(line, sizeof(line), f) == NULL)
+		rc = ferror(f) ? -EIO : -EBADMSG;
+	fclose(f);
+	if (rc != 0)
+		return rc;
+	line[strcspn(line, "\n")] = '\0';
+	if (strlen(line) != 32 || strspn(line, "0123456789abcdef") != 32)
+		return -EBADMSG;
+	memcpy(buf, line, 33);
+	return 0;
+}
+
 void agent_inventory_collect_host(struct agent_host *h)
 {
 	struct utsname u;
@@ -315,6 +339,12 @@ void agent_inventory_collect_host(struct agent_host *h)
 		log_source_error("/proc/meminfo", rc);
 	if ((rc = agent_inventory_disk("/", &used, &h->disk_total_bytes)) != 0)
 		log_source_error("statvfs", rc);
+	/* machine-id(5): /etc first, the D-Bus copy of older systems second. */
+	if (agent_inventory_parse_machine_id("/etc/machine-id", h->machine_id,
+					     sizeof(h->machine_id)) != 0 &&
+	    (rc = agent_inventory_parse_machine_id("/var/lib/dbus/machine-id", h->machine_id,
+						   sizeof(h->machine_id))) != 0)
+		log_source_error("machine-id", rc);
 	make_utf8(h->hostname);
 	make_utf8(h->os_version);
 	make_utf8(h->kernel);

@@ -24,6 +24,7 @@ struct agent_host {
 	long cpu_count;	      /* online CPUs */
 	uint64_t mem_total_bytes;
 	uint64_t disk_total_bytes; /* of "/" */
+	char machine_id[33];	   /* machine-id(5), 32 hex digits; "" if unknown */
 };
 
 /* One /proc/stat "cpu" line reduced to two counters, in clock ticks. */
@@ -42,6 +43,13 @@ struct agent_metrics {
 	long cpu_count;
 	uint64_t uptime_s;
 };
+
+/* Reads a machine-id(5) file: one line of 32 lower-case hex digits, into BUF
+ * (at least 33 bytes). The server uses it as the device's hardware
+ * fingerprint (re-enrolment of a suspended device). Returns 0; -EBADMSG if
+ * the content is not a machine id ("uninitialized" included); -EINVAL if
+ * LEN < 33; -errno from reading. BUF is "" on error. */
+int agent_inventory_parse_machine_id(const char *path, char *buf, size_t len);
 
 /* Reads PRETTY_NAME from an os-release file into BUF (LEN bytes), with shell
  * quoting removed; falls back to NAME + VERSION_ID, then to "Linux". */

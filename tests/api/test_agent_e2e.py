@@ -8,6 +8,7 @@ import stat
 import subprocess
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -146,3 +147,15 @@ def test_agent_exits_6_when_token_is_no_longer_accepted(server, agents, agent_di
     r = run_agent(["run", "--config-dir", str(agent_dir)], agent_dir.parent / "run.log",
                   timeout=30 * SLOW)
     assert r.returncode == 6, r.stdout + r.stderr  # BZ_EXIT_REJECTED: re-enrol
+
+
+def test_agent_reports_its_machine_id(server, agents, sql, agent_dir):
+    """The hardware fingerprint the server blocks re-enrolment of a
+    suspended device by (docs/probes-and-addresses.md) is machine-id(5)."""
+    mid = Path("/etc/machine-id")
+    if not mid.is_file() or not re.fullmatch(r"[0-9a-f]{32}", mid.read_text().strip()):
+        pytest.skip("this machine has no /etc/machine-id")
+    r, _ = enroll(server, agents, agent_dir)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert sql("SELECT hardware ->> 'machineId' FROM devices WHERE id = %s",
+               agent_id_of(r.stdout)) == [(mid.read_text().strip(),)]

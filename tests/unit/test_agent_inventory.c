@@ -41,6 +41,29 @@ static void test_os_release_fallback_and_truncation(void **state)
 			 -ENOENT);
 }
 
+static void test_machine_id(void **state)
+{
+	char buf[33], small[16];
+
+	(void)state;
+	assert_int_equal(agent_inventory_parse_machine_id(DATA("machine-id"), buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "0123456789abcdef0123456789abcdef");
+	/* Not a machine id: refused, nothing returned. */
+	assert_int_equal(agent_inventory_parse_machine_id(DATA("machine-id-uninitialized"), buf,
+							  sizeof(buf)),
+			 -EBADMSG);
+	assert_string_equal(buf, "");
+	assert_int_equal(agent_inventory_parse_machine_id(DATA("machine-id-upper"), buf,
+							  sizeof(buf)),
+			 -EBADMSG);
+	assert_int_equal(agent_inventory_parse_machine_id(DATA("os-release"), buf, sizeof(buf)),
+			 -EBADMSG);
+	assert_int_equal(agent_inventory_parse_machine_id(DATA("does-not-exist"), buf, sizeof(buf)),
+			 -ENOENT);
+	assert_int_equal(agent_inventory_parse_machine_id(DATA("machine-id"), small, sizeof(small)),
+			 -EINVAL);
+}
+
 static void test_meminfo(void **state)
 {
 	uint64_t total = 0, avail = 0;
@@ -146,6 +169,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_os_release_pretty_name),
+		cmocka_unit_test(test_machine_id),
 		cmocka_unit_test(test_os_release_fallback_and_truncation),
 		cmocka_unit_test(test_meminfo),
 		cmocka_unit_test(test_meminfo_without_memavailable),
