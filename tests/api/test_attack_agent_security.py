@@ -1,0 +1,181 @@
+"""Attacks on issue 10 (agent token rotation, probe suspension, review, IP
+history, agent files). Every test here demonstrates a finding and fails on
+the code it was written against; see the docstring of each test."""
+import http.server
+import threading
+import time
+import uuid
+
+import requests
+
+from conftest import SLOW, assert_error, heartbeat_body, sha256_hex
+from test_agent_e2e import agent_dir, agent_id_of, enroll, token_of  # noqa: F401
+from test_agent_rotation_e2e import secrets_of, start_agent, stop_agent, wait_for
+from test_ratelimit import limits
+from test_readyz import redis  # noqa: F401
+
+AGENTS = "/api/v1/agents"
+
+
+def hb(api, agent_id, token):
+    return api.post(f"{AGENTS}/{agent_id}/heartbeat", json=heartbeat_body(), token=token)
+
+
+def rotate(api, agent_id, token):
+    r = api.post(f"{AGENTS}/{agent_id}/rotate-token", json={}, token=token)
+    assert r.status_code == 200, r.text
+    return r.json()["authToken"]
+
+
+def confirm(api, agent_id, token):
+    return api.post(f"{AGENTS}/{agent_id}/rotate-token/confirm", json={}, token=token)
+
+
+def token_state(sql, token):
+    rows = sql("SELECT state FROM agent_tokens WHERE token_hash = %s", sha256_hex(token))
+    return rows[0][0] if rows else None
+
+
+# --------------------------------------------------------------------- 1. grace
+
+
+def test_previous_token_is_never_accepted_again_after_its_grace(agents, api, clock, sql):
+    """docs/agent-tokens.md: the previous token is accepted for exactly 300 s
+    "and then never again". Its row stays state 'previous' with an
+    expires_at in the past, so the refusal rests only on the clock: when the
+    server's clock steps back (NTP correction, VM restore, a second instance
+    whose clock lags), the token that was already refused — and audited as
+    agent.token.retired_use, a theft signal — is accepted again."""
+    d = agents.new_device()
+    agent_id, old = d["agentId"], d["authToken"]
+    new = rotate(api, agent_id, old)
+    assert confirm(api, agent_id, new).status_code == 200
+    clock.advance(301)
+    assert_error(hb(api, agent_id, old), 401)  # grace over: retired for good
+    assert sql("SELECT count(*) FROM audit_log WHERE resource_id = %s"
+               " AND action = 'agent.token.retired_use'", agent_id) == [(1,)]
+    clock.set_offset(0)  # the server's clock steps back five minutes
+    r = hb(api, agent_id, old)
+    assert r.status_code == 401, (
+        f"a previous token refused after its grace works again: {r.status_code} "
+        f"(state {token_state(sql, old)})")
+
+
+def test_expired_pending_token_stays_dead_when_the_clock_steps_back(agents, api, clock, sql):
+    """Same for a pending token whose hour is over: refused (409
+    rotation_expired) at +3601 s, it is still state 'pending' in the
+    database, and a clock step back brings it to life — a heartbeat with it
+    even confirms it, retiring the current token."""
+    d = agents.new_device()
+    agent_id, old = d["agentId"], d["authToken"]
+    pending = rotate(api, agent_id, old)
+    clock.advance(3601)
+    assert_error(confirm(api, agent_id, pending), 409, "rotation_expired")
+    clock.set_offset(0)
+    r = hb(api, agent_id, pending)
+    assert r.status_code == 401, (
+        f"an expired pending token works again: {r.status_code}; old token now "
+        f"{token_state(sql, old)}, pending now {token_state(sql, pending)}")
+
+
+# --------------------------------------------------------------------- 2. rate limits
+
+
+def test_mismatched_path_requests_are_rate_limited_before_db_writes(spawn_server, redis, agents):
+    """R3 (120 requests per device per minute) is checked only after the token
+    was accepted for its own path. A valid token aimed at an unknown (or a
+    same-organization) device id is answered 403 for ever, never 429, and
+    every such request runs a transaction with a guarded UPDATE of
+    agent_tokens (mismatch_audited_at): a thief or a looping agent can make
+    unlimited authenticated, DB-writing requests. With a per-device limit of
+    3 per minute, the 10th request is still a 403."""
+    srv = spawn_server(**limits(RATE_LIMIT_AGENT_DEVICE="3/60"), REDIS_URL=redis.url)
+    key = agents.create_key()["key"]
+    body = {"enrollmentKey": key, "enrollmentSecret": agents.secret,
+            "hostname": f"rl-{uuid.uuid4().hex[:8]}", "osType": "linux"}
+    r = requests.post(f"{srv.url}{AGENTS}/enroll", json=body, timeout=30)
+    assert r.status_code == 201, r.text
+    token = r.json()["authToken"]
+    codes = []
+    for _ in range(10):
+        other = str(uuid.uuid4())
+        codes.append(requests.post(f"{srv.url}{AGENTS}/{other}/heartbeat", json=heartbeat_body(),
+                                   headers={"Authorization": f"Bearer {token}"},
+                                   timeout=30).status_code)
+    assert 429 in codes, f"10 requests of one token, limit 3/min, never refused: {codes}"
+
+
+# --------------------------------------------------------------------- 3. agent lockout
+
+
+class _Proxy(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+
+def confirm_dropping_proxy(upstream):
+    """An HTTP proxy to UPSTREAM that forwards everything except the confirm
+    route, which it answers 503 (the confirm's answer never reaches the
+    agent: network loss, a load balancer timing out)."""
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_POST(self):
+            n = int(self.headers.get("Content-Length") or 0)
+            data = self.rfile.read(n) if n else b""
+            if self.path.endswith("/rotate-token/confirm"):
+                self.send_response(503)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            hdrs = {k: v for k, v in self.headers.items()
+                    if k.lower() not in ("host", "content-length", "connection")}
+            r = requests.post(upstream + self.path, data=data, headers=hdrs, timeout=30)
+            self.send_response(r.status_code)
+            for k, v in r.headers.items():
+                if k.lower() in ("content-type", "retry-after"):
+                    self.send_header(k, v)
+            self.send_header("Content-Length", str(len(r.content)))
+            self.end_headers()
+            self.wfile.write(r.content)
+
+    p = _Proxy(("127.0.0.1", 0), H)
+    threading.Thread(target=p.serve_forever, daemon=True).start()
+    return p, f"http://127.0.0.1:{p.server_address[1]}"
+
+
+def test_agent_is_not_locked_out_when_its_confirm_answer_is_lost(server, agents, api, clock, sql,
+                                                                  agent_dir):
+    """Issue 10: "rotation never locks an agent out". The confirm reaches the
+    server and commits, but its answer is lost; the agent keeps both tokens
+    (authToken = old, pendingToken = new, the server's current token). If no
+    heartbeat is accepted before the old token's 300 s grace ends (the
+    network stays down a few minutes, or the heartbeat interval is longer),
+    the next heartbeat is made with the old token, gets 401, and the agent
+    exits with "run `breeze-agent enroll` again" (exit 6, which the systemd
+    unit's RestartPreventExitStatus does not restart) — although
+    secrets.yaml holds the token the server accepts. It never tries its
+    pending token after a 401."""
+    proxy, url = confirm_dropping_proxy(server.url)
+    try:
+        r = enroll(type("S", (), {"url": url})(), agents, agent_dir)[0]
+        assert r.returncode == 0, r.stdout + r.stderr
+        agent_id = agent_id_of(r.stdout)
+        old = token_of(agent_dir)
+        new = rotate(api, agent_id, old)
+        # The confirm that committed on the server but whose answer was lost.
+        assert confirm(api, agent_id, new).status_code == 200
+        path = agent_dir / "secrets.yaml"
+        path.write_text(path.read_text().rstrip("\n") + f"\npendingToken: {new}\n")
+        clock.advance(301)  # the outage outlasted the grace
+        proc, log = start_agent(agent_dir)
+        try:
+            wait_for(lambda: sql("SELECT last_seen_at FROM devices WHERE id = %s",
+                                 agent_id)[0][0], "a heartbeat with the token the server holds",
+                     proc, log, timeout=20)
+        finally:
+            stop_agent(proc)
+        assert "pendingToken" not in secrets_of(agent_dir) or token_of(agent_dir) == new
+    finally:
+        proxy.shutdown()
