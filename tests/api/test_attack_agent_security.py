@@ -179,3 +179,116 @@ def test_agent_is_not_locked_out_when_its_confirm_answer_is_lost(server, agents,
         assert "pendingToken" not in secrets_of(agent_dir) or token_of(agent_dir) == new
     finally:
         proxy.shutdown()
+
+
+# --------------------------------------------------------------------- 4. probe vs rotation
+
+
+def _wait_backend(db, where, what, timeout=15):
+    deadline = time.monotonic() + timeout * SLOW
+    while time.monotonic() < deadline:
+        with db.cursor() as cur:
+            cur.execute("SELECT count(*) FROM pg_stat_activity WHERE " + where)
+            if cur.fetchone()[0] > 0:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"no backend {what}")
+
+
+def test_probe_racing_a_rotation_suspends_every_token(agents, tenants, api, sql, db, services):
+    """docs/probes-and-addresses.md: a suspension turns "the token, and every
+    other live token of its device" into 'suspended'. suspend_rows() updates
+    the token rows first and takes the device row lock only afterwards,
+    while rotate-token takes the device lock first and then inserts the
+    pending row. A probe that runs while a rotation of the same device is
+    between its INSERT and its COMMIT does not see the new pending row: the
+    rotation commits and hands out a token, the suspension then commits,
+    and the device is 'suspended' with a live 'pending' token that was never
+    suspended (it answers 403 device_suspended on its own path instead of
+    the opaque 401, and a later review records it as 'reviewed', not as
+    suspended by the probe). The interleaving is forced by holding the
+    audit chain's advisory lock of the prober's organization, which
+    rotate-token needs after its INSERT."""
+    import psycopg2
+
+    x = agents.new_device(tenants.a_admin.api, tenants.a.id, tenants.a.site_id)
+    y = agents.new_device(tenants.b_admin.api, tenants.b.id, tenants.b.site_id)
+    from conftest import superuser_breeze_url
+    hold = psycopg2.connect(superuser_breeze_url(services.env))
+    out = {}
+    try:
+        with hold.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(hashtext('breeze.audit_seal'), hashtext(%s))",
+                        (tenants.a.id,))
+        t1 = threading.Thread(target=lambda: out.__setitem__(
+            "rotate", api.post(f"{AGENTS}/{x['agentId']}/rotate-token", json={},
+                               token=x["authToken"])))
+        t1.start()
+        _wait_backend(db, "wait_event_type = 'Lock' AND wait_event = 'advisory'",
+                      "rotate-token waiting on the audit chain")
+        t2 = threading.Thread(target=lambda: out.__setitem__(
+            "probe", hb(api, y["agentId"], x["authToken"])))
+        t2.start()
+        _wait_backend(db, "wait_event_type = 'Lock' AND wait_event IN ('transactionid', 'tuple')",
+                      "the probe waiting on the device row")
+    finally:
+        hold.rollback()
+        hold.close()
+    t1.join(30 * SLOW)
+    t2.join(30 * SLOW)
+    assert_error(out["probe"], 401)
+    states = sorted(sql("SELECT state FROM agent_tokens WHERE device_id = %s", x["agentId"]))
+    assert sql("SELECT status FROM devices WHERE id = %s", x["agentId"]) == [("suspended",)]
+    if out["rotate"].status_code == 200:
+        pending = out["rotate"].json()["authToken"]
+        r = hb(api, x["agentId"], pending)
+        assert r.status_code == 401, f"pending token after suspension: {r.status_code} {r.text}"
+    assert all(s in ("suspended", "retired") for (s,) in states), (
+        f"suspended device keeps live tokens: {states}; rotate answered "
+        f"{out['rotate'].status_code}")
+
+
+def test_heartbeat_in_flight_during_a_reset_is_not_recorded_after_it(agents, admin, api, sql, db,
+                                                                     services):
+    """docs/agent-tokens.md: reset "retires every pending, current and
+    previous token of the device at once". The heartbeat authenticates its
+    token with an unlocked read, and its write (heartbeat_sql) is guarded
+    only by devices.status = 'active' — which a reset leaves as it is. A
+    heartbeat that read the token before the reset committed waits for the
+    reset's device lock and is then recorded (200, last_seen_at, source
+    address, inventory) after the reset: a stolen token's request lands
+    after the emergency reset that was meant to cut it off. Forced by
+    holding the organization's audit-chain lock, which the reset needs
+    after retiring the tokens."""
+    import psycopg2
+    from conftest import superuser_breeze_url
+
+    d = agents.new_device()
+    agent_id, token = d["agentId"], d["authToken"]
+    org = sql("SELECT org_id::text FROM devices WHERE id = %s", agent_id)[0][0]
+    hold = psycopg2.connect(superuser_breeze_url(services.env))
+    out = {}
+    try:
+        with hold.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(hashtext('breeze.audit_seal'), hashtext(%s))",
+                        (org,))
+        t1 = threading.Thread(target=lambda: out.__setitem__(
+            "reset", admin.post(f"/api/v1/devices/{agent_id}/reset-agent-token")))
+        t1.start()
+        _wait_backend(db, "wait_event_type = 'Lock' AND wait_event = 'advisory'",
+                      "the reset waiting on the audit chain")
+        t2 = threading.Thread(target=lambda: out.__setitem__("hb", hb(api, agent_id, token)))
+        t2.start()
+        _wait_backend(db, "wait_event_type = 'Lock' AND wait_event IN ('transactionid', 'tuple')",
+                      "the heartbeat waiting on the device row")
+    finally:
+        hold.rollback()
+        hold.close()
+    t1.join(30 * SLOW)
+    t2.join(30 * SLOW)
+    assert out["reset"].status_code == 200, out["reset"].text
+    assert token_state(sql, token) == "retired"
+    assert out["hb"].status_code == 401, (
+        f"heartbeat with the reset token accepted after the reset committed: "
+        f"{out['hb'].status_code}; last_seen_at = "
+        f"{sql('SELECT last_seen_at FROM devices WHERE id = %s', agent_id)[0][0]}")
