@@ -292,3 +292,53 @@ def test_heartbeat_in_flight_during_a_reset_is_not_recorded_after_it(agents, adm
         f"heartbeat with the reset token accepted after the reset committed: "
         f"{out['hb'].status_code}; last_seen_at = "
         f"{sql('SELECT last_seen_at FROM devices WHERE id = %s', agent_id)[0][0]}")
+
+
+# --------------------------------------------------------------------- 5. audit flooding
+
+
+def test_retired_token_reuse_cannot_flood_through_two_instances_with_skewed_clocks(
+        agents, api, admin, sql, spawn_server, workdir):
+    """docs/agent-tokens.md: agent.token.retired_use is written "at most once
+    per token per minute on all server instances together, so a replaying
+    thief cannot flood the audit log". The guard (tokens.c,
+    agents_token_retired_use) also passes when the stored stamp lies AHEAD
+    of the instance's clock. With two instances whose clocks differ by more
+    than a minute (here 120 s), a thief alternating between them passes the
+    guard every time: the instance ahead passes because the stamp is a
+    minute behind it, the one behind because the stamp is ahead of it. Each
+    request writes an audit row, and 401 answers are not rate limited."""
+    skew = workdir / f"clock-skew-{uuid.uuid4().hex[:8]}"
+    skew.write_text("120\n")
+    ahead = spawn_server(BREEZE_TEST_CLOCK_FILE=str(skew))
+    d = agents.new_device()
+    agent_id, token = d["agentId"], d["authToken"]
+    assert admin.post(f"/api/v1/devices/{agent_id}/reset-agent-token").status_code == 200
+    for i in range(10):
+        url = (ahead.url if i % 2 else api.base) + f"{AGENTS}/{agent_id}/heartbeat"
+        r = requests.post(url, json=heartbeat_body(), headers={"Authorization": f"Bearer {token}"},
+                          timeout=30)
+        assert r.status_code == 401
+    (n,), = sql("SELECT count(*) FROM audit_log WHERE resource_id = %s"
+                " AND action = 'agent.token.retired_use'", agent_id)
+    assert n <= 2, f"10 uses of one retired token within seconds wrote {n} retired_use rows"
+
+
+# --------------------------------------------------------------------- 6. re-enrolment block
+
+
+def test_reenrolment_block_matches_the_same_dns_name(agents, tenants, api):
+    """docs/probes-and-addresses.md: while a device is suspended, enrolment of
+    "the same hostname (case-insensitive, as DNS names are)" is refused with
+    409 device_under_review. The comparison is lower(a) = lower(b) on the
+    raw strings, and BODY_TEXT accepts surrounding spaces, so the same DNS
+    name written as an absolute name ("host.") or with a space around it
+    enrols as a new device (201) while the suspended one awaits review."""
+    x = agents.new_device(tenants.a_admin.api, tenants.a.id, tenants.a.site_id)
+    y = agents.new_device(tenants.b_admin.api, tenants.b.id, tenants.b.site_id)
+    assert_error(hb(api, y["agentId"], x["authToken"]), 401)  # x is now suspended
+    got = {}
+    for h in (x["hostname"] + ".", " " + x["hostname"], x["hostname"] + " "):
+        key = agents.create_key(tenants.a_admin.api, tenants.a.id, tenants.a.site_id)
+        got[h] = agents.enroll(key["key"], hostname=h).status_code
+    assert set(got.values()) == {409}, f"the suspended device's hostname re-enrolled: {got}"
