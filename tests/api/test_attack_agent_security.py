@@ -342,3 +342,59 @@ def test_reenrolment_block_matches_the_same_dns_name(agents, tenants, api):
         key = agents.create_key(tenants.a_admin.api, tenants.a.id, tenants.a.site_id)
         got[h] = agents.enroll(key["key"], hostname=h).status_code
     assert set(got.values()) == {409}, f"the suspended device's hostname re-enrolled: {got}"
+
+
+def test_probe_racing_a_confirm_neither_deadlocks_nor_skips_the_suspension(
+        agents, tenants, api, sql, db, services, clock):
+    """tokens.c says every change of a device's token states takes the device
+    row lock first, "in one lock order: never two current tokens, never a
+    deadlock". The probe suspension (probe.c, suspend_rows) is the
+    exception: it locks the live token rows first and the device row
+    second, while a confirm locks the device row first and the token rows
+    second. A confirm that holds the device lock while the probe holds the
+    current token's row is a deadlock; PostgreSQL aborts one side. When the
+    suspension is the victim, the probe is still answered 401 but nothing is
+    suspended, and the confirm then demotes the probing token to 'previous':
+    it keeps working for its 5-minute grace and the device stays active.
+    Forced by holding a share lock on the expired previous token, which the
+    confirm retires first."""
+    import psycopg2
+    from conftest import superuser_breeze_url
+
+    x = agents.new_device(tenants.a_admin.api, tenants.a.id, tenants.a.site_id)
+    y = agents.new_device(tenants.b_admin.api, tenants.b.id, tenants.b.site_id)
+    xi, t0 = x["agentId"], x["authToken"]
+    t1 = rotate(api, xi, t0)
+    assert confirm(api, xi, t1).status_code == 200
+    clock.advance(301)  # t0: previous, grace over (not live: the probe leaves it alone)
+    t2 = rotate(api, xi, t1)
+    hold = psycopg2.connect(superuser_breeze_url(services.env))
+    out = {}
+    try:
+        with hold.cursor() as cur:
+            cur.execute("SELECT 1 FROM agent_tokens WHERE token_hash = %s FOR SHARE",
+                        (sha256_hex(t0),))
+        c = threading.Thread(target=lambda: out.__setitem__("confirm", confirm(api, xi, t2)))
+        c.start()
+        _wait_backend(db, "wait_event_type = 'Lock' AND query LIKE '%retired_reason = ''rotated''%'",
+                      "the confirm waiting on the previous token")
+        p = threading.Thread(target=lambda: out.__setitem__("probe", hb(api, y["agentId"], t1)))
+        p.start()
+        _wait_backend(db, "wait_event_type = 'Lock' AND query LIKE 'UPDATE devices SET status = ''suspended''%'",
+                      "the probe waiting on the device row")
+    finally:
+        hold.rollback()
+        hold.close()
+    c.join(30 * SLOW)
+    p.join(30 * SLOW)
+    assert_error(out["probe"], 401)
+    states = {s: n for s, n in sql("SELECT state, count(*) FROM agent_tokens WHERE device_id = %s"
+                                   " GROUP BY state", xi)}
+    status = sql("SELECT status FROM devices WHERE id = %s", xi)[0][0]
+    after = hb(api, xi, t1).status_code
+    assert out["confirm"].status_code < 500, (
+        f"confirm answered {out['confirm'].status_code} {out['confirm'].text}")
+    assert status == "suspended" and after == 401, (
+        f"cross-tenant probe did not suspend: device {status}, tokens {states}, "
+        f"probing token on its own path now answers {after}; confirm answered "
+        f"{out['confirm'].status_code}")
