@@ -326,6 +326,11 @@ static enum agent_outcome heartbeat(struct agent_state *s, long long *retry_afte
 		agent_http_describe_error(&res, desc, sizeof(desc));
 		switch (o) {
 		case AGENT_OUTCOME_REENROLL:
+			if (s->tokens.pending != NULL) {
+				log_warn("agent.token_refused", "agentId", s->cfg.agent_id, "error",
+					 desc, NULL);
+				break;
+			}
 			log_error(
 				"agent.reenroll_required", "agentId", s->cfg.agent_id, "error",
 				desc, "hint",
@@ -373,6 +378,10 @@ int agent_loop_run(const char *config_dir)
 
 		if (agent_loop_stop)
 			break;
+		/* A confirm whose answer was lost leaves the server on the
+		 * pending token: try it before giving up (never locked out). */
+		if (o == AGENT_OUTCOME_REENROLL && agent_rotate_fall_back(s.dir, &s.tokens))
+			continue;
 		if (code >= 0) {
 			status = code;
 			goto out;

@@ -128,6 +128,16 @@ enum agent_rotate_result agent_rotate_confirm(const char *dir, const char *url,
 	return out;
 }
 
+int agent_rotate_fall_back(const char *dir, struct agent_tokens *t)
+{
+	if (t->pending == NULL)
+		return 0;
+	log_warn("agent.token_fallback", "hint",
+		 "the server refused the current token; trying the rotated one", NULL);
+	settle(dir, t, 1);
+	return 1;
+}
+
 void agent_rotate_save(const char *dir, struct agent_tokens *t)
 {
 	int rc;

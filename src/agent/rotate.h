@@ -55,6 +55,13 @@ enum agent_rotate_result agent_rotate_confirm(const char *dir, const char *url,
 					      struct agent_tokens *t,
 					      volatile sig_atomic_t *cancel);
 
+/* After the server refused T->token (401): when a pending token is held,
+ * makes it the token and saves, so the caller can try again with it — the
+ * server may have made it current by a confirm whose answer was lost, or
+ * still hold it pending (a heartbeat with it confirms it). Returns 1 if it
+ * switched, 0 if there was no pending token. */
+int agent_rotate_fall_back(const char *dir, struct agent_tokens *t);
+
 /* Writes T->token alone to DIR/secrets.yaml if T->unsaved, clearing it on
  * success (a failure is logged). */
 void agent_rotate_save(const char *dir, struct agent_tokens *t);

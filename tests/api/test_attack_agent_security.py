@@ -380,7 +380,10 @@ def test_probe_racing_a_confirm_neither_deadlocks_nor_skips_the_suspension(
                       "the confirm waiting on the previous token")
         p = threading.Thread(target=lambda: out.__setitem__("probe", hb(api, y["agentId"], t1)))
         p.start()
-        _wait_backend(db, "wait_event_type = 'Lock' AND query LIKE 'UPDATE devices SET status = ''suspended''%'",
+        # The probe waits on the device row: in its UPDATE (the order the
+        # finding was about) or, in the device-first order, its row lock.
+        _wait_backend(db, "wait_event_type = 'Lock' AND (query LIKE 'UPDATE devices SET status = ''suspended''%'"
+                          " OR query LIKE 'SELECT 1 FROM devices WHERE id = $1::uuid FOR UPDATE%')",
                       "the probe waiting on the device row")
     finally:
         hold.rollback()

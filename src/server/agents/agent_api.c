@@ -249,27 +249,35 @@ static int agent_auth(struct request *rq, PGconn **c, struct agents_agent *a, ch
 	int rc = agents_agent_auth(*c, token_hash, id, a, &why);
 	if (rc == BZ_ERR_UNAUTHORIZED && mode == AUTH_CONFIRM)
 		rc = agents_token_confirm_expired(a, id, &why);
-	if (rc == BZ_ERR_UNAUTHORIZED &&
-	    agents_token_retired_use(*c, token_hash, a, rq->client_ip[0] ? rq->client_ip : NULL,
-				     bz_now()) != 0)
-		log_error("audit.write.failed", "action", "agent.token.retired_use", NULL);
-	/* G6: another device's path. A failed suspension still refuses, with
-	 * the same answer; the next attempt tries again. */
-	if (rc != 0 && a->probe != AGENTS_PROBE_NONE &&
-	    agents_probe_record(*c, token_hash, a, rq->client_ip[0] ? rq->client_ip : NULL,
-				bz_now()) != 0)
-		log_error("agent.probe.record_failed", "deviceId", a->device_id, NULL);
-	if (rc != 0) {
-		http_fail_why(rq, rc, &why);
-		return BZ_ERR_RESPONDED;
-	}
-	/* R3, R4: the device and its organization in one check, before the
-	 * request writes anything. */
+	/* R3, R4: the token's device and its organization in one check,
+	 * before the request writes anything. */
 	const struct ratelimit_item it[2] = {
 		{.limiter = RL_AGENT_DEVICE, .tag = a->org_id, .subject = a->device_id},
 		{.limiter = RL_AGENT_ORG, .tag = a->org_id},
 	};
-	return http_rate_limit(rq, it, 2, NULL);
+	if (rc == 0)
+		return http_rate_limit(rq, it, 2, NULL);
+	const char *ip = rq->client_ip[0] ? rq->client_ip : NULL;
+	/* A retired token is answered like an unknown one, over the limit
+	 * too; the limit only decides whether its use is audited again. */
+	if (rc == BZ_ERR_UNAUTHORIZED && a->device_id[0] && http_rate_admits(rq, it, 2) &&
+	    agents_token_retired_use(*c, token_hash, a, ip, bz_now()) != 0)
+		log_error("audit.write.failed", "action", "agent.token.retired_use", NULL);
+	/* G6: another device's path. A cross-tenant probe is suspended
+	 * whatever the limits say (once: the token is dead afterwards); a
+	 * failed suspension still refuses, with the same answer, and the next
+	 * attempt tries again. A token on another device of its own
+	 * organization is a valid token: over the limit it gets the 429 its
+	 * own requests would. */
+	if (a->probe == AGENTS_PROBE_SAME_ORG || a->probe == AGENTS_PROBE_UNKNOWN_DEVICE) {
+		if (http_rate_limit(rq, it, 2, NULL) != 0)
+			return BZ_ERR_RESPONDED;
+	}
+	if (a->probe != AGENTS_PROBE_NONE &&
+	    agents_probe_record(*c, token_hash, a, ip, bz_now()) != 0)
+		log_error("agent.probe.record_failed", "deviceId", a->device_id, NULL);
+	http_fail_why(rq, rc, &why);
+	return BZ_ERR_RESPONDED;
 }
 
 static void heartbeat(struct request *rq)
@@ -308,6 +316,8 @@ static void heartbeat(struct request *rq)
 	if (rc == 0)
 		rc = agents_heartbeat_record(c, &a, &hb);
 	json_decref(inv);
+	if (rc == BZ_ERR_UNAUTHORIZED) /* reset while it was in flight */
+		bz_fail(&why, rc, "unauthorized", NULL, "invalid agent token");
 	if (rc != 0) {
 		http_fail_why(rq, rc, &why);
 		return;

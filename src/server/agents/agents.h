@@ -216,6 +216,7 @@ struct agents_agent {
 	int64_t token_activated_at; /* epoch seconds it became current; 0 = never */
 	int rotation_requested;	    /* current token: an administrator asked for rotation */
 	int pending_live;	    /* current token: the device has a live pending token */
+	int credential_version;	    /* devices.credential_version at the lookup (0015) */
 	/* Set by agents_agent_auth() when the path names another device. */
 	enum agents_probe probe;
 	char probe_device_id[37]; /* the path device */
@@ -266,6 +267,18 @@ int agents_token_usable(const struct agents_agent *a);
  * state. Returns 0 or BZ_ERR_DB.
  */
 int agents_tokens_retire_all(PGconn *c, const char *device_id, const char *reason, int64_t now);
+
+/*
+ * Retires token TOKEN_HASH if it is still in STATE (pending or previous;
+ * any other state: nothing to do) with its expires_at at or before NOW
+ * (epoch seconds): reason "grace_over" for a previous token,
+ * "expired" for a pending one (which agents_token_lookup() goes on showing
+ * as an expired pending token). One guarded UPDATE of the token row
+ * alone (no device lock: it waits for nothing a token change holds while
+ * waiting for it). Returns 0 (also when nothing matched) or BZ_ERR_DB.
+ */
+int agents_token_retire_expired(PGconn *c, const char *token_hash, enum agents_token_state state,
+				int64_t now);
 
 /* ---- Token rotation (tokens.c; checklist G2, docs/agent-tokens.md) ---- */
 
@@ -462,7 +475,9 @@ struct agents_heartbeat {
  * HB->ip_dedup_s seconds) and a changed hostname (device.renamed) are
  * written in the same transaction as the change; a heartbeat that changes
  * neither runs as one statement without a transaction (this is the hot
- * path, ~1/min/device). Returns 0 or BZ_ERR_DB / BZ_ERR_NOMEM.
+ * path, ~1/min/device). Returns 0; BZ_ERR_UNAUTHORIZED when the device row
+ * no longer matches what the token lookup read (reset, suspended or
+ * decommissioned meanwhile: nothing is written); BZ_ERR_DB / BZ_ERR_NOMEM.
  */
 int agents_heartbeat_record(PGconn *c, const struct agents_agent *a,
 			    const struct agents_heartbeat *hb);

@@ -75,8 +75,14 @@ int agents_json_check(const json_t *obj, unsigned flags, const char **bad_key)
 int agents_agent_auth(PGconn *c, const char *token_hash, const char *path_id,
 		      struct agents_agent *out, struct bz_errinfo *why)
 {
-	int rc = agents_token_lookup(c, token_hash, bz_now(), out);
+	int64_t now = bz_now();
+	int rc = agents_token_lookup(c, token_hash, now, out);
 
+	/* A pending or previous token seen past its expiry is retired for
+	 * good, so a clock stepped back cannot bring it back. */
+	if (rc == 0 && !agents_token_usable(out) && !out->token_live &&
+	    agents_token_retire_expired(c, token_hash, out->token_state, now) != 0)
+		return BZ_ERR_DB;
 	if (rc == BZ_ERR_NOT_FOUND || (rc == 0 && !agents_token_usable(out)))
 		return bz_fail(why, BZ_ERR_UNAUTHORIZED, "unauthorized", NULL,
 			       "invalid agent token");
@@ -97,7 +103,8 @@ static const char *heartbeat_sql =
 	"  UPDATE devices SET last_seen_at = now(), last_ip = $2::inet,"
 	"         agent_version = coalesce($3, agent_version),"
 	"         hostname = coalesce($8, hostname), os_version = coalesce($9, os_version)"
-	"   WHERE id = $1::uuid AND status = 'active' RETURNING id, org_id)"
+	"   WHERE id = $1::uuid AND status = 'active' AND credential_version = $10::int"
+	"   RETURNING id, org_id)"
 	" INSERT INTO device_heartbeats (device_id, org_id, received_at, source_ip, agent_status,"
 	"        agent_version, uptime_seconds, metrics, inventory)"
 	" SELECT d.id, d.org_id, now(), $2::inet, $4, coalesce($3, ''), $5::bigint, $6::jsonb, $7::jsonb"
@@ -105,7 +112,22 @@ static const char *heartbeat_sql =
 	" ON CONFLICT (device_id) DO UPDATE SET received_at = excluded.received_at,"
 	"    source_ip = excluded.source_ip, agent_status = excluded.agent_status,"
 	"    agent_version = excluded.agent_version, uptime_seconds = excluded.uptime_seconds,"
-	"    metrics = excluded.metrics, inventory = excluded.inventory";
+	"    metrics = excluded.metrics, inventory = excluded.inventory"
+	" RETURNING device_id";
+
+/* Runs heartbeat_sql with P; BZ_ERR_UNAUTHORIZED when the device row no
+ * longer matched (reset, suspended or decommissioned since the lookup). */
+static int heartbeat_write(PGconn *c, const char *const p[10])
+{
+	PGresult *r = db_query(c, heartbeat_sql, 10, p, NULL);
+	int n;
+
+	if (r == NULL)
+		return BZ_ERR_DB;
+	n = PQntuples(r);
+	PQclear(r);
+	return n == 1 ? 0 : BZ_ERR_UNAUTHORIZED;
+}
 
 /* Writes the agent-actor audit row ACTION with DETAILS (stolen) on C. */
 static int audit_agent(PGconn *c, const struct agents_agent *a, const char *ip, const char *action,
@@ -128,7 +150,7 @@ static int audit_agent(PGconn *c, const struct agents_agent *a, const char *ip, 
 int agents_heartbeat_record(PGconn *c, const struct agents_agent *a,
 			    const struct agents_heartbeat *hb)
 {
-	char uptime_s[24];
+	char uptime_s[24], version[16];
 	const char *ip = hb->client_ip;
 	char *m = hb->metrics ? json_dumps(hb->metrics, AGENTS_JSON_FLAGS) : strdup("{}");
 	char *inv = hb->inventory ? json_dumps(hb->inventory, AGENTS_JSON_FLAGS) : strdup("{}");
@@ -137,15 +159,17 @@ int agents_heartbeat_record(PGconn *c, const struct agents_agent *a,
 	if (m == NULL || inv == NULL)
 		goto out;
 	snprintf(uptime_s, sizeof(uptime_s), "%lld", (long long)hb->uptime_s);
-	const char *p[9] = {a->device_id,
-			    ip,
-			    hb->agent_version,
-			    hb->status ? hb->status : "online",
-			    hb->uptime_s >= 0 ? uptime_s : NULL,
-			    m,
-			    inv,
-			    hb->hostname,
-			    hb->os_version};
+	snprintf(version, sizeof(version), "%d", a->credential_version);
+	const char *p[10] = {a->device_id,
+			     ip,
+			     hb->agent_version,
+			     hb->status ? hb->status : "online",
+			     hb->uptime_s >= 0 ? uptime_s : NULL,
+			     m,
+			     inv,
+			     hb->hostname,
+			     hb->os_version,
+			     version};
 	/* G7: a new source address (token theft, NAT change) goes into the
 	 * address history and is audited (deduplicated, ip_history.c), and a
 	 * renamed device is audited, in the same transaction as the change. */
@@ -155,7 +179,7 @@ int agents_heartbeat_record(PGconn *c, const struct agents_agent *a,
 	if (rc == 0 && ip_changed)
 		rc = agents_ip_history_move(c, a, ip, hb->ip_dedup_s, bz_now(), &ip_audit);
 	if (rc == 0)
-		rc = db_exec(c, heartbeat_sql, 9, p);
+		rc = heartbeat_write(c, p);
 	if (rc == 0 && ip_audit)
 		rc = audit_agent(c, a, ip, "agent.source.ip.changed",
 				 json_pack("{s:s,s:s}", "previousIp", a->old_ip, "newIp", ip));

@@ -69,19 +69,28 @@ int agents_probe_classify(PGconn *c, struct agents_agent *a, const char *path_id
  * (epoch seconds, text). *N gets the number of tokens suspended. */
 static int suspend_rows(PGconn *c, const struct agents_agent *a, const char *now_s, int *n)
 {
+	/* The device row first, as every token change does (tokens.c): in
+	 * the opposite order a probe racing a confirm, rotation or reset
+	 * deadlocks, and a rotation committing meanwhile would leave a
+	 * pending token this UPDATE did not see. */
+	static const char *lock_sql = "SELECT 1 FROM devices WHERE id = $1::uuid FOR UPDATE";
+	/* Expired pending and previous tokens too: nothing of the device's
+	 * credentials may answer differently from the rest. */
 	static const char *tokens_sql =
 		"UPDATE agent_tokens SET state = 'suspended', expires_at = NULL,"
 		"       retired_at = to_timestamp($2::bigint), retired_reason = '" PROBE_REASON "'"
-		" WHERE device_id = $1::uuid AND state IN ('pending', 'current', 'previous')"
-		"   AND (expires_at IS NULL OR expires_at > to_timestamp($2::bigint))";
+		" WHERE device_id = $1::uuid AND state IN ('pending', 'current', 'previous')";
 	static const char *device_sql =
 		"UPDATE devices SET status = 'suspended', suspended_at = to_timestamp($2::bigint),"
 		"       suspension_reason = '" PROBE_REASON "', reenrollment_blocked = true"
 		" WHERE id = $1::uuid AND status = 'active'";
 	const char *p[2] = {a->device_id, now_s};
-	PGresult *r = db_query(c, tokens_sql, 2, p, NULL);
+	PGresult *r = db_query(c, lock_sql, 1, p, NULL);
 
 	if (r == NULL)
+		return BZ_ERR_DB;
+	PQclear(r);
+	if ((r = db_query(c, tokens_sql, 2, p, NULL)) == NULL)
 		return BZ_ERR_DB;
 	*n = atoi(PQcmdTuples(r));
 	PQclear(r);

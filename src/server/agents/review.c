@@ -88,16 +88,19 @@ int agents_device_review(PGconn *c, const struct tenancy_scope *sc, const char *
 }
 
 /* Blocking devices of organization $1 with hostname $2 or fingerprint $3;
- * a suspended device first. Served by the partial indexes of 0013. */
-static const char *blocked_sql =
-	"SELECT id, CASE WHEN lower(hostname) = lower($2) THEN 'hostname' ELSE 'fingerprint' END,"
-	"       (status = 'suspended')::int"
-	"  FROM devices"
-	" WHERE reenrollment_blocked AND org_id = $1::uuid"
-	"   AND (lower(hostname) = lower($2)"
-	"        OR ($3::text IS NOT NULL AND hardware ? 'machineId'"
-	"            AND lower(hardware ->> 'machineId') = lower($3)))"
-	" ORDER BY (status = 'suspended') DESC, id LIMIT 1";
+ * a suspended device first. Host names are compared as DNS names: case,
+ * surrounding spaces and the trailing dot of an absolute name do not count
+ * (the blocked devices of one organization are few: a scan of them). */
+#define HOST_NORM(x) "lower(rtrim(btrim(" x "), '.'))"
+static const char *blocked_sql = "SELECT id, CASE WHEN " HOST_NORM("hostname") " = " HOST_NORM(
+	"$2") "            THEN 'hostname' ELSE 'fingerprint' END,"
+	      "       (status = 'suspended')::int"
+	      "  FROM devices"
+	      " WHERE reenrollment_blocked AND org_id = $1::uuid"
+	      "   AND (" HOST_NORM("hostname") " = " HOST_NORM(
+		      "$2") "        OR ($3::text IS NOT NULL AND hardware ? 'machineId'"
+			    "            AND lower(hardware ->> 'machineId') = lower($3)))"
+			    " ORDER BY (status = 'suspended') DESC, id LIMIT 1";
 
 int agents_enroll_blocked(PGconn *c, const char *org_id, const char *hostname,
 			  const json_t *hardware, struct agents_enroll_block *out)

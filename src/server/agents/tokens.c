@@ -84,10 +84,16 @@ int agents_token_insert(PGconn *c, const char *device_id, const char *org_id, co
  * heartbeat learns whether to ask for a rotation in the same statement). */
 static const char *lookup_sql =
 	"SELECT d.id, d.org_id, d.status, d.heartbeat_interval_s, coalesce(host(d.last_ip), ''),"
-	"       d.hostname, t.state,"
-	"       (t.expires_at IS NULL OR t.expires_at > to_timestamp($2::bigint))::int,"
+	"       d.hostname,"
+	/* A pending token retired because it expired unconfirmed was never in
+	 * service: it reads as what it was, an expired pending token (409
+	 * rotation_expired on confirm, no theft signal). */
+	"       CASE WHEN t.state = 'retired' AND t.retired_reason = 'expired' THEN 'pending'"
+	"            ELSE t.state END,"
+	"       (t.expires_at IS NULL OR t.expires_at > to_timestamp($2::bigint))::int"
+	"         * (t.retired_reason IS DISTINCT FROM 'expired')::int,"
 	"       extract(epoch FROM t.activated_at)::bigint,"
-	"       (t.rotation_requested_at IS NOT NULL)::int,"
+	"       (t.rotation_requested_at IS NOT NULL)::int, d.credential_version,"
 	"       CASE WHEN t.state = 'current' THEN EXISTS (SELECT 1 FROM agent_tokens p"
 	"            WHERE p.device_id = t.device_id AND p.state = 'pending'"
 	"              AND p.expires_at > to_timestamp($2::bigint))::int ELSE 0 END"
@@ -107,7 +113,8 @@ static void agent_fill(PGresult *r, struct agents_agent *out)
 	out->token_live = strcmp(PQgetvalue(r, 0, 7), "1") == 0;
 	out->token_activated_at = PQgetisnull(r, 0, 8) ? 0 : strtoll(PQgetvalue(r, 0, 8), NULL, 10);
 	out->rotation_requested = strcmp(PQgetvalue(r, 0, 9), "1") == 0;
-	out->pending_live = strcmp(PQgetvalue(r, 0, 10), "1") == 0;
+	out->credential_version = atoi(PQgetvalue(r, 0, 10));
+	out->pending_live = strcmp(PQgetvalue(r, 0, 11), "1") == 0;
 }
 
 int agents_token_lookup(PGconn *c, const char *token_hash, int64_t now, struct agents_agent *out)
@@ -142,6 +149,23 @@ int agents_token_usable(const struct agents_agent *a)
 	default:
 		return 0;
 	}
+}
+
+int agents_token_retire_expired(PGconn *c, const char *token_hash, enum agents_token_state state,
+				int64_t now)
+{
+	static const char *sql =
+		"UPDATE agent_tokens SET state = 'retired', expires_at = NULL,"
+		"       retired_at = to_timestamp($3::bigint), retired_reason = $4"
+		" WHERE token_hash = $1 AND state = $2 AND expires_at <= to_timestamp($3::bigint)";
+	char now_s[24];
+
+	if (state != AGENTS_TOKEN_PENDING && state != AGENTS_TOKEN_PREVIOUS)
+		return 0;
+	snprintf(now_s, sizeof(now_s), "%lld", (long long)now);
+	const char *p[4] = {token_hash, agents_token_state_name(state), now_s,
+			    state == AGENTS_TOKEN_PENDING ? "expired" : "grace_over"};
+	return db_exec(c, sql, 4, p);
 }
 
 int agents_tokens_retire_all(PGconn *c, const char *device_id, const char *reason, int64_t now)
@@ -438,13 +462,15 @@ int agents_token_is_retired(const struct agents_agent *a)
 int agents_token_retired_use(PGconn *c, const char *token_hash, const struct agents_agent *a,
 			     const char *ip, int64_t now)
 {
-	/* The guard also passes when the stamp lies ahead of NOW (a clock set
-	 * back), so a wrong clock cannot silence the signal. */
+	/* The guard also passes when the stamp lies more than an hour ahead
+	 * of NOW (a clock set far back), so a wrong clock cannot silence the
+	 * signal for long; instances whose clocks differ by less than that
+	 * cannot take turns to flood it. */
 	static const char *sql =
 		"UPDATE agent_tokens SET retired_use_audited_at = to_timestamp($2::bigint)"
 		" WHERE token_hash = $1 AND (retired_use_audited_at IS NULL"
 		"    OR retired_use_audited_at <= to_timestamp($2::bigint) - interval '60 seconds'"
-		"    OR retired_use_audited_at > to_timestamp($2::bigint))"
+		"    OR retired_use_audited_at > to_timestamp($2::bigint) + interval '1 hour')"
 		" RETURNING coalesce(retired_reason, '')";
 	char now_s[24];
 	const char *p[2] = {token_hash, now_s};
@@ -569,6 +595,15 @@ int agents_token_reset(PGconn *c, const struct tenancy_scope *sc, const char *id
 	epoch_str(now, now_s);
 	if ((r = db_query(c, sql, 2, p, NULL)) == NULL)
 		return BZ_ERR_DB;
+	/* A heartbeat that read a token before this commit must not land
+	 * after it (migration 0015). */
+	if ((rc = db_exec(c,
+			  "UPDATE devices SET credential_version = credential_version + 1"
+			  " WHERE id = $1::uuid",
+			  1, p)) != 0) {
+		PQclear(r);
+		return rc;
+	}
 	*ev = (struct audit_event){.org_id = out->org_id,
 				   .action = "device.agent_token.reset",
 				   .resource = "devices",

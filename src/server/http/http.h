@@ -295,6 +295,16 @@ void http_rate_ip(const struct request *rq, char *out, size_t len);
  * mode with Redis down: 503 rate_limit_unavailable with Retry-After: 1.
  * Returns 0 (admitted) or BZ_ERR_RESPONDED.
  */
+/*
+ * Like http_rate_limit() but silent: counts the N limiters ITEMS and
+ * returns 1 when the request is admitted, 0 when it is over a limit or the
+ * limiter cannot answer, setting no header and writing no answer. For
+ * refusals that must look the same over the limit as under it (a retired
+ * agent token is answered like an unknown one) and only decide whether
+ * their audit row is written.
+ */
+int http_rate_admits(struct request *rq, const struct ratelimit_item *items, size_t n);
+
 int http_rate_limit(struct request *rq, const struct ratelimit_item *items, size_t n,
 		    const struct audit_event *refusal);
 

@@ -51,6 +51,15 @@ static void audit_refusal(struct request *rq, const struct audit_event *refusal,
 	json_decref(ev.details);
 }
 
+int http_rate_admits(struct request *rq, const struct ratelimit_item *items, size_t n)
+{
+	struct ratelimit_result r;
+
+	if (rq->app->rl == NULL || n == 0 || n > RATELIMIT_MAX_ITEMS)
+		return 0;
+	return ratelimit_check(rq->app->rl, items, n, bz_now_ms(), &r) == 0 && r.admitted;
+}
+
 int http_rate_limit(struct request *rq, const struct ratelimit_item *items, size_t n,
 		    const struct audit_event *refusal)
 {

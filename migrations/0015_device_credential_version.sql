@@ -1,0 +1,12 @@
+-- 0015_device_credential_version: a heartbeat in flight cannot outlive an
+-- emergency reset (checklist G2).
+--
+-- A heartbeat looks its token up without a lock and then updates its device
+-- row. An emergency reset retires the tokens but leaves the device active,
+-- so a heartbeat that read the token just before the reset committed would
+-- wait for the reset's device lock and then be recorded after it. The reset
+-- now increments credential_version, and the heartbeat's UPDATE requires the
+-- version its lookup read: PostgreSQL re-checks that condition on the row
+-- version the reset committed, so the late heartbeat updates nothing and is
+-- refused like any retired token.
+ALTER TABLE devices ADD COLUMN credential_version integer NOT NULL DEFAULT 0;
