@@ -54,7 +54,7 @@ class Browser:
         o = webdriver.ChromeOptions()
         o.binary_location = shutil.which("chromium")
         for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                    "--window-size=1280,860", "--no-first-run", "--disable-extensions",
+                    "--window-size=1280,1000", "--no-first-run", "--disable-extensions",
                     "--disable-background-networking", "--disable-sync",
                     "--disable-component-update", "--disable-features=Translate,OptimizationHints"):
             o.add_argument(arg)

@@ -138,6 +138,11 @@ export function refresh() {
   return refreshing;
 }
 
+// Tells the router that MFA enrolment is forced (a 428, or /auth/me says so).
+export function enrollmentRequired() {
+  hooks.enrollmentRequired();
+}
+
 function failed(e) {
   if (e instanceof ApiError && e.status === 428) hooks.enrollmentRequired();
   if (e instanceof ApiError && e.status === 401) {

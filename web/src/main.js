@@ -63,6 +63,9 @@ function render() {
     return;
   }
   if (path === '/mfa/enroll') {
+    // Already on it (the back button came back here): keep its step, the
+    // recovery codes above all.
+    if (document.getElementById('enroll') !== null) return;
     const main = shell(root, false, signedOut);
     enrollPage(main, () => navigate(HOME, true));
     return;

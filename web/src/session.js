@@ -1,6 +1,6 @@
 // session.js — who is signed in, and the sign-in, enrolment and sign-out
 // steps. Nothing here is persisted: a reload starts from the refresh cookie.
-import { ApiError, call, refresh, send, sendWithCsrf, setAccessToken } from './api.js';
+import { ApiError, call, enrollmentRequired, refresh, send, sendWithCsrf, setAccessToken } from './api.js';
 
 export const state = {
   user: null, // {id, email, name, role, …} of the signed-in user, or null
@@ -41,7 +41,8 @@ export async function verifyMfa(mfaToken, answer) {
 export async function loadMe() {
   const me = await call('GET', '/api/v1/auth/me');
   state.user = me;
-  state.enrollmentRequired = me.forceMfa === true && me.mfaEnabled !== true;
+  state.enrollmentRequired = me.role.forceMfa === true && me.mfaEnabled !== true;
+  if (state.enrollmentRequired) enrollmentRequired();
   return me;
 }
 
