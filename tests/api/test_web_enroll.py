@@ -130,7 +130,7 @@ def test_forced_enrolment_end_to_end(browser, web, admin, forcing_role, make_use
     b.click("#codes-saved")
     b.click("#codes-done")
     b.path_is("/devices")
-    assert b.text_of("#account", "on")
+    assert "Two-factor authentication\non" in b.text_of("#account", "Organizations")
     wait_signed_in(b, u.body["name"])
     # Done: the enrolment page is behind, and the session survives a reload.
     b.d.get(web.url + "/mfa/enroll")

@@ -11,7 +11,7 @@ import pyotp
 import pytest
 import requests
 
-from conftest import TEST_CLOCK, uniq
+from conftest import REPO, TEST_CLOCK, uniq
 from web_browser import (Browser, chromium_missing, login, settle, start_server, stop_server,
                          wait_signed_in)
 from web_browser import no_page_errors  # noqa: F401  (fixture)
@@ -21,6 +21,7 @@ pytestmark = [pytest.mark.skipif(chromium_missing(), reason="chromium/chromedriv
               pytest.mark.usefixtures("no_page_errors")]
 
 CSP_START = "default-src 'self'; script-src 'self';"
+DIST = REPO / "web" / "dist"
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +85,33 @@ def test_login_success_shows_the_shell_and_survives_a_reload(browser, web, make_
     browser.d.get(web.url + "/devices")
     wait_signed_in(browser, u.body["name"])
     assert browser.text_of("#account", u.email)
+
+
+def refreshes_logged(srv):
+    return srv.log_text().count('"route":"/api/v1/auth/refresh","status":200')
+
+
+def test_expired_access_token_is_refreshed_once_for_parallel_calls(browser, web, make_user, clock):
+    """Past the access token's 15 minutes, five calls at once get 401s and
+    share one silent refresh (a second would replay the rotated refresh
+    token and end the session); the user stays signed in."""
+    u = make_user("partner_technician")
+    login(browser, web.url, u.email, u.password)
+    wait_signed_in(browser, u.body["name"])
+    api_js = "/assets/" + next((DIST / "assets").glob("api.*.js")).name
+    before = refreshes_logged(web)
+    clock.advance(901)
+    got = browser.d.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        import(arguments[0]).then(async (api) => {
+          const all = await Promise.all([1, 2, 3, 4, 5].map(() => api.call('GET', '/api/v1/auth/me')));
+          done(all.map((me) => me.email));
+        }).catch((e) => done('error: ' + e));""", api_js)
+    assert got == [u.email] * 5, got
+    assert refreshes_logged(web) == before + 1
+    browser.click("nav a")
+    assert browser.text_of("#account", u.email)
+    assert browser.path() == "/devices"
 
 
 def test_wrong_password_message(browser, web, make_user):
