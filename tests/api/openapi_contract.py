@@ -177,7 +177,7 @@ class Contract:
         """The template whose operation for METHOD is marked x-spa-fallback
         (the web dashboard answers every GET or HEAD path outside /api/ that
         matches no route), or None."""
-        if path == "/api" or path.startswith("/api/"):
+        if path.lower() == "/api" or path.lower().startswith("/api/"):
             return None
         for template in self.spec["paths"]:
             if self.operations(template).get(method.lower(), {}).get("x-spa-fallback"):

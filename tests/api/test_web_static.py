@@ -69,7 +69,8 @@ def test_assets_by_hashed_name_with_their_types(api):
 
 
 def test_api_paths_keep_the_json_404(api):
-    for path in ("/api", "/api/", "/api/v1/nope", "/api/v1/devices/x/y/z", "/api/mfa/enroll"):
+    for path in ("/api", "/api/", "/api/v1/nope", "/api/v1/devices/x/y/z", "/api/mfa/enroll",
+                 "/API/V1/ORGS", "/Api"):
         r = api.get(path)
         assert_error(r, 404, "not_found")
         assert r.headers["Content-Type"] == "application/json"

@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -193,7 +194,9 @@ int http_static_fallback(struct request *rq)
 
 	if (path == NULL || (strcmp(m, "GET") != 0 && strcmp(m, "HEAD") != 0))
 		return BZ_ERR_NOT_FOUND;
-	if (strcmp(path, "/api") == 0 || strncmp(path, "/api/", 5) == 0)
+	/* In any letter case: /API/V1/… is no page of the app either, and a
+	 * client probing the API's routing should see the API's 404. */
+	if (strcasecmp(path, "/api") == 0 || strncasecmp(path, "/api/", 5) == 0)
 		return BZ_ERR_NOT_FOUND;
 	if (http_current_path_escaped || path[0] != '/' || !path_plain(path))
 		return BZ_ERR_NOT_FOUND;
