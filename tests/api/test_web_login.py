@@ -182,6 +182,19 @@ def test_rate_limited_login_says_when_to_retry_then_server_down(browser, service
     browser.shot("login-server-down")
 
 
+def test_server_error_message(browser, services, workdir):
+    """A 5xx: here the login's rate limit in deny mode with Redis gone
+    answers 503 rate_limit_unavailable."""
+    srv = start_server(services, workdir, REDIS_URL="redis://:x@127.0.0.1:1/0",
+                       RATE_LIMIT_ON_REDIS_FAILURE="deny")
+    try:
+        login(browser, srv.url, f"{uniq('nobody')}@example.test", "wrong-password")
+        assert browser.text_of("#login-error", "The server could not complete the request "
+                                               "(HTTP 503). Try again in a moment.")
+    finally:
+        stop_server(srv)
+
+
 def test_logout_in_one_tab_ends_the_session_in_another(browser, web, make_user):
     u = make_user("partner_technician")
     login(browser, web.url, u.email, u.password)

@@ -187,6 +187,10 @@ static int path_plain(const char *path)
 	return 1;
 }
 
+/* What the request log names an answer of the fallback. */
+static const struct route fallback_route = {"GET", "(dashboard)", NULL, ROUTE_PUBLIC,
+					    NULL,  NULL,	  NULL};
+
 int http_static_fallback(struct request *rq)
 {
 	const char *m = rq->u->http_verb, *path = rq->u->url_path;
@@ -207,10 +211,14 @@ int http_static_fallback(struct request *rq)
 		if (!name_ok(name, strlen(name)) || type_of(name) == NULL ||
 		    read_file(rq->app->cfg->web_root, "assets", name, &body, &len) != 0)
 			return BZ_ERR_NOT_FOUND;
+		rq->route = &fallback_route;
 		send_file(rq, name, body, len, 1);
 		return 0;
 	}
-	return send_index(rq) == 0 ? 0 : BZ_ERR_NOT_FOUND;
+	if (send_index(rq) != 0)
+		return BZ_ERR_NOT_FOUND;
+	rq->route = &fallback_route;
+	return 0;
 }
 
 void http_static_check_root(const struct config *cfg)
