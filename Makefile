@@ -22,7 +22,7 @@ werror_flag   = $(if $(WERROR),-DBREEZE_WERROR=$(WERROR))
 SANITIZE_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
                 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
-.PHONY: all deps build build-sanitize test test-sanitize run check-format clean distclean
+.PHONY: all deps build build-sanitize web test test-sanitize run check-format clean distclean
 
 all: build
 
@@ -37,6 +37,10 @@ build: deps
 build-sanitize: deps
 	cmake -S . -B $(SANITIZE_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBREEZE_SANITIZE=ON $(werror_flag)
 	cmake --build $(SANITIZE_DIR) -j$(JOBS)
+
+# The web dashboard alone (web/src -> web/dist; every build does it too).
+web:
+	$(PYTHON) scripts/build-web
 
 # Unit tests, then the API tests; both always run so one report shows
 # everything, and the pytest summary is the last line printed.

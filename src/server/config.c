@@ -141,6 +141,7 @@ enum var_type {
 	VAR_RATE,      /* COUNT/SECONDS (ratelimit_rule_parse) */
 	VAR_RATE_MIN,  /* a count per minute: COUNT/60 */
 	VAR_RATE_FAIL, /* local or deny */
+	VAR_PATH,      /* an absolute file-system path */
 };
 
 enum var_need {
@@ -171,6 +172,12 @@ struct var {
 	size_t off;  /* offset of the field in struct config */
 	size_t size; /* its size, for integers */
 };
+
+/* WEB_ROOT's default, the dashboard built in the source tree (CMake sets
+ * it: -DBREEZE_WEB_ROOT_DEFAULT=… for an installed copy). */
+#ifndef BREEZE_WEB_ROOT_DEFAULT
+#define BREEZE_WEB_ROOT_DEFAULT "/usr/share/breeze/web"
+#endif
 
 #define F(field) offsetof(struct config, field), sizeof(((struct config *)0)->field)
 #define GEN_HINT "; generate with `breeze-server gen-secrets`"
@@ -225,6 +232,8 @@ static const struct var vars[] = {
 	 F(refresh_reuse_grace_s)},
 	{"ALLOWED_ORIGINS", VAR_ORIGINS, 1, NEED_OPTIONAL, NULL, NULL, 0, 0, PROD_NONE,
 	 F(allowed_origins)},
+	{"WEB_ROOT", VAR_PATH, 1, NEED_OPTIONAL, NULL, BREEZE_WEB_ROOT_DEFAULT, 0, 0, PROD_NONE,
+	 F(web_root)},
 	{"HEARTBEAT_INTERVAL_SECONDS", VAR_UINT, 1, NEED_OPTIONAL, NULL, "60", 5, 3600, PROD_NONE,
 	 F(heartbeat_interval_s)},
 	{"AGENT_TOKEN_MAX_AGE_DAYS", VAR_UINT, 1, NEED_OPTIONAL, NULL, "30", 1, 3650, PROD_NONE,
@@ -577,6 +586,12 @@ static void load_var(struct config *cfg, const struct var *v, const char *s, int
 		    (strlen(s) != 64 || strspn(s, "0123456789abcdefABCDEF") != 64))
 			problem(p, 1, "%s: must be 64 hex characters (%s)", v->name,
 				v->type == VAR_SEED_HEX ? "an Ed25519 seed" : "a 256-bit key");
+		break;
+	case VAR_PATH:
+		memcpy(field, &s, sizeof(s));
+		if (s[0] != '/' || strlen(s) >= CONFIG_PATH_MAX)
+			problem(p, 1, "%s: must be an absolute path (at most %d bytes)", v->name,
+				CONFIG_PATH_MAX - 1);
 		break;
 	case VAR_ORIGINS:
 		if (parse_origins(s, (struct config_origins *)(void *)field) != 0)

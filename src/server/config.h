@@ -37,6 +37,7 @@ const char *config_secret_name(enum config_secret s);
 /* Browser origins trusted to call the cookie routes (ALLOWED_ORIGINS),
  * each normalized by config_origin_normalize(). */
 #define CONFIG_ORIGINS_MAX 8
+#define CONFIG_PATH_MAX 1024 /* bytes of a path variable (WEB_ROOT), with the NUL */
 #define CONFIG_ORIGIN_LEN 256
 struct config_origins {
 	unsigned n;
@@ -61,6 +62,10 @@ struct config {
 	int64_t session_idle_timeout_s;	   /* unused session dies, default 28800; 0 = off */
 	int refresh_reuse_grace_s;	   /* 0..60, default 0 (strict reuse detection, A7) */
 	struct config_origins allowed_origins; /* ALLOWED_ORIGINS, normalized */
+	/* WEB_ROOT: the built dashboard (index.html, assets/), an absolute
+	 * path; borrowed. Default: BREEZE_WEB_ROOT_DEFAULT, set by CMake to
+	 * the source tree's web/dist. Checked at serve start (a warning). */
+	const char *web_root;
 	int64_t access_token_ttl_s;	       /* 900 (15 min), fixed */
 	int heartbeat_interval_s;	       /* default 60 */
 	int agent_token_max_age_days;	       /* rotation asked past it, default 30 (G2) */

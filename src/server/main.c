@@ -41,6 +41,7 @@
 #include "server/auth/auth.h"
 #include "server/auth/auth_api.h"
 #include "server/http/http.h"
+#include "server/http/static.h"
 #include "server/routes.h"
 
 
@@ -474,6 +475,7 @@ static int cmd_serve(struct opts *o)
 	snprintf(port, sizeof(port), "%u", cfg.listen_port);
 	log_info("server.started", "listen", cfg.listen_host, "port", port, "version",
 		 BREEZE_VERSION, NULL);
+	http_static_check_root(&cfg);
 	audit_worker_start(&cfg);
 	sigwait(&set, &sig);
 	log_info("server.stopping", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", NULL);

@@ -9,8 +9,13 @@ one of that operation's documented responses, and the JSON body to its schema
 
   - an undocumented status of a documented operation is a violation;
   - a path that matches no template must answer 404 with the Error schema
-    (the dispatcher's "no such route"), a documented path with a method it
-    does not have must answer 405 with the Error schema;
+    (the dispatcher's "no such route"), unless it is a GET or HEAD outside
+    /api/ and an operation for it is marked `x-spa-fallback` (the web
+    dashboard's index.html and assets): then it is checked as that
+    operation; a documented path with a method it does not have must answer
+    405 with the Error schema;
+  - a response documented with several media types must have one of them
+    as its Content-Type (only JSON bodies are checked against a schema);
   - a documented response without content must have an empty body.
 
 A violation raises ContractViolation (an AssertionError) out of the request,
@@ -124,6 +129,8 @@ class Contract:
         path = urlsplit(url).path
         template = self.match_path(path)
         where = f"{method} {path} -> {status}"
+        if template is None and status != 404:
+            template = self.spa_fallback(method, path)
         if template is None:
             if status != 404:
                 return f"{where}: the path matches no template in docs/openapi.yaml, " \
@@ -151,10 +158,31 @@ class Contract:
             if body:
                 return f"{where}: documented without a body, got {body[:200]!r}"
             return None
+        if list(content) != ["application/json"] and method != "HEAD":
+            # Several media types (the dashboard's files): the one sent must
+            # be documented; only JSON has a schema to check.
+            ctype = headers.get("Content-Type", "").split(";")[0].strip().lower()
+            if ctype not in content:
+                return f"{where}: Content-Type {ctype!r} is not documented " \
+                       f"(documented: {', '.join(content)})"
+            if ctype != "application/json":
+                return None if body else f"{where}: empty {ctype} body"
         media = content.get("application/json")
         if media is None:
-            return f"{where}: only application/json responses can be checked"
+            return None if method == "HEAD" else \
+                f"{where}: only application/json responses can be checked"
         return self._check_body(where, media.get("schema", {}), headers, body, method)
+
+    def spa_fallback(self, method, path):
+        """The template whose operation for METHOD is marked x-spa-fallback
+        (the web dashboard answers every GET or HEAD path outside /api/ that
+        matches no route), or None."""
+        if path.lower() == "/api" or path.lower().startswith("/api/"):
+            return None
+        for template in self.spec["paths"]:
+            if self.operations(template).get(method.lower(), {}).get("x-spa-fallback"):
+                return template
+        return None
 
     def _check_body(self, where, schema, headers, body, method, code=None):
         if method == "HEAD":

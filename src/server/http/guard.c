@@ -239,6 +239,7 @@ static struct {
 
 struct body_guard {
 	void *ulfius_cls;    /* what ulfius_uri_logger() returned */
+	int path_escaped;    /* the raw request path holds a percent escape */
 	uint64_t body_bytes; /* body bytes passed to ulfius so far */
 	int headers_seen;
 };
@@ -314,6 +315,7 @@ void *http_guard_uri_log(void *cls, const char *uri, struct MHD_Connection *conn
 	if (g == NULL)
 		return NULL;
 	g->ulfius_cls = ulfius_uri_logger(cls, uri);
+	g->path_escaped = memchr(uri, '%', strcspn(uri, "?")) != NULL;
 	if (g->ulfius_cls == NULL) {
 		free(g);
 		return NULL;
@@ -529,12 +531,16 @@ static enum MHD_Result guard_access(void *cls, struct MHD_Connection *conn, cons
 		g->body_bytes += *upload_data_size;
 	}
 	http_current_conn = conn;
+	http_current_path_escaped = g->path_escaped;
 	rc = guard.inner(guard.inner_cls, conn, url, method, version, upload_data, upload_data_size,
 			 &g->ulfius_cls);
 	http_current_conn = NULL;
+	http_current_path_escaped = 0;
 	return rc;
 }
 
+
+_Thread_local int http_current_path_escaped;
 
 void http_guard_arm(size_t max_body)
 {

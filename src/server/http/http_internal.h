@@ -17,6 +17,11 @@ extern struct app *http_current_app;
  * the guard around ulfius's dispatcher; NULL elsewhere. */
 extern _Thread_local struct MHD_Connection *http_current_conn;
 
+/* 1 while the guard runs a request whose raw path (before libmicrohttpd
+ * decodes it) holds a percent escape: the static files refuse those, as
+ * "%2F", "%2e%2e" or "%00" could otherwise turn into a path (static.c). */
+extern _Thread_local int http_current_path_escaped;
+
 /* Every field line of header NAME on CONN (any letter case), joined with
  * ", " in arrival order (RFC 9110 §5.3), stored in MAP, which owns the
  * returned string; NULL when absent. */

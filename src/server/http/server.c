@@ -18,6 +18,7 @@
 #include "crypto/crypto.h"
 #include "server/http/http.h"
 #include "server/http/http_internal.h"
+#include "server/http/static.h"
 
 #define DB_ACQUIRE_TIMEOUT_MS 5000
 
@@ -432,6 +433,9 @@ static void set_common_headers(struct request *rq)
 	http_set_header(rq, "Content-Type", "application/json");
 	http_set_header(rq, "Cache-Control", "no-store");
 	http_set_header(rq, "X-Content-Type-Options", "nosniff");
+	/* JSON is never a page; the dashboard's files set their own (static.c). */
+	http_set_header(rq, "Content-Security-Policy",
+			"default-src 'none'; frame-ancestors 'none'");
 	/* N9: the API sends HSTS itself too, in case the proxy forgets. */
 	http_set_header(rq, "Strict-Transport-Security",
 			"max-age=31536000; includeSubDomains; preload");
@@ -481,8 +485,9 @@ static int dispatch(const struct _u_request *u, struct _u_response *resp, struct
 
 	set_common_headers(&rq);
 
-	if (route == &not_found_route) {
-		http_fail(&rq, 404, "not_found", "no such route");
+	if (route == &not_found_route) { /* the dashboard's files, or no such route */
+		if (http_static_fallback(&rq) != 0)
+			http_fail(&rq, 404, "not_found", "no such route");
 		goto out;
 	}
 	if (check_query(&rq) != 0 || check_body(&rq) != 0 || http_idem_parse(&rq) != 0)

@@ -1,0 +1,106 @@
+// main.js — start-up and the router. Routes live in the History API; the
+// server answers every non-API path with index.html, so a reload or a
+// bookmark of any route lands here. Before any route is drawn, guard()
+// decides where the user may be: signed out -> /login; enrolment forced
+// (428) or recovery codes not yet confirmed -> /mfa/enroll, whatever was
+// typed, bookmarked or reached with the back button.
+import { hasAccessToken, setHooks } from './api.js';
+import { devicesPage } from './devices.js';
+import { h, replace } from './dom.js';
+import { enrollPage } from './enroll.js';
+import { loginPage } from './login.js';
+import { describe } from './messages.js';
+import { clear, restore, state } from './session.js';
+import { shell } from './shell.js';
+
+const root = document.getElementById('app');
+const HOME = '/devices';
+let wanted = HOME; // where to go after signing in
+
+const pages = {
+  '/devices': devicesPage,
+};
+
+export function navigate(path, replaceEntry) {
+  if (path !== location.pathname) {
+    if (replaceEntry) history.replaceState(null, '', path);
+    else history.pushState(null, '', path);
+  }
+  render();
+}
+
+function signedOut(message) {
+  clear();
+  state.flash = message;
+  navigate('/login', true);
+}
+
+// The path to draw instead of PATH, or null when PATH may be drawn.
+function guard(path) {
+  if (state.user === null) return path === '/login' ? null : '/login';
+  if (state.enrollmentRequired || state.codesPending) return path === '/mfa/enroll' ? null : '/mfa/enroll';
+  if (path === '/login' || path === '/mfa/enroll' || path === '/') return HOME;
+  return null;
+}
+
+function notFound(main) {
+  replace(main, h('h1', null, 'Page not found'),
+    h('p', null, 'There is no page at ', h('code', null, location.pathname), '. ',
+      h('a', { href: HOME, dataset: { route: '' } }, 'Go to the devices.')));
+}
+
+function render() {
+  const path = location.pathname;
+  const to = guard(path);
+  if (to !== null) {
+    if (to === '/login' && path !== '/' && path !== '/login') wanted = path;
+    navigate(to, true);
+    return;
+  }
+  document.title = 'Breeze';
+  if (path === '/login') {
+    loginPage(root, () => navigate(wanted === '/login' ? HOME : wanted));
+    return;
+  }
+  if (path === '/mfa/enroll') {
+    // Already on it (the back button came back here): keep its step, the
+    // recovery codes above all.
+    if (document.getElementById('enroll') !== null) return;
+    const main = shell(root, false, signedOut);
+    enrollPage(main, () => navigate(HOME, true));
+    return;
+  }
+  const main = shell(root, true, signedOut);
+  (pages[path] || notFound)(main);
+}
+
+// Links marked data-route stay in the app.
+document.addEventListener('click', (ev) => {
+  const a = ev.target instanceof Element ? ev.target.closest('a[data-route]') : null;
+  if (!a || ev.button !== 0 || ev.metaKey || ev.ctrlKey || ev.shiftKey || ev.altKey) return;
+  ev.preventDefault();
+  navigate(a.getAttribute('href'));
+});
+window.addEventListener('popstate', render);
+
+setHooks({
+  unauthorized: () => {
+    if (state.user !== null || hasAccessToken()) signedOut('Your session has ended. Please sign in again.');
+  },
+  enrollmentRequired: () => {
+    state.enrollmentRequired = true;
+    if (location.pathname !== '/mfa/enroll') navigate('/mfa/enroll', true);
+  },
+});
+
+async function boot() {
+  try {
+    await restore();
+  } catch (err) {
+    clear();
+    state.flash = describe(err);
+  }
+  render();
+}
+
+boot();
