@@ -1,6 +1,7 @@
 /*
  * store.c — the Redis backend: one Lua script, an exact sliding log per
- * key, run with EVALSHA over a small pool of connections.
+ * key, run with EVALSHA over a small pool of pipelined connections
+ * (pipe.c: concurrent checks share a connection and one write).
  *
  * Each key is a sorted set of the requests admitted in the last window
  * (score = the caller's time in ms, member = a value unique to that
@@ -13,12 +14,10 @@
  */
 #include "server/ratelimit/internal.h"
 
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "common/err.h"
 #include "crypto/crypto.h"
@@ -30,27 +29,42 @@
  * limiter at its limit, 0 = admitted), then count and free-at (ms) per
  * limiter, then per limiter 1 if its notice key was set now (refused, at
  * its limit, and no notice in the last window)}. A member stays counted
- * while now < score + window. */
+ * while now < score + window.
+ *
+ * Each call from a script costs Redis far more than the command itself, so
+ * the script makes as few as the answer needs: the oldest member first
+ * (ZRANGE 0 0), and the trim (ZREMRANGEBYSCORE) and a second look only when
+ * that one has left the window; ZCARD only for a non-empty key; at the
+ * limit, the member that must leave is the oldest itself when the key holds
+ * exactly the limit. The state and the answer are those of trimming first
+ * every time. */
 static const char script[] =
 	"local now = tonumber(ARGV[1])\n"
 	"local n = (#ARGV - 2) / 2\n"
 	"local out = {0}\n"
 	"for i = 1, n do\n"
+	"  local k = KEYS[i]\n"
 	"  local limit = tonumber(ARGV[1 + 2 * i])\n"
 	"  local win = tonumber(ARGV[2 + 2 * i])\n"
-	"  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - win)\n"
-	"  local count = redis.call('ZCARD', KEYS[i])\n"
+	"  local e = redis.call('ZRANGE', k, 0, 0, 'WITHSCORES')\n"
+	"  if e[2] and tonumber(e[2]) <= now - win then\n"
+	"    redis.call('ZREMRANGEBYSCORE', k, '-inf', now - win)\n"
+	"    e = redis.call('ZRANGE', k, 0, 0, 'WITHSCORES')\n"
+	"  end\n"
+	"  local count = 0\n"
+	"  if e[2] then count = redis.call('ZCARD', k) end\n"
 	"  local free = now + win\n"
 	"  local note = 0\n"
 	"  if count >= limit then\n"
-	"    local e = redis.call('ZRANGE', KEYS[i], count - limit, count - limit, 'WITHSCORES')\n"
+	"    if count > limit then\n"
+	"      e = redis.call('ZRANGE', k, count - limit, count - limit, 'WITHSCORES')\n"
+	"    end\n"
 	"    free = tonumber(e[2]) + win\n"
 	"    if out[1] == 0 then out[1] = i end\n"
 	"    if #KEYS == 2 * n and redis.call('SET', KEYS[n + i], '1', 'NX', 'PX', win) then\n"
 	"      note = 1\n"
 	"    end\n"
 	"  elseif count > 0 then\n"
-	"    local e = redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')\n"
 	"    free = math.min(tonumber(e[2]), now) + win\n"
 	"  end\n"
 	"  out[2 * i] = count\n"
@@ -60,27 +74,56 @@ static const char script[] =
 	"if out[1] == 0 then\n"
 	"  for i = 1, n do\n"
 	"    redis.call('ZADD', KEYS[i], now, ARGV[2])\n"
+#ifdef RL_EXPIRE_2W
+	"    if redis.call('PTTL', KEYS[i]) < tonumber(ARGV[2 + 2 * i]) then\n"
+	"      redis.call('PEXPIRE', KEYS[i], 2 * tonumber(ARGV[2 + 2 * i]))\n"
+	"    end\n"
+#else
 	"    redis.call('PEXPIRE', KEYS[i], ARGV[2 + 2 * i])\n"
+#endif
 	"    out[2 * i] = out[2 * i] + 1\n"
 	"  end\n"
 	"end\n"
 	"return out\n";
 
-struct conn {
-	pthread_mutex_t mu;
-	redisContext *c; /* NULL until connected, and after a failure */
-	char sha[41];	 /* the script's SHA1 as SCRIPT LOAD answered it */
-};
-
 struct rl_redis {
-	char *url;
-	int timeout_ms;
-	unsigned n;
-	_Atomic unsigned next; /* where the next check starts looking for a free connection */
+	struct rl_pipe *pipe;
+	_Atomic int sha_state; /* 0 unknown, 1 being written, 2 known */
+	char sha[41];	       /* the script's SHA1 as SCRIPT LOAD answered it */
 	_Atomic uint64_t seq;  /* per-process request counter, part of each member */
 	char prefix[13];       /* 48 random bits: members differ between instances */
-	struct conn *conns;
 };
+
+/* Keeps the SHA of the first SCRIPT LOAD answer (the same for every
+ * connection and every Redis: it is the SHA1 of the script). */
+static void remember_sha(struct rl_redis *r, const redisReply *rep)
+{
+	int unknown = 0;
+
+	if (atomic_compare_exchange_strong(&r->sha_state, &unknown, 1)) {
+		memcpy(r->sha, rep->str, 40);
+		r->sha[40] = '\0';
+		atomic_store(&r->sha_state, 2);
+	}
+}
+
+static int is_sha(const redisReply *rep)
+{
+	return rep != NULL && rep->type == REDIS_REPLY_STRING && rep->len == 40;
+}
+
+/* The pipe's setup hook: every new connection loads the script first, so
+ * it is there from start and after a reconnect. */
+static int setup(redisContext *c, void *arg)
+{
+	redisReply *rep = redisCommand(c, "SCRIPT LOAD %s", script);
+	int ok = is_sha(rep);
+
+	if (ok)
+		remember_sha(arg, rep);
+	freeReplyObject(rep);
+	return ok ? 0 : BZ_ERR_UNAVAILABLE;
+}
 
 struct rl_redis *rl_redis_new(const char *url, unsigned pool, int timeout_ms)
 {
@@ -88,18 +131,12 @@ struct rl_redis *rl_redis_new(const char *url, unsigned pool, int timeout_ms)
 
 	if (r == NULL)
 		return NULL;
-	r->url = strdup(url);
-	r->conns = calloc(pool, sizeof(*r->conns));
-	r->n = pool;
-	r->timeout_ms = timeout_ms;
-	if (r->url == NULL || r->conns == NULL || crypto_random_hex(6, r->prefix) != 0) {
-		free(r->url);
-		free(r->conns);
+	r->pipe = rl_pipe_new(url, pool, timeout_ms, setup, r);
+	if (r->pipe == NULL || crypto_random_hex(6, r->prefix) != 0) {
+		rl_pipe_free(r->pipe);
 		free(r);
 		return NULL;
 	}
-	for (unsigned i = 0; i < pool; i++)
-		pthread_mutex_init(&r->conns[i].mu, NULL);
 	return r;
 }
 
@@ -107,64 +144,32 @@ void rl_redis_free(struct rl_redis *r)
 {
 	if (r == NULL)
 		return;
-	for (unsigned i = 0; i < r->n; i++) {
-		if (r->conns[i].c != NULL)
-			redisFree(r->conns[i].c);
-		pthread_mutex_destroy(&r->conns[i].mu);
-	}
-	crypto_wipe(r->url, strlen(r->url));
-	free(r->url);
-	free(r->conns);
+	rl_pipe_free(r->pipe);
 	free(r);
 }
 
-/* A free connection, locked: the first one that is not busy, else the
- * next in turn once it frees within the budget. NULL when none does. */
-static struct conn *acquire(struct rl_redis *r)
+/* SCRIPT LOAD through the pipe (after NOSCRIPT, or before the first check
+ * if no connection has loaded it yet); 0 or BZ_ERR_UNAVAILABLE. */
+static int load_script(struct rl_redis *r)
 {
-	unsigned start = atomic_fetch_add(&r->next, 1) % r->n;
-	struct timespec until;
+	const char *argv[] = {"SCRIPT", "LOAD", script};
+	size_t argl[] = {6, 4, sizeof(script) - 1};
+	struct rl_call call;
+	char *cmd = NULL;
+	long long len = redisFormatCommandArgv(&cmd, 3, argv, argl);
+	int rc = BZ_ERR_UNAVAILABLE;
 
-	for (unsigned i = 0; i < r->n; i++) {
-		struct conn *c = &r->conns[(start + i) % r->n];
-		if (pthread_mutex_trylock(&c->mu) == 0)
-			return c;
-	}
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_nsec += (long)r->timeout_ms * 1000000L;
-	until.tv_sec += until.tv_nsec / 1000000000L;
-	until.tv_nsec %= 1000000000L;
-	if (pthread_mutex_timedlock(&r->conns[start].mu, &until) != 0)
-		return NULL;
-	return &r->conns[start];
-}
-
-/* SCRIPT LOAD over C; 0 or BZ_ERR_UNAVAILABLE. */
-static int load_script(struct conn *c)
-{
-	redisReply *rep = redisCommand(c->c, "SCRIPT LOAD %s", script);
-	int ok = rep != NULL && rep->type == REDIS_REPLY_STRING && rep->len == 40;
-
-	if (ok)
-		memcpy(c->sha, rep->str, 41);
-	freeReplyObject(rep);
-	return ok ? 0 : BZ_ERR_UNAVAILABLE;
-}
-
-/* Connects C if needed and makes sure its script SHA is known. */
-static int ensure(struct rl_redis *r, struct conn *c)
-{
-	if (c->c != NULL)
-		return 0;
-	c->c = redis_connect_url(r->url, r->timeout_ms);
-	if (c->c == NULL)
+	if (len < 0)
 		return BZ_ERR_UNAVAILABLE;
-	if (load_script(c) != 0) {
-		redisFree(c->c);
-		c->c = NULL;
-		return BZ_ERR_UNAVAILABLE;
+	call.cmd = cmd;
+	call.len = (size_t)len;
+	if (rl_pipe_call(r->pipe, &call) == 0 && is_sha(call.reply)) {
+		remember_sha(r, call.reply);
+		rc = 0;
 	}
-	return 0;
+	freeReplyObject(call.reply);
+	redisFreeCommand(cmd);
+	return rc;
 }
 
 /* Reads the script's answer for N keys into RAW. */
@@ -193,6 +198,39 @@ static int is_noscript(const redisReply *rep)
 	       strncmp(rep->str, "NOSCRIPT", 8) == 0;
 }
 
+/* Sends the formatted EVALSHA of ARGV (ARGC words, the SHA second) and
+ * parses its reply; after NOSCRIPT loads the script and sends it again,
+ * once. */
+static int evalsha(struct rl_redis *r, int argc, const char **argv, const size_t *argl, size_t n,
+		   struct rl_raw *raw)
+{
+	struct rl_call call;
+	char *cmd = NULL;
+	int rc = BZ_ERR_UNAVAILABLE;
+
+	for (int attempt = 0; attempt < 2; attempt++) {
+		long long len = redisFormatCommandArgv(&cmd, argc, argv, argl);
+		if (len < 0)
+			return BZ_ERR_UNAVAILABLE;
+		call.cmd = cmd;
+		call.len = (size_t)len;
+		rc = rl_pipe_call(r->pipe, &call);
+		redisFreeCommand(cmd);
+		if (rc != 0)
+			return rc;
+		if (!is_noscript(call.reply) || attempt == 1)
+			break;
+		/* SCRIPT FLUSH or a restarted Redis: load it again, retry once. */
+		freeReplyObject(call.reply);
+		call.reply = NULL;
+		if (load_script(r) != 0)
+			return BZ_ERR_UNAVAILABLE;
+	}
+	rc = parse_reply(call.reply, n, raw);
+	freeReplyObject(call.reply);
+	return rc;
+}
+
 int rl_redis_check(struct rl_redis *r, const char *const *keys, const char *const *notes,
 		   const struct ratelimit_rule *rules, size_t n, int64_t now_ms, struct rl_raw *raw)
 {
@@ -201,16 +239,15 @@ int rl_redis_check(struct rl_redis *r, const char *const *keys, const char *cons
 	size_t argl[MAXARGS];
 	char nkeys[4], now[24], member[48], num[RATELIMIT_MAX_ITEMS][2][16];
 	size_t argc = 0;
-	int rc = BZ_ERR_UNAVAILABLE;
-	struct conn *c;
-	redisReply *rep = NULL;
 
+	if (atomic_load(&r->sha_state) != 2 && load_script(r) != 0)
+		return BZ_ERR_UNAVAILABLE;
 	snprintf(nkeys, sizeof(nkeys), "%zu", notes != NULL ? 2 * n : n);
 	snprintf(now, sizeof(now), "%lld", (long long)now_ms);
 	snprintf(member, sizeof(member), "%llx.%s",
 		 (unsigned long long)atomic_fetch_add(&r->seq, 1), r->prefix);
 	argv[argc++] = "EVALSHA";
-	argv[argc++] = NULL; /* the SHA, filled once a connection is held */
+	argv[argc++] = r->sha;
 	argv[argc++] = nkeys;
 	for (size_t i = 0; i < n; i++)
 		argv[argc++] = keys[i];
@@ -225,30 +262,6 @@ int rl_redis_check(struct rl_redis *r, const char *const *keys, const char *cons
 		argv[argc++] = num[i][1];
 	}
 	for (size_t i = 0; i < argc; i++)
-		argl[i] = i == 1 ? 40 : strlen(argv[i]);
-	c = acquire(r);
-	if (c == NULL)
-		return RL_REDIS_BUSY;
-	if (ensure(r, c) != 0)
-		goto out;
-	argv[1] = c->sha;
-	rep = redisCommandArgv(c->c, (int)argc, argv, argl);
-	if (is_noscript(rep)) {
-		/* SCRIPT FLUSH or a restarted Redis: load it again, retry once. */
-		freeReplyObject(rep);
-		rep = NULL;
-		if (load_script(c) != 0)
-			goto out;
-		rep = redisCommandArgv(c->c, (int)argc, argv, argl);
-	}
-	rc = parse_reply(rep, n, raw);
-out:
-	freeReplyObject(rep);
-	if (rc != 0 && c->c != NULL) {
-		/* Broken, timed out or answering nonsense: start afresh next time. */
-		redisFree(c->c);
-		c->c = NULL;
-	}
-	pthread_mutex_unlock(&c->mu);
-	return rc;
+		argl[i] = strlen(argv[i]);
+	return evalsha(r, (int)argc, argv, argl, n, raw);
 }
