@@ -24,8 +24,8 @@
 #include "server/redis/redis.h"
 
 /* KEYS: one sorted set per limiter, then optionally one notice key per
- * limiter. ARGV[1]: now (ms); ARGV[2]: the request's member; then limit and
- * window (ms) per limiter. Returns {refused (1-based index of the first
+ * limiter. ARGV[1]: now (ms); ARGV[2]: the request's member; then limit,
+ * window (ms) and now - window per limiter. Returns {refused (1-based index of the first
  * limiter at its limit, 0 = admitted), then count and free-at (ms) per
  * limiter, then per limiter 1 if its notice key was set now (refused, at
  * its limit, and no notice in the last window)}. A member stays counted
@@ -37,19 +37,21 @@
  * that one has left the window; ZCARD only for a non-empty key; at the
  * limit, the member that must leave is the oldest itself when the key holds
  * exactly the limit. The state and the answer are those of trimming first
- * every time. */
+ * every time. Numbers go to Redis as the caller's strings: Redis turns a
+ * Lua number argument into text with "%.17g", which costs more than the
+ * command that gets it. */
 static const char script[] =
 	"local now = tonumber(ARGV[1])\n"
-	"local n = (#ARGV - 2) / 2\n"
+	"local n = (#ARGV - 2) / 3\n"
 	"local out = {0}\n"
 	"for i = 1, n do\n"
 	"  local k = KEYS[i]\n"
-	"  local limit = tonumber(ARGV[1 + 2 * i])\n"
-	"  local win = tonumber(ARGV[2 + 2 * i])\n"
-	"  local e = redis.call('ZRANGE', k, 0, 0, 'WITHSCORES')\n"
+	"  local limit = tonumber(ARGV[3 * i])\n"
+	"  local win = tonumber(ARGV[1 + 3 * i])\n"
+	"  local e = redis.call('ZRANGE', k, '0', '0', 'WITHSCORES')\n"
 	"  if e[2] and tonumber(e[2]) <= now - win then\n"
-	"    redis.call('ZREMRANGEBYSCORE', k, '-inf', now - win)\n"
-	"    e = redis.call('ZRANGE', k, 0, 0, 'WITHSCORES')\n"
+	"    redis.call('ZREMRANGEBYSCORE', k, '-inf', ARGV[2 + 3 * i])\n"
+	"    e = redis.call('ZRANGE', k, '0', '0', 'WITHSCORES')\n"
 	"  end\n"
 	"  local count = 0\n"
 	"  if e[2] then count = redis.call('ZCARD', k) end\n"
@@ -57,11 +59,12 @@ static const char script[] =
 	"  local note = 0\n"
 	"  if count >= limit then\n"
 	"    if count > limit then\n"
-	"      e = redis.call('ZRANGE', k, count - limit, count - limit, 'WITHSCORES')\n"
+	"      local r = tostring(count - limit)\n"
+	"      e = redis.call('ZRANGE', k, r, r, 'WITHSCORES')\n"
 	"    end\n"
 	"    free = tonumber(e[2]) + win\n"
 	"    if out[1] == 0 then out[1] = i end\n"
-	"    if #KEYS == 2 * n and redis.call('SET', KEYS[n + i], '1', 'NX', 'PX', win) then\n"
+	"    if #KEYS == 2 * n and redis.call('SET', KEYS[n + i], '1', 'NX', 'PX', ARGV[1 + 3 * i]) then\n"
 	"      note = 1\n"
 	"    end\n"
 	"  elseif count > 0 then\n"
@@ -73,13 +76,13 @@ static const char script[] =
 	"end\n"
 	"if out[1] == 0 then\n"
 	"  for i = 1, n do\n"
-	"    redis.call('ZADD', KEYS[i], now, ARGV[2])\n"
+	"    redis.call('ZADD', KEYS[i], ARGV[1], ARGV[2])\n"
 #ifdef RL_EXPIRE_2W
-	"    if redis.call('PTTL', KEYS[i]) < tonumber(ARGV[2 + 2 * i]) then\n"
-	"      redis.call('PEXPIRE', KEYS[i], 2 * tonumber(ARGV[2 + 2 * i]))\n"
+	"    if redis.call('PTTL', KEYS[i]) < tonumber(ARGV[1 + 3 * i]) then\n"
+	"      redis.call('PEXPIRE', KEYS[i], tostring(2 * tonumber(ARGV[1 + 3 * i])))\n"
 	"    end\n"
 #else
-	"    redis.call('PEXPIRE', KEYS[i], ARGV[2 + 2 * i])\n"
+	"    redis.call('PEXPIRE', KEYS[i], ARGV[1 + 3 * i])\n"
 #endif
 	"    out[2 * i] = out[2 * i] + 1\n"
 	"  end\n"
@@ -234,10 +237,10 @@ static int evalsha(struct rl_redis *r, int argc, const char **argv, const size_t
 int rl_redis_check(struct rl_redis *r, const char *const *keys, const char *const *notes,
 		   const struct ratelimit_rule *rules, size_t n, int64_t now_ms, struct rl_raw *raw)
 {
-	enum { MAXARGS = 5 + 4 * RATELIMIT_MAX_ITEMS };
+	enum { MAXARGS = 5 + 5 * RATELIMIT_MAX_ITEMS };
 	const char *argv[MAXARGS];
 	size_t argl[MAXARGS];
-	char nkeys[4], now[24], member[48], num[RATELIMIT_MAX_ITEMS][2][16];
+	char nkeys[4], now[24], member[48], num[RATELIMIT_MAX_ITEMS][3][24];
 	size_t argc = 0;
 
 	if (atomic_load(&r->sha_state) != 2 && load_script(r) != 0)
@@ -258,8 +261,11 @@ int rl_redis_check(struct rl_redis *r, const char *const *keys, const char *cons
 	for (size_t i = 0; i < n; i++) {
 		snprintf(num[i][0], sizeof(num[i][0]), "%u", rules[i].limit);
 		snprintf(num[i][1], sizeof(num[i][1]), "%u", rules[i].window_s * 1000u);
+		snprintf(num[i][2], sizeof(num[i][2]), "%lld",
+			 (long long)now_ms - (long long)rules[i].window_s * 1000);
 		argv[argc++] = num[i][0];
 		argv[argc++] = num[i][1];
+		argv[argc++] = num[i][2];
 	}
 	for (size_t i = 0; i < argc; i++)
 		argl[i] = strlen(argv[i]);
