@@ -14,6 +14,7 @@
  */
 #include "server/ratelimit/internal.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,10 +26,10 @@
 
 /* KEYS: one sorted set per limiter, then optionally one notice key per
  * limiter. ARGV[1]: now (ms); ARGV[2]: the request's member; then limit,
- * window (ms) and now - window per limiter. Returns {refused (1-based index of the first
- * limiter at its limit, 0 = admitted), then count and free-at (ms) per
- * limiter, then per limiter 1 if its notice key was set now (refused, at
- * its limit, and no notice in the last window)}. A member stays counted
+ * window (ms) and now - window per limiter. Returns {refused (1-based
+ * index of the first limiter at its limit, 0 = admitted), then count and
+ * free-at (ms) per limiter, then per limiter 1 if its notice key was set
+ * now (refused, at its limit, and no notice in the last window)}. A member stays counted
  * while now < score + window.
  *
  * Each call from a script costs Redis far more than the command itself, so
@@ -77,13 +78,7 @@ static const char script[] =
 	"if out[1] == 0 then\n"
 	"  for i = 1, n do\n"
 	"    redis.call('ZADD', KEYS[i], ARGV[1], ARGV[2])\n"
-#ifdef RL_EXPIRE_2W
-	"    if redis.call('PTTL', KEYS[i]) < tonumber(ARGV[1 + 3 * i]) then\n"
-	"      redis.call('PEXPIRE', KEYS[i], tostring(2 * tonumber(ARGV[1 + 3 * i])))\n"
-	"    end\n"
-#else
 	"    redis.call('PEXPIRE', KEYS[i], ARGV[1 + 3 * i])\n"
-#endif
 	"    out[2 * i] = out[2 * i] + 1\n"
 	"  end\n"
 	"end\n"
@@ -91,23 +86,24 @@ static const char script[] =
 
 struct rl_redis {
 	struct rl_pipe *pipe;
-	_Atomic int sha_state; /* 0 unknown, 1 being written, 2 known */
-	char sha[41];	       /* the script's SHA1 as SCRIPT LOAD answered it */
-	_Atomic uint64_t seq;  /* per-process request counter, part of each member */
-	char prefix[13];       /* 48 random bits: members differ between instances */
+	pthread_mutex_t sha_mu; /* held while SHA is written */
+	_Atomic int sha_known;	/* 1 once SHA is written (never changes after) */
+	char sha[41];		/* the script's SHA1 as SCRIPT LOAD answered it */
+	_Atomic uint64_t seq;	/* per-process request counter, part of each member */
+	char prefix[13];	/* 48 random bits: members differ between instances */
 };
 
 /* Keeps the SHA of the first SCRIPT LOAD answer (the same for every
  * connection and every Redis: it is the SHA1 of the script). */
 static void remember_sha(struct rl_redis *r, const redisReply *rep)
 {
-	int unknown = 0;
-
-	if (atomic_compare_exchange_strong(&r->sha_state, &unknown, 1)) {
+	pthread_mutex_lock(&r->sha_mu);
+	if (!atomic_load(&r->sha_known)) {
 		memcpy(r->sha, rep->str, 40);
 		r->sha[40] = '\0';
-		atomic_store(&r->sha_state, 2);
+		atomic_store(&r->sha_known, 1);
 	}
+	pthread_mutex_unlock(&r->sha_mu);
 }
 
 static int is_sha(const redisReply *rep)
@@ -134,9 +130,11 @@ struct rl_redis *rl_redis_new(const char *url, unsigned pool, int timeout_ms)
 
 	if (r == NULL)
 		return NULL;
+	pthread_mutex_init(&r->sha_mu, NULL);
 	r->pipe = rl_pipe_new(url, pool, timeout_ms, setup, r);
 	if (r->pipe == NULL || crypto_random_hex(6, r->prefix) != 0) {
 		rl_pipe_free(r->pipe);
+		pthread_mutex_destroy(&r->sha_mu);
 		free(r);
 		return NULL;
 	}
@@ -148,6 +146,7 @@ void rl_redis_free(struct rl_redis *r)
 	if (r == NULL)
 		return;
 	rl_pipe_free(r->pipe);
+	pthread_mutex_destroy(&r->sha_mu);
 	free(r);
 }
 
@@ -243,7 +242,9 @@ int rl_redis_check(struct rl_redis *r, const char *const *keys, const char *cons
 	char nkeys[4], now[24], member[48], num[RATELIMIT_MAX_ITEMS][3][24];
 	size_t argc = 0;
 
-	if (atomic_load(&r->sha_state) != 2 && load_script(r) != 0)
+	/* After load_script() returns 0, remember_sha() has run to its end
+	 * here or in another thread: SHA is complete. */
+	if (!atomic_load(&r->sha_known) && load_script(r) != 0)
 		return BZ_ERR_UNAVAILABLE;
 	snprintf(nkeys, sizeof(nkeys), "%zu", notes != NULL ? 2 * n : n);
 	snprintf(now, sizeof(now), "%lld", (long long)now_ms);
