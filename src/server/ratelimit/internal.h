@@ -72,7 +72,7 @@ int rl_pipe_call(struct rl_pipe *p, struct rl_call *call);
 struct rl_redis;
 struct rl_redis *rl_redis_new(const char *url, unsigned pool, int timeout_ms);
 void rl_redis_free(struct rl_redis *r);
-/* One EVALSHA (script reloaded after NOSCRIPT). NOTES: NULL, or N notice
+/* One EVALSHA (EVAL of the script after NOSCRIPT). NOTES: NULL, or N notice
  * keys (one per limiter, same hash tag) for rl_raw.first. Returns 0 with
  * RAW filled, or BZ_ERR_UNAVAILABLE on any failure of Redis itself
  * (nothing is then known to have counted). Concurrent checks share

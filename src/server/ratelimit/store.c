@@ -150,30 +150,6 @@ void rl_redis_free(struct rl_redis *r)
 	free(r);
 }
 
-/* SCRIPT LOAD through the pipe (after NOSCRIPT, or before the first check
- * if no connection has loaded it yet); 0 or BZ_ERR_UNAVAILABLE. */
-static int load_script(struct rl_redis *r)
-{
-	const char *argv[] = {"SCRIPT", "LOAD", script};
-	size_t argl[] = {6, 4, sizeof(script) - 1};
-	struct rl_call call;
-	char *cmd = NULL;
-	long long len = redisFormatCommandArgv(&cmd, 3, argv, argl);
-	int rc = BZ_ERR_UNAVAILABLE;
-
-	if (len < 0)
-		return BZ_ERR_UNAVAILABLE;
-	call.cmd = cmd;
-	call.len = (size_t)len;
-	if (rl_pipe_call(r->pipe, &call) == 0 && is_sha(call.reply)) {
-		remember_sha(r, call.reply);
-		rc = 0;
-	}
-	freeReplyObject(call.reply);
-	redisFreeCommand(cmd);
-	return rc;
-}
-
 /* Reads the script's answer for N keys into RAW. */
 static int parse_reply(const redisReply *rep, size_t n, struct rl_raw *raw)
 {
@@ -200,17 +176,25 @@ static int is_noscript(const redisReply *rep)
 	       strncmp(rep->str, "NOSCRIPT", 8) == 0;
 }
 
-/* Sends the formatted EVALSHA of ARGV (ARGC words, the SHA second) and
- * parses its reply; after NOSCRIPT loads the script and sends it again,
- * once. */
-static int evalsha(struct rl_redis *r, int argc, const char **argv, const size_t *argl, size_t n,
+/* Sends ARGV (ARGC words: "EVALSHA", the SHA, then the script's own) and
+ * parses its reply. With the SHA unknown yet (no connection has loaded the
+ * script), and after NOSCRIPT (SCRIPT FLUSH, a restarted Redis, a
+ * failover), sends EVAL with the script's text instead: it runs the script
+ * and caches it in one command, so even a flush between two commands cannot
+ * fail the check. */
+static int evalsha(struct rl_redis *r, int argc, const char **argv, size_t *argl, size_t n,
 		   struct rl_raw *raw)
 {
 	struct rl_call call;
 	char *cmd = NULL;
 	int rc = BZ_ERR_UNAVAILABLE;
 
-	for (int attempt = 0; attempt < 2; attempt++) {
+	/* sha_known reads 1 only once remember_sha() has written all of SHA. */
+	for (int eval = !atomic_load(&r->sha_known); eval < 2; eval++) {
+		argv[0] = eval ? "EVAL" : "EVALSHA";
+		argv[1] = eval ? script : r->sha;
+		argl[0] = eval ? 4 : 7;
+		argl[1] = eval ? sizeof(script) - 1 : 40;
 		long long len = redisFormatCommandArgv(&cmd, argc, argv, argl);
 		if (len < 0)
 			return BZ_ERR_UNAVAILABLE;
@@ -220,13 +204,10 @@ static int evalsha(struct rl_redis *r, int argc, const char **argv, const size_t
 		redisFreeCommand(cmd);
 		if (rc != 0)
 			return rc;
-		if (!is_noscript(call.reply) || attempt == 1)
+		if (eval || !is_noscript(call.reply))
 			break;
-		/* SCRIPT FLUSH or a restarted Redis: load it again, retry once. */
 		freeReplyObject(call.reply);
 		call.reply = NULL;
-		if (load_script(r) != 0)
-			return BZ_ERR_UNAVAILABLE;
 	}
 	rc = parse_reply(call.reply, n, raw);
 	freeReplyObject(call.reply);
@@ -242,16 +223,12 @@ int rl_redis_check(struct rl_redis *r, const char *const *keys, const char *cons
 	char nkeys[4], now[24], member[48], num[RATELIMIT_MAX_ITEMS][3][24];
 	size_t argc = 0;
 
-	/* After load_script() returns 0, remember_sha() has run to its end
-	 * here or in another thread: SHA is complete. */
-	if (!atomic_load(&r->sha_known) && load_script(r) != 0)
-		return BZ_ERR_UNAVAILABLE;
 	snprintf(nkeys, sizeof(nkeys), "%zu", notes != NULL ? 2 * n : n);
 	snprintf(now, sizeof(now), "%lld", (long long)now_ms);
 	snprintf(member, sizeof(member), "%llx.%s",
 		 (unsigned long long)atomic_fetch_add(&r->seq, 1), r->prefix);
-	argv[argc++] = "EVALSHA";
-	argv[argc++] = r->sha;
+	argv[argc++] = "EVALSHA"; /* the command and the SHA: set by evalsha() */
+	argv[argc++] = NULL;
 	argv[argc++] = nkeys;
 	for (size_t i = 0; i < n; i++)
 		argv[argc++] = keys[i];
@@ -268,7 +245,7 @@ int rl_redis_check(struct rl_redis *r, const char *const *keys, const char *cons
 		argv[argc++] = num[i][1];
 		argv[argc++] = num[i][2];
 	}
-	for (size_t i = 0; i < argc; i++)
+	for (size_t i = 2; i < argc; i++)
 		argl[i] = strlen(argv[i]);
 	return evalsha(r, (int)argc, argv, argl, n, raw);
 }
