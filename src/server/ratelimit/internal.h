@@ -7,6 +7,8 @@
 #define BZ_RATELIMIT_INTERNAL_H
 
 #include <pthread.h>
+#include <semaphore.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -56,8 +58,8 @@ struct rl_call {
 	size_t len;	      /* its bytes */
 	redisReply *reply;    /* out: the reply (also an error reply); the caller frees */
 	int rc;		      /* out: 0, or BZ_ERR_UNAVAILABLE (no reply) */
-	int done;	      /* internal */
-	pthread_cond_t cv;    /* internal */
+	_Atomic int done;     /* internal */
+	sem_t wake;	      /* internal: posted once with the result, or to lead */
 	struct rl_call *next; /* internal */
 };
 /* Sends CALL's command through P and waits for its reply: 0 with

@@ -21,6 +21,7 @@
 #include "server/ratelimit/internal.h"
 
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,7 +43,7 @@
 struct pconn {
 	pthread_mutex_t mu;
 	redisContext *c;	     /* NULL until connected, and after a failure; leader only */
-	int busy;		     /* 1 while a leader does I/O */
+	int busy;		     /* 1 while a leader does I/O, or one is woken to */
 	struct rl_call *head, *tail; /* queued, not yet written */
 	_Atomic unsigned load;	     /* queued + in flight, read without the lock */
 };
@@ -167,8 +168,9 @@ fail:
 	return BZ_ERR_UNAVAILABLE;
 }
 
-/* Marks every call from X on done with RC unless already set, and wakes it.
- * With PC->mu held; a call may vanish as soon as the lock is released. */
+/* Gives every call from X on its result (BZ_ERR_UNAVAILABLE if FAILED)
+ * and wakes its caller: the one post its semaphore gets. The caller returns
+ * as soon as it sees it, so nothing here touches a call after its post. */
 static void finish(struct rl_call *x, int failed)
 {
 	while (x != NULL) {
@@ -177,14 +179,17 @@ static void finish(struct rl_call *x, int failed)
 			x->reply = NULL;
 			x->rc = BZ_ERR_UNAVAILABLE;
 		}
-		x->done = 1;
-		pthread_cond_signal(&x->cv);
+		atomic_store(&x->done, 1);
+		sem_post(&x->wake);
 		x = next;
 	}
 }
 
-/* Leads one batch on PC. Called and returns with PC->mu held and
- * PC->busy 0. */
+/* Leads one batch on PC: called and returns with PC->mu held and
+ * PC->busy 1, the caller's call at the head of the queue. The batch's
+ * callers are woken without the lock, so none of them waits for it. If
+ * more queued meanwhile, the connection stays busy, reserved for the new
+ * head, whose caller is woken to lead the next batch. */
 static void lead(struct rl_pipe *p, struct pconn *pc)
 {
 	struct rl_call *b = pc->head, *last = b;
@@ -198,24 +203,24 @@ static void lead(struct rl_pipe *p, struct pconn *pc)
 	if (pc->head == NULL)
 		pc->tail = NULL;
 	last->next = NULL;
-	pc->busy = 1;
 	pthread_mutex_unlock(&pc->mu);
 	int rc = run_batch(p, pc, b);
-	pthread_mutex_lock(&pc->mu);
-	finish(b, 0);
 	atomic_fetch_sub(&pc->load, k);
+	finish(b, 0);
+	pthread_mutex_lock(&pc->mu);
 	if (rc != 0 && pc->head != NULL) {
 		/* Queued behind a failed batch: the same Redis would fail them. */
 		unsigned q = 0;
 		for (struct rl_call *y = pc->head; y != NULL; y = y->next)
 			q++;
+		atomic_fetch_sub(&pc->load, q);
 		finish(pc->head, 1);
 		pc->head = pc->tail = NULL;
-		atomic_fetch_sub(&pc->load, q);
 	}
-	pc->busy = 0;
 	if (pc->head != NULL)
-		pthread_cond_signal(&pc->head->cv); /* the next batch's leader */
+		sem_post(&pc->head->wake); /* not done: lead the next batch */
+	else
+		pc->busy = 0;
 }
 
 int rl_pipe_call(struct rl_pipe *p, struct rl_call *call)
@@ -224,9 +229,9 @@ int rl_pipe_call(struct rl_pipe *p, struct rl_call *call)
 
 	call->reply = NULL;
 	call->rc = BZ_ERR_UNAVAILABLE;
-	call->done = 0;
+	atomic_store(&call->done, 0);
 	call->next = NULL;
-	pthread_cond_init(&call->cv, NULL);
+	sem_init(&call->wake, 0, 0);
 	pthread_mutex_lock(&pc->mu);
 	atomic_fetch_add(&pc->load, 1);
 	if (pc->tail != NULL)
@@ -234,13 +239,21 @@ int rl_pipe_call(struct rl_pipe *p, struct rl_call *call)
 	else
 		pc->head = call;
 	pc->tail = call;
-	while (!call->done) {
-		if (!pc->busy)
-			lead(p, pc);
-		else
-			pthread_cond_wait(&call->cv, &pc->mu);
+	if (pc->busy) {
+		/* One post comes: the result, or the turn to lead (then PC is
+		 * still busy, reserved for this call, which heads the queue). */
+		pthread_mutex_unlock(&pc->mu);
+		while (sem_wait(&call->wake) != 0)
+			; /* EINTR */
+		if (atomic_load(&call->done))
+			goto out;
+		pthread_mutex_lock(&pc->mu);
+	} else {
+		pc->busy = 1; /* idle means an empty queue: this call heads it */
 	}
+	lead(p, pc);
 	pthread_mutex_unlock(&pc->mu);
-	pthread_cond_destroy(&call->cv);
+out:
+	sem_destroy(&call->wake);
 	return call->rc;
 }
