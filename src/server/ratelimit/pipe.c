@@ -11,8 +11,9 @@
  * one each per command, and no thread of ours exists only for I/O.
  *
  * Only a leader touches a connection's hiredis context, and never under the
- * lock: callers queue and wait under the lock, the leader does I/O without
- * it. Every socket step is bounded by the budget (hiredis' connect and
+ * lock: callers queue under the lock and then sleep on a semaphore of their
+ * own, posted exactly once (with the result, or with the turn to lead), so
+ * a woken caller never queues for the lock. Every socket step is bounded by the budget (hiredis' connect and
  * read/write timeouts), so a leader always comes back; when its batch
  * fails, everything still queued on that connection fails with it (it
  * would go to the same broken Redis), so a hung Redis costs a waiting
