@@ -3,14 +3,18 @@
  * adds (issue 9). Prints figures; asserts nothing. Driven by
  * bench/ratelimit, which provides a throwaway Redis.
  *
- *   bench_ratelimit redis URL THREADS SECONDS K checks through Redis; K = 2: an agent's
- *                                               device + organization in one call, 1: one key
+ *   bench_ratelimit redis URL THREADS SECONDS K [POOL]
+ *                                               checks through Redis; K = 2: an agent's
+ *                                               device + organization in one call, 1: one key;
+ *                                               POOL connections (default THREADS)
  *   bench_ratelimit local SECONDS KEYS          checks through the in-process fallback,
  *                                               rotating over KEYS (<= 10,000) keys
  *   bench_ratelimit memory URL DEVICES          Redis memory per tracked device
  *
- * Every thread has its own pooled connection (pool size = THREADS), and
- * checks rotate over 10,000 devices in 2,000 organizations at a limit that
+ * By default the pool has one connection per thread; with POOL < THREADS
+ * the threads share connections as a server's request threads do (their
+ * checks are pipelined together, see src/server/ratelimit/pipe.c). Checks
+ * rotate over 10,000 devices in 2,000 organizations at a limit that
  * is never reached, so every check is admitted and written (the expensive
  * case: a refusal writes nothing).
  */
@@ -47,6 +51,15 @@ static int64_t cpu_ns(void)
 	struct timespec ts;
 
 	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* CPU time of the whole process (every thread) in ns. */
+static int64_t process_cpu_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
@@ -115,9 +128,9 @@ static double pct(const uint32_t *hist, uint64_t n, double p)
 	return HIST_US;
 }
 
-static int bench_redis(const char *url, int threads, int seconds, int items)
+static int bench_redis(const char *url, int threads, int seconds, int items, int pool)
 {
-	struct ratelimit_options o = options(url, (unsigned)threads);
+	struct ratelimit_options o = options(url, (unsigned)pool);
 	struct ratelimit *rl = ratelimit_open(&o);
 	pthread_t th[64];
 	struct worker w[64];
@@ -132,7 +145,7 @@ static int bench_redis(const char *url, int threads, int seconds, int items)
 			rl, i, items, 0, 0, 0, calloc(HIST_US + 1, sizeof(uint32_t))};
 		pthread_create(&th[i], NULL, work, &w[i]);
 	}
-	int64_t t0 = now_ns();
+	int64_t t0 = now_ns(), c0 = process_cpu_ns();
 	struct timespec d = {seconds, 0};
 	nanosleep(&d, NULL);
 	atomic_store(&stop, 1);
@@ -146,11 +159,13 @@ static int bench_redis(const char *url, int threads, int seconds, int items)
 		free(w[i].hist);
 	}
 	double secs = (double)(now_ns() - t0) / 1e9;
-	printf("redis  %2d thread(s)/connection(s), %d key(s) per check: %7.0f checks/s   latency p50 %4.0f us  p99 %5.0f "
-	       "us   (%llu checks, %llu refused, %llu fell back)\n",
-	       threads, items, (double)checks / secs, pct(hist, checks, 0.50),
-	       pct(hist, checks, 0.99), (unsigned long long)checks, (unsigned long long)refused,
-	       (unsigned long long)fallback);
+	double client_us = (double)(process_cpu_ns() - c0) / 1e3 / (double)(checks ? checks : 1);
+	printf("redis  %2d thread(s), %2d connection(s), %d key(s) per check: %7.0f checks/s   latency "
+	       "p50 %4.0f us  p99 %5.0f us   client CPU %.1f us/check   (%llu checks, %llu refused, "
+	       "%llu fell back)\n",
+	       threads, pool, items, (double)checks / secs, pct(hist, checks, 0.50),
+	       pct(hist, checks, 0.99), client_us, (unsigned long long)checks,
+	       (unsigned long long)refused, (unsigned long long)fallback);
 	free(hist);
 	ratelimit_close(rl);
 	return 0;
@@ -305,15 +320,15 @@ static int bench_memory(const char *url, int n)
 int main(int argc, char **argv)
 {
 	make_ids((unsigned)time(NULL));
-	if (argc == 6 && strcmp(argv[1], "redis") == 0)
+	if ((argc == 6 || argc == 7) && strcmp(argv[1], "redis") == 0)
 		return bench_redis(argv[2], atoi(argv[3]), atoi(argv[4]),
-				   atoi(argv[5]) == 1 ? 1 : 2);
+				   atoi(argv[5]) == 1 ? 1 : 2, atoi(argv[argc == 7 ? 6 : 3]));
 	if (argc == 4 && strcmp(argv[1], "local") == 0)
 		return bench_local(atoi(argv[2]), (unsigned)atoi(argv[3]));
 	if (argc == 4 && strcmp(argv[1], "memory") == 0)
 		return bench_memory(argv[2], atoi(argv[3]));
 	fprintf(stderr,
-		"usage: bench_ratelimit redis URL THREADS SECONDS KEYS(1|2) | local SECONDS KEYS | "
+		"usage: bench_ratelimit redis URL THREADS SECONDS KEYS(1|2) [POOL] | local SECONDS KEYS | "
 		"memory URL DEVICES\n");
 	return 2;
 }

@@ -1,12 +1,18 @@
 /*
  * internal.h — what ratelimit.c shares with its two backends (local.c,
- * store.c). Not part of the module's public face: include ratelimit.h.
+ * store.c), and what store.c uses for its connections (pipe.c). Not part
+ * of the module's public face: include ratelimit.h.
  */
 #ifndef BZ_RATELIMIT_INTERNAL_H
 #define BZ_RATELIMIT_INTERNAL_H
 
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <hiredis/hiredis.h>
 
 #include "server/ratelimit/ratelimit.h"
 
@@ -35,20 +41,45 @@ void rl_local_check(struct rl_local *t, const char *const *keys, const struct ra
 /* Keys held now, and evictions so far. */
 void rl_local_counts(struct rl_local *t, size_t *keys, uint64_t *evictions);
 
-/* The Redis backend (store.c): a pool of POOL connections to URL with
- * TIMEOUT_MS for connect, pool wait and each command. */
+/* Automatic pipelining (pipe.c): POOL connections to URL with TIMEOUT_MS
+ * for connect and each socket read or write. Concurrent calls share a
+ * connection and go out in one write, their replies read back in order.
+ * SETUP, if not NULL, runs on every new connection before its first batch
+ * (e.g. SCRIPT LOAD); non-zero drops the connection. */
+typedef int rl_pipe_setup_fn(redisContext *c, void *arg);
+struct rl_pipe;
+struct rl_pipe *rl_pipe_new(const char *url, unsigned pool, int timeout_ms, rl_pipe_setup_fn *setup,
+			    void *setup_arg);
+/* No call may be running. */
+void rl_pipe_free(struct rl_pipe *p);
+/* One command, on the caller's stack for the duration of rl_pipe_call. */
+struct rl_call {
+	const char *cmd;      /* the command in RESP (redisFormatCommandArgv), borrowed */
+	size_t len;	      /* its bytes */
+	redisReply *reply;    /* out: the reply (also an error reply); the caller frees */
+	int rc;		      /* out: 0, or BZ_ERR_UNAVAILABLE (no reply) */
+	_Atomic int done;     /* internal */
+	sem_t wake;	      /* internal: posted once with the result, or to lead */
+	struct rl_call *next; /* internal */
+};
+/* Sends CALL's command through P and waits for its reply: 0 with
+ * CALL->reply set, or BZ_ERR_UNAVAILABLE when Redis could not be reached,
+ * broke or gave no reply within the budget (the command may or may not have
+ * run). Blocks for the batch in flight on its connection plus its own, each
+ * socket step bounded by TIMEOUT_MS. Thread-safe. */
+int rl_pipe_call(struct rl_pipe *p, struct rl_call *call);
+
+/* The Redis backend (store.c): the script over a pipelined pool of POOL
+ * connections to URL with TIMEOUT_MS for connect and each socket step. */
 struct rl_redis;
 struct rl_redis *rl_redis_new(const char *url, unsigned pool, int timeout_ms);
 void rl_redis_free(struct rl_redis *r);
-/* Returned by rl_redis_check when every connection stayed busy for the
- * pool wait: Redis was not asked, so nothing is known about it (a busy
- * pool is not an outage). */
-#define RL_REDIS_BUSY BZ_ERR_CONFLICT
-/* One EVALSHA (script reloaded after NOSCRIPT). NOTES: NULL, or N notice
+/* One EVALSHA (EVAL of the script after NOSCRIPT). NOTES: NULL, or N notice
  * keys (one per limiter, same hash tag) for rl_raw.first. Returns 0 with
- * RAW filled, RL_REDIS_BUSY when no connection freed within TIMEOUT_MS, or
- * BZ_ERR_UNAVAILABLE on any failure of Redis itself (nothing is then known
- * to have counted). */
+ * RAW filled, or BZ_ERR_UNAVAILABLE on any failure of Redis itself
+ * (nothing is then known to have counted). Concurrent checks share
+ * connections (pipe.c), so there is no "pool busy" answer: a check waits
+ * for its turn on a connection, each socket step bounded by TIMEOUT_MS. */
 int rl_redis_check(struct rl_redis *r, const char *const *keys, const char *const *notes,
 		   const struct ratelimit_rule *rules, size_t n, int64_t now_ms,
 		   struct rl_raw *raw);

@@ -7,9 +7,10 @@
  * outages + 1, and from then on checks skip Redis and go to the fallback,
  * except that at most one check per retry interval tries Redis again; when
  * it answers, shared limits resume at once, without a restart. A check that
- * finds every pooled connection busy waits for one instead: a busy pool is
- * load, not an outage, and falling back on it would let a flood switch every
- * instance to its own counts.
+ * finds every pooled connection busy queues on one instead (its command goes
+ * out in the next pipelined batch): a busy pool is load, not an outage, and
+ * falling back on it would let a flood switch every instance to its own
+ * counts.
  */
 #include "server/ratelimit/ratelimit.h"
 
@@ -318,14 +319,10 @@ int ratelimit_check(struct ratelimit *rl, const struct ratelimit_item *items, si
 		notes[i] = notebuf[i];
 	}
 	if (should_try_redis(rl)) {
-		int rc;
-		/* Every connection busy says nothing about Redis: wait for one.
-		 * Each holder's command is bounded by the budget, and a holder
-		 * that finds Redis failing marks the outage, which ends the wait. */
-		while ((rc = rl_redis_check(rl->redis, keys, any_note ? notes : NULL, rules, n,
-					    now_ms, &raw)) == RL_REDIS_BUSY &&
-		       !atomic_load(&rl->down))
-			;
+		/* Concurrent checks queue on shared connections (pipe.c) rather
+		 * than fall back: a busy pool says nothing about Redis. */
+		int rc = rl_redis_check(rl->redis, keys, any_note ? notes : NULL, rules, n, now_ms,
+					&raw);
 		if (rc == 0) {
 			mark_up(rl);
 			atomic_fetch_add(&rl->redis_checks, 1);

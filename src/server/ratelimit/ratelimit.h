@@ -11,7 +11,9 @@
  * per key). Time is the caller's, in milliseconds (bz_now_ms()), so tests
  * control it.
  *
- * Thread-safe: one struct ratelimit serves every request thread.
+ * Thread-safe: one struct ratelimit serves every request thread; the
+ * checks of concurrent threads share its connections and are pipelined
+ * (one write and one read for a batch of them).
  */
 #ifndef BZ_RATELIMIT_H
 #define BZ_RATELIMIT_H
@@ -43,7 +45,7 @@ const char *ratelimit_limiter_name(enum ratelimit_limiter l);
 #define RATELIMIT_KEY_MAX 192	 /* bytes of a built key, NUL included */
 
 /* Default bound of the in-process fallback table (keys), and the Redis
- * budget: connect and each command, then the check falls back. */
+ * budget: connect and each socket read or write, then the check falls back. */
 #define RATELIMIT_LOCAL_MAX_KEYS_DEFAULT 100000
 #define RATELIMIT_REDIS_TIMEOUT_MS_DEFAULT 100
 #define RATELIMIT_RETRY_INTERVAL_MS_DEFAULT 1000
