@@ -250,7 +250,12 @@ static void patch_device(struct request *rq)
 	agents_device_free(&d);
 }
 
-static void decommission_device(struct request *rq)
+/* A device action without a body: path id → one domain call OP → the
+ * device, answered with STATUS. */
+typedef int (*device_op)(PGconn *c, const struct tenancy_scope *sc, const char *id,
+			 struct agents_device *out, struct audit_event *ev, struct bz_errinfo *why);
+
+static void device_action(struct request *rq, device_op op, int status)
 {
 	struct agents_device d = {0};
 	struct audit_event ev = {0};
@@ -261,43 +266,32 @@ static void decommission_device(struct request *rq)
 	if (http_path_uuid(rq, "id", id, "device not found") != 0 ||
 	    (c = http_db_begin(rq)) == NULL)
 		return;
-	int rc = agents_device_decommission(c, &rq->scope, id, &d, &ev, &why);
-	http_commit(rq, c, rc, &why, &ev, 200, rc == 0 ? device_detail_json(&d) : NULL);
+	int rc = op(c, &rq->scope, id, &d, &ev, &why);
+	http_commit(rq, c, rc, &why, &ev, status, rc == 0 ? device_detail_json(&d) : NULL);
 	agents_device_free(&d);
+}
+
+static void decommission_device(struct request *rq)
+{
+	device_action(rq, agents_device_decommission, 200);
 }
 
 /* Asks the device's agent to rotate its token on its next heartbeat (G2). */
 static void rotate_agent_token(struct request *rq)
 {
-	struct agents_device d = {0};
-	struct audit_event ev = {0};
-	struct bz_errinfo why = {0};
-	char id[37];
-	PGconn *c;
+	device_action(rq, agents_token_request_rotation, 202);
+}
 
-	if (http_path_uuid(rq, "id", id, "device not found") != 0 ||
-	    (c = http_db_begin(rq)) == NULL)
-		return;
-	int rc = agents_token_request_rotation(c, &rq->scope, id, &d, &ev, &why);
-	http_commit(rq, c, rc, &why, &ev, 202, rc == 0 ? device_detail_json(&d) : NULL);
-	agents_device_free(&d);
+static int reset_now(PGconn *c, const struct tenancy_scope *sc, const char *id,
+		     struct agents_device *out, struct audit_event *ev, struct bz_errinfo *why)
+{
+	return agents_token_reset(c, sc, id, bz_now(), out, ev, why);
 }
 
 /* Emergency reset: every agent token of the device dies at once (G2). */
 static void reset_agent_token(struct request *rq)
 {
-	struct agents_device d = {0};
-	struct audit_event ev = {0};
-	struct bz_errinfo why = {0};
-	char id[37];
-	PGconn *c;
-
-	if (http_path_uuid(rq, "id", id, "device not found") != 0 ||
-	    (c = http_db_begin(rq)) == NULL)
-		return;
-	int rc = agents_token_reset(c, &rq->scope, id, bz_now(), &d, &ev, &why);
-	http_commit(rq, c, rc, &why, &ev, 200, rc == 0 ? device_detail_json(&d) : NULL);
-	agents_device_free(&d);
+	device_action(rq, reset_now, 200);
 }
 
 struct review_body {
