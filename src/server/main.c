@@ -41,6 +41,8 @@
 #include "server/auth/auth.h"
 #include "server/auth/auth_api.h"
 #include "server/http/http.h"
+#include "server/outbound/outbound.h"
+#include "server/outbound/webhooks.h"
 #include "server/routes.h"
 
 
@@ -434,6 +436,11 @@ static int cmd_serve(struct opts *o)
 	if (raise_fd_limit(&cfg) != BZ_EXIT_OK)
 		return BZ_EXIT_REFUSED;
 	init_passwords(&cfg);
+	/* libcurl's global state, once, before any thread starts. */
+	if (outbound_global_init() != 0) {
+		fprintf(stderr, "breeze-server: cannot initialise the HTTP client\n");
+		return BZ_EXIT_FAILURE;
+	}
 	memset(&app, 0, sizeof(app));
 	app.cfg = &cfg;
 	app.authenticate = auth_api_authenticate;
@@ -475,6 +482,7 @@ static int cmd_serve(struct opts *o)
 	log_info("server.started", "listen", cfg.listen_host, "port", port, "version",
 		 BREEZE_VERSION, NULL);
 	audit_worker_start(&cfg);
+	webhook_worker_start(&cfg);
 	sigwait(&set, &sig);
 	log_info("server.stopping", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", NULL);
 	if (http_server_stop(&app, (int)cfg.http_drain_s * 1000) != 0) {
@@ -483,6 +491,7 @@ static int cmd_serve(struct opts *o)
 		log_error("server.stopped", "forced", "true", NULL);
 		_exit(BZ_EXIT_FAILURE);
 	}
+	webhook_worker_stop();
 	audit_worker_stop();
 	free(routes);
 	ratelimit_close(app.rl);
