@@ -223,3 +223,16 @@ def test_delete_fails_undelivered(admin, tenants, sql):
     assert admin.delete(f"/api/v1/webhooks/{w['id']}").status_code == 204
     assert sql("SELECT status, last_error FROM webhook_deliveries WHERE id = %s",
                d["id"])[0] == ("failed", "webhook deleted")
+
+
+def test_site_limited_account_cannot_use_webhooks(admin, make_org, make_user):
+    org = make_org()
+    w = created(admin, org.id)
+    limited = make_user("org_admin", orgId=org.id, siteIds=[org.site_id]).api
+    for r in (limited.get("/api/v1/webhooks"), limited.get(f"/api/v1/webhooks/{w['id']}"),
+              limited.get(f"/api/v1/webhooks/{w['id']}/deliveries"),
+              limited.patch(f"/api/v1/webhooks/{w['id']}", json={"enabled": False}),
+              limited.delete(f"/api/v1/webhooks/{w['id']}"),
+              limited.post(f"/api/v1/webhooks/{w['id']}/test"), create(limited, org.id)):
+        assert_error(r, 403, "forbidden")
+    assert admin.get(f"/api/v1/webhooks/{w['id']}").json()["enabled"] is True
