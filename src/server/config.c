@@ -142,6 +142,7 @@ enum var_type {
 	VAR_RATE_MIN,  /* a count per minute: COUNT/60 */
 	VAR_RATE_FAIL, /* local or deny */
 	VAR_PATH,      /* an absolute file-system path */
+	VAR_SSRF,      /* SSRF_ALLOWLIST (ssrf_policy_parse) */
 };
 
 enum var_need {
@@ -214,7 +215,7 @@ static const struct var vars[] = {
 	{"LISTEN_ADDR", VAR_LISTEN, 1, NEED_OPTIONAL, NULL, "127.0.0.1:8080", 0, 0, PROD_NONE,
 	 F(listen_host)},
 	SECRET_ROW(SECRET_JWT, VAR_SECRET, NEED_ALWAYS),
-	SECRET_ROW(SECRET_APP_ENCRYPTION_KEY, VAR_SECRET, NEED_PRODUCTION),
+	SECRET_ROW(SECRET_APP_ENCRYPTION_KEY, VAR_KEY_HEX, NEED_PRODUCTION),
 	SECRET_ROW(SECRET_MFA_ENCRYPTION_KEY, VAR_KEY_HEX, NEED_PRODUCTION),
 	SECRET_ROW(SECRET_MFA_ENCRYPTION_KEY_PREVIOUS, VAR_KEY_HEX, NEED_OPTIONAL),
 	SECRET_ROW(SECRET_MFA_RECOVERY_CODE_PEPPER, VAR_SECRET, NEED_PRODUCTION),
@@ -295,6 +296,11 @@ static const struct var vars[] = {
 	 PROD_NONE, F(rate_limit_on_redis_failure)},
 	{"RATE_LIMIT_REDIS_TIMEOUT_MS", VAR_UINT, 1, NEED_OPTIONAL, NULL, "100", 10, 10000,
 	 PROD_NONE, F(rate_limit_redis_timeout_ms)},
+	/* Outbound requests (issue 12; docs/outbound.md, docs/webhooks.md). */
+	{"SSRF_ALLOWLIST", VAR_SSRF, 1, NEED_OPTIONAL, NULL, NULL, 0, 0, PROD_NONE,
+	 F(ssrf_allowlist)},
+	{"WEBHOOK_WORKER_INTERVAL_MS", VAR_UINT, 1, NEED_OPTIONAL, NULL, "2000", 0, 600000,
+	 PROD_NONE, F(webhook_worker_interval_ms)},
 };
 
 /* Stores X in the integer field of V (int, unsigned, uint32_t, int64_t or
@@ -593,6 +599,12 @@ static void load_var(struct config *cfg, const struct var *v, const char *s, int
 			problem(p, 1, "%s: must be an absolute path (at most %d bytes)", v->name,
 				CONFIG_PATH_MAX - 1);
 		break;
+	case VAR_SSRF: {
+		char why[160];
+		if (ssrf_policy_parse(s, &cfg->ssrf_allowlist, why, sizeof(why)) != 0)
+			problem(p, 1, "%s: %s", v->name, why);
+		break;
+	}
 	case VAR_ORIGINS:
 		if (parse_origins(s, (struct config_origins *)(void *)field) != 0)
 			problem(p, 1,

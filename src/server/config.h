@@ -11,6 +11,7 @@
 #include <stdio.h>
 
 #include "common/client_ip.h"
+#include "server/outbound/ssrf.h"
 #include "server/ratelimit/rule.h"
 
 enum breeze_env { BREEZE_ENV_DEVELOPMENT, BREEZE_ENV_TEST, BREEZE_ENV_PRODUCTION };
@@ -103,6 +104,12 @@ struct config {
 	/* RATE_LIMIT_REDIS_TIMEOUT_MS, 10..10000, default 100: Redis budget of
 	 * one check (connect, pool wait, command), then the check falls back. */
 	int rate_limit_redis_timeout_ms;
+	/* SSRF_ALLOWLIST: internal destinations outbound requests may reach
+	 * (docs/outbound.md); empty = the default block list only. */
+	struct ssrf_policy ssrf_allowlist;
+	/* WEBHOOK_WORKER_INTERVAL_MS, 0..600000, default 2000: how often the
+	 * delivery worker looks for due webhook deliveries; 0 = no worker. */
+	int webhook_worker_interval_ms;
 };
 
 /* Connections per client address when HTTP_MAX_CONNECTIONS_PER_IP is unset

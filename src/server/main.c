@@ -42,6 +42,8 @@
 #include "server/auth/auth_api.h"
 #include "server/http/http.h"
 #include "server/http/static.h"
+#include "server/outbound/outbound.h"
+#include "server/outbound/webhooks.h"
 #include "server/routes.h"
 
 
@@ -435,6 +437,11 @@ static int cmd_serve(struct opts *o)
 	if (raise_fd_limit(&cfg) != BZ_EXIT_OK)
 		return BZ_EXIT_REFUSED;
 	init_passwords(&cfg);
+	/* libcurl's global state, once, before any thread starts. */
+	if (outbound_global_init() != 0) {
+		fprintf(stderr, "breeze-server: cannot initialise the HTTP client\n");
+		return BZ_EXIT_FAILURE;
+	}
 	memset(&app, 0, sizeof(app));
 	app.cfg = &cfg;
 	app.authenticate = auth_api_authenticate;
@@ -477,6 +484,7 @@ static int cmd_serve(struct opts *o)
 		 BREEZE_VERSION, NULL);
 	http_static_check_root(&cfg);
 	audit_worker_start(&cfg);
+	webhook_worker_start(&cfg);
 	sigwait(&set, &sig);
 	log_info("server.stopping", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", NULL);
 	if (http_server_stop(&app, (int)cfg.http_drain_s * 1000) != 0) {
@@ -485,6 +493,7 @@ static int cmd_serve(struct opts *o)
 		log_error("server.stopped", "forced", "true", NULL);
 		_exit(BZ_EXIT_FAILURE);
 	}
+	webhook_worker_stop();
 	audit_worker_stop();
 	free(routes);
 	ratelimit_close(app.rl);

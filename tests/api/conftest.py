@@ -386,6 +386,12 @@ def clock():
 # while a test inspects them. test_retention_worker_in_serve turns it on.
 NO_RETENTION_WORKER = {"AUDIT_RETENTION_INTERVAL_SECONDS": "0"}
 
+# Nor a webhook delivery worker: every server shares one database, so a
+# worker of the session server would claim deliveries meant for the receiver
+# of a test's own server (with its SSRF_ALLOWLIST). test_webhooks.py turns
+# it on for the servers it spawns.
+NO_WEBHOOK_WORKER = {"WEBHOOK_WORKER_INTERVAL_MS": "0"}
+
 
 # Generous rate limits (docs/rate-limiting.md) for the session-wide servers
 # and spawned ones: hundreds of tests log in as the same admin from one
@@ -408,6 +414,7 @@ def server_env(env, **overrides):
     e["BREEZE_ENV"] = "test"
     e["HEARTBEAT_INTERVAL_SECONDS"] = "5"
     e.update(NO_RETENTION_WORKER)
+    e.update(NO_WEBHOOK_WORKER)
     e.update(GENEROUS_LIMITS)
     for k, v in overrides.items():
         if v is None:
@@ -430,6 +437,7 @@ def server(services, bootstrap, workdir):
     e["BREEZE_ENV"] = "test"
     e["HEARTBEAT_INTERVAL_SECONDS"] = "5"
     e.update(NO_RETENTION_WORKER)
+    e.update(NO_WEBHOOK_WORKER)
     e.update(GENEROUS_LIMITS)
     srv = ServerProc(e, workdir / "server.log", env_file=services.env_file)
     srv.start()

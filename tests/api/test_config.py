@@ -89,6 +89,12 @@ REFUSED = [
     ("prod-trusted-proxies-halves",
      {"BREEZE_ENV": "production", "TRUSTED_PROXY_CIDRS": "0.0.0.0/1,128.0.0.0/1"},
      "TRUSTED_PROXY_CIDRS"),
+    # Outbound requests and webhooks (issue 12).
+    ("ssrf-allowlist-host-bits", {"SSRF_ALLOWLIST": "10.0.0.1/8"}, "SSRF_ALLOWLIST"),
+    ("ssrf-allowlist-bad-name", {"SSRF_ALLOWLIST": "ok.example,bad_name!"}, "SSRF_ALLOWLIST"),
+    ("app-key-not-hex", {"APP_ENCRYPTION_KEY": "zq" * 32}, "APP_ENCRYPTION_KEY"),
+    ("webhook-interval-too-big", {"WEBHOOK_WORKER_INTERVAL_MS": "600001"},
+     "WEBHOOK_WORKER_INTERVAL_MS"),
 ]
 
 

@@ -33,6 +33,8 @@ const struct permission permissions_table[] = {
 	PERM("sites:write", "create, rename and delete sites"),
 	PERM("users:read", "list and read users"),
 	PERM("users:write", "create users, change their name, role and status"),
+	PERM("webhooks:read", "list and read webhooks and their delivery log (never the secret)"),
+	PERM("webhooks:write", "create, change, delete and test webhooks"),
 };
 const size_t permissions_count = sizeof(permissions_table) / sizeof(*permissions_table);
 
