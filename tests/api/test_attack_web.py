@@ -313,7 +313,17 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
 
 
 @pytest.fixture
-def evil_site(tmp_path):
+def clean_cookies(browser):
+    """Every cookie of the browser gone, before and after: WebDriver's
+    delete_all_cookies() misses those whose path the current page is not
+    under (a planted Path=/api/v1/auth/refresh one would outlive the test)."""
+    browser.d.execute_cdp_cmd("Network.clearBrowserCookies", {})
+    yield
+    browser.d.execute_cdp_cmd("Network.clearBrowserCookies", {})
+
+
+@pytest.fixture
+def evil_site(tmp_path, clean_cookies):
     """A tiny http.server on another port of 127.0.0.1: another origin,
     but the same site, so SameSite=Strict cookies of the dashboard ARE sent
     with its requests (ports do not separate sites or cookies)."""
@@ -570,3 +580,73 @@ def test_every_email_the_api_accepts_can_sign_in(page, web, admin):
                                " return e ? [e.validity.valid, e.value] : null")
     assert b.path() != "/login", f"still on /login; the e-mail field (valid, value) = {valid}"
     wait_signed_in(b, "Jörg")
+
+
+@needs_chromium
+def test_sibling_origin_cannot_lock_a_user_out_with_a_duplicate_cookie(browser, web, make_user,
+                                                                      evil_site):
+    """FINDING (low-medium, same cause as the fixation above): a page of the
+    same site writes a junk breeze_refresh_token with the more specific
+    Path=/api/v1/auth/refresh (a separate cookie, which the HttpOnly one
+    cannot shadow). Every refresh then carries two, which the server
+    refuses (conflict -> 401), so the user is signed out on every reload
+    and after every expiry of the access token, for as long as the planted
+    cookie lives (Max-Age chosen by the attacker), with no message saying
+    why."""
+    b = browser
+    b.reset(web.url)
+    u = make_user("partner_technician", name=uniq("Victim"))
+    login(b, web.url, u.email, u.password)
+    wait_signed_in(b, u.body["name"])
+    root, evil = evil_site
+    (root / "index.html").write_text(
+        "<!doctype html><script>document.cookie = 'breeze_refresh_token=" + "A" * 43
+        + "; path=/api/v1/auth/refresh; max-age=31536000'; window.tossed = true;</script>")
+    b.d.get(evil + "/index.html")
+    b.wait(lambda d: d.execute_script("return window.tossed === true"))
+    b.d.get(web.url + "/devices")
+    settle(b, 1.5)
+    b.problems()
+    assert b.path() == "/devices", "a planted duplicate cookie signed the user out"
+    wait_signed_in(b, u.body["name"])
+
+
+@needs_chromium
+def test_two_tabs_refreshing_at_once_keep_the_session(browser, web, make_user, clock):
+    """Held: with the access token expired, two tabs making calls at the
+    same time refresh one after the other (Web Locks), so no rotated
+    refresh token is replayed and the session survives in both."""
+    b = browser
+    b.reset(web.url)
+    u = make_user("partner_technician", name=uniq("Tabs"))
+    login(b, web.url, u.email, u.password)
+    wait_signed_in(b, u.body["name"])
+    first = b.d.current_window_handle
+    b.d.switch_to.new_window("tab")
+    b.d.get(web.url + "/devices")
+    wait_signed_in(b, u.body["name"])
+    second = b.d.current_window_handle
+    api_js = "/assets/" + next((REPO / "web" / "dist" / "assets").glob("api.*.js")).name
+    start = """
+        window.got = null;
+        import(arguments[0]).then((api) => Promise.all([1, 2, 3].map(() =>
+          api.call('GET', '/api/v1/auth/me').then((me) => me.email, (e) => 'error ' + e.status))))
+          .then((all) => { window.got = all; });"""
+    before = web.log_text()
+    clock.advance(901)
+    b.d.switch_to.window(first)
+    b.d.execute_script(start, api_js)
+    b.d.switch_to.window(second)
+    b.d.execute_script(start, api_js)
+    for h in (second, first):
+        b.d.switch_to.window(h)
+        try:
+            b.wait(lambda d: d.execute_script("return window.got"))
+        except Exception:
+            print("DEBUG", h == first, b.path(), b.d.execute_script("return window.got"))
+            raise
+        assert b.d.execute_script("return window.got") == [u.email] * 3
+    new = web.log_text()[len(before):]
+    assert "reuse_detected" not in new
+    assert new.count('"route":"/api/v1/auth/refresh","status":200') == 2
+    b.problems()
