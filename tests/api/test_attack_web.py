@@ -656,3 +656,56 @@ def test_root_with_a_query_string_is_the_app(api):
     r = api.get("/?utm_source=mail")
     assert r.status_code == 200, r.text[:200]
     assert r.headers["Content-Type"].startswith("text/html")
+
+
+RUNTIME_SINKS = """
+const el = document.createElement('div'); document.body.append(el);
+const frame = document.createElement('iframe');
+const s = '<img src=x onerror=alert(7)>';
+const tries = {
+  computed: () => { el['inner' + 'HTML'] = s; },
+  reflect: () => { if (!Reflect.set(el, 'innerHTML', s)) throw new Error('refused'); },
+  assign: () => Object.assign(el, { innerHTML: s }),
+  setHTMLUnsafe: () => { if (!el.setHTMLUnsafe) throw new Error('absent'); el.setHTMLUnsafe(s); },
+  domparser: () => new DOMParser().parseFromString(s, 'text/html'),
+  srcdoc: () => { frame.srcdoc = s; },
+  onattr: () => el.setAttribute('onclick', 'alert(8)'),
+  execCommand: () => { el.contentEditable = 'true'; el.focus();
+                       if (!document.execCommand('insertHTML', false, s)) throw new Error('refused'); },
+  eval: () => eval('1'),
+  Function: () => Function('return 1')(),
+  timer: () => { const t = 'alert(9)'; setTimeout(t, 1); },
+};
+const open = [];
+for (const [k, f] of Object.entries(tries)) {
+  try { f(); open.push(k); } catch (e) { /* refused */ }
+}
+el.remove();
+document.getElementById('out').textContent = JSON.stringify(open);
+"""
+
+
+@needs_chromium
+def test_trusted_types_and_csp_stop_the_spellings_the_build_misses(browser, spawn_server,
+                                                                     tmp_path):
+    """Held (at run time, in Chromium): every HTML sink and string-to-code
+    call the build's list misses is refused by Trusted Types or the CSP
+    when a module served with the dashboard's headers tries it; no alert
+    opens. (Run from a real module: WebDriver's execute_script is exempt
+    from the CSP's eval rule, so it cannot show this.) Persistent storage
+    under another spelling is not a sink and has no run-time lock: the
+    build is the only check there."""
+    root = tmp_path / "web"
+    (root / "assets").mkdir(parents=True)
+    (root / "index.html").write_text('<!doctype html><body><p id="out"></p>'
+                                     '<script type="module" src="/assets/t.js"></script>')
+    (root / "assets" / "t.js").write_text(RUNTIME_SINKS)
+    srv = spawn_server(WEB_ROOT=str(root))
+    b = browser
+    b.reset(srv.url)
+    b.d.get(srv.url + "/")
+    b.wait(lambda d: d.find_element("css selector", "#out").text != "")
+    assert b.d.find_element("css selector", "#out").text == "[]"
+    settle(b, 0.5)
+    found = b.problems()
+    assert not [f for f in found if f.startswith("JavaScript dialog")], found
