@@ -118,10 +118,13 @@ def test_fallback_ignores_bodies_and_smuggled_requests(server):
         s.close()
 
 
-def test_hardlinked_and_special_files_in_web_root(spawn_server, tmp_path):
+def test_special_files_in_web_root(spawn_server, tmp_path):
     """Held: a FIFO under assets/ is not waited on (O_NONBLOCK, not
     regular: 404), a directory named like an asset is 404, a file with an
-    unknown extension is never served, and only the four types exist."""
+    unknown extension is never served, and only the four types exist.
+    (A hard link under the root is served like any regular file: only
+    someone who can write the root can make one, and they could copy the
+    file as well.)"""
     import os
     root = tmp_path / "web"
     (root / "assets").mkdir(parents=True)
