@@ -54,6 +54,14 @@ export function csrfToken() {
   return null;
 }
 
+// Deletes the CSRF cookie: without it no refresh succeeds from this
+// browser, so a session whose logout could not reach the server cannot be
+// restored by the next reload (the HttpOnly refresh cookie is out of
+// reach). The one cookie write the build allows, spelled exactly so.
+export function forgetCsrfCookie() {
+  document.cookie = 'breeze_csrf_token=; Max-Age=0; Path=/; SameSite=Strict';
+}
+
 function retryAfterSeconds(resp) {
   const v = resp.headers.get('Retry-After');
   if (v === null) return null;

@@ -49,7 +49,13 @@ export function loginPage(root, done) {
   const box = messageBox();
   const flash = state.flash;
   state.flash = null;
-  const email = h('input', { id: 'email', type: 'email', autocomplete: 'username', required: true });
+  // type=text, not email: the browser's e-mail syntax is narrower than the
+  // server's (UTF-8 local parts), and an address the API accepts must be
+  // able to sign in. The server validates it.
+  const email = h('input', {
+    id: 'email', type: 'text', inputmode: 'email', autocomplete: 'username',
+    autocapitalize: 'off', spellcheck: 'false', required: true,
+  });
   const password = h('input', { id: 'password', type: 'password', autocomplete: 'current-password', required: true });
   const submit = h('button', { id: 'login-submit', type: 'submit' }, 'Sign in');
   const form = h('form', { id: 'login-form', class: 'card' },

@@ -1,6 +1,6 @@
 // session.js — who is signed in, and the sign-in, enrolment and sign-out
 // steps. Nothing here is persisted: a reload starts from the refresh cookie.
-import { ApiError, call, enrollmentRequired, refresh, send, sendWithCsrf, setAccessToken } from './api.js';
+import { ApiError, call, enrollmentRequired, forgetCsrfCookie, refresh, send, sendWithCsrf, setAccessToken } from './api.js';
 
 export const state = {
   user: null, // {id, email, name, role, …} of the signed-in user, or null
@@ -61,6 +61,7 @@ export async function logout() {
     await sendWithCsrf('/api/v1/auth/logout');
   } catch (e) {
     if (!(e instanceof ApiError && e.status === 401)) {
+      forgetCsrfCookie();
       clear();
       throw e;
     }

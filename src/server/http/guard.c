@@ -419,6 +419,7 @@ static enum MHD_Result reply_refused(struct MHD_Connection *conn, const char *me
 		{"Content-Type", "application/json"},
 		{"Cache-Control", "no-store"},
 		{"X-Content-Type-Options", "nosniff"},
+		{"Content-Security-Policy", HTTP_API_CSP},
 		{"Strict-Transport-Security", "max-age=31536000; includeSubDomains; preload"},
 		{"Connection", "close"},
 	};

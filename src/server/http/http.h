@@ -73,7 +73,16 @@ enum route_flags {
 	 * mfa_enrollment_required. Only enrolment, "who am I", logout and
 	 * refresh carry it. */
 	ROUTE_MFA_EXEMPT = 1 << 6,
+	/* A dashboard page (static.c): its query string belongs to the app in
+	 * the browser (filters, campaign tags) and the server reads none, so
+	 * any parameter is accepted (still valid UTF-8), as on the SPA
+	 * fallback's paths. */
+	ROUTE_ANY_QUERY = 1 << 7,
 };
+
+/* The Content-Security-Policy of every JSON answer: JSON is never a page
+ * (the dashboard's files set their own, static.c). */
+#define HTTP_API_CSP "default-src 'none'; frame-ancestors 'none'"
 
 struct route {
 	const char *method; /* "GET", "POST", … */

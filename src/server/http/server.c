@@ -338,7 +338,8 @@ static int check_query(struct request *rq)
 			return BZ_ERR_RESPONDED;
 		}
 		/* ulfius keeps path parameters in the same map. */
-		if (!is_path_param(rq, keys[i]) && !query_known(rq->route, keys[i])) {
+		if (!is_path_param(rq, keys[i]) && !(rq->route->flags & ROUTE_ANY_QUERY) &&
+		    !query_known(rq->route, keys[i])) {
 			http_fail(rq, 400, "validation_error",
 				  "parameter '%.64s' is not a known parameter of this route",
 				  keys[i]);
@@ -433,9 +434,7 @@ static void set_common_headers(struct request *rq)
 	http_set_header(rq, "Content-Type", "application/json");
 	http_set_header(rq, "Cache-Control", "no-store");
 	http_set_header(rq, "X-Content-Type-Options", "nosniff");
-	/* JSON is never a page; the dashboard's files set their own (static.c). */
-	http_set_header(rq, "Content-Security-Policy",
-			"default-src 'none'; frame-ancestors 'none'");
+	http_set_header(rq, "Content-Security-Policy", HTTP_API_CSP);
 	/* N9: the API sends HSTS itself too, in case the proxy forgets. */
 	http_set_header(rq, "Strict-Transport-Security",
 			"max-age=31536000; includeSubDomains; preload");

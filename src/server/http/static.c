@@ -238,7 +238,7 @@ void http_static_check_root(const struct config *cfg)
 }
 
 const struct route static_routes[] = {
-	{"GET", "/", static_index, ROUTE_PUBLIC, NULL, NULL, NULL},
-	{"HEAD", "/", static_index, ROUTE_PUBLIC, NULL, NULL, NULL},
+	{"GET", "/", static_index, ROUTE_PUBLIC | ROUTE_ANY_QUERY, NULL, NULL, NULL},
+	{"HEAD", "/", static_index, ROUTE_PUBLIC | ROUTE_ANY_QUERY, NULL, NULL, NULL},
 };
 const size_t static_routes_count = sizeof(static_routes) / sizeof(*static_routes);
