@@ -161,3 +161,55 @@ def test_one_tenants_slow_receiver_does_not_stall_other_tenants(spawn_server, bo
         good.shutdown()
         good.server_close()
         hole.close()
+
+
+# ---------------------------------------------------------------- lifecycle
+
+
+def test_deleting_an_organization_does_not_leave_live_webhooks(admin, make_org, sql):
+    """Webhooks are not among an organization's holdings (orgs.c
+    holdings(): devices, users, keys), so DELETE /organizations/:id of an
+    organization with a webhook succeeds and leaves the webhook enabled,
+    with its pending deliveries still claimed and sent by the worker — and
+    no route can reach it any more (every scope excludes a deleted
+    organization), so nobody can delete or disable it."""
+    org = make_org()
+    r = hook(admin, org.id, "https://hooks.example.com/x", events=["device.enroll"])
+    assert r.status_code == 201, r.text
+    wid = r.json()["id"]
+    d = admin.post(f"/api/v1/webhooks/{wid}/test")
+    assert d.status_code == 202, d.text
+    r = admin.delete(f"/api/v1/organizations/{org.id}")
+    if r.status_code == 409:
+        return  # refusing while webhooks exist is a fix too
+    assert r.status_code == 204, r.text
+    enabled, deleted = sql("SELECT enabled, deleted_at IS NOT NULL FROM webhooks WHERE id = %s",
+                           wid)[0]
+    status = sql("SELECT status FROM webhook_deliveries WHERE id = %s", d.json()["id"])[0][0]
+    assert (enabled, deleted, status) != (True, False, "pending"), \
+        "a deleted organization's webhook stays live and its delivery stays queued"
+    assert not enabled or deleted
+    assert status != "pending"
+
+
+def test_audit_retention_also_removes_the_copies_in_webhook_deliveries(audit, admin, sql):
+    """The trigger copies each audit row's details into
+    webhook_deliveries.payload, a table nothing ever prunes (breeze_app has
+    no DELETE on it; retention.c does not know it): audit retention
+    (AUDIT_RETENTION_DAYS, per organization) is bypassed for every event
+    an enabled webhook subscribed to — IP addresses, e-mail addresses and
+    the rest of the details stay forever."""
+    org = audit.new_org()
+    r = hook(admin, org, "https://hooks.example.com/x", events=["*"])
+    assert r.status_code == 201, r.text
+    ids = audit.insert(org, 3, action="device.update",
+                       details=json.dumps({"email": "pii-subject@example.test"}))
+    assert sql("SELECT count(*) FROM webhook_deliveries WHERE audit_id = ANY(%s)", ids)[0][0] == 3
+    p = audit.cli("prune", "--org", org, "--older-than-days", "0")
+    assert p.returncode == 0, p.stdout + p.stderr
+    left = {r[0] for r in sql("SELECT id FROM audit_log WHERE id = ANY(%s)", ids)}
+    pruned = [i for i in ids if i not in left]
+    assert pruned, "nothing was pruned"
+    kept = sql("SELECT count(*) FROM webhook_deliveries WHERE audit_id = ANY(%s)"
+               " AND payload::text LIKE '%%pii-subject%%'", pruned)[0][0]
+    assert kept == 0, f"{kept} pruned audit rows live on in webhook_deliveries.payload"
