@@ -78,6 +78,7 @@ def test_deliveries_cursor_out_of_range_is_400(admin, make_org):
     "http://169.254.169.254./latest/meta-data/",
     "http://0x7f.1./x",
     "http://10.0.0.1./x",
+    "http://127.0.0.1%2e/x",
 ])
 def test_ip_literal_with_trailing_dot_refused_when_saved(admin, make_org, url):
     """docs/webhooks.md: an IP literal is judged by the address rules when
@@ -86,6 +87,27 @@ def test_ip_literal_with_trailing_dot_refused_when_saved(admin, make_org, url):
     org = make_org()
     r = hook(admin, org.id, url)
     assert r.status_code == 400, (url, r.status_code, r.text)
+
+
+# ---------------------------------------------------------------- readers
+
+
+def test_read_only_roles_do_not_see_the_receivers_token(tenants):
+    """docs/webhooks.md keeps a URL's path and query out of the audit log
+    because they "often carry the receiver's own token" (Slack, Teams and
+    most SaaS inbound hooks: the URL *is* the credential). Yet every
+    webhooks:read role — org_viewer, partner_viewer, partner_technician —
+    gets the whole URL from GET and from the list, and with it the power
+    to post to the receiver."""
+    token = "T0KEN-" + uuid.uuid4().hex
+    r = hook(tenants.a_admin.api, tenants.a.id, f"https://hooks.example.com/services/{token}?k={token}")
+    assert r.status_code == 201, r.text
+    wid = r.json()["id"]
+    for who in (tenants.a_viewer.api, tenants.tech_a.api):
+        g = who.get(f"/api/v1/webhooks/{wid}")
+        assert g.status_code == 200, g.text
+        assert token not in g.text, "a read-only user reads the receiver's token"
+        assert token not in who.get("/api/v1/webhooks", params={"orgId": tenants.a.id}).text
 
 
 # ---------------------------------------------------------------- DNS oracle
