@@ -249,9 +249,16 @@ def test_destination_blocked_at_delivery(spawn_server, bootstrap, make_org, rece
                " AND action = 'outbound.blocked'", org.id)
     assert len(rows) == 1
     det = json.loads(rows[0][0])
-    assert det["kind"] == "blocked_address" and det["address"] == "127.0.0.1"
+    # The organization's row says what and why, not where the name pointed.
+    assert det["kind"] == "blocked_address" and "address" not in det
     assert det["reason"] == "loopback" and det["webhookId"] == w["id"] and det["deliveryId"] == d["id"]
     assert rows[0][1:] == ("denied", "system")
+    # The system chain (platform operators) has the address too.
+    (sysdet,), = sql("SELECT details FROM audit_log WHERE org_id IS NULL"
+                     " AND action = 'outbound.blocked' AND details::jsonb ->> 'deliveryId' = %s",
+                     d["id"])
+    sysdet = json.loads(sysdet)
+    assert sysdet["address"] == "127.0.0.1" and sysdet["orgId"] == org.id
     assert rec.got == []
     # outbound.blocked is never delivered itself (the webhook subscribes to "*").
     assert sql("SELECT count(*) FROM webhook_deliveries WHERE webhook_id = %s", w["id"])[0][0] == 1

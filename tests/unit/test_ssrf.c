@@ -226,6 +226,11 @@ static void test_host_names(void **state)
 		"a..b",
 		"bad\\host",
 		"host\r\nx",
+		"127.0.0.1.",
+		"0x7f.1.",
+		"10.0.0.1..",
+		"example.123",
+		"a.0x7f",
 	};
 	struct ssrf_policy p;
 	char err[200];

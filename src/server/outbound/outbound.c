@@ -261,12 +261,25 @@ static int headers_of(const struct outbound_request *rq, struct curl_slist **hdr
 	return 0;
 }
 
+/* The origin of U (RFC 6454: scheme, host, port) into OUT, given its
+ * lower-cased HOST. */
+static void origin_of(CURLU *u, const char *host, char *out, size_t len)
+{
+	char *scheme = NULL, *port = NULL;
+
+	curl_url_get(u, CURLUPART_SCHEME, &scheme, 0);
+	curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT);
+	snprintf(out, len, "%s://%s:%s", scheme ? scheme : "", host, port ? port : "");
+	curl_free(scheme);
+	curl_free(port);
+}
+
 /* Follows the hops of RQ from U. */
 static int run_hops(const struct ssrf_policy *p, const struct outbound_request *rq, CURLU *u,
 		    struct hop_args *a, struct outbound_response *out)
 {
 	int64_t deadline = bz_monotonic_ms() + a->left_ms;
-	char first_host[SSRF_HOST_MAX + 3], host[SSRF_HOST_MAX + 3];
+	char host[SSRF_HOST_MAX + 3], first_origin[SSRF_HOST_MAX + 32], origin[SSRF_HOST_MAX + 32];
 	struct curl_slist *caller_headers = a->headers;
 	int allowlisted, rc;
 
@@ -275,10 +288,19 @@ static int run_hops(const struct ssrf_policy *p, const struct outbound_request *
 
 		if ((rc = check_url(p, u, &allowlisted, host, sizeof(host), out)) != 0)
 			return rc;
+		origin_of(u, host, origin, sizeof(origin));
 		if (hop == 0)
-			text_copy(first_host, sizeof(first_host), host);
-		/* Credentials never travel to another host. */
-		a->headers = strcmp(host, first_host) == 0 ? caller_headers : NULL;
+			text_copy(first_origin, sizeof(first_origin), origin);
+		/* Credentials never travel to another origin (host, port or
+		 * scheme: RFC 6454), nor does a body a 307/308 would repeat. */
+		int same = strcmp(origin, first_origin) == 0;
+		a->headers = same ? caller_headers : NULL;
+		if (!same) {
+			a->body = NULL;
+			a->body_len = 0;
+			if (strcmp(a->method, "POST") == 0)
+				a->method = "GET";
+		}
 		if (curl_url_get(u, CURLUPART_URL, &url, 0) == CURLUE_OK)
 			text_copy(out->final_url, sizeof(out->final_url), url);
 		curl_free(url);

@@ -71,12 +71,14 @@ static const struct range v6_ranges[] = {
 };
 
 /* Cloud metadata and platform endpoints: AWS (IMDS, ECS task metadata,
- * IMDS over IPv6), GCP and Azure (169.254.169.254), Azure WireServer,
+ * IMDS over IPv6), GCP and Azure (169.254.169.254; GCP over IPv6
+ * fd20:ce::254), OpenStack over IPv6 (fe80::a9fe:a9fe), Azure WireServer,
  * Alibaba Cloud, Oracle Cloud (192.0.0.192), OpenStack/DigitalOcean
  * (169.254.169.254), AWS DNS (169.254.169.253). */
 static const char *const metadata_addrs[] = {
-	"169.254.169.254", "169.254.170.2", "169.254.169.253", "169.254.169.123", "100.100.100.200",
-	"168.63.129.16",   "192.0.0.192",   "fd00:ec2::254",   "fd00:ec2::23",
+	"169.254.169.254", "169.254.170.2", "169.254.169.253", "169.254.169.123",
+	"100.100.100.200", "168.63.129.16", "192.0.0.192",     "fd00:ec2::254",
+	"fd00:ec2::23",	   "fd20:ce::254",  "fe80::a9fe:a9fe",
 };
 
 static const char *const metadata_names[] = {
@@ -292,6 +294,16 @@ enum ssrf_kind ssrf_host_allowed(const struct ssrf_policy *p, const char *host, 
 		return SSRF_OK;
 	if (name_normalize(host, name, sizeof(name)) != 0)
 		return SSRF_BLOCKED_HOST;
+	/* A numeric last label makes the host an IPv4 address in some form
+	 * (WHATWG URL "ends in a number"), e.g. "127.0.0.1." or "0x7f.1.",
+	 * which libcurl left as it was: not a name, and not judged as one. No
+	 * top-level domain is numeric. */
+	const char *last = strrchr(name, '.');
+	last = last ? last + 1 : name;
+	if (strspn(last, "0123456789") == strlen(last) ||
+	    ((last[0] == '0') && (last[1] == 'x' || last[1] == 'X') &&
+	     strspn(last + 2, "0123456789abcdefABCDEF") == strlen(last + 2)))
+		return SSRF_BLOCKED_HOST;
 	for (size_t i = 0; i < sizeof(metadata_names) / sizeof(*metadata_names); i++)
 		if (strcmp(name, metadata_names[i]) == 0) {
 			if (!name_exactly_listed(p, name))
@@ -309,14 +321,25 @@ enum ssrf_kind ssrf_host_allowed(const struct ssrf_policy *p, const char *host, 
 }
 
 /* The IPv4 address carried by the IPv6 address A, into V4; 1 if there is
- * one (mapped, compatible, NAT64 well-known prefix, 6to4). */
+ * one: mapped, compatible, NAT64 (the well-known prefix, RFC 6052, and the
+ * local-use 64:ff9b:1::/48 of RFC 8215 in its /96 form), 6to4 (RFC 3056),
+ * Teredo (RFC 4380 §4: the client's address, bit-inverted, in the last 32
+ * bits). */
 static int embedded_v4(const uint8_t *a, uint8_t v4[4])
 {
 	static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 	static const uint8_t zero[12] = {0};
 	static const uint8_t nat64[12] = {0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0};
+	static const uint8_t nat64_local[6] = {0, 0x64, 0xff, 0x9b, 0, 1};
+	static const uint8_t teredo[4] = {0x20, 0x01, 0, 0};
 
+	if (memcmp(a, teredo, 4) == 0) {
+		for (int i = 0; i < 4; i++)
+			v4[i] = (uint8_t)~a[12 + i];
+		return 1;
+	}
 	if (memcmp(a, mapped, 12) == 0 || memcmp(a, nat64, 12) == 0 ||
+	    memcmp(a, nat64_local, 6) == 0 ||
 	    /* IPv4-compatible, but not :: and ::1 themselves */
 	    (memcmp(a, zero, 12) == 0 && (a[12] | a[13] | a[14]) != 0)) {
 		memcpy(v4, a + 12, 4);

@@ -87,7 +87,9 @@ static int cursor_parse(const char *cur, char us[24], char id[37])
 	const char *dot = strchr(cur, '.');
 	size_t n = dot ? (size_t)(dot - cur) : 0;
 
-	if (n == 0 || n > 20 || strspn(cur, "0123456789") != n || !is_uuid(dot + 1))
+	/* 16 digits of microseconds reach the year 2286; more would overflow
+	 * bigint or timestamptz in the query. */
+	if (n == 0 || n > 16 || strspn(cur, "0123456789") != n || !is_uuid(dot + 1))
 		return BZ_ERR_INVALID;
 	memcpy(us, cur, n);
 	us[n] = '\0';
@@ -215,12 +217,18 @@ static void record(PGconn *c, const struct claimed *d, const char *err, long sta
 
 /* Audits a refusal of the SSRF guard as outbound.blocked in D's
  * organization's chain (its own transaction). */
+/* outbound.blocked in two chains: the organization's says what was
+ * refused and why, but not where its host name pointed — its admins must
+ * not learn the operator's internal DNS answers; the system chain
+ * (platform operators) also has the address and the organization. */
 static void audit_blocked(PGconn *c, const struct claimed *d, const struct outbound_response *o)
 {
-	json_t *det = json_pack("{s:s,s:s,s:s,s:s,s:s}", "kind", ssrf_kind_name(o->kind), "address",
-				o->blocked_address, "reason",
-				o->blocked_reason ? o->blocked_reason : "", "webhookId",
-				d->webhook_id, "deliveryId", d->id);
+	const char *reason = o->blocked_reason ? o->blocked_reason : "";
+	json_t *det = json_pack("{s:s,s:s,s:s,s:s}", "kind", ssrf_kind_name(o->kind), "reason",
+				reason, "webhookId", d->webhook_id, "deliveryId", d->id);
+	json_t *sys = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "kind", ssrf_kind_name(o->kind),
+				"address", o->blocked_address, "reason", reason, "orgId", d->org_id,
+				"webhookId", d->webhook_id, "deliveryId", d->id);
 	struct audit_event ev = {.org_id = d->org_id,
 				 .actor_type = "system",
 				 .action = "outbound.blocked",
@@ -229,9 +237,14 @@ static void audit_blocked(PGconn *c, const struct claimed *d, const struct outbo
 				 .details = det,
 				 .result = "denied"};
 
-	if (audit_write_standalone(c, &ev) != 0)
+	if (det == NULL || sys == NULL || audit_write_standalone(c, &ev) != 0)
+		log_warn("webhook.delivery.audit_failed", "deliveryId", d->id, NULL);
+	ev.org_id = NULL;
+	ev.details = sys;
+	if (sys != NULL && audit_write_standalone(c, &ev) != 0)
 		log_warn("webhook.delivery.audit_failed", "deliveryId", d->id, NULL);
 	json_decref(det);
+	json_decref(sys);
 }
 
 /* Opens D's secret into SECRET (WEBHOOK_SECRET_LEN + 1 bytes). */

@@ -140,6 +140,25 @@ static enum ssrf_kind literal_allowed(const struct ssrf_policy *p, const char *h
 	return ssrf_address_allowed(p, (struct sockaddr *)&a6, 0, NULL);
 }
 
+void webhook_url_redact(const char *url, char *out, size_t len)
+{
+	char *scheme = NULL, *host = NULL, *port = NULL;
+	CURLU *u = curl_url();
+
+	text_copy(out, len, "\u2026");
+	if (u != NULL && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK) {
+		curl_url_get(u, CURLUPART_PORT, &port, 0);
+		snprintf(out, len, "%s://%s%s%s/\u2026", scheme, host, port ? ":" : "",
+			 port ? port : "");
+	}
+	curl_free(scheme);
+	curl_free(host);
+	curl_free(port);
+	curl_url_cleanup(u);
+}
+
 int webhook_url_check(const struct ssrf_policy *p, const char *url, struct bz_errinfo *why)
 {
 	char *scheme = NULL, *host = NULL, *x = NULL;
@@ -167,6 +186,10 @@ int webhook_url_check(const struct ssrf_policy *p, const char *url, struct bz_er
 	curl_free(host);
 	curl_free(x);
 	curl_url_cleanup(u);
+	size_t len = strlen(url);
+	if (k == SSRF_OK && (len < 8 || len > 2048)) /* the table's bounds */
+		return bz_fail(why, BZ_ERR_INVALID, "validation_error", "url",
+			       "field 'url' must be 8 to 2048 bytes");
 	if (k == SSRF_OK)
 		return 0;
 	return bz_fail(why, BZ_ERR_INVALID, "validation_error", "url", url_refusal(k));

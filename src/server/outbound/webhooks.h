@@ -72,6 +72,14 @@ extern const char *const webhook_events[];
 int webhook_url_check(const struct ssrf_policy *p, const char *url, struct bz_errinfo *why);
 
 /*
+ * The origin of stored URL URL followed by "/…" (e.g.
+ * "https://hooks.example.com/…") into OUT (LEN bytes): what a caller who
+ * may read but not change webhooks sees, since a receiver's URL path often
+ * is its credential (Slack, Teams). "…" alone when URL does not parse.
+ */
+void webhook_url_redact(const char *url, char *out, size_t len);
+
+/*
  * Creates a webhook from IN in the caller's transaction on C, in SCOPE,
  * with the URL checked under CFG->ssrf_allowlist and a new secret sealed
  * under CFG's APP_ENCRYPTION_KEY. The secret is copied into

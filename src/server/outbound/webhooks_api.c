@@ -7,20 +7,27 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/text.h"
 #include "crypto/crypto.h"
 #include "server/outbound/webhooks.h"
 #include "server/outbound/webhooks_api.h"
 
 #define LIMIT_DEFAULT 50
 
-static json_t *webhook_json(const struct webhook *w)
+/* W as JSON; FULL_URL 0 shows only its origin (webhook_url_redact). */
+static json_t *webhook_json(const struct webhook *w, int full_url)
 {
 	json_t *ev = json_array();
+	char shown[WEBHOOK_URL_MAX + 8];
 
+	if (full_url)
+		text_copy(shown, sizeof(shown), w->url);
+	else
+		webhook_url_redact(w->url, shown, sizeof(shown));
 	for (size_t i = 0; i < w->n_events; i++)
 		json_array_append_new(ev, json_string(w->events[i]));
 	return json_pack("{s:s,s:s,s:s,s:o,s:b,s:s?,s:s,s:s}", "id", w->id, "orgId", w->org_id,
-			 "url", w->url, "events", ev, "enabled", w->enabled, "createdBy",
+			 "url", shown, "events", ev, "enabled", w->enabled, "createdBy",
 			 w->created_by[0] ? w->created_by : NULL, "createdAt", w->created_at,
 			 "updatedAt", w->updated_at);
 }
@@ -107,7 +114,7 @@ static void create_webhook(struct request *rq)
 	int rc = webhook_create(c, rq->app->cfg, &rq->scope, &in, &w, secret, &ev, &why);
 	if (rc == 0) {
 		/* The secret leaves the server exactly once, here. */
-		out = webhook_json(&w);
+		out = webhook_json(&w, http_has_permission(rq, "webhooks:write"));
 		json_object_set_new(out, "secret", json_string(secret));
 		http_idem_withhold(rq, "secret");
 	}
@@ -135,8 +142,9 @@ static void list_webhooks(struct request *rq)
 		return;
 	}
 	json_t *arr = json_array();
+	int full = http_has_permission(rq, "webhooks:write");
 	for (size_t i = 0; i < n; i++)
-		json_array_append_new(arr, webhook_json(&ws[i]));
+		json_array_append_new(arr, webhook_json(&ws[i], full));
 	free(ws);
 	http_reply(rq, 200, json_pack("{s:o}", "webhooks", arr));
 }
@@ -154,7 +162,7 @@ static void get_webhook(struct request *rq)
 		http_fail_why(rq, rc, &(struct bz_errinfo){.msg = "webhook not found"});
 		return;
 	}
-	http_reply(rq, 200, webhook_json(&w));
+	http_reply(rq, 200, webhook_json(&w, http_has_permission(rq, "webhooks:write")));
 }
 
 static void patch_webhook(struct request *rq)
@@ -171,7 +179,8 @@ static void patch_webhook(struct request *rq)
 		return;
 	struct webhook_input in = input_of(rq, &b);
 	int rc = webhook_update(c, rq->app->cfg, &rq->scope, id, &in, &w, &ev, &why);
-	http_commit(rq, c, rc, &why, &ev, 200, rc == 0 ? webhook_json(&w) : NULL);
+	http_commit(rq, c, rc, &why, &ev, 200,
+		    rc == 0 ? webhook_json(&w, http_has_permission(rq, "webhooks:write")) : NULL);
 }
 
 static void delete_webhook(struct request *rq)
