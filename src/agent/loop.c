@@ -334,7 +334,7 @@ static enum agent_outcome heartbeat(struct agent_state *s, long long *retry_afte
 			log_error(
 				"agent.reenroll_required", "agentId", s->cfg.agent_id, "error",
 				desc, "hint",
-				"the server no longer accepts this agent's token; run `breeze-agent enroll` again",
+				"the server no longer accepts this agent's token; enrol again with `breeze-agent enroll --force` (a new device)",
 				NULL);
 			break;
 		case AGENT_OUTCOME_FORBIDDEN:

@@ -291,11 +291,22 @@ static int log_enroll_failure(const struct agent_http_result *res)
 	case 403:
 		why = "enrolment secret rejected";
 		break;
-	case 409:
-		why = "this host was enrolled by an earlier attempt whose answer was lost, and "
-		      "its token is shown only once: remove that device (agentId) and enrol "
-		      "again";
+	case 409: {
+		const char *code = agent_http_error_code(res);
+		if (strcmp(code, "device_under_review") == 0)
+			why = "a suspended device of this organization with this hostname or "
+			      "machine id awaits an administrator's review; enrolment is possible "
+			      "once the review allows it";
+		else if (strcmp(code, "device_blocked") == 0)
+			why = "an administrator's review decommissioned a device with this "
+			      "hostname or machine id and blocked its re-enrolment; only a later "
+			      "review (allow_reenrollment) lifts it";
+		else
+			why = "this host was enrolled by an earlier attempt whose answer was lost, "
+			      "and its token is shown only once: remove that device (agentId) and "
+			      "enrol again";
 		break;
+	}
 	case 429:
 		why = "too many enrolment attempts; try again later";
 		break;

@@ -159,3 +159,19 @@ def test_agent_reports_its_machine_id(server, agents, sql, agent_dir):
     assert r.returncode == 0, r.stdout + r.stderr
     assert sql("SELECT hardware ->> 'machineId' FROM devices WHERE id = %s",
                agent_id_of(r.stdout)) == [(mid.read_text().strip(),)]
+
+
+def test_enroll_says_when_a_review_blocks_it(server, agents, sql, agent_dir):
+    """A 409 device_under_review is not the lost-answer case: the agent says
+    that a review is pending, not "remove that device"."""
+    r, _ = enroll(server, agents, agent_dir)
+    assert r.returncode == 0, r.stdout + r.stderr
+    sql("UPDATE devices SET status = 'suspended', suspended_at = now(),"
+        " suspension_reason = 'cross_tenant_probe', reenrollment_blocked = true WHERE id = %s",
+        agent_id_of(r.stdout))
+    key = agents.create_key()["key"]
+    r = run_agent(["enroll", "--server", server.url, "--key", key, "--secret", agents.secret,
+                   "--config-dir", str(agent_dir), "--force"], agent_dir.parent / "enroll2.log")
+    out = r.stdout + r.stderr
+    assert r.returncode != 0, out
+    assert "awaits an administrator's review" in out and "remove that device" not in out, out
