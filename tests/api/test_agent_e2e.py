@@ -166,12 +166,18 @@ def test_enroll_says_when_a_review_blocks_it(server, agents, sql, agent_dir):
     that a review is pending, not "remove that device"."""
     r, _ = enroll(server, agents, agent_dir)
     assert r.returncode == 0, r.stdout + r.stderr
+    agent_id = agent_id_of(r.stdout)
     sql("UPDATE devices SET status = 'suspended', suspended_at = now(),"
         " suspension_reason = 'cross_tenant_probe', reenrollment_blocked = true WHERE id = %s",
-        agent_id_of(r.stdout))
-    key = agents.create_key()["key"]
-    r = run_agent(["enroll", "--server", server.url, "--key", key, "--secret", agents.secret,
-                   "--config-dir", str(agent_dir), "--force"], agent_dir.parent / "enroll2.log")
+        agent_id)
+    try:
+        key = agents.create_key()["key"]
+        r = run_agent(["enroll", "--server", server.url, "--key", key, "--secret", agents.secret,
+                       "--config-dir", str(agent_dir), "--force"], agent_dir.parent / "enroll2.log")
+    finally:
+        # This machine's hostname must not stay blocked for the other tests.
+        sql("UPDATE devices SET status = 'active', suspended_at = NULL, suspension_reason = NULL,"
+            " reenrollment_blocked = false WHERE id = %s", agent_id)
     out = r.stdout + r.stderr
     assert r.returncode != 0, out
     assert "awaits an administrator's review" in out and "remove that device" not in out, out
