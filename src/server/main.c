@@ -417,35 +417,47 @@ static int open_pool(const struct config *cfg, struct db_pool **pool)
 	return rc;
 }
 
-static int cmd_serve(struct opts *o)
+/* What serve checks and sets up before any thread or connection: not
+ * root (K5), the configuration into CFG, the log level, the fd limit, the
+ * password hasher, libcurl's global state. Returns BZ_EXIT_OK or the exit
+ * status to end with (the reason printed). */
+static int serve_prepare(const struct opts *o, struct config *cfg)
 {
-	struct config cfg;
-	struct app app;
-	sigset_t set;
-	int sig = 0;
-
 	if (geteuid() == 0 && !o->allow_root) {
 		fprintf(stderr,
 			"breeze-server: refusing to run as root (K5); run as an unprivileged "
 			"user, or pass --allow-root for local development\n");
 		return BZ_EXIT_REFUSED;
 	}
-	if (load_config(&cfg, CONFIG_FOR_SERVE) != 0)
+	if (load_config(cfg, CONFIG_FOR_SERVE) != 0)
 		return BZ_EXIT_CONFIG;
-	if (cfg.env == BREEZE_ENV_DEVELOPMENT)
+	if (cfg->env == BREEZE_ENV_DEVELOPMENT)
 		log_set_level(LOG_LEVEL_DEBUG);
-	if (raise_fd_limit(&cfg) != BZ_EXIT_OK)
+	if (raise_fd_limit(cfg) != BZ_EXIT_OK)
 		return BZ_EXIT_REFUSED;
-	init_passwords(&cfg);
+	init_passwords(cfg);
 	/* libcurl's global state, once, before any thread starts. */
 	if (outbound_global_init() != 0) {
 		fprintf(stderr, "breeze-server: cannot initialise the HTTP client\n");
 		return BZ_EXIT_FAILURE;
 	}
+	return BZ_EXIT_OK;
+}
+
+static int cmd_serve(struct opts *o)
+{
+	struct config cfg;
+	struct app app;
+	sigset_t set;
+	int sig = 0;
+	int rc = serve_prepare(o, &cfg);
+
+	if (rc != BZ_EXIT_OK)
+		return rc;
 	memset(&app, 0, sizeof(app));
 	app.cfg = &cfg;
 	app.authenticate = auth_api_authenticate;
-	int rc = open_pool(&cfg, &app.pool);
+	rc = open_pool(&cfg, &app.pool);
 	if (rc != BZ_EXIT_OK)
 		return rc;
 
