@@ -286,6 +286,7 @@ int agent_inventory_parse_machine_id(const char *path, char *buf, size_t len)
 {
 	char line[64];
 	FILE *f;
+	size_t n;
 	int rc = 0;
 
 	if (len > 0)
@@ -294,11 +295,14 @@ int agent_inventory_parse_machine_id(const char *path, char *buf, size_t len)
 		return -EINVAL;
 	if ((f = fopen(path, "re")) == NULL)
 		return -errno;
-	if (fgets(line, sizeof(line), f) == NULL)
-		rc = ferror(f) ? -EIO : -EBADMSG;
+	/* 32 hex digits and a newline; anything longer is not a machine id. */
+	n = fread(line, 1, sizeof(line) - 1, f);
+	if (ferror(f))
+		rc = -EIO;
 	fclose(f);
 	if (rc != 0)
 		return rc;
+	line[n] = '\0';
 	line[strcspn(line, "\n")] = '\0';
 	if (strlen(line) != 32 || strspn(line, "0123456789abcdef") != 32)
 		return -EBADMSG;
