@@ -17,9 +17,36 @@ const root = document.getElementById('app');
 const HOME = '/devices';
 let wanted = HOME; // where to go after signing in
 
-const pages = {
-  '/devices': devicesPage,
-};
+// The signed-in pages: [pattern, page]. A ':name' segment matches one
+// non-empty path segment and reaches the page decoded, as params.name.
+// Each page module adds its own lines (and its link in shell.js).
+const pages = [
+  ['/devices', devicesPage],
+];
+
+// [page, params] for PATH, or null. Patterns are compared segment by
+// segment, so '/devices/:id' never matches '/devices/a/b'.
+function match(path) {
+  const have = path.split('/');
+  for (const [pattern, page] of pages) {
+    const want = pattern.split('/');
+    if (want.length !== have.length) continue;
+    const params = {};
+    let ok = true;
+    for (let i = 0; i < want.length && ok; i++) {
+      if (want[i].startsWith(':')) {
+        let v = null;
+        try { v = decodeURIComponent(have[i]); } catch { v = null; }
+        if (v === null || v === '') ok = false;
+        else params[want[i].slice(1)] = v;
+      } else if (want[i] !== have[i]) {
+        ok = false;
+      }
+    }
+    if (ok) return [page, params];
+  }
+  return null;
+}
 
 export function navigate(path, replaceEntry) {
   if (path !== location.pathname) {
@@ -71,7 +98,9 @@ function render() {
     return;
   }
   const main = shell(root, true, signedOut);
-  (pages[path] || notFound)(main);
+  const found = match(path);
+  if (found === null) notFound(main);
+  else found[0](main, found[1]);
 }
 
 // Links marked data-route stay in the app.
