@@ -156,6 +156,7 @@ enum var_need {
 enum var_prod_rule {
 	PROD_NONE,
 	PROD_FALSE,	     /* a boolean that must be off (A3) */
+	PROD_TRUE,	     /* a boolean that must be on; its default there is true */
 	PROD_REDIS_PASSWORD, /* Redis must require a password (N4); nothing elsewhere */
 	PROD_STRONG_SECRET,  /* S1/S4 */
 	PROD_NARROW_CIDRS,   /* must not trust every IPv4 or IPv6 address */
@@ -225,6 +226,8 @@ static const struct var vars[] = {
 	SECRET_ROW(SECRET_AUDIT_SIGNING_KEY, VAR_SEED_HEX, NEED_PRODUCTION),
 	{"ENABLE_REGISTRATION", VAR_BOOL, 1, NEED_OPTIONAL, NULL, "false", 0, 0, PROD_FALSE,
 	 F(enable_registration)},
+	{"SESSION_COOKIE_SECURE", VAR_BOOL, 1, NEED_OPTIONAL, NULL, "false", 0, 0, PROD_TRUE,
+	 F(session_cookie_secure)},
 	{"SESSION_MAX_AGE", VAR_UINT, 1, NEED_OPTIONAL, NULL, "86400", 300, 30UL * 86400, PROD_NONE,
 	 F(session_max_age_s)},
 	{"SESSION_IDLE_TIMEOUT", VAR_UINT, 1, NEED_OPTIONAL, NULL, "28800", 0, 30UL * 86400,
@@ -564,6 +567,8 @@ static void load_var(struct config *cfg, const struct var *v, const char *s, int
 		memcpy(field, &b, sizeof(b));
 		if (b && v->prod == PROD_FALSE)
 			problem(p, prod, "%s: must be false in production (A3)", v->name);
+		if (!b && v->prod == PROD_TRUE && prod)
+			problem(p, 1, "%s: must be true in production", v->name);
 		break;
 	case VAR_PG_URL:
 	case VAR_REDIS_URL:
@@ -676,7 +681,7 @@ int config_load(struct config *cfg, enum config_purpose purpose, struct config_p
 			}
 			if (v->def == NULL)
 				continue; /* optional and unset: the field stays NULL/0 */
-			s = v->def;
+			s = v->prod == PROD_TRUE && prod ? "true" : v->def;
 		}
 		load_var(cfg, v, s, prod, p);
 	}

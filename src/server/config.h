@@ -59,6 +59,7 @@ struct config {
 	const char *secrets[SECRET_COUNT]; /* borrowed; NULL when unset */
 	unsigned database_pool_size;	   /* connections, 1..200, default 8 */
 	int enable_registration;	   /* 0/1, default 0 */
+	int session_cookie_secure;	   /* 0/1: __Host- cookies, Secure; 1 in production */
 	int64_t session_max_age_s;	   /* absolute session lifetime, default 86400 (A5) */
 	int64_t session_idle_timeout_s;	   /* unused session dies, default 28800; 0 = off */
 	int refresh_reuse_grace_s;	   /* 0..60, default 0 (strict reuse detection, A7) */

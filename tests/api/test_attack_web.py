@@ -21,8 +21,8 @@ import pytest
 
 from conftest import REPO, SERVER_BIN, Api, assert_error, free_port, uniq
 from test_raw_http import raw
-from web_browser import Browser, chromium_missing, login, settle, start_server, stop_server, \
-    wait_signed_in
+from web_browser import SITE, Browser, chromium_missing, login, settle, start_server, \
+    stop_server, wait_signed_in
 
 BUILD_WEB = REPO / "scripts" / "build-web"
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
@@ -477,47 +477,103 @@ def test_forced_enrolment_survives_state_tampering(page, web, admin, make_user):
 
 
 TOSS_PAGE = """<!doctype html><html><body><script>
-document.cookie = 'breeze_refresh_token={refresh}; path=/api/v1/auth; max-age=3600; samesite=strict';
-document.cookie = 'breeze_csrf_token={csrf}; path=/; max-age=3600; samesite=strict';
+for (const [name, value, path] of [['breeze_refresh_token', '{refresh}', '/api/v1/auth'],
+                                   ['breeze_csrf_token', '{csrf}', '/']]) {{
+  // the unprefixed names for the whole site, and the __Host- names (which
+  // a browser refuses with Domain, or without Secure, or from another host)
+  document.cookie = `${{name}}=${{value}}; domain={site}; path=${{path}}; max-age=3600`;
+  document.cookie = `__Host-${{name}}=${{value}}; domain={site}; path=/; secure; max-age=3600`;
+  document.cookie = `__Host-${{name}}=${{value}}; path=/; max-age=3600`;
+}}
 window.tossed = true;
 </script></body></html>"""
 
 
-@pytest.mark.xfail(strict=True, reason="open finding: session cookies need the __Host- prefix (Secure, Path=/) so a same-site page cannot plant them; not possible on plain-http development origins; to be fixed with the next dashboard slice (issue 11)")
-@needs_chromium
-def test_sibling_origin_cannot_sign_the_victim_in_as_someone_else(browser, web, make_user,
-                                                                  evil_site):
-    """FINDING (medium): login fixation by cookie tossing. Cookies are not
-    separated by port (nor, with Domain=, by subdomain), and the session
-    cookies carry no __Host- prefix, so any page of the same site — here
-    another port of 127.0.0.1, in production any sibling subdomain — can
-    write breeze_refresh_token and breeze_csrf_token. Planting the
-    attacker's own pair makes the victim's dashboard restore the
-    ATTACKER's session on its next load: the victim then works (enrols
-    devices, creates keys, types secrets) in an account the attacker
-    controls. The server accepts a refresh cookie written by script; the
-    app trusts any CSRF cookie it can read."""
-    b = browser
-    b.reset(web.url)
-    attacker = make_user("partner_technician", name=uniq("Attacker"))
+@pytest.fixture(scope="module")
+def secure_web(services, bootstrap, workdir):
+    """The dashboard as production serves it, cookie-wise: SESSION_COOKIE_SECURE
+    (__Host- names, Secure, Path=/), on a host name with a sibling subdomain
+    in the same site."""
+    srv = start_server(services, workdir, host=f"app.{SITE}", SESSION_COOKIE_SECURE="true")
+    yield srv
+    stop_server(srv)
+
+
+@pytest.fixture
+def sibling_site(tmp_path, clean_cookies):
+    """A page on a sibling subdomain of the dashboard's host: same site, so
+    it may write cookies with Domain=<site> that the dashboard's host gets."""
+    root = tmp_path / "sibling"
+    root.mkdir()
+    port = free_port()
+    handler = lambda *a, **k: _Quiet(*a, directory=str(root), **k)  # noqa: E731
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield root, f"http://evil.{SITE}:{port}"
+    srv.shutdown()
+    srv.server_close()
+
+
+def secure_login_cookies(srv, user):
+    """USER's refresh and CSRF tokens from a login to SRV (Secure cookies:
+    read from Set-Cookie, since a client does not send them over http)."""
     s = requests_session()
-    r = s.post(web.url + "/api/v1/auth/login",
-               json={"email": attacker.email, "password": attacker.password})
+    r = s.post(f"http://127.0.0.1:{srv.port}/api/v1/auth/login",
+               json={"email": user.email, "password": user.password})
     assert r.status_code == 200, r.text
-    refresh, csrf = s.cookies.get("breeze_refresh_token"), s.cookies.get("breeze_csrf_token")
-    assert refresh and csrf
-    root, evil = evil_site
-    (root / "index.html").write_text(TOSS_PAGE.format(refresh=refresh, csrf=csrf))
+    jar = {c.name: c for c in s.cookies}
+    refresh, csrf = jar["__Host-breeze_refresh_token"], jar["__Host-breeze_csrf_token"]
+    assert refresh.secure and csrf.secure and refresh.path == "/" and csrf.path == "/"
+    assert refresh.domain_specified is False and csrf.domain_specified is False
+    return refresh.value, csrf.value
+
+
+@needs_chromium
+def test_sibling_subdomain_cannot_sign_the_victim_in_as_someone_else(browser, secure_web,
+                                                                     make_user, sibling_site):
+    """Was a FINDING (medium): login fixation by cookie tossing. A page on
+    a sibling subdomain planted the attacker's own refresh and CSRF
+    cookies (Domain=<site>), and the victim's dashboard restored the
+    ATTACKER's session on its next load. Held now: with
+    SESSION_COOKIE_SECURE (always on in production) the server reads only
+    the __Host- cookies, which a browser accepts from the dashboard's own
+    host alone; what the sibling can plant is ignored."""
+    b = browser
+    b.reset(secure_web.url)
+    attacker = make_user("partner_technician", name=uniq("Attacker"))
+    refresh, csrf = secure_login_cookies(secure_web, attacker)
+    root, evil = sibling_site
+    (root / "index.html").write_text(TOSS_PAGE.format(refresh=refresh, csrf=csrf, site=SITE))
     b.d.get(evil + "/index.html")
     b.wait(lambda d: d.execute_script("return window.tossed === true"))
-    b.d.get(web.url + "/devices")
+    b.d.get(secure_web.url + "/devices")
     settle(b, 1.5)
     name = b.d.execute_script(
         "const e = document.getElementById('user-name'); return e ? e.textContent : null")
+    planted = {c["name"] for c in b.d.get_cookies()}
     b.problems()
     assert name != attacker.body["name"], \
-        "a page of another origin planted the attacker's session: the victim is signed in as " \
-        f"{name!r}"
+        "a page of a sibling subdomain planted the attacker's session: the victim is signed in " \
+        f"as {name!r}"
+    assert b.path() == "/login"
+    assert not any(n.startswith("__Host-") for n in planted), planted
+
+
+@needs_chromium
+def test_secure_cookies_keep_the_session_across_a_reload(browser, secure_web, make_user):
+    """The __Host- cookies work end to end: sign in, reload, still in."""
+    b = browser
+    b.reset(secure_web.url)
+    u = make_user("partner_technician", name=uniq("Secure"))
+    login(b, secure_web.url, u.email, u.password)
+    wait_signed_in(b, u.body["name"])
+    names = {c["name"]: c for c in b.d.get_cookies()}
+    assert names["__Host-breeze_refresh_token"]["secure"] is True
+    assert names["__Host-breeze_refresh_token"]["httpOnly"] is True
+    assert "breeze_refresh_token" not in names
+    b.d.refresh()
+    wait_signed_in(b, u.body["name"])
+    b.problems()
 
 
 def requests_session():
@@ -582,30 +638,33 @@ def test_every_email_the_api_accepts_can_sign_in(page, web, admin):
     wait_signed_in(b, "Jörg")
 
 
-@pytest.mark.xfail(strict=True, reason="open finding: session cookies need the __Host- prefix (Secure, Path=/) so a same-site page cannot plant them; not possible on plain-http development origins; to be fixed with the next dashboard slice (issue 11)")
 @needs_chromium
-def test_sibling_origin_cannot_lock_a_user_out_with_a_duplicate_cookie(browser, web, make_user,
-                                                                      evil_site):
-    """FINDING (low-medium, same cause as the fixation above): a page of the
-    same site writes a junk breeze_refresh_token with the more specific
-    Path=/api/v1/auth/refresh (a separate cookie, which the HttpOnly one
-    cannot shadow). Every refresh then carries two, which the server
-    refuses (conflict -> 401), so the user is signed out on every reload
-    and after every expiry of the access token, for as long as the planted
-    cookie lives (Max-Age chosen by the attacker), with no message saying
-    why."""
+def test_sibling_subdomain_cannot_lock_a_user_out_with_a_duplicate_cookie(browser, secure_web,
+                                                                          make_user, sibling_site):
+    """Was a FINDING (low-medium, same cause as the fixation above): a page
+    of the same site wrote a junk refresh cookie with a more specific path,
+    every refresh then carried two, which the server refuses (conflict ->
+    401), and the user was signed out on every reload. Held now: the
+    sibling's cookies do not carry the __Host- name the server reads, and a
+    __Host- one with Domain or a narrower path is refused by the browser."""
     b = browser
-    b.reset(web.url)
+    b.reset(secure_web.url)
     u = make_user("partner_technician", name=uniq("Victim"))
-    login(b, web.url, u.email, u.password)
+    login(b, secure_web.url, u.email, u.password)
     wait_signed_in(b, u.body["name"])
-    root, evil = evil_site
+    root, evil = sibling_site
+    junk = "A" * 43
     (root / "index.html").write_text(
-        "<!doctype html><script>document.cookie = 'breeze_refresh_token=" + "A" * 43
-        + "; path=/api/v1/auth/refresh; max-age=31536000'; window.tossed = true;</script>")
+        "<!doctype html><script>"
+        f"document.cookie = 'breeze_refresh_token={junk}; domain={SITE}; "
+        "path=/api/v1/auth/refresh; max-age=31536000';"
+        f"document.cookie = '__Host-breeze_refresh_token={junk}; domain={SITE}; path=/; secure';"
+        f"document.cookie = '__Host-breeze_refresh_token={junk}; path=/api/v1/auth/refresh; "
+        "secure';"
+        "window.tossed = true;</script>")
     b.d.get(evil + "/index.html")
     b.wait(lambda d: d.execute_script("return window.tossed === true"))
-    b.d.get(web.url + "/devices")
+    b.d.get(secure_web.url + "/devices")
     settle(b, 1.5)
     b.problems()
     assert b.path() == "/devices", "a planted duplicate cookie signed the user out"

@@ -49,6 +49,8 @@ REFUSED = [
      "REDIS_URL"),
     ("prod-registration-enabled", {"BREEZE_ENV": "production", "ENABLE_REGISTRATION": "true"},
      "ENABLE_REGISTRATION"),
+    ("prod-cookies-not-secure", {"BREEZE_ENV": "production", "SESSION_COOKIE_SECURE": "false"},
+     "SESSION_COOKIE_SECURE"),
     ("test-jwt-missing", {"JWT_SECRET": None}, "JWT_SECRET"),
     ("test-enrollment-pepper-missing", {"ENROLLMENT_KEY_PEPPER": None}, "ENROLLMENT_KEY_PEPPER"),
     ("test-agent-secret-missing", {"AGENT_ENROLLMENT_SECRET": None}, "AGENT_ENROLLMENT_SECRET"),

@@ -129,8 +129,45 @@ def test_secure_cookies_in_production(spawn_server, bootstrap):
                if line and not line.startswith("#"))
     srv = spawn_server(BREEZE_ENV="production", **gen)
     _, r = cookie_login(srv.url, bootstrap.email, bootstrap.password)
-    assert cookie_attrs(r, RT)["secure"] is True
-    assert cookie_attrs(r, CSRF)["secure"] is True
+    # SESSION_COOKIE_SECURE is on by itself in production: __Host- names
+    # (RFC 6265bis §4.1.3.2: Secure, Path=/, no Domain), nothing unprefixed.
+    assert cookie_attrs(r, RT) is None and cookie_attrs(r, CSRF) is None
+    for name in ("__Host-" + RT, "__Host-" + CSRF):
+        a = cookie_attrs(r, name)
+        assert a["secure"] is True and a["path"] == "/" and "domain" not in a, a
+        assert a["samesite"] == "Strict"
+    assert cookie_attrs(r, "__Host-" + RT)["httponly"] is True
+
+
+def secure_cookie_session(base, user):
+    """A login to BASE (SESSION_COOKIE_SECURE on): the session and its two
+    __Host- cookie values, read from Set-Cookie (a client does not send
+    Secure cookies back over plain http, so the tests send them by hand)."""
+    c = Api(base)
+    r = c.post("/api/v1/auth/login", json={"email": user.email, "password": user.password})
+    assert r.status_code == 200, r.text
+    c.token = r.json()["accessToken"]
+    return c, cookie_attrs(r, "__Host-" + RT)["value"], cookie_attrs(r, "__Host-" + CSRF)["value"]
+
+
+def test_secure_cookies_are_the_only_ones_read(spawn_server, user):
+    """With SESSION_COOKIE_SECURE the refresh reads only the __Host- pair: a
+    sibling subdomain can plant the unprefixed names (Domain=<site>) but
+    never a __Host- cookie, so what it plants must not count."""
+    srv = spawn_server(SESSION_COOKIE_SECURE="true")
+    c, rt, csrf = secure_cookie_session(srv.url, user)
+    planted = f"breeze_refresh_token={rt}; breeze_csrf_token={csrf}"
+    r = c.post("/api/v1/auth/refresh", headers={"Cookie": planted, "X-Breeze-CSRF": csrf})
+    assert_error(r, 403, "csrf_failed")
+    r = c.post("/api/v1/auth/refresh", headers={
+        "Cookie": f"__Host-breeze_csrf_token={csrf}; breeze_refresh_token={rt}",
+        "X-Breeze-CSRF": csrf})
+    assert_error(r, 401, "invalid_refresh_token")
+    r = c.post("/api/v1/auth/refresh", headers={
+        "Cookie": f"__Host-breeze_csrf_token={csrf}; __Host-breeze_refresh_token={rt}",
+        "X-Breeze-CSRF": csrf})
+    assert r.status_code == 200, r.text
+    assert cookie_attrs(r, "__Host-" + RT)["value"] not in ("", rt)
 
 
 # --------------------------------------------------------------------------- rotation

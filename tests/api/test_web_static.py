@@ -167,8 +167,9 @@ FORBIDDEN = [r"\.innerHTML\b", r"\.outerHTML\b", r"\binsertAdjacentHTML\b", r"\b
              r"\[\s*['\"`][^\]]*['\"`]\s*\+", r"(?i)javascript:", r"(?<![\w.])Function\s*\("]
 
 
-# The one cookie write allowed (web/src/api.js forgetCsrfCookie), exactly.
-ALLOWED_LINES = {"document.cookie = 'breeze_csrf_token=; Max-Age=0; Path=/; SameSite=Strict';"}
+# The two cookie writes allowed (web/src/api.js forgetCsrfCookie), exactly.
+ALLOWED_LINES = {"document.cookie = 'breeze_csrf_token=; Max-Age=0; Path=/; SameSite=Strict';",
+                 "document.cookie = '__Host-breeze_csrf_token=; Max-Age=0; Path=/; Secure; SameSite=Strict';"}
 
 
 def test_no_html_sinks_or_storage_in_web_src():

@@ -30,13 +30,21 @@ def chromium_missing():
     return shutil.which("chromium") is None or shutil.which("chromedriver") is None
 
 
-def start_server(services, workdir, **overrides):
-    """A serve process whose own origin is allowed to call the cookie routes."""
+# Host names under SITE resolve to 127.0.0.1 in the test browser (and
+# *.localhost is a secure context, so Secure and __Host- cookies work over
+# plain http there): two of them are sibling subdomains of one site.
+SITE = "breeze.localhost"
+
+
+def start_server(services, workdir, host="127.0.0.1", **overrides):
+    """A serve process whose own origin (http://HOST:port) is allowed to
+    call the cookie routes."""
     port = free_port()
-    env = server_env(services.env, ALLOWED_ORIGINS=f"http://127.0.0.1:{port}", **overrides)
+    env = server_env(services.env, ALLOWED_ORIGINS=f"http://{host}:{port}", **overrides)
     srv = ServerProc(env, workdir / f"server-web-{uuid.uuid4().hex[:8]}.log", port=port)
     srv.start()
     srv.wait_up()
+    srv.url = f"http://{host}:{port}"
     return srv
 
 
@@ -56,7 +64,8 @@ class Browser:
         for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
                     "--window-size=1280,1000", "--no-first-run", "--disable-extensions",
                     "--disable-background-networking", "--disable-sync",
-                    "--disable-component-update", "--disable-features=Translate,OptimizationHints"):
+                    "--disable-component-update", "--disable-features=Translate,OptimizationHints",
+                    f"--host-resolver-rules=MAP *.{SITE} 127.0.0.1"):
             o.add_argument(arg)
         o.set_capability("goog:loggingPrefs", {"browser": "ALL"})
         # An alert stays open (and is found by check()) instead of being

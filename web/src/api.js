@@ -4,13 +4,14 @@
 // Storage, never in a cookie, gone with the tab. The session survives a
 // reload through the refresh token, which the server keeps in an HttpOnly
 // cookie this code cannot read; POST /api/v1/auth/refresh wants the
-// readable breeze_csrf_token cookie echoed in X-Breeze-CSRF (double
-// submit). The refresh token rotates on every use and a rotated one that
+// readable CSRF cookie echoed in X-Breeze-CSRF (double submit). With
+// SESSION_COOKIE_SECURE (production) the cookies are named __Host-…: a
+// sibling subdomain cannot plant those, so the app reads that name first. The refresh token rotates on every use and a rotated one that
 // comes back logs the session out, so refreshes never run in parallel:
 // one promise per tab (single flight) and, where the browser has the Web
 // Locks API, one lock for every tab of this origin.
 
-const CSRF_COOKIE = 'breeze_csrf_token';
+const CSRF_COOKIES = ['__Host-breeze_csrf_token', 'breeze_csrf_token'];
 const CSRF_HEADER = 'X-Breeze-CSRF';
 
 let accessToken = null;
@@ -47,18 +48,21 @@ export function hasAccessToken() {
 
 // The CSRF token the server set for this session, or null.
 export function csrfToken() {
+  const found = new Map();
   for (const part of document.cookie.split(';')) {
     const eq = part.indexOf('=');
-    if (eq > 0 && part.slice(0, eq).trim() === CSRF_COOKIE) return part.slice(eq + 1).trim();
+    if (eq > 0) found.set(part.slice(0, eq).trim(), part.slice(eq + 1).trim());
   }
+  for (const name of CSRF_COOKIES) if (found.has(name)) return found.get(name);
   return null;
 }
 
 // Deletes the CSRF cookie: without it no refresh succeeds from this
 // browser, so a session whose logout could not reach the server cannot be
 // restored by the next reload (the HttpOnly refresh cookie is out of
-// reach). The one cookie write the build allows, spelled exactly so.
+// reach). The two cookie writes the build allows, spelled exactly so.
 export function forgetCsrfCookie() {
+  document.cookie = '__Host-breeze_csrf_token=; Max-Age=0; Path=/; Secure; SameSite=Strict';
   document.cookie = 'breeze_csrf_token=; Max-Age=0; Path=/; SameSite=Strict';
 }
 

@@ -18,18 +18,26 @@
  * database is down, 500 on other failures) and returns BZ_ERR_RESPONDED. */
 int auth_api_authenticate(struct request *rq);
 
-/* Cookie names and the header that must echo the CSRF cookie. */
+/* Cookie names and the header that must echo the CSRF cookie. With
+ * SESSION_COOKIE_SECURE (always in production) both cookies are Secure,
+ * Path=/ and named with the __Host- prefix (RFC 6265bis §4.1.3.2): a
+ * browser takes such a cookie only from this very host, never with a
+ * Domain attribute, so a sibling subdomain cannot plant or shadow one.
+ * Without it (plain-http development) the unprefixed names are used and
+ * the refresh cookie is scoped to Path=/api/v1/auth. */
 #define AUTH_REFRESH_COOKIE "breeze_refresh_token"
 #define AUTH_CSRF_COOKIE "breeze_csrf_token"
+#define AUTH_HOST_REFRESH_COOKIE "__Host-breeze_refresh_token"
+#define AUTH_HOST_CSRF_COOKIE "__Host-breeze_csrf_token"
 #define AUTH_CSRF_HEADER "X-Breeze-CSRF"
 #define AUTH_REFRESH_COOKIE_PATH "/api/v1/auth"
 
 /* Ends a successful login (or MFA verification, or refresh) on C: writes
  * EV, commits (http_commit) and answers 200 with L's access token; only
  * when that succeeded sets the cookies: L's refresh token (HttpOnly,
- * SameSite=Strict, Path=/api/v1/auth, Secure in production, Max-Age = the
- * session's remaining lifetime) and CSRF token (readable by the page,
- * SameSite=Strict, Path=/). The refresh token is never in the body.
+ * SameSite=Strict, Max-Age = the session's remaining lifetime) and CSRF
+ * token (readable by the page, SameSite=Strict, Path=/), named and scoped
+ * as described above. The refresh token is never in the body.
  * EV->details is stolen. */
 void login_api_render_session(struct request *rq, struct auth_login *l, PGconn *c,
 			      struct audit_event *ev);

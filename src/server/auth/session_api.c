@@ -23,10 +23,21 @@
 
 /* ---- Cookies, CSRF and Origin ---- */
 
+/* The cookies' names for RQ's configuration (see auth_api.h). */
+static const char *refresh_cookie(const struct request *rq)
+{
+	return rq->app->cfg->session_cookie_secure ? AUTH_HOST_REFRESH_COOKIE : AUTH_REFRESH_COOKIE;
+}
+
+static const char *csrf_cookie(const struct request *rq)
+{
+	return rq->app->cfg->session_cookie_secure ? AUTH_HOST_CSRF_COOKIE : AUTH_CSRF_COOKIE;
+}
+
 static void set_cookie(struct request *rq, const char *name, const char *value, int64_t max_age,
 		       const char *path, int http_only)
 {
-	int secure = rq->app->cfg->env == BREEZE_ENV_PRODUCTION;
+	int secure = rq->app->cfg->session_cookie_secure;
 	char v[AUTH_REFRESH_TOKEN_LEN + 32];
 
 	/* ulfius writes Max-Age only when it is positive; a cookie is
@@ -50,9 +61,9 @@ void auth_api_session_cookies(struct request *rq, const struct auth_login *l)
 
 	if (l != NULL && left <= 0)
 		left = 1; /* never a deleting cookie for a live session */
-	set_cookie(rq, AUTH_REFRESH_COOKIE, l ? l->refresh_token : "", l ? left : 0,
-		   AUTH_REFRESH_COOKIE_PATH, 1);
-	set_cookie(rq, AUTH_CSRF_COOKIE, l ? l->csrf_token : "", l ? left : 0, "/", 0);
+	set_cookie(rq, refresh_cookie(rq), l ? l->refresh_token : "", l ? left : 0,
+		   rq->app->cfg->session_cookie_secure ? "/" : AUTH_REFRESH_COOKIE_PATH, 1);
+	set_cookie(rq, csrf_cookie(rq), l ? l->csrf_token : "", l ? left : 0, "/", 0);
 }
 
 int auth_api_check_origin(struct request *rq)
@@ -83,14 +94,14 @@ int auth_api_step_up_limit(struct request *rq)
 	return http_rate_limit(rq, &it, 1, &refusal);
 }
 
-/* The double submit: cookie breeze_csrf_token and header X-Breeze-CSRF
+/* The double submit: the CSRF cookie and header X-Breeze-CSRF
  * must both be there and equal (constant-time). Returns 0 or
  * BZ_ERR_RESPONDED (403 csrf_failed). */
 static int check_csrf(struct request *rq)
 {
 	char cookie[AUTH_REFRESH_TOKEN_LEN + 1];
 	const char *header = http_header(rq, AUTH_CSRF_HEADER);
-	int ok = http_cookie_get(http_header(rq, "Cookie"), AUTH_CSRF_COOKIE, cookie,
+	int ok = http_cookie_get(http_header(rq, "Cookie"), csrf_cookie(rq), cookie,
 				 sizeof(cookie)) == 0 &&
 		 auth_token_well_formed(cookie) && header != NULL &&
 		 crypto_ct_streq(cookie, header);
@@ -109,7 +120,7 @@ static int cookie_request(struct request *rq, char token[AUTH_REFRESH_TOKEN_LEN 
 {
 	if (auth_api_check_origin(rq) != 0 || check_csrf(rq) != 0)
 		return BZ_ERR_RESPONDED;
-	if (http_cookie_get(http_header(rq, "Cookie"), AUTH_REFRESH_COOKIE, token,
+	if (http_cookie_get(http_header(rq, "Cookie"), refresh_cookie(rq), token,
 			    AUTH_REFRESH_TOKEN_LEN + 1) != 0) {
 		http_fail(rq, 401, "invalid_refresh_token", "missing or invalid refresh token");
 		return BZ_ERR_RESPONDED;
