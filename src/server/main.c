@@ -31,9 +31,11 @@
 #include "common/log.h"
 #include "crypto/crypto.h"
 #include "crypto/password.h"
+#include "server/agents/agents.h"
 #include "server/audit/audit_cli.h"
 #include "server/audit/audit_retention.h"
 #include "server/bootstrap.h"
+#include "server/check/check.h"
 #include "server/config.h"
 #include "server/db/db.h"
 #include "server/db/db_role_check.h"
@@ -58,6 +60,7 @@ static void usage(FILE *f)
 	      "               --email E --name N --partner P --org O --site S [--password-stdin]\n"
 	      "  gen-secrets  print a fresh set of secrets in env-file form\n"
 	      "  audit        verify | export | checkpoint | public-key | prune (audit help)\n"
+	      "  check        judge a deployment against the security checklist (check --help)\n"
 	      "  routes       print the route table as JSON lines (method, path, flags, permission)\n"
 	      "  version      print the version\n"
 	      "  help         this text; help COMMAND or COMMAND --help for one command\n"
@@ -98,6 +101,7 @@ static const char *command_usage(const char *cmd)
 		 "\n"
 		 "Prints a fresh set of secrets (32 random bytes each) in env-file form.\n"},
 		{"audit", NULL}, /* audit_cli_main has its own */
+		{"check", NULL}, /* check_cli_main has its own */
 		{"version", "usage: breeze-server version\n\nPrints the version.\n"},
 		{"routes",
 		 "usage: breeze-server routes\n"
@@ -413,7 +417,16 @@ static int open_pool(const struct config *cfg, struct db_pool **pool)
 	if (rc != BZ_EXIT_OK) {
 		db_pool_close(*pool);
 		*pool = NULL;
+		return rc;
 	}
+	/* S6: since when this AGENT_ENROLLMENT_SECRET is in use (for check). */
+	PGconn *c = db_acquire(*pool, 5000);
+	if (c == NULL ||
+	    agents_enrollment_secret_seen(c, cfg->secrets[SECRET_AGENT_ENROLLMENT_SECRET],
+					  bz_now()) != 0)
+		log_warn("enrollment_secret.not_recorded", NULL);
+	if (c != NULL)
+		db_release(*pool, c);
 	return rc;
 }
 
@@ -652,6 +665,11 @@ int main(int argc, char **argv)
 			char *hv[] = {a0, a1, NULL};
 			return audit_cli_main(2, hv);
 		}
+		if (text != NULL && !strcmp(argv[2], "check")) {
+			static char c0[] = "check", c1[] = "--help";
+			char *hv[] = {c0, c1, NULL};
+			return check_cli_main(2, hv);
+		}
 		if (text != NULL)
 			fputs(text, stdout);
 		else
@@ -677,6 +695,12 @@ int main(int argc, char **argv)
 			return routes_print_json(stdout) == 0 ? BZ_EXIT_OK : BZ_EXIT_FAILURE;
 		printf("breeze-server %s\n", BREEZE_VERSION);
 		return BZ_EXIT_OK;
+	}
+	if (!strcmp(cmd, "check")) {
+		curl_global_init(CURL_GLOBAL_DEFAULT);
+		rc = check_cli_main(argc - 1, argv + 1);
+		curl_global_cleanup();
+		return rc;
 	}
 	if (!strcmp(cmd, "audit")) {
 		curl_global_init(CURL_GLOBAL_DEFAULT);

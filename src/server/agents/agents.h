@@ -642,4 +642,24 @@ int agents_device_review(PGconn *c, const struct tenancy_scope *scope, const cha
 int agents_enroll_blocked(PGconn *c, const char *org_id, const char *hostname,
 			  const json_t *hardware, struct agents_enroll_block *out);
 
+/*
+ * Records that SECRET (the value of AGENT_ENROLLMENT_SECRET) is in use at
+ * NOW (epoch seconds), unless it was recorded before: its fingerprint (the
+ * first 128 bits of HMAC-SHA-256 keyed with the secret, so the row says
+ * nothing about it) goes into secret_fingerprints. serve calls it at
+ * start; checklist S6. Returns 0, BZ_ERR_INVALID (no secret) or
+ * db_error().
+ */
+int agents_enrollment_secret_seen(PGconn *c, const char *secret, int64_t now);
+
+/*
+ * Since when SECRET is in use and when the first device enrolled, as epoch
+ * seconds in *FIRST_SEEN and *FIRST_ENROLMENT (-1: never recorded / no
+ * device yet), for `breeze-server check` (S6: the secret must have been
+ * rotated after the first enrolment batch). Returns 0, BZ_ERR_INVALID or
+ * db_error().
+ */
+int agents_enrollment_secret_age(PGconn *c, const char *secret, int64_t *first_seen,
+				 int64_t *first_enrolment);
+
 #endif
