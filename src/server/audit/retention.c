@@ -82,6 +82,25 @@ static const char *anchor_sql =
 static const char *delete_sql =
 	"DELETE FROM audit_log WHERE chain_id = $1::uuid AND seq <= $2::bigint";
 
+/* A webhook delivery's payload copies its audit row's public fields
+ * (migration 0014), so it never outlives the row: the deliveries of the
+ * rows about to be pruned go in the same transaction, whatever their
+ * state. One still pending has waited longer than the organization keeps
+ * its audit log (its webhook disabled, or no worker running): it is
+ * dropped, not sent late (docs/webhooks.md, "Retention"). */
+static const char *deliveries_of_run_sql =
+	"DELETE FROM webhook_deliveries WHERE org_id = $1::uuid AND audit_id IN"
+	" (SELECT id FROM audit_log WHERE chain_id = $1::uuid AND seq <= $2::bigint)";
+
+/* Then, in a statement of its own, the organization's finished deliveries
+ * (delivered or failed, test deliveries included) older than the cutoff,
+ * and any older one whose audit row is already gone. */
+static const char *old_deliveries_sql =
+	"DELETE FROM webhook_deliveries d WHERE d.org_id = $1::uuid"
+	"   AND d.created_at < now() - make_interval(days => $2::int)"
+	"   AND (d.status IN ('delivered', 'failed') OR (d.audit_id IS NOT NULL"
+	"        AND NOT EXISTS (SELECT 1 FROM audit_log a WHERE a.id = d.audit_id)))";
+
 /* The prune's own row, appended to the chain it pruned (same transaction):
  * the chain itself then says when, how much and up to where history was
  * removed. org_id / partner_id are copied from the chain's head row, which
@@ -127,6 +146,46 @@ static int write_pruned_row(PGconn *c, const char *chain, long long rows, long l
 	rc = strcmp(PQcmdTuples(r), "1") == 0 ? 0 : BZ_ERR_DB;
 	PQclear(r);
 	return rc;
+}
+
+/* Deletes CHAIN's rows up to seq LAST and, first, the webhook deliveries
+ * that copy them, inside the prune's transaction. Returns the audit rows
+ * deleted, or -1 on a database error. */
+static long long delete_run(PGconn *c, const char *chain, const char *last)
+{
+	const char *p[2] = {chain, last};
+	long long n;
+
+	if (db_exec(c, deliveries_of_run_sql, 2, p) != 0)
+		return -1;
+	PGresult *d = db_query(c, delete_sql, 2, p, NULL);
+	if (d == NULL)
+		return -1;
+	n = atoll(PQcmdTuples(d));
+	PQclear(d);
+	return n;
+}
+
+/* Deletes CHAIN's finished webhook deliveries older than DAYS (a chain
+ * that is no organization's has none), reporting how many. Returns 0 or
+ * BZ_ERR_DB. */
+static int prune_old_deliveries(PGconn *c, const char *chain, const char *days, FILE *report)
+{
+	const char *p[2] = {chain, days};
+	PGresult *r = db_query(c, old_deliveries_sql, 2, p, NULL);
+
+	if (r == NULL) {
+		log_error("audit.retention.deliveries_failed", "chainId", chain, NULL);
+		return BZ_ERR_DB;
+	}
+	if (strcmp(PQcmdTuples(r), "0") != 0) {
+		say(report, "chain %s: removed %s finished webhook deliveries older than %s days\n",
+		    chain, PQcmdTuples(r), days);
+		log_info("audit.retention.deliveries", "chainId", chain, "rows", PQcmdTuples(r),
+			 NULL);
+	}
+	PQclear(r);
+	return 0;
 }
 
 /* Prunes one chain in its own transaction. *ROWS receives the rows pruned
@@ -186,11 +245,9 @@ static int prune_chain(PGconn *c, const char *chain, const char *days, const cha
 	const char *ap[7] = {chain, first_seq, prev, count, days, pub_p, sig_p};
 	if (db_exec(c, allow_sql, 0, NULL) != 0 || db_exec(c, anchor_sql, 7, ap) != 0)
 		goto out;
-	PGresult *d = db_query(c, delete_sql, 2, (const char *const[]){chain, last}, NULL);
-	if (d == NULL)
+	long long deleted = delete_run(c, chain, last);
+	if (deleted < 0)
 		goto out;
-	long long deleted = atoll(PQcmdTuples(d));
-	PQclear(d);
 	/* Nothing can add rows below the head while we hold the chain, so a
 	 * different count means the plan was wrong: keep everything. */
 	if (deleted != n) {
@@ -252,7 +309,9 @@ static int run(PGconn *c, const char *org_id, int override_days, int default_day
 		if (stop != NULL && atomic_load(stop))
 			break;
 		if (prune_chain(c, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), seed, dry_run, report,
-				&n) != 0) {
+				&n) != 0 ||
+		    (!dry_run && prune_old_deliveries(c, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1),
+						      report) != 0)) {
 			rc = BZ_ERR_DB;
 			if (PQstatus(c) != CONNECTION_OK)
 				break;

@@ -1,8 +1,9 @@
 /*
  * webhook_delivery.c — the delivery queue of webhooks (webhooks.h): test
  * deliveries, the delivery log, and one pass of the worker: claim due rows
- * under a lease (FOR UPDATE SKIP LOCKED, so instances never send the same
- * row at once), send each through the SSRF guard, record the outcome with
+ * fairly across organizations under a lease (FOR UPDATE SKIP LOCKED, so
+ * instances never send the same row at once; a per-organization in-flight
+ * cap), send each through the SSRF guard, record the outcome with
  * exponential backoff and full jitter.
  */
 #include <stdio.h>
@@ -162,8 +163,19 @@ struct claimed {
 	const char *body;   /* the JSON body, in the claim result */
 };
 
+/* Claims are serialized over all senders and instances by this
+ * transaction-level advisory lock (a claim is one short statement), so the
+ * in-flight count a claim reads cannot be raced past the cap by another
+ * claim; sending happens after the commit, outside the lock. */
+static const char *claim_lock_sql =
+	"SELECT pg_advisory_xact_lock(hashtext('breeze.webhook_claim'))";
+
 /* Rows whose last attempt's lease ran out (the process died) end failed;
- * then up to $3 due rows of live, enabled webhooks are claimed. */
+ * then up to $3 due rows of live, enabled webhooks are claimed, fairly:
+ * at most one per organization per claim (its oldest due row), only from
+ * organizations with fewer than $5 live leases (rows 'delivering' whose
+ * lease has not run out), oldest first across organizations. Row locks
+ * (SKIP LOCKED) still keep a row another transaction holds out. */
 static const char *expire_sql =
 	"UPDATE webhook_deliveries SET status = 'failed', lease_id = NULL,"
 	" last_error = coalesce(last_error, 'interrupted') || ' (no answer to the last attempt)'"
@@ -173,11 +185,18 @@ static const char *claim_sql =
 	"WITH c AS (UPDATE webhook_deliveries d SET status = 'delivering',"
 	"   attempts = d.attempts + 1, lease_id = gen_random_uuid(),"
 	"   next_attempt_at = to_timestamp($1::double precision) + make_interval(secs => $4::int)"
-	" WHERE d.id IN (SELECT q.id FROM webhook_deliveries q JOIN webhooks w ON w.id = q.webhook_id"
-	"   WHERE q.status IN ('pending', 'delivering') AND q.attempts < $2::int"
-	"     AND q.next_attempt_at <= to_timestamp($1::double precision)"
-	"     AND w.enabled AND w.deleted_at IS NULL"
-	"   ORDER BY q.next_attempt_at LIMIT $3::int FOR UPDATE OF q SKIP LOCKED)"
+	" WHERE d.id IN (SELECT l.id FROM webhook_deliveries l WHERE l.id IN ("
+	"   SELECT f.id FROM (SELECT DISTINCT ON (q.org_id) q.id, q.next_attempt_at"
+	"     FROM webhook_deliveries q JOIN webhooks w ON w.id = q.webhook_id"
+	"     WHERE q.status IN ('pending', 'delivering') AND q.attempts < $2::int"
+	"       AND q.next_attempt_at <= to_timestamp($1::double precision)"
+	"       AND w.enabled AND w.deleted_at IS NULL"
+	"       AND (SELECT count(*) FROM webhook_deliveries b WHERE b.org_id = q.org_id"
+	"            AND b.status = 'delivering'"
+	"            AND b.next_attempt_at > to_timestamp($1::double precision)) < $5::int"
+	"     ORDER BY q.org_id, q.next_attempt_at) f"
+	"   ORDER BY f.next_attempt_at LIMIT $3::int)"
+	"   FOR UPDATE OF l SKIP LOCKED)"
 	" RETURNING d.*)"
 	" SELECT c.id, c.lease_id, c.webhook_id, c.org_id, c.event, c.attempts, w.url, w.secret_enc,"
 	"   jsonb_build_object('id', c.id, 'event', c.event, 'orgId', c.org_id, 'createdAt',"
@@ -358,20 +377,40 @@ static void claimed_from_row(const PGresult *r, int i, struct claimed *d)
 	d->body = PQgetvalue(r, i, 8);
 }
 
-int webhook_deliver_pass(PGconn *c, const struct config *cfg, int batch, const atomic_int *stop,
-			 int *sent)
+/* Expires run-out leases and claims up to BATCH rows (see claim_sql) in
+ * one transaction under the claim lock, committed before anything is sent.
+ * Returns the claimed rows (PQclear them) or NULL on a database error. */
+static PGresult *claim(PGconn *c, const struct config *cfg, int batch)
 {
-	char now[24], max[8], lim[8], lease[8];
-	struct claimed d;
-	PGresult *r;
+	char now[24], max[8], lim[8], lease[8], cap[8];
+	PGresult *r = NULL;
 
-	*sent = 0;
 	snprintf(now, sizeof(now), "%lld", (long long)bz_now());
 	snprintf(max, sizeof(max), "%d", WEBHOOK_MAX_ATTEMPTS);
 	snprintf(lim, sizeof(lim), "%d", batch);
 	snprintf(lease, sizeof(lease), "%d", LEASE_S);
-	const char *p[4] = {now, max, lim, lease};
-	if (db_exec(c, expire_sql, 2, p) != 0 || (r = db_query(c, claim_sql, 4, p, NULL)) == NULL)
+	snprintf(cap, sizeof(cap), "%d",
+		 cfg->webhook_org_max_in_flight > 0 ? cfg->webhook_org_max_in_flight : 1);
+	const char *p[5] = {now, max, lim, lease, cap};
+	if (db_begin(c) != 0)
+		return NULL;
+	if (db_exec(c, claim_lock_sql, 0, NULL) == 0 && db_exec(c, expire_sql, 2, p) == 0 &&
+	    (r = db_query(c, claim_sql, 5, p, NULL)) != NULL && db_commit(c) == 0)
+		return r;
+	PQclear(r);
+	if (PQtransactionStatus(c) != PQTRANS_IDLE)
+		db_rollback(c);
+	return NULL;
+}
+
+int webhook_deliver_pass(PGconn *c, const struct config *cfg, int batch, const atomic_int *stop,
+			 int *sent)
+{
+	struct claimed d;
+	PGresult *r;
+
+	*sent = 0;
+	if ((r = claim(c, cfg, batch)) == NULL)
 		return BZ_ERR_DB;
 	for (int i = 0; i < PQntuples(r); i++) {
 		claimed_from_row(r, i, &d);
