@@ -11,18 +11,17 @@
 #include "server/audit/audit_retention.h"
 
 #include <jansson.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "common/clock.h"
 #include "common/err.h"
 #include "common/text.h"
 #include "common/log.h"
+#include "common/periodic.h"
 #include "server/audit/audit_chain.h"
 #include "server/audit/audit_checkpoint.h"
 #include "server/audit/audit_internal.h"
@@ -350,48 +349,35 @@ const char *audit_first_row_seed(void)
 	return atomic_load(&first_row_seed);
 }
 
+/* The worker's thread (common/periodic.h) and what its stop reads. */
+static struct bz_periodic P = BZ_PERIODIC_INIT;
 static struct {
-	pthread_t thread;
-	pthread_mutex_t mu;
-	pthread_cond_t cv; /* on CLOCK_MONOTONIC */
-	int started;
-	atomic_int stop;
-	PGcancel *cancel; /* of the retention connection while it is open; under mu */
+	PGcancel *cancel; /* of the retention connection while it is open; under P's lock */
 	const struct config *cfg;
-} W = {.mu = PTHREAD_MUTEX_INITIALIZER};
+} W;
 
-/* Sleeps until monotonic time DUE_MS or until stopped. Returns 1 if
- * stopped. */
-static int wait_until(int64_t due_ms)
+/* Under P's lock: replaces W.cancel with ARG (a PGcancel, or NULL). */
+static void set_cancel(void *arg)
 {
-	struct timespec ts;
-	int stopped;
+	PQfreeCancel(W.cancel);
+	W.cancel = arg;
+}
 
-	pthread_mutex_lock(&W.mu);
-	while (!atomic_load(&W.stop)) {
-		int64_t left = due_ms - bz_monotonic_ms();
-		if (left <= 0)
-			break;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_sec += (time_t)(left / 1000);
-		ts.tv_nsec += (long)(left % 1000) * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
-		pthread_cond_timedwait(&W.cv, &W.mu, &ts);
-	}
-	stopped = atomic_load(&W.stop);
-	pthread_mutex_unlock(&W.mu);
-	return stopped;
+/* P's on_stop, under its lock: a first retention run over a large backlog
+ * can take minutes; the cancelled transaction rolls back whole, so
+ * stopping loses no work that was not redone on the next start. */
+static void cancel_query(void *arg)
+{
+	char err[256];
+
+	(void)arg;
+	if (W.cancel != NULL)
+		PQcancel(W.cancel, err, sizeof(err));
 }
 
 static void admin_close(PGconn **c)
 {
-	pthread_mutex_lock(&W.mu);
-	PQfreeCancel(W.cancel);
-	W.cancel = NULL;
-	pthread_mutex_unlock(&W.mu);
+	bz_periodic_locked(&P, set_cancel, NULL);
 	PQfinish(*c);
 	*c = NULL;
 }
@@ -409,11 +395,8 @@ static int ensure_conn(PGconn **c, const char *url, int is_admin)
 	}
 	if ((*c = db_connect(url)) == NULL)
 		return BZ_ERR_DB;
-	if (is_admin) {
-		pthread_mutex_lock(&W.mu);
-		W.cancel = PQgetCancel(*c);
-		pthread_mutex_unlock(&W.mu);
-	}
+	if (is_admin)
+		bz_periodic_locked(&P, set_cancel, PQgetCancel(*c));
 	return 0;
 }
 
@@ -430,10 +413,11 @@ static int worker_retention(PGconn **admin)
 		return BZ_ERR_DB;
 	}
 	int rc = run(*admin, NULL, -1, cfg->audit_retention_days,
-		     cfg->secrets[SECRET_AUDIT_SIGNING_KEY], 0, NULL, &pruned, &W.stop);
+		     cfg->secrets[SECRET_AUDIT_SIGNING_KEY], 0, NULL, &pruned,
+		     bz_periodic_stop_flag(&P));
 	snprintf(rows, sizeof(rows), "%lld", pruned);
 	snprintf(ms, sizeof(ms), "%lld", (long long)(bz_monotonic_ms() - t0));
-	if (rc != 0 && atomic_load(&W.stop)) {
+	if (rc != 0 && bz_periodic_stopping(&P)) {
 		log_info("audit.retention.cancelled", "rowsPruned", rows, "durationMs", ms, NULL);
 		return BZ_ERR_DB;
 	}
@@ -486,14 +470,14 @@ static void *worker_main(void *arg)
 	int64_t next_cp = do_cp ? now + min64(cp_ms, WORKER_FIRST_S * 1000) : never;
 	PGconn *admin = NULL, *app = NULL;
 
-	while (!wait_until(min64(next_ret, next_cp))) {
+	while (!bz_periodic_wait_until(&P, min64(next_ret, next_cp))) {
 		now = bz_monotonic_ms();
 		if (now >= next_cp) {
 			int ok = worker_checkpoint(&app) == 0;
 			next_cp = bz_monotonic_ms() +
 				  (ok ? cp_ms : min64(cp_ms, WORKER_RETRY_S * 1000));
 		}
-		if (now >= next_ret && !atomic_load(&W.stop)) {
+		if (now >= next_ret && !bz_periodic_stopping(&P)) {
 			int ok = worker_retention(&admin) == 0;
 			next_ret = bz_monotonic_ms() +
 				   (ok ? ret_ms : min64(ret_ms, WORKER_RETRY_S * 1000));
@@ -506,10 +490,9 @@ static void *worker_main(void *arg)
 
 int audit_worker_start(const struct config *cfg)
 {
-	pthread_condattr_t ca;
 	char ret_s[16], cp_s[16];
 
-	if (W.started)
+	if (P.started)
 		return 0;
 	if (cfg->audit_retention_interval_s > 0 && cfg->audit_admin_database_url == NULL)
 		log_warn("audit.retention.disabled", "reason",
@@ -524,19 +507,12 @@ int audit_worker_start(const struct config *cfg)
 		return 0;
 
 	W.cfg = cfg;
-	atomic_store(&W.stop, 0);
-	if (pthread_condattr_init(&ca) != 0)
-		goto fail;
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	int err = pthread_cond_init(&W.cv, &ca);
-	pthread_condattr_destroy(&ca);
-	if (err != 0)
-		goto fail;
-	if (pthread_create(&W.thread, NULL, worker_main, (void *)cfg) != 0) {
-		pthread_cond_destroy(&W.cv);
-		goto fail;
+	P.arg = (void *)cfg;
+	P.on_stop = cancel_query;
+	if (bz_periodic_start(&P, 1, worker_main) != 0) {
+		log_error("audit.worker.failed", "reason", "cannot start the thread", NULL);
+		return BZ_ERR_INTERNAL;
 	}
-	W.started = 1;
 	if (do_cp)
 		atomic_store(&first_row_seed, cfg->secrets[SECRET_AUDIT_SIGNING_KEY]);
 	snprintf(ret_s, sizeof(ret_s), "%d", do_ret ? cfg->audit_retention_interval_s : 0);
@@ -544,29 +520,13 @@ int audit_worker_start(const struct config *cfg)
 	log_info("audit.worker.started", "retentionIntervalSeconds", ret_s,
 		 "checkpointIntervalSeconds", cp_s, NULL);
 	return 0;
-fail:
-	log_error("audit.worker.failed", "reason", "cannot start the thread", NULL);
-	return BZ_ERR_INTERNAL;
 }
 
 void audit_worker_stop(void)
 {
-	char err[256];
-
-	if (!W.started)
+	if (!P.started)
 		return;
 	atomic_store(&first_row_seed, NULL);
-	pthread_mutex_lock(&W.mu);
-	atomic_store(&W.stop, 1);
-	pthread_cond_signal(&W.cv);
-	/* A first retention run over a large backlog can take minutes; the
-	 * cancelled transaction rolls back whole, so stopping loses no work
-	 * that was not redone on the next start. */
-	if (W.cancel != NULL)
-		PQcancel(W.cancel, err, sizeof(err));
-	pthread_mutex_unlock(&W.mu);
-	pthread_join(W.thread, NULL);
-	pthread_cond_destroy(&W.cv);
-	W.started = 0;
+	bz_periodic_stop(&P); /* cancels a retention query in progress (cancel_query) */
 	log_info("audit.worker.stopped", NULL);
 }

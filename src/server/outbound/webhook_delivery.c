@@ -382,7 +382,7 @@ static void claimed_from_row(const PGresult *r, int i, struct claimed *d)
  * Returns the claimed rows (PQclear them) or NULL on a database error. */
 static PGresult *claim(PGconn *c, const struct config *cfg, int batch)
 {
-	char now[24], max[8], lim[8], lease[8], cap[8];
+	char now[24], max[16], lim[16], lease[16], cap[16];
 	PGresult *r = NULL;
 
 	snprintf(now, sizeof(now), "%lld", (long long)bz_now());
