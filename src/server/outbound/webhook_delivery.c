@@ -293,20 +293,27 @@ static int open_secret(const struct config *cfg, const struct claimed *d,
 	return rc;
 }
 
-/* The X-Breeze-Signature header of BODY signed with SECRET at time T. */
-static int sign(const char *secret, const char *body, long long t, char *out, size_t len)
+/* The X-Breeze-Signature header (scheme v2, docs/webhooks.md) of EVENT
+ * (the X-Breeze-Event value) and BODY signed with SECRET at time T into
+ * OUT (LEN bytes, 128 are enough): HMAC-SHA-256 over "<T>.<EVENT>.<BODY>".
+ * Unambiguous: T is digits, an event name has no '{' and BODY is a JSON
+ * object. Returns 0, BZ_ERR_NOMEM or the HMAC's error. */
+static int sign(const char *secret, const char *event, const char *body, long long t, char *out,
+		size_t len)
 {
 	char hex[65];
-	size_t n = strlen(body);
-	char *msg = malloc(n + 32);
+	size_t n = strlen(body) + strlen(event) + 32;
+	char *msg = malloc(n);
 
 	if (msg == NULL)
 		return BZ_ERR_NOMEM;
-	int m = snprintf(msg, n + 32, "%lld.%s", t, body);
-	int rc = crypto_hmac_sha256_hex(secret, strlen(secret), msg, (size_t)m, hex);
+	int m = snprintf(msg, n, "%lld.%s.%s", t, event, body);
+	int rc = m > 0 && (size_t)m < n
+			 ? crypto_hmac_sha256_hex(secret, strlen(secret), msg, (size_t)m, hex)
+			 : BZ_ERR_INTERNAL;
 	free(msg);
 	if (rc == 0)
-		snprintf(out, len, "X-Breeze-Signature: t=%lld,v1=%s", t, hex);
+		snprintf(out, len, "X-Breeze-Signature: t=%lld,v2=%s", t, hex);
 	return rc;
 }
 
@@ -323,7 +330,7 @@ static void send_one(PGconn *c, const struct config *cfg, const struct claimed *
 		       0);
 		return;
 	}
-	int rc = sign(secret, d->body, (long long)bz_now(), sig, sizeof(sig));
+	int rc = sign(secret, d->event, d->body, (long long)bz_now(), sig, sizeof(sig));
 	crypto_wipe(secret, sizeof(secret));
 	if (rc != 0) {
 		record(c, d, "cannot sign the request", 0);
