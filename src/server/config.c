@@ -295,6 +295,8 @@ static const struct var vars[] = {
 	 F(rate_enroll)},
 	{"RATE_LIMIT_MFA", VAR_RATE, 1, NEED_OPTIONAL, NULL, "10/300", 0, 0, PROD_NONE,
 	 F(rate_mfa)},
+	{"RATE_LIMIT_WEBHOOK_TEST", VAR_RATE, 1, NEED_OPTIONAL, NULL, "20/600", 0, 0, PROD_NONE,
+	 F(rate_webhook_test)},
 	{"RATE_LIMIT_ON_REDIS_FAILURE", VAR_RATE_FAIL, 1, NEED_OPTIONAL, NULL, "local", 0, 0,
 	 PROD_NONE, F(rate_limit_on_redis_failure)},
 	{"RATE_LIMIT_REDIS_TIMEOUT_MS", VAR_UINT, 1, NEED_OPTIONAL, NULL, "100", 10, 10000,
@@ -304,6 +306,10 @@ static const struct var vars[] = {
 	 F(ssrf_allowlist)},
 	{"WEBHOOK_WORKER_INTERVAL_MS", VAR_UINT, 1, NEED_OPTIONAL, NULL, "2000", 0, 600000,
 	 PROD_NONE, F(webhook_worker_interval_ms)},
+	{"WEBHOOK_WORKER_THREADS", VAR_UINT, 1, NEED_OPTIONAL, NULL, "4", 1, 32, PROD_NONE,
+	 F(webhook_worker_threads)},
+	{"WEBHOOK_ORG_MAX_IN_FLIGHT", VAR_UINT, 1, NEED_OPTIONAL, NULL, "1", 1, 32, PROD_NONE,
+	 F(webhook_org_max_in_flight)},
 };
 
 /* Stores X in the integer field of V (int, unsigned, uint32_t, int64_t or

@@ -101,6 +101,7 @@ struct config {
 	struct ratelimit_rule rate_agent_org;	 /* AGENT_ORG_RATE_LIMIT_PER_MIN, 600/60 (R4) */
 	struct ratelimit_rule rate_enroll;	 /* RATE_LIMIT_ENROLL, 10/60 (R5) */
 	struct ratelimit_rule rate_mfa;		 /* RATE_LIMIT_MFA, 10/300 */
+	struct ratelimit_rule rate_webhook_test; /* RATE_LIMIT_WEBHOOK_TEST, 20/600 */
 	enum ratelimit_on_failure rate_limit_on_redis_failure; /* local (default) or deny */
 	/* RATE_LIMIT_REDIS_TIMEOUT_MS, 10..10000, default 100: Redis budget of
 	 * one check (connect, pool wait, command), then the check falls back. */
@@ -111,6 +112,12 @@ struct config {
 	/* WEBHOOK_WORKER_INTERVAL_MS, 0..600000, default 2000: how often the
 	 * delivery worker looks for due webhook deliveries; 0 = no worker. */
 	int webhook_worker_interval_ms;
+	/* WEBHOOK_WORKER_THREADS, 1..32, default 4: delivery senders per
+	 * instance (each with its own database connection). */
+	int webhook_worker_threads;
+	/* WEBHOOK_ORG_MAX_IN_FLIGHT, 1..32, default 1: deliveries of one
+	 * organization being sent at once, over all instances. */
+	int webhook_org_max_in_flight;
 };
 
 /* Connections per client address when HTTP_MAX_CONNECTIONS_PER_IP is unset

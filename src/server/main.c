@@ -386,6 +386,7 @@ static struct ratelimit *open_ratelimit(const struct config *cfg)
 	o.rules[RL_AGENT_ORG] = cfg->rate_agent_org;
 	o.rules[RL_ENROLL] = cfg->rate_enroll;
 	o.rules[RL_MFA] = cfg->rate_mfa;
+	o.rules[RL_WEBHOOK_TEST] = cfg->rate_webhook_test;
 	return ratelimit_open(&o);
 }
 

@@ -139,7 +139,6 @@ def test_tenant_cannot_learn_internal_dns_answers_from_the_audit_log(
 # ---------------------------------------------------------------- head-of-line
 
 
-@pytest.mark.xfail(strict=True, reason="open finding: one delivery worker per instance sends in claim order, so a tenant with a receiver that never answers can delay every tenant's deliveries; needs per-organization fairness in the claim and a limit on test deliveries (issue 12)")
 def test_one_tenants_slow_receiver_does_not_stall_other_tenants(spawn_server, bootstrap, make_org,
                                                                  sql):
     """One worker thread per instance sends claimed rows one by one, each
@@ -215,7 +214,6 @@ def test_deleting_an_organization_does_not_leave_live_webhooks(admin, make_org, 
     assert status != "pending"
 
 
-@pytest.mark.xfail(strict=True, reason="open finding: webhook_deliveries keeps a copy of each audit row's details and is not pruned with the audit log; retention must cover it (issue 12)")
 def test_audit_retention_also_removes_the_copies_in_webhook_deliveries(audit, admin, sql):
     """The trigger copies each audit row's details into
     webhook_deliveries.payload, a table nothing ever prunes (breeze_app has

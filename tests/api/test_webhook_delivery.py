@@ -99,11 +99,19 @@ def make_hook(client, org_id, url, events=("*",)):
     return r.json()
 
 
+def signature(secret, t, event, body):
+    return hmac.new(secret.encode(), f"{t}.{event}.".encode() + body, hashlib.sha256).hexdigest()
+
+
 def verify(secret, headers, body):
-    """Checks X-Breeze-Signature as docs/webhooks.md tells receivers to."""
+    """Checks X-Breeze-Signature as docs/webhooks.md tells receivers to
+    (scheme v2: the time, X-Breeze-Event and the body are signed)."""
     parts = dict(p.split("=", 1) for p in headers["X-Breeze-Signature"].split(","))
-    want = hmac.new(secret.encode(), f"{parts['t']}.".encode() + body, hashlib.sha256).hexdigest()
-    assert hmac.compare_digest(parts["v1"], want), "bad signature"
+    assert set(parts) == {"t", "v2"}, parts
+    want = signature(secret, parts["t"], headers["X-Breeze-Event"], body)
+    assert hmac.compare_digest(parts["v2"], want), "bad signature"
+    # The event header is bound: the same request under another event does not verify.
+    assert not hmac.compare_digest(parts["v2"], signature(secret, parts["t"], "user.create", body))
     assert abs(int(parts["t"]) - time.time()) < 3 * 86400 + 600  # the test clock may run ahead
     return int(parts["t"])
 

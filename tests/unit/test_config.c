@@ -70,8 +70,11 @@ static const char *all_vars[] = {
 	"AGENT_ORG_RATE_LIMIT_PER_MIN",
 	"RATE_LIMIT_ENROLL",
 	"RATE_LIMIT_MFA",
+	"RATE_LIMIT_WEBHOOK_TEST",
 	"RATE_LIMIT_ON_REDIS_FAILURE",
 	"RATE_LIMIT_REDIS_TIMEOUT_MS",
+	"WEBHOOK_WORKER_THREADS",
+	"WEBHOOK_ORG_MAX_IN_FLIGHT",
 };
 
 /* Fresh `openssl rand -hex 32`-style values for every secret, plus a Redis

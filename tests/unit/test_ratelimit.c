@@ -443,6 +443,7 @@ static void test_local_retry_after_each_limiter(void **state)
 		{RL_AGENT_ORG, "org1", NULL, 600, 60, 60},
 		{RL_ENROLL, "192.0.2.7", NULL, 10, 60, 60 - 7},
 		{RL_MFA, "u1", NULL, 10, 300, 300 - 7},
+		{RL_WEBHOOK_TEST, "org1", NULL, 20, 600, 600 - 7},
 	};
 
 	(void)state;

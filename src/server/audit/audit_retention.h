@@ -23,7 +23,11 @@
  * last pruned row, rows pruned, the cutoff) signed with SIGNING_KEY_HEX
  * when non-NULL (audit_anchor_sign(); unsigned otherwise), and appends an
  * audit.pruned row (rows, cutoff, lastPrunedSeq, firstSeq, retentionDays)
- * to the chain in the same transaction. A chain that
+ * to the chain in the same transaction, where it also deletes the webhook
+ * deliveries of the pruned rows (any state: a payload never outlives its
+ * audit row); then, in a statement of its own, the organization's
+ * finished (delivered, failed) deliveries older than the cutoff and older
+ * ones whose audit row is gone (docs/webhooks.md, "Retention"). A chain that
  * another retention run is pruning at the same moment is skipped. DRY_RUN
  * counts without writing. Writes one line per chain to REPORT (may be
  * NULL) and stores the total rows pruned (or that would be) in *PRUNED.

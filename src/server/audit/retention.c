@@ -11,18 +11,17 @@
 #include "server/audit/audit_retention.h"
 
 #include <jansson.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "common/clock.h"
 #include "common/err.h"
 #include "common/text.h"
 #include "common/log.h"
+#include "common/periodic.h"
 #include "server/audit/audit_chain.h"
 #include "server/audit/audit_checkpoint.h"
 #include "server/audit/audit_internal.h"
@@ -82,6 +81,25 @@ static const char *anchor_sql =
 static const char *delete_sql =
 	"DELETE FROM audit_log WHERE chain_id = $1::uuid AND seq <= $2::bigint";
 
+/* A webhook delivery's payload copies its audit row's public fields
+ * (migration 0014), so it never outlives the row: the deliveries of the
+ * rows about to be pruned go in the same transaction, whatever their
+ * state. One still pending has waited longer than the organization keeps
+ * its audit log (its webhook disabled, or no worker running): it is
+ * dropped, not sent late (docs/webhooks.md, "Retention"). */
+static const char *deliveries_of_run_sql =
+	"DELETE FROM webhook_deliveries WHERE org_id = $1::uuid AND audit_id IN"
+	" (SELECT id FROM audit_log WHERE chain_id = $1::uuid AND seq <= $2::bigint)";
+
+/* Then, in a statement of its own, the organization's finished deliveries
+ * (delivered or failed, test deliveries included) older than the cutoff,
+ * and any older one whose audit row is already gone. */
+static const char *old_deliveries_sql =
+	"DELETE FROM webhook_deliveries d WHERE d.org_id = $1::uuid"
+	"   AND d.created_at < now() - make_interval(days => $2::int)"
+	"   AND (d.status IN ('delivered', 'failed') OR (d.audit_id IS NOT NULL"
+	"        AND NOT EXISTS (SELECT 1 FROM audit_log a WHERE a.id = d.audit_id)))";
+
 /* The prune's own row, appended to the chain it pruned (same transaction):
  * the chain itself then says when, how much and up to where history was
  * removed. org_id / partner_id are copied from the chain's head row, which
@@ -127,6 +145,46 @@ static int write_pruned_row(PGconn *c, const char *chain, long long rows, long l
 	rc = strcmp(PQcmdTuples(r), "1") == 0 ? 0 : BZ_ERR_DB;
 	PQclear(r);
 	return rc;
+}
+
+/* Deletes CHAIN's rows up to seq LAST and, first, the webhook deliveries
+ * that copy them, inside the prune's transaction. Returns the audit rows
+ * deleted, or -1 on a database error. */
+static long long delete_run(PGconn *c, const char *chain, const char *last)
+{
+	const char *p[2] = {chain, last};
+	long long n;
+
+	if (db_exec(c, deliveries_of_run_sql, 2, p) != 0)
+		return -1;
+	PGresult *d = db_query(c, delete_sql, 2, p, NULL);
+	if (d == NULL)
+		return -1;
+	n = atoll(PQcmdTuples(d));
+	PQclear(d);
+	return n;
+}
+
+/* Deletes CHAIN's finished webhook deliveries older than DAYS (a chain
+ * that is no organization's has none), reporting how many. Returns 0 or
+ * BZ_ERR_DB. */
+static int prune_old_deliveries(PGconn *c, const char *chain, const char *days, FILE *report)
+{
+	const char *p[2] = {chain, days};
+	PGresult *r = db_query(c, old_deliveries_sql, 2, p, NULL);
+
+	if (r == NULL) {
+		log_error("audit.retention.deliveries_failed", "chainId", chain, NULL);
+		return BZ_ERR_DB;
+	}
+	if (strcmp(PQcmdTuples(r), "0") != 0) {
+		say(report, "chain %s: removed %s finished webhook deliveries older than %s days\n",
+		    chain, PQcmdTuples(r), days);
+		log_info("audit.retention.deliveries", "chainId", chain, "rows", PQcmdTuples(r),
+			 NULL);
+	}
+	PQclear(r);
+	return 0;
 }
 
 /* Prunes one chain in its own transaction. *ROWS receives the rows pruned
@@ -186,11 +244,9 @@ static int prune_chain(PGconn *c, const char *chain, const char *days, const cha
 	const char *ap[7] = {chain, first_seq, prev, count, days, pub_p, sig_p};
 	if (db_exec(c, allow_sql, 0, NULL) != 0 || db_exec(c, anchor_sql, 7, ap) != 0)
 		goto out;
-	PGresult *d = db_query(c, delete_sql, 2, (const char *const[]){chain, last}, NULL);
-	if (d == NULL)
+	long long deleted = delete_run(c, chain, last);
+	if (deleted < 0)
 		goto out;
-	long long deleted = atoll(PQcmdTuples(d));
-	PQclear(d);
 	/* Nothing can add rows below the head while we hold the chain, so a
 	 * different count means the plan was wrong: keep everything. */
 	if (deleted != n) {
@@ -252,7 +308,9 @@ static int run(PGconn *c, const char *org_id, int override_days, int default_day
 		if (stop != NULL && atomic_load(stop))
 			break;
 		if (prune_chain(c, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), seed, dry_run, report,
-				&n) != 0) {
+				&n) != 0 ||
+		    (!dry_run && prune_old_deliveries(c, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1),
+						      report) != 0)) {
 			rc = BZ_ERR_DB;
 			if (PQstatus(c) != CONNECTION_OK)
 				break;
@@ -291,48 +349,35 @@ const char *audit_first_row_seed(void)
 	return atomic_load(&first_row_seed);
 }
 
+/* The worker's thread (common/periodic.h) and what its stop reads. */
+static struct bz_periodic P = BZ_PERIODIC_INIT;
 static struct {
-	pthread_t thread;
-	pthread_mutex_t mu;
-	pthread_cond_t cv; /* on CLOCK_MONOTONIC */
-	int started;
-	atomic_int stop;
-	PGcancel *cancel; /* of the retention connection while it is open; under mu */
+	PGcancel *cancel; /* of the retention connection while it is open; under P's lock */
 	const struct config *cfg;
-} W = {.mu = PTHREAD_MUTEX_INITIALIZER};
+} W;
 
-/* Sleeps until monotonic time DUE_MS or until stopped. Returns 1 if
- * stopped. */
-static int wait_until(int64_t due_ms)
+/* Under P's lock: replaces W.cancel with ARG (a PGcancel, or NULL). */
+static void set_cancel(void *arg)
 {
-	struct timespec ts;
-	int stopped;
+	PQfreeCancel(W.cancel);
+	W.cancel = arg;
+}
 
-	pthread_mutex_lock(&W.mu);
-	while (!atomic_load(&W.stop)) {
-		int64_t left = due_ms - bz_monotonic_ms();
-		if (left <= 0)
-			break;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_sec += (time_t)(left / 1000);
-		ts.tv_nsec += (long)(left % 1000) * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
-		pthread_cond_timedwait(&W.cv, &W.mu, &ts);
-	}
-	stopped = atomic_load(&W.stop);
-	pthread_mutex_unlock(&W.mu);
-	return stopped;
+/* P's on_stop, under its lock: a first retention run over a large backlog
+ * can take minutes; the cancelled transaction rolls back whole, so
+ * stopping loses no work that was not redone on the next start. */
+static void cancel_query(void *arg)
+{
+	char err[256];
+
+	(void)arg;
+	if (W.cancel != NULL)
+		PQcancel(W.cancel, err, sizeof(err));
 }
 
 static void admin_close(PGconn **c)
 {
-	pthread_mutex_lock(&W.mu);
-	PQfreeCancel(W.cancel);
-	W.cancel = NULL;
-	pthread_mutex_unlock(&W.mu);
+	bz_periodic_locked(&P, set_cancel, NULL);
 	PQfinish(*c);
 	*c = NULL;
 }
@@ -350,11 +395,8 @@ static int ensure_conn(PGconn **c, const char *url, int is_admin)
 	}
 	if ((*c = db_connect(url)) == NULL)
 		return BZ_ERR_DB;
-	if (is_admin) {
-		pthread_mutex_lock(&W.mu);
-		W.cancel = PQgetCancel(*c);
-		pthread_mutex_unlock(&W.mu);
-	}
+	if (is_admin)
+		bz_periodic_locked(&P, set_cancel, PQgetCancel(*c));
 	return 0;
 }
 
@@ -371,10 +413,11 @@ static int worker_retention(PGconn **admin)
 		return BZ_ERR_DB;
 	}
 	int rc = run(*admin, NULL, -1, cfg->audit_retention_days,
-		     cfg->secrets[SECRET_AUDIT_SIGNING_KEY], 0, NULL, &pruned, &W.stop);
+		     cfg->secrets[SECRET_AUDIT_SIGNING_KEY], 0, NULL, &pruned,
+		     bz_periodic_stop_flag(&P));
 	snprintf(rows, sizeof(rows), "%lld", pruned);
 	snprintf(ms, sizeof(ms), "%lld", (long long)(bz_monotonic_ms() - t0));
-	if (rc != 0 && atomic_load(&W.stop)) {
+	if (rc != 0 && bz_periodic_stopping(&P)) {
 		log_info("audit.retention.cancelled", "rowsPruned", rows, "durationMs", ms, NULL);
 		return BZ_ERR_DB;
 	}
@@ -427,14 +470,14 @@ static void *worker_main(void *arg)
 	int64_t next_cp = do_cp ? now + min64(cp_ms, WORKER_FIRST_S * 1000) : never;
 	PGconn *admin = NULL, *app = NULL;
 
-	while (!wait_until(min64(next_ret, next_cp))) {
+	while (!bz_periodic_wait_until(&P, min64(next_ret, next_cp))) {
 		now = bz_monotonic_ms();
 		if (now >= next_cp) {
 			int ok = worker_checkpoint(&app) == 0;
 			next_cp = bz_monotonic_ms() +
 				  (ok ? cp_ms : min64(cp_ms, WORKER_RETRY_S * 1000));
 		}
-		if (now >= next_ret && !atomic_load(&W.stop)) {
+		if (now >= next_ret && !bz_periodic_stopping(&P)) {
 			int ok = worker_retention(&admin) == 0;
 			next_ret = bz_monotonic_ms() +
 				   (ok ? ret_ms : min64(ret_ms, WORKER_RETRY_S * 1000));
@@ -447,10 +490,9 @@ static void *worker_main(void *arg)
 
 int audit_worker_start(const struct config *cfg)
 {
-	pthread_condattr_t ca;
 	char ret_s[16], cp_s[16];
 
-	if (W.started)
+	if (P.started)
 		return 0;
 	if (cfg->audit_retention_interval_s > 0 && cfg->audit_admin_database_url == NULL)
 		log_warn("audit.retention.disabled", "reason",
@@ -465,19 +507,12 @@ int audit_worker_start(const struct config *cfg)
 		return 0;
 
 	W.cfg = cfg;
-	atomic_store(&W.stop, 0);
-	if (pthread_condattr_init(&ca) != 0)
-		goto fail;
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	int err = pthread_cond_init(&W.cv, &ca);
-	pthread_condattr_destroy(&ca);
-	if (err != 0)
-		goto fail;
-	if (pthread_create(&W.thread, NULL, worker_main, (void *)cfg) != 0) {
-		pthread_cond_destroy(&W.cv);
-		goto fail;
+	P.arg = (void *)cfg;
+	P.on_stop = cancel_query;
+	if (bz_periodic_start(&P, 1, worker_main) != 0) {
+		log_error("audit.worker.failed", "reason", "cannot start the thread", NULL);
+		return BZ_ERR_INTERNAL;
 	}
-	W.started = 1;
 	if (do_cp)
 		atomic_store(&first_row_seed, cfg->secrets[SECRET_AUDIT_SIGNING_KEY]);
 	snprintf(ret_s, sizeof(ret_s), "%d", do_ret ? cfg->audit_retention_interval_s : 0);
@@ -485,29 +520,13 @@ int audit_worker_start(const struct config *cfg)
 	log_info("audit.worker.started", "retentionIntervalSeconds", ret_s,
 		 "checkpointIntervalSeconds", cp_s, NULL);
 	return 0;
-fail:
-	log_error("audit.worker.failed", "reason", "cannot start the thread", NULL);
-	return BZ_ERR_INTERNAL;
 }
 
 void audit_worker_stop(void)
 {
-	char err[256];
-
-	if (!W.started)
+	if (!P.started)
 		return;
 	atomic_store(&first_row_seed, NULL);
-	pthread_mutex_lock(&W.mu);
-	atomic_store(&W.stop, 1);
-	pthread_cond_signal(&W.cv);
-	/* A first retention run over a large backlog can take minutes; the
-	 * cancelled transaction rolls back whole, so stopping loses no work
-	 * that was not redone on the next start. */
-	if (W.cancel != NULL)
-		PQcancel(W.cancel, err, sizeof(err));
-	pthread_mutex_unlock(&W.mu);
-	pthread_join(W.thread, NULL);
-	pthread_cond_destroy(&W.cv);
-	W.started = 0;
+	bz_periodic_stop(&P); /* cancels a retention query in progress (cancel_query) */
 	log_info("audit.worker.stopped", NULL);
 }

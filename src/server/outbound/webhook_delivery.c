@@ -1,8 +1,9 @@
 /*
  * webhook_delivery.c — the delivery queue of webhooks (webhooks.h): test
  * deliveries, the delivery log, and one pass of the worker: claim due rows
- * under a lease (FOR UPDATE SKIP LOCKED, so instances never send the same
- * row at once), send each through the SSRF guard, record the outcome with
+ * fairly across organizations under a lease (FOR UPDATE SKIP LOCKED, so
+ * instances never send the same row at once; a per-organization in-flight
+ * cap), send each through the SSRF guard, record the outcome with
  * exponential backoff and full jitter.
  */
 #include <stdio.h>
@@ -162,22 +163,56 @@ struct claimed {
 	const char *body;   /* the JSON body, in the claim result */
 };
 
+/* Claims are serialized over all senders and instances by this
+ * transaction-level advisory lock (a claim is one short statement), so the
+ * in-flight count a claim reads cannot be raced past the cap by another
+ * claim; sending happens after the commit, outside the lock. */
+static const char *claim_lock_sql =
+	"SELECT pg_advisory_xact_lock(hashtext('breeze.webhook_claim'))";
+
 /* Rows whose last attempt's lease ran out (the process died) end failed;
- * then up to $3 due rows of live, enabled webhooks are claimed. */
+ * then up to $3 due rows of live, enabled webhooks are claimed, fairly:
+ * at most one per organization per claim (its oldest due row), only from
+ * organizations with fewer than $5 live leases (rows 'delivering' whose
+ * lease has not run out), oldest first across organizations. Row locks
+ * (SKIP LOCKED) still keep a row another transaction holds out. */
 static const char *expire_sql =
 	"UPDATE webhook_deliveries SET status = 'failed', lease_id = NULL,"
 	" last_error = coalesce(last_error, 'interrupted') || ' (no answer to the last attempt)'"
 	" WHERE status = 'delivering' AND attempts >= $2::int"
 	"   AND next_attempt_at <= to_timestamp($1::double precision)";
+/* orgs walks the organizations with queued rows one index probe each (a
+ * loose index scan of webhook_deliveries_org_due_idx), live counts the
+ * leases in flight (webhook_deliveries_inflight_idx), and pick takes each
+ * eligible organization's oldest due row: the cost of a claim grows with
+ * the organizations that have a queue, not with the queue's length. */
 static const char *claim_sql =
-	"WITH c AS (UPDATE webhook_deliveries d SET status = 'delivering',"
+	"WITH RECURSIVE orgs AS ("
+	"  (SELECT org_id FROM webhook_deliveries WHERE status IN ('pending', 'delivering')"
+	"    ORDER BY org_id LIMIT 1)"
+	"  UNION ALL"
+	"  SELECT (SELECT n.org_id FROM webhook_deliveries n"
+	"           WHERE n.status IN ('pending', 'delivering') AND n.org_id > o.org_id"
+	"           ORDER BY n.org_id LIMIT 1)"
+	"    FROM orgs o WHERE o.org_id IS NOT NULL"
+	"), live AS ("
+	"  SELECT org_id, count(*) AS n FROM webhook_deliveries WHERE status = 'delivering'"
+	"     AND next_attempt_at > to_timestamp($1::double precision) GROUP BY org_id"
+	"), pick AS ("
+	"  SELECT h.id, h.next_attempt_at FROM orgs o LEFT JOIN live ON live.org_id = o.org_id"
+	"   CROSS JOIN LATERAL (SELECT q.id, q.next_attempt_at"
+	"     FROM webhook_deliveries q JOIN webhooks w ON w.id = q.webhook_id"
+	"     WHERE q.org_id = o.org_id AND q.status IN ('pending', 'delivering')"
+	"       AND q.attempts < $2::int AND q.next_attempt_at <= to_timestamp($1::double precision)"
+	"       AND w.enabled AND w.deleted_at IS NULL"
+	"     ORDER BY q.org_id, q.next_attempt_at LIMIT 1) h"
+	"   WHERE o.org_id IS NOT NULL AND coalesce(live.n, 0) < $5::int"
+	"   ORDER BY h.next_attempt_at LIMIT $3::int"
+	"), c AS (UPDATE webhook_deliveries d SET status = 'delivering',"
 	"   attempts = d.attempts + 1, lease_id = gen_random_uuid(),"
 	"   next_attempt_at = to_timestamp($1::double precision) + make_interval(secs => $4::int)"
-	" WHERE d.id IN (SELECT q.id FROM webhook_deliveries q JOIN webhooks w ON w.id = q.webhook_id"
-	"   WHERE q.status IN ('pending', 'delivering') AND q.attempts < $2::int"
-	"     AND q.next_attempt_at <= to_timestamp($1::double precision)"
-	"     AND w.enabled AND w.deleted_at IS NULL"
-	"   ORDER BY q.next_attempt_at LIMIT $3::int FOR UPDATE OF q SKIP LOCKED)"
+	" WHERE d.id IN (SELECT l.id FROM webhook_deliveries l"
+	"   WHERE l.id IN (SELECT id FROM pick) FOR UPDATE OF l SKIP LOCKED)"
 	" RETURNING d.*)"
 	" SELECT c.id, c.lease_id, c.webhook_id, c.org_id, c.event, c.attempts, w.url, w.secret_enc,"
 	"   jsonb_build_object('id', c.id, 'event', c.event, 'orgId', c.org_id, 'createdAt',"
@@ -274,20 +309,27 @@ static int open_secret(const struct config *cfg, const struct claimed *d,
 	return rc;
 }
 
-/* The X-Breeze-Signature header of BODY signed with SECRET at time T. */
-static int sign(const char *secret, const char *body, long long t, char *out, size_t len)
+/* The X-Breeze-Signature header (scheme v2, docs/webhooks.md) of EVENT
+ * (the X-Breeze-Event value) and BODY signed with SECRET at time T into
+ * OUT (LEN bytes, 128 are enough): HMAC-SHA-256 over "<T>.<EVENT>.<BODY>".
+ * Unambiguous: T is digits, an event name has no '{' and BODY is a JSON
+ * object. Returns 0, BZ_ERR_NOMEM or the HMAC's error. */
+static int sign(const char *secret, const char *event, const char *body, long long t, char *out,
+		size_t len)
 {
 	char hex[65];
-	size_t n = strlen(body);
-	char *msg = malloc(n + 32);
+	size_t n = strlen(body) + strlen(event) + 32;
+	char *msg = malloc(n);
 
 	if (msg == NULL)
 		return BZ_ERR_NOMEM;
-	int m = snprintf(msg, n + 32, "%lld.%s", t, body);
-	int rc = crypto_hmac_sha256_hex(secret, strlen(secret), msg, (size_t)m, hex);
+	int m = snprintf(msg, n, "%lld.%s.%s", t, event, body);
+	int rc = m > 0 && (size_t)m < n
+			 ? crypto_hmac_sha256_hex(secret, strlen(secret), msg, (size_t)m, hex)
+			 : BZ_ERR_INTERNAL;
 	free(msg);
 	if (rc == 0)
-		snprintf(out, len, "X-Breeze-Signature: t=%lld,v1=%s", t, hex);
+		snprintf(out, len, "X-Breeze-Signature: t=%lld,v2=%s", t, hex);
 	return rc;
 }
 
@@ -304,7 +346,7 @@ static void send_one(PGconn *c, const struct config *cfg, const struct claimed *
 		       0);
 		return;
 	}
-	int rc = sign(secret, d->body, (long long)bz_now(), sig, sizeof(sig));
+	int rc = sign(secret, d->event, d->body, (long long)bz_now(), sig, sizeof(sig));
 	crypto_wipe(secret, sizeof(secret));
 	if (rc != 0) {
 		record(c, d, "cannot sign the request", 0);
@@ -358,20 +400,40 @@ static void claimed_from_row(const PGresult *r, int i, struct claimed *d)
 	d->body = PQgetvalue(r, i, 8);
 }
 
-int webhook_deliver_pass(PGconn *c, const struct config *cfg, int batch, const atomic_int *stop,
-			 int *sent)
+/* Expires run-out leases and claims up to BATCH rows (see claim_sql) in
+ * one transaction under the claim lock, committed before anything is sent.
+ * Returns the claimed rows (PQclear them) or NULL on a database error. */
+static PGresult *claim(PGconn *c, const struct config *cfg, int batch)
 {
-	char now[24], max[8], lim[8], lease[8];
-	struct claimed d;
-	PGresult *r;
+	char now[24], max[16], lim[16], lease[16], cap[16];
+	PGresult *r = NULL;
 
-	*sent = 0;
 	snprintf(now, sizeof(now), "%lld", (long long)bz_now());
 	snprintf(max, sizeof(max), "%d", WEBHOOK_MAX_ATTEMPTS);
 	snprintf(lim, sizeof(lim), "%d", batch);
 	snprintf(lease, sizeof(lease), "%d", LEASE_S);
-	const char *p[4] = {now, max, lim, lease};
-	if (db_exec(c, expire_sql, 2, p) != 0 || (r = db_query(c, claim_sql, 4, p, NULL)) == NULL)
+	snprintf(cap, sizeof(cap), "%d",
+		 cfg->webhook_org_max_in_flight > 0 ? cfg->webhook_org_max_in_flight : 1);
+	const char *p[5] = {now, max, lim, lease, cap};
+	if (db_begin(c) != 0)
+		return NULL;
+	if (db_exec(c, claim_lock_sql, 0, NULL) == 0 && db_exec(c, expire_sql, 2, p) == 0 &&
+	    (r = db_query(c, claim_sql, 5, p, NULL)) != NULL && db_commit(c) == 0)
+		return r;
+	PQclear(r);
+	if (PQtransactionStatus(c) != PQTRANS_IDLE)
+		db_rollback(c);
+	return NULL;
+}
+
+int webhook_deliver_pass(PGconn *c, const struct config *cfg, int batch, const atomic_int *stop,
+			 int *sent)
+{
+	struct claimed d;
+	PGresult *r;
+
+	*sent = 0;
+	if ((r = claim(c, cfg, batch)) == NULL)
 		return BZ_ERR_DB;
 	for (int i = 0; i < PQntuples(r); i++) {
 		claimed_from_row(r, i, &d);

@@ -159,22 +159,26 @@ int webhook_delivery_list(PGconn *c, const struct tenancy_scope *sc, const char 
 long webhook_backoff_s(int attempts, double r);
 
 /*
- * Starts the delivery worker of `serve` (one thread, its own database
- * connection): every CFG->webhook_worker_interval_ms (0: no worker) it
- * claims due deliveries and sends them. CFG must outlive the worker.
- * Returns 0 or BZ_ERR_INTERNAL.
+ * Starts the delivery worker of `serve`: CFG->webhook_worker_threads
+ * senders, each with its own database connection, each claiming one due
+ * delivery at a time (at most CFG->webhook_org_max_in_flight per
+ * organization over all instances) and claiming again at once after a
+ * send; with nothing due a sender sleeps CFG->webhook_worker_interval_ms
+ * (0: no worker). CFG must outlive the worker. Returns 0 or
+ * BZ_ERR_INTERNAL.
  */
 int webhook_worker_start(const struct config *cfg);
 
-/* Stops the worker: wakes it and joins (a request in flight ends within
- * the outbound total timeout; its lease lets another instance redo it if
- * the process dies first). Safe if never started. */
+/* Stops the worker: wakes every sender and joins them (a request in
+ * flight ends within the attempt's timeout; its lease lets another
+ * instance redo it if the process dies first). Safe if never started. */
 void webhook_worker_stop(void);
 
 /*
  * One pass of the worker on C (exposed for the CLI and tests): claims up to
- * BATCH due deliveries at bz_now() with a lease, sends each and records the
- * outcome. *SENT gets the number of deliveries attempted. Returns 0 or
+ * BATCH due deliveries at bz_now() with a lease — at most one per
+ * organization, only of organizations under CFG->webhook_org_max_in_flight
+ * live leases, oldest first — sends each and records the outcome. *SENT gets the number of deliveries attempted. Returns 0 or
  * BZ_ERR_DB.
  */
 int webhook_deliver_due(PGconn *c, const struct config *cfg, int batch, int *sent);

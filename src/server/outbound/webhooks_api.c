@@ -198,6 +198,29 @@ static void delete_webhook(struct request *rq)
 	http_commit(rq, c, rc, &why, &ev, 204, NULL);
 }
 
+/* RATE_LIMIT_WEBHOOK_TEST per organization (docs/rate-limiting.md), once
+ * webhook ID is known to be in the caller's scope, so nobody spends
+ * another organization's budget; a webhook not found (or not allowed) is
+ * left to webhook_test() to answer. Returns 0 or BZ_ERR_RESPONDED (429,
+ * audited once per organization and window; 503 without a database). */
+static int test_limit(struct request *rq, const char *id)
+{
+	struct webhook w;
+	PGconn *c;
+
+	if ((c = http_db(rq)) == NULL)
+		return BZ_ERR_RESPONDED;
+	if (webhook_get(c, &rq->scope, id, &w) != 0)
+		return 0;
+	const struct ratelimit_item it = {.limiter = RL_WEBHOOK_TEST, .tag = w.org_id};
+	struct audit_event refusal = {.org_id = w.org_id,
+				      .action = "webhook.test.rate_limited",
+				      .resource = "webhooks",
+				      .resource_id = w.id};
+	http_audit_actor(&refusal, rq);
+	return http_rate_limit(rq, &it, 1, &refusal);
+}
+
 static void test_webhook(struct request *rq)
 {
 	struct webhook_delivery d;
@@ -206,7 +229,7 @@ static void test_webhook(struct request *rq)
 	char id[37];
 	PGconn *c;
 
-	if (http_path_uuid(rq, "id", id, "webhook not found") != 0 ||
+	if (http_path_uuid(rq, "id", id, "webhook not found") != 0 || test_limit(rq, id) != 0 ||
 	    (c = http_db_begin(rq)) == NULL)
 		return;
 	int rc = webhook_test(c, &rq->scope, id, &d, &ev, &why);

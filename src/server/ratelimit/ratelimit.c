@@ -32,6 +32,7 @@ static const char *const names[RL_LIMITER_COUNT] = {
 	[RL_AGENT_ORG] = "agent_org",
 	[RL_ENROLL] = "enroll",
 	[RL_MFA] = "mfa",
+	[RL_WEBHOOK_TEST] = "webhook_test",
 };
 
 /* The per-organization agent limiter always asks for a full minute

@@ -32,11 +32,12 @@ enum ratelimit_limiter {
 	RL_AGENT_ORG,	 /* tag: organization id; no subject */
 	RL_ENROLL,	 /* tag: client IP; no subject */
 	RL_MFA,		 /* tag: user id; no subject */
+	RL_WEBHOOK_TEST, /* tag: organization id; no subject */
 	RL_LIMITER_COUNT
 };
 
 /* Name of limiter L as it appears in keys, logs and metrics ("login",
- * "login_ip", "api_user", "agent_device", "agent_org", "enroll", "mfa"). */
+ * "login_ip", "api_user", "agent_device", "agent_org", "enroll", "mfa", "webhook_test"). */
 const char *ratelimit_limiter_name(enum ratelimit_limiter l);
 
 #define RATELIMIT_MAX_ITEMS 4	 /* limiters in one check */
