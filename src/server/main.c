@@ -45,6 +45,7 @@
 #include "server/outbound/outbound.h"
 #include "server/outbound/webhooks.h"
 #include "server/routes.h"
+#include "server/settings/settings.h"
 
 
 static void usage(FILE *f)
@@ -58,6 +59,8 @@ static void usage(FILE *f)
 	      "               --email E --name N --partner P --org O --site S [--password-stdin]\n"
 	      "  gen-secrets  print a fresh set of secrets in env-file form\n"
 	      "  audit        verify | export | checkpoint | public-key | prune (audit help)\n"
+	      "  rotate-encryption-key  re-encrypt stored values under APP_ENCRYPTION_KEY\n"
+	      "               [--dry-run] [--batch N] [--max-batches N]\n"
 	      "  routes       print the route table as JSON lines (method, path, flags, permission)\n"
 	      "  version      print the version\n"
 	      "  help         this text; help COMMAND or COMMAND --help for one command\n"
@@ -97,7 +100,8 @@ static const char *command_usage(const char *cmd)
 		 "usage: breeze-server gen-secrets\n"
 		 "\n"
 		 "Prints a fresh set of secrets (32 random bytes each) in env-file form.\n"},
-		{"audit", NULL}, /* audit_cli_main has its own */
+		{"audit", NULL},		 /* audit_cli_main has its own */
+		{"rotate-encryption-key", NULL}, /* settings_cli_main has its own */
 		{"version", "usage: breeze-server version\n\nPrints the version.\n"},
 		{"routes",
 		 "usage: breeze-server routes\n"
@@ -652,6 +656,11 @@ int main(int argc, char **argv)
 			char *hv[] = {a0, a1, NULL};
 			return audit_cli_main(2, hv);
 		}
+		if (text != NULL && !strcmp(argv[2], "rotate-encryption-key")) {
+			static char r0[] = "rotate-encryption-key", r1[] = "--help";
+			char *hv[] = {r0, r1, NULL};
+			return settings_cli_main(2, hv);
+		}
 		if (text != NULL)
 			fputs(text, stdout);
 		else
@@ -684,6 +693,8 @@ int main(int argc, char **argv)
 		curl_global_cleanup();
 		return rc;
 	}
+	if (!strcmp(cmd, "rotate-encryption-key"))
+		return settings_cli_main(argc - 1, argv + 1);
 	if (command_usage(cmd) == NULL) {
 		fprintf(stderr, "breeze-server: unknown command '%s'\n", cmd);
 		usage(stderr);
