@@ -161,9 +161,9 @@ static int rotate_target(PGconn *c, const struct crypto_keyring *kr, const struc
 				return 0;
 			if ((rc = one_batch(c, kr, t, o->batch, last, &got, tl)) != 0)
 				return rc;
-			if (*budget > 0)
-				(*budget)--;
 			if (got > 0) {
+				if (*budget > 0)
+					(*budget)--;
 				tl->batches++;
 				fprintf(o->out,
 					"rotate-encryption-key: %s.%s: batch %d: %lld re-encrypted, "
