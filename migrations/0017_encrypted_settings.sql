@@ -11,6 +11,9 @@
 -- * webhooks.secret_enc keeps its values; the server writes new ones as
 --   "enc:v1:" and opens the older "v1:" form, and
 --   `breeze-server rotate-encryption-key` converts what is left.
+-- * user_mfa.secret_enc likewise: TOTP secrets (still under their own
+--   MFA_ENCRYPTION_KEY) are written as "enc:v1:" with associated data
+--   "user_mfa.secret_enc:<user id>"; older "v1:" ones are re-sealed on use.
 -- * encryption_key_usage counts, per key id, the values sealed under it
 --   (bumped in the transaction that stores them), so an operator sees a key
 --   approach the NIST SP 800-38D limit of 2^32 random-nonce encryptions.
@@ -33,6 +36,10 @@ ALTER TABLE sites ADD COLUMN settings_enc text
 ALTER TABLE webhooks DROP CONSTRAINT webhooks_secret_enc_check;
 ALTER TABLE webhooks ADD CONSTRAINT webhooks_secret_enc_sealed
     CHECK (secret_enc LIKE 'enc:v1:%' OR secret_enc LIKE 'v1:%');
+
+ALTER TABLE user_mfa DROP CONSTRAINT user_mfa_secret_enc_check;
+ALTER TABLE user_mfa ADD CONSTRAINT user_mfa_secret_enc_sealed
+    CHECK ((secret_enc LIKE 'enc:v1:%' OR secret_enc LIKE 'v1:%') AND length(secret_enc) <= 512);
 
 CREATE TABLE encryption_key_usage (
     key_id        text PRIMARY KEY CHECK (key_id ~ '^[A-Za-z0-9_-]{1,32}$'),

@@ -9,14 +9,18 @@ tenant isolation, audit rows with secret values redacted, and a clear 500
 settings_undecryptable (never garbage) for a value moved to another row or
 column, tampered, truncated, under an unknown key id or a wrong key."""
 import base64
+import hashlib
+import hmac
 import json
 import secrets
+import time
 import uuid
 
+import pyotp
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from conftest import assert_error, read_env_file, uniq
+from conftest import TEST_CLOCK, assert_error, read_env_file, uniq
 
 
 def site_url(sid):
@@ -29,6 +33,15 @@ def partner_url(pid):
 
 def b64url_decode(s):
     return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+
+
+def b64url(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def fingerprint(key_hex):
+    """A key's default id: HMAC-SHA-256 of a fixed label under it, 8 hex digits."""
+    return hmac.new(bytes.fromhex(key_hex), b"breeze aead key id v1", hashlib.sha256).hexdigest()[:8]
 
 
 def decrypt(env, value, aad):
@@ -268,3 +281,43 @@ def test_wrong_key_is_a_clear_error(spawn_server, bootstrap, two_sites, sql, api
     undecryptable(other2.get(site_url(a.site_id)))
     assert "unknown_key" in [x for x in srv2.log_text().splitlines()
                              if "encryption.undecryptable" in x][-1]
+
+
+def test_mfa_secret_in_the_pre_0017_form_opens_and_is_resealed(api, make_user, sql, db, env_values,
+                                                               clock):
+    """TOTP secrets share the format (under MFA_ENCRYPTION_KEY): one written
+    before migration 0017 ("v1:<fingerprint>:<nonce>:<ct‖tag>", the user id as
+    associated data) still logs in, and is rewritten as enc:v1 on that use."""
+    u = make_user("partner_technician")
+    r = u.api.post("/api/v1/auth/mfa/setup", json={"currentPassword": u.password})
+    assert r.status_code == 200, r.text
+    b32 = r.json()["secret"]
+    assert u.api.post("/api/v1/auth/mfa/enable", json={"code": totp_now(b32)}).status_code == 200
+    (enc,), = sql("SELECT secret_enc FROM user_mfa WHERE user_id = %s", u.id)
+    key = env_values["MFA_ENCRYPTION_KEY"]
+    assert enc.startswith(f"enc:v1:{fingerprint(key)}:")
+    raw = base64.b32decode(b32 + "=" * (-len(b32) % 8))
+    assert decrypt_bytes(key, enc, f"user_mfa.secret_enc:{u.id}") == raw
+    nonce = secrets.token_bytes(12)
+    legacy = (f"v1:{fingerprint(key)}:{b64url(nonce)}:"
+              f"{b64url(AESGCM(bytes.fromhex(key)).encrypt(nonce, raw, u.id.encode()))}")
+    with db.cursor() as cur:
+        cur.execute("UPDATE user_mfa SET secret_enc = %s WHERE user_id = %s", (legacy, u.id))
+    clock.advance(30)
+    r = api.post("/api/v1/auth/login", json={"email": u.email, "password": u.password}, token=None)
+    assert r.status_code == 200 and r.json()["mfaRequired"], r.text
+    r = api.post("/api/v1/auth/mfa/verify", json={"mfaToken": r.json()["mfaToken"],
+                                                  "code": totp_now(b32)}, token=None)
+    assert r.status_code == 200, r.text
+    (after,), = sql("SELECT secret_enc FROM user_mfa WHERE user_id = %s", u.id)
+    assert after.startswith("enc:v1:")
+    assert decrypt_bytes(key, after, f"user_mfa.secret_enc:{u.id}") == raw
+
+
+def totp_now(b32):
+    return pyotp.TOTP(b32).at(int(time.time() + TEST_CLOCK.offset))
+
+
+def decrypt_bytes(key_hex, value, aad):
+    raw = b64url_decode(value.split(":")[3])
+    return AESGCM(bytes.fromhex(key_hex)).decrypt(raw[:12], raw[12:], aad.encode())
