@@ -14,8 +14,8 @@
 #include "common/err.h"
 #include "crypto/crypto.h"
 
-#define NONCE_LEN 12
-#define TAG_LEN 16
+#define NONCE_LEN CRYPTO_AEAD_NONCE_LEN
+#define TAG_LEN CRYPTO_AEAD_TAG_LEN
 #define PREFIX "v1:"
 #define KEY_ID_LABEL "breeze aead key id v1"
 
@@ -48,11 +48,9 @@ void crypto_aead_key_wipe(struct crypto_aead_key *k)
 	OPENSSL_cleanse(k, sizeof(*k));
 }
 
-/* One AES-256-GCM pass: encrypts (ENC 1) or decrypts IN into OUT (INLEN
- * bytes) with NONCE and AAD, producing or checking TAG. Returns 0,
- * BZ_ERR_UNAUTHORIZED (tag mismatch on decryption) or BZ_ERR_CRYPTO. */
-static int gcm(int enc, const uint8_t *key, const uint8_t *nonce, const void *aad, size_t aadlen,
-	       const uint8_t *in, size_t inlen, uint8_t *out, uint8_t *tag)
+/* One AES-256-GCM pass (aead.h). */
+int crypto_aead_gcm(int enc, const uint8_t *key, const uint8_t *nonce, const void *aad,
+		    size_t aadlen, const uint8_t *in, size_t inlen, uint8_t *out, uint8_t *tag)
 {
 	EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
 	int len = 0, rc = BZ_ERR_CRYPTO;
@@ -91,7 +89,8 @@ char *crypto_aead_seal(const struct crypto_aead_key *key, const void *plain, siz
 		return NULL;
 	if ((ct = malloc(plainlen + TAG_LEN)) == NULL)
 		return NULL;
-	if (gcm(1, key->key, nonce, aad, aadlen, plain, plainlen, ct, ct + plainlen) != 0)
+	if (crypto_aead_gcm(1, key->key, nonce, aad, aadlen, plain, plainlen, ct, ct + plainlen) !=
+	    0)
 		goto out;
 	n64 = crypto_base64url_encode(nonce, sizeof(nonce));
 	c64 = crypto_base64url_encode(ct, plainlen + TAG_LEN);
@@ -162,7 +161,8 @@ int crypto_aead_open(const struct crypto_aead_key *keys, size_t nkeys, const cha
 	rc = BZ_ERR_NOMEM;
 	if ((pt = malloc(ctlen - TAG_LEN + 1)) == NULL)
 		goto out;
-	rc = gcm(0, keys[k].key, nonce, aad, aadlen, ct, ctlen - TAG_LEN, pt, ct + ctlen - TAG_LEN);
+	rc = crypto_aead_gcm(0, keys[k].key, nonce, aad, aadlen, ct, ctlen - TAG_LEN, pt,
+			     ct + ctlen - TAG_LEN);
 	if (rc != 0) {
 		OPENSSL_cleanse(pt, ctlen - TAG_LEN + 1);
 		free(pt);

@@ -23,6 +23,8 @@
 #define CRYPTO_AEAD_KEY_LEN 32	   /* AES-256 */
 #define CRYPTO_AEAD_KEY_ID_LEN 8   /* hex digits, without the NUL */
 #define CRYPTO_AEAD_MAX_PLAIN 4096 /* bytes a sealed value may hold */
+#define CRYPTO_AEAD_NONCE_LEN 12   /* 96-bit GCM IV (NIST SP 800-38D §8.2) */
+#define CRYPTO_AEAD_TAG_LEN 16	   /* 128-bit GCM tag */
 
 /* A key and its id. Wipe with crypto_aead_key_wipe() when done. */
 struct crypto_aead_key {
@@ -36,6 +38,17 @@ int crypto_aead_key_from_hex(const char *key_hex, struct crypto_aead_key *out);
 
 /* Zeroes K. */
 void crypto_aead_key_wipe(struct crypto_aead_key *k);
+
+/*
+ * One AES-256-GCM pass with OpenSSL EVP: encrypts (ENC 1) or decrypts
+ * (ENC 0) IN (INLEN bytes) into OUT (INLEN bytes) under the 32-byte KEY with
+ * the CRYPTO_AEAD_NONCE_LEN-byte NONCE and AAD (AADLEN bytes, may be NULL
+ * when 0), writing or checking the CRYPTO_AEAD_TAG_LEN-byte TAG. Shared by
+ * this format and crypto/envelope.h. Returns 0, BZ_ERR_UNAUTHORIZED (tag
+ * mismatch on decryption; OUT must then be discarded) or BZ_ERR_CRYPTO.
+ */
+int crypto_aead_gcm(int enc, const uint8_t *key, const uint8_t *nonce, const void *aad,
+		    size_t aadlen, const uint8_t *in, size_t inlen, uint8_t *out, uint8_t *tag);
 
 /*
  * Seals PLAIN (PLAINLEN bytes, at most CRYPTO_AEAD_MAX_PLAIN) under KEY with

@@ -7,6 +7,7 @@
 
 #include "common/err.h"
 #include "crypto/crypto.h"
+#include "crypto/envelope.h"
 #include "server/redis/redis.h"
 
 #include <ctype.h>
@@ -143,6 +144,7 @@ enum var_type {
 	VAR_RATE_FAIL, /* local or deny */
 	VAR_PATH,      /* an absolute file-system path */
 	VAR_SSRF,      /* SSRF_ALLOWLIST (ssrf_policy_parse) */
+	VAR_STRING,    /* borrowed as is; checked with the variables it goes with */
 };
 
 enum var_need {
@@ -217,6 +219,11 @@ static const struct var vars[] = {
 	 F(listen_host)},
 	SECRET_ROW(SECRET_JWT, VAR_SECRET, NEED_ALWAYS),
 	SECRET_ROW(SECRET_APP_ENCRYPTION_KEY, VAR_KEY_HEX, NEED_PRODUCTION),
+	/* Checked with APP_ENCRYPTION_KEY by check_keyring(). */
+	{"APP_ENCRYPTION_KEY_ID", VAR_STRING, 1, NEED_OPTIONAL, NULL, NULL, 0, 0, PROD_NONE,
+	 F(app_encryption_key_id)},
+	{"APP_ENCRYPTION_KEYRING", VAR_STRING, 1, NEED_OPTIONAL, NULL, NULL, 0, 0, PROD_NONE,
+	 F(app_encryption_keyring)},
 	SECRET_ROW(SECRET_MFA_ENCRYPTION_KEY, VAR_KEY_HEX, NEED_PRODUCTION),
 	SECRET_ROW(SECRET_MFA_ENCRYPTION_KEY_PREVIOUS, VAR_KEY_HEX, NEED_OPTIONAL),
 	SECRET_ROW(SECRET_MFA_RECOVERY_CODE_PEPPER, VAR_SECRET, NEED_PRODUCTION),
@@ -604,6 +611,9 @@ static void load_var(struct config *cfg, const struct var *v, const char *s, int
 			problem(p, 1, "%s: must be 64 hex characters (%s)", v->name,
 				v->type == VAR_SEED_HEX ? "an Ed25519 seed" : "a 256-bit key");
 		break;
+	case VAR_STRING:
+		memcpy(field, &s, sizeof(s));
+		break;
 	case VAR_PATH:
 		memcpy(field, &s, sizeof(s));
 		if (s[0] != '/' || strlen(s) >= CONFIG_PATH_MAX)
@@ -664,6 +674,53 @@ static void per_ip_default(struct config *cfg, struct config_problems *p)
 			"not each client (all clients share the proxy's address)");
 }
 
+/* 1 if secret S is a 64-hex key equal to one of KR's keys. */
+static int secret_in_ring(const char *s, const struct crypto_keyring *kr)
+{
+	struct crypto_aead_key k;
+	int found = 0;
+
+	if (s == NULL || crypto_aead_key_from_hex(s, &k) != 0)
+		return 0;
+	for (size_t i = 0; i < kr->n; i++)
+		found |= crypto_ct_equal(k.key, sizeof(k.key), kr->k[i].key, sizeof(k.key));
+	crypto_aead_key_wipe(&k);
+	return found;
+}
+
+/* APP_ENCRYPTION_KEY_ID and APP_ENCRYPTION_KEYRING (crypto_keyring_load's
+ * rules; fatal everywhere), and S5 for the previous keys as well: none may
+ * be another secret's value. Without APP_ENCRYPTION_KEY they are unused. */
+static void check_keyring(const struct config *cfg, int prod, struct config_problems *p)
+{
+	struct crypto_keyring kr;
+	const char *why = NULL;
+	const char *app = cfg->secrets[SECRET_APP_ENCRYPTION_KEY];
+
+	if (app == NULL) {
+		if (cfg->app_encryption_key_id != NULL || cfg->app_encryption_keyring != NULL)
+			problem(p, 1, "APP_ENCRYPTION_KEYRING: set without APP_ENCRYPTION_KEY");
+		return;
+	}
+	if (strlen(app) != 64 || strspn(app, "0123456789abcdefABCDEF") != 64)
+		return; /* APP_ENCRYPTION_KEY's own row reported it */
+	if (crypto_keyring_load(&kr, app, cfg->app_encryption_key_id, cfg->app_encryption_keyring,
+				&why) != 0) {
+		problem(p, 1, "%s: %s",
+			cfg->app_encryption_key_id != NULL &&
+					!crypto_env_key_id_valid(cfg->app_encryption_key_id)
+				? "APP_ENCRYPTION_KEY_ID"
+				: "APP_ENCRYPTION_KEYRING",
+			why != NULL ? why : "invalid");
+		return;
+	}
+	for (int s = 0; s < SECRET_COUNT; s++)
+		if (s != SECRET_APP_ENCRYPTION_KEY && secret_in_ring(cfg->secrets[s], &kr))
+			problem(p, prod, "APP_ENCRYPTION_KEYRING: must differ from %s (S5)",
+				secret_names[s]);
+	crypto_keyring_wipe(&kr);
+}
+
 int config_load(struct config *cfg, enum config_purpose purpose, struct config_problems *p)
 {
 	memset(cfg, 0, sizeof(*cfg));
@@ -706,6 +763,7 @@ int config_load(struct config *cfg, enum config_purpose purpose, struct config_p
 					secret_names[s]);
 		}
 	}
+	check_keyring(cfg, prod, p);
 	/* Reusing any other secret for two purposes is the same mistake. */
 	for (int a = 0; a < SECRET_COUNT; a++)
 		for (int b = a + 1; b < SECRET_COUNT; b++)

@@ -47,6 +47,7 @@
 #include "server/outbound/outbound.h"
 #include "server/outbound/webhooks.h"
 #include "server/routes.h"
+#include "server/settings/settings.h"
 
 
 static void usage(FILE *f)
@@ -61,6 +62,8 @@ static void usage(FILE *f)
 	      "  gen-secrets  print a fresh set of secrets in env-file form\n"
 	      "  audit        verify | export | checkpoint | public-key | prune (audit help)\n"
 	      "  check        judge a deployment against the security checklist (check --help)\n"
+	      "  rotate-encryption-key  re-encrypt stored values under APP_ENCRYPTION_KEY\n"
+	      "               [--dry-run] [--batch N] [--max-batches N]\n"
 	      "  routes       print the route table as JSON lines (method, path, flags, permission)\n"
 	      "  version      print the version\n"
 	      "  help         this text; help COMMAND or COMMAND --help for one command\n"
@@ -100,8 +103,9 @@ static const char *command_usage(const char *cmd)
 		 "usage: breeze-server gen-secrets\n"
 		 "\n"
 		 "Prints a fresh set of secrets (32 random bytes each) in env-file form.\n"},
-		{"audit", NULL}, /* audit_cli_main has its own */
-		{"check", NULL}, /* check_cli_main has its own */
+		{"audit", NULL},		 /* audit_cli_main has its own */
+		{"rotate-encryption-key", NULL}, /* settings_cli_main has its own */
+		{"check", NULL},		 /* check_cli_main has its own */
 		{"version", "usage: breeze-server version\n\nPrints the version.\n"},
 		{"routes",
 		 "usage: breeze-server routes\n"
@@ -671,6 +675,11 @@ int main(int argc, char **argv)
 			char *hv[] = {c0, c1, NULL};
 			return check_cli_main(2, hv);
 		}
+		if (text != NULL && !strcmp(argv[2], "rotate-encryption-key")) {
+			static char r0[] = "rotate-encryption-key", r1[] = "--help";
+			char *hv[] = {r0, r1, NULL};
+			return settings_cli_main(2, hv);
+		}
 		if (text != NULL)
 			fputs(text, stdout);
 		else
@@ -709,6 +718,8 @@ int main(int argc, char **argv)
 		curl_global_cleanup();
 		return rc;
 	}
+	if (!strcmp(cmd, "rotate-encryption-key"))
+		return settings_cli_main(argc - 1, argv + 1);
 	if (command_usage(cmd) == NULL) {
 		fprintf(stderr, "breeze-server: unknown command '%s'\n", cmd);
 		usage(stderr);

@@ -11,6 +11,7 @@
 #include "server/http/health.h"
 #include "server/http/static.h"
 #include "server/outbound/webhooks_api.h"
+#include "server/settings/settings_api.h"
 #include "server/tenancy/tenancy_api.h"
 
 struct route *routes_all(size_t *n)
@@ -35,6 +36,7 @@ struct route *routes_all(size_t *n)
 		{audit_query_routes, audit_query_routes_count},
 		{audit_verify_routes, audit_verify_routes_count},
 		{webhook_routes, webhook_routes_count},
+		{settings_routes, settings_routes_count},
 	};
 	size_t total = 0, off = 0;
 

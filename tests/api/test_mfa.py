@@ -105,7 +105,8 @@ def test_setup_answer_and_storage(make_user, sql):
     assert all(RECOVERY_RE.match(c) for c in s["recoveryCodes"])
     # Only ciphertext and keyed hashes are stored.
     (enc,), = sql("SELECT secret_enc FROM user_mfa WHERE user_id = %s", u.id)
-    assert re.fullmatch(r"v1:[0-9a-f]{8}:[A-Za-z0-9_-]{16}:[A-Za-z0-9_-]+", enc), enc
+    # enc:v1:<key fingerprint>:<base64url(nonce ‖ ciphertext ‖ tag)> (docs/encryption.md)
+    assert re.fullmatch(r"enc:v1:[0-9a-f]{8}:[A-Za-z0-9_-]{64}", enc), enc
     assert s["secret"] not in enc
     hashes = [h for (h,) in sql("SELECT code_hash FROM mfa_recovery_codes WHERE user_id = %s", u.id)]
     assert len(hashes) == 10
@@ -334,7 +335,7 @@ def test_key_rotation_with_previous_key(api, enrolled, spawn_server, env, sql, c
     r = verify(client, mfa_login(client, enrolled), code=code(enrolled.secret))
     assert r.status_code == 200, r.text
     (after,), = sql("SELECT secret_enc FROM user_mfa WHERE user_id = %s", enrolled.id)
-    assert after.split(":")[1] != before.split(":")[1], (before, after)
+    assert after.split(":")[2] != before.split(":")[2], (before, after)  # the key id
     # From now on the new key alone is enough.
     clock.advance(30)
     c2 = Api(alone.url)

@@ -103,7 +103,7 @@ def test_viewer_reads_but_cannot_write(tenants):
 def test_secret_sealed_at_rest(admin, tenants, sql):
     w = created(admin, tenants.a.id)
     (enc,) = sql("SELECT secret_enc FROM webhooks WHERE id = %s", w["id"])[0]
-    assert enc.startswith("v1:")
+    assert enc.startswith("enc:v1:")  # docs/encryption.md (migration 0017)
     assert w["secret"] not in enc and w["secret"][6:] not in enc and w["secret"][6:20] not in enc
 
 

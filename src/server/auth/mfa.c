@@ -3,10 +3,13 @@
  * helpers the login's second step shares (mfa_internal.h).
  *
  * The secret exists in clear only in memory: at rest it is sealed with
- * AES-256-GCM under MFA_ENCRYPTION_KEY, the user id bound in as associated
- * data (crypto/aead.h), so a ciphertext copied to another user's row does
- * not open. A secret sealed under MFA_ENCRYPTION_KEY_PREVIOUS still opens
- * and is re-sealed under the current key the next time it is used.
+ * AES-256-GCM under MFA_ENCRYPTION_KEY as "enc:v1:<key fingerprint>:…"
+ * with "user_mfa.secret_enc:<user id>" as associated data (crypto/
+ * envelope.h, docs/encryption.md), so a ciphertext copied to another
+ * user's row does not open. A secret sealed under
+ * MFA_ENCRYPTION_KEY_PREVIOUS, or in the "v1:" form of before migration
+ * 0017 (crypto/aead.h, the user id as associated data), still opens and is
+ * re-sealed under the current key the next time it is used.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +22,7 @@
 #include "server/auth/mfa_internal.h"
 #include "server/config.h"
 #include "server/db/db.h"
+#include "server/settings/settings.h"
 
 /* Recovery-code alphabet: no 0/O, 1/I/L (unambiguous when read aloud or
  * typed from paper). 31 symbols, 8 per code: about 39.6 bits each. */
@@ -37,11 +41,13 @@ int mfa_keys_load(const struct config *cfg, struct mfa_keys *keys, struct bz_err
 
 	memset(keys, 0, sizeof(*keys));
 	keys->pepper = cfg->secrets[SECRET_MFA_RECOVERY_CODE_PEPPER];
-	if (cur == NULL || keys->pepper == NULL || crypto_aead_key_from_hex(cur, &keys->k[0]) != 0)
+	if (cur == NULL || keys->pepper == NULL)
 		goto unavailable;
-	keys->n = 1;
-	if (prev != NULL && crypto_aead_key_from_hex(prev, &keys->k[1]) == 0)
-		keys->n = 2;
+	/* Keys named by fingerprint; a previous key equal to the current one
+	 * (a configuration warning outside production) is just left out. */
+	if (crypto_keyring_load(&keys->ring, cur, NULL, prev, NULL) != 0 &&
+	    crypto_keyring_load(&keys->ring, cur, NULL, NULL, NULL) != 0)
+		goto unavailable;
 	return 0;
 unavailable:
 	mfa_keys_wipe(keys);
@@ -168,17 +174,28 @@ int mfa_recovery_use(PGconn *c, const struct mfa_keys *keys, const char *user_id
 
 /* ---- TOTP secrets ---- */
 
-/* Re-seals SECRET under the current key (rotation, MFA_ENCRYPTION_KEY_PREVIOUS). */
+/* Seals SECRET (LEN bytes) of USER_ID under the current key into *SEALED
+ * (caller frees), counting the encryption on C (settings.h). */
+static int seal(PGconn *c, const struct mfa_keys *keys, const char *user_id, const uint8_t *secret,
+		size_t len, char **sealed)
+{
+	int rc = settings_seal(c, &keys->ring, "user_mfa", "secret_enc", user_id, secret, len,
+			       sealed);
+	return rc == BZ_ERR_DB ? BZ_ERR_DB : rc != 0 ? BZ_ERR_CRYPTO : 0;
+}
+
+/* Re-seals SECRET under the current key (rotation, MFA_ENCRYPTION_KEY_PREVIOUS,
+ * or the pre-0017 format). */
 static int reseal(PGconn *c, const struct mfa_keys *keys, const char *user_id,
 		  const uint8_t *secret, size_t len)
 {
 	static const char *sql = "UPDATE user_mfa SET secret_enc = $2 WHERE user_id = $1::uuid";
-	char *sealed = crypto_aead_seal(&keys->k[0], secret, len, user_id, strlen(user_id));
-	const char *p[2] = {user_id, sealed};
+	char *sealed = NULL;
 	int rc;
 
-	if (sealed == NULL)
-		return BZ_ERR_CRYPTO;
+	if ((rc = seal(c, keys, user_id, secret, len, &sealed)) != 0)
+		return rc;
+	const char *p[2] = {user_id, sealed};
 	rc = db_exec(c, sql, 2, p) == 0 ? 0 : BZ_ERR_DB;
 	free(sealed);
 	return rc;
@@ -213,7 +230,8 @@ int mfa_totp_use(PGconn *c, const struct mfa_keys *keys, const char *user_id, in
 	const char *p[2] = {user_id, enabled ? "true" : "false"};
 	PGresult *r = db_query(c, sql, 2, p, NULL);
 	uint8_t *secret = NULL;
-	size_t len = 0, used = 0;
+	size_t len = 0;
+	int used = 0;
 	int64_t last_step;
 	int rc;
 
@@ -224,8 +242,9 @@ int mfa_totp_use(PGconn *c, const struct mfa_keys *keys, const char *user_id, in
 		return BZ_ERR_NOT_FOUND;
 	}
 	last_step = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
-	rc = crypto_aead_open(keys->k, keys->n, PQgetvalue(r, 0, 0), user_id, strlen(user_id),
-			      &secret, &len, &used);
+	/* The pre-0017 form has the bare user id as associated data. */
+	rc = settings_open(&keys->ring, "user_mfa", "secret_enc", user_id, PQgetvalue(r, 0, 0),
+			   user_id, &secret, &len, &used, NULL);
 	PQclear(r);
 	if (rc != 0)
 		/* A secret no configured key opens (lost key, moved row) is an
@@ -298,10 +317,11 @@ static int new_pending_secret(PGconn *c, const struct mfa_keys *keys, const stru
 
 	if (crypto_random_bytes(secret, sizeof(secret)) != 0)
 		goto out;
-	sealed = crypto_aead_seal(&keys->k[0], secret, sizeof(secret), who->user_id,
-				  strlen(who->user_id));
+	if ((rc = seal(c, keys, who->user_id, secret, sizeof(secret), &sealed)) != 0)
+		goto out;
+	rc = BZ_ERR_CRYPTO;
 	b32 = crypto_base32_encode(secret, sizeof(secret));
-	if (sealed == NULL || b32 == NULL || strlen(b32) >= sizeof(out->secret))
+	if (b32 == NULL || strlen(b32) >= sizeof(out->secret))
 		goto out;
 	const char *p[2] = {who->user_id, sealed};
 	if (db_exec(c, sql, 2, p) != 0) {

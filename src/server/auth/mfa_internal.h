@@ -5,14 +5,18 @@
 #ifndef BZ_MFA_INTERNAL_H
 #define BZ_MFA_INTERNAL_H
 
-#include "crypto/aead.h"
+#include "crypto/envelope.h"
 #include "server/auth/mfa.h"
 
-/* MFA_ENCRYPTION_KEY (k[0]), MFA_ENCRYPTION_KEY_PREVIOUS (k[1], when set)
- * and MFA_RECOVERY_CODE_PEPPER (borrowed). */
+/* MFA_ENCRYPTION_KEY (ring.k[0]) and MFA_ENCRYPTION_KEY_PREVIOUS (ring.k[1],
+ * when set and different), each named by its fingerprint, and
+ * MFA_RECOVERY_CODE_PEPPER (borrowed). TOTP secrets are "enc:v1:" values
+ * (crypto/envelope.h, docs/encryption.md) with associated data
+ * "user_mfa.secret_enc:<user id>"; ones sealed before migration 0017 are
+ * crypto/aead.h's "v1:" with the user id as associated data, and still
+ * open. */
 struct mfa_keys {
-	struct crypto_aead_key k[2];
-	size_t n;
+	struct crypto_keyring ring;
 	const char *pepper;
 };
 
@@ -26,8 +30,8 @@ void mfa_keys_wipe(struct mfa_keys *keys);
 /*
  * Checks TOTP CODE against USER_ID's secret (the live one when ENABLED,
  * the pending one otherwise), locking its row; on success records the
- * code's step as used (and re-seals a secret found under the previous key
- * with the current one). Returns 0, BZ_ERR_NOT_FOUND (no such secret),
+ * code's step as used (and re-seals a secret found under the previous key,
+ * or in the old format, with the current one). Returns 0, BZ_ERR_NOT_FOUND (no such secret),
  * BZ_ERR_UNAUTHORIZED (wrong, out of window or already used),
  * BZ_ERR_CRYPTO or BZ_ERR_DB.
  */

@@ -17,6 +17,7 @@
 #include "server/db/db.h"
 #include "server/outbound/outbound.h"
 #include "server/outbound/webhooks_internal.h"
+#include "server/settings/settings.h"
 
 #define LEASE_S 120	       /* a claimed row is another instance's again after this */
 #define SEND_TIMEOUT_MS 10000  /* whole request; below LEASE_S */
@@ -286,16 +287,18 @@ static void audit_blocked(PGconn *c, const struct claimed *d, const struct outbo
 static int open_secret(const struct config *cfg, const struct claimed *d,
 		       char secret[WEBHOOK_SECRET_LEN + 1])
 {
-	struct crypto_aead_key k;
+	struct crypto_keyring kr;
 	uint8_t *plain = NULL;
 	size_t len = 0;
-	char aad[64];
+	char legacy[64];
 
-	if (webhook_key(cfg, &k, NULL) != 0)
+	if (settings_keyring(cfg, &kr, NULL) != 0)
 		return BZ_ERR_UNAVAILABLE;
-	snprintf(aad, sizeof(aad), "webhooks.secret:%s", d->webhook_id);
-	int rc = crypto_aead_open(&k, 1, d->sealed, aad, strlen(aad), &plain, &len, NULL);
-	crypto_aead_key_wipe(&k);
+	/* Secrets sealed before migration 0017 are in crypto/aead.h's form. */
+	snprintf(legacy, sizeof(legacy), "webhooks.secret:%s", d->webhook_id);
+	int rc = settings_open(&kr, "webhooks", "secret_enc", d->webhook_id, d->sealed, legacy,
+			       &plain, &len, NULL, NULL);
+	crypto_keyring_wipe(&kr);
 	if (rc == 0 && len > WEBHOOK_SECRET_LEN)
 		rc = BZ_ERR_INVALID;
 	if (rc == 0) {

@@ -11,11 +11,12 @@
 #include <strings.h>
 
 #include "common/text.h"
-#include "crypto/aead.h"
+#include "crypto/envelope.h"
 #include "crypto/crypto.h"
 #include "server/db/db.h"
 #include "server/outbound/webhooks.h"
 #include "server/outbound/webhooks_internal.h"
+#include "server/settings/settings.h"
 
 const char *const webhook_events[] = {
 	"*",
@@ -256,34 +257,25 @@ static void url_host(const char *url, char *out, size_t len)
 	curl_url_cleanup(u);
 }
 
-int webhook_key(const struct config *cfg, struct crypto_aead_key *k, struct bz_errinfo *why)
-{
-	const char *hex = cfg->secrets[SECRET_APP_ENCRYPTION_KEY];
-
-	if (hex == NULL || crypto_aead_key_from_hex(hex, k) != 0)
-		return bz_fail(why, BZ_ERR_UNAVAILABLE, "encryption_key_missing", NULL,
-			       "webhooks need APP_ENCRYPTION_KEY");
-	return 0;
-}
-
 /* A new secret into SECRET, sealed for webhook ID into *SEALED (caller
- * frees). */
-static int new_secret(const struct config *cfg, const char *id, char secret[WEBHOOK_SECRET_LEN + 1],
-		      char **sealed, struct bz_errinfo *why)
+ * frees) as "enc:v1:" under the active key with associated data
+ * "webhooks.secret_enc:<id>", counted on C (settings.h). */
+static int new_secret(PGconn *c, const struct config *cfg, const char *id,
+		      char secret[WEBHOOK_SECRET_LEN + 1], char **sealed, struct bz_errinfo *why)
 {
-	struct crypto_aead_key k;
-	char aad[64];
+	struct crypto_keyring kr;
 	int rc;
 
 	*sealed = NULL;
-	if ((rc = webhook_key(cfg, &k, why)) != 0)
+	if ((rc = settings_keyring(cfg, &kr, why)) != 0)
 		return rc;
 	memcpy(secret, "whsec_", 6);
-	snprintf(aad, sizeof(aad), "webhooks.secret:%s", id);
-	if (crypto_random_hex(32, secret + 6) == 0)
-		*sealed = crypto_aead_seal(&k, secret, strlen(secret), aad, strlen(aad));
-	crypto_aead_key_wipe(&k);
-	return *sealed == NULL ? BZ_ERR_CRYPTO : 0;
+	rc = crypto_random_hex(32, secret + 6) == 0 ? 0 : BZ_ERR_CRYPTO;
+	if (rc == 0)
+		rc = settings_seal(c, &kr, "webhooks", "secret_enc", id, secret, strlen(secret),
+				   sealed);
+	crypto_keyring_wipe(&kr);
+	return rc;
 }
 
 static void audit_of(struct audit_event *ev, const char *action, const struct webhook *w,
@@ -323,7 +315,7 @@ int webhook_create(PGconn *c, const struct config *cfg, const struct tenancy_sco
 	}
 	text_copy(id, sizeof(id), PQgetvalue(r, 0, 0));
 	PQclear(r);
-	if ((rc = new_secret(cfg, id, secret, &sealed, why)) != 0)
+	if ((rc = new_secret(c, cfg, id, secret, &sealed, why)) != 0)
 		goto done;
 	const char *p[7] = {
 		id,	org,	       in->url, events, in->enabled == 0 ? "false" : "true",

@@ -4,8 +4,10 @@
  *
  * A webhook is {url, events[], enabled} of one organization with a signing
  * secret generated at creation ("whsec_" + 64 hex digits), returned once
- * and stored only sealed with AES-256-GCM under APP_ENCRYPTION_KEY
- * (crypto/aead.h) with associated data "webhooks.secret:<id>".
+ * and stored only sealed with AES-256-GCM under APP_ENCRYPTION_KEY as
+ * "enc:v1:<key id>:…" (crypto/envelope.h, server/settings/settings.h) with
+ * associated data "webhooks.secret_enc:<id>"; secrets sealed before
+ * migration 0017 ("v1:…", AAD "webhooks.secret:<id>") still open.
  *
  * Deliveries are queued by a trigger on audit_log (migration 0014) in the
  * transaction of the event's audit row, and sent by the worker of

@@ -6,7 +6,6 @@
 
 #include <stdatomic.h>
 
-#include "crypto/aead.h"
 #include "server/outbound/webhooks.h"
 
 /* Row I of R (columns of WH_COLS in webhooks.c) into W. */
@@ -17,10 +16,6 @@ json_t *webhook_events_json(const struct webhook *w);
 
 /* BZ_ERR_FORBIDDEN (with WHY) for a site-limited scope, else 0. */
 int webhook_scope_check(const struct tenancy_scope *sc, struct bz_errinfo *why);
-
-/* APP_ENCRYPTION_KEY of CFG into K (wipe it after use). Returns 0 or
- * BZ_ERR_UNAVAILABLE (unset or not a key) with WHY. */
-int webhook_key(const struct config *cfg, struct crypto_aead_key *k, struct bz_errinfo *why);
 
 /* webhook_deliver_due() that stops sending (and hands claimed rows back)
  * once *STOP is set (may be NULL). */
