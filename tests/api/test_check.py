@@ -187,6 +187,7 @@ def test_a_bad_deployment_fails_every_item_check_can_judge(services, fresh_db, t
         cur.execute("ALTER TABLE devices ADD COLUMN agent_token text")
         cur.execute("ALTER TABLE enrollment_keys ALTER COLUMN expires_at DROP NOT NULL")
         cur.execute("UPDATE roles SET force_mfa = false WHERE name = 'org_admin'")
+        cur.execute("ALTER TABLE partners ADD COLUMN settings jsonb")  # O2: plaintext again
     boot = dict(base_process_env(), DATABASE_URL=with_db(env["DATABASE_URL"], name),
                 MIGRATION_DATABASE_URL=with_db(env["MIGRATION_DATABASE_URL"], name),
                 **gen_secrets())
@@ -228,7 +229,7 @@ def test_a_bad_deployment_fails_every_item_check_can_judge(services, fresh_db, t
     assert r.returncode == 1
     must_fail = ["S1", "S2", "S3", "S4", "S5", "N1", "N2", "N3", "N4", "N5", "N6", "N7", "N8",
                  "N9", "N10", "K1", "K2", "K3", "K4", "K5", "A1", "A2", "A3", "A4", "G1", "G5",
-                 "M1", "M2", "M4", "L3", "L4", "L5", "R1", "R5"]
+                 "M1", "M2", "M4", "L3", "L4", "L5", "O2", "R1", "R5"]
     wrong = {i: rows[i] for i in must_fail if rows[i]["result"] != "FAIL"}
     assert not wrong, json.dumps(wrong, indent=1)
     for i in ("A5", "A7", "O1", "R2", "R3", "R4", "G4"):

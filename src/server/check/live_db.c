@@ -22,6 +22,7 @@
 #include "server/check/check_internal.h"
 #include "server/db/db.h"
 #include "server/redis/redis.h"
+#include "server/settings/settings.h"
 
 /* A role that can manage users or roles: an administrator (A1, A2). */
 #define ADMIN_ROLE_SQL                                                                             \
@@ -324,12 +325,83 @@ static void enrolment_secret(struct check_ctx *ctx, PGconn *c)
 			  "AGENT_ENROLLMENT_SECRET was rotated after the first enrolment (%s)", a);
 }
 
+/* The encrypted columns (O2): values not in the sealed format, values
+ * still under a previous key, and a key near its encryption limit. */
+#define SEALED_COLUMNS_SQL                                                                          \
+	"SELECT 'partners.settings_enc', settings_enc FROM partners WHERE settings_enc IS NOT NULL" \
+	" UNION ALL SELECT 'sites.settings_enc', settings_enc FROM sites"                           \
+	"  WHERE settings_enc IS NOT NULL"                                                          \
+	" UNION ALL SELECT 'webhooks.secret_enc', secret_enc FROM webhooks"
+
+static void encrypted_settings(struct check_ctx *ctx, PGconn *c)
+{
+	struct crypto_keyring kr;
+	struct bz_errinfo why = {0};
+	char plain[32], old[512], legacy[32], high[32];
+
+	if (settings_keyring(&ctx->cfg, &kr, &why) != 0) {
+		check_add(&ctx->rep, "O2", CHECK_FAIL, "APP_ENCRYPTION_KEY is not usable");
+		return;
+	}
+	char active_id[CRYPTO_ENV_KEY_ID_MAX + 1], sql[1024];
+	const char *active = active_id;
+	snprintf(active_id, sizeof(active_id), "%s", kr.k[0].id);
+	snprintf(sql, sizeof(sql),
+		 "SELECT count(*) FROM (" SEALED_COLUMNS_SQL ") v(col, val)"
+		 " WHERE val NOT LIKE 'enc:v1:%%' AND val NOT LIKE 'v1:%%'");
+	int bad =
+		one(c,
+		    "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'public'"
+		    "   AND table_name IN ('partners', 'sites') AND column_name = 'settings'",
+		    legacy, sizeof(legacy)) != 0 ||
+		one(c, sql, plain, sizeof(plain)) != 0 ||
+		one(c, "SELECT count(*) FROM encryption_key_usage WHERE encryptions >= 2147483648",
+		    high, sizeof(high)) != 0;
+	PGresult *r =
+		bad ? NULL
+		    : db_query(
+			      c,
+			      "SELECT coalesce(string_agg(col || ' ' || n || ' under '"
+			      "   || coalesce(nullif(k, ''), 'v1'), ', '), '') FROM ("
+			      "  SELECT col, CASE WHEN val LIKE 'enc:v1:%' THEN split_part(val, ':', 3)"
+			      "   ELSE '' END AS k, count(*)::text AS n FROM (" SEALED_COLUMNS_SQL
+			      ") v(col, val) GROUP BY 1, 2) g WHERE k IS DISTINCT FROM $1",
+			      1, &active, NULL);
+	crypto_keyring_wipe(&kr);
+	if (r == NULL) {
+		check_add(&ctx->rep, "O2", CHECK_MANUAL, "the encrypted columns could not be read");
+		return;
+	}
+	snprintf(old, sizeof(old), "%s", db_val(r, 0, 0) ? db_val(r, 0, 0) : "");
+	PQclear(r);
+	if (strcmp(legacy, "0") != 0 || strcmp(plain, "0") != 0)
+		check_add(&ctx->rep, "O2", CHECK_FAIL,
+			  "%s plaintext settings column(s), %s value(s) not sealed", legacy, plain);
+	else if (*old)
+		check_add(&ctx->rep, "O2", CHECK_WARN,
+			  "values not under the active key %s: %s (run `breeze-server "
+			  "rotate-encryption-key`)",
+			  active, old);
+	else
+		check_add(
+			&ctx->rep, "O2", CHECK_PASS,
+			"partner and site settings and webhook secrets are AES-256-GCM sealed under "
+			"the active key %s",
+			active);
+	if (strcmp(high, "0") != 0)
+		check_add(
+			&ctx->rep, "O2", CHECK_WARN,
+			"%s key(s) sealed 2^31 values or more: the NIST SP 800-38D limit for random "
+			"nonces is 2^32; rotate to a new key",
+			high);
+}
+
 int check_live_db(struct check_ctx *ctx)
 {
 	PGconn *c;
 
 	if (ctx->cfg.database_url == NULL || (c = db_connect(ctx->cfg.database_url)) == NULL) {
-		const char *ids[] = {"N2", "A1", "A2", "G1", "G5", "L3", "L4", "L5", "S6"};
+		const char *ids[] = {"N2", "A1", "A2", "G1", "G5", "L3", "L4", "L5", "S6", "O2"};
 		for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++)
 			check_add(&ctx->rep, ids[i], CHECK_FAIL,
 				  "cannot connect to PostgreSQL (DATABASE_URL)");
@@ -342,6 +414,7 @@ int check_live_db(struct check_ctx *ctx)
 	audit_rules(ctx, c);
 	chains(ctx, c);
 	enrolment_secret(ctx, c);
+	encrypted_settings(ctx, c);
 	PQfinish(c);
 	return 0;
 }
