@@ -54,14 +54,15 @@ struct config {
 	const char *redis_url;		      /* borrowed */
 	const char *audit_admin_database_url; /* borrowed; NULL disables the retention worker */
 	int audit_retention_days;	      /* default for organizations without their own, 365 */
-	int audit_checkpoint_interval_s;   /* signed checkpoints every N s, default 300; 0 = off */
-	int audit_retention_interval_s;	   /* retention pass every N s, default 86400; 0 = off */
-	const char *secrets[SECRET_COUNT]; /* borrowed; NULL when unset */
-	unsigned database_pool_size;	   /* connections, 1..200, default 8 */
-	int enable_registration;	   /* 0/1, default 0 */
-	int64_t session_max_age_s;	   /* absolute session lifetime, default 86400 (A5) */
-	int64_t session_idle_timeout_s;	   /* unused session dies, default 28800; 0 = off */
-	int refresh_reuse_grace_s;	   /* 0..60, default 0 (strict reuse detection, A7) */
+	int audit_checkpoint_interval_s; /* signed checkpoints every N s, default 300; 0 = off */
+	int audit_verify_interval_s;	 /* verify every chain every N s, default 86400; 0 = off */
+	int audit_retention_interval_s;	 /* retention pass every N s, default 86400; 0 = off */
+	const char *secrets[SECRET_COUNT];     /* borrowed; NULL when unset */
+	unsigned database_pool_size;	       /* connections, 1..200, default 8 */
+	int enable_registration;	       /* 0/1, default 0 */
+	int64_t session_max_age_s;	       /* absolute session lifetime, default 86400 (A5) */
+	int64_t session_idle_timeout_s;	       /* unused session dies, default 28800; 0 = off */
+	int refresh_reuse_grace_s;	       /* 0..60, default 0 (strict reuse detection, A7) */
 	struct config_origins allowed_origins; /* ALLOWED_ORIGINS, normalized */
 	/* WEB_ROOT: the built dashboard (index.html, assets/), an absolute
 	 * path; borrowed. Default: BREEZE_WEB_ROOT_DEFAULT, set by CMake to
