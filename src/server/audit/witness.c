@@ -51,7 +51,8 @@ static int take_line(struct audit_witness *w, const char *line, long long lineno
 	json_t *o;
 	int rc = 0;
 
-	if (brace == NULL || (o = json_loads(brace, JSON_DISABLE_EOF_CHECK, NULL)) == NULL)
+	if (brace == NULL ||
+	    (o = json_loads(brace, JSON_DISABLE_EOF_CHECK | JSON_REJECT_DUPLICATES, NULL)) == NULL)
 		return 0;
 	const char *msg = json_string_value(json_object_get(o, "msg"));
 	if (msg == NULL || strcmp(msg, AUDIT_CHECKPOINT_LOG_MSG) != 0)
