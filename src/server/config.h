@@ -54,15 +54,14 @@ struct config {
 	const char *redis_url;		      /* borrowed */
 	const char *audit_admin_database_url; /* borrowed; NULL disables the retention worker */
 	int audit_retention_days;	      /* default for organizations without their own, 365 */
-	int audit_checkpoint_interval_s; /* signed checkpoints every N s, default 300; 0 = off */
-	int audit_verify_interval_s;	 /* verify every chain every N s, default 86400; 0 = off */
-	int audit_retention_interval_s;	 /* retention pass every N s, default 86400; 0 = off */
-	const char *secrets[SECRET_COUNT];     /* borrowed; NULL when unset */
-	unsigned database_pool_size;	       /* connections, 1..200, default 8 */
-	int enable_registration;	       /* 0/1, default 0 */
-	int64_t session_max_age_s;	       /* absolute session lifetime, default 86400 (A5) */
-	int64_t session_idle_timeout_s;	       /* unused session dies, default 28800; 0 = off */
-	int refresh_reuse_grace_s;	       /* 0..60, default 0 (strict reuse detection, A7) */
+	int audit_checkpoint_interval_s;   /* signed checkpoints every N s, default 300; 0 = off */
+	int audit_retention_interval_s;	   /* retention pass every N s, default 86400; 0 = off */
+	const char *secrets[SECRET_COUNT]; /* borrowed; NULL when unset */
+	unsigned database_pool_size;	   /* connections, 1..200, default 8 */
+	int enable_registration;	   /* 0/1, default 0 */
+	int64_t session_max_age_s;	   /* absolute session lifetime, default 86400 (A5) */
+	int64_t session_idle_timeout_s;	   /* unused session dies, default 28800; 0 = off */
+	int refresh_reuse_grace_s;	   /* 0..60, default 0 (strict reuse detection, A7) */
 	struct config_origins allowed_origins; /* ALLOWED_ORIGINS, normalized */
 	/* WEB_ROOT: the built dashboard (index.html, assets/), an absolute
 	 * path; borrowed. Default: BREEZE_WEB_ROOT_DEFAULT, set by CMake to
@@ -111,6 +110,9 @@ struct config {
 	/* WEBHOOK_WORKER_INTERVAL_MS, 0..600000, default 2000: how often the
 	 * delivery worker looks for due webhook deliveries; 0 = no worker. */
 	int webhook_worker_interval_ms;
+	/* AUDIT_VERIFY_INTERVAL_SECONDS, 0..604800, default 86400: how often
+	 * serve's worker verifies every audit chain; 0 = never. */
+	int audit_verify_interval_s;
 };
 
 /* Connections per client address when HTTP_MAX_CONNECTIONS_PER_IP is unset
