@@ -253,6 +253,8 @@ static const struct var vars[] = {
 	 30UL * 86400, PROD_NONE, F(agent_ip_change_dedup_s)},
 	{"AUDIT_CHECKPOINT_INTERVAL_SECONDS", VAR_UINT, 1, NEED_OPTIONAL, NULL, "300", 0, 86400,
 	 PROD_NONE, F(audit_checkpoint_interval_s)},
+	{"AUDIT_VERIFY_INTERVAL_SECONDS", VAR_UINT, 1, NEED_OPTIONAL, NULL, "86400", 0, 604800,
+	 PROD_NONE, F(audit_verify_interval_s)},
 	{"AUDIT_RETENTION_INTERVAL_SECONDS", VAR_UINT, 1, NEED_OPTIONAL, NULL, "86400", 0,
 	 7UL * 86400, PROD_NONE, F(audit_retention_interval_s)},
 	{"TRUSTED_PROXY_CIDRS", VAR_CIDRS, 1, NEED_OPTIONAL, NULL, NULL, 0, 0, PROD_NARROW_CIDRS,

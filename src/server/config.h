@@ -124,6 +124,9 @@ struct config {
 	/* WEBHOOK_ORG_MAX_IN_FLIGHT, 1..32, default 1: deliveries of one
 	 * organization being sent at once, over all instances. */
 	int webhook_org_max_in_flight;
+	/* AUDIT_VERIFY_INTERVAL_SECONDS, 0..604800, default 86400: how often
+	 * serve's worker verifies every audit chain; 0 = never. */
+	int audit_verify_interval_s;
 };
 
 /* Connections per client address when HTTP_MAX_CONNECTIONS_PER_IP is unset

@@ -10,6 +10,7 @@
 #include "server/auth/auth_api.h"
 #include "server/http/health.h"
 #include "server/http/static.h"
+#include "server/metrics/metrics_api.h"
 #include "server/outbound/webhooks_api.h"
 #include "server/settings/settings_api.h"
 #include "server/tenancy/tenancy_api.h"
@@ -22,6 +23,7 @@ struct route *routes_all(size_t *n)
 	} tables[] = {
 		{health_routes, health_routes_count},
 		{static_routes, static_routes_count},
+		{metrics_routes, metrics_routes_count},
 		{auth_routes, auth_routes_count},
 		{auth_session_routes, auth_session_routes_count},
 		{auth_mfa_routes, auth_mfa_routes_count},

@@ -384,7 +384,9 @@ def clock():
 # Servers started by the fixtures run no retention worker: its first run, a
 # minute after start, would prune the aged rows test_audit_retention.py builds
 # while a test inspects them. test_retention_worker_in_serve turns it on.
-NO_RETENTION_WORKER = {"AUDIT_RETENTION_INTERVAL_SECONDS": "0"}
+# Nor its daily verification of every chain (a minute after start too):
+# test_metrics.py turns it on for the server it spawns.
+NO_RETENTION_WORKER = {"AUDIT_RETENTION_INTERVAL_SECONDS": "0", "AUDIT_VERIFY_INTERVAL_SECONDS": "0"}
 
 # Nor a webhook delivery worker: every server shares one database, so a
 # worker of the session server would claim deliveries meant for the receiver

@@ -88,8 +88,11 @@ def test_security_matches_route_flags(spec, routes):
             want = [{"bearerAuth": []}, {"apiKey": []}] if r["apiKey"] else [{"bearerAuth": []}]
             if sec != want:
                 bad.append(f"{key[0]} {key[1]}: a user route must require {want}, spec has {sec}")
-        elif sec not in ([], [{"agentToken": []}]):
+        elif sec not in ([], [{"agentToken": []}], [{"metricsToken": []}]):
             bad.append(f"{key[0]} {key[1]}: a public route is documented with {sec}")
+        elif sec == [{"metricsToken": []}]:
+            if key != ("GET", "/metrics"):
+                bad.append(f"{key[0]} {key[1]}: metricsToken outside GET /metrics")
         elif sec and not key[1].startswith("/api/v1/agents/"):
             bad.append(f"{key[0]} {key[1]}: agentToken outside /api/v1/agents/")
     assert not bad, "\n".join(bad)

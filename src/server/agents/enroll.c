@@ -15,6 +15,7 @@
 #include "crypto/crypto.h"
 #include "common/clock.h"
 #include "common/text.h"
+#include "common/metrics.h"
 #include "server/agents/agents.h"
 #include "server/db/db.h"
 
@@ -39,9 +40,11 @@ static const char *insert_device_sql =
 int agents_enroll_check_secret(const char *given, const char *expected, struct bz_errinfo *why)
 {
 	/* Checked first, in constant time, so keys cannot be probed without it. */
-	if (!crypto_ct_streq(given, expected))
+	if (!crypto_ct_streq(given, expected)) {
+		metrics_inc(METRIC_ENROLLMENTS, "failure");
 		return bz_fail(why, BZ_ERR_FORBIDDEN, "invalid_enrollment_secret", NULL,
 			       "enrollment secret is wrong");
+	}
 	return 0;
 }
 
@@ -133,6 +136,7 @@ int agents_enroll(PGconn *c, const char *pepper, const struct agents_enroll_inpu
 							in->hostname, "siteId", out->site_id,
 							"enrollmentKeyId", out->key_id, "osType",
 							in->os_type)};
+	metrics_inc(METRIC_ENROLLMENTS, "success");
 	return 0;
 }
 
@@ -161,5 +165,6 @@ int agents_enroll_refusal(PGconn *c, const char *pepper, const char *key, const 
 				   .result = "failure",
 				   .details = json_pack("{s:s,s:s}", "reason", out->reason,
 							"hostname", hostname)};
+	metrics_inc(METRIC_ENROLLMENTS, "failure");
 	return 0;
 }

@@ -11,6 +11,7 @@
 
 #include "common/clock.h"
 #include "common/text.h"
+#include "common/metrics.h"
 #include "server/agents/agents.h"
 #include "server/db/db.h"
 
@@ -191,6 +192,8 @@ int agents_heartbeat_record(PGconn *c, const struct agents_agent *a,
 		rc = db_commit(c);
 	if (rc != 0 && (ip_changed || renamed))
 		db_rollback(c);
+	if (rc == 0)
+		metrics_inc(METRIC_HEARTBEATS, NULL);
 out:
 	free(m);
 	free(inv);

@@ -30,6 +30,7 @@
 #include <strings.h>
 
 #include "common/text.h"
+#include "common/metrics.h"
 #include "server/agents/agents.h"
 #include "server/db/db.h"
 
@@ -159,6 +160,8 @@ static int suspend(PGconn *c, const struct agents_agent *a, const char *ip, int6
 		rc = db_commit(c);
 	if (rc != 0)
 		db_rollback(c);
+	else
+		metrics_add(METRIC_AGENT_TOKEN_SUSPENSIONS, NULL, (uint64_t)n);
 	return rc;
 }
 

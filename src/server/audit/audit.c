@@ -6,6 +6,7 @@
 
 #include "common/err.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "server/audit/audit_checkpoint.h"
 #include "server/audit/audit_internal.h"
 #include "server/db/db.h"
@@ -93,6 +94,7 @@ int audit_write(PGconn *conn, const struct audit_event *ev)
 	free(details);
 	if (r == NULL)
 		return BZ_ERR_DB;
+	metrics_inc(METRIC_AUDIT_ROWS, NULL);
 	/* A new chain is signed in the transaction that starts it (L4): its
 	 * first rows cannot vanish unnoticed before the next checkpoint pass. */
 	if (seed != NULL && strcmp(PQgetvalue(r, 0, 1), "1") == 0)

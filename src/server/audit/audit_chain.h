@@ -36,6 +36,8 @@ struct audit_row {
 	const char *site_id;	/* lower-case UUID of the site concerned, else NULL */
 };
 
+struct audit_witness;
+
 /* Kinds of chain breaks verification reports. */
 enum audit_break_kind {
 	AUDIT_BREAK_ALTERED_ROW,	/* checksum does not match the row */
@@ -114,6 +116,10 @@ struct audit_verify_opts {
 	 * and anchor signatures are not checked (a warning says so). */
 	const char *const *public_keys;
 	size_t n_public_keys;
+	/* Checkpoints read back from the server's log (audit_witness.h), or
+	 * NULL: compared with the chain like the stored ones, so rows and
+	 * checkpoints rewritten together in the database still show. */
+	const struct audit_witness *witness;
 };
 
 /* Verifies chain CHAIN_ID (an organization id, a partner id, or
@@ -147,6 +153,15 @@ int audit_chain_list(PGconn *conn, char (**ids)[37], size_t *n);
  * mistyped id, which verification would otherwise call an intact empty
  * chain). Returns 0 or BZ_ERR_DB. */
 int audit_chain_known(PGconn *conn, const char *chain, int *known);
+
+/* Verifies every chain of audit_chain_list() with OPTS (audit_verify_chain),
+ * logs each broken chain and one audit.verify.done line, and records the
+ * outcome in the metrics registry (breeze_audit_chain_verify_last_success,
+ * _timestamp_seconds from bz_now(), _broken_chains). *N_CHAINS and
+ * *N_BROKEN receive the counts. Returns 0, or BZ_ERR_DB / BZ_ERR_NOMEM
+ * (nothing is recorded then: the last success stays as old as it is). */
+int audit_verify_all(PGconn *conn, const struct audit_verify_opts *opts, size_t *n_chains,
+		     size_t *n_broken);
 
 /* {"orgId","partnerId","rowsChecked","ok","breaks":[{"kind","seq","id","detail"}],
  *  "warnings":[{"kind","seq","id","detail"}]} (plus "breaksTotal" /

@@ -56,9 +56,18 @@ int audit_anchor_sig_ok(const char *pub_hex, const char *chain_id, long long fir
 int audit_checkpoint_write(PGconn *conn, const char *seed_hex, const char *chain_id,
 			   const char *seq, const char *checksum);
 
+/* The msg of the log line written for every checkpoint that
+ * audit_checkpoint_all() committed (M4, the off-host witness of the chain
+ * heads): {"msg":"audit.checkpoint","chainId","seq","checksum",
+ * "createdAt" (epoch seconds, signed),"publicKey","signature"}. */
+#define AUDIT_CHECKPOINT_LOG_MSG "audit.checkpoint"
+
 /* Records one checkpoint per chain whose head moved since its last
- * checkpoint, on CONN (breeze_app). *WRITTEN receives how many. Returns 0,
- * BZ_ERR_DB or BZ_ERR_CRYPTO. */
+ * checkpoint, on CONN (breeze_app), and once committed writes one
+ * AUDIT_CHECKPOINT_LOG_MSG line per checkpoint on stderr. (The checkpoint
+ * audit_write() signs inside a new chain's first transaction is not
+ * logged: that transaction may still roll back.) *WRITTEN receives how
+ * many. Returns 0, BZ_ERR_DB, BZ_ERR_NOMEM or BZ_ERR_CRYPTO. */
 int audit_checkpoint_all(PGconn *conn, const char *seed_hex, int *written);
 
 #endif

@@ -55,8 +55,10 @@ int audit_retention_run_older_than(PGconn *admin, const char *org_id, int older_
  * over AUDIT_ADMIN_DATABASE_URL (skipped, with a warning, when unset), and
  * every cfg->audit_checkpoint_interval_s (the first after at most 60 s) it
  * records signed checkpoints over DATABASE_URL (skipped, with a warning,
- * without AUDIT_SIGNING_KEY). An interval of 0 turns that task off; with
- * both off no thread starts. While it records checkpoints, audit_write()
+ * without AUDIT_SIGNING_KEY), and every cfg->audit_verify_interval_s (the
+ * first after at most 60 s) it verifies every chain (audit_verify_all(),
+ * trusting AUDIT_SIGNING_KEY's public key). An interval of 0 turns that
+ * task off; with all off no thread starts. While it records checkpoints, audit_write()
  * also signs every chain's first row in the transaction that writes it.
  * CFG must outlive the worker. Returns 0 or BZ_ERR_INTERNAL. */
 int audit_worker_start(const struct config *cfg);

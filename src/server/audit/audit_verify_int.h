@@ -22,7 +22,8 @@
 struct audit_vcheckpoint {
 	long long id, seq, created_at;
 	char checksum[65], pub[65], sig[129];
-	int done; /* compared (or reported) already */
+	int done;		/* compared (or reported) already */
+	long long witness_line; /* > 0: read from line N of a witness log, id unused */
 };
 
 struct audit_vanchor {
@@ -101,6 +102,16 @@ void audit_vs_feed_row(struct audit_vstate *st, const struct audit_row *r, long 
 /* After the last row: pending links, checkpoints past the last row (with
  * CHECK_TAIL_CHECKPOINTS) and the recorded head (with CHECK_HEAD). */
 void audit_vs_finish(struct audit_vstate *st, int check_head, int check_tail_checkpoints);
+
+/* "checkpoint <id>" or "witness line <n>" for C into BUF (LEN bytes). */
+const char *audit_vs_cp_name(const struct audit_vcheckpoint *c, char *buf, size_t len);
+
+/* ---- witness.c ---- */
+
+/* Adds OPTS->witness's checkpoints of ST's chain (when there is a witness)
+ * to ST->cps, leaving out copies of stored ones, and sorts them by seq.
+ * Returns 0 or BZ_ERR_NOMEM. */
+int audit_witness_merge(struct audit_vstate *st);
 
 /* ---- verify_db.c ---- */
 

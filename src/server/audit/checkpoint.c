@@ -17,6 +17,7 @@
 #include "common/clock.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/text.h"
 #include "crypto/crypto.h"
 #include "server/db/db.h"
 
@@ -258,18 +259,58 @@ static const char *insert_checkpoint_sql =
 	"INSERT INTO audit_checkpoints (chain_id, seq, checksum, created_at, public_key, signature)"
 	" VALUES ($1::uuid, $2::bigint, $3, to_timestamp($4::bigint), $5, $6)";
 
+/* One signed checkpoint as written: what its log line carries. */
+struct signed_cp {
+	char chain_id[37], seq[24], checksum[65], pub[65], sig[129];
+	long long created_at;
+};
+
+/* Signs and inserts (CHAIN_ID, SEQ, CHECKSUM, now) into *CP. Returns 0 or
+ * BZ_ERR_*. */
+static int checkpoint_insert(PGconn *conn, const char *seed_hex, const char *chain_id,
+			     const char *seq, const char *checksum, struct signed_cp *cp)
+{
+	char when[24];
+	int rc;
+
+	cp->created_at = (long long)bz_now();
+	if (strlen(chain_id) >= sizeof(cp->chain_id) || strlen(seq) >= sizeof(cp->seq) ||
+	    strlen(checksum) >= sizeof(cp->checksum))
+		return BZ_ERR_INVALID;
+	text_copy(cp->chain_id, sizeof(cp->chain_id), chain_id);
+	text_copy(cp->seq, sizeof(cp->seq), seq);
+	text_copy(cp->checksum, sizeof(cp->checksum), checksum);
+	rc = audit_checkpoint_sign(seed_hex, chain_id, atoll(seq), checksum, cp->created_at,
+				   cp->sig, cp->pub);
+	if (rc != 0)
+		return rc;
+	snprintf(when, sizeof(when), "%lld", cp->created_at);
+	const char *p[6] = {chain_id, seq, checksum, when, cp->pub, cp->sig};
+	return db_exec(conn, insert_checkpoint_sql, 6, p) != 0 ? BZ_ERR_DB : 0;
+}
+
 int audit_checkpoint_write(PGconn *conn, const char *seed_hex, const char *chain_id,
 			   const char *seq, const char *checksum)
 {
-	char pub[65], sig[129], when[24];
-	long long now = (long long)bz_now();
-	int rc = audit_checkpoint_sign(seed_hex, chain_id, atoll(seq), checksum, now, sig, pub);
+	struct signed_cp cp;
 
-	if (rc != 0)
-		return rc;
-	snprintf(when, sizeof(when), "%lld", now);
-	const char *p[6] = {chain_id, seq, checksum, when, pub, sig};
-	return db_exec(conn, insert_checkpoint_sql, 6, p) != 0 ? BZ_ERR_DB : 0;
+	return checkpoint_insert(conn, seed_hex, chain_id, seq, checksum, &cp);
+}
+
+/* The witness line of CP (docs/logging.md): everything needed to check the
+ * checkpoint later without the database — `audit verify --witness` reads
+ * these lines back (witness.c). Public values only: the signature and key
+ * are not secrets. */
+static void log_checkpoint(const struct signed_cp *cp)
+{
+	json_t *f = json_pack("{s:s,s:I,s:s,s:I,s:s,s:s}", "chainId", cp->chain_id, "seq",
+			      (json_int_t)atoll(cp->seq), "checksum", cp->checksum, "createdAt",
+			      (json_int_t)cp->created_at, "publicKey", cp->pub, "signature",
+			      cp->sig);
+
+	if (f != NULL)
+		log_json(LOG_LEVEL_INFO, AUDIT_CHECKPOINT_LOG_MSG, f);
+	json_decref(f);
 }
 
 int audit_checkpoint_all(PGconn *conn, const char *seed_hex, int *written)
@@ -277,6 +318,7 @@ int audit_checkpoint_all(PGconn *conn, const char *seed_hex, int *written)
 	char pub[65];
 	int rc = BZ_ERR_DB, n = 0;
 	PGresult *r = NULL;
+	struct signed_cp *cps = NULL;
 
 	*written = 0;
 	if ((rc = audit_public_key_hex(seed_hex, pub)) != 0)
@@ -286,9 +328,13 @@ int audit_checkpoint_all(PGconn *conn, const char *seed_hex, int *written)
 		return BZ_ERR_DB;
 	if ((r = db_query(conn, moved_heads_sql, 0, NULL, NULL)) == NULL)
 		goto out;
+	if (PQntuples(r) > 0 && (cps = calloc((size_t)PQntuples(r), sizeof(*cps))) == NULL) {
+		rc = BZ_ERR_NOMEM;
+		goto out;
+	}
 	for (int i = 0; i < PQntuples(r); i++) {
-		int err = audit_checkpoint_write(conn, seed_hex, PQgetvalue(r, i, 0),
-						 PQgetvalue(r, i, 1), PQgetvalue(r, i, 2));
+		int err = checkpoint_insert(conn, seed_hex, PQgetvalue(r, i, 0),
+					    PQgetvalue(r, i, 1), PQgetvalue(r, i, 2), &cps[n]);
 		if (err != 0) {
 			rc = err;
 			goto out;
@@ -299,13 +345,18 @@ int audit_checkpoint_all(PGconn *conn, const char *seed_hex, int *written)
 		goto out;
 	*written = n;
 	rc = 0;
+	/* Logged only once committed: a witness line names a checkpoint that
+	 * exists (or existed, until someone removed it). */
+	for (int i = 0; i < n; i++)
+		log_checkpoint(&cps[i]);
 	if (n > 0) {
 		char nbuf[16];
 		snprintf(nbuf, sizeof(nbuf), "%d", n);
-		log_info("audit.checkpoint", "chains", nbuf, NULL);
+		log_info("audit.checkpoint.done", "chains", nbuf, NULL);
 	}
 out:
 	PQclear(r);
+	free(cps);
 	if (rc != 0)
 		db_rollback(conn);
 	return rc;

@@ -23,13 +23,14 @@
 #include "server/audit/audit_checkpoint.h"
 #include "server/audit/audit_internal.h"
 #include "server/audit/audit_retention.h"
+#include "server/audit/audit_witness.h"
 #include "server/config.h"
 #include "server/db/db.h"
 
 #define MAX_KEYS 8
 
 struct cli {
-	const char *env_file, *org, *partner, *file, *from, *to;
+	const char *env_file, *org, *partner, *file, *from, *to, *witness;
 	const char *keys[MAX_KEYS + 1]; /* + the key derived from AUDIT_SIGNING_KEY */
 	size_t n_keys;
 	char derived_key[65]; /* public key of AUDIT_SIGNING_KEY, when trusted */
@@ -44,7 +45,10 @@ static void usage(FILE *f)
 	      "\n"
 	      "  verify [--org ID | --partner ID | --all] [--from T] [--to T] [--json]\n"
 	      "         [--public-key HEX]\n"
-	      "         recompute every checksum and link; exit 1 on any break\n"
+	      "         [--witness LOGFILE]\n"
+	      "         recompute every checksum and link; exit 1 on any break; with\n"
+	      "         --witness, also compare with the audit.checkpoint lines of a\n"
+	      "         server log (JSON lines; other lines are ignored)\n"
 	      "  verify --file EXPORT.jsonl [--public-key HEX] [--json]\n"
 	      "         verify an export offline, without a database\n"
 	      "  export --org ID | --partner ID\n"
@@ -136,6 +140,7 @@ static int parse(int argc, char **argv, struct cli *c)
 		{"json", no_argument, NULL, 'j'},
 		{"file", required_argument, NULL, 'F'},
 		{"public-key", required_argument, NULL, 'k'},
+		{"witness", required_argument, NULL, 'W'},
 		{"dry-run", no_argument, NULL, 'n'},
 		{"older-than-days", required_argument, NULL, 'd'},
 		{"help", no_argument, NULL, 'h'},
@@ -170,6 +175,9 @@ static int parse(int argc, char **argv, struct cli *c)
 			break;
 		case 'F':
 			c->file = optarg;
+			break;
+		case 'W':
+			c->witness = optarg;
 			break;
 		case 'n':
 			c->dry_run = 1;
@@ -380,6 +388,63 @@ static int chains_to_verify(const struct cli *c, PGconn *conn, char (**ids)[37],
 	return 0;
 }
 
+/* Reads --witness into W. Returns 0, or an exit status (said on stderr). */
+static int load_witness(const struct cli *c, const struct audit_verify_opts *o,
+			struct audit_witness *w)
+{
+	FILE *f;
+	int rc;
+
+	memset(w, 0, sizeof(*w));
+	if (c->witness == NULL)
+		return 0;
+	/* A witness line is believed only when a trusted key signed it: the
+	 * log is no more trustworthy than the database without one. */
+	if (o->n_public_keys == 0) {
+		fprintf(stderr, "breeze-server audit: --witness needs --public-key HEX (or "
+				"AUDIT_SIGNING_KEY through --env-file)\n");
+		return 2;
+	}
+	if ((f = fopen(c->witness, "r")) == NULL) {
+		fprintf(stderr, "breeze-server audit: cannot open %s\n", c->witness);
+		return 1;
+	}
+	rc = audit_witness_read(f, w);
+	fclose(f);
+	if (rc != 0) {
+		fprintf(stderr, "breeze-server audit: cannot read %s\n", c->witness);
+		return 1;
+	}
+	if (w->n_bad > 0)
+		fprintf(stderr,
+			"breeze-server audit: warning: %s: %zu malformed audit.checkpoint "
+			"line%s ignored\n",
+			c->witness, w->n_bad, w->n_bad == 1 ? "" : "s");
+	if (w->n == 0)
+		fprintf(stderr, "breeze-server audit: warning: %s holds no audit.checkpoint line\n",
+			c->witness);
+	return 0;
+}
+
+/* With every chain to check (no --org), the chains the witness names are
+ * checked too, even when the database no longer knows them at all. */
+static int add_witness_chains(const struct audit_witness *w, char (**ids)[37], size_t *n)
+{
+	for (size_t i = 0; i < w->n; i++) {
+		size_t j;
+		for (j = 0; j < *n && strcmp((*ids)[j], w->cps[i].chain_id) != 0; j++)
+			;
+		if (j < *n)
+			continue;
+		char(*more)[37] = realloc(*ids, (*n + 1) * sizeof(**ids));
+		if (more == NULL)
+			return BZ_ERR_NOMEM;
+		*ids = more;
+		memcpy((*ids)[(*n)++], w->cps[i].chain_id, 37);
+	}
+	return 0;
+}
+
 static int cmd_verify(struct cli *c)
 {
 	struct audit_verify_opts o = {0};
@@ -388,8 +453,14 @@ static int cmd_verify(struct cli *c)
 	int rc = 1, all_ok = 1;
 	long long rows = 0;
 
+	struct audit_witness w;
+
 	if (trusted_keys(c, &o) != 0)
 		return 1;
+	if (c->file != NULL && c->witness != NULL) {
+		fprintf(stderr, "breeze-server audit: --file and --witness exclude each other\n");
+		return 2;
+	}
 	if (c->file != NULL)
 		return verify_file(c, &o);
 	if (c->org && c->all) {
@@ -405,12 +476,21 @@ static int cmd_verify(struct cli *c)
 	}
 	o.has_from = c->from != NULL;
 	o.has_to = c->to != NULL;
-	if (load_config(c) != 0)
+	if ((rc = load_witness(c, &o, &w)) != 0)
+		return rc;
+	rc = 1;
+	o.witness = c->witness != NULL ? &w : NULL;
+	if (load_config(c) != 0) {
+		audit_witness_free(&w);
 		return BZ_EXIT_CONFIG;
+	}
 	PGconn *conn = connect_url(c->cfg.database_url, "DATABASE_URL");
-	if (conn == NULL)
+	if (conn == NULL) {
+		audit_witness_free(&w);
 		return BZ_EXIT_UNAVAILABLE;
-	if (chains_to_verify(c, conn, &ids, &n) != 0)
+	}
+	if (chains_to_verify(c, conn, &ids, &n) != 0 ||
+	    (c->org == NULL && add_witness_chains(&w, &ids, &n) != 0))
 		goto out;
 	json_t *chains = json_array();
 	double t0 = now_s();
@@ -449,6 +529,7 @@ static int cmd_verify(struct cli *c)
 	rc = all_ok ? 0 : 1;
 out:
 	free(ids);
+	audit_witness_free(&w);
 	PQfinish(conn);
 	return rc;
 }

@@ -452,6 +452,33 @@ static int worker_checkpoint(PGconn **app)
 	return 0;
 }
 
+/* Verifies every chain (audit_verify_all()), trusting the public key of
+ * AUDIT_SIGNING_KEY when it is set. Returns 0 or BZ_ERR_DB. */
+static int worker_verify(PGconn **app)
+{
+	const struct config *cfg = W.cfg;
+	const char *seed = cfg->secrets[SECRET_AUDIT_SIGNING_KEY];
+	char pub[65];
+	const char *keys[1] = {pub};
+	struct audit_verify_opts o = {0};
+	size_t chains, broken;
+
+	if (seed != NULL && audit_public_key_hex(seed, pub) == 0) {
+		o.public_keys = keys;
+		o.n_public_keys = 1;
+	}
+	if (ensure_conn(app, cfg->database_url, 0) != 0 ||
+	    audit_verify_all(*app, &o, &chains, &broken) != 0) {
+		log_warn("audit.verify.failed", "reason", "database error", NULL);
+		if (*app != NULL && PQstatus(*app) != CONNECTION_OK) {
+			PQfinish(*app);
+			*app = NULL;
+		}
+		return BZ_ERR_DB;
+	}
+	return 0;
+}
+
 static int64_t min64(int64_t a, int64_t b)
 {
 	return a < b ? a : b;
@@ -465,13 +492,20 @@ static void *worker_main(void *arg)
 		cp_ms = (int64_t)cfg->audit_checkpoint_interval_s * 1000;
 	int do_ret = ret_ms > 0 && cfg->audit_admin_database_url != NULL;
 	int do_cp = cp_ms > 0 && cfg->secrets[SECRET_AUDIT_SIGNING_KEY] != NULL;
+	int64_t vf_ms = (int64_t)cfg->audit_verify_interval_s * 1000;
 	int64_t now = bz_monotonic_ms();
 	int64_t next_ret = do_ret ? now + min64(ret_ms, WORKER_FIRST_S * 1000) : never;
 	int64_t next_cp = do_cp ? now + min64(cp_ms, WORKER_FIRST_S * 1000) : never;
+	int64_t next_vf = vf_ms > 0 ? now + min64(vf_ms, WORKER_FIRST_S * 1000) : never;
 	PGconn *admin = NULL, *app = NULL;
 
-	while (!bz_periodic_wait_until(&P, min64(next_ret, next_cp))) {
+	while (!bz_periodic_wait_until(&P, min64(min64(next_ret, next_cp), next_vf))) {
 		now = bz_monotonic_ms();
+		if (now >= next_vf) {
+			int ok = worker_verify(&app) == 0;
+			next_vf = bz_monotonic_ms() +
+				  (ok ? vf_ms : min64(vf_ms, WORKER_RETRY_S * 1000));
+		}
 		if (now >= next_cp) {
 			int ok = worker_checkpoint(&app) == 0;
 			next_cp = bz_monotonic_ms() +
@@ -490,7 +524,7 @@ static void *worker_main(void *arg)
 
 int audit_worker_start(const struct config *cfg)
 {
-	char ret_s[16], cp_s[16];
+	char ret_s[16], cp_s[16], vf_s[16];
 
 	if (P.started)
 		return 0;
@@ -503,7 +537,7 @@ int audit_worker_start(const struct config *cfg)
 	int do_ret = cfg->audit_retention_interval_s > 0 && cfg->audit_admin_database_url != NULL;
 	int do_cp = cfg->audit_checkpoint_interval_s > 0 &&
 		    cfg->secrets[SECRET_AUDIT_SIGNING_KEY] != NULL;
-	if (!do_ret && !do_cp)
+	if (!do_ret && !do_cp && cfg->audit_verify_interval_s <= 0)
 		return 0;
 
 	W.cfg = cfg;
@@ -517,8 +551,9 @@ int audit_worker_start(const struct config *cfg)
 		atomic_store(&first_row_seed, cfg->secrets[SECRET_AUDIT_SIGNING_KEY]);
 	snprintf(ret_s, sizeof(ret_s), "%d", do_ret ? cfg->audit_retention_interval_s : 0);
 	snprintf(cp_s, sizeof(cp_s), "%d", do_cp ? cfg->audit_checkpoint_interval_s : 0);
+	snprintf(vf_s, sizeof(vf_s), "%d", cfg->audit_verify_interval_s);
 	log_info("audit.worker.started", "retentionIntervalSeconds", ret_s,
-		 "checkpointIntervalSeconds", cp_s, NULL);
+		 "checkpointIntervalSeconds", cp_s, "verifyIntervalSeconds", vf_s, NULL);
 	return 0;
 }
 

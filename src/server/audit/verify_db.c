@@ -239,6 +239,8 @@ int audit_vdb_load_meta(PGconn *conn, const char *chain, struct audit_vstate *st
 	}
 	st->ncps = (size_t)n;
 	PQclear(r);
+	if (audit_witness_merge(st) != 0)
+		return BZ_ERR_NOMEM;
 
 	if ((r = db_query(conn, head_sql, 1, p, NULL)) == NULL)
 		return BZ_ERR_DB;

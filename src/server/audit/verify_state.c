@@ -150,7 +150,7 @@ void audit_vs_checkpoints_prepare(struct audit_vstate *st, long long from_seq, i
 {
 	const struct audit_verify_opts *o = st->opts;
 	size_t unchecked = 0;
-	char a[16], b[16];
+	char a[16], b[16], nm[40];
 
 	for (size_t i = 0; i < st->ncps; i++) {
 		struct audit_vcheckpoint *c = &st->cps[i];
@@ -165,26 +165,27 @@ void audit_vs_checkpoints_prepare(struct audit_vstate *st, long long from_seq, i
 		}
 		if (!audit_vs_key_trusted(o, c->pub)) {
 			add_warning(st, "untrusted_checkpoint", c->seq, c->id,
-				    "checkpoint %lld is signed by an unknown key %.16s…: ignored",
-				    c->id, c->pub);
+				    "%s is signed by an unknown key %.16s…: ignored",
+				    audit_vs_cp_name(c, nm, sizeof(nm)), c->pub);
 			c->done = 1;
 			continue;
 		}
 		if (!audit_checkpoint_sig_ok(c->pub, st->rep->chain_id, c->seq, c->checksum,
 					     c->created_at, c->sig)) {
 			add_warning(st, "untrusted_checkpoint", c->seq, c->id,
-				    "checkpoint %lld has an invalid signature: ignored", c->id);
+				    "%s has an invalid signature: ignored",
+				    audit_vs_cp_name(c, nm, sizeof(nm)));
 			c->done = 1;
 			continue;
 		}
 		st->n_signed_ok++;
 		if (use_anchor && st->anchor.present && c->seq == st->anchor.first_seq - 1) {
 			if (strcmp(c->checksum, st->anchor.prev) != 0)
-				audit_vs_break(
-					st, AUDIT_BREAK_CHECKPOINT_MISMATCH, c->seq, NO_SEQ,
-					"checkpoint %lld signs seq %lld as %s…, the anchor says %s…",
-					c->id, c->seq, short_sum(c->checksum, a),
-					short_sum(st->anchor.prev, b));
+				audit_vs_break(st, AUDIT_BREAK_CHECKPOINT_MISMATCH, c->seq, NO_SEQ,
+					       "%s signs seq %lld as %s…, the anchor says %s…",
+					       audit_vs_cp_name(c, nm, sizeof(nm)), c->seq,
+					       short_sum(c->checksum, a),
+					       short_sum(st->anchor.prev, b));
 			c->done = 1;
 		}
 	}
@@ -199,7 +200,7 @@ void audit_vs_checkpoints_prepare(struct audit_vstate *st, long long from_seq, i
  * below SEQ never met their row: it is gone. */
 void audit_vs_checkpoints_advance(struct audit_vstate *st, long long seq, const char *checksum)
 {
-	char a[16], b[16];
+	char a[16], b[16], nm[40];
 
 	while (st->cpi < st->ncps && st->cps[st->cpi].seq <= seq) {
 		struct audit_vcheckpoint *c = &st->cps[st->cpi++];
@@ -208,13 +209,13 @@ void audit_vs_checkpoints_advance(struct audit_vstate *st, long long seq, const 
 		c->done = 1;
 		if (c->seq < seq)
 			audit_vs_break(st, AUDIT_BREAK_CHECKPOINT_MISMATCH, c->seq, NO_SEQ,
-				       "checkpoint %lld signs seq %lld, which is not in the chain",
-				       c->id, c->seq);
+				       "%s signs seq %lld, which is not in the chain",
+				       audit_vs_cp_name(c, nm, sizeof(nm)), c->seq);
 		else if (strcmp(c->checksum, checksum) != 0)
 			audit_vs_break(st, AUDIT_BREAK_CHECKPOINT_MISMATCH, c->seq, NO_SEQ,
-				       "checkpoint %lld signs seq %lld as %s…, the row has %s…",
-				       c->id, c->seq, short_sum(c->checksum, a),
-				       short_sum(checksum, b));
+				       "%s signs seq %lld as %s…, the row has %s…",
+				       audit_vs_cp_name(c, nm, sizeof(nm)), c->seq,
+				       short_sum(c->checksum, a), short_sum(checksum, b));
 	}
 }
 
@@ -385,6 +386,8 @@ void audit_vs_feed_row(struct audit_vstate *st, const struct audit_row *r, long 
  * (newest rows deleted) and, from the database, the recorded head. */
 void audit_vs_finish(struct audit_vstate *st, int check_head, int check_tail_checkpoints)
 {
+	char nm[40];
+
 	resolve_pending(st, NULL);
 	if (check_tail_checkpoints) {
 		for (; st->cpi < st->ncps; st->cpi++) {
@@ -393,16 +396,15 @@ void audit_vs_finish(struct audit_vstate *st, int check_head, int check_tail_che
 				continue;
 			c->done = 1;
 			if (st->have_prev)
-				audit_vs_break(
-					st, AUDIT_BREAK_CHECKPOINT_MISMATCH, c->seq, NO_SEQ,
-					"chain ends at seq %lld but checkpoint %lld signs seq %lld:"
-					" newest rows deleted",
-					st->last_seq, c->id, c->seq);
+				audit_vs_break(st, AUDIT_BREAK_CHECKPOINT_MISMATCH, c->seq, NO_SEQ,
+					       "chain ends at seq %lld but %s signs seq %lld:"
+					       " newest rows deleted",
+					       st->last_seq, audit_vs_cp_name(c, nm, sizeof(nm)),
+					       c->seq);
 			else
-				audit_vs_break(
-					st, AUDIT_BREAK_CHECKPOINT_MISMATCH, c->seq, NO_SEQ,
-					"chain has no rows but checkpoint %lld signs seq %lld",
-					c->id, c->seq);
+				audit_vs_break(st, AUDIT_BREAK_CHECKPOINT_MISMATCH, c->seq, NO_SEQ,
+					       "chain has no rows but %s signs seq %lld",
+					       audit_vs_cp_name(c, nm, sizeof(nm)), c->seq);
 		}
 	}
 	if (check_head && st->has_head) {

@@ -12,6 +12,7 @@
 #include "common/clock.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "crypto/crypto.h"
 #include "crypto/password.h"
 #include "server/audit/audit.h"
@@ -41,6 +42,7 @@ static int login_failed(PGconn *c, const struct auth_login_input *in, const char
 				 .details =
 					 json_pack("{s:s,s:s}", "email", email, "reason", reason)};
 	ev.ip_address = in->ip;
+	metrics_inc(METRIC_LOGINS, "failure");
 	if (audit_write_standalone(c, &ev) != 0)
 		log_error("audit.write.failed", "action", ev.action, NULL);
 	json_decref(ev.details);
@@ -122,6 +124,7 @@ static int start_session(PGconn *c, const struct config *cfg, const struct auth_
 				   .resource = "sessions",
 				   .resource_id = out->mfa_token[0] ? NULL : out->session_id,
 				   .ip_address = in->ip};
+	metrics_inc(METRIC_LOGINS, out->mfa_token[0] ? "mfa_challenge" : "success");
 	return 0;
 }
 
@@ -137,6 +140,7 @@ int auth_login(PGconn *c, const struct config *cfg, const struct auth_login_inpu
 	if (auth_normalize_email(in->email, email, sizeof(email)) != 0) {
 		/* Malformed addresses cannot exist; still spend the same time. */
 		password_verify(in->password, NULL);
+		metrics_inc(METRIC_LOGINS, "failure");
 		return invalid_credentials(why);
 	}
 	if ((rc = auth_user_credentials(c, email, &cr, &found)) != 0)

@@ -14,6 +14,7 @@
 
 #include "common/clock.h"
 #include "common/err.h"
+#include "common/metrics.h"
 #include "crypto/crypto.h"
 #include "server/auth/mfa_internal.h"
 #include "server/config.h"
@@ -177,6 +178,7 @@ static int refused(const struct auth_mfa_verify_input *in, struct auth_login *ou
 				   .result = "failure",
 				   .ip_address = in->ip,
 				   .details = json_pack("{s:s}", "reason", reason)};
+	metrics_inc(METRIC_MFA_FAILURES, NULL);
 	return bz_fail(why, BZ_ERR_UNAUTHORIZED, code, NULL, msg);
 }
 
@@ -264,5 +266,6 @@ int auth_mfa_verify(PGconn *c, const struct config *cfg, const struct auth_mfa_v
 				   .ip_address = in->ip,
 				   .details = json_pack("{s:s}", "mfa",
 							in->code ? "totp" : "recovery_code")};
+	metrics_inc(METRIC_LOGINS, "success");
 	return 0;
 }

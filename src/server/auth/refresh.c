@@ -17,6 +17,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "crypto/crypto.h"
 #include "common/text.h"
 #include "server/audit/audit.h"
@@ -228,6 +229,7 @@ static int rotated_token(PGconn *c, const struct config *cfg, const struct famil
 		return BZ_ERR_DB;
 	}
 	log_warn("auth.refresh.reuse_detected", "sessionId", f->sid, NULL);
+	metrics_inc(METRIC_REFRESH_REUSE, NULL);
 	return refused(why, "refresh_token_reused",
 		       "refresh token reused: the session has been revoked");
 }

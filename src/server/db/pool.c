@@ -16,6 +16,7 @@
 #include "common/clock.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "server/db/db.h"
 
 /* Bound of a connect without a running deadline (seconds): a dead
@@ -259,6 +260,7 @@ struct db_pool *db_pool_open(const char *url, unsigned size, const struct db_opt
 			goto fail;
 		}
 	}
+	metrics_gauge_add(METRIC_DB_POOL_SIZE, (int64_t)p->size);
 	return p;
 fail:
 	if (p->url)
@@ -283,6 +285,7 @@ void db_pool_close(struct db_pool *p)
 	free(p->busy);
 	pthread_mutex_destroy(&p->mu);
 	pthread_cond_destroy(&p->cv);
+	metrics_gauge_add(METRIC_DB_POOL_SIZE, -(int64_t)p->size);
 	free(p);
 }
 
@@ -309,6 +312,7 @@ static int idle_conn_ok(PGconn *c)
 static long take_slot(struct db_pool *p, const struct timespec *deadline)
 {
 	long idx = -1;
+	int64_t t0 = bz_monotonic_ms();
 
 	pthread_mutex_lock(&p->mu);
 	for (;;) {
@@ -321,9 +325,12 @@ static long take_slot(struct db_pool *p, const struct timespec *deadline)
 		if (idx >= 0 || pthread_cond_timedwait(&p->cv, &p->mu, deadline) == ETIMEDOUT)
 			break;
 	}
-	if (idx >= 0)
+	if (idx >= 0) {
 		p->busy[idx] = 1;
+		metrics_gauge_add(METRIC_DB_POOL_IN_USE, 1);
+	}
 	pthread_mutex_unlock(&p->mu);
+	metrics_db_wait_observe((bz_monotonic_ms() - t0) * 1000);
 	return idx;
 }
 
@@ -334,6 +341,7 @@ static void free_slot(struct db_pool *p, PGconn *c, PGconn *replacement)
 		if (p->conns[i] == c) {
 			p->conns[i] = replacement;
 			p->busy[i] = 0;
+			metrics_gauge_add(METRIC_DB_POOL_IN_USE, -1);
 			break;
 		}
 	}
@@ -381,6 +389,7 @@ static PGconn *acquire_until(struct db_pool *p, int timeout_ms, int64_t until_ms
 	p->conns[idx] = c;
 	if (c == NULL) {
 		p->busy[idx] = 0;
+		metrics_gauge_add(METRIC_DB_POOL_IN_USE, -1);
 		pthread_cond_signal(&p->cv);
 	}
 	pthread_mutex_unlock(&p->mu);

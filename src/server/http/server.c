@@ -15,6 +15,7 @@
 #include "common/clock.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "crypto/crypto.h"
 #include "server/http/http.h"
 #include "server/http/http_internal.h"
@@ -441,6 +442,14 @@ static void set_common_headers(struct request *rq)
 	drain_close(rq);
 }
 
+/* The request's line in the metrics registry: its route TEMPLATE (never the
+ * path: no ids in labels), method, status class and duration. */
+static void observe_request(const struct request *rq)
+{
+	metrics_http_observe(rq->u->http_verb, rq->route->path, rq->status,
+			     (bz_monotonic_ms() - rq->start_ms) * 1000);
+}
+
 static void log_request(struct request *rq)
 {
 	json_t *f = json_pack("{s:s,s:s,s:s,s:i,s:I,s:s}", "requestId", rq->request_id, "method",
@@ -472,6 +481,7 @@ static int dispatch(const struct _u_request *u, struct _u_response *resp, struct
 
 	memset(&rq, 0, sizeof(rq));
 	atomic_fetch_add(&app->in_flight, 1);
+	metrics_gauge_add(METRIC_HTTP_IN_FLIGHT, 1);
 	rq.app = app;
 	rq.route = route;
 	rq.u = u;
@@ -506,7 +516,9 @@ static int dispatch(const struct _u_request *u, struct _u_response *resp, struct
 out:
 	drain_close(&rq);
 	log_request(&rq);
+	observe_request(&rq);
 	request_free(&rq);
+	metrics_gauge_add(METRIC_HTTP_IN_FLIGHT, -1);
 	atomic_fetch_sub(&app->in_flight, 1);
 	return U_CALLBACK_COMPLETE;
 }
@@ -543,6 +555,7 @@ static int not_allowed_callback(const struct _u_request *u, struct _u_response *
 	http_set_header(&rq, "Allow", pe->allow);
 	http_fail(&rq, 405, "method_not_allowed", "method not allowed; allowed: %s", pe->allow);
 	log_request(&rq);
+	observe_request(&rq);
 	return U_CALLBACK_COMPLETE;
 }
 

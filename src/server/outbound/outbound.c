@@ -16,6 +16,8 @@
 
 #include "common/clock.h"
 #include "common/err.h"
+#include "common/log.h"
+#include "common/metrics.h"
 #include "common/text.h"
 
 static _Atomic uint64_t blocked_total[SSRF_KIND_COUNT];
@@ -100,6 +102,9 @@ static int refuse(struct outbound_response *out, enum ssrf_kind kind, const char
 	out->kind = kind;
 	text_copy(out->error, sizeof(out->error), msg);
 	atomic_fetch_add(&blocked_total[kind], 1);
+	metrics_inc(METRIC_OUTBOUND_BLOCKED, ssrf_kind_name(kind));
+	/* The reason only: the URL may carry a customer's path or query. */
+	log_warn("outbound.blocked", "reason", ssrf_kind_name(kind), NULL);
 	switch (kind) {
 	case SSRF_DNS_FAILURE:
 	case SSRF_TIMEOUT:

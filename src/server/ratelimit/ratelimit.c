@@ -21,6 +21,7 @@
 #include "common/clock.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "crypto/crypto.h"
 #include "server/ratelimit/internal.h"
 
@@ -252,6 +253,7 @@ static void fill_result(const struct ratelimit_item *items, const struct ratelim
 	out->retry_after_s = 0;
 	out->first_refusal = 0;
 	if (raw->refused >= 0) {
+		metrics_inc(METRIC_RATELIMIT_REJECTIONS, names[items[pick].limiter]);
 		out->first_refusal = items[pick].note_refusal && raw->first[pick];
 		int64_t s = ceil_div(retry_ms(&items[pick], raw->free_ms[pick], now_ms), 1000);
 		out->retry_after_s = s > UINT32_MAX ? UINT32_MAX : (uint32_t)s;
