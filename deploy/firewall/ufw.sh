@@ -55,7 +55,6 @@ u() {
 
 u default deny incoming
 u default allow outgoing
-u default deny routed
 # SSH first, rate-limited (ufw limit: 6 new connections in 30 s per source).
 u limit "$ssh_port/tcp" comment 'SSH'
 u allow 80/tcp comment 'HTTP: ACME and redirect to HTTPS'
