@@ -11,8 +11,9 @@ import shutil
 import subprocess
 
 import pytest
+import requests
 
-from conftest import REPO, base_process_env
+from conftest import REPO, SERVER_BIN, base_process_env
 
 CADDYFILE = REPO / "deploy" / "Caddyfile"
 CADDY = shutil.which("caddy")
@@ -120,11 +121,17 @@ def test_mtls_block_for_agents_is_documented():
         assert needle in text, needle
 
 
-def test_the_api_sends_hsts_too(api):
-    """N9: breeze-server sends the same HSTS header itself, in case the
-    proxy in front of it does not."""
-    r = api.get("/readyz")
-    assert r.headers["Strict-Transport-Security"] == HSTS
-    r = api.get("/api/v1/auth/me")
-    assert r.status_code == 401
-    assert r.headers["Strict-Transport-Security"] == HSTS
+def test_the_api_sends_hsts_too_in_production(spawn_server):
+    """N9: breeze-server in production sends the same HSTS header itself, in
+    case the proxy in front of it does not: on answers, errors and the web
+    dashboard alike."""
+    out = subprocess.run([str(SERVER_BIN), "gen-secrets"], capture_output=True, text=True,
+                         timeout=30, env=base_process_env())
+    gen = dict(line.split("=", 1) for line in out.stdout.splitlines()
+               if line and not line.startswith("#"))
+    srv = spawn_server(BREEZE_ENV="production", **gen)
+    for path, status in (("/readyz", 200), ("/api/v1/auth/me", 401), ("/", None)):
+        r = requests.get(srv.url + path, timeout=30)
+        if status is not None:
+            assert r.status_code == status, (path, r.status_code)
+        assert r.headers["Strict-Transport-Security"] == HSTS, path
