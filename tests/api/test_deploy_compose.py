@@ -257,18 +257,23 @@ def needed_packages(binary):
                          check=True).stdout
     libs = re.findall(r"NEEDED\s+(\S+)", out)
     cache = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True).stdout
-    pkgs = set()
+    names = {}
     for lib in libs:
         m = re.search(rf"^\s*{re.escape(lib)} \(libc6,x86-64\) => (\S+)$", cache, re.M)
         assert m, lib
         real = os.path.realpath(m.group(1))
-        # merged /usr: dpkg knows each file under one of its two names.
+        # merged /usr: dpkg knows each file under one of its names.
         for path in (m.group(1), real, "/usr" + m.group(1), real.removeprefix("/usr")):
-            r = subprocess.run(["dpkg", "-S", path], capture_output=True, text=True)
-            if r.returncode == 0:
-                break
-        assert r.returncode == 0, (lib, r.stderr)
-        pkgs.add(r.stdout.split(":")[0])
+            names[path] = lib
+    # One dpkg -S for all (it is slow to start); unknown names are skipped.
+    r = subprocess.run(["dpkg", "-S", *names], capture_output=True, text=True)
+    pkgs, found = set(), set()
+    for line in r.stdout.splitlines():
+        pkg, _, path = line.partition(": ")
+        if path in names:
+            pkgs.add(pkg.split(":")[0])
+            found.add(names[path])
+    assert found == set(libs), f"no package found for {sorted(set(libs) - found)}"
     return pkgs
 
 
