@@ -322,3 +322,52 @@ def test_gen_secrets_compose_usage():
     # Two runs never print the same value.
     a, b = gen_secrets("--compose"), gen_secrets("--compose")
     assert not set(a.values()) & set(b.values())
+
+
+def test_monitoring_configs_fit_the_compose_services(tmp_path):
+    """The monitoring profile's own Prometheus and Promtail files
+    (deploy/compose/) name the compose services and the mounted paths:
+    Prometheus scrapes breeze-server:8080 with the secret's token file and
+    loads the shared alert rules; Promtail reads the mounted journal and
+    pushes to the loki service. promtool accepts the Prometheus file."""
+    svcs = services()
+    prom = yaml.safe_load((DEPLOY / "compose" / "prometheus.yml").read_text())
+    (job,) = prom["scrape_configs"]
+    assert job["static_configs"][0]["targets"] == ["breeze-server:8080"]
+    assert job["authorization"]["credentials_file"] == "/run/secrets/metrics_scrape_token"
+    secret = svcs["prometheus"]["secrets"][0]
+    assert (secret["source"], secret["target"]) == ("metrics_scrape_token",
+                                                    "metrics_scrape_token")
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in svcs["prometheus"]["volumes"]}
+    assert mounts["/etc/prometheus/prometheus.yml"] == "./compose/prometheus.yml"
+    assert mounts[prom["rule_files"][0]] == "./prometheus/alerts.yml"
+    assert "monitoring" in svcs["breeze-server"]["networks"]
+
+    tail = yaml.safe_load((DEPLOY / "compose" / "promtail.yml").read_text())
+    assert tail["clients"][0]["url"] == "http://loki:3100/loki/api/v1/push"
+    (sc,) = tail["scrape_configs"]
+    tmounts = {v.split(":")[1]: v.split(":")[0] for v in svcs["promtail"]["volumes"]}
+    assert tmounts[sc["journal"]["path"]] == sc["journal"]["path"]
+    assert tmounts["/etc/promtail/promtail.yml"] == "./compose/promtail.yml"
+    assert tail["positions"]["filename"].startswith("/tmp/")  # its tmpfs
+    labels = next(s["labels"] for s in sc["pipeline_stages"] if "labels" in s)
+    assert set(labels) == {"level", "route", "status"}
+
+    if shutil.which("yamllint"):
+        r = subprocess.run(["yamllint", "-c", str(DEPLOY / "yamllint.yml"), "--strict",
+                            str(DEPLOY / "compose")], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stdout
+    if shutil.which("promtool") is None:
+        return
+    # promtool wants the token and rule files to exist: point them at
+    # copies (the shared rules when they are in the tree, else none).
+    token = tmp_path / "token"
+    token.write_text("x" * 64 + "\n")
+    prom["scrape_configs"][0]["authorization"]["credentials_file"] = str(token)
+    alerts = DEPLOY / "prometheus" / "alerts.yml"
+    prom["rule_files"] = [str(alerts)] if alerts.exists() else []
+    cfg = tmp_path / "prometheus.yml"
+    cfg.write_text(yaml.safe_dump(prom))
+    r = subprocess.run(["promtool", "check", "config", str(cfg)], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
