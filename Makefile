@@ -22,7 +22,7 @@ werror_flag   = $(if $(WERROR),-DBREEZE_WERROR=$(WERROR))
 SANITIZE_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
                 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
-.PHONY: all deps build build-sanitize web test test-sanitize run check-format clean distclean
+.PHONY: all deps build build-sanitize web test test-sanitize run check-format lint deb clean distclean
 
 all: build
 
@@ -69,8 +69,17 @@ run: build
 check-format:
 	scripts/check-format
 
+# cppcheck on src/, shellcheck on scripts/ and deploy/ (CI runs it).
+lint: deps
+	scripts/lint
+
+# breeze-server and breeze-agent .deb files in build-deb/ (a Release build;
+# docs/deploy.md, "Debian packages").
+deb: deps
+	scripts/build-deb
+
 clean:
-	rm -rf $(BUILD_DIR) $(SANITIZE_DIR)
+	rm -rf $(BUILD_DIR) $(SANITIZE_DIR) build-deb
 
 # Also drops the local dev database, Redis and agent state made by `make run`.
 distclean: clean

@@ -5,7 +5,7 @@
  *   breeze-server migrate    [--env-file FILE]
  *   breeze-server bootstrap  --email E --name N --partner P --org O --site S
  *                            [--password-stdin] [--env-file FILE]
- *   breeze-server gen-secrets
+ *   breeze-server gen-secrets [--compose]
  *   breeze-server audit      verify|export|checkpoint|public-key|prune|help …
  *   breeze-server version | help [COMMAND]
  *   breeze-server routes     the route table as JSON lines
@@ -59,7 +59,7 @@ static void usage(FILE *f)
 	      "  migrate      apply database migrations (uses MIGRATION_DATABASE_URL)\n"
 	      "  bootstrap    create the first partner, organization, site and admin user\n"
 	      "               --email E --name N --partner P --org O --site S [--password-stdin]\n"
-	      "  gen-secrets  print a fresh set of secrets in env-file form\n"
+	      "  gen-secrets  print a fresh set of secrets in env-file form [--compose]\n"
 	      "  audit        verify | export | checkpoint | public-key | prune (audit help)\n"
 	      "  check        judge a deployment against the security checklist (check --help)\n"
 	      "  rotate-encryption-key  re-encrypt stored values under APP_ENCRYPTION_KEY\n"
@@ -100,9 +100,11 @@ static const char *command_usage(const char *cmd)
 		 "password is read from stdin (one line), or generated and printed once.\n"
 		 "Refused (exit 5) once an administrator exists.\n"},
 		{"gen-secrets",
-		 "usage: breeze-server gen-secrets\n"
+		 "usage: breeze-server gen-secrets [--compose]\n"
 		 "\n"
-		 "Prints a fresh set of secrets (32 random bytes each) in env-file form.\n"},
+		 "Prints a fresh set of secrets (32 random bytes each) in env-file form.\n"
+		 "--compose adds the passwords deploy/docker-compose.prod.yml needs\n"
+		 "(PostgreSQL roles, Redis, Grafana, TURN): the whole .env.prod.\n"},
 		{"audit", NULL},		 /* audit_cli_main has its own */
 		{"rotate-encryption-key", NULL}, /* settings_cli_main has its own */
 		{"check", NULL},		 /* check_cli_main has its own */
@@ -630,7 +632,23 @@ out:
 	return rc;
 }
 
-static int cmd_gen_secrets(void)
+/* Passwords of the container deployment (deploy/docker-compose.prod.yml)
+ * that the server itself never reads: the compose file builds
+ * DATABASE_URL, AUDIT_ADMIN_DATABASE_URL and REDIS_URL from them. */
+static const char *const compose_secrets[] = {
+	"POSTGRES_PASSWORD",
+	"BREEZE_OWNER_DB_PASSWORD",
+	"BREEZE_APP_DB_PASSWORD",
+	"BREEZE_AUDIT_DB_PASSWORD",
+	"REDIS_PASSWORD",
+	"GRAFANA_ADMIN_PASSWORD",
+	"TURN_SECRET",
+};
+
+/* gen-secrets: every server secret of config.c (S1: 32 bytes from
+ * RAND_bytes, hex), and with COMPOSE also the deployment's passwords, one
+ * KEY=VALUE line each on stdout. Returns an exit status. */
+static int cmd_gen_secrets(int compose)
 {
 	char hex[65];
 
@@ -644,6 +662,16 @@ static int cmd_gen_secrets(void)
 			return BZ_EXIT_FAILURE;
 		printf("%s=%s\n", config_secret_name((enum config_secret)s), hex);
 	}
+	for (size_t i = 0; compose && i < sizeof(compose_secrets) / sizeof(compose_secrets[0]);
+	     i++) {
+		if (crypto_random_hex(32, hex) != 0)
+			return BZ_EXIT_FAILURE;
+		printf("%s=%s\n", compose_secrets[i], hex);
+	}
+	if (compose)
+		printf("# Set these two before `docker compose up` (docs/deploy.md):\n"
+		       "# BREEZE_DOMAIN=rmm.example.com\n"
+		       "# ACME_EMAIL=ops@example.com\n");
 	crypto_wipe(hex, sizeof(hex));
 	return BZ_EXIT_OK;
 }
@@ -686,7 +714,8 @@ int main(int argc, char **argv)
 			usage(stdout);
 		return BZ_EXIT_OK;
 	}
-	/* version, gen-secrets and routes take no option but --help. */
+	/* version, gen-secrets and routes take no option but --help
+	 * (gen-secrets: and --compose). */
 	if (!strcmp(cmd, "version") || !strcmp(cmd, "--version") || !strcmp(cmd, "gen-secrets") ||
 	    !strcmp(cmd, "routes")) {
 		const char *text = command_usage(cmd[0] == '-' ? "version" : cmd);
@@ -694,13 +723,16 @@ int main(int argc, char **argv)
 			fputs(text, stdout);
 			return BZ_EXIT_OK;
 		}
-		if (argc > 2) {
-			fprintf(stderr, "breeze-server: unexpected argument '%s'\n", argv[2]);
+		int compose = !strcmp(cmd, "gen-secrets") && argc >= 3 &&
+			      !strcmp(argv[2], "--compose");
+		if (argc > 2 + compose) {
+			fprintf(stderr, "breeze-server: unexpected argument '%s'\n",
+				argv[2 + compose]);
 			fputs(text, stderr);
 			return BZ_EXIT_USAGE;
 		}
 		if (!strcmp(cmd, "gen-secrets"))
-			return cmd_gen_secrets();
+			return cmd_gen_secrets(compose);
 		if (!strcmp(cmd, "routes"))
 			return routes_print_json(stdout) == 0 ? BZ_EXIT_OK : BZ_EXIT_FAILURE;
 		printf("breeze-server %s\n", BREEZE_VERSION);

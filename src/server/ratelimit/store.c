@@ -185,7 +185,7 @@ static int is_noscript(const redisReply *rep)
 static int evalsha(struct rl_redis *r, int argc, const char **argv, size_t *argl, size_t n,
 		   struct rl_raw *raw)
 {
-	struct rl_call call;
+	struct rl_call call = {0};
 	char *cmd = NULL;
 	int rc = BZ_ERR_UNAVAILABLE;
 
