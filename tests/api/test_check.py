@@ -258,3 +258,51 @@ def test_check_usage(services):
     r = subprocess.run([str(SERVER_BIN), "help", "check"], env=base_process_env(),
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 0 and "--live" in r.stdout
+
+
+def test_the_shipped_deployment_has_no_fail(services, fresh_db, tmp_path):
+    """gen-secrets, the env file git-ignored at 0600, the shipped compose
+    file and Caddyfile, the shipped nftables ruleset on a host that listens
+    only on 22/80/443, and a fresh database whose administrator has MFA:
+    no row FAILs (MANUAL and WARN may remain, each with its reason)."""
+    name, db = fresh_db
+    env = services.env
+    secrets = gen_secrets()
+    good = dict(secrets, BREEZE_ENV="test",
+                DATABASE_URL=with_db(env["DATABASE_URL"], name),
+                AUDIT_ADMIN_DATABASE_URL=with_db(env["AUDIT_ADMIN_DATABASE_URL"], name),
+                REDIS_URL=env["REDIS_URL"], BREEZE_DOMAIN="rmm.acme-msp.net",
+                ACME_EMAIL="ops@acme-msp.net")
+    boot = dict(base_process_env(), MIGRATION_DATABASE_URL=with_db(env["MIGRATION_DATABASE_URL"],
+                                                                    name), **good)
+    r = subprocess.run([str(SERVER_BIN), "bootstrap", "--email", "admin@acme-msp.net", "--name",
+                        "Admin", "--partner", "P", "--org", "O", "--site", "S"], env=boot,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    with db.cursor() as cur:
+        # check reads only the flag; enrolling TOTP through the API is what
+        # tests/api/test_mfa.py covers.
+        cur.execute("UPDATE users SET mfa_enabled = true")
+    repo = tmp_path / "ops"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    (repo / ".gitignore").write_text(".env.prod\n")
+    ef = write_env(repo / ".env.prod", good)
+    host = host_stand_in(tmp_path / "host", [22, 80, 443],
+                         "passwordauthentication no\nkbdinteractiveauthentication no\n"
+                         "permitrootlogin prohibit-password\n",
+                         (REPO / "deploy" / "firewall" / "nftables.conf").read_text())
+    penv = dict(base_process_env(), BREEZE_TEST_CHECK_HOST_DIR=str(host))
+    r, rows = run_check(penv, "--env-file", str(ef),
+                        "--compose", str(REPO / "deploy" / "docker-compose.prod.yml"),
+                        "--caddyfile", str(REPO / "deploy" / "Caddyfile"), "--repo", str(REPO),
+                        "--live", "--tls-target", f"127.0.0.1:{free_port()}")
+    fails = {i: v for i, v in rows.items() if v["result"] == "FAIL"}
+    assert not fails, json.dumps(fails, indent=1)
+    assert r.returncode == 0, r.stderr
+    for i in ("S2", "S3", "S6", "N1", "N3", "N4", "N5", "N6", "N7", "N8", "N9", "K1", "K2",
+              "K3", "K4", "K5", "A1", "A2", "A3", "G1", "G5", "L3", "L4", "L5", "M1", "M2", "M4",
+              "O2"):
+        assert rows[i]["result"] == "PASS", rows[i]
+    assert rows["N10"]["result"] == "MANUAL"  # nothing answers TLS there
+    assert rows["N2"]["result"] == "MANUAL"  # pg_hba_file_rules is for superusers
