@@ -301,6 +301,13 @@ static const struct var vars[] = {
 	 F(ssrf_allowlist)},
 	{"WEBHOOK_WORKER_INTERVAL_MS", VAR_UINT, 1, NEED_OPTIONAL, NULL, "2000", 0, 600000,
 	 PROD_NONE, F(webhook_worker_interval_ms)},
+	/* Metrics history and liveness (issue 13 §3; docs/architecture.md). */
+	{"METRICS_RETENTION_DAYS", VAR_UINT, 0, NEED_OPTIONAL, NULL, "30", 1, 3650, PROD_NONE,
+	 F(metrics_retention_days)},
+	{"METRICS_MAINTENANCE_INTERVAL_SECONDS", VAR_UINT, 1, NEED_OPTIONAL, NULL, "3600", 0, 86400,
+	 PROD_NONE, F(metrics_maintenance_interval_s)},
+	{"DEVICE_SWEEP_INTERVAL_SECONDS", VAR_UINT, 1, NEED_OPTIONAL, NULL, "30", 0, 3600,
+	 PROD_NONE, F(device_sweep_interval_s)},
 };
 
 /* Stores X in the integer field of V (int, unsigned, uint32_t, int64_t or
