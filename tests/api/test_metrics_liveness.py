@@ -347,3 +347,21 @@ def test_sweep_worker_marks_offline(agents, sql, spawn_server, clock):
     while time.monotonic() < deadline and audit_count(sql, d["agentId"], "device.offline") == 0:
         time.sleep(0.2)
     assert audit_count(sql, d["agentId"], "device.offline") == 1
+
+
+def test_transitions_queue_webhook_deliveries(agents, admin, make_org, sql, services, clock):
+    """device.offline / device.online are audit rows of the device's
+    organization, so a webhook subscribed to them gets a delivery each."""
+    org = make_org()
+    r = admin.post("/api/v1/webhooks", json={"orgId": org.id, "url": "https://hooks.example.com/x",
+                                             "events": ["device.offline", "device.online"]})
+    assert r.status_code == 201, r.text
+    hook = r.json()["id"]
+    d = agents.new_device(org_id=org.id, site_id=org.site_id)
+    assert agents.heartbeat(d["agentId"], d["authToken"]).status_code == 200
+    clock.advance(4 * INTERVAL)
+    maintain(services)
+    assert agents.heartbeat(d["agentId"], d["authToken"]).status_code == 200
+    rows = sql("SELECT event, payload->>'resourceId' FROM webhook_deliveries"
+               " WHERE webhook_id = %s ORDER BY created_at, event", hook)
+    assert rows == [("device.offline", d["agentId"]), ("device.online", d["agentId"])]
