@@ -319,6 +319,13 @@ static const struct var vars[] = {
 	 F(webhook_worker_threads)},
 	{"WEBHOOK_ORG_MAX_IN_FLIGHT", VAR_UINT, 1, NEED_OPTIONAL, NULL, "1", 1, 32, PROD_NONE,
 	 F(webhook_org_max_in_flight)},
+	/* Metrics history and liveness (issue 13 §3; docs/architecture.md). */
+	{"METRICS_RETENTION_DAYS", VAR_UINT, 0, NEED_OPTIONAL, NULL, "30", 1, 3650, PROD_NONE,
+	 F(metrics_retention_days)},
+	{"METRICS_MAINTENANCE_INTERVAL_SECONDS", VAR_UINT, 1, NEED_OPTIONAL, NULL, "3600", 0, 86400,
+	 PROD_NONE, F(metrics_maintenance_interval_s)},
+	{"DEVICE_SWEEP_INTERVAL_SECONDS", VAR_UINT, 1, NEED_OPTIONAL, NULL, "30", 0, 3600,
+	 PROD_NONE, F(device_sweep_interval_s)},
 };
 
 /* Stores X in the integer field of V (int, unsigned, uint32_t, int64_t or

@@ -127,6 +127,15 @@ struct config {
 	/* AUDIT_VERIFY_INTERVAL_SECONDS, 0..604800, default 86400: how often
 	 * serve's worker verifies every audit chain; 0 = never. */
 	int audit_verify_interval_s;
+	/* Metrics history and liveness (src/server/agents/liveness_worker.c):
+	 * METRICS_RETENTION_DAYS, 1..3650, default 30: days of device_metrics
+	 * kept (whole day partitions); METRICS_MAINTENANCE_INTERVAL_SECONDS,
+	 * 0..86400, default 3600: partition maintenance period of `serve`;
+	 * DEVICE_SWEEP_INTERVAL_SECONDS, 0..3600, default 30: offline sweep
+	 * period of `serve`. 0 = not run by this instance. */
+	int metrics_retention_days;
+	int metrics_maintenance_interval_s;
+	int device_sweep_interval_s;
 };
 
 /* Connections per client address when HTTP_MAX_CONNECTIONS_PER_IP is unset

@@ -32,6 +32,7 @@
 #include "crypto/crypto.h"
 #include "crypto/password.h"
 #include "server/agents/agents.h"
+#include "server/agents/agents_metrics.h"
 #include "server/audit/audit_cli.h"
 #include "server/audit/audit_retention.h"
 #include "server/bootstrap.h"
@@ -64,6 +65,7 @@ static void usage(FILE *f)
 	      "  check        judge a deployment against the security checklist (check --help)\n"
 	      "  rotate-encryption-key  re-encrypt stored values under APP_ENCRYPTION_KEY\n"
 	      "               [--dry-run] [--batch N] [--max-batches N]\n"
+	      "  maintain     metrics partition maintenance and the offline sweep, once\n"
 	      "  routes       print the route table as JSON lines (method, path, flags, permission)\n"
 	      "  version      print the version\n"
 	      "  help         this text; help COMMAND or COMMAND --help for one command\n"
@@ -108,6 +110,13 @@ static const char *command_usage(const char *cmd)
 		{"audit", NULL},		 /* audit_cli_main has its own */
 		{"rotate-encryption-key", NULL}, /* settings_cli_main has its own */
 		{"check", NULL},		 /* check_cli_main has its own */
+		{"maintain",
+		 "usage: breeze-server maintain [--env-file FILE]\n"
+		 "\n"
+		 "Runs what the worker of serve runs periodically, once, as DATABASE_URL:\n"
+		 "creates the device_metrics day partitions ahead, drops those older\n"
+		 "than METRICS_RETENTION_DAYS, and marks devices that missed three\n"
+		 "heartbeat intervals offline (device.offline audit rows).\n"},
 		{"version", "usage: breeze-server version\n\nPrints the version.\n"},
 		{"routes",
 		 "usage: breeze-server routes\n"
@@ -517,6 +526,7 @@ static int cmd_serve(struct opts *o)
 	http_static_check_root(&cfg);
 	audit_worker_start(&cfg);
 	webhook_worker_start(&cfg);
+	agents_liveness_worker_start(&cfg);
 	sigwait(&set, &sig);
 	log_info("server.stopping", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", NULL);
 	if (http_server_stop(&app, (int)cfg.http_drain_s * 1000) != 0) {
@@ -525,6 +535,7 @@ static int cmd_serve(struct opts *o)
 		log_error("server.stopped", "forced", "true", NULL);
 		_exit(BZ_EXIT_FAILURE);
 	}
+	agents_liveness_worker_stop();
 	webhook_worker_stop();
 	audit_worker_stop();
 	free(routes);
@@ -560,6 +571,27 @@ static int cmd_migrate(struct opts *o)
 		return BZ_EXIT_FAILURE;
 	}
 	printf("migrations applied: %d\n", applied);
+	return BZ_EXIT_OK;
+}
+
+static int cmd_maintain(struct opts *o)
+{
+	struct config cfg;
+
+	(void)o;
+	if (load_config(&cfg, CONFIG_FOR_DATABASE) != 0)
+		return BZ_EXIT_CONFIG;
+	PGconn *c = db_connect(cfg.database_url);
+	if (c == NULL) {
+		fprintf(stderr, "breeze-server: cannot connect to the database\n");
+		return BZ_EXIT_UNAVAILABLE;
+	}
+	int rc = agents_maintain_once(c, &cfg, stdout);
+	PQfinish(c);
+	if (rc != 0) {
+		fprintf(stderr, "breeze-server: maintenance failed (see log)\n");
+		return BZ_EXIT_FAILURE;
+	}
 	return BZ_EXIT_OK;
 }
 
@@ -767,6 +799,8 @@ int main(int argc, char **argv)
 		rc = cmd_serve(&o);
 	else if (!strcmp(cmd, "migrate"))
 		rc = cmd_migrate(&o);
+	else if (!strcmp(cmd, "maintain"))
+		rc = cmd_maintain(&o);
 	else
 		rc = cmd_bootstrap(&o);
 	curl_global_cleanup();

@@ -35,6 +35,7 @@ struct route *routes_all(size_t *n)
 		{enrollment_key_routes, enrollment_key_routes_count},
 		{agent_routes, agent_routes_count},
 		{device_routes, device_routes_count},
+		{device_metrics_routes, device_metrics_routes_count},
 		{audit_query_routes, audit_query_routes_count},
 		{audit_verify_routes, audit_verify_routes_count},
 		{webhook_routes, webhook_routes_count},

@@ -394,6 +394,11 @@ NO_RETENTION_WORKER = {"AUDIT_RETENTION_INTERVAL_SECONDS": "0", "AUDIT_VERIFY_IN
 # it on for the servers it spawns.
 NO_WEBHOOK_WORKER = {"WEBHOOK_WORKER_INTERVAL_MS": "0"}
 
+# Nor an offline sweep: tests that move the clock would see device.offline
+# rows appear under them. test_device_metrics.py turns it on where it is the
+# subject. (Partition maintenance stays on: it writes no audit rows.)
+NO_DEVICE_SWEEP = {"DEVICE_SWEEP_INTERVAL_SECONDS": "0"}
+
 
 # Generous rate limits (docs/rate-limiting.md) for the session-wide servers
 # and spawned ones: hundreds of tests log in as the same admin from one
@@ -417,6 +422,7 @@ def server_env(env, **overrides):
     e["HEARTBEAT_INTERVAL_SECONDS"] = "5"
     e.update(NO_RETENTION_WORKER)
     e.update(NO_WEBHOOK_WORKER)
+    e.update(NO_DEVICE_SWEEP)
     e.update(GENEROUS_LIMITS)
     for k, v in overrides.items():
         if v is None:
@@ -440,6 +446,7 @@ def server(services, bootstrap, workdir):
     e["HEARTBEAT_INTERVAL_SECONDS"] = "5"
     e.update(NO_RETENTION_WORKER)
     e.update(NO_WEBHOOK_WORKER)
+    e.update(NO_DEVICE_SWEEP)
     e.update(GENEROUS_LIMITS)
     srv = ServerProc(e, workdir / "server.log", env_file=services.env_file)
     srv.start()

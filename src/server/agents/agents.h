@@ -217,6 +217,7 @@ struct agents_agent {
 	int rotation_requested;	    /* current token: an administrator asked for rotation */
 	int pending_live;	    /* current token: the device has a live pending token */
 	int credential_version;	    /* devices.credential_version at the lookup (0015) */
+	int online; /* devices.online at the lookup (0019): 1, 0 (offline), -1 never seen */
 	/* Set by agents_agent_auth() when the path names another device. */
 	enum agents_probe probe;
 	char probe_device_id[37]; /* the path device */

@@ -15,5 +15,7 @@ extern const struct route agent_routes[];
 extern const size_t agent_routes_count;
 extern const struct route device_routes[];
 extern const size_t device_routes_count;
+extern const struct route device_metrics_routes[]; /* metrics_api.c */
+extern const size_t device_metrics_routes_count;
 
 #endif

@@ -13,6 +13,7 @@
 #include "common/text.h"
 #include "common/metrics.h"
 #include "server/agents/agents.h"
+#include "server/agents/agents_metrics.h"
 #include "server/db/db.h"
 
 /* Largest integer a double (and so every JSON consumer) holds exactly. */
@@ -99,16 +100,36 @@ int agents_agent_auth(PGconn *c, const char *token_hash, const char *path_id,
 	return 0;
 }
 
+/* One statement per heartbeat: the device row (last seen at $11, the
+ * server's bz_now(); a device never seen becomes online — the transition
+ * from offline is liveness.c's), the metrics history row (device_metrics,
+ * migration 0019; only when the heartbeat carried metrics, whose members
+ * the body parser checked to be numbers within ±2^53, so the numeric casts
+ * cannot fail) and the latest state (device_heartbeats). */
 static const char *heartbeat_sql =
 	"WITH d AS ("
-	"  UPDATE devices SET last_seen_at = now(), last_ip = $2::inet,"
+	"  UPDATE devices SET last_seen_at = to_timestamp($11::bigint), last_ip = $2::inet,"
 	"         agent_version = coalesce($3, agent_version),"
-	"         hostname = coalesce($8, hostname), os_version = coalesce($9, os_version)"
+	"         hostname = coalesce($8, hostname), os_version = coalesce($9, os_version),"
+	"         online = coalesce(online, true)"
 	"   WHERE id = $1::uuid AND status = 'active' AND credential_version = $10::int"
-	"   RETURNING id, org_id)"
+	"   RETURNING id, org_id),"
+	" m AS ("
+	"  INSERT INTO device_metrics (device_id, org_id, ts, cpu_percent, mem_used_bytes,"
+	"         mem_total_bytes, disk_used_bytes, disk_total_bytes, load1, load5, load15)"
+	"  SELECT d.id, d.org_id, to_timestamp($11::bigint), x.\"cpuPercent\"::real,"
+	"         round(x.\"memoryUsedBytes\")::bigint, round(x.\"memoryTotalBytes\")::bigint,"
+	"         round(x.\"diskUsedBytes\")::bigint, round(x.\"diskTotalBytes\")::bigint,"
+	"         x.load1::real, x.load5::real, x.load15::real"
+	"    FROM d, jsonb_to_record($6::jsonb) AS x(\"cpuPercent\" numeric,"
+	"         \"memoryUsedBytes\" numeric, \"memoryTotalBytes\" numeric,"
+	"         \"diskUsedBytes\" numeric, \"diskTotalBytes\" numeric, load1 numeric,"
+	"         load5 numeric, load15 numeric)"
+	"   WHERE $6::jsonb <> '{}'::jsonb)"
 	" INSERT INTO device_heartbeats (device_id, org_id, received_at, source_ip, agent_status,"
 	"        agent_version, uptime_seconds, metrics, inventory)"
-	" SELECT d.id, d.org_id, now(), $2::inet, $4, coalesce($3, ''), $5::bigint, $6::jsonb, $7::jsonb"
+	" SELECT d.id, d.org_id, to_timestamp($11::bigint), $2::inet, $4, coalesce($3, ''),"
+	"        $5::bigint, $6::jsonb, $7::jsonb"
 	"   FROM d"
 	" ON CONFLICT (device_id) DO UPDATE SET received_at = excluded.received_at,"
 	"    source_ip = excluded.source_ip, agent_status = excluded.agent_status,"
@@ -118,9 +139,9 @@ static const char *heartbeat_sql =
 
 /* Runs heartbeat_sql with P; BZ_ERR_UNAUTHORIZED when the device row no
  * longer matched (reset, suspended or decommissioned since the lookup). */
-static int heartbeat_write(PGconn *c, const char *const p[10])
+static int heartbeat_write(PGconn *c, const char *const p[11])
 {
-	PGresult *r = db_query(c, heartbeat_sql, 10, p, NULL);
+	PGresult *r = db_query(c, heartbeat_sql, 11, p, NULL);
 	int n;
 
 	if (r == NULL)
@@ -151,7 +172,7 @@ static int audit_agent(PGconn *c, const struct agents_agent *a, const char *ip, 
 int agents_heartbeat_record(PGconn *c, const struct agents_agent *a,
 			    const struct agents_heartbeat *hb)
 {
-	char uptime_s[24], version[16];
+	char uptime_s[24], version[16], now_s[24];
 	const char *ip = hb->client_ip;
 	char *m = hb->metrics ? json_dumps(hb->metrics, AGENTS_JSON_FLAGS) : strdup("{}");
 	char *inv = hb->inventory ? json_dumps(hb->inventory, AGENTS_JSON_FLAGS) : strdup("{}");
@@ -161,7 +182,8 @@ int agents_heartbeat_record(PGconn *c, const struct agents_agent *a,
 		goto out;
 	snprintf(uptime_s, sizeof(uptime_s), "%lld", (long long)hb->uptime_s);
 	snprintf(version, sizeof(version), "%d", a->credential_version);
-	const char *p[10] = {a->device_id,
+	snprintf(now_s, sizeof(now_s), "%lld", (long long)bz_now());
+	const char *p[11] = {a->device_id,
 			     ip,
 			     hb->agent_version,
 			     hb->status ? hb->status : "online",
@@ -170,13 +192,17 @@ int agents_heartbeat_record(PGconn *c, const struct agents_agent *a,
 			     inv,
 			     hb->hostname,
 			     hb->os_version,
-			     version};
+			     version,
+			     now_s};
 	/* G7: a new source address (token theft, NAT change) goes into the
 	 * address history and is audited (deduplicated, ip_history.c), and a
 	 * renamed device is audited, in the same transaction as the change. */
 	int ip_changed = ip != NULL && strcmp(a->old_ip, ip) != 0, ip_audit = 0;
 	int renamed = hb->hostname != NULL && strcmp(hb->hostname, a->hostname) != 0;
-	rc = (ip_changed || renamed) ? db_begin(c) : 0;
+	/* Back from offline: device.online in the same transaction (liveness.c). */
+	int back = a->online == 0;
+	int tx = ip_changed || renamed || back;
+	rc = tx ? db_begin(c) : 0;
 	if (rc == 0 && ip_changed)
 		rc = agents_ip_history_move(c, a, ip, hb->ip_dedup_s, bz_now(), &ip_audit);
 	if (rc == 0)
@@ -188,9 +214,11 @@ int agents_heartbeat_record(PGconn *c, const struct agents_agent *a,
 		rc = audit_agent(c, a, ip, "device.renamed",
 				 json_pack("{s:s,s:s}", "previousHostname", a->hostname, "hostname",
 					   hb->hostname));
-	if (rc == 0 && (ip_changed || renamed))
+	if (rc == 0 && back)
+		rc = agents_liveness_back_online(c, a, ip);
+	if (rc == 0 && tx)
 		rc = db_commit(c);
-	if (rc != 0 && (ip_changed || renamed))
+	if (rc != 0 && tx)
 		db_rollback(c);
 	if (rc == 0)
 		metrics_inc(METRIC_HEARTBEATS, NULL);

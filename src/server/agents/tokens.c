@@ -81,7 +81,8 @@ int agents_token_insert(PGconn *c, const char *device_id, const char *org_id, co
  * 8 activated_at as epoch seconds (or NULL), 9 rotation requested, 10 a live
  * pending token exists (asked only for a current token: a probe of the
  * partial pending index, which holds at most one row per device, so the
- * heartbeat learns whether to ask for a rotation in the same statement). */
+ * heartbeat learns whether to ask for a rotation in the same statement),
+ * 12 devices.online as 1, 0 or -1 for NULL (never seen; liveness.c). */
 static const char *lookup_sql =
 	"SELECT d.id, d.org_id, d.status, d.heartbeat_interval_s, coalesce(host(d.last_ip), ''),"
 	"       d.hostname,"
@@ -96,7 +97,8 @@ static const char *lookup_sql =
 	"       (t.rotation_requested_at IS NOT NULL)::int, d.credential_version,"
 	"       CASE WHEN t.state = 'current' THEN EXISTS (SELECT 1 FROM agent_tokens p"
 	"            WHERE p.device_id = t.device_id AND p.state = 'pending'"
-	"              AND p.expires_at > to_timestamp($2::bigint))::int ELSE 0 END"
+	"              AND p.expires_at > to_timestamp($2::bigint))::int ELSE 0 END,"
+	"       coalesce(d.online::int, -1)"
 	"  FROM agent_tokens t JOIN devices d ON d.id = t.device_id"
 	" WHERE t.token_hash = $1";
 
@@ -115,6 +117,7 @@ static void agent_fill(PGresult *r, struct agents_agent *out)
 	out->rotation_requested = strcmp(PQgetvalue(r, 0, 9), "1") == 0;
 	out->credential_version = atoi(PQgetvalue(r, 0, 10));
 	out->pending_live = strcmp(PQgetvalue(r, 0, 11), "1") == 0;
+	out->online = atoi(PQgetvalue(r, 0, 12));
 }
 
 int agents_token_lookup(PGconn *c, const char *token_hash, int64_t now, struct agents_agent *out)

@@ -40,6 +40,8 @@ const char *const webhook_events[] = {
 	"device.decommission",
 	"device.enroll",
 	"device.enroll.rate_limited",
+	"device.offline",
+	"device.online",
 	"device.review",
 	"device.update",
 	"enrollment_key.create",
