@@ -44,7 +44,7 @@ static struct counter_family counters[METRIC_COUNTER_COUNT] = {
 					 "Checks refused by a rate limiter, by limiter.",
 					 "limiter",
 					 {"login", "login_ip", "api_user", "agent_device",
-					  "agent_org", "enroll", "mfa", "other", NULL}},
+					  "agent_org", "enroll", "mfa", "webhook_test", "other", NULL}},
 	[METRIC_HEARTBEATS] = {"breeze_agent_heartbeats_total",
 			       "Agent heartbeats accepted.",
 			       NULL,

@@ -1,5 +1,5 @@
 /*
- * test_metrics.c — the parts of the metrics history that need no database:
+ * test_device_metrics.c — the parts of the metrics history that need no database:
  * the bucket table, the series names, and the range checks that
  * agents_metrics_series() and agents_metrics_maintain() make before any
  * query (so they are called with a NULL connection here).
