@@ -11,8 +11,10 @@
  * (RFC 4648 §5). Associated data (e.g. the owner's id) is authenticated
  * but not stored: a sealed value moved to another owner does not open.
  *
- * Used for TOTP secrets (MFA_ENCRYPTION_KEY) and meant for any other
- * secret the server must read back (encrypted settings).
+ * The format of TOTP and webhook secrets written before migration 0017:
+ * new values are crypto/envelope.h's "enc:v1:" (docs/encryption.md), and
+ * this one is only opened (and re-sealed in the new form). crypto_aead_gcm
+ * is the AES-256-GCM pass both formats use.
  */
 #ifndef BZ_AEAD_H
 #define BZ_AEAD_H

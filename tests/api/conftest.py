@@ -24,6 +24,7 @@ import threading
 import time
 import types
 import uuid
+import weakref
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -181,7 +182,32 @@ class Api:
         body = r.json()
         c = self.clone(token=body["accessToken"])
         c.user = body["user"]
+        c.login_args = (email, password, time.monotonic())
+        LOGGED_IN.add(c)
         return c
+
+
+# Clients made by Api.login(). Access tokens live 900 s of server time, and
+# the session-wide ones (admin, the tenants' users) are logged in once: a
+# long run, such as the sanitizer build's, outlives them. Between tests,
+# fresh_session_tokens logs a client in again once its token is older than
+# TOKEN_REFRESH_S (wall clock; the test clock is back at 0 between tests).
+LOGGED_IN = weakref.WeakSet()
+TOKEN_REFRESH_S = 600
+
+
+@pytest.fixture(autouse=True)
+def fresh_session_tokens():
+    now = time.monotonic()
+    for c in list(LOGGED_IN):
+        email, password, at = c.login_args
+        if now - at < TOKEN_REFRESH_S:
+            continue
+        c.login_args = (email, password, now)  # once per period, whatever happens
+        r = c.post("/api/v1/auth/login", json={"email": email, "password": password}, token=None)
+        if r.status_code == 200 and "accessToken" in r.json():
+            c.token = r.json()["accessToken"]
+    yield
 
 
 # --------------------------------------------------------------------------- processes
