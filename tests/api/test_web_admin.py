@@ -207,6 +207,14 @@ def webhook_row(b, url):
                              r.find_element(By.TAG_NAME, "a").text == url])[0]
 
 
+def deliveries(b):
+    """[(id, status, event)] of the deliveries table, read in one go (the
+    table is redrawn after every action)."""
+    return [tuple(x) for x in b.d.execute_script(
+        "return [...document.querySelectorAll('#deliveries tr[data-delivery]')].map((r) =>"
+        " [r.dataset.delivery, r.querySelector('td.status').textContent, r.cells[1].textContent])")]
+
+
 def test_webhooks(browser, web, admin, tenants):
     b = browser
     url = f"https://hooks.example.com/{uniq('web')}"
@@ -245,17 +253,14 @@ def test_webhooks(browser, web, admin, tenants):
     webhook_row(b, url).find_element(By.TAG_NAME, "a").click()
     b.path_is(f"/webhooks/{wid}")
     b.text_of("#webhook-state", "enabled")
-    b.wait(lambda d: len(rows(b, "#deliveries tr[data-delivery]")) == 1)
+    b.wait(lambda d: len(deliveries(b)) == 1)
     b.click("#webhook-test")
     b.text_of("#webhook-message", "Test delivery queued.")
-    b.wait(lambda d: len(rows(b, "#deliveries tr[data-delivery]")) == 2)
-    for r in rows(b, "#deliveries tr[data-delivery]"):
-        assert r.find_element(By.CSS_SELECTOR, "td.status").text == "pending"
-        assert "webhook.test" in r.text
+    shown = b.wait(lambda d: deliveries(b) if len(deliveries(b)) == 2 else None)
+    assert [(s, e) for _, s, e in shown] == [("pending", "webhook.test")] * 2, shown
     b.shot("webhook-deliveries")
     api = admin.get(f"/api/v1/webhooks/{wid}/deliveries").json()["deliveries"]
-    assert {d["id"] for d in api} == {r.get_attribute("data-delivery")
-                                       for r in rows(b, "#deliveries tr[data-delivery]")}
+    assert [d["id"] for d in api] == [i for i, _, _ in shown]
 
     # Delete, after a second click.
     page(b, web, "/webhooks")

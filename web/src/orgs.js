@@ -39,8 +39,8 @@ export async function orgsPage(main) {
     show(box, null);
     try {
       const o = await call('POST', '/api/v1/organizations', { name });
-      show(box, `Created the organization “${o.name}”.`, 'success');
       await listOrgs(list);
+      show(box, `Created the organization “${o.name}”.`, 'success');
     } catch (err) {
       showFailure(box, err, CREATE_ERRORS);
     }
@@ -79,8 +79,8 @@ export async function orgPage(main, params) {
     show(box, null);
     try {
       const s = await call('POST', `/api/v1/organizations/${encodeURIComponent(id)}/sites`, { name });
-      show(box, `Created the site “${s.name}”.`, 'success');
       await listSites(list, id);
+      show(box, `Created the site “${s.name}”.`, 'success');
     } catch (err) {
       showFailure(box, err, CREATE_ERRORS);
     }

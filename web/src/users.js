@@ -75,9 +75,9 @@ export async function usersPage(main) {
       replace(once);
       try {
         const u = await call('POST', '/api/v1/users', body);
+        await listUsers(list, names);
         show(box, `Created the user ${u.email}.`, 'success');
         if (u.password) replace(once, shownOnce('user-generated-password', 'The generated password:', u.password));
-        await listUsers(list, names);
       } catch (err) {
         showFailure(box, err, USER_ERRORS);
       }

@@ -36,8 +36,8 @@ function webhookRow(w, names, box, reload) {
     show(box, null);
     try {
       await fn();
-      if (done) show(box, done, 'success');
       await reload();
+      if (done) show(box, done, 'success');
     } catch (err) {
       showFailure(box, err, ERRORS);
     }
@@ -104,8 +104,8 @@ export async function webhooksPage(main) {
     replace(once);
     try {
       const w = await call('POST', '/api/v1/webhooks', body);
-      replace(once, shownOnce('webhook-secret', 'The signing secret of the new webhook (X-Breeze-Signature, docs/webhooks.md):', w.secret));
       await reload();
+      replace(once, shownOnce('webhook-secret', 'The signing secret of the new webhook (X-Breeze-Signature, docs/webhooks.md):', w.secret));
       return true;
     } catch (err) {
       showFailure(box, err, ERRORS);
@@ -145,8 +145,8 @@ export async function webhookPage(main, params) {
     show(box, null);
     try {
       await call('POST', path(id, '/test'));
-      show(box, 'Test delivery queued.', 'success');
       await reload();
+      show(box, 'Test delivery queued.', 'success');
     } catch (err) {
       showFailure(box, err, ERRORS);
     } finally {
