@@ -109,6 +109,7 @@ def test_revoke_another_session_then_this_one(browser, web, user):
     b.wait(lambda d: len(session_rows(b)) == 2)
     current = [r for r in session_rows(b) if "this session" in r.text]
     assert len(current) == 1 and current[0].get_attribute("data-session") != other
+    b.d.execute_script("document.getElementById('sessions').scrollIntoView()")
     b.shot("account-sessions")
 
     row = [r for r in session_rows(b) if r.get_attribute("data-session") == other][0]

@@ -31,7 +31,7 @@ function userForm(roles, orgs, created) {
     ...orgs.map((o) => [o.id, o.name])], '');
   const password = h('input', { id: 'user-password-input', type: 'password', autocomplete: 'new-password' });
   const go = h('button', { id: 'user-create', type: 'submit' }, 'Create user');
-  const form = h('form', { id: 'user-form' },
+  const form = h('form', { id: 'user-form', class: 'grid' },
     h('label', { for: 'user-name-input' }, 'Name'), name,
     h('label', { for: 'user-email-input' }, 'E-mail'), email,
     h('label', { for: 'user-role' }, 'Role'), role,
@@ -61,7 +61,7 @@ function userForm(roles, orgs, created) {
 export async function usersPage(main) {
   const box = messageBox('users-message');
   const once = h('div');
-  const formCard = h('section', { class: 'card wide' }, h('h2', null, 'New user'));
+  const formCard = h('section', { class: 'card wide form-card' }, h('h2', null, 'New user'));
   const list = h('div');
   replace(main, h('h1', null, 'Users'), formCard, box, once, list);
   loading(list);

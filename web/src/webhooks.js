@@ -60,7 +60,7 @@ function createForm(orgs, created) {
   const url = h('input', { id: 'webhook-url', type: 'url', maxlength: 2048, required: true, placeholder: 'https://hooks.example.com/breeze' });
   const events = h('input', { id: 'webhook-events', value: '*', required: true });
   const go = h('button', { id: 'webhook-create', type: 'submit' }, 'Create webhook');
-  const form = h('form', { id: 'webhook-form' },
+  const form = h('form', { id: 'webhook-form', class: 'grid' },
     h('label', { for: 'webhook-org' }, 'Organization'), org,
     h('label', { for: 'webhook-url' }, 'URL'), url,
     h('label', { for: 'webhook-events' }, 'Events'), events,
@@ -81,7 +81,7 @@ function createForm(orgs, created) {
 export async function webhooksPage(main) {
   const box = messageBox('webhooks-message');
   const once = h('div');
-  const formCard = h('section', { class: 'card wide' }, h('h2', null, 'New webhook'));
+  const formCard = h('section', { class: 'card wide form-card' }, h('h2', null, 'New webhook'));
   const list = h('div');
   replace(main, h('h1', null, 'Webhooks'), formCard, box, once, list);
   loading(list);
