@@ -138,7 +138,7 @@ def test_verify_ok_then_broken(browser, web, audit):
     b.d.get(f"{web.url}/audit?orgId={org}")
     count_is(b, 6)
     b.click("#audit-verify")
-    b.text_of("#verify-summary", "All 1 chains verified: OK.")
+    b.text_of("#verify-summary", "Verified 1 chain: all OK.")
     ok, text = verdict(b, org)
     assert ok == "OK" and "6" in text
     b.shot("audit-verify-ok")
@@ -146,7 +146,7 @@ def test_verify_ok_then_broken(browser, web, audit):
     third = rows[2]
     tamper(audit, "UPDATE audit_log SET details = %s WHERE id = %s", ('{"forged": true}', third["id"]))
     b.click("#audit-verify")
-    b.text_of("#verify-summary", "1 of 1 chains are broken.")
+    b.text_of("#verify-summary", "Broken: 1 of 1 chain.")
     broken, text = verdict(b, org)
     assert broken == "BROKEN"
     assert f"altered_row at seq 3, row {third['id']}" in text, text

@@ -82,6 +82,10 @@ function verifyRow(label, key, rep) {
         rep.breaksTotal ? h('li', null, `… ${rep.breaksTotal} breaks in all`) : null)));
 }
 
+function chains(n) {
+  return n === 1 ? '1 chain' : `${n} chains`;
+}
+
 // Verifies the chain of the selected organization, or of every one (a few
 // at a time), and lists the reports.
 async function verify(out, orgs, orgId) {
@@ -105,7 +109,7 @@ async function verify(out, orgs, orgId) {
   rows.sort((a, b) => a[0].localeCompare(b[0]));
   const broken = rows.filter(([, r]) => r.classList.contains('broken')).length;
   replace(out, h('p', { id: 'verify-summary', class: `message ${broken ? 'error' : 'success'}` },
-    broken ? `${broken} of ${rows.length} chains are broken.` : `All ${rows.length} chains verified: OK.`),
+    broken ? `Broken: ${broken} of ${chains(rows.length)}.` : `Verified ${chains(rows.length)}: all OK.`),
   table('verify', ['Organization', 'Result', 'Rows checked', 'Breaks'], rows.map(([, r]) => r)));
 }
 
