@@ -27,6 +27,9 @@ function twoStep(cls, label, confirmLabel, act) {
     }
     b.disabled = true;
     await act();
+    armed = false;
+    b.textContent = label;
+    b.disabled = false;
   });
   return b;
 }
