@@ -151,3 +151,20 @@ def test_verify_ok_then_broken(browser, web, audit):
     assert broken == "BROKEN"
     assert f"altered_row at seq 3, row {third['id']}" in text, text
     b.shot("audit-verify-broken")
+
+
+def test_a_bookmarked_filter_survives_signing_in(browser, web, bootstrap, audit):
+    """Opened signed out, a filtered address leads to the login page and,
+    after signing in, back to the same filters."""
+    b = browser
+    audit.insert(audit.new_org(), 2, action="test.bookmark", resource="tests")
+    b.reset(web.url)
+    b.d.get(f"{web.url}/audit?action=test.bookmark&resource=tests")
+    b.path_is("/login")
+    b.type("#email", bootstrap.email)
+    b.type("#password", bootstrap.password)
+    b.click("#login-submit")
+    b.path_is("/audit")
+    assert query_of(b) == {"action": "test.bookmark", "resource": "tests"}
+    assert b.el("#audit-action").get_attribute("value") == "test.bookmark"
+    b.wait(lambda d: len(entries(b)) >= 2 and all("test.bookmark" in r.text for r in entries(b)))

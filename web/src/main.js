@@ -93,7 +93,7 @@ function render() {
   const path = location.pathname;
   const to = guard(path);
   if (to !== null) {
-    if (to === '/login' && path !== '/' && path !== '/login') wanted = path;
+    if (to === '/login' && path !== '/' && path !== '/login') wanted = path + location.search;
     navigate(to, true);
     return;
   }
