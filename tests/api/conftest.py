@@ -24,7 +24,6 @@ import threading
 import time
 import types
 import uuid
-import weakref
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -127,6 +126,7 @@ def assert_error(resp, status, code=None):
 
 
 _UNSET = object()
+RENEW_LOGIN_S = 600  # a client made by Api.login() signs in again after this
 
 
 def http_session():
@@ -147,6 +147,7 @@ class Api:
         self.timeout = timeout
         self.s = http_session()
         self.user = None  # login response's "user", when made by login()
+        self._login = None  # (email, password, monotonic time), when made by login()
 
     def clone(self, token=_UNSET):
         """A new client (own connection pool: requests.Session is not thread-safe)."""
@@ -154,6 +155,8 @@ class Api:
 
     def request(self, method, path, *, json=_UNSET, data=None, headers=None, token=_UNSET, **kw):
         h = {}
+        if token is _UNSET and self._login and time.monotonic() - self._login[2] > RENEW_LOGIN_S:
+            self._renew()
         tok = self.token if token is _UNSET else token
         if tok:
             h["Authorization"] = f"Bearer {tok}"
@@ -182,32 +185,21 @@ class Api:
         body = r.json()
         c = self.clone(token=body["accessToken"])
         c.user = body["user"]
-        c.login_args = (email, password, time.monotonic())
-        LOGGED_IN.add(c)
+        c._login = (email, password, time.monotonic())
         return c
 
-
-# Clients made by Api.login(). Access tokens live 900 s of server time, and
-# the session-wide ones (admin, the tenants' users) are logged in once: a
-# long run, such as the sanitizer build's, outlives them. Between tests,
-# fresh_session_tokens logs a client in again once its token is older than
-# TOKEN_REFRESH_S (wall clock; the test clock is back at 0 between tests).
-LOGGED_IN = weakref.WeakSet()
-TOKEN_REFRESH_S = 600
-
-
-@pytest.fixture(autouse=True)
-def fresh_session_tokens():
-    now = time.monotonic()
-    for c in list(LOGGED_IN):
-        email, password, at = c.login_args
-        if now - at < TOKEN_REFRESH_S:
-            continue
-        c.login_args = (email, password, now)  # once per period, whatever happens
-        r = c.post("/api/v1/auth/login", json={"email": email, "password": password}, token=None)
-        if r.status_code == 200 and "accessToken" in r.json():
-            c.token = r.json()["accessToken"]
-    yield
+    def _renew(self):
+        """Signs in again: access tokens live 15 minutes (config.c), and a
+        session-wide client such as `admin` outlives that in a slow run. If
+        that fails (password changed, MFA on, user disabled), the old token
+        stays and no renewal is tried again."""
+        email, password, _ = self._login
+        self._login = None
+        r = self.post("/api/v1/auth/login", json={"email": email, "password": password}, token=None)
+        body = r.json() if r.status_code == 200 else {}
+        if "accessToken" in body:
+            self.token, self.user = body["accessToken"], body["user"]
+            self._login = (email, password, time.monotonic())
 
 
 # --------------------------------------------------------------------------- processes

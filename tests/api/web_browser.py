@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import NoAlertPresentException
+from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
@@ -87,7 +87,10 @@ class Browser:
     # ---- finding and waiting
 
     def wait(self, cond, timeout=WAIT_S):
-        return WebDriverWait(self.d, timeout).until(cond)
+        """COND's first true value; an element it read that a page redrew
+        meanwhile (stale) counts as not yet."""
+        return WebDriverWait(self.d, timeout,
+                             ignored_exceptions=(StaleElementReferenceException,)).until(cond)
 
     def el(self, css, timeout=WAIT_S):
         """The visible element CSS, waited for."""

@@ -7,6 +7,7 @@
 import { h, replace } from './dom.js';
 import { describe } from './messages.js';
 import { mfaEnable, mfaSetup, state } from './session.js';
+import { recoveryCodes } from './ui.js';
 
 const SETUP_ERRORS = { invalid_password: 'That is not your current password.' };
 const ENABLE_ERRORS = {
@@ -103,32 +104,8 @@ function guardUnload(ev) {
 }
 
 function codesStep(root, codes, done) {
-  const text = `Breeze recovery codes for ${state.user ? state.user.email : 'your account'}\n` +
-    'Each code works once, instead of an authenticator code.\n\n' + codes.join('\n') + '\n';
-  const status = h('p', { class: 'message info', id: 'codes-status', role: 'status', hidden: true });
-  const copy = h('button', { id: 'codes-copy', type: 'button' }, 'Copy');
-  const download = h('button', { id: 'codes-download', type: 'button' }, 'Download');
   const saved = h('input', { id: 'codes-saved', type: 'checkbox' });
   const next = h('button', { id: 'codes-done', type: 'button', disabled: true }, 'Continue to the dashboard');
-  copy.addEventListener('click', async () => {
-    try {
-      await navigator.clipboard.writeText(text);
-      status.textContent = 'Copied to the clipboard.';
-    } catch (e) {
-      status.textContent = 'Copying is not allowed here: select the codes and copy them, or download them.';
-    }
-    status.hidden = false;
-  });
-  download.addEventListener('click', () => {
-    const url = URL.createObjectURL(new Blob([text], { type: 'text/plain' }));
-    const a = h('a', { href: url, download: 'breeze-recovery-codes.txt', hidden: true });
-    document.body.append(a);
-    a.click();
-    a.remove();
-    setTimeout(() => URL.revokeObjectURL(url), 10000);
-    status.textContent = 'Downloaded breeze-recovery-codes.txt.';
-    status.hidden = false;
-  });
   saved.addEventListener('change', () => { next.disabled = !saved.checked; });
   next.addEventListener('click', () => {
     state.codesPending = false;
@@ -140,8 +117,7 @@ function codesStep(root, codes, done) {
     h('p', { class: 'message success' }, 'MFA is on.'),
     h('p', null, 'These recovery codes let you sign in if you lose your authenticator. ',
       h('strong', null, 'They are shown only this once:'), ' store them somewhere safe.'),
-    h('ol', { id: 'recovery-codes', class: 'codes' }, codes.map((c) => h('li', null, h('code', null, c)))),
-    h('p', { class: 'row' }, copy, download), status,
+    recoveryCodes(codes, state.user ? state.user.email : null),
     h('p', null, h('label', { class: 'check' }, saved, ' I have saved my recovery codes')),
     next);
 }

@@ -4,14 +4,19 @@
 // decides where the user may be: signed out -> /login; enrolment forced
 // (428) or recovery codes not yet confirmed -> /mfa/enroll, whatever was
 // typed, bookmarked or reached with the back button.
+import { accountPage } from './account.js';
 import { hasAccessToken, setHooks } from './api.js';
+import { auditPage } from './audit.js';
 import { devicesPage } from './devices.js';
 import { h, replace } from './dom.js';
 import { enrollPage } from './enroll.js';
 import { loginPage } from './login.js';
 import { describe } from './messages.js';
+import { orgPage, orgsPage } from './orgs.js';
 import { clear, restore, state } from './session.js';
 import { shell } from './shell.js';
+import { rolesPage, usersPage } from './users.js';
+import { webhookPage, webhooksPage } from './webhooks.js';
 
 const root = document.getElementById('app');
 const HOME = '/devices';
@@ -22,6 +27,14 @@ let wanted = HOME; // where to go after signing in
 // Each page module adds its own lines (and its link in shell.js).
 const pages = [
   ['/devices', devicesPage],
+  ['/organizations', orgsPage],
+  ['/organizations/:id', orgPage],
+  ['/users', usersPage],
+  ['/roles', rolesPage],
+  ['/audit', auditPage],
+  ['/account', accountPage],
+  ['/webhooks', webhooksPage],
+  ['/webhooks/:id', webhookPage],
 ];
 
 // [page, params] for PATH, or null. Patterns are compared segment by
@@ -49,7 +62,7 @@ function match(path) {
 }
 
 export function navigate(path, replaceEntry) {
-  if (path !== location.pathname) {
+  if (path !== location.pathname + location.search) {
     if (replaceEntry) history.replaceState(null, '', path);
     else history.pushState(null, '', path);
   }
@@ -80,7 +93,7 @@ function render() {
   const path = location.pathname;
   const to = guard(path);
   if (to !== null) {
-    if (to === '/login' && path !== '/' && path !== '/login') wanted = path;
+    if (to === '/login' && path !== '/' && path !== '/login') wanted = path + location.search;
     navigate(to, true);
     return;
   }
