@@ -121,8 +121,12 @@ static int stored_copy(const struct audit_vstate *st, size_t n, const struct aud
 {
 	for (size_t i = 0; i < n; i++) {
 		const struct audit_vcheckpoint *c = &st->cps[i];
+		/* The key too: a stored row whose key was swapped for an
+		 * unknown one is ignored by verification (a warning), so it
+		 * must not stand in for the witness's trusted line. */
 		if (c->seq == wc->seq && !strcmp(c->checksum, wc->checksum) &&
-		    !strcmp(c->sig, wc->sig) && c->created_at == wc->created_at)
+		    !strcmp(c->sig, wc->sig) && !strcmp(c->pub, wc->pub) &&
+		    c->created_at == wc->created_at)
 			return 1;
 	}
 	return 0;

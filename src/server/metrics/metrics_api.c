@@ -84,6 +84,8 @@ static void scrape(struct request *rq)
 }
 
 const struct route metrics_routes[] = {
-	{"GET", "/metrics", scrape, ROUTE_PUBLIC, NULL, NULL, NULL},
+	/* Any query is ignored (scrapers may add their own parameters), so an
+	 * unconfigured endpoint is the same 404 whatever is sent. */
+	{"GET", "/metrics", scrape, ROUTE_PUBLIC | ROUTE_ANY_QUERY, NULL, NULL, NULL},
 };
 const size_t metrics_routes_count = sizeof(metrics_routes) / sizeof(*metrics_routes);
