@@ -5,9 +5,11 @@
 // (428) or recovery codes not yet confirmed -> /mfa/enroll, whatever was
 // typed, bookmarked or reached with the back button.
 import { hasAccessToken, setHooks } from './api.js';
+import { devicePage } from './devices_detail.js';
 import { devicesPage } from './devices.js';
 import { h, replace } from './dom.js';
 import { enrollPage } from './enroll.js';
+import { enrollmentKeysPage } from './enrollment_keys.js';
 import { loginPage } from './login.js';
 import { describe } from './messages.js';
 import { clear, restore, state } from './session.js';
@@ -22,6 +24,8 @@ let wanted = HOME; // where to go after signing in
 // Each page module adds its own lines (and its link in shell.js).
 const pages = [
   ['/devices', devicesPage],
+  ['/devices/:id', devicePage],
+  ['/enrollment-keys', enrollmentKeysPage],
 ];
 
 // [page, params] for PATH, or null. Patterns are compared segment by
@@ -48,8 +52,9 @@ function match(path) {
   return null;
 }
 
+// Goes to PATH (a path of the app, with a query string or not).
 export function navigate(path, replaceEntry) {
-  if (path !== location.pathname) {
+  if (path !== location.pathname + location.search) {
     if (replaceEntry) history.replaceState(null, '', path);
     else history.pushState(null, '', path);
   }
@@ -80,7 +85,7 @@ function render() {
   const path = location.pathname;
   const to = guard(path);
   if (to !== null) {
-    if (to === '/login' && path !== '/' && path !== '/login') wanted = path;
+    if (to === '/login' && path !== '/' && path !== '/login') wanted = path + location.search;
     navigate(to, true);
     return;
   }
