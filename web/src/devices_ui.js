@@ -23,14 +23,16 @@ export function can(permission) {
 
 const UNITS = [['year', 31536000], ['month', 2592000], ['week', 604800], ['day', 86400],
   ['hour', 3600], ['minute', 60]];
-const rtf = new Intl.RelativeTimeFormat('en', { numeric: 'auto' });
+const rtf = new Intl.RelativeTimeFormat('en', { numeric: 'always' });
 
 // "3 minutes ago" / "in 2 days" for the ISO time ISO (null: '').
 export function relative(iso) {
   if (!iso) return '';
   const s = Math.round((Date.parse(iso) - Date.now()) / 1000);
+  // The largest unit the time is (within half a minute) at least one of,
+  // rounded: a key made to expire in 7 days shows "in 1 week", not "in 6 days".
   for (const [unit, len] of UNITS) {
-    if (Math.abs(s) >= len) return rtf.format(Math.trunc(s / len), unit);
+    if (Math.abs(s) + 30 >= len) return rtf.format(Math.round(s / len), unit);
   }
   return Math.abs(s) < 10 ? 'just now' : rtf.format(s, 'second');
 }
