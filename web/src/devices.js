@@ -96,7 +96,7 @@ function emptyState(q) {
 }
 
 function table(body, q, orgs, sites) {
-  const manyOrgs = orgs.size !== 1;
+  const manyOrgs = orgs.size !== 1 && !q.get('orgId'); // else every row has the same one
   if (body.devices.length === 0) return emptyState(q);
   const pager = h('p', { class: 'row pager' },
     q.get('cursor') ? h('a', { id: 'devices-first', href: listUrl(q), dataset: { route: '' } }, '« First page') : null,
