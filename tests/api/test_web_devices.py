@@ -194,6 +194,12 @@ def test_hostname_with_markup_is_text(signed_in, web, fleet):
     assert b.d.execute_script("return document.querySelectorAll('#app img').length") == 0
     assert b.d.title == f"{XSS} — Breeze"
     settle(b, 0.5)  # an onerror handler would have run by now
+    # A confirmation left open goes with its page (the back button).
+    assert XSS in open_action(b, "#action-decommission", "confirm-decommission").text
+    b.d.back()
+    b.path_is("/devices")
+    b.wait(lambda d: hostnames(b) == [XSS])
+    assert b.d.find_elements("css selector", "dialog") == []
 
 
 def open_action(b, button, dialog):
@@ -285,6 +291,34 @@ def test_review_of_a_suspended_device(signed_in, web, fleet, agents, admin):
     assert dev["status"] == "decommissioned" and dev["reenrollmentBlocked"] is False
     assert dev["review"] == {"decision": "allow_reenrollment", "note": "image rebuilt",
                              "at": dev["review"]["at"]}
+
+
+def test_a_refusal_of_the_role_is_a_sentence(browser, web, fleet, admin, make_user):
+    """The role loses devices:write while the page is open: the action
+    answers 403 forbidden, shown as such; on the next load the actions are
+    gone (the role is known not to hold the permission)."""
+    b = browser
+    r = admin.post("/api/v1/roles", json={"name": uniq("devops"), "scope": "partner",
+                                         "permissions": ["devices:read", "devices:write",
+                                                         "orgs:read", "sites:read"]})
+    assert r.status_code == 201, r.text
+    role = r.json()
+    u = make_user(role["name"], name=uniq("Devops"))
+    b.reset(web.url)
+    login(b, web.url, u.email, u.password)
+    wait_signed_in(b, u.body["name"])
+    d = fleet.main[2]
+    b.d.get(web.url + f"/devices/{d['agentId']}")
+    b.el("#action-rotate")
+    r = admin.patch(f"/api/v1/roles/{role['id']}", json={"permissions": ["devices:read", "orgs:read",
+                                                                        "sites:read"]})
+    assert r.status_code == 200, r.text
+    open_action(b, "#action-rotate", "confirm-rotate-agent-token") \
+        .find_element("css selector", "[data-confirm]").click()
+    assert b.text_of("#action-error", "Your role does not allow this action.")
+    b.d.refresh()
+    b.text_of("#device-facts", "Operating system")
+    assert b.d.find_elements("css selector", "#device-actions") == []
 
 
 def test_org_user_sees_only_their_tenant(browser, web, fleet):

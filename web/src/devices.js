@@ -76,7 +76,7 @@ function deviceRow(d, orgs, sites, manyOrgs) {
   const site = sites.get(d.siteId);
   return h('tr', { dataset: { deviceId: d.id } },
     h('td', null, badge(d.status)),
-    h('td', null, h('a', { href: `/devices/${d.id}`, class: 'hostname', dataset: { route: '' } }, d.hostname),
+    h('td', null, h('a', { href: `/devices/${encodeURIComponent(d.id)}`, class: 'hostname', dataset: { route: '' } }, d.hostname),
       d.displayName ? h('div', { class: 'muted small' }, d.displayName) : null),
     h('td', null, d.osType, h('div', { class: 'muted small' }, d.osVersion)),
     manyOrgs ? h('td', null, orgs.get(d.orgId) || d.orgId) : null,

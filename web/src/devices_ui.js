@@ -82,7 +82,8 @@ export function confirmDialog({ id, title, body, confirmLabel, danger }) {
     ok.addEventListener('click', () => { answer = true; dlg.close(); });
     cancel.addEventListener('click', () => dlg.close());
     dlg.addEventListener('close', () => { dlg.remove(); resolve(answer); });
-    document.body.append(dlg);
+    // Inside the page: drawing another page (the back button) removes it.
+    (document.getElementById('page') || document.body).append(dlg);
     dlg.showModal();
     cancel.focus();
   });
