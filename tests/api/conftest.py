@@ -10,6 +10,7 @@ Run from the repository root:
 With an ASan/UBSan build (BREEZE_BUILD_DIR=build-sanitize) every server and agent
 log is scanned when its process ends; a sanitizer report fails the session.
 """
+import base64
 import hashlib
 import json
 import os
@@ -146,6 +147,7 @@ class Api:
         self.timeout = timeout
         self.s = http_session()
         self.user = None  # login response's "user", when made by login()
+        self.creds = None  # (email, password), when made by login()
 
     def clone(self, token=_UNSET):
         """A new client (own connection pool: requests.Session is not thread-safe)."""
@@ -161,7 +163,31 @@ class Api:
         args = dict(data=data, headers=h, timeout=self.timeout, **kw)
         if json is not _UNSET:
             args["json"] = json
-        return self.s.request(method, self.base + path, **args)
+        r = self.s.request(method, self.base + path, **args)
+        if r.status_code == 401 and token is _UNSET and self._aged_out():
+            try:
+                self.token = self.login(*self.creds).token
+            except (AssertionError, KeyError):  # refused now, or an MFA step: as it was
+                return r
+            return self.request(method, path, json=json, data=data, headers=headers, **kw)
+        return r
+
+    def _aged_out(self):
+        """A client of login() whose access token (15 minutes, not
+        configurable) has expired in real time, the test clock untouched: a
+        slow session (a sanitizer run on a busy machine) outlives the tokens
+        of the session-wide clients (admin, make_user, tenants). Such a 401
+        logs in again and the request is retried once; every other 401 (a
+        revoked session, a disabled user, a test that moved the clock) is
+        answered as it is."""
+        if self.creds is None or not self.token or TEST_CLOCK.offset != 0:
+            return False
+        try:
+            part = self.token.split(".")[1]
+            exp = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))["exp"]
+        except (IndexError, ValueError, KeyError, TypeError):
+            return False
+        return time.time() >= exp
 
     def get(self, path, **kw):
         return self.request("GET", path, **kw)
@@ -181,6 +207,7 @@ class Api:
         body = r.json()
         c = self.clone(token=body["accessToken"])
         c.user = body["user"]
+        c.creds = (email, password)
         return c
 
 
