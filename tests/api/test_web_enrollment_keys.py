@@ -9,6 +9,7 @@ import re
 import subprocess
 
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException
 
 from conftest import ADMIN_NAME, AGENT_BIN, SLOW, base_process_env, register_log, uniq
 from web_browser import Browser, chromium_missing, login, start_server, stop_server, wait_signed_in
@@ -61,6 +62,14 @@ def create(b, web, org, name, ttl="10080", uses="3"):
 
 def key_row(b, key_id):
     return b.el(f'#keys-table tr[data-key-id="{key_id}"]')
+
+
+def row_text(b, key_id):
+    """The row's text, or '' while the list is being drawn again."""
+    try:
+        return key_row(b, key_id).text
+    except StaleElementReferenceException:
+        return ""
 
 
 def test_key_shown_once_with_the_command_to_paste(browser, web, org, env, admin, workdir):
@@ -124,7 +133,7 @@ def test_revoke_asks_first(browser, web, org, agents, admin):
 
     key_row(b, k["id"]).find_element("css selector", "[data-revoke]").click()
     b.el("dialog#confirm-revoke").find_element("css selector", "[data-confirm]").click()
-    b.wait(lambda d: "Revoked" in key_row(b, k["id"]).text)
+    b.wait(lambda d: "Revoked" in row_text(b, k["id"]))
     assert key_row(b, k["id"]).find_elements("css selector", "[data-revoke]") == []
     assert admin.get(f"/api/v1/enrollment-keys/{k['id']}").json()["status"] == "revoked"
     assert agents.enroll(raw).status_code == 401
