@@ -10,6 +10,7 @@ Run from the repository root:
 With an ASan/UBSan build (BREEZE_BUILD_DIR=build-sanitize) every server and agent
 log is scanned when its process ends; a sanitizer report fails the session.
 """
+import base64
 import hashlib
 import json
 import os

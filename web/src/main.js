@@ -7,9 +7,11 @@
 import { accountPage } from './account.js';
 import { hasAccessToken, setHooks } from './api.js';
 import { auditPage } from './audit.js';
+import { devicePage } from './devices_detail.js';
 import { devicesPage } from './devices.js';
 import { h, replace } from './dom.js';
 import { enrollPage } from './enroll.js';
+import { enrollmentKeysPage } from './enrollment_keys.js';
 import { loginPage } from './login.js';
 import { describe } from './messages.js';
 import { orgPage, orgsPage } from './orgs.js';
@@ -27,6 +29,8 @@ let wanted = HOME; // where to go after signing in
 // Each page module adds its own lines (and its link in shell.js).
 const pages = [
   ['/devices', devicesPage],
+  ['/devices/:id', devicePage],
+  ['/enrollment-keys', enrollmentKeysPage],
   ['/organizations', orgsPage],
   ['/organizations/:id', orgPage],
   ['/users', usersPage],
@@ -61,6 +65,7 @@ function match(path) {
   return null;
 }
 
+// Goes to PATH (a path of the app, with a query string or not).
 export function navigate(path, replaceEntry) {
   if (path !== location.pathname + location.search) {
     if (replaceEntry) history.replaceState(null, '', path);

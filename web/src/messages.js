@@ -7,6 +7,17 @@ function duration(s) {
   return m === 1 ? '1 minute' : `${m} minutes`;
 }
 
+// What the device and enrolment key pages say for the API's refusals
+// (docs/agent-tokens.md, docs/probes-and-addresses.md); pass to describe().
+export const DEVICE_ERRORS = {
+  forbidden: 'Your role does not allow this action. Ask an administrator for a role with the permission.',
+  not_found: 'This device was not found. It may have been removed, or it belongs to an organization you cannot see.',
+  device_decommissioned: 'This device is decommissioned: it has no agent token to rotate or reset.',
+  no_agent_token: 'This device has no working agent token (it was reset): enrol the agent again with an enrolment key.',
+  device_under_review: 'This device is suspended and awaits review: review it instead.',
+  not_under_review: 'This device is not awaiting review (it was never suspended, or it has been reviewed already).',
+};
+
 // "Try again in …" for a 429 with Retry-After SECONDS (null: unknown).
 export function retryText(seconds) {
   if (seconds === null || seconds === undefined) return 'Too many attempts. Wait a little, then try again.';

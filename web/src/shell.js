@@ -8,6 +8,8 @@ import { logout, state } from './session.js';
 // navigation (hidden while enrolment holds the user). ONLOGGEDOUT(message).
 export function shell(root, nav, onLoggedOut) {
   const u = state.user || {};
+  // A link is left out when the role is known (GET /auth/me) to lack its permission.
+  const may = (p) => !Array.isArray(u.permissions) || u.permissions.includes(p);
   const out = h('button', { id: 'logout', type: 'button', class: 'secondary' }, 'Sign out');
   out.addEventListener('click', async () => {
     out.disabled = true;
@@ -24,6 +26,7 @@ export function shell(root, nav, onLoggedOut) {
       h('a', { href: '/devices', class: 'brand', dataset: { route: '' } }, 'Breeze'),
       nav ? h('nav', null,
         h('a', { href: '/devices', dataset: { route: '' } }, 'Devices'),
+        may('enrollment_keys:read') ? h('a', { href: '/enrollment-keys', dataset: { route: '' } }, 'Enrolment keys') : null,
         h('a', { href: '/organizations', dataset: { route: '' } }, 'Organizations'),
         h('a', { href: '/users', dataset: { route: '' } }, 'Users'),
         h('a', { href: '/roles', dataset: { route: '' } }, 'Roles'),
