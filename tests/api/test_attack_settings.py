@@ -308,3 +308,83 @@ def test_held_rotation_with_keyring_missing_the_old_key_changes_nothing(services
                 " ORDER BY id")
     assert after == before
     assert admin.get(site_url(org.site_id)).json() == {"x": 1}
+
+
+# --------------------------------------------------------------------------- more
+
+
+def test_audit_patch_is_not_bounded_by_the_settings_limit(admin, make_org, sql):
+    """FINDING (low): the 16384-byte limit applies to the resulting settings
+    only; the patch copied (redacted) into the audit row's details is bounded
+    by nothing but HTTP_MAX_BODY_BYTES (1 MiB). A merge patch of tens of
+    thousands of removals of absent nested members plus one real change
+    yields tiny settings but an audit row of ~0.5 MiB — in an append-only,
+    hash-chained log that nobody can trim, repeatable by any site manager
+    (any org_admin, or an API key with sites:write) at request rate. Fix:
+    refuse patches whose compact JSON exceeds the settings limit as well
+    (413), or audit only the effective change (the redacted new values of
+    `changed`)."""
+    org = make_org()
+    url = site_url(org.site_id)
+    ghosts = {f"g{i:05d}": None for i in range(40000)}
+    r = admin.patch(url, json={"x": 1, "y": ghosts})
+    assert r.status_code in (200, 413), r.text
+    if r.status_code == 200:
+        assert r.json() == {"x": 1, "y": {}}
+    rows = sql("SELECT length(details) FROM audit_log WHERE action = 'site.settings.update'"
+               " AND resource_id = %s", org.site_id)
+    for (n,) in rows:
+        assert n <= 2 * 16384, f"audit details of {n} bytes for settings of {len(r.text)} bytes"
+
+
+def test_held_site_limited_caller_and_media_type(admin, make_org, make_user):
+    """Held: an org_admin limited to one site of its organization gets 404
+    for the organization's other site; a non-JSON content type is 415."""
+    org = make_org()
+    r = admin.post(f"/api/v1/organizations/{org.id}/sites", json={"name": uniq("s2")})
+    assert r.status_code == 201, r.text
+    other = r.json()["id"]
+    u = make_user("org_admin", orgId=org.id, siteIds=[org.site_id])
+    assert u.api.get(site_url(org.site_id)).status_code == 200
+    assert_error(u.api.get(site_url(other)), 404, "not_found")
+    assert_error(u.api.patch(site_url(other), json={"x": 1}), 404, "not_found")
+    r = admin.request("PATCH", site_url(org.site_id), data=b'{"x":1}',
+                      headers={"Content-Type": "text/plain"})
+    assert r.status_code == 415, r.text
+    assert admin.get(site_url(org.site_id)).json() == {}
+
+
+def test_held_usage_counter_warns_from_2_31(admin, make_org, sql, db, server):
+    """Held: from 2^31 encryptions of a key on, each seal logs
+    encryption.key.usage_high with the key id (not the key)."""
+    org = make_org()
+    url = site_url(org.site_id)
+    assert admin.patch(url, json={"a": 1}).status_code == 200
+    key_id = stored(sql, "sites", org.site_id).split(":")[2]
+    (n0,), = sql("SELECT encryptions FROM encryption_key_usage WHERE key_id = %s", key_id)
+    try:
+        with db.cursor() as cur:
+            cur.execute("UPDATE encryption_key_usage SET encryptions = %s WHERE key_id = %s",
+                        ((1 << 31) - 1, key_id))
+        assert admin.patch(url, json={"a": 2}).status_code == 200
+        lines = [x for x in server.log_text().splitlines() if "encryption.key.usage_high" in x]
+        assert lines and key_id in lines[-1] and "2147483648" in lines[-1]
+    finally:
+        with db.cursor() as cur:
+            cur.execute("UPDATE encryption_key_usage SET encryptions = %s WHERE key_id = %s",
+                        (n0 + 1, key_id))
+
+
+def test_held_no_encryption_key_fails_closed(spawn_server, bootstrap, admin, make_org, sql, api):
+    """Held: a server without APP_ENCRYPTION_KEY (allowed outside production)
+    answers 503 encryption_key_missing for settings and never stores
+    plaintext."""
+    org = make_org()
+    srv = spawn_server(APP_ENCRYPTION_KEY=None, APP_ENCRYPTION_KEY_ID=None,
+                       APP_ENCRYPTION_KEYRING=None)
+    c = api.__class__(srv.url).login(bootstrap.email, bootstrap.password)
+    r = c.patch(site_url(org.site_id), json={"smtpPassword": "plain-pw"})
+    assert_error(r, 503, "encryption_key_missing")
+    assert_error(c.get(site_url(org.site_id)), 503, "encryption_key_missing")
+    assert stored(sql, "sites", org.site_id) is None
+    assert "plain-pw" not in srv.log_text()
