@@ -388,3 +388,32 @@ def test_held_no_encryption_key_fails_closed(spawn_server, bootstrap, admin, mak
     assert_error(c.get(site_url(org.site_id)), 503, "encryption_key_missing")
     assert stored(sql, "sites", org.site_id) is None
     assert "plain-pw" not in srv.log_text()
+
+
+def test_partner_viewer_reads_settings_values_through_the_audit_log(admin, make_org, make_user):
+    """FINDING (low): settings reads need the WRITE permission "because
+    settings may hold secrets" (docs/encryption.md), but every value whose
+    member name lacks secret/password/token/key is copied verbatim into the
+    audit row's details, and audit:read is held by roles without any write
+    permission (partner_viewer; custom roles). So a partner_viewer, refused
+    403 on GET …/settings, reads the settings through GET /api/v1/audit.
+    With ordinary configuration shapes the values are real secrets: a
+    nodemailer-style {"smtp": {"auth": {"user", "pass"}}}, "pwd", "passwd",
+    "dsn" URLs with credentials, "privateCert" — none is redacted by either
+    settings_redact() or audit_redact(). Fix: audit only the member paths
+    that changed (or redact every leaf value of the patch) — the settings are
+    secret as a whole — or at least extend the word list (pass, pwd, auth,
+    dsn, private, cert, credential) and document it."""
+    org = make_org()
+    s_pass, s_pwd, s_dsn = (secrets.token_hex(10) for _ in range(3))
+    body = {"smtp": {"host": "mail.example.test", "auth": {"user": "ops", "pass": s_pass}},
+            "ftp": {"pwd": s_pwd}, "dsn": f"postgres://breeze:{s_dsn}@db.internal/app"}
+    assert admin.patch(site_url(org.site_id), json=body).status_code == 200
+    viewer = make_user("partner_viewer")
+    assert_error(viewer.api.get(site_url(org.site_id)), 403)
+    r = viewer.api.get("/api/v1/audit", params={"resourceId": org.site_id,
+                                                "action": "site.settings.update"})
+    assert r.status_code == 200, r.text
+    assert org.site_id in r.text  # the viewer does see the row
+    for s in (s_pass, s_pwd, s_dsn):
+        assert s not in r.text, "settings value readable via the audit log by a partner_viewer"
