@@ -417,3 +417,76 @@ def test_partner_viewer_reads_settings_values_through_the_audit_log(admin, make_
     assert org.site_id in r.text  # the viewer does see the row
     for s in (s_pass, s_pwd, s_dsn):
         assert s not in r.text, "settings value readable via the audit log by a partner_viewer"
+
+
+def test_held_bad_keyrings_refused_without_echoing_keys(services):
+    """Held: malformed or duplicate keyrings stop the command with exit 3,
+    naming the variable and never printing a key."""
+    active = services.env["APP_ENCRYPTION_KEY"]
+    other = secrets.token_hex(32)
+    cases = {
+        "bad id": f"bad id!:{other}",
+        "short key": f"k1:{other[:-2]}",
+        "active twice": f"k-dup:{active}",
+        "same id twice": f"k1:{other},k1:{secrets.token_hex(32)}",
+        "empty entry": f"k1:{other},",
+        "too many": ",".join(f"k{i}:{secrets.token_hex(32)}" for i in range(8)),
+        "id too long": f"{'k' * 33}:{other}",
+    }
+    for name, ring in cases.items():
+        env = server_env(services.env, APP_ENCRYPTION_KEYRING=ring)
+        p = subprocess.run([str(SERVER_BIN), "rotate-encryption-key", "--dry-run"], env=env,
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+        out = p.stdout + p.stderr
+        assert p.returncode == 3, (name, p.returncode, out)
+        assert "APP_ENCRYPTION_KEYRING" in out, (name, out)
+        for hexkey in [active, other] + [e.split(":")[-1] for e in ring.split(",") if e]:
+            if len(hexkey) >= 16:
+                assert hexkey not in out and hexkey[:16] not in out, (name, out)
+
+
+def test_dry_run_calls_an_unopenable_old_format_value_re_encryptable(services, admin, make_org,
+                                                                     sql, db):
+    """FINDING (low): `rotate-encryption-key --dry-run` (step 3 of the
+    rotation, "look first") classifies a pre-0017 "v1:<fingerprint>:…"
+    webhook secret as "old format: to re-encrypt" even when no key of the
+    keyring has that fingerprint: dry_run() looks the column's key up as
+    "v1:<fp>", which never matches a keyring id, and falls through to "old
+    format". The operator is told the value will be converted, retires the
+    old key in step 6 — and the real run cannot open it (the webhook can no
+    longer sign). docs/encryption.md promises "unknown key: cannot be
+    re-encrypted" for such values. Fix: for "v1:" values compare the
+    fingerprint with every keyring key's fingerprint (kr->k[i].fingerprint)."""
+    import base64
+    import hashlib
+    import hmac
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    def b64url(b):
+        return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+    org = make_org()
+    r = admin.post("/api/v1/webhooks", json={"orgId": org.id, "url": "https://hooks.example.com/a",
+                                             "events": ["device.enroll"]})
+    assert r.status_code == 201, r.text
+    hook = r.json()
+    lost = secrets.token_hex(32)
+    fp = hmac.new(bytes.fromhex(lost), b"breeze aead key id v1", hashlib.sha256).hexdigest()[:8]
+    nonce = secrets.token_bytes(12)
+    ct = AESGCM(bytes.fromhex(lost)).encrypt(nonce, hook["secret"].encode(),
+                                             f"webhooks.secret:{hook['id']}".encode())
+    (orig,), = sql("SELECT secret_enc FROM webhooks WHERE id = %s", hook["id"])
+    with db.cursor() as cur:
+        cur.execute("UPDATE webhooks SET secret_enc = %s WHERE id = %s",
+                    (f"v1:{fp}:{b64url(nonce)}:{b64url(ct)}", hook["id"]))
+    try:
+        p = subprocess.run([str(SERVER_BIN), "rotate-encryption-key", "--dry-run"],
+                           env=server_env(services.env), stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, p.stdout + p.stderr
+        line = [x for x in p.stdout.splitlines() if f"key=v1:{fp}" in x]
+        assert line, p.stdout
+        assert "unknown key" in line[0], line[0]
+    finally:
+        with db.cursor() as cur:
+            cur.execute("UPDATE webhooks SET secret_enc = %s WHERE id = %s", (orig, hook["id"]))
+        admin.delete(f"/api/v1/webhooks/{hook['id']}")
