@@ -11,7 +11,6 @@ import subprocess
 import threading
 import uuid
 
-import pytest
 
 from conftest import SERVER_BIN, assert_error, sanitizer_findings, server_env, uniq
 
