@@ -251,6 +251,14 @@ static void test_redaction(void **state)
 		   "\"smtpPassword\":\"[REDACTED]\"}");
 	assert_true(settings_name_is_secret("MONKEY"));
 	assert_false(settings_name_is_secret("hostname"));
+	/* Word parts anywhere, any case (docs/encryption.md "Audit"). */
+	static const char *const more[] = {"pass",	  "smtpPass", "PWD",	     "ftp_pwd",
+					   "auth",	  "X-Auth",   "dsn",	     "databaseDsn",
+					   "privateCert", "CERT_PEM", "credentials", "passphrase"};
+	for (size_t i = 0; i < sizeof(more) / sizeof(*more); i++)
+		assert_true(settings_name_is_secret(more[i]));
+	assert_false(settings_name_is_secret("region"));
+	assert_false(settings_name_is_secret("tz"));
 	free(s);
 	json_decref(in);
 	json_decref(out);

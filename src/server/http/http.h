@@ -281,7 +281,8 @@ void http_commit_refusal(struct request *rq, PGconn *c, int rc, const struct bz_
  * nothing for BZ_ERR_RESPONDED. */
 void http_fail_why(struct request *rq, int rc, const struct bz_errinfo *why);
 
-/* Reads path parameter NAME as a UUID into OUT[37]; answers 404 with
+/* Reads path parameter NAME as a UUID into OUT[37], canonical (lower
+ * case, RFC 4122 §3) whatever case the client sent; answers 404 with
  * NOT_FOUND_MSG (e.g. "device not found") when it is not one. Returns 0 or
  * BZ_ERR_RESPONDED. */
 int http_path_uuid(struct request *rq, const char *name, char out[37], const char *not_found_msg);

@@ -3,6 +3,7 @@
  * from bz_err to HTTP status, and the one tail of every mutation (audit
  * row, COMMIT, reply — or ROLLBACK and the error), so no handler repeats it.
  */
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -205,6 +206,11 @@ int http_path_uuid(struct request *rq, const char *name, char out[37], const cha
 		http_fail(rq, 404, "not_found", "%s", not_found_msg);
 		return BZ_ERR_RESPONDED;
 	}
-	memcpy(out, v, 37);
+	/* RFC 4122 §3: UUIDs are written in lower case on output; the
+	 * database, audit rows and the AAD of encrypted columns use that
+	 * canonical spelling, whatever case the client sent. */
+	for (size_t i = 0; i < 36; i++)
+		out[i] = (char)tolower((unsigned char)v[i]);
+	out[36] = '\0';
 	return 0;
 }

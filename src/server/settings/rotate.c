@@ -176,8 +176,21 @@ static int rotate_target(PGconn *c, const struct crypto_keyring *kr, const struc
 	return 0;
 }
 
-/* --dry-run: the values of T per key. */
-static int dry_run(PGconn *c, const struct crypto_keyring *kr, const struct target *t, FILE *out)
+/* 1 if a key of KR has the crypto_aead fingerprint FP (the key named in a
+ * pre-0017 "v1:<fingerprint>:…" value), else 0. Fingerprints are public. */
+static int fingerprint_known(const struct crypto_keyring *kr, const char *fp)
+{
+	for (size_t i = 0; i < kr->n; i++)
+		if (strcmp(kr->k[i].fingerprint, fp) == 0)
+			return 1;
+	return 0;
+}
+
+/* --dry-run: the values of T per key, as lines on OUT; *UNKNOWN grows by
+ * the number of values no key of KR can open (unknown key id, or a "v1:"
+ * value whose fingerprint is no keyring key's). */
+static int dry_run(PGconn *c, const struct crypto_keyring *kr, const struct target *t, FILE *out,
+		   long long *unknown)
 {
 	char sql[400];
 	PGresult *r;
@@ -190,14 +203,18 @@ static int dry_run(PGconn *c, const struct crypto_keyring *kr, const struct targ
 	if ((r = db_query(c, sql, 0, NULL, NULL)) == NULL)
 		return BZ_ERR_DB;
 	for (int i = 0; i < PQntuples(r); i++) {
-		const char *k = PQgetvalue(r, i, 0);
+		const char *k = PQgetvalue(r, i, 0), *what = "unknown key: cannot be re-encrypted";
 		int idx = crypto_keyring_find(kr, k);
+		if (idx == 0)
+			what = "active";
+		else if (idx > 0)
+			what = "previous: to re-encrypt";
+		else if (strncmp(k, "v1:", 3) == 0 && fingerprint_known(kr, k + 3))
+			what = "old format: to re-encrypt";
+		else
+			*unknown += strtoll(PQgetvalue(r, i, 1), NULL, 10);
 		fprintf(out, "%s.%s key=%s values=%s (%s)\n", t->table, t->column, k,
-			PQgetvalue(r, i, 1),
-			idx == 0		? "active"
-			: idx > 0		? "previous: to re-encrypt"
-			: !strncmp(k, "v1:", 3) ? "old format: to re-encrypt"
-						: "unknown key: cannot be re-encrypted");
+			PQgetvalue(r, i, 1), what);
 	}
 	PQclear(r);
 	return 0;
@@ -208,11 +225,11 @@ int settings_rotate(PGconn *c, const struct crypto_keyring *kr,
 {
 	const size_t nt = sizeof(targets) / sizeof(*targets);
 	int budget = o->max_batches > 0 ? o->max_batches : -1, rc;
-	long long left = 0, failed = 0;
+	long long left = 0, failed = 0, unknown = 0;
 
 	for (size_t i = 0; i < nt; i++) {
 		if (o->dry_run) {
-			if ((rc = dry_run(c, kr, &targets[i], o->out)) != 0)
+			if ((rc = dry_run(c, kr, &targets[i], o->out, &unknown)) != 0)
 				return rc;
 			continue;
 		}
@@ -229,8 +246,14 @@ int settings_rotate(PGconn *c, const struct crypto_keyring *kr,
 		fprintf(o->out, "%s.%s: %lld value(s) not under key %s\n", targets[i].table,
 			targets[i].column, n, kr->k[0].id);
 	}
-	if (o->dry_run)
+	if (o->dry_run) {
+		if (unknown > 0)
+			fprintf(o->out,
+				"rotate-encryption-key: %lld value(s) under an unknown key cannot "
+				"be re-encrypted; put their key into APP_ENCRYPTION_KEYRING\n",
+				unknown);
 		return 0;
+	}
 	if (budget == 0 && left > failed)
 		fprintf(o->out,
 			"rotate-encryption-key: stopped after %d batch(es); run it again to "

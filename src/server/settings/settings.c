@@ -7,8 +7,8 @@
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
+#include "common/text.h"
 #include "crypto/crypto.h"
 #include "server/db/db.h"
 #include "server/settings/settings.h"
@@ -33,7 +33,12 @@ static const struct owner {
 
 int settings_name_is_secret(const char *name)
 {
-	static const char *const words[] = {"secret", "password", "token", "key"};
+	/* Word parts of secret names, matched anywhere in NAME in any letter
+	 * case (docs/encryption.md "Audit"): "pass" covers passwd/passphrase,
+	 * "auth" an authorization header or a nodemailer-style "auth" object. */
+	static const char *const words[] = {"secret",  "password", "token",	"key",
+					    "pass",    "pwd",	   "auth",	"dsn",
+					    "private", "cert",	   "credential"};
 
 	for (size_t i = 0; i < sizeof(words) / sizeof(*words); i++)
 		if (strcasestr(name, words[i]) != NULL)
@@ -107,6 +112,28 @@ static int names_ok(const json_t *patch)
 	return 1;
 }
 
+/* Copies the UUID ID into OUT[37] in its canonical spelling (lower case,
+ * RFC 4122 §3), the one the database returns and the associated data of
+ * the sealed value uses (docs/encryption.md). BZ_ERR_NOT_FOUND when ID is
+ * not a UUID. */
+static int canonical_id(const char *id, char out[37])
+{
+	if (!is_uuid(id))
+		return BZ_ERR_NOT_FOUND;
+	for (size_t i = 0; i < 36; i++)
+		out[i] = (char)tolower((unsigned char)id[i]);
+	out[36] = '\0';
+	return 0;
+}
+
+/* 1 if PATCH, as compact JSON, is longer than SETTINGS_MAX_BYTES (it is
+ * copied, redacted, into the audit row, which nothing trims). */
+static int patch_too_large(const json_t *patch)
+{
+	size_t n = json_dumpb(patch, NULL, 0, JSON_COMPACT);
+	return n == 0 || n > SETTINGS_MAX_BYTES;
+}
+
 /* Access to the settings of ID (settings_get's rules); ORG[37] gets the
  * site's organization ("" for a partner). */
 static int check_access(PGconn *c, const struct tenancy_scope *sc, enum settings_owner o,
@@ -117,7 +144,7 @@ static int check_access(PGconn *c, const struct tenancy_scope *sc, enum settings
 		int rc = tenancy_site_visible(c, sc, id, org);
 		return rc == 0 || rc == BZ_ERR_DB ? rc : BZ_ERR_NOT_FOUND;
 	}
-	if (sc->partner_id[0] == '\0' || strcasecmp(sc->partner_id, id) != 0)
+	if (sc->partner_id[0] == '\0' || strcmp(sc->partner_id, id) != 0)
 		return BZ_ERR_NOT_FOUND;
 	if (sc->limited)
 		return bz_fail(why, BZ_ERR_FORBIDDEN, NULL, NULL,
@@ -167,14 +194,15 @@ static int load(PGconn *c, const struct crypto_keyring *kr, enum settings_owner 
 }
 
 int settings_get(PGconn *c, const struct config *cfg, const struct tenancy_scope *sc,
-		 enum settings_owner o, const char *id, json_t **out, struct bz_errinfo *why)
+		 enum settings_owner o, const char *any_id, json_t **out, struct bz_errinfo *why)
 {
 	struct crypto_keyring kr;
-	char org[37];
+	char org[37], id[37];
 	int rc;
 
 	*out = NULL;
-	if ((rc = check_access(c, sc, o, id, org, why)) != 0 ||
+	if ((rc = canonical_id(any_id, id)) != 0 ||
+	    (rc = check_access(c, sc, o, id, org, why)) != 0 ||
 	    (rc = settings_keyring(cfg, &kr, why)) != 0)
 		return rc;
 	rc = load(c, &kr, o, owners[o].select_sql, id, out, why);
@@ -224,7 +252,7 @@ static json_t *changed_members(const json_t *old, const json_t *new, const json_
 }
 
 int settings_patch(PGconn *c, const struct config *cfg, const struct tenancy_scope *sc,
-		   enum settings_owner o, const char *id, const json_t *patch, json_t **out,
+		   enum settings_owner o, char id[37], const json_t *patch, json_t **out,
 		   char org[37], struct audit_event *ev, struct bz_errinfo *why)
 {
 	struct crypto_keyring kr;
@@ -232,10 +260,15 @@ int settings_patch(PGconn *c, const struct config *cfg, const struct tenancy_sco
 	int rc;
 
 	*out = NULL;
+	if ((rc = canonical_id(id, id)) != 0)
+		return rc;
 	if (!json_is_object(patch) || !names_ok(patch))
 		return bz_fail(why, BZ_ERR_INVALID, NULL, NULL,
 			       "settings member names are 1 to 64 characters of letters, digits, "
 			       "'_', '-' and '.', starting with a letter");
+	if (patch_too_large(patch))
+		return bz_fail(why, BZ_ERR_TOO_LARGE, NULL, NULL,
+			       "a settings patch is limited to 16384 bytes of JSON");
 	if ((rc = check_access(c, sc, o, id, org, why)) != 0 ||
 	    (rc = settings_keyring(cfg, &kr, why)) != 0)
 		return rc;

@@ -81,8 +81,9 @@ int settings_open(const struct crypto_keyring *kr, const char *table, const char
 enum settings_owner { SETTINGS_PARTNER, SETTINGS_SITE };
 
 /*
- * The settings of partner or site ID as a new JSON object into *OUT ({} when
- * none). Partner settings: partner staff of that partner with access to
+ * The settings of partner or site ID (a UUID in any letter case; its
+ * lower-case spelling names the row and builds the associated data) as a
+ * new JSON object into *OUT ({} when none). Partner settings: partner staff of that partner with access to
  * every organization (another partner: BZ_ERR_NOT_FOUND; limited staff:
  * BZ_ERR_FORBIDDEN). Site settings: a site visible in SC
  * (tenancy_site_visible; else BZ_ERR_NOT_FOUND). Returns 0 or those,
@@ -100,12 +101,16 @@ int settings_get(PGconn *c, const struct config *cfg, const struct tenancy_scope
  * in EV (partner.settings.update or site.settings.update; details: the
  * changed top-level members and the patch with secret values redacted, see
  * settings_redact(); no row when nothing changed). *OUT gets the new
- * settings. ORG (37 bytes, kept by the caller as long as EV) gets the
- * site's organization, the chain of EV. Access as settings_get(). Returns 0 or those, BZ_ERR_TOO_LARGE
- * (over SETTINGS_MAX_BYTES), BZ_ERR_CRYPTO.
+ * settings. ID (37 bytes, kept by the caller as long as EV: it is EV's
+ * resource id) is rewritten in place in its canonical lower-case spelling,
+ * the one the associated data of the sealed value uses. ORG (37 bytes,
+ * kept as long as EV) gets the site's organization, the chain of EV.
+ * Access as settings_get(). Returns 0 or those, BZ_ERR_TOO_LARGE (PATCH
+ * or the result over SETTINGS_MAX_BYTES of compact JSON; PATCH is checked
+ * before anything is read or written), BZ_ERR_CRYPTO.
  */
 int settings_patch(PGconn *c, const struct config *cfg, const struct tenancy_scope *sc,
-		   enum settings_owner owner, const char *id, const json_t *patch, json_t **out,
+		   enum settings_owner owner, char id[37], const json_t *patch, json_t **out,
 		   char org[37], struct audit_event *ev, struct bz_errinfo *why);
 
 /* RFC 7396 MergePatch(TARGET, PATCH) as a new value (TARGET and PATCH are
@@ -113,7 +118,8 @@ int settings_patch(PGconn *c, const struct config *cfg, const struct tenancy_sco
 json_t *settings_merge_patch(const json_t *target, const json_t *patch);
 
 /* 1 if member name NAME is a secret's: it contains "secret", "password",
- * "token" or "key", case-insensitively (docs/encryption.md). */
+ * "token", "key", "pass", "pwd", "auth", "dsn", "private", "cert" or
+ * "credential" anywhere, case-insensitively (docs/encryption.md "Audit"). */
 int settings_name_is_secret(const char *name);
 
 /* A deep copy of V in which the value of every member whose name is a
