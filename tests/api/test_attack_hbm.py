@@ -8,8 +8,10 @@ import hmac
 import http.server
 import json
 import re
+import socket
 import subprocess
 import threading
+import time
 import uuid
 
 import pytest
@@ -359,3 +361,77 @@ def test_skewed_instance_does_not_steal_a_live_lease(spawn_server, bootstrap, ma
         assert not stolen, "an instance with a skewed clock re-sent a delivery under a live lease"
     finally:
         rc.close()
+
+
+class Hole:
+    """Accepts connections and never answers."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.sock.settimeout(0.05)
+        self.conns, self.done = [], threading.Event()
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/x"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.done.is_set():
+            try:
+                self.conns.append(self.sock.accept()[0])
+            except socket.timeout:
+                pass
+            except OSError:
+                return
+
+    def close(self):
+        self.done.set()
+        for c in self.conns:
+            c.close()
+        self.sock.close()
+
+
+def test_old_backlogs_of_stuck_tenants_do_not_starve_a_new_tenant(spawn_server, bootstrap,
+                                                                 make_org, sql, quiet_queue):
+    """FINDING (medium): claim_sql picks "oldest first across
+    organizations" among the organizations under their cap. When as many
+    organizations as there are senders have stuck receivers (a single
+    partner creates organizations at will), every sender that finishes a
+    10 s attempt frees its organization's slot and the next claim takes
+    that same organization's next backlog row again, because a backlog
+    queued earlier is always older than another tenant's fresh delivery.
+    Tenant B then waits for the whole backlog (rows x 10 s), not "one
+    attempt's timeout per round, not a queue's length" as docs/webhooks.md
+    ("Fairness") promises. Here: 2 senders, 2 stuck organizations with 10
+    rows each queued an hour ago; B's delivery should go out at the next
+    free sender (≈10 s) but waits ≈100 s. Fix: order eligible
+    organizations by when they were last served (e.g. a per-organization
+    last_claimed_at, or the org's oldest row's age capped at "now"), i.e.
+    round-robin over organizations rather than oldest row first."""
+    holes, rc = [Hole(), Hole()], Receiver()
+    try:
+        srv = spawn_server(**WORKER, WEBHOOK_WORKER_THREADS="2", WEBHOOK_ORG_MAX_IN_FLIGHT="1")
+        admin = Api(srv.url).login(bootstrap.email, bootstrap.password)
+        stuck = []
+        for h in holes:
+            org = make_org(client=admin)
+            stuck.append((org, hook(admin, org.id, h.url)))
+        b = make_org(client=admin)
+        wb = hook(admin, b.id, rc.url)
+        for org, w in stuck:
+            sql("INSERT INTO webhook_deliveries (webhook_id, org_id, event, payload,"
+                " next_attempt_at, created_at) SELECT %s, %s, 'webhook.test', '{}',"
+                " now() - interval '1 hour' + g * interval '1 second',"
+                " now() - interval '1 hour' + g * interval '1 second'"
+                " FROM generate_series(1, 10) g", w["id"], org.id)
+        deadline = time.monotonic() + 5 * SLOW
+        while sum(len(h.conns) for h in holes) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert admin.post(f"/api/v1/webhooks/{wb['id']}/test").status_code == 202
+        # Both senders are held for 10 s; the next free one must serve B.
+        assert rc.wait(1, 14 * SLOW), \
+            "tenant B waited behind the stuck tenants' whole backlog"
+    finally:
+        rc.close()
+        for h in holes:
+            h.close()
