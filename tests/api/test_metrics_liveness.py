@@ -125,6 +125,26 @@ def test_partitions_past_retention_are_dropped(sql, services, clock):
     assert "0 dropped" in maintain(services, METRICS_RETENTION_DAYS=30)
 
 
+def test_maintenance_skips_and_counts_days_it_cannot_partition(sql, services):
+    """Rows at ts infinity / -infinity / beyond the year 9999 stay in the
+    DEFAULT: each run skips (and counts) their days instead of raising, and
+    still creates the partitions ahead (migration 0023)."""
+    dev = str(uuid.uuid4())
+    sql("INSERT INTO device_metrics (device_id, org_id, ts, cpu_percent) SELECT %s, %s,"
+        " t::timestamptz, 1 FROM unnest(ARRAY['infinity', '-infinity',"
+        " '12000-01-01 00:00:00+00']) t", dev, str(uuid.uuid4()))
+    try:
+        [(created, skipped)] = sql("SELECT created, skipped"
+                                   " FROM device_metrics_maintain(now(), 3, 3650)")
+        assert skipped == 3 and created >= 0
+        assert "3 day(s) of the default partition skipped" in maintain(services)
+        assert part_name(utc_day(3)) in partitions(sql)
+        (n,), = sql("SELECT count(*) FROM device_metrics_default WHERE device_id = %s", dev)
+        assert n == 3
+    finally:
+        sql("DELETE FROM device_metrics_default WHERE device_id = %s", dev)
+
+
 def test_maintenance_rejected_arguments(sql):
     with pytest.raises(Exception):
         sql("SELECT device_metrics_maintain(now(), 3, 0)")

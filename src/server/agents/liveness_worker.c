@@ -69,7 +69,7 @@ static int ensure_conn(PGconn **c)
 static int run_maintain(PGconn **c)
 {
 	struct agents_metrics_maintenance m;
-	char created[16], dropped[16], moved[24];
+	char created[16], dropped[16], moved[24], skipped[16];
 
 	if (ensure_conn(c) != 0 ||
 	    agents_metrics_maintain(*c, bz_now(), W.cfg->metrics_retention_days, &m) != 0) {
@@ -81,6 +81,10 @@ static int run_maintain(PGconn **c)
 	snprintf(moved, sizeof(moved), "%lld", m.moved);
 	log_info("metrics.maintenance.done", "created", created, "dropped", dropped, "movedRows",
 		 moved, NULL);
+	if (m.skipped > 0) {
+		snprintf(skipped, sizeof(skipped), "%d", m.skipped);
+		log_warn("metrics.maintenance.skipped_days", "days", skipped, NULL);
+	}
 	return 0;
 }
 
@@ -176,6 +180,11 @@ int agents_maintain_once(PGconn *c, const struct config *cfg, FILE *report)
 		"metrics partitions: %d created, %d dropped (retention %d days), %lld rows moved "
 		"from the default partition\n",
 		m.created, m.dropped, cfg->metrics_retention_days, m.moved);
+	if (m.skipped > 0)
+		fprintf(report,
+			"metrics partitions: %d day(s) of the default partition skipped (rows "
+			"outside 2000-01-01..9999-12-30 stay there)\n",
+			m.skipped);
 	if ((rc = agents_liveness_sweep(c, now, &n)) != 0)
 		return rc;
 	fprintf(report, "devices marked offline: %ld\n", n);

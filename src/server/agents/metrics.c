@@ -131,7 +131,7 @@ int agents_metrics_series(PGconn *c, const struct tenancy_scope *scope, const ch
 int agents_metrics_maintain(PGconn *c, int64_t now, int retention_days,
 			    struct agents_metrics_maintenance *out)
 {
-	static const char *sql = "SELECT created, dropped, moved"
+	static const char *sql = "SELECT created, dropped, moved, skipped"
 				 "  FROM device_metrics_maintain(to_timestamp($1::bigint), $2::int,"
 				 "                               $3::int)";
 	char now_s[24], ahead[8], days[16];
@@ -150,6 +150,7 @@ int agents_metrics_maintain(PGconn *c, int64_t now, int retention_days,
 		out->created = atoi(PQgetvalue(r, 0, 0));
 		out->dropped = atoi(PQgetvalue(r, 0, 1));
 		out->moved = atoll(PQgetvalue(r, 0, 2));
+		out->skipped = atoi(PQgetvalue(r, 0, 3));
 	}
 	PQclear(r);
 	return 0;

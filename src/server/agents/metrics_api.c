@@ -16,6 +16,11 @@
 #define DEFAULT_RANGE_S 86400
 #define DEFAULT_BUCKET "5m"
 
+/* The times the answer can render as RFC 3339 date-times (RFC 3339 §5.6,
+ * four-digit years): 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z. */
+#define MIN_TIME_S (-62135596800LL)
+#define MAX_TIME_S 253402300799LL
+
 /* The request's range and bucket. */
 struct series_query {
 	int64_t from, to; /* epoch seconds, from inclusive, to exclusive */
@@ -25,7 +30,8 @@ struct series_query {
 
 /* Time parameter NAME (ISO 8601, common/iso8601.h) into *OUT epoch
  * seconds (fractions dropped); *OUT untouched when absent. Fails the
- * request (400) when malformed. */
+ * request (400) when malformed, or when its UTC offset moves it out of
+ * years 0001-9999 (the answer echoes it as an RFC 3339 date-time). */
 static int time_param(struct request *rq, const char *name, int64_t *out)
 {
 	const char *v = http_query(rq, name);
@@ -40,6 +46,13 @@ static int time_param(struct request *rq, const char *name, int64_t *out)
 		return BZ_ERR_RESPONDED;
 	}
 	*out = us >= 0 ? us / 1000000 : -((-us + 999999) / 1000000);
+	if (*out < MIN_TIME_S || *out > MAX_TIME_S) {
+		http_fail(rq, 400, "validation_error",
+			  "parameter '%s' must be a time from 0001-01-01T00:00:00Z to "
+			  "9999-12-31T23:59:59Z (after applying its UTC offset)",
+			  name);
+		return BZ_ERR_RESPONDED;
+	}
 	return 0;
 }
 
@@ -52,8 +65,12 @@ static int series_query_parse(struct request *rq, struct series_query *q)
 	q->bucket = http_query(rq, "bucket") ? http_query(rq, "bucket") : DEFAULT_BUCKET;
 	if (time_param(rq, "from", &q->from) != 0 || time_param(rq, "to", &q->to) != 0)
 		return BZ_ERR_RESPONDED;
-	if (q->from == INT64_MIN)
-		q->from = q->to - DEFAULT_RANGE_S;
+	if (q->from == INT64_MIN && (q->from = q->to - DEFAULT_RANGE_S) < MIN_TIME_S) {
+		http_fail(rq, 400, "validation_error",
+			  "parameter 'from' is needed: the default range would begin before "
+			  "0001-01-01T00:00:00Z");
+		return BZ_ERR_RESPONDED;
+	}
 	if ((q->bucket_s = agents_metrics_bucket_seconds(q->bucket)) == 0) {
 		http_fail(rq, 400, "validation_error",
 			  "parameter 'bucket' must be 1m, 5m, 15m, 1h, 6h or 1d");
@@ -77,11 +94,18 @@ static int series_query_parse(struct request *rq, struct series_query *q)
 	return 0;
 }
 
+/* Epoch seconds T as an RFC 3339 date-time without fraction
+ * ("0001-01-02T03:04:05Z": four-digit years, which gmtime + strftime "%Y"
+ * does not give below 1000), or JSON null outside years 0001-9999. */
 static json_t *time_json(int64_t t)
 {
 	char buf[32];
 
-	return bz_format_iso8601(t, buf, sizeof(buf)) == 0 ? json_string(buf) : json_null();
+	if (t < MIN_TIME_S || t > MAX_TIME_S || iso8601_format_us(t * 1000000, buf) != 0)
+		return json_null();
+	buf[19] = 'Z'; /* "YYYY-MM-DDTHH:MM:SS" then ".ffffffZ" */
+	buf[20] = '\0';
+	return json_string(buf);
 }
 
 static json_t *point_json(const struct agents_metrics_point *p)

@@ -171,22 +171,34 @@ struct claimed {
 static const char *claim_lock_sql =
 	"SELECT pg_advisory_xact_lock(hashtext('breeze.webhook_claim'))";
 
-/* Rows whose last attempt's lease ran out (the process died) end failed;
+/* Leases are written and judged by the database's clock (now(), shared by
+ * every instance), never by an instance's bz_now(): an instance whose clock
+ * runs ahead must not see the others' leases as run out. bz_now() ($1)
+ * only says when a pending row's backoff is over (record()), so tests can
+ * move it.
+ *
+ * Rows whose last attempt's lease ran out (the process died) end failed
+ * (expire_sql: $1 is the maximum of attempts);
  * then up to $3 due rows of live, enabled webhooks are claimed, fairly:
  * at most one per organization per claim (its oldest due row), only from
  * organizations with fewer than $5 live leases (rows 'delivering' whose
- * lease has not run out), oldest first across organizations. Row locks
- * (SKIP LOCKED) still keep a row another transaction holds out. */
+ * lease has not run out), round-robin over organizations: the one the
+ * claim served longest ago first (webhook_org_claims, migration 0023),
+ * then the oldest row. Row locks (SKIP LOCKED) still keep a row another
+ * transaction holds out. */
 static const char *expire_sql =
 	"UPDATE webhook_deliveries SET status = 'failed', lease_id = NULL,"
 	" last_error = coalesce(last_error, 'interrupted') || ' (no answer to the last attempt)'"
-	" WHERE status = 'delivering' AND attempts >= $2::int"
-	"   AND next_attempt_at <= to_timestamp($1::double precision)";
+	" WHERE status = 'delivering' AND attempts >= $1::int AND next_attempt_at <= now()";
 /* orgs walks the organizations with queued rows one index probe each (a
  * loose index scan of webhook_deliveries_org_due_idx), live counts the
- * leases in flight (webhook_deliveries_inflight_idx), and pick takes each
- * eligible organization's oldest due row: the cost of a claim grows with
- * the organizations that have a queue, not with the queue's length. */
+ * leases in flight (webhook_deliveries_inflight_idx), pick takes each
+ * eligible organization's oldest due row (a pending row once its backoff
+ * is over by $1, a leased one once its lease ran out by now()) and orders
+ * them by the organization's last claim: the cost of a claim grows with
+ * the organizations that have a queue, not with the queue's length. The
+ * claimed organizations' last_claimed_at is clock_timestamp(): claims are
+ * serialized by claim_lock_sql, so later claims stamp later times. */
 static const char *claim_sql =
 	"WITH RECURSIVE orgs AS ("
 	"  (SELECT org_id FROM webhook_deliveries WHERE status IN ('pending', 'delivering')"
@@ -198,23 +210,28 @@ static const char *claim_sql =
 	"    FROM orgs o WHERE o.org_id IS NOT NULL"
 	"), live AS ("
 	"  SELECT org_id, count(*) AS n FROM webhook_deliveries WHERE status = 'delivering'"
-	"     AND next_attempt_at > to_timestamp($1::double precision) GROUP BY org_id"
+	"     AND next_attempt_at > now() GROUP BY org_id"
 	"), pick AS ("
-	"  SELECT h.id, h.next_attempt_at FROM orgs o LEFT JOIN live ON live.org_id = o.org_id"
+	"  SELECT h.id, o.org_id FROM orgs o LEFT JOIN live ON live.org_id = o.org_id"
+	"   LEFT JOIN webhook_org_claims s ON s.org_id = o.org_id"
 	"   CROSS JOIN LATERAL (SELECT q.id, q.next_attempt_at"
 	"     FROM webhook_deliveries q JOIN webhooks w ON w.id = q.webhook_id"
 	"     WHERE q.org_id = o.org_id AND q.status IN ('pending', 'delivering')"
-	"       AND q.attempts < $2::int AND q.next_attempt_at <= to_timestamp($1::double precision)"
+	"       AND q.attempts < $2::int AND q.next_attempt_at <= CASE q.status"
+	"         WHEN 'delivering' THEN now() ELSE to_timestamp($1::double precision) END"
 	"       AND w.enabled AND w.deleted_at IS NULL"
 	"     ORDER BY q.org_id, q.next_attempt_at LIMIT 1) h"
 	"   WHERE o.org_id IS NOT NULL AND coalesce(live.n, 0) < $5::int"
-	"   ORDER BY h.next_attempt_at LIMIT $3::int"
+	"   ORDER BY s.last_claimed_at ASC NULLS FIRST, h.next_attempt_at LIMIT $3::int"
 	"), c AS (UPDATE webhook_deliveries d SET status = 'delivering',"
 	"   attempts = d.attempts + 1, lease_id = gen_random_uuid(),"
-	"   next_attempt_at = to_timestamp($1::double precision) + make_interval(secs => $4::int)"
+	"   next_attempt_at = now() + make_interval(secs => $4::int)"
 	" WHERE d.id IN (SELECT l.id FROM webhook_deliveries l"
 	"   WHERE l.id IN (SELECT id FROM pick) FOR UPDATE OF l SKIP LOCKED)"
-	" RETURNING d.*)"
+	" RETURNING d.*"
+	"), served AS (INSERT INTO webhook_org_claims (org_id, last_claimed_at)"
+	"   SELECT org_id, clock_timestamp() FROM c GROUP BY org_id"
+	"   ON CONFLICT (org_id) DO UPDATE SET last_claimed_at = EXCLUDED.last_claimed_at)"
 	" SELECT c.id, c.lease_id, c.webhook_id, c.org_id, c.event, c.attempts, w.url, w.secret_enc,"
 	"   jsonb_build_object('id', c.id, 'event', c.event, 'orgId', c.org_id, 'createdAt',"
 	"     to_char(c.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
@@ -420,7 +437,7 @@ static PGresult *claim(PGconn *c, const struct config *cfg, int batch)
 	const char *p[5] = {now, max, lim, lease, cap};
 	if (db_begin(c) != 0)
 		return NULL;
-	if (db_exec(c, claim_lock_sql, 0, NULL) == 0 && db_exec(c, expire_sql, 2, p) == 0 &&
+	if (db_exec(c, claim_lock_sql, 0, NULL) == 0 && db_exec(c, expire_sql, 1, p + 1) == 0 &&
 	    (r = db_query(c, claim_sql, 5, p, NULL)) != NULL && db_commit(c) == 0)
 		return r;
 	PQclear(r);
