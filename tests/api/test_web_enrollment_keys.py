@@ -141,6 +141,13 @@ def test_revoke_asks_first(browser, web, org, agents, admin):
     assert b.el("#new-key-value").text == raw
 
 
+def web_permissions(web, user):
+    """USER's permissions as GET /auth/me reports them."""
+    from conftest import Api
+    me = Api(web.url).login(user.email, user.password).get("/api/v1/auth/me").json()
+    return me.get("permissions") or me["role"]["permissions"]
+
+
 def test_viewer_sees_no_create_form(browser, web, tenants, agents):
     """An org_viewer (no enrollment_keys:*) gets no form and no link."""
     b = browser
@@ -151,9 +158,13 @@ def test_viewer_sees_no_create_form(browser, web, tenants, agents):
         wait_signed_in(b, u.body["name"])
         b.d.get(web.url + "/enrollment-keys")  # a load: the role's permissions are known
         wait_signed_in(b, u.body["name"])
-        # the links of what an org_viewer may read (orgs, roles), never enrolment keys
+        # the links of what an org_viewer may read, never enrolment keys
+        perms = set(web_permissions(web, u))
+        assert "enrollment_keys:read" not in perms
+        pages = [("orgs:read", "Organizations"), ("users:read", "Users"), ("roles:read", "Roles"),
+                 ("audit:read", "Audit log"), ("webhooks:read", "Webhooks")]
         assert [a.text for a in b.d.find_elements("css selector", "nav a")] == \
-            ["Devices", "Organizations", "Roles", "My account"]
+            ["Devices"] + [name for p, name in pages if p in perms] + ["My account"]
         assert b.text_of("#keys-error", "Your role does not allow managing enrolment keys.")
         assert b.d.find_elements("css selector", "#key-form") == []
     finally:
