@@ -154,9 +154,11 @@ def test_site_settings_from_organization(browser, web, admin, make_org):
     assert not b.d.find_element(By.ID, "settings-form").is_displayed()
 
 
-def test_org_viewer_refused(browser, web, tenants):
+def test_refusals_as_sentences(browser, web, admin, tenants, make_user):
     """Last: signs the browser in as an org viewer, who has no settings
-    permission: the refusal as a sentence, no form, no link."""
+    permission (the refusal as a sentence, no form, no link), then as partner
+    staff with orgs:write limited to one organization (the server's 403 as
+    a sentence)."""
     b = browser
     v = tenants.a_viewer
     b.reset(web.url)
@@ -169,5 +171,19 @@ def test_org_viewer_refused(browser, web, tenants):
     shot(b, "settings-refused-viewer")
     page(b, web, f"/sites/{tenants.a.site_id}/settings")
     b.text_of("#settings-message", "Not allowed:")
+    assert not b.d.find_element(By.ID, "settings-form").is_displayed()
+
+    # Partner staff with orgs:write but limited to some organizations: the
+    # server's 403, in its words.
+    role = admin.post("/api/v1/roles", json={"name": uniq("weblimited"), "scope": "partner",
+                                             "permissions": ["orgs:write"]})
+    assert role.status_code == 201, role.text
+    t = make_user(role.json()["name"], orgIds=[tenants.a.id])
+    b.reset(web.url)
+    login(b, web.url, t.email, t.password)
+    wait_signed_in(b, f"User {role.json()['name']}")
+    b.el("nav a[href='/settings']")
+    page(b, web, "/settings")
+    b.text_of("#settings-message", "Not allowed: only partner users with access to every organization")
     assert not b.d.find_element(By.ID, "settings-form").is_displayed()
     settle(b)
