@@ -16,6 +16,7 @@ import { loginPage } from './login.js';
 import { describe } from './messages.js';
 import { orgPage, orgsPage } from './orgs.js';
 import { clear, restore, state } from './session.js';
+import { partnerSettingsPage, siteSettingsPage } from './settings.js';
 import { shell } from './shell.js';
 import { rolesPage, usersPage } from './users.js';
 import { webhookPage, webhooksPage } from './webhooks.js';
@@ -39,6 +40,8 @@ const pages = [
   ['/account', accountPage],
   ['/webhooks', webhooksPage],
   ['/webhooks/:id', webhookPage],
+  ['/settings', partnerSettingsPage],
+  ['/sites/:id/settings', siteSettingsPage],
 ];
 
 // [page, params] for PATH, or null. Patterns are compared segment by

@@ -57,7 +57,10 @@ export async function orgsPage(main) {
 
 async function listSites(el, id) {
   const r = await call('GET', `/api/v1/organizations/${encodeURIComponent(id)}/sites`);
-  replace(el, table('sites', ['Site', 'Created'], r.sites.map((s) => [s.name, when(s.createdAt)]), 'No sites.'));
+  const settings = (s) => h('a', { href: `/sites/${encodeURIComponent(s.id)}/settings`, class: 'site-settings',
+    dataset: { route: '' } }, 'Settings');
+  replace(el, table('sites', ['Site', 'Created', ''], r.sites.map((s) => [s.name, when(s.createdAt), settings(s)]),
+    'No sites.'));
 }
 
 export async function orgPage(main, params) {

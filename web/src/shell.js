@@ -32,6 +32,7 @@ export function shell(root, nav, onLoggedOut) {
         may('roles:read') ? h('a', { href: '/roles', dataset: { route: '' } }, 'Roles') : null,
         may('audit:read') ? h('a', { href: '/audit', dataset: { route: '' } }, 'Audit log') : null,
         may('webhooks:read') ? h('a', { href: '/webhooks', dataset: { route: '' } }, 'Webhooks') : null,
+        may('orgs:write') && u.partnerId ? h('a', { href: '/settings', dataset: { route: '' } }, 'Settings') : null,
         h('a', { href: '/account', dataset: { route: '' } }, 'My account')) : null,
       h('span', { class: 'spacer' }),
       h('span', { class: 'who' },
