@@ -128,7 +128,7 @@ def test_partitions_past_retention_are_dropped(sql, services, clock):
 def test_maintenance_skips_and_counts_days_it_cannot_partition(sql, services):
     """Rows at ts infinity / -infinity / beyond the year 9999 stay in the
     DEFAULT: each run skips (and counts) their days instead of raising, and
-    still creates the partitions ahead (migration 0023)."""
+    still creates the partitions ahead (migration 0021)."""
     dev = str(uuid.uuid4())
     sql("INSERT INTO device_metrics (device_id, org_id, ts, cpu_percent) SELECT %s, %s,"
         " t::timestamptz, 1 FROM unnest(ARRAY['infinity', '-infinity',"

@@ -72,7 +72,7 @@ struct agents_metrics_maintenance {
 	int created;	 /* day partitions created */
 	int dropped;	 /* day partitions dropped (older than the retention) */
 	long long moved; /* rows moved out of the DEFAULT partition */
-	int skipped;	 /* days of DEFAULT rows no partition can hold (migration 0023) */
+	int skipped;	 /* days of DEFAULT rows no partition can hold (migration 0021) */
 };
 
 /*

@@ -1,7 +1,7 @@
 /*
  * enroll_secret.c — since when the current AGENT_ENROLLMENT_SECRET is in
  * use (checklist S6), kept as a fingerprint in secret_fingerprints
- * (migration 0022).
+ * (migration 0020).
  */
 #include <stdio.h>
 #include <string.h>

@@ -183,7 +183,7 @@ static const char *claim_lock_sql =
  * at most one per organization per claim (its oldest due row), only from
  * organizations with fewer than $5 live leases (rows 'delivering' whose
  * lease has not run out), round-robin over organizations: the one the
- * claim served longest ago first (webhook_org_claims, migration 0023),
+ * claim served longest ago first (webhook_org_claims, migration 0021),
  * then the oldest row. Row locks (SKIP LOCKED) still keep a row another
  * transaction holds out. */
 static const char *expire_sql =

@@ -1,4 +1,4 @@
--- 0022_secret_fingerprints: when the server first used each value of
+-- 0020_secret_fingerprints: when the server first used each value of
 -- AGENT_ENROLLMENT_SECRET (checklist S6).
 --
 -- The checklist asks for the enrolment secret to be rotated after the first

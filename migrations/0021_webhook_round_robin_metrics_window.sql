@@ -1,4 +1,4 @@
--- 0023_webhook_round_robin_metrics_window: round-robin of the webhook claim
+-- 0021_webhook_round_robin_metrics_window: round-robin of the webhook claim
 -- over organizations (docs/webhooks.md, "Fairness"), and partition
 -- maintenance of device_metrics that no single row can break
 -- (docs/architecture.md, "Metrics history and liveness").
