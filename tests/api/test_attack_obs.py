@@ -157,14 +157,17 @@ def test_requirepass_empty_passes_n4(tmp_path):
     assert rows["N4"]["result"] != "PASS", rows["N4"]
 
 
-def test_uid_zero_spelled_00_passes_k5(tmp_path):
+@pytest.mark.parametrize("user", ["00", "+0", "${PG_UID:-0}"])
+def test_uid_zero_spelled_00_passes_k5(tmp_path, user):
     """FINDING (low): K5's root test compares the user string with "root",
     "0", "0:…" and "root:…" only; `user: "00"` (or "000:0") is UID 0 to
     Docker (the uid is parsed as an integer) and PASSes "runs as a non-root
-    user". Fix: parse the uid part numerically (strtol, whole string) and
-    FAIL uid 0."""
+    user"; so does `${PG_UID:-0}`, which compose interpolates to 0 when the
+    variable is unset. Fix: parse the uid part numerically (strtol, whole
+    string) and FAIL uid 0; treat an interpolated user by its default (or
+    as MANUAL)."""
     services = good_services()
-    services["postgres"]["user"] = "00"
+    services["postgres"]["user"] = user
     rows = compose_rows(tmp_path, services)
     assert rows["K5"]["result"] != "PASS", rows["K5"]
 
@@ -421,3 +424,35 @@ def test_literal_secrets_in_the_compose_file_pass(tmp_path):
     bad = {i: rows[i] for i in ("S1", "S2", "S3", "S4", "S5")
            if rows[i]["result"] in ("FAIL", "WARN") and "compose" in rows[i]["reason"]}
     assert bad, {i: rows[i] for i in ("S1", "S2", "S3", "S4", "S5")}
+
+
+@pytest.mark.parametrize("trick", [
+    {"volumes": ["/var/run/docker.sock:/var/run/docker.sock"]},
+    {"pid": "host"},
+    {"devices": ["/dev/mem:/dev/mem"]},
+])
+def test_host_escape_settings_pass_every_k_item(tmp_path, trick):
+    """FINDING (medium): K1-K5 are "checked service by service" to show a
+    compromised container stays contained, but a service that mounts the
+    Docker socket (root on the host), shares the host's PID namespace, or
+    maps /dev/mem passes every K row: compose.c never looks at volumes,
+    pid/ipc/userns_mode or devices. Fix: FAIL K2 (or a K row) on
+    docker.sock / host-path mounts of /, /proc, /sys, /dev, on
+    pid|ipc|userns_mode: host and on devices."""
+    services = good_services()
+    services["redis"].update(trick)
+    rows = compose_rows(tmp_path, services)
+    assert any(rows[i]["result"] != "PASS" for i in ("K1", "K2", "K3", "K4", "K5")), \
+        {i: rows[i] for i in ("K1", "K2", "K3", "K4", "K5")}
+
+
+def test_caddyfile_over_1_mib_is_judged_on_its_first_mib(tmp_path):
+    """FINDING (low): read_uncommented() stops silently at CADDYFILE_MAX
+    (1 MiB of non-comment text) and judges the prefix: whatever comes after
+    — here `tls internal`, a self-signed CA — is never seen and N10 PASSes.
+    Fail-open on a limit. Fix: a file over the limit FAILs N8-N10 ("too
+    large to judge") instead of being truncated."""
+    big = "\trespond /pad \"" + "x" * (1 << 20) + "\"\n"
+    rows = caddy_rows(tmp_path, "\t" + HSTS + "\n" + big + "\ttls internal\n"
+                      "\treverse_proxy {$BREEZE_UPSTREAM}")
+    assert rows["N10"]["result"] != "PASS", rows["N10"]
