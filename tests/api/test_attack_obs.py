@@ -456,3 +456,60 @@ def test_caddyfile_over_1_mib_is_judged_on_its_first_mib(tmp_path):
     rows = caddy_rows(tmp_path, "\t" + HSTS + "\n" + big + "\ttls internal\n"
                       "\treverse_proxy {$BREEZE_UPSTREAM}")
     assert rows["N10"]["result"] != "PASS", rows["N10"]
+
+
+def test_held_parallel_scrapes_and_requests_stay_valid(api, env):
+    """Held: 4 scrapers and 4 clients in parallel (new route slots being
+    claimed while the registry is rendered): every scrape is 200 and every
+    sample line is well-formed exposition text."""
+    import re
+    import threading
+    tok = env["METRICS_SCRAPE_TOKEN"]
+    line_re = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_]\w*="([^"\\\n]|\\.)*",?)*\})?'
+                         r' [-+0-9.eE]+(Inf)?$')
+    bad, statuses = [], []
+
+    def scraper():
+        for _ in range(15):
+            st, text = _get(api.base, "/metrics", {"Authorization": "Bearer " + tok})
+            statuses.append(st)
+            bad.extend(ln for ln in text.splitlines()
+                       if ln and not ln.startswith("#") and not line_re.match(ln))
+
+    def client(i):
+        for j in range(15):
+            _get(api.base, ("/readyz", "/healthz", f"/api/v1/x{i}{j}", "/api/v1/orgs")[j % 4], {})
+
+    ts = [threading.Thread(target=scraper) for _ in range(4)]
+    ts += [threading.Thread(target=client, args=(i,)) for i in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert set(statuses) == {200} and not bad, (set(statuses), bad[:5])
+
+
+def test_held_witness_survives_huge_and_forged_lines(audit, tmp_path):
+    """Held: a 200 KiB line, a truncated checkpoint line, a duplicate-key
+    line and a forged line (untrusted key) before the genuine lines do not
+    stop the witness from catching the newest rows deleted together with
+    their stored checkpoints."""
+    from test_audit_tamper import make_chain, tamper
+    from test_audit_witness import witness_file
+
+    org, rows = make_chain(audit)
+    p = audit.cli("checkpoint")
+    log = witness_file(tmp_path, p.stderr)
+    forged = json.dumps({"msg": "audit.checkpoint", "chainId": org, "seq": 1,
+                         "checksum": "0" * 64, "createdAt": 1, "publicKey": "ab" * 32,
+                         "signature": "cd" * 64})
+    junk = ['{"msg":"audit.checkpoint","pad":"' + "x" * (200 << 10) + '"}',
+            forged[:40], '{"msg":"audit.checkpoint","msg":"x"}', forged]
+    log.write_text("\n".join(junk) + "\n" + log.read_text())
+    tamper(audit,
+           ("DELETE FROM audit_log WHERE chain_id = %s AND seq > 4", (org,)),
+           ("UPDATE audit_chain_heads SET seq = 4, checksum = %s WHERE chain_id = %s",
+            (rows[3]["checksum"], org)),
+           ("DELETE FROM audit_checkpoints WHERE chain_id = %s", (org,)))
+    rc, chain, _ = audit.verify(org, "--witness", log)
+    assert rc == 1 and "checkpoint_mismatch" in {b["kind"] for b in chain["breaks"]}, chain
