@@ -513,3 +513,33 @@ def test_held_witness_survives_huge_and_forged_lines(audit, tmp_path):
            ("DELETE FROM audit_checkpoints WHERE chain_id = %s", (org,)))
     rc, chain, _ = audit.verify(org, "--witness", log)
     assert rc == 1 and "checkpoint_mismatch" in {b["kind"] for b in chain["breaks"]}, chain
+
+
+def test_held_env_file_owned_by_another_user_fails_s2(tmp_path):
+    """Held: a 0600 env file owned by another uid (nobody) FAILs S2."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to chown")
+    f = tmp_path / "e.env"
+    f.write_text("BREEZE_DOMAIN=rmm.acme-msp.net\n")
+    os.chmod(f, 0o600)
+    os.chown(f, 65534, 65534)
+    rows = run_check(tmp_path, "--env-file", str(f))[1]
+    assert rows["S2"]["result"] == "FAIL", rows["S2"]
+
+
+def test_env_file_in_a_world_writable_directory_passes_s2(tmp_path):
+    """FINDING (low): S2 looks at the env file's own mode and owner only.
+    In a directory anyone may write (0777, no sticky bit) any local user
+    can rename the file away and put their own in its place (their
+    REDIS_URL, ALLOWED_ORIGINS, SSRF_ALLOWLIST… at the next start), yet S2
+    PASSes "mode 0600, owned by uid 0". Fix: FAIL S2 when a directory on
+    the file's path is group/other-writable without the sticky bit or is
+    owned by someone other than root or the service user."""
+    d = tmp_path / "shared"
+    d.mkdir()
+    os.chmod(d, 0o777)
+    f = d / "e.env"
+    f.write_text("BREEZE_DOMAIN=rmm.acme-msp.net\n")
+    os.chmod(f, 0o600)
+    rows = run_check(tmp_path, "--env-file", str(f))[1]
+    assert rows["S2"]["result"] != "PASS", rows["S2"]
