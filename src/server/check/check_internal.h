@@ -123,4 +123,16 @@ int check_compose_host_access(struct check_ctx *ctx, const char *name, json_t *s
  * status (0..255), or -1 when it could not run, was killed or timed out. */
 int check_run(const char *const argv[], char *out, size_t outlen, int timeout_s);
 
+/* check_run() with the environment ENVP (NULL-terminated "K=V" strings)
+ * instead of this process's. */
+int check_run_env(const char *const argv[], const char *const envp[], char *out, size_t outlen,
+		  int timeout_s);
+
+/* N8, N9, N10 and M1 from the JSON `caddy adapt` makes of the Caddyfile
+ * (with BREEZE_DOMAIN and ACME_EMAIL set to markers, so the site and the
+ * e-mail are known to come from {$BREEZE_DOMAIN} and {$ACME_EMAIL}).
+ * Returns 0 when it judged them, 1 when no caddy binary could be run (the
+ * caller judges the text only). */
+int check_caddy_adapt(struct check_ctx *ctx);
+
 #endif

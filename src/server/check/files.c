@@ -32,6 +32,12 @@ static long long ms_now(void)
 
 int check_run(const char *const argv[], char *out, size_t outlen, int timeout_s)
 {
+	return check_run_env(argv, (const char *const *)environ, out, outlen, timeout_s);
+}
+
+int check_run_env(const char *const argv[], const char *const envp[], char *out, size_t outlen,
+		  int timeout_s)
+{
 	posix_spawn_file_actions_t fa;
 	int pipefd[2], status = 0;
 	size_t len = 0;
@@ -45,7 +51,7 @@ int check_run(const char *const argv[], char *out, size_t outlen, int timeout_s)
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
 	posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-	int rc = posix_spawnp(&pid, argv[0], &fa, NULL, (char *const *)argv, environ);
+	int rc = posix_spawnp(&pid, argv[0], &fa, NULL, (char *const *)argv, (char *const *)envp);
 	posix_spawn_file_actions_destroy(&fa);
 	close(pipefd[1]);
 	if (rc != 0) {
