@@ -174,11 +174,31 @@ static void hsts_walk(json_t *v, int *good, int *bad)
 	}
 }
 
+/* May top-level route R serve the domain (no host matcher, or one naming
+ * it)? */
+static int for_domain(json_t *r)
+{
+	json_t *sets = json_object_get(r, "match"), *m;
+	size_t i;
+
+	json_array_foreach(sets, i, m) {
+		json_t *h = json_object_get(m, "host");
+		if (h == NULL || has_str(h, DOMAIN_MARK))
+			return 1;
+	}
+	return json_array_size(sets) == 0;
+}
+
 static void judge_n9(struct check_ctx *ctx, json_t *srv)
 {
 	int good = 0, bad = 0;
+	json_t *r;
+	size_t i;
 
-	hsts_walk(json_object_get(srv, "routes"), &good, &bad);
+	json_array_foreach(json_object_get(srv, "routes"), i, r) {
+		if (for_domain(r))
+			hsts_walk(r, &good, &bad);
+	}
 	if (good && !bad)
 		check_add(&ctx->rep, "N9", CHECK_PASS,
 			  "%s sends HSTS max-age>=31536000; includeSubDomains; preload and never "
@@ -388,6 +408,10 @@ int check_caddy_adapt(struct check_ctx *ctx)
 	}
 	cfg = json_loads(out, 0, NULL);
 	free(out);
+	if (cfg == NULL) {
+		adapt_fail(ctx, "caddy adapt's output is not JSON");
+		return 0;
+	}
 	if ((srv = site_server(cfg, &sname)) == NULL) {
 		check_add(&ctx->rep, "N8", CHECK_FAIL,
 			  "%s has no site for {$BREEZE_DOMAIN} (caddy adapt)", ctx->caddyfile);
