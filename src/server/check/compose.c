@@ -1,8 +1,10 @@
 /*
  * compose.c — the production compose file: the container items K1–K5 for
- * every service, and the network items N1–N5 (what is published, and
- * Redis's password). Services are told apart by their image (postgres,
- * redis, caddy, prometheus, grafana, loki) or, for breeze-server, by name.
+ * every service (compose_svc.c), the network items N1–N5 (what is
+ * published, network_mode, Redis's password) and S3's compose part (no
+ * literal secret in a committed file). Services are told apart by their
+ * image (postgres, redis, caddy, prometheus, grafana, loki) or, for
+ * breeze-server, by name.
  */
 #include <stdio.h>
 #include <stdlib.h>
