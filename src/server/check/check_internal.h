@@ -93,10 +93,46 @@ int check_live_redis(struct check_ctx *ctx);
  * Returns 0, BZ_ERR_IO or BZ_ERR_INVALID (ERR, ERRLEN bytes, says where). */
 int check_yaml_load(const char *path, json_t **out, char *err, size_t errlen);
 
+/* A scalar member KEY of OBJ as a string ("" if absent or not a scalar). */
+const char *check_json_str(json_t *obj, const char *key);
+
+/*
+ * Compose's interpolation of IN into OUT (OUTLEN bytes): "$$" is "$",
+ * ${V:-D} and ${V-D} become their default D (what compose uses when V is
+ * unset), every other reference (${V}, ${V:?…}, ${V?…}, ${V:+…}, $V)
+ * becomes PLACEHOLDER. Returns -1 when unreadable or too long, else flags:
+ * CHECK_INTERP_VAR when a placeholder was put in, CHECK_INTERP_MAYBE_EMPTY
+ * when such a variable may be empty (anything but ${V:?…}).
+ */
+#define CHECK_INTERP_VAR 1
+#define CHECK_INTERP_MAYBE_EMPTY 2
+int check_interp(const char *in, char *out, size_t outlen, const char *placeholder);
+
+/* Compose service NAME's items K1–K5 (services.NAME = SVC): each finding
+ * is a row and sets BAD[k] (BAD has 6 entries, K1 = BAD[1]). */
+void check_compose_service(struct check_ctx *ctx, const char *name, json_t *svc, int *bad);
+
+/* K2's host access of service NAME: pid/ipc/uts/cgroup/userns_mode host,
+ * devices, binds of the Docker socket or host system directories. Adds a
+ * FAIL row per finding; returns 1 when there was one, else 0. */
+int check_compose_host_access(struct check_ctx *ctx, const char *name, json_t *svc);
+
 /* Runs ARGV (argv[0] looked up in PATH; no shell) with stdin from
  * /dev/null, stdout into OUT (OUTLEN bytes, NUL-terminated, truncated)
  * and stderr discarded, for at most TIMEOUT_S seconds. Returns the exit
  * status (0..255), or -1 when it could not run, was killed or timed out. */
 int check_run(const char *const argv[], char *out, size_t outlen, int timeout_s);
+
+/* check_run() with the environment ENVP (NULL-terminated "K=V" strings)
+ * instead of this process's. */
+int check_run_env(const char *const argv[], const char *const envp[], char *out, size_t outlen,
+		  int timeout_s);
+
+/* N8, N9, N10 and M1 from the JSON `caddy adapt` makes of the Caddyfile
+ * (with BREEZE_DOMAIN and ACME_EMAIL set to markers, so the site and the
+ * e-mail are known to come from {$BREEZE_DOMAIN} and {$ACME_EMAIL}).
+ * Returns 0 when it judged them, 1 when no caddy binary could be run (the
+ * caller judges the text only). */
+int check_caddy_adapt(struct check_ctx *ctx);
 
 #endif

@@ -1,78 +1,58 @@
 /*
  * compose.c — the production compose file: the container items K1–K5 for
- * every service, and the network items N1–N5 (what is published, and
- * Redis's password). Services are told apart by their image (postgres,
- * redis, caddy, prometheus, grafana, loki) or, for breeze-server, by name.
+ * every service (compose_svc.c), the network items N1–N5 (what is
+ * published, network_mode, Redis's password) and S3's compose part (no
+ * literal secret in a committed file). Services are told apart by their
+ * image (postgres, redis, caddy, prometheus, grafana, loki) or, for
+ * breeze-server, by name.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include <curl/curl.h>
+#include <openssl/crypto.h>
+
 #include "common/err.h"
 #include "server/check/check_internal.h"
-
-/* A scalar member as a string ("" if absent or not a scalar). */
-static const char *str(json_t *obj, const char *key)
-{
-	json_t *v = json_object_get(obj, key);
-
-	return json_is_string(v) ? json_string_value(v) : "";
-}
-
-static int truthy(const char *s)
-{
-	return !strcasecmp(s, "true") || !strcasecmp(s, "yes") || !strcmp(s, "1");
-}
-
-/* Does the list (or the single string) V hold an entry WANT (case-
- * insensitive, a trailing ":true"/"=true" allowed for security_opt)? */
-static int list_has(json_t *v, const char *want)
-{
-	size_t i, n = strlen(want);
-	json_t *e;
-
-	if (json_is_string(v))
-		return !strcasecmp(json_string_value(v), want);
-	json_array_foreach(v, i, e) {
-		const char *s = json_is_string(e) ? json_string_value(e) : "";
-		if (!strncasecmp(s, want, n) &&
-		    (s[n] == '\0' || !strcasecmp(s + n, ":true") || !strcasecmp(s + n, "=true")))
-			return 1;
-	}
-	return 0;
-}
+#include "server/redis/redis.h"
 
 static int image_is(json_t *svc, const char *what)
 {
-	const char *img = str(svc, "image");
+	const char *img = check_json_str(svc, "image");
 
 	return strcasestr(img, what) != NULL;
 }
 
-/* The limit KEY (cpus, mem_limit/memory, pids_limit/pids) of SVC, at the
- * top level or under deploy.resources.limits. */
-static int has_limit(json_t *svc, const char *top, const char *deploy_key)
+/* A published port: one decimal port 1-65535, the whole string (a range
+ * such as "80-9000" publishes every port in it). 0 when S is not one. */
+static long one_port(const char *s)
 {
-	json_t *lim = json_object_get(json_object_get(json_object_get(svc, "deploy"), "resources"),
-				      "limits");
+	char *end;
+	long v;
 
-	return *str(svc, top) != '\0' || json_is_integer(json_object_get(svc, top)) ||
-	       *str(lim, deploy_key) != '\0';
+	if (*s < '0' || *s > '9')
+		return 0;
+	v = strtol(s, &end, 10);
+	return *end == '\0' && v > 0 && v <= 65535 ? v : 0;
 }
 
 /* One published port, short ("[HOST:]PUBLISHED:TARGET[/proto]", or just
  * TARGET, which publishes a random port on every address) or long syntax,
  * into the host address it binds ("" = every address) and the published
- * port (0 = random). Returns 0, or -1 when unreadable. */
+ * port (0 = random). Returns 0, or -1 when unreadable (a range, a name,
+ * anything but one decimal port). */
 static int port_entry(json_t *e, char *host, size_t hostlen, long *published)
 {
 	*published = 0;
 	host[0] = '\0';
 	if (json_is_object(e)) {
-		snprintf(host, hostlen, "%s", str(e, "host_ip"));
-		*published = strtol(str(e, "published"), NULL, 10);
-		return 0;
+		snprintf(host, hostlen, "%s", check_json_str(e, "host_ip"));
+		if (json_object_get(e, "published") == NULL)
+			return 0;
+		*published = one_port(check_json_str(e, "published"));
+		return *published ? 0 : -1;
 	}
 	if (!json_is_string(e))
 		return -1;
@@ -81,15 +61,16 @@ static int port_entry(json_t *e, char *host, size_t hostlen, long *published)
 	buf[strcspn(buf, "/")] = '\0';
 	char *last = strrchr(buf, ':');
 	if (last == NULL)
-		return 0; /* TARGET only: a random port on every address */
+		return strchr(buf, '-') ? -1 : 0; /* TARGET: a random port, every address */
 	*last = '\0';
 	char *pub = strrchr(buf, ':');
 	if (pub == NULL || (buf[0] == '[' && strchr(buf, ']') > pub)) {
-		*published = strtol(buf, NULL, 10);
-		return 0;
+		*published = one_port(buf);
+		return *published ? 0 : -1;
 	}
 	*pub = '\0';
-	*published = strtol(pub + 1, NULL, 10);
+	if (pub[1] != '\0' && (*published = one_port(pub + 1)) == 0)
+		return -1; /* "HOST::TARGET" is a random port on HOST */
 	snprintf(host, hostlen, "%s", buf[0] == '[' ? buf + 1 : buf);
 	host[strcspn(host, "]")] = '\0';
 	return 0;
@@ -98,6 +79,26 @@ static int port_entry(json_t *e, char *host, size_t hostlen, long *published)
 static int loopback(const char *h)
 {
 	return !strncmp(h, "127.", 4) || !strcmp(h, "::1") || !strcasecmp(h, "localhost");
+}
+
+/* N1 and ID: network_mode host puts service NAME on the host's network
+ * stack (every port it listens on is on every host address, with no
+ * ports entry); container:/service: share another container's. Returns 1
+ * (FAIL rows added) when so. */
+static int shared_network(struct check_ctx *ctx, const char *name, json_t *svc, const char *id)
+{
+	const char *m = check_json_str(svc, "network_mode");
+
+	if (strcasecmp(m, "host") != 0 && strncasecmp(m, "container:", 10) != 0 &&
+	    strncasecmp(m, "service:", 8) != 0)
+		return 0;
+	check_add(&ctx->rep, "N1", CHECK_FAIL,
+		  "%s: network_mode %s (listens on the host's or another container's network, "
+		  "whatever ports says)",
+		  name, m);
+	if (id != NULL)
+		check_add(&ctx->rep, id, CHECK_FAIL, "%s: network_mode %s", name, m);
+	return 1;
 }
 
 /* N1/N2/N3/N5: what service NAME publishes beyond the loopback address. */
@@ -114,12 +115,23 @@ static void ports(struct check_ctx *ctx, const char *name, json_t *svc, int *n1_
 	size_t i;
 	int svc_bad = 0;
 
+	if (shared_network(ctx, name, svc, id)) {
+		*n1_bad = 1;
+		return;
+	}
 	json_array_foreach(list, i, e) {
 		char host[128];
 		long pub;
 		if (port_entry(e, host, sizeof(host), &pub) != 0) {
-			check_add(&ctx->rep, "N1", CHECK_FAIL, "%s: unreadable ports entry", name);
-			*n1_bad = 1;
+			check_add(&ctx->rep, "N1", CHECK_FAIL,
+				  "%s: a ports entry is not one port (a range or unreadable)",
+				  name);
+			if (id != NULL)
+				check_add(
+					&ctx->rep, id, CHECK_FAIL,
+					"%s: a ports entry is not one port (a range or unreadable)",
+					name);
+			*n1_bad = svc_bad = 1;
 			continue;
 		}
 		if (loopback(host))
@@ -143,75 +155,181 @@ static void ports(struct check_ctx *ctx, const char *name, json_t *svc, int *n1_
 		check_add(&ctx->rep, id, CHECK_PASS, "%s publishes only on 127.0.0.1", name);
 }
 
-/* K1–K5 for one service: a finding sets BAD[k] for item Kk. */
-static void hardening(struct check_ctx *ctx, const char *name, json_t *svc, int *bad)
+/* Is S the requirepass directive or option? */
+static int requirepass_word(const char *s, size_t n)
 {
-	int api = !strcmp(name, "breeze-server") || !strcmp(name, "api");
-	int web = !strcmp(name, "web") || image_is(svc, "caddy");
-	const char *user = str(svc, "user");
-	int root = *user == '\0' || !strcmp(user, "root") || !strcmp(user, "0") ||
-		   !strncmp(user, "0:", 2) || !strncmp(user, "root:", 5);
-
-	if (!list_has(json_object_get(svc, "security_opt"), "no-new-privileges")) {
-		check_add(&ctx->rep, "K1", CHECK_FAIL, "%s: no security_opt no-new-privileges:true",
-			  name);
-		bad[1] = 1;
-	}
-	if (!list_has(json_object_get(svc, "cap_drop"), "ALL")) {
-		check_add(&ctx->rep, "K2", CHECK_FAIL, "%s: cap_drop does not hold ALL", name);
-		bad[2] = 1;
-	}
-	if ((api || web) && !truthy(str(svc, "read_only"))) {
-		check_add(&ctx->rep, "K3", CHECK_FAIL, "%s: read_only is not true", name);
-		bad[3] = 1;
-	}
-	if (!has_limit(svc, "cpus", "cpus") || !has_limit(svc, "mem_limit", "memory") ||
-	    !has_limit(svc, "pids_limit", "pids")) {
-		check_add(&ctx->rep, "K4", CHECK_FAIL,
-			  "%s: cpus, mem_limit and pids_limit are not all set", name);
-		bad[4] = 1;
-	}
-	if (root) {
-		check_add(&ctx->rep, "K5", CHECK_FAIL, "%s: no non-root user", name);
-		bad[5] = 1;
-	} else if (api && strcmp(user, "1001") != 0 && strncmp(user, "1001:", 5) != 0) {
-		check_add(&ctx->rep, "K5", CHECK_FAIL, "%s: user is %s, not UID 1001", name, user);
-		bad[5] = 1;
-	}
+	return (n == 11 && !strncmp(s, "requirepass", 11)) ||
+	       (n == 13 && !strncmp(s, "--requirepass", 13));
 }
 
-/* N4: Redis starts with a password and breeze-server's REDIS_URL carries
- * one. */
+/* An argument after requirepass that sets a password: not empty, not an
+ * empty quoted string. */
+static int pass_arg(const char *s, size_t n)
+{
+	return n > 0 && !(n == 2 && (!strncmp(s, "\"\"", 2) || !strncmp(s, "''", 2)));
+}
+
+/* Does the command (a string, or a list of arguments, each perhaps a
+ * shell script) give requirepass a non-empty argument? */
+static int requirepass_set(json_t *cmd)
+{
+	json_t *one = json_is_string(cmd) ? json_pack("[O]", cmd) : json_incref(cmd), *e;
+	size_t i, n = json_array_size(one);
+	int ok = 0, want_next = 0;
+
+	json_array_foreach(one, i, e) {
+		const char *s = json_is_string(e) ? json_string_value(e) : "";
+		if (want_next) {
+			ok |= pass_arg(s, strlen(s));
+			want_next = 0;
+			continue;
+		}
+		for (const char *p = s + strspn(s, " \t\n"); *p != '\0' && !ok;) {
+			size_t w = strcspn(p, " \t\n");
+			const char *next = p + w + strspn(p + w, " \t\n");
+			if (requirepass_word(p, w)) {
+				if (*next == '\0') {
+					want_next = i + 1 < n;
+					break;
+				}
+				ok = pass_arg(next, strcspn(next, " \t\n"));
+			}
+			p = next;
+		}
+	}
+	json_decref(one);
+	return ok;
+}
+
+/* N4: Redis starts with a non-empty requirepass. */
 static void redis_password(struct check_ctx *ctx, const char *name, json_t *svc)
 {
-	json_t *cmd = json_object_get(svc, "command");
-	char *text = json_dumps(cmd, JSON_ENCODE_ANY);
-	int ok = text != NULL && strstr(text, "requirepass") != NULL;
+	int ok = requirepass_set(json_object_get(svc, "command"));
 
-	free(text);
 	check_add(&ctx->rep, "N4", ok ? CHECK_PASS : CHECK_FAIL,
-		  ok ? "%s starts with requirepass" : "%s: no requirepass in its command", name);
+		  ok ? "%s starts with requirepass"
+		     : "%s: no requirepass with a password in its "
+		       "command",
+		  name);
 }
 
-static void server_env(struct check_ctx *ctx, const char *name, json_t *svc)
+/* The value of variable VAR in SVC's environment (mapping or "K=V" list),
+ * or NULL. */
+static const char *env_value(json_t *svc, const char *var)
 {
 	json_t *env = json_object_get(svc, "environment"), *e;
-	const char *url = NULL;
-	size_t i;
+	size_t i, n = strlen(var);
 
 	if (json_is_object(env))
-		url = str(env, "REDIS_URL");
+		return json_is_string(json_object_get(env, var)) ? check_json_str(env, var) : NULL;
 	json_array_foreach(env, i, e) {
 		const char *s = json_is_string(e) ? json_string_value(e) : "";
-		if (!strncmp(s, "REDIS_URL=", 10))
-			url = s + 10;
+		if (!strncmp(s, var, n) && s[n] == '=')
+			return s + n + 1;
 	}
+	return NULL;
+}
+
+/* N4: breeze-server's REDIS_URL, read by the server's own parser
+ * (redis_url_parse()), has a non-empty password. ${V:?…} counts as one;
+ * ${V:-D} is judged by D; any other reference may be empty: MANUAL. */
+static void server_env(struct check_ctx *ctx, const char *name, json_t *svc)
+{
+	const char *url = env_value(svc, "REDIS_URL");
+	struct redis_target t;
+	char buf[1024];
+	int flags;
+
 	if (url == NULL || *url == '\0')
 		return; /* from the env file: judged there */
-	const char *at = strchr(url, '@'), *scheme = strstr(url, "://");
-	int ok = at != NULL && scheme != NULL && at > scheme + 3 && strchr(scheme + 3, ':') < at;
-	check_add(&ctx->rep, "N4", ok ? CHECK_PASS : CHECK_FAIL,
-		  ok ? "%s: REDIS_URL carries a password" : "%s: REDIS_URL has no password", name);
+	flags = check_interp(url, buf, sizeof(buf), "interpolated");
+	if (flags < 0 || redis_url_parse(buf, &t) != 0)
+		check_add(&ctx->rep, "N4", CHECK_FAIL, "%s: REDIS_URL is not a redis:// URL", name);
+	else if (t.password[0] == '\0')
+		check_add(&ctx->rep, "N4", CHECK_FAIL, "%s: REDIS_URL has no password", name);
+	else if (flags & CHECK_INTERP_MAYBE_EMPTY)
+		check_add(&ctx->rep, "N4", CHECK_MANUAL,
+			  "%s: REDIS_URL's password comes from a variable that may be empty: use "
+			  "${VAR:?…}",
+			  name);
+	else
+		check_add(&ctx->rep, "N4", CHECK_PASS, "%s: REDIS_URL carries a password", name);
+	OPENSSL_cleanse(t.password, sizeof(t.password));
+}
+
+/* Is VAR a secret's name: one of the server's secrets
+ * (config_secret_name()), or …_PASSWORD / …_SECRET? */
+static int secret_var(const char *var)
+{
+	size_t n = strlen(var);
+
+	for (int s = 0; s < SECRET_COUNT; s++)
+		if (!strcmp(var, config_secret_name((enum config_secret)s)))
+			return 1;
+	return (n >= 9 && !strcmp(var + n - 9, "_PASSWORD")) ||
+	       (n >= 7 && !strcmp(var + n - 7, "_SECRET"));
+}
+
+/* Is VALUE of variable VAR a literal secret: a secret variable whose value
+ * holds no ${…} reference, or a …_URL whose password (libcurl's parser)
+ * holds none? */
+static int literal_secret(const char *var, const char *value)
+{
+	static const char mark[] = "bzcheckref";
+	char buf[1024], *pw = NULL;
+	size_t n = strlen(var);
+	int flags = check_interp(value, buf, sizeof(buf), mark), lit = 0;
+
+	if (flags < 0 || *value == '\0')
+		return 0;
+	if (secret_var(var))
+		return !(flags & CHECK_INTERP_VAR);
+	if (n < 4 || strcmp(var + n - 4, "_URL") != 0)
+		return 0;
+	CURLU *u = curl_url();
+	if (u != NULL &&
+	    curl_url_set(u, CURLUPART_URL, buf, CURLU_NON_SUPPORT_SCHEME) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_PASSWORD, &pw, CURLU_URLDECODE) == CURLUE_OK)
+		lit = pw[0] != '\0' && strstr(pw, mark) == NULL;
+	if (pw != NULL) {
+		OPENSSL_cleanse(pw, strlen(pw));
+		curl_free(pw);
+	}
+	curl_url_cleanup(u);
+	return lit;
+}
+
+/* S3's compose part: the compose file is committed, so every secret in a
+ * service's environment must be a ${…} reference to the git-ignored env
+ * file. Names the variable, never the value. */
+static void literal_secrets(struct check_ctx *ctx, const char *name, json_t *svc)
+{
+	json_t *env = json_object_get(svc, "environment"), *e;
+	const char *var;
+	size_t i;
+	char key[256];
+
+	json_object_foreach(env, var, e) {
+		if (json_is_string(e) && literal_secret(var, json_string_value(e))) {
+			check_add(&ctx->rep, "S3", CHECK_FAIL,
+				  "%s (compose file): %s sets %s to a literal value: reference it "
+				  "from the git-ignored env file (${%s:?…}) and rotate it",
+				  ctx->compose, name, var, var);
+		}
+	}
+	json_array_foreach(env, i, e) {
+		const char *s = json_is_string(e) ? json_string_value(e) : "";
+		const char *eq = strchr(s, '=');
+		if (eq == NULL || (size_t)(eq - s) >= sizeof(key))
+			continue;
+		snprintf(key, sizeof(key), "%.*s", (int)(eq - s), s);
+		if (literal_secret(key, eq + 1)) {
+			check_add(&ctx->rep, "S3", CHECK_FAIL,
+				  "%s (compose file): %s sets %s to a literal value: reference it "
+				  "from the git-ignored env file (${%s:?…}) and rotate it",
+				  ctx->compose, name, key, key);
+		}
+	}
 }
 
 int check_compose(struct check_ctx *ctx)
@@ -219,9 +337,10 @@ int check_compose(struct check_ctx *ctx)
 	static const char *const k_ok[] = {
 		NULL,
 		"every service has security_opt no-new-privileges:true",
-		"every service drops ALL capabilities",
+		"every service drops ALL capabilities, is not privileged and gets no host "
+		"namespace, device, Docker socket or system directory",
 		"breeze-server and the web service are read_only",
-		"every service has cpus, mem_limit and pids_limit",
+		"every service has positive cpus, mem_limit and pids_limit",
 		"every service runs as a non-root user (breeze-server as UID 1001)",
 	};
 	char err[512], id[4];
@@ -242,8 +361,9 @@ int check_compose(struct check_ctx *ctx)
 	services = json_object_get(ctx->compose_doc, "services");
 	json_object_foreach(services, name, svc) {
 		have_server |= !strcmp(name, "breeze-server") || !strcmp(name, "api");
-		hardening(ctx, name, svc, bad);
+		check_compose_service(ctx, name, svc, bad);
 		ports(ctx, name, svc, &n1_bad);
+		literal_secrets(ctx, name, svc);
 		if (image_is(svc, "redis"))
 			redis_password(ctx, name, svc);
 		if (!strcmp(name, "breeze-server") || !strcmp(name, "api"))

@@ -1,6 +1,6 @@
 /*
- * files.c — the env file itself (S2: mode and owner; S3: git-ignored and
- * untracked), the shipped monitoring files (M2, M4) and the helper that
+ * files.c — the env file itself (S2: mode and owner, and the directories
+ * on its path; S3: git-ignored and untracked), the shipped monitoring files (M2, M4) and the helper that
  * runs a tool without a shell.
  */
 #include <errno.h>
@@ -32,6 +32,12 @@ static long long ms_now(void)
 
 int check_run(const char *const argv[], char *out, size_t outlen, int timeout_s)
 {
+	return check_run_env(argv, (const char *const *)environ, out, outlen, timeout_s);
+}
+
+int check_run_env(const char *const argv[], const char *const envp[], char *out, size_t outlen,
+		  int timeout_s)
+{
 	posix_spawn_file_actions_t fa;
 	int pipefd[2], status = 0;
 	size_t len = 0;
@@ -45,7 +51,7 @@ int check_run(const char *const argv[], char *out, size_t outlen, int timeout_s)
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
 	posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-	int rc = posix_spawnp(&pid, argv[0], &fa, NULL, (char *const *)argv, environ);
+	int rc = posix_spawnp(&pid, argv[0], &fa, NULL, (char *const *)argv, (char *const *)envp);
 	posix_spawn_file_actions_destroy(&fa);
 	close(pipefd[1]);
 	if (rc != 0) {
@@ -145,6 +151,50 @@ static void env_git(struct check_ctx *ctx)
 			  top);
 }
 
+/* S2's path part: every directory from the env file's up to "/" is
+ * writable by its owner only (or has the sticky bit, like /tmp) and is
+ * owned by root or this user; else anyone who may write it can rename the
+ * file away and put their own in its place. Returns 1 (a FAIL row added)
+ * on a finding. */
+static int env_dirs(struct check_ctx *ctx)
+{
+	char dir[PATH_MAX], real[PATH_MAX];
+	struct stat st;
+
+	snprintf(dir, sizeof(dir), "%s", ctx->env_file);
+	if (realpath(dirname(dir), real) == NULL) {
+		check_add(&ctx->rep, "S2", CHECK_FAIL, "%s: its directory: %s", ctx->env_file,
+			  strerror(errno));
+		return 1;
+	}
+	for (;;) {
+		if (stat(real, &st) != 0) {
+			check_add(&ctx->rep, "S2", CHECK_FAIL, "%s: %s", real, strerror(errno));
+			return 1;
+		}
+		if ((st.st_mode & 022) != 0 && (st.st_mode & S_ISVTX) == 0) {
+			check_add(
+				&ctx->rep, "S2", CHECK_FAIL,
+				"%s (on the path of %s) is mode %04o: group or others may replace "
+				"the env file",
+				real, ctx->env_file, (unsigned)(st.st_mode & 07777));
+			return 1;
+		}
+		if (st.st_uid != 0 && st.st_uid != geteuid()) {
+			check_add(
+				&ctx->rep, "S2", CHECK_FAIL,
+				"%s (on the path of %s) is owned by uid %u, neither this user nor "
+				"root",
+				real, ctx->env_file, (unsigned)st.st_uid);
+			return 1;
+		}
+		if (!strcmp(real, "/"))
+			return 0;
+		char *slash = strrchr(real, '/');
+		slash[slash == real] = '\0';
+	}
+}
+
 int check_env_file(struct check_ctx *ctx)
 {
 	struct stat st;
@@ -159,7 +209,8 @@ int check_env_file(struct check_ctx *ctx)
 		check_add(&ctx->rep, "S2", CHECK_FAIL, "%s is a symbolic link", ctx->env_file);
 		return 0;
 	}
-	env_mode(ctx, &st);
+	if (env_dirs(ctx) == 0)
+		env_mode(ctx, &st);
 	env_git(ctx);
 	return 0;
 }
