@@ -115,13 +115,20 @@ def test_revoke_another_session_then_this_one(browser, web, user):
     b.shot("account-sessions")
 
     row = [r for r in session_rows(b) if r.get_attribute("data-session") == other][0]
-    row.find_element(By.CSS_SELECTOR, "button.revoke").click()
+    revoke = row.find_element(By.CSS_SELECTOR, "button.revoke")
+    revoke.click()  # asks first
+    assert revoke.text == "Really revoke?"
+    assert u.api.get("/api/v1/auth/me").status_code == 200
+    revoke.click()
     b.wait(lambda d: len(session_rows(b)) == 1)
     # That session's next request fails.
     assert u.api.get("/api/v1/auth/me").status_code == 401
 
     # Revoking this tab's own session signs out.
-    session_rows(b)[0].find_element(By.CSS_SELECTOR, "button.revoke").click()
+    mine = session_rows(b)[0].find_element(By.CSS_SELECTOR, "button.revoke")
+    mine.click()
+    assert mine.text == "Really sign out?"
+    mine.click()
     b.path_is("/login")
     b.text_of("#login-flash", "Your session has ended.")
     b.d.get(web.url + "/account")

@@ -173,6 +173,21 @@ def test_role_force_mfa_switch(browser, web, admin, bootstrap, make_user):
         assert listed[role["name"]]["forceMfa"] is True
         b.shot("roles")
 
+        # Switching it off asks first: the box stays ticked until a second
+        # click on "Stop requiring MFA" confirms.
+        role_switch(b, role["name"]).click()
+        assert role_switch(b, role["name"]).is_selected()
+        off = b.el(f"#roles tr[data-role='{role['name']}'] button.force-mfa-off")
+        off.click()
+        assert off.text == "Really stop requiring MFA?"
+        assert [r for r in admin.get("/api/v1/roles").json()["roles"]
+                if r["id"] == role["id"]][0]["forceMfa"] is True
+        off.click()
+        b.text_of("#roles-message", f"{role['name']}: MFA is no longer required.")
+        assert not role_switch(b, role["name"]).is_selected()
+        role_switch(b, role["name"]).click()
+        b.text_of("#roles-message", f"{role['name']}: MFA is now required.")
+
         # A refusal: the role was deleted meanwhile (404), said so, switch back.
         assert admin.delete(f"/api/v1/roles/{gone['id']}").status_code == 200
         role_switch(b, gone["name"]).click()

@@ -6,7 +6,7 @@
 import { call } from './api.js';
 import { h, replace } from './dom.js';
 import { loadMe, state } from './session.js';
-import { loading, messageBox, recoveryCodes, show, showFailure, table, when } from './ui.js';
+import { loading, messageBox, recoveryCodes, show, showFailure, table, twoStep, when } from './ui.js';
 
 const PASSWORD_ERRORS = { invalid_current_password: 'The current password is wrong.' };
 const CODES_ERRORS = {
@@ -83,21 +83,19 @@ function mfaSection(me) {
 async function listSessions(el, box) {
   const r = await call('GET', '/api/v1/auth/sessions');
   const rows = r.sessions.map((s) => {
-    const revoke = h('button', { type: 'button', class: 'secondary revoke' }, s.current ? 'Sign out (this session)' : 'Revoke');
-    revoke.addEventListener('click', async () => {
-      revoke.disabled = true;
-      show(box, null);
-      try {
-        await call('DELETE', `/api/v1/auth/sessions/${encodeURIComponent(s.id)}`);
-        // This tab's own session: its next call fails and the router
-        // shows the login page ("Your session has ended").
-        if (s.current) await loadMe();
-        else await listSessions(el, box);
-      } catch (err) {
-        showFailure(box, err);
-        revoke.disabled = false;
-      }
-    });
+    const revoke = twoStep('revoke', s.current ? 'Sign out (this session)' : 'Revoke',
+      s.current ? 'Really sign out?' : 'Really revoke?', async () => {
+        show(box, null);
+        try {
+          await call('DELETE', `/api/v1/auth/sessions/${encodeURIComponent(s.id)}`);
+          // This tab's own session: its next call fails and the router
+          // shows the login page ("Your session has ended").
+          if (s.current) await loadMe();
+          else await listSessions(el, box);
+        } catch (err) {
+          showFailure(box, err);
+        }
+      });
     return h('tr', { dataset: { session: s.id }, class: s.current ? 'current' : null },
       h('td', null, when(s.createdAt)), h('td', null, when(s.lastSeenAt)), h('td', null, s.ip || '—'),
       h('td', { class: 'ua' }, s.userAgent || '—'), h('td', null, s.current ? 'this session' : ''), h('td', null, revoke));

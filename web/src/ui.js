@@ -124,3 +124,43 @@ export function shownOnce(id, label, value) {
 export function loading(el) {
   replace(el, h('p', { class: 'muted' }, 'Loading…'));
 }
+
+// A button for a destructive action that asks with a second click: the
+// first click changes LABEL to CONFIRMLABEL ("armed"), the second runs
+// ACT(). The arm lasts ARM_MS at most and is dropped when the button loses
+// focus or Escape is pressed, so only a click right after the question
+// confirms it. CLS: its class (tests and styles find it by that).
+const ARM_MS = 5000;
+
+export function twoStep(cls, label, confirmLabel, act) {
+  const b = h('button', { type: 'button', class: `secondary ${cls}` }, label);
+  let timer = null;
+  const disarm = () => {
+    clearTimeout(timer);
+    timer = null;
+    b.textContent = label;
+    b.classList.remove('armed');
+  };
+  b.addEventListener('blur', disarm);
+  const onKey = (ev) => {
+    if (!b.isConnected) document.removeEventListener('keydown', onKey); // its page is gone
+    else if (ev.key === 'Escape') disarm();
+  };
+  document.addEventListener('keydown', onKey);
+  b.addEventListener('click', async () => {
+    if (timer === null) {
+      b.textContent = confirmLabel;
+      b.classList.add('armed');
+      timer = setTimeout(() => disarm(), ARM_MS);
+      return;
+    }
+    disarm();
+    b.disabled = true;
+    try {
+      await act();
+    } finally {
+      b.disabled = false;
+    }
+  });
+  return b;
+}

@@ -3,7 +3,7 @@
 // PATCHes the role; a refusal is shown and the switch put back).
 import { call } from './api.js';
 import { h, replace } from './dom.js';
-import { loading, messageBox, orgNames, select, show, showFailure, shownOnce, table } from './ui.js';
+import { loading, messageBox, orgNames, select, show, showFailure, shownOnce, table, twoStep } from './ui.js';
 
 const USER_ERRORS = { conflict: 'A user with that e-mail address already exists.' };
 
@@ -90,16 +90,19 @@ export async function usersPage(main) {
 }
 
 // One role's row: the switch PATCHes forceMfa; on a refusal it goes back.
+// A role's force-MFA switch. Turning the requirement on is one click;
+// turning it off (a downgrade for every user of the role) asks first: the
+// box stays ticked and a "Stop requiring MFA" button must be clicked twice.
 function roleRow(role, box) {
   const sw = h('input', { type: 'checkbox', class: 'force-mfa', checked: role.forceMfa,
     'aria-label': `Force MFA for ${role.name}` });
-  sw.addEventListener('change', async () => {
-    const want = sw.checked;
+  const set = async (want) => {
     sw.disabled = true;
     show(box, null);
     try {
       const r = await call('PATCH', `/api/v1/roles/${encodeURIComponent(role.id)}`, { forceMfa: want });
       sw.checked = r.forceMfa;
+      off.hidden = true;
       show(box, `${role.name}: MFA is ${r.forceMfa ? 'now required' : 'no longer required'}.`, 'success');
     } catch (err) {
       sw.checked = !want;
@@ -107,11 +110,23 @@ function roleRow(role, box) {
     } finally {
       sw.disabled = false;
     }
+  };
+  const off = twoStep('force-mfa-off', 'Stop requiring MFA', 'Really stop requiring MFA?', () => set(false));
+  off.hidden = true;
+  sw.addEventListener('change', () => {
+    if (sw.checked) {
+      off.hidden = true;
+      set(true);
+      return;
+    }
+    sw.checked = true; // still required until confirmed
+    off.hidden = false;
+    off.focus();
   });
   return h('tr', { dataset: { role: role.name } },
     h('td', null, role.name), h('td', null, role.scope), h('td', null, role.builtin ? 'built-in' : 'custom'),
     h('td', { class: 'perms' }, role.permissions.join(', ')),
-    h('td', null, h('label', { class: 'check' }, sw, ' required')));
+    h('td', null, h('label', { class: 'check' }, sw, ' required'), ' ', off));
 }
 
 export async function rolesPage(main) {

@@ -4,7 +4,7 @@
 // No JavaScript dialogs: confirmations are a second click on the button.
 import { call } from './api.js';
 import { h, replace } from './dom.js';
-import { loading, messageBox, orgNames, select, show, showFailure, shownOnce, table, when } from './ui.js';
+import { loading, messageBox, orgNames, select, show, showFailure, shownOnce, table, twoStep, when } from './ui.js';
 
 const ERRORS = {
   webhook_disabled: 'The webhook is disabled: enable it to send a test.',
@@ -16,24 +16,6 @@ function path(id, tail) {
 }
 
 // A button that asks once more ("Really delete?") before running ACT.
-function twoStep(cls, label, confirmLabel, act) {
-  const b = h('button', { type: 'button', class: `secondary ${cls}` }, label);
-  let armed = false;
-  b.addEventListener('click', async () => {
-    if (!armed) {
-      armed = true;
-      b.textContent = confirmLabel;
-      return;
-    }
-    b.disabled = true;
-    await act();
-    armed = false;
-    b.textContent = label;
-    b.disabled = false;
-  });
-  return b;
-}
-
 function webhookRow(w, names, box, reload) {
   const run = async (fn, done) => {
     show(box, null);
