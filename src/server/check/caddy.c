@@ -117,7 +117,7 @@ static int next_tok(const char **p, char *tok, size_t toklen)
 static int line_toks(const char *l, char toks[TOK_MAX][TOK_LEN])
 {
 	int n = 0;
-	char sink[TOK_LEN];
+	char sink[TOK_LEN] = "";
 
 	while (next_tok(&l, n < TOK_MAX ? toks[n] : sink, TOK_LEN))
 		n += n < TOK_MAX;
