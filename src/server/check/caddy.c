@@ -241,7 +241,7 @@ static void metrics_text(struct check_ctx *ctx, const char *t)
 			continue;
 		if (!strcmp(tk[0], "abort") || !strcmp(tk[0], "error"))
 			blocked = 1;
-		for (int i = 2; !strcmp(tk[0], "respond") && i < n; i++)
+		for (int i = 2; !strcmp(tk[0], "respond") && i < n && i < TOK_MAX; i++)
 			blocked |= strlen(tk[i]) == 3 && (tk[i][0] == '4' || tk[i][0] == '5');
 		for (size_t k = 0; k < sizeof(pass_on) / sizeof(pass_on[0]); k++)
 			passed |= !strcmp(tk[0], pass_on[k]);
