@@ -1,0 +1,306 @@
+"""Attacks on the HTTP event loop (one epoll loop, handlers on a worker pool
+while their connection is suspended, ROUTE_INLINE /healthz on the loop):
+pipelining, requests queued behind busy workers, hang-ups while suspended,
+the drain with a queue, and what can starve or block the loop or the pool.
+
+Tests whose docstring says FINDING fail while the defect exists; "Held" ones
+document attacks that did not work."""
+import contextlib
+import socket
+import struct
+import threading
+import time
+import uuid
+
+import psycopg2
+import pytest
+
+from conftest import SLOW, superuser_breeze_url
+
+HEALTH = b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
+
+
+def connect(srv, timeout=10):
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=timeout * SLOW)
+    return s
+
+
+def read_response(s, buf=b""):
+    """(status, headers, body, rest) of the next response on S; status None when
+    the server closed or reset the connection first. REST is what followed it."""
+    try:
+        while b"\r\n\r\n" not in buf:
+            chunk = s.recv(65536)
+            if not chunk:
+                return None, {}, b"", buf
+            buf += chunk
+        head, _, rest = buf.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        hdrs = {}
+        for line in lines[1:]:
+            k, _, v = line.partition(":")
+            hdrs[k.strip().lower()] = v.strip()
+        n = int(hdrs.get("content-length", "0"))
+        while len(rest) < n:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            rest += chunk
+    except (ConnectionResetError, BrokenPipeError):
+        return None, {}, b"", buf
+    return int(lines[0].split()[1]), hdrs, rest[:n], rest[n:]
+
+
+def get(srv, path, headers=b"", timeout=10):
+    with contextlib.closing(connect(srv, timeout)) as s:
+        s.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: t\r\n" + headers + b"\r\n")
+        return read_response(s)[:3]
+
+
+def authed_get(token, path):
+    return (b"GET " + path.encode() + b" HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer "
+            + token.encode() + b"\r\n\r\n")
+
+
+@contextlib.contextmanager
+def table_locked(services, table):
+    conn = psycopg2.connect(superuser_breeze_url(services.env))
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+        yield conn
+    finally:
+        conn.rollback()
+        conn.close()
+
+
+def wait_lock_waiters(sql, n, timeout=10):
+    """Waits until N breeze-server sessions wait for a lock."""
+    deadline = time.monotonic() + timeout * SLOW
+    while time.monotonic() < deadline:
+        if sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'breeze-server'"
+               " AND wait_event_type = 'Lock'")[0][0] >= n:
+            return
+        time.sleep(0.03)
+    pytest.fail(f"fewer than {n} server queries wait for the lock")
+
+
+def rst_close(s):
+    """Closes S with a TCP reset (SO_LINGER 0)."""
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+
+
+# --------------------------------------------------------------------------- pipelining
+
+
+def test_pipelined_requests_in_one_write_are_all_answered_in_order(server):
+    """Held: four requests in one write (inline /healthz, /readyz on a worker,
+    a 404 on a worker, /healthz again) get four answers, in order, even
+    though the first is answered on the loop and the rest after a resume."""
+    with contextlib.closing(connect(server)) as s:
+        s.sendall(HEALTH + b"GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n"
+                  b"GET /api/v1/no-such-route HTTP/1.1\r\nHost: t\r\n\r\n" + HEALTH)
+        rest, got = b"", []
+        for _ in range(4):
+            status, hdrs, body, rest = read_response(s, rest)
+            got.append((status, body[:40]))
+            assert hdrs.get("x-request-id")
+    assert [g[0] for g in got] == [200, 200, 404, 200], got
+    assert b'"ok"' in got[0][1] and b"ready" in got[1][1]
+
+
+def test_pipelined_request_behind_a_slow_one_waits_and_is_answered(server, services, admin,
+                                                                  sql):
+    """Held: a request pipelined behind one stuck on a table lock is not
+    answered first (no reordering) and is answered once the first is."""
+    with contextlib.closing(connect(server)) as s:
+        with table_locked(services, "organizations"):
+            s.sendall(authed_get(admin.token, "/api/v1/organizations") + HEALTH)
+            wait_lock_waiters(sql, 1)
+            s.settimeout(0.3)
+            with pytest.raises(socket.timeout):
+                s.recv(1)
+            s.settimeout(10 * SLOW)
+        first, _, body, rest = read_response(s)
+        second, _, _, _ = read_response(s, rest)
+    assert (first, second) == (200, 200), body[:200]
+
+
+# --------------------------------------------------------------------------- the pool
+
+
+def test_healthz_answers_while_every_worker_waits_and_the_queue_runs_after(
+        spawn_server, services, admin, sql):
+    """Held: with both workers stuck on a lock and more requests queued
+    behind them, /healthz (inline) answers at once; once the lock goes, every
+    queued request is answered."""
+    srv = spawn_server(HTTP_WORKER_THREADS="2")
+    socks = []
+    with table_locked(services, "organizations"):
+        for _ in range(4):
+            s = connect(srv)
+            s.sendall(authed_get(admin.token, "/api/v1/organizations"))
+            socks.append(s)
+        wait_lock_waiters(sql, 2)
+        status, hdrs, body = get(srv, "/healthz")
+        assert status == 200 and b'"ok"' in body
+        assert hdrs.get("strict-transport-security") and hdrs.get("content-security-policy")
+    for s in socks:
+        assert read_response(s)[0] == 200
+        s.close()
+
+
+def test_many_more_concurrent_requests_than_workers_are_all_answered(spawn_server):
+    """Held: 60 concurrent requests (inline, worker, 404, static) on a
+    server with 2 workers: every one answered with its own status."""
+    srv = spawn_server(HTTP_WORKER_THREADS="2")
+    paths = ["/healthz", "/readyz", "/api/v1/nope", "/"] * 15
+    results = [None] * len(paths)
+
+    def one(i):
+        try:
+            results[i] = get(srv, paths[i])[0]
+        except OSError as e:
+            results[i] = repr(e)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(paths))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30 * SLOW)
+    want = {"/healthz": 200, "/readyz": 200, "/api/v1/nope": 404, "/": 200}
+    assert results == [want[p] for p in paths], results
+
+
+def test_request_queued_longer_than_the_idle_timeout_is_answered(spawn_server, services, admin,
+                                                                 sql):
+    """Held: a request that waits in the worker queue (suspended) longer than
+    HTTP_TIMEOUT_SECONDS, behind requests stuck on a lock until their
+    database deadline, is answered: MHD's idle timer neither runs while the
+    connection is suspended nor fires at its resume."""
+    srv = spawn_server(HTTP_TIMEOUT_SECONDS="2", DATABASE_REQUEST_DEADLINE_MS="1500",
+                       HTTP_WORKER_THREADS="2")
+    with table_locked(services, "organizations"):
+        stuck = [connect(srv) for _ in range(4)]
+        for s in stuck:
+            s.sendall(authed_get(admin.token, "/api/v1/organizations"))
+        wait_lock_waiters(sql, 2)
+        time.sleep(0.1)
+        with contextlib.closing(connect(srv)) as late:
+            late.sendall(HEALTH.replace(b"/healthz", b"/readyz"))
+            status, _, _, _ = read_response(late)
+            assert status == 200
+            late.sendall(HEALTH)
+            assert read_response(late)[0] == 200
+        for s in stuck:
+            assert read_response(s)[0] in (500, 503, 504)
+            s.close()
+
+
+def test_client_reset_while_running_and_while_queued_is_harmless(spawn_server, services, admin,
+                                                                sql):
+    """Held: clients that reset their connection while their request runs on
+    a worker, or while it waits suspended in the queue, cost nothing: the
+    late answers are dropped, the workers come back, the server serves (the
+    sanitizer build checks the memory)."""
+    srv = spawn_server(HTTP_WORKER_THREADS="2")
+    with table_locked(services, "organizations"):
+        running = [connect(srv) for _ in range(2)]
+        for s in running:
+            s.sendall(authed_get(admin.token, "/api/v1/organizations"))
+        wait_lock_waiters(sql, 2)
+        queued = [connect(srv) for _ in range(3)]
+        for s in queued:
+            s.sendall(authed_get(admin.token, "/api/v1/organizations"))
+        time.sleep(0.2)
+        for s in running + queued:
+            rst_close(s)
+        time.sleep(0.1)
+    for _ in range(5):
+        assert get(srv, "/readyz")[0] == 200
+    assert srv.proc.poll() is None
+
+
+# --------------------------------------------------------------------------- drain
+
+
+def test_drain_answers_requests_queued_behind_busy_workers(spawn_server, services, admin, sql):
+    """Held: SIGTERM with both workers stuck on a lock and three requests
+    queued behind them: every request gets an answer (an error, with
+    Connection: close), none is lost, and the server exits 0 within the
+    bound."""
+    import signal
+    srv = spawn_server(HTTP_WORKER_THREADS="2", HTTP_DRAIN_SECONDS="2")
+    socks = []
+    with table_locked(services, "organizations"):
+        for _ in range(5):
+            s = connect(srv)
+            s.sendall(authed_get(admin.token, "/api/v1/organizations"))
+            socks.append(s)
+        wait_lock_waiters(sql, 2)
+        time.sleep(0.2)
+        t0 = time.monotonic()
+        srv.proc.send_signal(signal.SIGTERM)
+        answers = []
+        for s in socks:
+            status, hdrs, _, _ = read_response(s)
+            answers.append((status, hdrs.get("connection", "").lower()))
+        rc = srv.proc.wait(timeout=10 * SLOW)
+        elapsed = time.monotonic() - t0
+    for s in socks:
+        s.close()
+    assert all(st is not None and st >= 500 and c == "close" for st, c in answers), answers
+    assert rc == 0, srv.log_text()[-2000:]
+    assert elapsed < 2.0 + 0.8 * SLOW, elapsed
+
+
+# --------------------------------------------------------------------------- starvation
+
+
+def login_raw(srv, email, forwarded):
+    body = ('{"email":"%s","password":"not the password 123"}' % email).encode()
+    with contextlib.closing(connect(srv, timeout=60)) as s:
+        s.sendall(b"POST /api/v1/auth/login HTTP/1.1\r\nHost: t\r\n"
+                  b"Content-Type: application/json\r\nX-Forwarded-For: " + forwarded.encode()
+                  + b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        return read_response(s)[0]
+
+
+def test_unauthenticated_login_flood_does_not_starve_every_other_request(spawn_server):
+    """FINDING (medium): an unauthenticated login flood (distinct client
+    addresses behind the proxy, distinct unknown e-mails, so no rate limit
+    applies) holds every worker: each login blocks its worker in
+    password.c's slot_acquire() (an unbounded wait for one of
+    ARGON2_MAX_CONCURRENT hashing slots), so the worker pool is full of
+    requests waiting for argon2 and /readyz (and every API or agent request)
+    queues behind the whole flood. With a thread per connection only the
+    logins waited. Fix: never block a worker on the argon2 semaphore (bounded
+    wait then 503 + Retry-After, or cap the workers login may hold below
+    HTTP_WORKER_THREADS, or defer the login while it waits for a slot)."""
+    srv = spawn_server(HTTP_WORKER_THREADS="4", ARGON2_MAX_CONCURRENT="1",
+                       ARGON2_ITERATIONS="2", TRUSTED_PROXY_CIDRS="127.0.0.1/32")
+    n = 24
+    done = []
+    lock = threading.Lock()
+
+    def one(i):
+        st = login_raw(srv, f"flood-{uuid.uuid4().hex[:8]}@example.com", f"198.51.100.{i + 1}")
+        with lock:
+            done.append(st)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)
+    status = get(srv, "/readyz", timeout=60)[0]
+    with lock:
+        finished_before = len(done)
+    for t in threads:
+        t.join(60 * SLOW)
+    assert status == 200
+    assert all(st == 401 for st in done), done
+    # /readyz waits for no password hash: it must not be answered only
+    # after (nearly) the whole flood.
+    assert finished_before < n // 2, (
+        f"/readyz was answered only after {finished_before} of {n} logins finished")
