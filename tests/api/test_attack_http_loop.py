@@ -6,6 +6,7 @@ the drain with a queue, and what can starve or block the loop or the pool.
 Tests whose docstring says FINDING fail while the defect exists; "Held" ones
 document attacks that did not work."""
 import contextlib
+import re
 import socket
 import struct
 import threading
@@ -304,3 +305,119 @@ def test_unauthenticated_login_flood_does_not_starve_every_other_request(spawn_s
     # after (nearly) the whole flood.
     assert finished_before < n // 2, (
         f"/readyz was answered only after {finished_before} of {n} logins finished")
+
+
+# --------------------------------------------------------------------------- blocking the loop
+
+CUT_POST = (b"POST /api/v1/auth/login HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n800\r\n" + b"x" * 2048 + b"\r\n")
+
+
+def tcp_queues(local_port, remote_port):
+    """(tx_queue of the socket LOCAL->REMOTE, rx_queue of REMOTE->LOCAL), from
+    /proc/net/tcp: what the server's kernel holds for a client, and what
+    the client's kernel received but the client has not read."""
+    tx = rx = 0
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            p = line.split()
+            la, ra = int(p[1].split(":")[1], 16), int(p[2].split(":")[1], 16)
+            t, r = (int(x, 16) for x in p[4].split(":"))
+            if (la, ra) == (local_port, remote_port):
+                tx = t
+            if (la, ra) == (remote_port, local_port):
+                rx = r
+    return tx, rx
+
+
+def non_reader(srv, payload):
+    """A client with a small receive buffer that sends PAYLOAD and never reads."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", srv.port))
+    threading.Thread(target=lambda: s.sendall(payload), daemon=True).start()
+    return s
+
+
+def bytes_held(srv, s):
+    """Waits until the kernel queues of S stop growing; their total."""
+    port, prev = s.getsockname()[1], None
+    for _ in range(200):
+        time.sleep(0.05)
+        cur = tcp_queues(srv.port, port)
+        if cur == prev and cur[0] > 0:
+            break
+        prev = cur
+    return sum(cur)
+
+
+def answer_size(srv, req):
+    """Bytes of the whole answer to REQ (head and body)."""
+    with contextlib.closing(connect(srv)) as p:
+        p.sendall(req)
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            buf += p.recv(65536)
+        head = buf.partition(b"\r\n\r\n")[0]
+        n = int(re.search(rb"(?im)^content-length:\s*(\d+)", head).group(1))
+        return len(head) + 4 + n
+
+
+def slowest_health(srv, stop, out):
+    worst = 0.0
+    while not stop.is_set():
+        t = time.monotonic()
+        with contextlib.closing(connect(srv)) as p:
+            p.sendall(HEALTH)
+            read_response(p)
+        worst = max(worst, time.monotonic() - t)
+        time.sleep(0.02)
+    out.append(worst)
+
+
+def test_a_413_cut_of_a_chunked_body_never_blocks_the_event_loop(spawn_server):
+    """FINDING (high): guard.c's write_raw_response() — the 413 for a chunked
+    body cut midway, written straight to the socket — waits up to 1 s in
+    poll() when the socket's send buffer is full, and it now runs on the ONE
+    event loop thread: every other connection (/healthz included) stalls for
+    that second. An unauthenticated client fills its own send buffer with
+    pipelined /healthz answers it never reads (the number that fits exactly
+    is measured first), then sends an over-the-limit chunked body; repeated,
+    it freezes the whole server. With a thread per connection only the
+    attacker's own thread waited. Fix: never block on the loop: queue the
+    413 through MHD (e.g. answer at the end of the body by discarding it, or
+    suspend and close), or write it only if it fits at once (MSG_DONTWAIT,
+    no poll) and close otherwise."""
+    srv = spawn_server(HTTP_MAX_BODY_BYTES="1024")
+    _, _, index = get(srv, "/")
+    css = re.search(rb'href="(/assets/[^"]+\.css)"', index).group(1)
+    asset = b"GET " + css + b" HTTP/1.1\r\nHost: t\r\n\r\n"
+    asz, hsz = answer_size(srv, asset), answer_size(srv, HEALTH)
+    # How much the kernel takes for such a client before send() says EAGAIN.
+    probe = non_reader(srv, asset * 2000)
+    held = bytes_held(srv, probe)
+    probe.close()
+    # Big answers for the bulk, /healthz answers to within one of the end.
+    n_assets = (held - 40 * hsz) // asz
+    probe = non_reader(srv, asset * n_assets + HEALTH * 400)
+    n_health = (bytes_held(srv, probe) - n_assets * asz) // hsz
+    probe.close()
+    worst, cut_unsent = [], 0
+    for extra in (0, 1, -1):
+        before = srv.log_text().count('"responded":false')
+        stop, out = threading.Event(), []
+        pinger = threading.Thread(target=slowest_health, args=(srv, stop, out))
+        pinger.start()
+        s = non_reader(srv, asset * n_assets + HEALTH * (n_health + extra) + CUT_POST)
+        bytes_held(srv, s)
+        time.sleep(1.1)
+        stop.set()
+        pinger.join()
+        s.close()
+        worst += out
+        cut_unsent = srv.log_text().count('"responded":false') - before
+        if cut_unsent:
+            break  # the 413 met a full send buffer
+    assert max(worst) < 0.5, (
+        f"/healthz on another connection waited {max(worst):.2f} s while the loop sat in "
+        f"write_raw_response()'s poll (413 unsent: {cut_unsent})")
