@@ -377,7 +377,10 @@ def slowest_health(srv, stop, out):
 
 
 def test_a_413_cut_of_a_chunked_body_never_blocks_the_event_loop(spawn_server):
-    """FINDING (high): guard.c's write_raw_response() — the 413 for a chunked
+    """FINDING (medium; high where clients reach serve directly, a supported
+    setup the per-IP default exists for; behind Caddy, which does not
+    pipeline to its upstream, the send buffer cannot be full): guard.c's
+    write_raw_response() — the 413 for a chunked
     body cut midway, written straight to the socket — waits up to 1 s in
     poll() when the socket's send buffer is full, and it now runs on the ONE
     event loop thread: every other connection (/healthz included) stalls for

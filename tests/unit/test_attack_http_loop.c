@@ -314,20 +314,22 @@ static void drain_vs_offworker_resume(void)
 }
 
 /*
- * FINDING (high): the drain ends while a deferred request's connection is
- * still suspended. http_resume() runs request_end() — in_flight drops to
- * zero — before http_guard_answer() calls MHD_resume_connection(); a
- * deferred request answered off the worker pool (the heartbeat batch
- * thread) is counted by neither in_flight nor http_workers_busy() in that
- * window. http_server_stop() then stops libmicrohttpd, which panics
- * ("MHD_stop_daemon() called while we have suspended connections") and
- * aborts the process on SIGTERM (the answer is lost; if it did not panic,
- * the late MHD_resume_connection() would touch a freed daemon). The window
- * is a few instructions wide; a descheduled thread (2 busy cores) is all it
- * takes. Fix: count the request until its connection is resumed
- * (decrement in_flight in http_guard_answer() after MHD_resume_connection,
- * or count suspended connections in the drain), and never stop MHD with a
- * suspended connection.
+ * FINDING (medium: rare per shutdown, but a process abort with a
+ * use-after-free behind it, on the path every heartbeat takes once
+ * heartbeats are deferred): the drain ends while a deferred request's
+ * connection is still suspended. http_resume() runs request_end() —
+ * in_flight drops to zero — before http_guard_answer() calls
+ * MHD_resume_connection(); a deferred request answered off the worker pool
+ * (the heartbeat batch thread) is counted by neither in_flight nor
+ * http_workers_busy() in that window. http_server_stop() then stops
+ * libmicrohttpd, which panics ("MHD_stop_daemon() called while we have
+ * suspended connections") and aborts the process on SIGTERM (the answer is
+ * lost; without the panic, the late MHD_resume_connection() would touch a
+ * freed daemon). The window is a few instructions wide; a descheduled
+ * thread (2 busy cores) is all it takes. Fix: count the request until its
+ * connection is resumed (decrement in_flight in http_guard_answer() after
+ * MHD_resume_connection(), or count suspended connections in the drain),
+ * and never stop MHD with a suspended connection.
  */
 static void test_drain_waits_for_the_resume_of_an_answer_given_off_the_workers(void **state)
 {
