@@ -425,3 +425,60 @@ def test_a_413_cut_of_a_chunked_body_never_blocks_the_event_loop(spawn_server):
     assert max(worst) < 0.5, (
         f"/healthz on another connection waited {max(worst):.2f} s while the loop sat in "
         f"write_raw_response()'s poll (413 unsent: {cut_unsent})")
+
+
+# --------------------------------------------------------------------------- out of descriptors
+
+
+def still_open(s):
+    s.setblocking(False)
+    try:
+        return s.recv(1) != b""
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        s.setblocking(True)
+
+
+def test_out_of_descriptors_sheds_only_the_oldest_idle_connection(spawn_server):
+    """FINDING (low): out of descriptors, the sweep is meant to shed the
+    oldest idle kept-alive connection so accept() resumes. It does — the new
+    client is served — but then goes on shedding every idle connection, one
+    per 100 ms sweep, until some new connection happens to arrive:
+    guard.c's accept_stalled is cleared only by a new connection's
+    NOTIFY_STARTED, and right after each accept that takes the last free
+    descriptor MHD's next accept() fails with EMFILE again (Linux checks for
+    a free descriptor before looking at the queue), which sets the flag
+    again with nobody waiting. Under descriptor pressure every agent's and
+    the proxy's kept-alive connection is closed, and their reconnects use
+    the descriptors up again. Fix: clear the flag when the sweep sheds (one
+    shed per "suspending accept()" message), shed only while a connection
+    is pending (e.g. check the listen socket for POLLIN), or keep a reserve
+    descriptor for the classic close-accept-close-reopen dance."""
+    import os
+    import resource
+    srv = spawn_server()
+    pid = srv.proc.pid
+    idle = []
+    for _ in range(6):
+        s = connect(srv)
+        s.sendall(HEALTH)
+        assert read_response(s)[0] == 200
+        idle.append(s)
+        time.sleep(0.01)  # distinct idle ages
+    soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (len(os.listdir(f"/proc/{pid}/fd")), hard))
+    try:
+        with contextlib.closing(connect(srv)) as late:
+            late.sendall(HEALTH)
+            assert read_response(late)[0] == 200
+        time.sleep(0.6)  # six more sweeps
+        assert [still_open(s) for s in idle] == [False] + [True] * 5, (
+            "idle connections shed after accept() worked again")
+    finally:
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+        for s in idle:
+            s.close()
+    assert get(srv, "/healthz")[0] == 200
