@@ -226,16 +226,26 @@ def test_client_reset_while_running_and_while_queued_is_harmless(spawn_server, s
 # --------------------------------------------------------------------------- drain
 
 
-def test_drain_answers_requests_queued_behind_busy_workers(spawn_server, services, admin, sql):
-    """Held: SIGTERM with both workers stuck on a lock and three requests
-    queued behind them: every request gets an answer (an error, with
-    Connection: close), none is lost, and the server exits 0 within the
-    bound."""
+def test_drain_answers_every_request_queued_behind_busy_workers(spawn_server, services, admin,
+                                                                sql):
+    """FINDING (low): SIGTERM with both workers stuck on a lock and eight
+    requests queued behind them: the drain cancels running queries every
+    100 ms during its last fifth (at most 2 s), but a queued request only
+    starts (and starts its query, to be cancelled in the next round) when a
+    worker frees up, so the queue drains two requests per round; what is
+    still queued at the bound is never answered (connection closed, exit 1,
+    server.drain.timeout). With a thread per connection every request was
+    running and went in the first round; now the worker pool serializes
+    them whenever HTTP_WORKER_THREADS is below DATABASE_POOL_SIZE (the pool
+    itself already did above it). Fix: once the cancel phase starts,
+    answer jobs still queued 503 + Retry-After + Connection: close without
+    running them, and let http_db() refuse (503) instead of starting a query
+    bound to be cancelled."""
     import signal
     srv = spawn_server(HTTP_WORKER_THREADS="2", HTTP_DRAIN_SECONDS="2")
     socks = []
     with table_locked(services, "organizations"):
-        for _ in range(5):
+        for _ in range(10):
             s = connect(srv)
             s.sendall(authed_get(admin.token, "/api/v1/organizations"))
             socks.append(s)
