@@ -304,17 +304,35 @@ out:
 	return rc;
 }
 
+/* Without the SHA (no connection has loaded the script yet), sends the
+ * first check alone: connecting loads the script, so the rest go as
+ * EVALSHA rather than as as many copies of its text. Returns 1 if it was
+ * sent (REPS[0] set when answered), 0 if not needed, -1 when Redis failed
+ * (then nothing more is sent: the batch's one try). */
+static int send_first(struct rl_redis *r, const struct rl_redis_req *reqs, size_t n_reqs,
+		      int64_t now_ms, uint64_t seq, redisReply **reps)
+{
+	if (n_reqs < 2 || atomic_load(&r->sha_known))
+		return 0;
+	if (send_check(r, reqs[0].keys, reqs[0].notes, reqs[0].rules, reqs[0].n, now_ms, seq, 0,
+		       &reps[0]) != 0) {
+		reps[0] = NULL;
+		return -1;
+	}
+	return 1;
+}
+
 int rl_redis_check_many(struct rl_redis *r, struct rl_redis_req *reqs, size_t n_reqs,
 			int64_t now_ms)
 {
 	redisReply **reps = calloc(n_reqs ? n_reqs : 1, sizeof(*reps));
 	size_t *idx = calloc(n_reqs ? n_reqs : 1, sizeof(*idx)), k = 0;
+	int first, rc = 0;
 	uint64_t seq;
 
 	if (reps == NULL || idx == NULL || n_reqs > RL_PIPE_MANY_MAX) {
-		free(reps);
-		free(idx);
-		return BZ_ERR_NOMEM;
+		rc = BZ_ERR_NOMEM;
+		goto out;
 	}
 	for (size_t i = 0; i < n_reqs; i++) {
 		reqs[i].rc = BZ_ERR_UNAVAILABLE;
@@ -322,10 +340,12 @@ int rl_redis_check_many(struct rl_redis *r, struct rl_redis_req *reqs, size_t n_
 	}
 	/* Consecutive member numbers, one per check (kept for an EVAL resend). */
 	seq = atomic_fetch_add(&r->seq, n_reqs);
-	if (n_reqs > 0 && send_many(r, reqs, idx, n_reqs, now_ms, seq, 0, reps) != 0) {
-		free(reps);
-		free(idx);
-		return BZ_ERR_NOMEM;
+	first = send_first(r, reqs, n_reqs, now_ms, seq, reps);
+	if (first >= 0 && n_reqs > (size_t)first &&
+	    send_many(r, reqs, idx + first, n_reqs - (size_t)first, now_ms, seq, 0, reps) != 0 &&
+	    first == 0) {
+		rc = BZ_ERR_NOMEM; /* nothing sent */
+		goto out;
 	}
 	for (size_t i = 0; i < n_reqs; i++)
 		if (is_noscript(reps[i])) {
@@ -337,12 +357,13 @@ int rl_redis_check_many(struct rl_redis *r, struct rl_redis_req *reqs, size_t n_
 	 * back as an unanswered check does. */
 	if (k > 0)
 		send_many(r, reqs, idx, k, now_ms, seq, 1, reps);
-	for (size_t i = 0; i < n_reqs; i++) {
+	for (size_t i = 0; i < n_reqs; i++)
 		if (reps[i] != NULL)
 			reqs[i].rc = parse_reply(reps[i], reqs[i].n, reqs[i].raw);
+out:
+	for (size_t i = 0; reps != NULL && i < n_reqs; i++)
 		freeReplyObject(reps[i]);
-	}
 	free(reps);
 	free(idx);
-	return 0;
+	return rc;
 }
