@@ -10,6 +10,12 @@
  *   bench_ratelimit local SECONDS KEYS          checks through the in-process fallback,
  *                                               rotating over KEYS (<= 10,000) keys
  *   bench_ratelimit memory URL DEVICES          Redis memory per tracked device
+ *   bench_ratelimit many URL THREADS SECONDS BATCH
+ *                                               agent two-key checks through Redis,
+ *                                               BATCH (1..1000) per ratelimit_check_many()
+ *                                               call (one pipeline); BATCH 0: one by one
+ *                                               with ratelimit_check(); one connection per
+ *                                               thread; prints Redis CPU per check too
  *
  * By default the pool has one connection per thread; with POOL < THREADS
  * the threads share connections as a server's request threads do (their
@@ -221,6 +227,125 @@ static int bench_local(int seconds, unsigned keys)
 	return 0;
 }
 
+struct batcher {
+	struct ratelimit *rl;
+	int id, batch;
+	uint64_t checks, refused, fallback, calls;
+	uint32_t *hist; /* per call, HIST_US + 1 buckets of 10 µs (1 µs one by one) */
+};
+
+/* BATCH agent checks (device + organization) per call, rotating over the
+ * devices; BATCH 0: one ratelimit_check() per call. */
+static void *work_many(void *arg)
+{
+	struct batcher *w = arg;
+	static _Thread_local struct ratelimit_item it[RATELIMIT_MANY_MAX][2];
+	static _Thread_local struct ratelimit_check ch[RATELIMIT_MANY_MAX];
+	static _Thread_local struct ratelimit_result out[RATELIMIT_MANY_MAX];
+	static _Thread_local int rcs[RATELIMIT_MANY_MAX];
+	unsigned d = (unsigned)w->id * 7919u;
+	size_t n = w->batch > 0 ? (size_t)w->batch : 1;
+
+	while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
+		for (size_t k = 0; k < n; k++) {
+			unsigned i = d++ % DEVICES;
+			it[k][0] = (struct ratelimit_item){RL_AGENT_DEVICE, org_ids[i % ORGS],
+							   dev_ids[i], 0};
+			it[k][1] =
+				(struct ratelimit_item){RL_AGENT_ORG, org_ids[i % ORGS], NULL, 0};
+			ch[k] = (struct ratelimit_check){it[k], 2};
+		}
+		int64_t t = now_ns();
+		if (w->batch > 0) {
+			if (ratelimit_check_many(w->rl, ch, n, bz_now_ms(), out, rcs) != 0)
+				for (size_t k = 0; k < n; k++)
+					rcs[k] = -1;
+		} else {
+			rcs[0] = ratelimit_check(w->rl, it[0], 2, bz_now_ms(), &out[0]);
+		}
+		int64_t us = (now_ns() - t) / (w->batch > 0 ? 10000 : 1000);
+		w->hist[us > HIST_US ? HIST_US : us]++;
+		w->calls++;
+		for (size_t k = 0; k < n; k++) {
+			w->checks++;
+			w->refused += rcs[k] != 0 || !out[k].admitted;
+			w->fallback += rcs[k] == 0 && out[k].backend != RATELIMIT_BACKEND_REDIS;
+		}
+	}
+	return NULL;
+}
+
+/* Redis's own CPU seconds so far (used_cpu_user + used_cpu_sys of INFO
+ * cpu), or -1. */
+static double redis_cpu(const char *url)
+{
+	redisContext *c = redis_connect_url(url, 2000);
+	redisReply *r = c ? redisCommand(c, "INFO cpu") : NULL;
+	double v = -1;
+
+	if (r != NULL && r->type == REDIS_REPLY_STRING) {
+		const char *u = strstr(r->str, "used_cpu_user:"),
+			   *s = strstr(r->str, "used_cpu_sys:");
+		if (u != NULL && s != NULL)
+			v = atof(u + 14) + atof(s + 13);
+	}
+	freeReplyObject(r);
+	if (c != NULL)
+		redisFree(c);
+	return v;
+}
+
+/* THREADS threads, each with a connection of its own, making agent checks
+ * BATCH at a time (0: one by one) for SECONDS. */
+static int bench_many(const char *url, int threads, int seconds, int batch)
+{
+	struct ratelimit_options o = options(url, (unsigned)threads);
+	struct ratelimit *rl = ratelimit_open(&o);
+	pthread_t th[64];
+	struct batcher w[64];
+	uint32_t *hist = calloc(HIST_US + 1, sizeof(*hist));
+	uint64_t checks = 0, refused = 0, fallback = 0, ncalls = 0;
+
+	if (rl == NULL || hist == NULL || threads < 1 || threads > 64 || batch < 0 ||
+	    batch > RATELIMIT_MANY_MAX)
+		return 1;
+	atomic_store(&stop, 0);
+	double r0 = redis_cpu(url);
+	for (int i = 0; i < threads; i++) {
+		w[i] = (struct batcher){rl, i, batch, 0,
+					0,  0, 0,     calloc(HIST_US + 1, sizeof(uint32_t))};
+		pthread_create(&th[i], NULL, work_many, &w[i]);
+	}
+	int64_t t0 = now_ns(), c0 = process_cpu_ns();
+	struct timespec d = {seconds, 0};
+	nanosleep(&d, NULL);
+	atomic_store(&stop, 1);
+	for (int i = 0; i < threads; i++) {
+		pthread_join(th[i], NULL);
+		checks += w[i].checks;
+		refused += w[i].refused;
+		fallback += w[i].fallback;
+		ncalls += w[i].calls;
+		for (int k = 0; k <= HIST_US; k++)
+			hist[k] += w[i].hist[k];
+		free(w[i].hist);
+	}
+	double secs = (double)(now_ns() - t0) / 1e9, r1 = redis_cpu(url);
+	double client_us = (double)(process_cpu_ns() - c0) / 1e3 / (double)(checks ? checks : 1);
+	double redis_us = r0 >= 0 && r1 >= 0 ? (r1 - r0) * 1e6 / (double)(checks ? checks : 1) : -1;
+	double unit = batch > 0 ? 10 : 1;
+	printf("many   %2d thread(s), %4d check(s) per call%s: %7.0f checks/s   per call p50 %5.0f us "
+	       "p99 %6.0f us   client CPU %.1f us/check   Redis CPU %.1f us/check   (%llu checks, "
+	       "%llu refused, %llu fell back)\n",
+	       threads, batch > 0 ? batch : 1, batch > 0 ? " (pipelined)" : " (one by one)",
+	       (double)checks / secs, pct(hist, ncalls, 0.50) * unit,
+	       pct(hist, ncalls, 0.99) * unit, client_us, redis_us, (unsigned long long)checks,
+	       (unsigned long long)refused, (unsigned long long)fallback);
+	free(hist);
+	ratelimit_close(rl);
+	return 0;
+}
+
 static long long used_memory(const char *url)
 {
 	redisContext *c = redis_connect_url(url, 2000);
@@ -327,8 +452,10 @@ int main(int argc, char **argv)
 		return bench_local(atoi(argv[2]), (unsigned)atoi(argv[3]));
 	if (argc == 4 && strcmp(argv[1], "memory") == 0)
 		return bench_memory(argv[2], atoi(argv[3]));
+	if (argc == 6 && strcmp(argv[1], "many") == 0)
+		return bench_many(argv[2], atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
 	fprintf(stderr,
 		"usage: bench_ratelimit redis URL THREADS SECONDS KEYS(1|2) [POOL] | local SECONDS KEYS | "
-		"memory URL DEVICES\n");
+		"memory URL DEVICES | many URL THREADS SECONDS BATCH\n");
 	return 2;
 }

@@ -374,6 +374,19 @@ int http_rate_admits(struct request *rq, const struct ratelimit_item *items, siz
 int http_rate_limit(struct request *rq, const struct ratelimit_item *items, size_t n,
 		    const struct audit_event *refusal);
 
+/*
+ * The answer half of http_rate_limit() for a check already made (e.g. one
+ * of ratelimit_check_many()): RC and R as ratelimit_check() gave them.
+ * Admitted (RC 0, R->admitted): sets the X-RateLimit-* headers and returns
+ * 0. Refused: the headers, 429 rate_limited with Retry-After and, with
+ * REFUSAL and R->first_refusal, its audit row (the check's items must have
+ * asked for note_refusal). RC BZ_ERR_UNAVAILABLE: 503
+ * rate_limit_unavailable with Retry-After: 1; any other RC: 500. Returns 0
+ * or BZ_ERR_RESPONDED.
+ */
+int http_rate_render(struct request *rq, int rc, const struct ratelimit_result *r,
+		     const struct audit_event *refusal);
+
 /* ---- Idempotency-Key (idempotency.c) ---- */
 
 /* Dispatcher step for ROUTE_IDEMPOTENT routes: reads the Idempotency-Key

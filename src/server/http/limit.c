@@ -60,12 +60,39 @@ int http_rate_admits(struct request *rq, const struct ratelimit_item *items, siz
 	return ratelimit_check(rq->app->rl, items, n, bz_now_ms(), &r) == 0 && r.admitted;
 }
 
+int http_rate_render(struct request *rq, int rc, const struct ratelimit_result *r,
+		     const struct audit_event *refusal)
+{
+	char v[24];
+
+	if (rc == BZ_ERR_UNAVAILABLE) {
+		/* RATE_LIMIT_ON_REDIS_FAILURE=deny: never unlimited. */
+		http_set_header(rq, "Retry-After", "1");
+		http_fail(rq, 503, "rate_limit_unavailable",
+			  "rate limiting is unavailable; retry shortly");
+		return BZ_ERR_RESPONDED;
+	}
+	if (rc != 0 || r == NULL) {
+		http_fail_err(rq, BZ_ERR_INTERNAL, NULL);
+		return BZ_ERR_RESPONDED;
+	}
+	set_limit_headers(rq, r);
+	if (r->admitted)
+		return 0;
+	if (refusal != NULL && r->first_refusal)
+		audit_refusal(rq, refusal, r);
+	snprintf(v, sizeof(v), "%u", r->retry_after_s);
+	http_set_header(rq, "Retry-After", v);
+	http_fail(rq, 429, "rate_limited", "too many requests (%s); retry after %u s", r->limiter,
+		  r->retry_after_s);
+	return BZ_ERR_RESPONDED;
+}
+
 int http_rate_limit(struct request *rq, const struct ratelimit_item *items, size_t n,
 		    const struct audit_event *refusal)
 {
 	struct ratelimit_item it[RATELIMIT_MAX_ITEMS];
 	struct ratelimit_result r;
-	char v[24];
 
 	if (rq->app->rl == NULL || n == 0 || n > RATELIMIT_MAX_ITEMS) {
 		http_fail_err(rq, BZ_ERR_INTERNAL, NULL);
@@ -75,25 +102,5 @@ int http_rate_limit(struct request *rq, const struct ratelimit_item *items, size
 	for (size_t i = 0; i < n; i++)
 		it[i].note_refusal = refusal != NULL;
 	int rc = ratelimit_check(rq->app->rl, it, n, bz_now_ms(), &r);
-	if (rc == BZ_ERR_UNAVAILABLE) {
-		/* RATE_LIMIT_ON_REDIS_FAILURE=deny: never unlimited. */
-		http_set_header(rq, "Retry-After", "1");
-		http_fail(rq, 503, "rate_limit_unavailable",
-			  "rate limiting is unavailable; retry shortly");
-		return BZ_ERR_RESPONDED;
-	}
-	if (rc != 0) {
-		http_fail_err(rq, BZ_ERR_INTERNAL, NULL);
-		return BZ_ERR_RESPONDED;
-	}
-	set_limit_headers(rq, &r);
-	if (r.admitted)
-		return 0;
-	if (refusal != NULL && r.first_refusal)
-		audit_refusal(rq, refusal, &r);
-	snprintf(v, sizeof(v), "%u", r.retry_after_s);
-	http_set_header(rq, "Retry-After", v);
-	http_fail(rq, 429, "rate_limited", "too many requests (%s); retry after %u s", r.limiter,
-		  r.retry_after_s);
-	return BZ_ERR_RESPONDED;
+	return http_rate_render(rq, rc, &r, refusal);
 }

@@ -52,12 +52,20 @@ struct rl_pipe *rl_pipe_new(const char *url, unsigned pool, int timeout_ms, rl_p
 			    void *setup_arg);
 /* No call may be running. */
 void rl_pipe_free(struct rl_pipe *p);
-/* One command, on the caller's stack for the duration of rl_pipe_call. */
+/* One command (rl_pipe_call) or several (rl_pipe_call_many), on the
+ * caller's stack for the duration of the call. */
 struct rl_call {
-	const char *cmd;      /* the command in RESP (redisFormatCommandArgv), borrowed */
-	size_t len;	      /* its bytes */
-	redisReply *reply;    /* out: the reply (also an error reply); the caller frees */
-	int rc;		      /* out: 0, or BZ_ERR_UNAVAILABLE (no reply) */
+	const char *cmd;   /* the command in RESP (redisFormatCommandArgv), borrowed */
+	size_t len;	   /* its bytes */
+	redisReply *reply; /* out: the reply (also an error reply); the caller frees */
+	int rc;		   /* out: 0, or BZ_ERR_UNAVAILABLE (no reply, or not every reply) */
+	/* The commands the call sends: set by rl_pipe_call to the one above;
+	 * for rl_pipe_call_many, N commands CMDS of LENS bytes (borrowed) and
+	 * REPLIES (out: N replies, NULL where none was read; the caller frees). */
+	size_t n;
+	const char *const *cmds;
+	const size_t *lens;
+	redisReply **replies;
 	_Atomic int done;     /* internal */
 	sem_t wake;	      /* internal: posted once with the result, or to lead */
 	struct rl_call *next; /* internal */
@@ -68,6 +76,14 @@ struct rl_call {
  * run). Blocks for the batch in flight on its connection plus its own, each
  * socket step bounded by TIMEOUT_MS. Thread-safe. */
 int rl_pipe_call(struct rl_pipe *p, struct rl_call *call);
+/* Sends CALL's N commands (CALL->n, ->cmds, ->lens; 1..RL_PIPE_MANY_MAX)
+ * through P on ONE connection, in one write (one batch of their own, or
+ * with others' commands when it fits) and in order, and reads their
+ * replies in order into CALL->replies. Returns 0 when every command
+ * answered, else BZ_ERR_UNAVAILABLE: commands with a reply ran, the ones
+ * with NULL may or may not have. As rl_pipe_call otherwise. */
+int rl_pipe_call_many(struct rl_pipe *p, struct rl_call *call);
+#define RL_PIPE_MANY_MAX 4096
 
 /* The Redis backend (store.c): the script over a pipelined pool of POOL
  * connections to URL with TIMEOUT_MS for connect and each socket step. */
@@ -83,5 +99,24 @@ void rl_redis_free(struct rl_redis *r);
 int rl_redis_check(struct rl_redis *r, const char *const *keys, const char *const *notes,
 		   const struct ratelimit_rule *rules, size_t n, int64_t now_ms,
 		   struct rl_raw *raw);
+/* One check of rl_redis_check_many(): rl_redis_check's arguments, and its
+ * answer in RAW and RC (0, or BZ_ERR_UNAVAILABLE). */
+struct rl_redis_req {
+	const char *const *keys;
+	const char *const *notes;
+	const struct ratelimit_rule *rules;
+	size_t n;
+	struct rl_raw *raw;
+	int rc;
+};
+/* The N_REQS (1..RL_PIPE_MANY_MAX) checks REQS at NOW_MS as N_REQS script
+ * calls in one pipeline on one connection (rl_pipe_call_many): one round
+ * trip, plus one more for the checks answered NOSCRIPT (sent again as
+ * EVAL). Each call is its own script run, so each check keeps its
+ * atomicity and its slot, and checks of the same key count in REQS order.
+ * Fills every REQS[i].rc (and .raw when 0). Returns 0, or BZ_ERR_NOMEM
+ * before anything was sent. */
+int rl_redis_check_many(struct rl_redis *r, struct rl_redis_req *reqs, size_t n_reqs,
+			int64_t now_ms);
 
 #endif

@@ -8,7 +8,10 @@
  * reads their replies in order, hands each reply to its caller and, if more
  * commands queued meanwhile, wakes the first of them to lead the next batch.
  * So Redis reads and answers a batch in one read and one write instead of
- * one each per command, and no thread of ours exists only for I/O.
+ * one each per command, and no thread of ours exists only for I/O. A call
+ * may carry many commands (rl_pipe_call_many, e.g. the rate-limit checks of
+ * a heartbeat batch): they stay together on one connection, in order, in
+ * one write.
  *
  * Only a leader touches a connection's hiredis context, and never under the
  * lock: callers queue under the lock and then sleep on a semaphore of their
@@ -133,34 +136,47 @@ static int connect_conn(struct rl_pipe *p, struct pconn *pc)
 	return 0;
 }
 
+/* Marks the commands of X from its J-th on, and every call after X, as
+ * unanswered. */
+static void fail_from(struct rl_call *x, size_t j)
+{
+	for (; x != NULL; x = x->next, j = 0) {
+		for (; j < x->n; j++)
+			x->replies[j] = NULL;
+		x->rc = BZ_ERR_UNAVAILABLE;
+	}
+}
+
 /* Writes the batch starting at B in one go and reads its replies in order
- * into each call. Without the lock; only the leader runs it. A call whose
- * reply was read keeps it (rc 0) even if a later one fails; the ones after
- * a failure get BZ_ERR_UNAVAILABLE and the connection is dropped. Returns
- * 0, or BZ_ERR_UNAVAILABLE if any call failed. */
+ * into each call. Without the lock; only the leader runs it. A command
+ * whose reply was read keeps it even if a later one fails (a call with all
+ * its replies gets rc 0); the ones after a failure get no reply, their
+ * calls BZ_ERR_UNAVAILABLE, and the connection is dropped. Returns 0, or
+ * BZ_ERR_UNAVAILABLE if any call failed. */
 static int run_batch(struct rl_pipe *p, struct pconn *pc, struct rl_call *b)
 {
 	struct rl_call *x = b;
+	size_t j = 0;
 
 	if (pc->c == NULL && connect_conn(p, pc) != 0)
 		goto fail;
 	for (struct rl_call *y = b; y != NULL; y = y->next)
-		if (redisAppendFormattedCommand(pc->c, y->cmd, y->len) != REDIS_OK)
-			goto fail;
+		for (size_t k = 0; k < y->n; k++)
+			if (redisAppendFormattedCommand(pc->c, y->cmds[k], y->lens[k]) != REDIS_OK)
+				goto fail;
 	for (; x != NULL; x = x->next) {
-		void *rep = NULL;
-		/* The first call writes the whole output buffer, then each reads. */
-		if (redisGetReply(pc->c, &rep) != REDIS_OK || rep == NULL)
-			goto fail;
-		x->reply = rep;
+		for (j = 0; j < x->n; j++) {
+			void *rep = NULL;
+			/* The first read writes the whole output buffer, then each reads. */
+			if (redisGetReply(pc->c, &rep) != REDIS_OK || rep == NULL)
+				goto fail;
+			x->replies[j] = rep;
+		}
 		x->rc = 0;
 	}
 	return 0;
 fail:
-	for (; x != NULL; x = x->next) {
-		x->reply = NULL;
-		x->rc = BZ_ERR_UNAVAILABLE;
-	}
+	fail_from(x, j);
 	if (pc->c != NULL) {
 		/* Broken, timed out or half-read: start afresh next time. */
 		redisFree(pc->c);
@@ -177,7 +193,8 @@ static void finish(struct rl_call *x, int failed)
 	while (x != NULL) {
 		struct rl_call *next = x->next;
 		if (failed) {
-			x->reply = NULL;
+			for (size_t j = 0; j < x->n; j++)
+				x->replies[j] = NULL;
 			x->rc = BZ_ERR_UNAVAILABLE;
 		}
 		atomic_store(&x->done, 1);
@@ -194,11 +211,13 @@ static void finish(struct rl_call *x, int failed)
 static void lead(struct rl_pipe *p, struct pconn *pc)
 {
 	struct rl_call *b = pc->head, *last = b;
-	unsigned k = 1;
+	size_t k = b->n;
 
-	while (last->next != NULL && k < PIPE_BATCH_MAX) {
+	/* Whole calls only: a call of many commands is one batch of its own
+	 * when it is larger than PIPE_BATCH_MAX (its one write). */
+	while (last->next != NULL && k + last->next->n <= PIPE_BATCH_MAX) {
 		last = last->next;
-		k++;
+		k += last->n;
 	}
 	pc->head = last->next;
 	if (pc->head == NULL)
@@ -206,14 +225,14 @@ static void lead(struct rl_pipe *p, struct pconn *pc)
 	last->next = NULL;
 	pthread_mutex_unlock(&pc->mu);
 	int rc = run_batch(p, pc, b);
-	atomic_fetch_sub(&pc->load, k);
+	atomic_fetch_sub(&pc->load, (unsigned)k);
 	finish(b, 0);
 	pthread_mutex_lock(&pc->mu);
 	if (rc != 0 && pc->head != NULL) {
 		/* Queued behind a failed batch: the same Redis would fail them. */
 		unsigned q = 0;
 		for (struct rl_call *y = pc->head; y != NULL; y = y->next)
-			q++;
+			q += (unsigned)y->n;
 		atomic_fetch_sub(&pc->load, q);
 		finish(pc->head, 1);
 		pc->head = pc->tail = NULL;
@@ -224,17 +243,20 @@ static void lead(struct rl_pipe *p, struct pconn *pc)
 		pc->busy = 0;
 }
 
-int rl_pipe_call(struct rl_pipe *p, struct rl_call *call)
+/* Queues CALL (CALL->n commands) on a connection of P and waits for its
+ * replies, leading batches when its turn comes (see the top of the file). */
+static int call_commands(struct rl_pipe *p, struct rl_call *call)
 {
 	struct pconn *pc = pick(p);
 
-	call->reply = NULL;
 	call->rc = BZ_ERR_UNAVAILABLE;
+	for (size_t j = 0; j < call->n; j++)
+		call->replies[j] = NULL;
 	atomic_store(&call->done, 0);
 	call->next = NULL;
 	sem_init(&call->wake, 0, 0);
 	pthread_mutex_lock(&pc->mu);
-	atomic_fetch_add(&pc->load, 1);
+	atomic_fetch_add(&pc->load, (unsigned)call->n);
 	if (pc->tail != NULL)
 		pc->tail->next = call;
 	else
@@ -257,4 +279,23 @@ int rl_pipe_call(struct rl_pipe *p, struct rl_call *call)
 out:
 	sem_destroy(&call->wake);
 	return call->rc;
+}
+
+int rl_pipe_call(struct rl_pipe *p, struct rl_call *call)
+{
+	call->n = 1;
+	call->cmds = &call->cmd;
+	call->lens = &call->len;
+	call->replies = &call->reply;
+	return call_commands(p, call);
+}
+
+int rl_pipe_call_many(struct rl_pipe *p, struct rl_call *call)
+{
+	if (call->n < 1 || call->n > RL_PIPE_MANY_MAX) {
+		call->rc = BZ_ERR_UNAVAILABLE;
+		return BZ_ERR_UNAVAILABLE;
+	}
+	call->reply = NULL;
+	return call_commands(p, call);
 }

@@ -289,60 +289,177 @@ static void mark_up(struct ratelimit *rl)
 		log_info("ratelimit.redis_resumed", NULL);
 }
 
-int ratelimit_check(struct ratelimit *rl, const struct ratelimit_item *items, size_t n,
-		    int64_t now_ms, struct ratelimit_result *out)
-{
+/* A check's keys and rules, built and validated (room for the largest). */
+struct prepared {
 	char keybuf[RATELIMIT_MAX_ITEMS][RATELIMIT_KEY_MAX];
 	char notebuf[RATELIMIT_MAX_ITEMS][RATELIMIT_KEY_MAX + sizeof(NOTICE_SUFFIX)];
 	const char *keys[RATELIMIT_MAX_ITEMS], *notes[RATELIMIT_MAX_ITEMS];
-	int note[RATELIMIT_MAX_ITEMS], any_note = 0;
+	int note[RATELIMIT_MAX_ITEMS], any_note;
 	struct ratelimit_rule rules[RATELIMIT_MAX_ITEMS];
-	struct rl_raw raw;
+};
 
+/* Clears OUT, then builds P from the N ITEMS of a check at NOW_MS; 0 or
+ * BZ_ERR_INVALID (see ratelimit_check). P's pointers point into P. */
+static int prepare(struct ratelimit *rl, const struct ratelimit_item *items, size_t n,
+		   int64_t now_ms, struct prepared *p, struct ratelimit_result *out)
+{
 	memset(out, 0, sizeof(*out));
 	out->refused_by = -1;
-	if (n < 1 || n > RATELIMIT_MAX_ITEMS || now_ms <= 0)
+	p->any_note = 0;
+	if (items == NULL || n < 1 || n > RATELIMIT_MAX_ITEMS || now_ms <= 0)
 		return BZ_ERR_INVALID;
 	for (size_t i = 0; i < n; i++) {
-		if (ratelimit_key(&items[i], keybuf[i], sizeof(keybuf[i])) != 0)
+		if (ratelimit_key(&items[i], p->keybuf[i], sizeof(p->keybuf[i])) != 0)
 			return BZ_ERR_INVALID;
-		keys[i] = keybuf[i];
-		rules[i] = rl->o.rules[items[i].limiter];
-		note[i] = items[i].note_refusal != 0;
-		any_note |= note[i];
+		p->keys[i] = p->keybuf[i];
+		p->rules[i] = rl->o.rules[items[i].limiter];
+		p->note[i] = items[i].note_refusal != 0;
+		p->any_note |= p->note[i];
 		for (size_t j = 0; j < i; j++)
-			if (strcmp(keys[i], keys[j]) == 0)
+			if (strcmp(p->keys[i], p->keys[j]) == 0)
 				return BZ_ERR_INVALID;
 	}
-	for (size_t i = 0; any_note && i < n; i++) {
+	for (size_t i = 0; p->any_note && i < n; i++) {
 		/* The notice key shares the limiter key's hash tag (one slot). */
-		size_t kl = strlen(keys[i]);
-		memcpy(notebuf[i], keys[i], kl);
-		memcpy(notebuf[i] + kl, NOTICE_SUFFIX, sizeof(NOTICE_SUFFIX));
-		notes[i] = notebuf[i];
+		size_t kl = strlen(p->keys[i]);
+		memcpy(p->notebuf[i], p->keys[i], kl);
+		memcpy(p->notebuf[i] + kl, NOTICE_SUFFIX, sizeof(NOTICE_SUFFIX));
+		p->notes[i] = p->notebuf[i];
 	}
-	if (should_try_redis(rl)) {
-		/* Concurrent checks queue on shared connections (pipe.c) rather
-		 * than fall back: a busy pool says nothing about Redis. */
-		int rc = rl_redis_check(rl->redis, keys, any_note ? notes : NULL, rules, n, now_ms,
-					&raw);
-		if (rc == 0) {
-			mark_up(rl);
-			atomic_fetch_add(&rl->redis_checks, 1);
-			out->backend = RATELIMIT_BACKEND_REDIS;
-			fill_result(items, rules, n, &raw, now_ms, out);
-			return 0;
-		}
-		mark_down(rl);
-	}
+	return 0;
+}
+
+/* The answer of a check that Redis decided (RAW). */
+static void from_redis(struct ratelimit *rl, const struct ratelimit_item *items, size_t n,
+		       const struct prepared *p, const struct rl_raw *raw, int64_t now_ms,
+		       struct ratelimit_result *out)
+{
+	atomic_fetch_add(&rl->redis_checks, 1);
+	out->backend = RATELIMIT_BACKEND_REDIS;
+	fill_result(items, p->rules, n, raw, now_ms, out);
+}
+
+/* The answer of a check without Redis: BZ_ERR_UNAVAILABLE in deny mode
+ * (nothing counted), else the in-process table's. */
+static int without_redis(struct ratelimit *rl, const struct ratelimit_item *items, size_t n,
+			 const struct prepared *p, int64_t now_ms, struct ratelimit_result *out)
+{
+	struct rl_raw raw;
+
 	if (rl->redis != NULL && rl->o.on_failure == RATELIMIT_FAIL_DENY) {
 		atomic_fetch_add(&rl->denied, 1);
 		return BZ_ERR_UNAVAILABLE;
 	}
-	rl_local_check(rl->local, keys, rules, note, n, now_ms, &raw);
+	rl_local_check(rl->local, p->keys, p->rules, p->note, n, now_ms, &raw);
 	atomic_fetch_add(&rl->local_checks, 1);
 	out->backend = RATELIMIT_BACKEND_LOCAL;
-	fill_result(items, rules, n, &raw, now_ms, out);
+	fill_result(items, p->rules, n, &raw, now_ms, out);
+	return 0;
+}
+
+int ratelimit_check(struct ratelimit *rl, const struct ratelimit_item *items, size_t n,
+		    int64_t now_ms, struct ratelimit_result *out)
+{
+	struct prepared p;
+	struct rl_raw raw;
+
+	if (prepare(rl, items, n, now_ms, &p, out) != 0)
+		return BZ_ERR_INVALID;
+	if (should_try_redis(rl)) {
+		/* Concurrent checks queue on shared connections (pipe.c) rather
+		 * than fall back: a busy pool says nothing about Redis. */
+		int rc = rl_redis_check(rl->redis, p.keys, p.any_note ? p.notes : NULL, p.rules, n,
+					now_ms, &raw);
+		if (rc == 0) {
+			mark_up(rl);
+			from_redis(rl, items, n, &p, &raw, now_ms, out);
+			return 0;
+		}
+		mark_down(rl);
+	}
+	return without_redis(rl, items, n, &p, now_ms, out);
+}
+
+/* The Redis half of ratelimit_check_many: the valid checks (RCS[i] 0)
+ * in one pipeline; each answered one gets its result, the others keep
+ * RCS[i] BZ_ERR_UNAVAILABLE. Returns 0 or BZ_ERR_NOMEM (nothing sent). */
+static int many_redis(struct ratelimit *rl, const struct ratelimit_check *checks, size_t n_checks,
+		      const struct prepared *p, int64_t now_ms, struct ratelimit_result *out,
+		      int *rcs)
+{
+	struct rl_redis_req *reqs = calloc(n_checks, sizeof(*reqs));
+	struct rl_raw *raws = calloc(n_checks, sizeof(*raws));
+	size_t *at = calloc(n_checks, sizeof(*at)), k = 0, failed = 0;
+	int rc = BZ_ERR_NOMEM;
+
+	if (reqs == NULL || raws == NULL || at == NULL)
+		goto out;
+	for (size_t i = 0; i < n_checks; i++) {
+		if (rcs[i] != 0)
+			continue;
+		reqs[k] = (struct rl_redis_req){p[i].keys,  p[i].any_note ? p[i].notes : NULL,
+						p[i].rules, checks[i].n,
+						&raws[k],   0};
+		at[k++] = i;
+	}
+	if (k > 0 && (rc = rl_redis_check_many(rl->redis, reqs, k, now_ms)) != 0)
+		goto out;
+	for (size_t j = 0; j < k; j++) {
+		size_t i = at[j];
+		if (reqs[j].rc == 0)
+			from_redis(rl, checks[i].items, checks[i].n, &p[i], &raws[j], now_ms,
+				   &out[i]);
+		else
+			failed++;
+		rcs[i] = reqs[j].rc;
+	}
+	if (failed > 0)
+		mark_down(rl); /* a check failed: what ratelimit_check would do */
+	else if (k > 0)
+		mark_up(rl);
+	rc = 0;
+out:
+	free(reqs);
+	free(raws);
+	free(at);
+	return rc;
+}
+
+int ratelimit_check_many(struct ratelimit *rl, const struct ratelimit_check *checks,
+			 size_t n_checks, int64_t now_ms, struct ratelimit_result *out, int *rcs)
+{
+	struct prepared *p;
+	int redis = 0;
+
+	if (n_checks == 0)
+		return 0;
+	if (n_checks > RATELIMIT_MANY_MAX || checks == NULL)
+		return BZ_ERR_INVALID;
+	/* ~1.7 KB a check: the heap, not the caller's stack. */
+	if ((p = malloc(n_checks * sizeof(*p))) == NULL)
+		return BZ_ERR_NOMEM;
+	for (size_t i = 0; i < n_checks; i++) {
+		rcs[i] = prepare(rl, checks[i].items, checks[i].n, now_ms, &p[i], &out[i]);
+		redis |= rcs[i] == 0;
+	}
+	/* The whole pipeline is one try of Redis, as one check would be (also
+	 * during an outage: it claims the one retry slot). */
+	if (redis && should_try_redis(rl)) {
+		if (many_redis(rl, checks, n_checks, p, now_ms, out, rcs) != 0) {
+			free(p);
+			return BZ_ERR_NOMEM;
+		}
+	} else {
+		for (size_t i = 0; i < n_checks; i++)
+			if (rcs[i] == 0)
+				rcs[i] = BZ_ERR_UNAVAILABLE;
+	}
+	/* The checks Redis did not answer, in order, as each alone would. */
+	for (size_t i = 0; i < n_checks; i++)
+		if (rcs[i] == BZ_ERR_UNAVAILABLE)
+			rcs[i] = without_redis(rl, checks[i].items, checks[i].n, &p[i], now_ms,
+					       &out[i]);
+	free(p);
 	return 0;
 }
 

@@ -141,6 +141,33 @@ void ratelimit_close(struct ratelimit *rl);
 int ratelimit_check(struct ratelimit *rl, const struct ratelimit_item *items, size_t n,
 		    int64_t now_ms, struct ratelimit_result *out);
 
+/* One check of ratelimit_check_many(): N items (1..RATELIMIT_MAX_ITEMS), as for ratelimit_check. */
+struct ratelimit_check {
+	const struct ratelimit_item *items;
+	size_t n;
+};
+
+#define RATELIMIT_MANY_MAX 1000 /* checks in one ratelimit_check_many() */
+
+/*
+ * N_CHECKS independent ratelimit_check()s at NOW_MS with ONE Redis round trip (a pipeline of
+ * the same script calls; each check keeps its own atomicity and hash-tagged slot), filling
+ * OUT[i] and RCS[i] (0, BZ_ERR_UNAVAILABLE, BZ_ERR_INVALID — exactly what ratelimit_check()
+ * would return for checks[i] alone, including the in-process fallback and deny mode when Redis
+ * fails mid-pipeline). Checks of the same key count in order. Returns 0, or BZ_ERR_NOMEM
+ * (nothing counted). N_CHECKS 0..RATELIMIT_MANY_MAX (1000).
+ *
+ * OUT and RCS have N_CHECKS entries. Checks Redis answered before it broke keep their Redis
+ * result (they ran); the rest go to the fallback (or deny) in order, as one check whose
+ * EVALSHA failed would. The pipeline is one try of Redis: one outage at most, and during an
+ * outage the whole batch takes the one retry slot. Allocates about 2 KB per check for the
+ * call. A second round trip only for checks answered NOSCRIPT (sent again as EVAL). Returns
+ * BZ_ERR_INVALID (nothing counted, OUT and RCS untouched) for N_CHECKS over the maximum or
+ * CHECKS NULL.
+ */
+int ratelimit_check_many(struct ratelimit *rl, const struct ratelimit_check *checks,
+			 size_t n_checks, int64_t now_ms, struct ratelimit_result *out, int *rcs);
+
 /* Copies RL's counters into OUT. */
 void ratelimit_stats(struct ratelimit *rl, struct ratelimit_stats *out);
 

@@ -176,46 +176,13 @@ static int is_noscript(const redisReply *rep)
 	       strncmp(rep->str, "NOSCRIPT", 8) == 0;
 }
 
-/* Sends ARGV (ARGC words: "EVALSHA", the SHA, then the script's own) and
- * parses its reply. With the SHA unknown yet (no connection has loaded the
- * script), and after NOSCRIPT (SCRIPT FLUSH, a restarted Redis, a
- * failover), sends EVAL with the script's text instead: it runs the script
- * and caches it in one command, so even a flush between two commands cannot
- * fail the check. */
-static int evalsha(struct rl_redis *r, int argc, const char **argv, size_t *argl, size_t n,
-		   struct rl_raw *raw)
-{
-	struct rl_call call = {0};
-	char *cmd = NULL;
-	int rc = BZ_ERR_UNAVAILABLE;
-
-	/* sha_known reads 1 only once remember_sha() has written all of SHA. */
-	for (int eval = !atomic_load(&r->sha_known); eval < 2; eval++) {
-		argv[0] = eval ? "EVAL" : "EVALSHA";
-		argv[1] = eval ? script : r->sha;
-		argl[0] = eval ? 4 : 7;
-		argl[1] = eval ? sizeof(script) - 1 : 40;
-		long long len = redisFormatCommandArgv(&cmd, argc, argv, argl);
-		if (len < 0)
-			return BZ_ERR_UNAVAILABLE;
-		call.cmd = cmd;
-		call.len = (size_t)len;
-		rc = rl_pipe_call(r->pipe, &call);
-		redisFreeCommand(cmd);
-		if (rc != 0)
-			return rc;
-		if (eval || !is_noscript(call.reply))
-			break;
-		freeReplyObject(call.reply);
-		call.reply = NULL;
-	}
-	rc = parse_reply(call.reply, n, raw);
-	freeReplyObject(call.reply);
-	return rc;
-}
-
-int rl_redis_check(struct rl_redis *r, const char *const *keys, const char *const *notes,
-		   const struct ratelimit_rule *rules, size_t n, int64_t now_ms, struct rl_raw *raw)
+/* Formats the script call for the N limiters KEYS / NOTES / RULES at
+ * NOW_MS with member number SEQ into *CMD (redisFreeCommand() it): EVALSHA
+ * of the known SHA, or with EVAL (or the SHA unknown yet) EVAL of the
+ * script's text. Returns its length, or -1 on no memory. */
+static long long format_check(struct rl_redis *r, const char *const *keys, const char *const *notes,
+			      const struct ratelimit_rule *rules, size_t n, int64_t now_ms,
+			      uint64_t seq, int eval, char **cmd)
 {
 	enum { MAXARGS = 5 + 5 * RATELIMIT_MAX_ITEMS };
 	const char *argv[MAXARGS];
@@ -223,12 +190,13 @@ int rl_redis_check(struct rl_redis *r, const char *const *keys, const char *cons
 	char nkeys[4], now[24], member[48], num[RATELIMIT_MAX_ITEMS][3][24];
 	size_t argc = 0;
 
+	/* sha_known reads 1 only once remember_sha() has written all of SHA. */
+	eval = eval || !atomic_load(&r->sha_known);
 	snprintf(nkeys, sizeof(nkeys), "%zu", notes != NULL ? 2 * n : n);
 	snprintf(now, sizeof(now), "%lld", (long long)now_ms);
-	snprintf(member, sizeof(member), "%llx.%s",
-		 (unsigned long long)atomic_fetch_add(&r->seq, 1), r->prefix);
-	argv[argc++] = "EVALSHA"; /* the command and the SHA: set by evalsha() */
-	argv[argc++] = NULL;
+	snprintf(member, sizeof(member), "%llx.%s", (unsigned long long)seq, r->prefix);
+	argv[argc++] = eval ? "EVAL" : "EVALSHA";
+	argv[argc++] = eval ? script : r->sha;
 	argv[argc++] = nkeys;
 	for (size_t i = 0; i < n; i++)
 		argv[argc++] = keys[i];
@@ -245,7 +213,157 @@ int rl_redis_check(struct rl_redis *r, const char *const *keys, const char *cons
 		argv[argc++] = num[i][1];
 		argv[argc++] = num[i][2];
 	}
+	argl[0] = eval ? 4 : 7;
+	argl[1] = eval ? sizeof(script) - 1 : 40;
 	for (size_t i = 2; i < argc; i++)
 		argl[i] = strlen(argv[i]);
-	return evalsha(r, (int)argc, argv, argl, n, raw);
+	return redisFormatCommandArgv(cmd, (int)argc, argv, argl);
+}
+
+/* Sends the check once (EVAL when EVAL or the SHA is unknown); 0 with
+ * *REP set (the caller frees), or BZ_ERR_UNAVAILABLE. */
+static int send_check(struct rl_redis *r, const char *const *keys, const char *const *notes,
+		      const struct ratelimit_rule *rules, size_t n, int64_t now_ms, uint64_t seq,
+		      int eval, redisReply **rep)
+{
+	struct rl_call call = {0};
+	char *cmd = NULL;
+	long long len = format_check(r, keys, notes, rules, n, now_ms, seq, eval, &cmd);
+	int rc;
+
+	*rep = NULL;
+	if (len < 0)
+		return BZ_ERR_UNAVAILABLE;
+	call.cmd = cmd;
+	call.len = (size_t)len;
+	rc = rl_pipe_call(r->pipe, &call);
+	redisFreeCommand(cmd);
+	*rep = call.reply;
+	return rc;
+}
+
+/* With the SHA unknown yet (no connection has loaded the script), and
+ * after NOSCRIPT (SCRIPT FLUSH, a restarted Redis, a failover), the check
+ * goes as EVAL with the script's text: it runs the script and caches it in
+ * one command, so even a flush between two commands cannot fail the
+ * check. */
+int rl_redis_check(struct rl_redis *r, const char *const *keys, const char *const *notes,
+		   const struct ratelimit_rule *rules, size_t n, int64_t now_ms, struct rl_raw *raw)
+{
+	uint64_t seq = atomic_fetch_add(&r->seq, 1);
+	redisReply *rep = NULL;
+	int rc = send_check(r, keys, notes, rules, n, now_ms, seq, 0, &rep);
+
+	if (rc == 0 && is_noscript(rep)) {
+		freeReplyObject(rep);
+		rc = send_check(r, keys, notes, rules, n, now_ms, seq, 1, &rep);
+	}
+	if (rc == 0)
+		rc = parse_reply(rep, n, raw);
+	freeReplyObject(rep);
+	return rc;
+}
+
+/* One pipeline of the checks of REQS at index IDX[0..K) (EVAL when EVAL),
+ * with member numbers SEQ + IDX[j]. Each answered check gets its reply in
+ * REPS[IDX[j]] (the caller frees); the rest NULL. Returns 0 or
+ * BZ_ERR_NOMEM (nothing sent). */
+static int send_many(struct rl_redis *r, const struct rl_redis_req *reqs, const size_t *idx,
+		     size_t k, int64_t now_ms, uint64_t seq, int eval, redisReply **reps)
+{
+	char **cmds = calloc(k, sizeof(*cmds));
+	size_t *lens = calloc(k, sizeof(*lens));
+	redisReply **got = calloc(k, sizeof(*got));
+	struct rl_call call = {0};
+	int rc = BZ_ERR_NOMEM;
+
+	for (size_t j = 0; cmds != NULL && lens != NULL && got != NULL && j < k; j++) {
+		const struct rl_redis_req *q = &reqs[idx[j]];
+		long long len = format_check(r, q->keys, q->notes, q->rules, q->n, now_ms,
+					     seq + idx[j], eval, &cmds[j]);
+		if (len < 0)
+			goto out;
+		lens[j] = (size_t)len;
+	}
+	if (cmds == NULL || lens == NULL || got == NULL)
+		goto out;
+	call.n = k;
+	call.cmds = (const char *const *)cmds;
+	call.lens = lens;
+	call.replies = got;
+	rl_pipe_call_many(r->pipe, &call); /* the replies say which ran */
+	for (size_t j = 0; j < k; j++)
+		reps[idx[j]] = got[j];
+	rc = 0;
+out:
+	for (size_t j = 0; cmds != NULL && j < k; j++)
+		redisFreeCommand(cmds[j]);
+	free(cmds);
+	free(lens);
+	free(got);
+	return rc;
+}
+
+/* Without the SHA (no connection has loaded the script yet), sends the
+ * first check alone: connecting loads the script, so the rest go as
+ * EVALSHA rather than as as many copies of its text. Returns 1 if it was
+ * sent (REPS[0] set when answered), 0 if not needed, -1 when Redis failed
+ * (then nothing more is sent: the batch's one try). */
+static int send_first(struct rl_redis *r, const struct rl_redis_req *reqs, size_t n_reqs,
+		      int64_t now_ms, uint64_t seq, redisReply **reps)
+{
+	if (n_reqs < 2 || atomic_load(&r->sha_known))
+		return 0;
+	if (send_check(r, reqs[0].keys, reqs[0].notes, reqs[0].rules, reqs[0].n, now_ms, seq, 0,
+		       &reps[0]) != 0) {
+		reps[0] = NULL;
+		return -1;
+	}
+	return 1;
+}
+
+int rl_redis_check_many(struct rl_redis *r, struct rl_redis_req *reqs, size_t n_reqs,
+			int64_t now_ms)
+{
+	redisReply **reps = calloc(n_reqs ? n_reqs : 1, sizeof(*reps));
+	size_t *idx = calloc(n_reqs ? n_reqs : 1, sizeof(*idx)), k = 0;
+	int first, rc = 0;
+	uint64_t seq;
+
+	if (reps == NULL || idx == NULL || n_reqs > RL_PIPE_MANY_MAX) {
+		rc = BZ_ERR_NOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < n_reqs; i++) {
+		reqs[i].rc = BZ_ERR_UNAVAILABLE;
+		idx[i] = i;
+	}
+	/* Consecutive member numbers, one per check (kept for an EVAL resend). */
+	seq = atomic_fetch_add(&r->seq, n_reqs);
+	first = send_first(r, reqs, n_reqs, now_ms, seq, reps);
+	if (first >= 0 && n_reqs > (size_t)first &&
+	    send_many(r, reqs, idx + first, n_reqs - (size_t)first, now_ms, seq, 0, reps) != 0 &&
+	    first == 0) {
+		rc = BZ_ERR_NOMEM; /* nothing sent */
+		goto out;
+	}
+	for (size_t i = 0; i < n_reqs; i++)
+		if (is_noscript(reps[i])) {
+			freeReplyObject(reps[i]);
+			reps[i] = NULL;
+			idx[k++] = i;
+		}
+	/* Out of memory for the resend: those checks did not run, and fall
+	 * back as an unanswered check does. */
+	if (k > 0)
+		send_many(r, reqs, idx, k, now_ms, seq, 1, reps);
+	for (size_t i = 0; i < n_reqs; i++)
+		if (reps[i] != NULL)
+			reqs[i].rc = parse_reply(reps[i], reqs[i].n, reqs[i].raw);
+out:
+	for (size_t i = 0; reps != NULL && i < n_reqs; i++)
+		freeReplyObject(reps[i]);
+	free(reps);
+	free(idx);
+	return rc;
 }
