@@ -21,8 +21,8 @@ import pytest
 
 from conftest import REPO, SERVER_BIN, Api, assert_error, free_port, uniq
 from test_raw_http import raw
-from web_browser import SITE, Browser, chromium_missing, login, settle, start_server, \
-    stop_server, wait_signed_in
+from web_browser import SITE, chromium_missing, login, settle, start_server, stop_server, \
+    wait_signed_in
 
 BUILD_WEB = REPO / "scripts" / "build-web"
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
@@ -224,22 +224,6 @@ def test_forced_user_gets_428_on_every_non_exempt_route(admin, make_user):
 
 
 # ------------------------------------------------------------ browser fixtures
-
-@pytest.fixture(scope="module")
-def web(services, bootstrap, workdir):
-    srv = start_server(services, workdir)
-    yield srv
-    stop_server(srv)
-
-
-@pytest.fixture(scope="module")
-def browser(workdir):
-    if chromium_missing():
-        pytest.skip("chromium/chromedriver missing")
-    b = Browser(workdir / "attack-downloads")
-    yield b
-    b.quit()
-
 
 @pytest.fixture
 def page(browser, web):
