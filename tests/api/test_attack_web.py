@@ -165,6 +165,7 @@ SINK_VARIANTS = [
 ]
 
 
+@pytest.mark.normal_only
 @pytest.mark.parametrize("what,line", SINK_VARIANTS, ids=[v[0] for v in SINK_VARIANTS])
 def test_build_refuses_spelled_out_sinks(tmp_path, what, line):
     """FINDING (low, defence in depth): scripts/build-web's refusal list
