@@ -18,8 +18,9 @@ start_server().
 Every test that takes the `browser` fixture is marked normal_only
 (conftest.py): the ASan/UBSan run skips it. What a browser test adds over
 the API tests is the dashboard's JavaScript, which the sanitizers do not
-see; the server routes it calls are exercised under the sanitizers by the
-API tests (README.md, "Testing").
+see; every route and answer it gets from the server is also asked for by
+an API test (test_dashboard_answers.py has those only the pages asked for;
+README.md, "The two commands").
 
 Screenshots of each page go to <build dir>/test-output/web/ (kept after the
 run; a few are copied into docs/images/ for the README)."""
