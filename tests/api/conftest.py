@@ -714,6 +714,27 @@ def scan_logs():
     return bad
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "normal_only: runs in the normal build only; the ASan/UBSan run skips it "
+        "(it reaches no server C code that the other tests do not run under the sanitizers)")
+    # The browser tests' shared fixtures (one Chromium, one server), global.
+    import web_browser
+    config.pluginmanager.register(web_browser, "web_browser")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """With a sanitizer build, normal_only tests are skipped (the normal run has
+    them), unless BREEZE_SANITIZE_ALL=1."""
+    if not SANITIZED or os.environ.get("BREEZE_SANITIZE_ALL") == "1":
+        return
+    skip = pytest.mark.skip(reason="normal_only: run by the normal build, not under the sanitizers")
+    for item in items:
+        if item.get_closest_marker("normal_only"):
+            item.add_marker(skip)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """A response that violated docs/openapi.yaml fails the test that received

@@ -21,8 +21,8 @@ import pytest
 
 from conftest import REPO, SERVER_BIN, Api, assert_error, free_port, uniq
 from test_raw_http import raw
-from web_browser import SITE, Browser, chromium_missing, login, settle, start_server, \
-    stop_server, wait_signed_in
+from web_browser import SITE, chromium_missing, login, settle, start_server, stop_server, \
+    wait_signed_in
 
 BUILD_WEB = REPO / "scripts" / "build-web"
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
@@ -165,6 +165,7 @@ SINK_VARIANTS = [
 ]
 
 
+@pytest.mark.normal_only
 @pytest.mark.parametrize("what,line", SINK_VARIANTS, ids=[v[0] for v in SINK_VARIANTS])
 def test_build_refuses_spelled_out_sinks(tmp_path, what, line):
     """FINDING (low, defence in depth): scripts/build-web's refusal list
@@ -224,22 +225,6 @@ def test_forced_user_gets_428_on_every_non_exempt_route(admin, make_user):
 
 
 # ------------------------------------------------------------ browser fixtures
-
-@pytest.fixture(scope="module")
-def web(services, bootstrap, workdir):
-    srv = start_server(services, workdir)
-    yield srv
-    stop_server(srv)
-
-
-@pytest.fixture(scope="module")
-def browser(workdir):
-    if chromium_missing():
-        pytest.skip("chromium/chromedriver missing")
-    b = Browser(workdir / "attack-downloads")
-    yield b
-    b.quit()
-
 
 @pytest.fixture
 def page(browser, web):

@@ -4,7 +4,7 @@ values from agents and users drawn as markup, another tenant's data through
 ids and query strings, the post-login return path, secrets left on screen,
 the forced-MFA gate on the new routes, and the CSP of every new route.
 
-One browser and one server for the module; every browser test fails on a
+The session's browser and server (web_browser.py); every browser test fails on a
 JavaScript dialog or a console error. A failing test names a finding, a
 passing one records an attack that held."""
 import re
@@ -13,8 +13,7 @@ import types
 import pytest
 
 from conftest import ADMIN_NAME, uniq
-from web_browser import Browser, chromium_missing, login, settle, start_server, stop_server, \
-    wait_signed_in
+from web_browser import chromium_missing, login, settle, wait_signed_in
 
 XSS = "<img src=x onerror=alert(1)>"
 SVG = "<svg/onload=alert(2)>"
@@ -67,22 +66,6 @@ def test_foreign_tenant_in_the_query_string(tenants, agents):
 
 
 # ------------------------------------------------------------ browser fixtures
-
-@pytest.fixture(scope="module")
-def web(services, bootstrap, workdir):
-    srv = start_server(services, workdir)
-    yield srv
-    stop_server(srv)
-
-
-@pytest.fixture(scope="module")
-def browser(workdir):
-    if chromium_missing():
-        pytest.skip("chromium/chromedriver missing")
-    b = Browser(workdir / "attack-web2-downloads")
-    yield b
-    b.quit()
-
 
 @pytest.fixture
 def page(browser, web):

@@ -36,6 +36,7 @@ def caddy(*args, path=CADDYFILE, tmp):
                           capture_output=True, text=True, timeout=60, env=caddy_env(), cwd=tmp)
 
 
+@pytest.mark.normal_only
 def test_caddy_validate(tmp_path):
     r = caddy("validate", tmp=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -44,6 +45,7 @@ def test_caddy_validate(tmp_path):
     assert '"level":"warn"' not in r.stderr, r.stderr
 
 
+@pytest.mark.normal_only
 def test_caddy_validate_would_catch_a_broken_file(tmp_path):
     broken = tmp_path / "Caddyfile"
     broken.write_text(CADDYFILE.read_text().replace("read_header 10s", "read_headers 10s"))

@@ -204,6 +204,7 @@ def compose_env(generated):
     return env
 
 
+@pytest.mark.normal_only
 @pytest.mark.skipif(shutil.which("docker-compose") is None,
                     reason="docker-compose is not installed (scripts/install-deps installs it)")
 def test_docker_compose_accepts_the_file(tmp_path):
@@ -224,6 +225,7 @@ def test_docker_compose_accepts_the_file(tmp_path):
     assert r.returncode != 0 and "JWT_SECRET" in r.stderr, r.stderr
 
 
+@pytest.mark.normal_only
 @pytest.mark.skipif(shutil.which("yamllint") is None, reason="yamllint is not installed")
 def test_yamllint():
     r = subprocess.run(["yamllint", "-c", str(DEPLOY / "yamllint.yml"), "--strict", str(COMPOSE)],

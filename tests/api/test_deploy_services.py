@@ -34,6 +34,7 @@ FIREWALL = DEPLOY / "firewall"
 
 # --------------------------------------------------------------------------- Redis
 
+@pytest.mark.normal_only
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server missing")
 def test_redis_snippet(tmp_path):
     text = REDIS_CONF.read_text()
@@ -84,6 +85,7 @@ def pg_bin():
     return Path(found[-1]).parent if found else None
 
 
+@pytest.mark.normal_only
 @pytest.mark.skipif(pg_bin() is None, reason="PostgreSQL server binaries missing")
 def test_postgresql_snippets_and_roles(workdir):
     hba = (PG_DIR / "pg_hba.conf").read_text()
@@ -170,6 +172,7 @@ def nft_check(path):
                           timeout=30)
 
 
+@pytest.mark.normal_only
 @pytest.mark.skipif(shutil.which("nft") is None, reason="nft (package nftables) missing")
 def test_nftables_ruleset(tmp_path):
     probe = tmp_path / "probe.nft"
@@ -225,6 +228,7 @@ def opened(calls):
             if (m := re.match(r"(?:--dry-run )?(?:allow|limit) (\S+)", c))}
 
 
+@pytest.mark.normal_only
 def test_ufw_script(tmp_path):
     if shutil.which("shellcheck"):
         r = subprocess.run(["shellcheck", str(FIREWALL / "ufw.sh")], capture_output=True,

@@ -5,6 +5,7 @@ directive is there, `systemd-analyze security --offline` rates it at most
 agent accepts (enrolled and checked as that user), and a traced heartbeat of
 the real agent uses only system calls, socket families and paths the sandbox
 leaves it (systemd is not PID 1 on the test machines)."""
+import functools
 import os
 import re
 import shutil
@@ -111,15 +112,19 @@ def test_unit_paths_match_the_agent(tmp_path):
     assert re.search(r"^u breeze-agent - ", (DEPLOY / "breeze-agent.sysusers").read_text(), re.M)
 
 
+def copy_for_analyze(unit, installed_bin, built_bin, directory):
+    """UNIT copied into DIRECTORY with ExecStart pointing at BUILT_BIN, which
+    `systemd-analyze verify` needs to exist; everything else unchanged."""
+    text = unit.read_text()
+    assert text.count(installed_bin) >= 1
+    p = directory / unit.name
+    p.write_text(text.replace(f"ExecStart={installed_bin}", f"ExecStart={built_bin}"))
+    return p
+
+
 @pytest.fixture
 def unit_copy(tmp_path):
-    """The shipped unit with ExecStart pointing at the built binary, which
-    `systemd-analyze verify` needs to exist; everything else unchanged."""
-    text = UNIT.read_text()
-    assert text.count(INSTALLED_BIN) >= 1
-    p = tmp_path / "breeze-agent.service"
-    p.write_text(text.replace(f"ExecStart={INSTALLED_BIN}", f"ExecStart={AGENT_BIN}"))
-    return p
+    return copy_for_analyze(UNIT, INSTALLED_BIN, AGENT_BIN, tmp_path)
 
 
 def verify(unit):
@@ -129,6 +134,7 @@ def verify(unit):
     return r.returncode, r.stdout + r.stderr
 
 
+@pytest.mark.normal_only
 @needs_analyze
 def test_unit_verifies(unit_copy):
     rc, out = verify(unit_copy)
@@ -137,6 +143,7 @@ def test_unit_verifies(unit_copy):
     assert "breeze-agent.service" not in out, out
 
 
+@pytest.mark.normal_only
 @needs_analyze
 def test_verify_would_catch_a_broken_unit(unit_copy):
     # The check above is not vacuous: a misspelt directive and a missing
@@ -150,26 +157,59 @@ def test_verify_would_catch_a_broken_unit(unit_copy):
     assert rc != 0 and "/nonexistent/agent" in out, out
 
 
-@needs_analyze
-def test_unit_security_exposure(unit_copy, capsys):
+@pytest.mark.normal_only
+@functools.lru_cache(maxsize=None)
+def analyze_has_offline():
     helptext = subprocess.run([ANALYZE, "security", "--help"], capture_output=True,
                               text=True).stdout
-    if "--offline" not in helptext:
+    return "--offline" in helptext
+
+
+def assert_exposure_ok(unit, capsys, label):
+    """`systemd-analyze security --offline` rates UNIT at most 2.0 ("OK");
+    the score is printed as LABEL (also with -q). Skips on systemd < 250."""
+    if not analyze_has_offline():
         pytest.skip("this systemd-analyze has no security --offline (systemd < 250)")
-    r = subprocess.run([ANALYZE, "security", "--offline=yes", "--threshold=20", str(unit_copy)],
-                       capture_output=True, text=True, timeout=60, cwd=unit_copy.parent)
+    r = subprocess.run([ANALYZE, "security", "--offline=yes", "--threshold=20", str(unit)],
+                       capture_output=True, text=True, timeout=60, cwd=unit.parent)
     m = re.search(r"Overall exposure level for \S+: (\d+\.\d+) (\w+)", r.stdout)
     assert m, r.stdout + r.stderr
     with capsys.disabled():  # shown in the test output, also with -q
-        print(f"\nsystemd-analyze security --offline: exposure {m.group(1)} {m.group(2)}")
+        print(f"\n{label} {m.group(1)} {m.group(2)}")
     # --threshold=20: exit status non-zero above 2.0; the score depends only
     # on the unit and the systemd version, so this is deterministic.
     assert r.returncode == 0, r.stdout[-3000:]
     assert float(m.group(1)) <= 2.0
 
 
+@needs_analyze
+def test_unit_security_exposure(unit_copy, capsys):
+    assert_exposure_ok(unit_copy, capsys, "systemd-analyze security --offline: exposure")
+
+
 def have(tool):
     return shutil.which(tool) is not None
+
+
+def sysusers_root(workdir, name):
+    """A scratch root (under WORKDIR) where systemd-sysusers and
+    systemd-tmpfiles --create applied deploy/systemd/NAME.sysusers and
+    NAME.tmpfiles, installed as /usr/lib/{sysusers,tmpfiles}.d/NAME.conf.
+    Returns (root, NAME's /etc/passwd fields)."""
+    root = Path(tempfile.mkdtemp(prefix=f"sdroot-{name}-", dir=workdir))
+    root.chmod(0o755)
+    (root / "etc").mkdir(mode=0o755)  # sysusers locks ROOT/etc/passwd in it
+    for sub, ext in (("sysusers.d", "sysusers"), ("tmpfiles.d", "tmpfiles")):
+        d = root / "usr" / "lib" / sub
+        d.mkdir(parents=True)
+        shutil.copy(DEPLOY / f"{name}.{ext}", d / f"{name}.conf")
+    for cmd in (["systemd-sysusers", f"--root={root}", f"{name}.conf"],
+                ["systemd-tmpfiles", "--create", f"--root={root}", f"{name}.conf"]):
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stdout + r.stderr
+    pw = next(line.split(":") for line in (root / "etc" / "passwd").read_text().splitlines()
+              if line.startswith(f"{name}:"))
+    return root, pw
 
 
 @pytest.mark.skipif(not (have("systemd-sysusers") and have("systemd-tmpfiles")),
@@ -177,20 +217,7 @@ def have(tool):
 def test_sysusers_and_tmpfiles_make_a_layout_the_agent_accepts(server, agents, workdir):
     if os.geteuid() != 0:
         pytest.skip("creating files owned by the agent's user needs root; these tests are not root")
-    root = Path(tempfile.mkdtemp(prefix="sdroot-", dir=workdir))
-    root.chmod(0o755)
-    (root / "etc").mkdir(mode=0o755)  # sysusers locks ROOT/etc/passwd in it
-    for sub, name in (("sysusers.d", "breeze-agent.sysusers"),
-                      ("tmpfiles.d", "breeze-agent.tmpfiles")):
-        d = root / "usr" / "lib" / sub
-        d.mkdir(parents=True)
-        shutil.copy(DEPLOY / name, d / "breeze-agent.conf")
-    for cmd in (["systemd-sysusers", f"--root={root}", "breeze-agent.conf"],
-                ["systemd-tmpfiles", "--create", f"--root={root}", "breeze-agent.conf"]):
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-        assert r.returncode == 0, r.stdout + r.stderr
-    pw = next(line.split(":") for line in (root / "etc" / "passwd").read_text().splitlines()
-              if line.startswith("breeze-agent:"))
+    root, pw = sysusers_root(workdir, "breeze-agent")
     uid, gid = int(pw[2]), int(pw[3])
     assert 0 < uid < 1000 and pw[6] == "/usr/sbin/nologin", pw
     cfg = root / CONFIG_DIR.lstrip("/")

@@ -6,17 +6,14 @@ receivers), only the address families are restricted. The env file is read
 by systemd as root (EnvironmentFile=), so it stays 0600 root's (S2); the
 sysusers/tmpfiles files give the user and /etc/breeze-server."""
 import os
-import re
 import shutil
 import stat
-import subprocess
-import tempfile
-from pathlib import Path
 
 import pytest
 
 from conftest import REPO, SERVER_BIN
-from test_deploy_systemd import ANALYZE, exit_codes, needs_analyze, parse_unit, verify
+from test_deploy_systemd import (assert_exposure_ok, copy_for_analyze, exit_codes, needs_analyze,
+                                 parse_unit, sysusers_root, verify)
 
 DEPLOY = REPO / "deploy" / "systemd"
 UNIT = DEPLOY / "breeze-server.service"
@@ -75,12 +72,10 @@ def test_unit_has_the_sandbox_and_restart_policy():
 
 @pytest.fixture
 def unit_copy(tmp_path):
-    text = UNIT.read_text()
-    p = tmp_path / "breeze-server.service"
-    p.write_text(text.replace(f"ExecStart={INSTALLED_BIN}", f"ExecStart={SERVER_BIN}"))
-    return p
+    return copy_for_analyze(UNIT, INSTALLED_BIN, SERVER_BIN, tmp_path)
 
 
+@pytest.mark.normal_only
 @needs_analyze
 def test_unit_verifies(unit_copy):
     rc, out = verify(unit_copy)
@@ -88,41 +83,19 @@ def test_unit_verifies(unit_copy):
     assert "breeze-server.service" not in out, out
 
 
+@pytest.mark.normal_only
 @needs_analyze
 def test_unit_security_exposure(unit_copy, capsys):
-    helptext = subprocess.run([ANALYZE, "security", "--help"], capture_output=True,
-                              text=True).stdout
-    if "--offline" not in helptext:
-        pytest.skip("this systemd-analyze has no security --offline (systemd < 250)")
-    r = subprocess.run([ANALYZE, "security", "--offline=yes", "--threshold=20", str(unit_copy)],
-                       capture_output=True, text=True, timeout=60, cwd=unit_copy.parent)
-    m = re.search(r"Overall exposure level for \S+: (\d+\.\d+) (\w+)", r.stdout)
-    assert m, r.stdout + r.stderr
-    with capsys.disabled():
-        print(f"\nbreeze-server.service exposure {m.group(1)} {m.group(2)}")
-    assert r.returncode == 0, r.stdout[-3000:]
-    assert float(m.group(1)) <= 2.0
+    assert_exposure_ok(unit_copy, capsys, "breeze-server.service exposure")
 
 
+@pytest.mark.normal_only
 @pytest.mark.skipif(not (shutil.which("systemd-sysusers") and shutil.which("systemd-tmpfiles")),
                     reason="systemd-sysusers/systemd-tmpfiles not installed (package systemd)")
 def test_sysusers_and_tmpfiles(workdir):
     if os.geteuid() != 0:
         pytest.skip("creating files owned by another user needs root")
-    root = Path(tempfile.mkdtemp(prefix="sdroot-server-", dir=workdir))
-    root.chmod(0o755)
-    (root / "etc").mkdir(mode=0o755)
-    for sub, name in (("sysusers.d", "breeze-server.sysusers"),
-                      ("tmpfiles.d", "breeze-server.tmpfiles")):
-        d = root / "usr" / "lib" / sub
-        d.mkdir(parents=True)
-        shutil.copy(DEPLOY / name, d / "breeze-server.conf")
-    for cmd in (["systemd-sysusers", f"--root={root}", "breeze-server.conf"],
-                ["systemd-tmpfiles", "--create", f"--root={root}", "breeze-server.conf"]):
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-        assert r.returncode == 0, r.stdout + r.stderr
-    pw = next(line.split(":") for line in (root / "etc" / "passwd").read_text().splitlines()
-              if line.startswith("breeze-server:"))
+    root, pw = sysusers_root(workdir, "breeze-server")
     gid = int(pw[3])
     assert 0 < int(pw[2]) < 1000 and pw[6] == "/usr/sbin/nologin", pw
     st = os.stat(root / "etc" / "breeze-server")

@@ -65,17 +65,22 @@ def rotate(env, *args):
 
 
 @pytest.fixture(scope="module")
-def keys(env, sql):
+def keys(services, env, sql):
     old_hex = env["APP_ENCRYPTION_KEY"]
     # The session's values are under its key's id (its fingerprint unless named).
     old_id = env.get("APP_ENCRYPTION_KEY_ID") or fingerprint(old_hex)
     new_hex, new_id = secrets.token_hex(32), uniq("k-rot")
-    return {"old_hex": old_hex, "old_id": old_id, "new_hex": new_hex, "new_id": new_id,
-            # The new key active, the session's one for decryption only.
-            "new_env": {"APP_ENCRYPTION_KEY": new_hex, "APP_ENCRYPTION_KEY_ID": new_id,
-                        "APP_ENCRYPTION_KEYRING": f"{old_id}:{old_hex}"},
-            # Back: the session's key active, the new one in the ring.
-            "back_env": {"APP_ENCRYPTION_KEYRING": f"{new_id}:{new_hex}"}}
+    k = {"old_hex": old_hex, "old_id": old_id, "new_hex": new_hex, "new_id": new_id,
+         # The new key active, the session's one for decryption only.
+         "new_env": {"APP_ENCRYPTION_KEY": new_hex, "APP_ENCRYPTION_KEY_ID": new_id,
+                     "APP_ENCRYPTION_KEYRING": f"{old_id}:{old_hex}"},
+         # Back: the session's key active, the new one in the ring.
+         "back_env": {"APP_ENCRYPTION_KEYRING": f"{new_id}:{new_hex}"}}
+    yield k
+    # A test that failed half-way leaves nothing under the new key (which
+    # the other tests' servers do not know).
+    if any(v.startswith(f"enc:v1:{new_id}:") for v in values(sql).values()):
+        rotate(server_env(services.env, **k["back_env"]), "--batch", "50")
 
 
 @pytest.fixture(scope="module")

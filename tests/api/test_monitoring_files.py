@@ -42,6 +42,7 @@ def rules():
     return {r["alert"]: r for g in doc["groups"] for r in g["rules"]}
 
 
+@pytest.mark.normal_only
 @needs_promtool
 def test_alert_rules_check_and_unit_tests_pass():
     p = run(PROMTOOL, "check", "rules", "alerts.yml", cwd=PROM)
@@ -79,6 +80,7 @@ def test_alerts_use_only_series_the_server_exports(api, env):
     assert used and used <= exported, used - exported
 
 
+@pytest.mark.normal_only
 @needs_promtool
 def test_prometheus_config_is_valid(tmp_path):
     """promtool check config, with the scrape token file it names next to it
@@ -96,6 +98,7 @@ def test_prometheus_config_is_valid(tmp_path):
     assert p.returncode == 0, p.stdout + p.stderr
 
 
+@pytest.mark.normal_only
 @pytest.mark.skipif(shutil.which("yamllint") is None, reason="yamllint not installed")
 def test_yaml_files_lint_clean():
     files = sorted(PROM.glob("*.yml")) + [PROMTAIL]
@@ -122,6 +125,7 @@ def test_promtail_ships_json_lines_with_the_right_labels():
         assert stages["timestamp"]["source"] == "ts", name
 
 
+@pytest.mark.normal_only
 @pytest.mark.skipif(shutil.which("promtail") is None, reason="promtail not installed")
 def test_promtail_check_syntax():
     p = run("promtail", "-check-syntax", "-config.file", str(PROMTAIL))

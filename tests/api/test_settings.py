@@ -209,14 +209,22 @@ def test_ciphertext_moved_to_another_row_or_column_does_not_open(admin, bootstra
                                                                  db, server):
     a, b = two_sites
     enc_a = stored(sql, "sites", a.site_id)
-    set_stored(db, "sites", b.site_id, enc_a)
-    undecryptable(admin.get(site_url(b.site_id)))
-    undecryptable(admin.patch(site_url(b.site_id), json={"x": 1}))
-    assert stored(sql, "sites", b.site_id) == enc_a  # nothing changed
-    log = server.log_text()
-    line = [x for x in log.splitlines() if "encryption.undecryptable" in x and b.site_id in x][-1]
-    assert '"table":"sites"' in line.replace(" ", "") and "tag_mismatch" in line
-    assert enc_a not in log and enc_a.split(":")[3][:20] not in log
+    enc_b = stored(sql, "sites", b.site_id)
+    # Each moved value is put back (finally), so no undecryptable value is
+    # left for later tests (test_encryption_rotation.py re-encrypts them all).
+    try:
+        set_stored(db, "sites", b.site_id, enc_a)
+        undecryptable(admin.get(site_url(b.site_id)))
+        undecryptable(admin.patch(site_url(b.site_id), json={"x": 1}))
+        assert stored(sql, "sites", b.site_id) == enc_a  # nothing changed
+        log = server.log_text()
+        line = [x for x in log.splitlines()
+                if "encryption.undecryptable" in x and b.site_id in x][-1]
+        assert '"table":"sites"' in line.replace(" ", "") and "tag_mismatch" in line
+        assert enc_a not in log and enc_a.split(":")[3][:20] not in log
+    finally:
+        set_stored(db, "sites", b.site_id, enc_b)
+    assert "secretB" in admin.get(site_url(b.site_id)).json()
     # The row it belongs to still opens.
     assert "secretA" in admin.get(site_url(a.site_id)).json()
     # Another column: the partner's value in a site's row, and back.

@@ -3,8 +3,8 @@ account — change the password (the old one is refused afterwards, the
 other sessions end), the MFA status and new recovery codes (shown once,
 copy, download), the active sessions with Revoke (another session's next
 request fails; revoking this one signs out). Each test signs in a user of
-its own (their sessions and password are what it changes); one browser and
-one server for the module. Every test fails on a JavaScript dialog or
+its own (their sessions and password are what it changes), in the
+session's browser and server. Every test fails on a JavaScript dialog or
 console error (web_browser.py)."""
 import re
 import time
@@ -14,8 +14,7 @@ import pytest
 from selenium.webdriver.common.by import By
 
 from conftest import TEST_CLOCK
-from web_browser import Browser, chromium_missing, login, start_server, stop_server, wait_signed_in
-from web_browser import no_page_errors  # noqa: F401  (fixture)
+from web_browser import chromium_missing, login, wait_signed_in
 
 pytestmark = [pytest.mark.skipif(chromium_missing(), reason="chromium/chromedriver not installed "
                                  "(scripts/install-deps)"),
@@ -26,13 +25,6 @@ RECOVERY_RE = re.compile(r"^[2-9A-HJKMNP-Z]{4}-[2-9A-HJKMNP-Z]{4}$")
 
 
 @pytest.fixture(scope="module")
-def web(services, bootstrap, workdir):
-    srv = start_server(services, workdir)
-    yield srv
-    stop_server(srv)
-
-
-@pytest.fixture(scope="module")
 def downloads(workdir):
     d = workdir / "downloads-account"
     d.mkdir(exist_ok=True)
@@ -40,10 +32,10 @@ def downloads(workdir):
 
 
 @pytest.fixture(scope="module")
-def browser(downloads):
-    b = Browser(downloads)
-    yield b
-    b.quit()
+def browser(browser, downloads):
+    """The session's browser, downloading into this module's directory."""
+    browser.downloads_to(downloads)
+    return browser
 
 
 @pytest.fixture

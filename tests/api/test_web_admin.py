@@ -1,8 +1,8 @@
 """The web dashboard in headless Chromium, slice 5 (docs/dashboard.md):
 organizations and their sites, users (role, organization, MFA) and roles
 with their force-MFA switch, and webhooks (create with the secret shown
-once, disable, test delivery, deliveries, delete). One browser and one
-server for the module, signed in once as the bootstrap administrator.
+once, disable, test delivery, deliveries, delete). The session's browser
+and server, signed in once as the bootstrap administrator.
 Names such as `<img src=x onerror=alert(1)>` are shown as text; every test
 fails on a JavaScript dialog or console error (web_browser.py)."""
 import re
@@ -13,9 +13,8 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
-from conftest import ADMIN_NAME, TEST_CLOCK, uniq
-from web_browser import Browser, chromium_missing, login, start_server, stop_server, wait_signed_in
-from web_browser import no_page_errors  # noqa: F401  (fixture)
+from conftest import TEST_CLOCK, uniq
+from web_browser import chromium_missing, login, sign_in_admin
 
 pytestmark = [pytest.mark.skipif(chromium_missing(), reason="chromium/chromedriver not installed "
                                  "(scripts/install-deps)"),
@@ -25,27 +24,10 @@ XSS = "<img src=x onerror=alert(1)>"
 
 
 @pytest.fixture(scope="module")
-def web(services, bootstrap, workdir):
-    srv = start_server(services, workdir)
-    yield srv
-    stop_server(srv)
-
-
-@pytest.fixture(scope="module")
-def browser(workdir, web, bootstrap):
-    """Signed in once as the bootstrap administrator."""
-    d = workdir / "downloads-admin"
-    d.mkdir(exist_ok=True)
-    b = Browser(d)
-    b.reset(web.url)
-    sign_in_admin(b, web, bootstrap)
-    yield b
-    b.quit()
-
-
-def sign_in_admin(b, web, bootstrap):
-    login(b, web.url, bootstrap.email, bootstrap.password)
-    wait_signed_in(b, ADMIN_NAME)
+def browser(browser, web, bootstrap):
+    """The session's browser, signed in as the bootstrap administrator when
+    the module starts (kept if it already is)."""
+    return sign_in_admin(browser, web, bootstrap)
 
 
 def page(b, web, path):

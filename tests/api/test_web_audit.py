@@ -2,8 +2,8 @@
 audit log — filters kept in the URL (a reload keeps them), keyset
 pagination, expandable details shown as text — and "Verify chain", OK for
 an intact chain, then the break (kind, seq, row) after a row was tampered
-with behind the triggers' back, as test_audit_tamper.py does. One browser
-and one server for the module, signed in once; every test fails on a
+with behind the triggers' back, as test_audit_tamper.py does. The session's
+browser and server, signed in once; every test fails on a
 JavaScript dialog or console error (web_browser.py)."""
 import json
 from urllib.parse import parse_qs, urlsplit
@@ -12,9 +12,8 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
-from conftest import ADMIN_NAME, uniq
-from web_browser import Browser, chromium_missing, login, start_server, stop_server, wait_signed_in
-from web_browser import no_page_errors  # noqa: F401  (fixture)
+from conftest import uniq
+from web_browser import chromium_missing, sign_in_admin
 
 pytestmark = [pytest.mark.skipif(chromium_missing(), reason="chromium/chromedriver not installed "
                                  "(scripts/install-deps)"),
@@ -24,23 +23,10 @@ XSS = "<img src=x onerror=alert(1)>"
 
 
 @pytest.fixture(scope="module")
-def web(services, bootstrap, workdir):
-    srv = start_server(services, workdir)
-    yield srv
-    stop_server(srv)
-
-
-@pytest.fixture(scope="module")
-def browser(workdir, web, bootstrap):
-    """Signed in once as the bootstrap administrator."""
-    d = workdir / "downloads-audit"
-    d.mkdir(exist_ok=True)
-    b = Browser(d)
-    b.reset(web.url)
-    login(b, web.url, bootstrap.email, bootstrap.password)
-    wait_signed_in(b, ADMIN_NAME)
-    yield b
-    b.quit()
+def browser(browser, web, bootstrap):
+    """The session's browser, signed in as the bootstrap administrator when
+    the module starts (kept if it already is)."""
+    return sign_in_admin(browser, web, bootstrap)
 
 
 def entries(b):

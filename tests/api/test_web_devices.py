@@ -14,9 +14,8 @@ import types
 import pytest
 from selenium.common.exceptions import StaleElementReferenceException
 
-from conftest import ADMIN_NAME, uniq
-from web_browser import Browser, chromium_missing, login, settle, start_server, stop_server, wait_signed_in
-from web_browser import no_page_errors  # noqa: F401  (fixture)
+from conftest import uniq
+from web_browser import chromium_missing, login, settle, sign_in_admin, wait_signed_in
 
 pytestmark = [pytest.mark.skipif(chromium_missing(), reason="chromium/chromedriver not installed "
                                  "(scripts/install-deps)"),
@@ -24,20 +23,6 @@ pytestmark = [pytest.mark.skipif(chromium_missing(), reason="chromium/chromedriv
 
 XSS = "<img src=x onerror=alert(1)>"
 ISO_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
-
-
-@pytest.fixture(scope="module")
-def web(services, bootstrap, workdir):
-    srv = start_server(services, workdir)
-    yield srv
-    stop_server(srv)
-
-
-@pytest.fixture(scope="module")
-def browser(workdir):
-    b = Browser(workdir / "downloads")
-    yield b
-    b.quit()
 
 
 @pytest.fixture(scope="module")
@@ -68,15 +53,9 @@ def fleet(admin, agents, make_org, make_user):
 
 @pytest.fixture
 def signed_in(browser, web, bootstrap):
-    """The browser signed in as the bootstrap administrator (once per module:
+    """The browser signed in as the bootstrap administrator (once, not per test:
     only a test that signed in as someone else makes the next log in again)."""
-    b = browser
-    if b.d.execute_script(
-            "const e = document.getElementById('user-email'); return e ? e.textContent : ''") != bootstrap.email:
-        b.reset(web.url)
-        login(b, web.url, bootstrap.email, bootstrap.password)
-        wait_signed_in(b, ADMIN_NAME)
-    return b
+    return sign_in_admin(browser, web, bootstrap)
 
 
 def rows(b):

@@ -12,21 +12,13 @@ import pyotp
 import pytest
 
 from conftest import TEST_CLOCK, uniq
-from web_browser import Browser, chromium_missing, login, start_server, stop_server, wait_signed_in
-from web_browser import no_page_errors  # noqa: F401  (fixture)
+from web_browser import chromium_missing, login, wait_signed_in
 
 pytestmark = [pytest.mark.skipif(chromium_missing(), reason="chromium/chromedriver not installed "
                                  "(scripts/install-deps)"),
               pytest.mark.usefixtures("no_page_errors")]
 
 RECOVERY_RE = re.compile(r"^[2-9A-HJKMNP-Z]{4}-[2-9A-HJKMNP-Z]{4}$")
-
-
-@pytest.fixture(scope="module")
-def web(services, bootstrap, workdir):
-    srv = start_server(services, workdir)
-    yield srv
-    stop_server(srv)
 
 
 @pytest.fixture(scope="module")
@@ -37,10 +29,10 @@ def downloads(workdir):
 
 
 @pytest.fixture(scope="module")
-def browser(downloads):
-    b = Browser(downloads)
-    yield b
-    b.quit()
+def browser(browser, downloads):
+    """The session's browser, downloading into this module's directory."""
+    browser.downloads_to(downloads)
+    return browser
 
 
 @pytest.fixture(autouse=True)

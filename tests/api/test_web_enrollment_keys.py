@@ -11,9 +11,8 @@ import subprocess
 import pytest
 from selenium.common.exceptions import StaleElementReferenceException
 
-from conftest import ADMIN_NAME, AGENT_BIN, SLOW, base_process_env, register_log, uniq
-from web_browser import Browser, chromium_missing, login, start_server, stop_server, wait_signed_in
-from web_browser import no_page_errors  # noqa: F401  (fixture)
+from conftest import AGENT_BIN, SLOW, base_process_env, register_log, uniq
+from web_browser import chromium_missing, login, sign_in_admin, wait_signed_in
 
 pytestmark = [pytest.mark.skipif(chromium_missing(), reason="chromium/chromedriver not installed "
                                  "(scripts/install-deps)"),
@@ -24,20 +23,10 @@ ISO_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$"
 
 
 @pytest.fixture(scope="module")
-def web(services, bootstrap, workdir):
-    srv = start_server(services, workdir)
-    yield srv
-    stop_server(srv)
-
-
-@pytest.fixture(scope="module")
-def browser(workdir, web, bootstrap):
-    """Signed in once, as the bootstrap administrator."""
-    b = Browser(workdir / "downloads")
-    login(b, web.url, bootstrap.email, bootstrap.password)
-    wait_signed_in(b, ADMIN_NAME)
-    yield b
-    b.quit()
+def browser(browser, web, bootstrap):
+    """The session's browser, signed in as the bootstrap administrator when
+    the module starts (kept if it already is)."""
+    return sign_in_admin(browser, web, bootstrap)
 
 
 @pytest.fixture(scope="module")

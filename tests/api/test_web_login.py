@@ -12,9 +12,7 @@ import pytest
 import requests
 
 from conftest import REPO, TEST_CLOCK, uniq
-from web_browser import (Browser, chromium_missing, login, settle, start_server, stop_server,
-                         wait_signed_in)
-from web_browser import no_page_errors  # noqa: F401  (fixture)
+from web_browser import chromium_missing, login, settle, start_server, stop_server, wait_signed_in
 
 pytestmark = [pytest.mark.skipif(chromium_missing(), reason="chromium/chromedriver not installed "
                                  "(scripts/install-deps)"),
@@ -22,20 +20,6 @@ pytestmark = [pytest.mark.skipif(chromium_missing(), reason="chromium/chromedriv
 
 CSP_START = "default-src 'self'; script-src 'self';"
 DIST = REPO / "web" / "dist"
-
-
-@pytest.fixture(scope="module")
-def web(services, bootstrap, workdir):
-    srv = start_server(services, workdir)
-    yield srv
-    stop_server(srv)
-
-
-@pytest.fixture(scope="module")
-def browser(workdir):
-    b = Browser(workdir / "downloads")
-    yield b
-    b.quit()
 
 
 @pytest.fixture(autouse=True)

@@ -1,7 +1,7 @@
 """The web dashboard in headless Chromium: the settings pages
 (docs/dashboard.md, docs/encryption.md). /settings shows and patches the
 partner's settings, /sites/:id/settings a site's (reached from the
-organization page). One browser and one server for the module, signed in
+organization page). The session's browser and server, signed in
 once as the bootstrap administrator (the last test signs in an org viewer).
 A value `<img src=x onerror=alert(1)>` is shown as text; every test fails
 on a JavaScript dialog or console error (web_browser.py)."""
@@ -10,10 +10,8 @@ import json
 import pytest
 from selenium.webdriver.common.by import By
 
-from conftest import ADMIN_NAME, uniq
-from web_browser import Browser, chromium_missing, login, settle, start_server, stop_server
-from web_browser import wait_signed_in
-from web_browser import no_page_errors  # noqa: F401  (fixture)
+from conftest import uniq
+from web_browser import chromium_missing, login, settle, sign_in_admin, wait_signed_in
 
 pytestmark = [pytest.mark.skipif(chromium_missing(), reason="chromium/chromedriver not installed "
                                  "(scripts/install-deps)"),
@@ -23,23 +21,10 @@ XSS = "<img src=x onerror=alert(1)>"
 
 
 @pytest.fixture(scope="module")
-def web(services, bootstrap, workdir):
-    srv = start_server(services, workdir)
-    yield srv
-    stop_server(srv)
-
-
-@pytest.fixture(scope="module")
-def browser(workdir, web, bootstrap):
-    """Signed in once as the bootstrap administrator."""
-    d = workdir / "downloads-settings"
-    d.mkdir(exist_ok=True)
-    b = Browser(d)
-    b.reset(web.url)
-    login(b, web.url, bootstrap.email, bootstrap.password)
-    wait_signed_in(b, ADMIN_NAME)
-    yield b
-    b.quit()
+def browser(browser, web, bootstrap):
+    """The session's browser, signed in as the bootstrap administrator when
+    the module starts (kept if it already is)."""
+    return sign_in_admin(browser, web, bootstrap)
 
 
 def page(b, web, path):

@@ -185,6 +185,7 @@ def test_no_html_sinks_or_storage_in_web_src():
     assert not re.search(r'(src|href)="(https?:)?//', text)
 
 
+@pytest.mark.normal_only
 def test_build_is_reproducible_and_refuses_html_sinks(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     for out in (a, b):

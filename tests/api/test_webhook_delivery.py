@@ -293,15 +293,25 @@ def test_secret_moved_to_another_row_does_not_open(spawn_server, bootstrap, make
     org = make_org(client=admin)
     one = make_hook(admin, org.id, rec.url, events=["device.enroll"])
     two = make_hook(admin, org.id, rec.url, events=["device.enroll"])
-    with db.cursor() as cur:
-        cur.execute("UPDATE webhooks SET secret_enc = (SELECT secret_enc FROM webhooks"
-                    " WHERE id = %s) WHERE id = %s", (one["id"], two["id"]))
-    d = admin.post(f"/api/v1/webhooks/{two['id']}/test").json()
-    wait_for(lambda: delivery(sql, d["id"])[1] == 1 and delivery(sql, d["id"])[0] == "pending")
-    err = delivery(sql, d["id"])[3]
-    assert "cannot decrypt the webhook secret" in err and "nothing was sent" in err
-    assert rec.got == []
-    # The row the ciphertext belongs to still delivers.
-    admin.post(f"/api/v1/webhooks/{one['id']}/test")
-    [(h, b)] = rec.wait(1)
-    verify(one["secret"], h, b)
+    (enc_two,), = sql("SELECT secret_enc FROM webhooks WHERE id = %s", two["id"])
+    # Put back afterwards: no undecryptable value is left for later tests
+    # (test_encryption_rotation.py re-encrypts every value).
+    try:
+        with db.cursor() as cur:
+            cur.execute("UPDATE webhooks SET secret_enc = (SELECT secret_enc FROM webhooks"
+                        " WHERE id = %s) WHERE id = %s", (one["id"], two["id"]))
+        d = admin.post(f"/api/v1/webhooks/{two['id']}/test").json()
+        wait_for(lambda: delivery(sql, d["id"])[1] == 1 and delivery(sql, d["id"])[0] == "pending")
+        err = delivery(sql, d["id"])[3]
+        assert "cannot decrypt the webhook secret" in err and "nothing was sent" in err
+        assert rec.got == []
+        # The row the ciphertext belongs to still delivers.
+        admin.post(f"/api/v1/webhooks/{one['id']}/test")
+        [(h, b)] = rec.wait(1)
+        verify(one["secret"], h, b)
+    finally:
+        with db.cursor() as cur:
+            cur.execute("UPDATE webhooks SET secret_enc = %s WHERE id = %s", (enc_two, two["id"]))
+            cur.execute("UPDATE webhook_deliveries SET status = 'failed', last_error = 'ended by"
+                        " the test', lease_id = NULL WHERE webhook_id = %s"
+                        " AND status IN ('pending', 'delivering')", (two["id"],))

@@ -1,9 +1,26 @@
-"""Shared pieces of the dashboard's browser tests (tests/api/test_web_*.py):
-Debian's headless Chromium driven by chromedriver through python3-selenium
-(the system browser: nothing is downloaded), a breeze-server of the module
-whose origin is in ALLOWED_ORIGINS (the cookie routes refuse any other),
-and the checks every test ends with: no JavaScript dialog opened and no
-console error logged (the browser log, goog:loggingPrefs).
+"""Shared pieces of the dashboard's browser tests (tests/api/test_web_*.py,
+test_attack_web*.py), loaded as a plugin by conftest.py: Debian's headless
+Chromium driven by chromedriver through python3-selenium (the system
+browser: nothing is downloaded), and the checks every test ends with: no
+JavaScript dialog opened and no console error logged (the browser log,
+goog:loggingPrefs).
+
+The session has ONE Chromium (`browser`) and ONE breeze-server whose
+origin is in ALLOWED_ORIGINS (`web`; the cookie routes refuse any other):
+starting them per module cost more than many of the tests. A test starts
+from whatever page and session the previous one left, so each module says
+what it needs: `browser.reset()` for a fresh visitor, sign_in_admin() for
+the bootstrap administrator (signs in only when the page is not already
+his), `browser.downloads_to()` for a download directory of its own. A
+module that needs another server configuration starts it with
+start_server().
+
+Every test that takes the `browser` fixture is marked normal_only
+(conftest.py): the ASan/UBSan run skips it. What a browser test adds over
+the API tests is the dashboard's JavaScript, which the sanitizers do not
+see; every route and answer it gets from the server is also asked for by
+an API test (test_dashboard_answers.py has those only the pages asked for;
+README.md, "The two commands").
 
 Screenshots of each page go to <build dir>/test-output/web/ (kept after the
 run; a few are copied into docs/images/ for the README)."""
@@ -20,7 +37,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
-from conftest import BUILD, SLOW, ServerProc, free_port, sanitizer_findings, server_env
+from conftest import ADMIN_NAME, BUILD, SLOW, ServerProc, free_port, sanitizer_findings, \
+    server_env
 
 SHOTS = BUILD / "test-output" / "web"
 WAIT_S = 15 * SLOW
@@ -55,7 +73,7 @@ def stop_server(srv):
 
 
 class Browser:
-    """One headless Chromium for a test module."""
+    """One headless Chromium (the session's, see `browser` below)."""
 
     def __init__(self, downloads):
         self.downloads = Path(downloads)
@@ -83,6 +101,13 @@ class Browser:
 
     def quit(self):
         self.d.quit()
+
+    def downloads_to(self, directory):
+        """Downloads go to DIRECTORY (created) from now on."""
+        self.downloads = Path(directory)
+        self.downloads.mkdir(parents=True, exist_ok=True)
+        self.d.execute_cdp_cmd("Browser.setDownloadBehavior",
+                               {"behavior": "allow", "downloadPath": str(self.downloads)})
 
     # ---- finding and waiting
 
@@ -164,6 +189,23 @@ def wait_signed_in(b, name):
     b.text_of("#user-name", name)
 
 
+def signed_in_email(b):
+    """The e-mail address the current page shows as signed in ('' if none)."""
+    return b.d.execute_script(
+        "const e = document.getElementById('user-email'); return e ? e.textContent : ''")
+
+
+def sign_in_admin(b, web, bootstrap):
+    """The browser signed in at WEB as the bootstrap administrator: kept if
+    the current page already is his (the session's browser moves from module
+    to module), else a fresh visitor who signs in. Returns B."""
+    if not b.d.current_url.startswith(web.url + "/") or signed_in_email(b) != bootstrap.email:
+        b.reset(web.url)
+        login(b, web.url, bootstrap.email, bootstrap.password)
+        wait_signed_in(b, ADMIN_NAME)
+    return b
+
+
 def settle(b, seconds=0.3):
     """Lets queued page work run out (fetches answered, handlers run) before
     the logs are read: asynchronous errors would otherwise be missed."""
@@ -171,6 +213,36 @@ def settle(b, seconds=0.3):
         "const done = arguments[arguments.length - 1]; setTimeout(done, arguments[0]);",
         int(seconds * 1000))
     time.sleep(0)
+
+
+# ------------------------------------------------------------ fixtures and hooks
+
+
+@pytest.fixture(scope="session")
+def web(services, bootstrap, workdir):
+    """The browser tests' breeze-server: one for the session, its own origin
+    allowed (start_server())."""
+    srv = start_server(services, workdir)
+    yield srv
+    stop_server(srv)
+
+
+@pytest.fixture(scope="session")
+def browser(workdir):
+    """The session's headless Chromium; downloads go to <workdir>/downloads
+    unless a module says otherwise (Browser.downloads_to)."""
+    if chromium_missing():
+        pytest.skip("chromium/chromedriver not installed (scripts/install-deps)")
+    b = Browser(workdir / "downloads")
+    yield b
+    b.quit()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test that takes `browser` is normal_only (see the docstring)."""
+    for item in items:
+        if "browser" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.normal_only)
 
 
 @pytest.fixture
