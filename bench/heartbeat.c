@@ -730,7 +730,9 @@ int main(int argc, char **argv)
 	PGconn *db = o.stats_db != NULL ? probe_pg_connect(o.stats_db) : NULL;
 	usage_snapshot(&o, db, 1, &before);
 	run_load(m, &o, &r);
-	qsort(r.lat_us, r.nlat, sizeof(*r.lat_us), cmp_u32);
+	/* No 2xx answer leaves lat_us NULL, which qsort() may not be given. */
+	if (r.nlat > 1)
+		qsort(r.lat_us, r.nlat, sizeof(*r.lat_us), cmp_u32);
 	/* Backends publish pg_stat_database and pg_stat_wal counters at most
 	 * once a second; process CPU is read at once. */
 	double cpu_server = probe_cpu_s(o.server_pid, 0), cpu_pg = probe_cpu_s(o.pg_pid, 1),
