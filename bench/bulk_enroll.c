@@ -446,9 +446,16 @@ int main(int argc, char **argv)
 		die("out of memory", NULL);
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	long done = 0;
+	/* Enough uses on the keys together, or nothing is written. */
+	long done = 0, total = 0, *rooms = calloc((size_t)o.nkeys, sizeof(*rooms));
+	if (rooms == NULL)
+		die("out of memory", NULL);
+	for (int k = 0; k < o.nkeys; k++)
+		total += rooms[k] = key_room(c, o.keys[k]);
+	if (total < o.n)
+		die("the keys have too few uses left for --agents", NULL);
 	for (int k = 0; k < o.nkeys && done < o.n; k++) {
-		long room = key_room(c, o.keys[k]);
+		long room = rooms[k];
 		while (room > 0 && done < o.n) {
 			long nb = o.n - done < o.batch ? o.n - done : o.batch;
 			nb = nb < room ? nb : room;
@@ -458,6 +465,7 @@ int main(int argc, char **argv)
 		}
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t1);
+	free(rooms);
 	free(m);
 	free(b.ids.p);
 	free(b.hosts.p);
