@@ -26,9 +26,9 @@
 # 10,000-device figure"): for each total in the list (ascending), the
 # database is filled up to that many enrolled devices with the bulk fast
 # path (bench/bulk_enroll.c: the rows API enrolment writes, audit chain
-# included; see docs/performance.md for its speed), ANALYZEd, and
-# the same (a)+(b) runs are made with ACTIVE agents (default 10,000) drawn
-# at random among all enrolled. The fixed rate of (b) is the same for every
+# included; see docs/performance.md for its speed), vacuumed, analyzed and
+# checkpointed, and the same (a)+(b) runs are made with ACTIVE agents
+# (default 10,000) drawn at random among all enrolled. The fixed rate of (b) is the same for every
 # total (-r, or 70 % of what the first total sustained), so the figures
 # compare. The devices are spread over ORGS organizations (default 500,
 # created through the API): every limit stays at its default, and one

@@ -180,7 +180,7 @@ stack_orgs() {
 # into FILE (tokens; mode 0600), spread evenly over the organizations of
 # $DIR/orgs (or all in the bootstrap site without it): one enrolment key
 # per organization created through the API, then one bench_bulk_enroll run
-# with all of them; ANALYZE afterwards.
+# with all of them; VACUUM ANALYZE and a CHECKPOINT afterwards.
 stack_bulk_enroll() {
     local n=$1 file=$2 sites=() keys=() db=${DATABASE_URL##*/} i norg uses org site
     if [[ -s "$DIR/orgs" ]]; then
@@ -201,7 +201,11 @@ stack_bulk_enroll() {
     setup_server_stop
     BENCH_DATABASE_URL=$DATABASE_URL BREEZE_ENV=test "$BULK" --database "${db%%\?*}" \
         "${keys[@]}" --agents "$n" --tokens "$file" ${BULK_BATCH:+--batch "$BULK_BATCH"}
-    PGOPTIONS="-c client_min_messages=error" psql -qX "$MIGRATION_DATABASE_URL" -c "ANALYZE" >/dev/null
+    # Each measurement starts from the same state: the new rows vacuumed
+    # (no autovacuum of them during the run) and a checkpoint behind it.
+    PGOPTIONS="-c client_min_messages=error" psql -qX "$MIGRATION_DATABASE_URL" \
+        -c "VACUUM ANALYZE" >/dev/null
+    psql -qX "${SUPERUSER_DATABASE_URL%/postgres}/breeze" -c "CHECKPOINT" >/dev/null
 }
 
 # bench_heartbeat against the running server, with every pid it measures
