@@ -6,6 +6,8 @@
 #                      with production durability, migrated and bootstrapped
 #   server_start ENV…  breeze-server with extra VAR=value settings
 #   stack_enroll N K   an enrolment key (through the API) and N agents
+#   stack_orgs N       N organizations with a site each (through the API)
+#   stack_bulk_enroll N FILE  N more agents through the bulk fast path
 #   hb ARGS…           bench_heartbeat against the running server
 #   stack_down         everything stopped and removed (the EXIT trap)
 #
@@ -19,7 +21,8 @@ BUILD=${BREEZE_BUILD_DIR:-build}
 [[ "$BUILD" = /* ]] || BUILD=$REPO/$BUILD
 BIN=$BUILD/breeze-server
 GEN=$BUILD/bench_heartbeat
-for b in "$BIN" "$GEN"; do
+BULK=$BUILD/bench_bulk_enroll
+for b in "$BIN" "$GEN" "$BULK"; do
     [[ -x "$b" ]] || { echo "bench: $b not built (make build)" >&2; exit 1; }
 done
 
@@ -97,7 +100,7 @@ server_start() {
     local root=()
     [[ "$(id -u)" -ne 0 ]] || root=(--allow-root)
     env BREEZE_ENV=test LISTEN_ADDR="127.0.0.1:$PORT" "$@" \
-        "$BIN" serve --env-file "$ENV_FILE" "${root[@]}" 2>>"$DIR/server.log" &
+        "$BIN" serve --env-file "$ENV_FILE" "${root[@]}" >>"$DIR/server.log" 2>&1 &
     SERVER_PID=$!
     ALL_SERVER_PIDS+=("$SERVER_PID")
     local i
@@ -111,13 +114,18 @@ server_start() {
     exit 1
 }
 
+# The throwaway administrator's access token (through the API).
+admin_token() {
+    jq -n --arg e admin@bench.test --arg p "$ADMIN_PASSWORD" '{email: $e, password: $p}' |
+        curl -fsS -H 'Content-Type: application/json' --data-binary @- "$URL/api/v1/auth/login" |
+        jq -r .accessToken
+}
+
 # An enrolment key for N agents (through the API, as an administrator) and
 # the enrolment of N agents into $DIR/agents (tokens; mode 0600).
 stack_enroll() {
     local n=$1 k=$2 token key
-    token=$(jq -n --arg e admin@bench.test --arg p "$ADMIN_PASSWORD" '{email: $e, password: $p}' |
-        curl -fsS -H 'Content-Type: application/json' --data-binary @- "$URL/api/v1/auth/login" |
-        jq -r .accessToken)
+    token=$(admin_token)
     key=$(jq -n --arg s "$SITE_ID" --argjson n "$n" '{siteId: $s, name: "bench", maxUsage: $n, ttlMinutes: 120}' |
         curl -fsS -H 'Content-Type: application/json' -H "Authorization: Bearer $token" \
             --data-binary @- "$URL/api/v1/enrollment-keys" | jq -r .key)
@@ -128,9 +136,82 @@ stack_enroll() {
     PGOPTIONS="-c client_min_messages=error" psql -qX "$MIGRATION_DATABASE_URL" -c "ANALYZE" >/dev/null
 }
 
-# bench_heartbeat against the running server, with every pid it measures.
+# A POST of JSON BODY to PATH of $SETUP_URL as the administrator (token
+# $SETUP_TOKEN); prints member .id of the answer.
+setup_post() {
+    curl -fsS -H 'Content-Type: application/json' -H "Authorization: Bearer $SETUP_TOKEN" \
+        --data-binary "$2" "$SETUP_URL$1" | jq -r .id
+}
+
+# A second breeze-server for the administrator's setup calls only (its
+# per-user API limit raised: thousands of organizations, sites and keys),
+# so the one measured keeps every limit at its default. Sets SETUP_URL,
+# SETUP_PID, SETUP_TOKEN.
+setup_server_start() {
+    local url=$URL pid=$SERVER_PID
+    server_start RATE_LIMIT_API_USER=100000/60
+    SETUP_URL=$URL SETUP_PID=$SERVER_PID URL=$url SERVER_PID=$pid
+    SETUP_TOKEN=$(URL=$SETUP_URL admin_token)
+}
+
+setup_server_stop() {
+    kill -TERM "$SETUP_PID" 2>/dev/null || true
+    wait "$SETUP_PID" 2>/dev/null || true
+}
+
+# ORGS organizations with a site each (through the API), listed as
+# "org-id site-id" lines in $DIR/orgs: bulk enrolment spreads the devices
+# over them, so that each organization stays within its agent limit
+# (AGENT_ORG_RATE_LIMIT_PER_MIN, 600 by default) as a real fleet of many
+# customers does.
+stack_orgs() {
+    local n=$1 i org site
+    setup_server_start
+    : >"$DIR/orgs"
+    for ((i = 0; i < n; i++)); do
+        org=$(setup_post /api/v1/organizations "{\"name\": \"Bench Org $i\"}")
+        site=$(setup_post "/api/v1/organizations/$org/sites" '{"name": "Main"}')
+        echo "$org $site" >>"$DIR/orgs"
+    done
+    setup_server_stop
+}
+
+# N more agents enrolled through the bulk fast path (bench/bulk_enroll.c)
+# into FILE (tokens; mode 0600), spread evenly over the organizations of
+# $DIR/orgs (or all in the bootstrap site without it): one enrolment key
+# per organization created through the API, then one bench_bulk_enroll run
+# with all of them; VACUUM ANALYZE and a CHECKPOINT afterwards.
+stack_bulk_enroll() {
+    local n=$1 file=$2 sites=() keys=() db=${DATABASE_URL##*/} i norg uses org site
+    if [[ -s "$DIR/orgs" ]]; then
+        while read -r org site; do sites+=("$org:$site"); done <"$DIR/orgs"
+    else
+        sites=(":$SITE_ID")
+    fi
+    norg=${#sites[@]}
+    ((n / norg <= 100000)) || { echo "bench: over 100,000 devices per organization" >&2; exit 2; }
+    setup_server_start
+    for ((i = 0; i < norg; i++)); do
+        uses=$((n / norg + (i < n % norg ? 1 : 0)))
+        ((uses > 0)) || continue
+        site=${sites[i]#*:}
+        keys+=(--key-id "$(setup_post /api/v1/enrollment-keys "$(jq -nc --arg s "$site" \
+            --argjson n "$uses" '{siteId: $s, name: "bench bulk", maxUsage: $n, ttlMinutes: 120}')")")
+    done
+    setup_server_stop
+    BENCH_DATABASE_URL=$DATABASE_URL BREEZE_ENV=test "$BULK" --database "${db%%\?*}" \
+        "${keys[@]}" --agents "$n" --tokens "$file" ${BULK_BATCH:+--batch "$BULK_BATCH"}
+    # Each measurement starts from the same state: the new rows vacuumed
+    # (no autovacuum of them during the run) and a checkpoint behind it.
+    PGOPTIONS="-c client_min_messages=error" psql -qX "$MIGRATION_DATABASE_URL" \
+        -c "VACUUM ANALYZE" >/dev/null
+    psql -qX "${SUPERUSER_DATABASE_URL%/postgres}/breeze" -c "CHECKPOINT" >/dev/null
+}
+
+# bench_heartbeat against the running server, with every pid it measures
+# (agents from $AGENTS_FILE, default $DIR/agents).
 hb() {
-    "$GEN" --url "$URL" --agents-file "$DIR/agents" --server-pid "$SERVER_PID" \
+    "$GEN" --url "$URL" --agents-file "${AGENTS_FILE:-$DIR/agents}" --server-pid "$SERVER_PID" \
         --pg-pid "$PG_PID" --redis-pid "$REDIS_PID" "$@"
 }
 

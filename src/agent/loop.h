@@ -74,7 +74,9 @@ extern volatile sig_atomic_t agent_loop_stop;
 int agent_loop_install_signals(void);
 
 /* Sleeps MS milliseconds on the monotonic clock, waking early when
- * agent_loop_stop is set. Returns 1 if stopped, 0 if the time elapsed. */
+ * agent_loop_stop is set: after agent_loop_install_signals() in one poll(2)
+ * on the handlers' self-pipe (a signal taken by any thread wakes it),
+ * before it in 500 ms slices. Returns 1 if stopped, 0 if the time elapsed. */
 int agent_loop_sleep_ms(uint64_t ms);
 
 /* Runs the agent from CONFIG_DIR until stopped or told to exit. Refuses to

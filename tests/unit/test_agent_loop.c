@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sys/resource.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -206,6 +207,22 @@ static void test_sleep_interruptible(void **state)
 	agent_loop_stop = 0;
 }
 
+/* Once the handlers are installed, a long sleep is one wait, not a wake-up
+ * every 500 ms (each cost the agent CPU per heartbeat): a 1.2 s sleep
+ * switches out voluntarily once (the old slices: three times). */
+static void test_sleep_wakes_once(void **state)
+{
+	struct rusage a, b;
+
+	(void)state;
+	agent_loop_stop = 0;
+	assert_int_equal(agent_loop_install_signals(), 0);
+	assert_int_equal(getrusage(RUSAGE_THREAD, &a), 0);
+	assert_int_equal(agent_loop_sleep_ms(1200), 0);
+	assert_int_equal(getrusage(RUSAGE_THREAD, &b), 0);
+	assert_true(b.ru_nvcsw - a.ru_nvcsw <= 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -214,6 +231,7 @@ int main(void)
 		cmocka_unit_test(test_retry_after_never_shortened),
 		cmocka_unit_test(test_classify_and_exit_codes),
 		cmocka_unit_test(test_sleep_interruptible),
+		cmocka_unit_test(test_sleep_wakes_once),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
