@@ -5,6 +5,7 @@ import hashlib
 import secrets
 import subprocess
 import threading
+import math
 import time
 
 import pytest
@@ -144,6 +145,7 @@ def test_login_email_variants_share_one_bucket_and_refusals_are_audited_once(
     name = uniq("victim")
     variants = [f"{name}@example.test", f" {name.upper()}@Example.TEST", f"{name}@EXAMPLE.test  ",
                 f"\t{name}@example.test", f"{name.capitalize()}@example.Test"]
+    t0 = time.monotonic()
     for i, email in enumerate(variants):
         r = c.post(LOGIN, json={"email": email, "password": "wrong-password"}, token=None,
                    headers={"X-Forwarded-For": ip})
@@ -153,7 +155,9 @@ def test_login_email_variants_share_one_bucket_and_refusals_are_audited_once(
         ra = limited(c.post(LOGIN, json={"email": f"  {name.upper()}@example.test",
                                          "password": "wrong-password"}, token=None,
                             headers={"X-Forwarded-For": ip}), "login")
-        assert ra in (299, 300)
+        # The first attempt leaves the 300 s window this much later (the
+        # five hashes take seconds on a loaded machine).
+        assert 300 - math.ceil(time.monotonic() - t0) - 1 <= ra <= 300, ra
     assert audit_count(sql, "auth.login.failed", "ip_address", ip) == 5
     assert audit_count(sql, "auth.login.rate_limited", "ip_address", ip) == 1
     row = sql("SELECT actor_type, resource, result, details FROM audit_log"
