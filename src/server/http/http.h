@@ -136,6 +136,29 @@ PGconn *http_db(struct request *rq);
  * after failing the request with 503 (no connection) or 500 (BEGIN failed). */
 PGconn *http_db_begin(struct request *rq);
 
+/* ---- Deferred answers (defer_shim.c until the event loop lands) ---- */
+
+/* Moves RQ (the dispatcher's) to the heap and marks it deferred: the
+ * handler must return right after and never touch RQ again; the caller
+ * owns the returned request until it passes it to http_resume() or
+ * http_defer_run(). RQ's pooled connection is released first. Returns the
+ * deferred request, or NULL (no memory: RQ is answered 503; just return). */
+struct request *http_defer(struct request *rq);
+
+/* Finishes deferred request D from any thread, exactly once: the answer
+ * set on D is sent, D is freed. */
+void http_resume(struct request *d);
+
+/* Runs FN(D) on an HTTP worker thread, for a deferred request whose rest
+ * needs blocking work. FN must end with http_resume(D). */
+void http_defer_run(struct request *d, void (*fn)(struct request *d));
+
+/* The shim's dispatcher step: waits until a deferred RQ is resumed. */
+void http_defer_wait(struct request *rq);
+
+/* Releases RQ's pooled connection now (an open transaction rolled back). */
+void http_db_drop(struct request *rq);
+
 /* Sets the response to STATUS with BODY (reference stolen; NULL = empty). */
 void http_reply(struct request *rq, int status, json_t *body);
 

@@ -114,6 +114,15 @@ PGconn *http_db(struct request *rq)
 	return rq->db;
 }
 
+void http_db_drop(struct request *rq)
+{
+	if (rq->db == NULL)
+		return;
+	held_remove(rq->db);
+	db_release(rq->app->pool, rq->db);
+	rq->db = NULL;
+}
+
 PGconn *http_db_begin(struct request *rq)
 {
 	PGconn *c = http_db(rq);
@@ -511,6 +520,7 @@ static int dispatch(const struct _u_request *u, struct _u_response *resp, struct
 			goto out;
 	}
 	route->fn(&rq);
+	http_defer_wait(&rq);
 	if (rq.status == 0)
 		http_fail(&rq, 500, "internal", "internal error");
 out:
