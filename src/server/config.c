@@ -267,6 +267,8 @@ static const struct var vars[] = {
 	 64UL * 1024 * 1024, PROD_NONE, F(http_max_body_bytes)},
 	{"HTTP_MAX_CONNECTIONS", VAR_UINT, 1, NEED_OPTIONAL, NULL, "1024", 8, 65536, PROD_NONE,
 	 F(http_max_connections)},
+	{"HTTP_WORKER_THREADS", VAR_UINT, 1, NEED_OPTIONAL, NULL, "64", 2, 1024, PROD_NONE,
+	 F(http_worker_threads)},
 	{"HTTP_MAX_CONNECTIONS_PER_IP", VAR_UINT, 1, NEED_OPTIONAL, NULL, "0", 0, 65536, PROD_NONE,
 	 F(http_max_connections_per_ip)},
 	{"HTTP_TIMEOUT_SECONDS", VAR_UINT, 1, NEED_OPTIONAL, NULL, "30", 1, 3600, PROD_NONE,

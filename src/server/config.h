@@ -90,6 +90,9 @@ struct config {
 	uint32_t argon2_memory_kib, argon2_iterations, argon2_parallelism, argon2_max_concurrent;
 	size_t http_max_body_bytes;    /* default 1 MiB */
 	unsigned http_max_connections; /* default 1024 */
+	/* HTTP_WORKER_THREADS, 2..1024, default 64: route handlers running at
+	 * once (the event loop suspends the rest until a worker is free). */
+	unsigned http_worker_threads;
 	/* 0 = unlimited; unset: CONFIG_PER_IP_DEFAULT without TRUSTED_PROXY_CIDRS,
 	 * 0 behind a proxy (all clients share its address) */
 	unsigned http_max_connections_per_ip;

@@ -4,10 +4,13 @@
  * deadline, closing idle connections on drain) and MHD's own log messages
  * as rate-limited JSON lines.
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,12 +79,17 @@ static int mhd_log_admit(const char *msg, int64_t now, unsigned *repeated)
  * connections) become JSON log lines like everything else (M4), rate-limited
  * by mhd_log_admit(): a flood of one message is one line per
  * MHD_LOG_WINDOW_MS with "repeated": N. When accept() fails for lack of file
- * descriptors, MHD retries at once (its "temporarily suspending accept()"
- * does not hold in the thread-per-connection mode serve uses); the logger
- * then pauses the thread for 100 ms, so the retry is not a busy loop. That
- * thread is MHD's listen thread, which serves no connection: every
- * connection has its own thread, so no request waits on the pause.
+ * descriptors, MHD's event loop takes the listening socket out of its epoll
+ * set until a connection closes, so there is no busy loop — except when no
+ * connection is open at all, where MHD retries at once ("at FIRST
+ * connection"); the logger then pauses the loop for 100 ms. With no
+ * connection open, no request waits on that pause. MHD takes the listening
+ * socket back only when one of its connections closes, so while accept is
+ * stalled the sweep sheds kept-alive idle connections, oldest first, one
+ * per sweep (http_guard_sweep), until a new connection is accepted.
  */
+static atomic_int accept_stalled;
+
 void http_mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	char msg[512], rep[16];
@@ -97,7 +105,9 @@ void http_mhd_log(void *cls, const char *fmt, va_list ap)
 		else
 			log_warn("http.mhd", "detail", msg, NULL);
 	}
-	if (strstr(msg, "resource limit at") != NULL) {
+	if (strstr(msg, "temporarily suspending accept()") != NULL)
+		atomic_store(&accept_stalled, 1);
+	if (strstr(msg, "resource limit at FIRST") != NULL) {
 		struct timespec ts = {0, 100 * 1000000L};
 		nanosleep(&ts, NULL);
 	}
@@ -151,6 +161,7 @@ void http_guard_notify_conn(void *cls, struct MHD_Connection *conn, void **socke
 		t->fd = ci->connect_fd;
 		t->state = CONN_HEADERS;
 		t->since_ms = bz_monotonic_ms();
+		atomic_store(&accept_stalled, 0); /* accept() works again */
 		pthread_mutex_lock(&track_mu);
 		t->next = track_head;
 		if (track_head != NULL)
@@ -195,9 +206,13 @@ unsigned http_guard_sweep(int64_t header_timeout_ms, int64_t idle_timeout_ms, in
 {
 	int64_t now = bz_monotonic_ms();
 	unsigned n = 0;
+	struct conn_track *oldest_idle = NULL;
 
 	pthread_mutex_lock(&track_mu);
 	for (struct conn_track *t = track_head; t != NULL; t = t->next) {
+		if (!t->shut && t->state == CONN_IDLE &&
+		    (oldest_idle == NULL || t->since_ms < oldest_idle->since_ms))
+			oldest_idle = t;
 		int64_t waited = now - t->since_ms;
 		int late = (t->state == CONN_HEADERS && waited > header_timeout_ms) ||
 			   (t->state == CONN_IDLE && waited > idle_timeout_ms + header_timeout_ms);
@@ -206,6 +221,11 @@ unsigned http_guard_sweep(int64_t header_timeout_ms, int64_t idle_timeout_ms, in
 		shutdown(t->fd, SHUT_RDWR);
 		t->shut = 1;
 		n += late;
+	}
+	/* Out of descriptors: an idle connection makes room (see http_mhd_log). */
+	if (atomic_load(&accept_stalled) && oldest_idle != NULL && !oldest_idle->shut) {
+		shutdown(oldest_idle->fd, SHUT_RDWR);
+		oldest_idle->shut = 1;
 	}
 	pthread_mutex_unlock(&track_mu);
 	return n;
@@ -237,15 +257,38 @@ static struct {
 	int logger_first; /* the JSON logger went in as MHD's first option */
 } guard;
 
+/* Where a request's final call stands (guard_access). */
+enum guard_stage {
+	STAGE_READING,	/* headers and body arriving on the event loop */
+	STAGE_RUNNING,	/* suspended; the handler runs (or its answer waits) */
+	STAGE_ANSWERED, /* the answer is ready: queue it when MHD calls again */
+};
+
 struct body_guard {
 	void *ulfius_cls;    /* what ulfius_uri_logger() returned */
 	int path_escaped;    /* the raw request path holds a percent escape */
 	uint64_t body_bytes; /* body bytes passed to ulfius so far */
 	int headers_seen;
+	/* The final call, run on a worker (guard_run) while the connection is
+	 * suspended; MU guards the fields below it. */
+	struct http_job job;
+	struct MHD_Connection *conn;
+	const char *url, *method, *version; /* MHD's, valid for the request */
+	pthread_mutex_t mu;
+	enum guard_stage stage;
+	int worker_returned;	       /* guard_run() is past ulfius's dispatcher */
+	int deferred;		       /* http_defer(): the answer comes from http_guard_answer() */
+	int resume_wanted;	       /* answered before the worker returned */
+	struct MHD_Response *captured; /* what ulfius queued on the worker */
+	unsigned captured_status;
+	struct MHD_Response *answer; /* queued when MHD calls again; NULL = close */
+	unsigned answer_status;
 };
 
 struct MHD_Daemon *MHD_start_daemon(unsigned int flags, uint16_t port, MHD_AcceptPolicyCallback apc,
 				    void *apc_cls, MHD_AccessHandlerCallback dh, void *dh_cls, ...);
+
+static void real_destroy_response(struct MHD_Response *r);
 
 static enum MHD_Result guard_access(void *cls, struct MHD_Connection *conn, const char *url,
 				    const char *method, const char *version,
@@ -314,9 +357,11 @@ void *http_guard_uri_log(void *cls, const char *uri, struct MHD_Connection *conn
 	track_set(conn, CONN_HEADERS, 1);
 	if (g == NULL)
 		return NULL;
+	pthread_mutex_init(&g->mu, NULL);
 	g->ulfius_cls = ulfius_uri_logger(cls, uri);
 	g->path_escaped = memchr(uri, '%', strcspn(uri, "?")) != NULL;
 	if (g->ulfius_cls == NULL) {
+		pthread_mutex_destroy(&g->mu);
 		free(g);
 		return NULL;
 	}
@@ -332,6 +377,9 @@ void http_guard_completed(void *cls, struct MHD_Connection *conn, void **con_cls
 	if (g == NULL)
 		return;
 	mhd_request_completed(cls, conn, &g->ulfius_cls, toe);
+	if (g->answer != NULL) /* answered, never sent (the connection closed) */
+		real_destroy_response(g->answer);
+	pthread_mutex_destroy(&g->mu);
 	free(g);
 	*con_cls = NULL;
 }
@@ -499,12 +547,192 @@ static enum MHD_Result reply_bad_framing(struct MHD_Connection *conn, const char
 }
 
 /*
+ * Answers prepared on a worker. ulfius's dispatcher queues its answer with
+ * MHD_queue_response() before it returns, and libmicrohttpd 0.9.75 takes a
+ * response from another thread only for a suspended connection, while its
+ * own thread may still be on its way out of the access handler that
+ * suspended it. So the answer is not queued from the worker: the two
+ * functions below are defined here (like MHD_start_daemon above, ulfius's
+ * calls resolve to them), and on a worker running a request's final call
+ * they keep ulfius's response in the guard instead; the connection is then
+ * resumed, MHD calls the access handler once more on its own thread, and
+ * guard_access() queues the kept response there — the documented
+ * suspend/resume pattern. Everywhere else they are libmicrohttpd's.
+ */
+static _Thread_local struct body_guard *capturing;
+_Thread_local void *http_current_guard;
+
+typedef enum MHD_Result (*queue_fn)(struct MHD_Connection *, unsigned int, struct MHD_Response *);
+typedef void (*destroy_fn)(struct MHD_Response *);
+static queue_fn real_queue;
+static destroy_fn real_destroy;
+static pthread_once_t real_once = PTHREAD_ONCE_INIT;
+
+static void real_resolve(void)
+{
+	real_queue = (queue_fn)dlsym(RTLD_NEXT, "MHD_queue_response");
+	real_destroy = (destroy_fn)dlsym(RTLD_NEXT, "MHD_destroy_response");
+}
+
+static enum MHD_Result real_queue_response(struct MHD_Connection *conn, unsigned status,
+					   struct MHD_Response *r)
+{
+	pthread_once(&real_once, real_resolve);
+	return real_queue != NULL ? real_queue(conn, status, r) : MHD_NO;
+}
+
+static void real_destroy_response(struct MHD_Response *r)
+{
+	pthread_once(&real_once, real_resolve);
+	if (real_destroy != NULL)
+		real_destroy(r);
+}
+
+enum MHD_Result MHD_queue_response(struct MHD_Connection *conn, unsigned int status,
+				   struct MHD_Response *r)
+{
+	struct body_guard *g = capturing;
+
+	if (g == NULL || conn != g->conn)
+		return real_queue_response(conn, status, r);
+	if (g->captured != NULL || r == NULL)
+		return MHD_NO; /* one answer per request, as MHD's own rule */
+	g->captured = r;
+	g->captured_status = status;
+	return MHD_YES;
+}
+
+void MHD_destroy_response(struct MHD_Response *r)
+{
+	struct body_guard *g = capturing;
+
+	if (g != NULL && r != NULL && r == g->captured)
+		return; /* kept: guard_run() owns it now */
+	real_destroy_response(r);
+}
+
+/* Runs a request's final call (ulfius's dispatcher: dispatch() and the
+ * route handler) on a worker, then hands its answer to the event loop. */
+static void guard_run(struct http_job *job)
+{
+	struct body_guard *g =
+		(struct body_guard *)((char *)job - offsetof(struct body_guard, job));
+	size_t none = 0;
+	int resume = 0;
+
+	capturing = g;
+	http_current_guard = g;
+	http_current_conn = g->conn;
+	http_current_path_escaped = g->path_escaped;
+	enum MHD_Result rc = guard.inner(guard.inner_cls, g->conn, g->url, g->method, g->version,
+					 NULL, &none, &g->ulfius_cls);
+	capturing = NULL;
+	http_current_guard = NULL;
+	http_current_conn = NULL;
+	http_current_path_escaped = 0;
+
+	pthread_mutex_lock(&g->mu);
+	g->worker_returned = 1;
+	struct MHD_Response *placeholder = NULL;
+	if (g->deferred) {
+		placeholder = g->captured; /* the answer comes from http_guard_answer() */
+		resume = g->resume_wanted;
+	} else {
+		g->answer = rc == MHD_YES ? g->captured : NULL;
+		g->answer_status = g->captured_status;
+		if (rc != MHD_YES)
+			placeholder = g->captured;
+		g->stage = STAGE_ANSWERED;
+		resume = 1;
+	}
+	g->captured = NULL;
+	struct MHD_Connection *conn = g->conn;
+	pthread_mutex_unlock(&g->mu);
+	if (placeholder != NULL)
+		real_destroy_response(placeholder);
+	if (resume)
+		MHD_resume_connection(conn); /* G may be freed from here on */
+}
+
+void http_guard_defer(void *gp)
+{
+	struct body_guard *g = gp;
+
+	pthread_mutex_lock(&g->mu);
+	g->deferred = 1;
+	pthread_mutex_unlock(&g->mu);
+}
+
+void http_guard_answer(void *gp, unsigned status, struct MHD_Response *r)
+{
+	struct body_guard *g = gp;
+
+	pthread_mutex_lock(&g->mu);
+	g->answer = r;
+	g->answer_status = status;
+	g->stage = STAGE_ANSWERED;
+	int resume = g->worker_returned;
+	if (!resume)
+		g->resume_wanted = 1; /* guard_run() resumes when it returns */
+	struct MHD_Connection *conn = g->conn;
+	pthread_mutex_unlock(&g->mu);
+	if (resume)
+		MHD_resume_connection(conn);
+}
+
+/* The final call of a request: on a worker while the connection is
+ * suspended (first time), or queueing the answer it left (after resume).
+ * A ROUTE_INLINE route, or any without a running pool (never while
+ * serving), ulfius runs here on the event loop. */
+static enum MHD_Result guard_final(struct body_guard *g, struct MHD_Connection *conn,
+				   const char *url, const char *method, const char *version,
+				   size_t *upload_data_size)
+{
+	pthread_mutex_lock(&g->mu);
+	enum guard_stage stage = g->stage;
+	struct MHD_Response *r = g->answer;
+	unsigned status = g->answer_status;
+	if (stage == STAGE_ANSWERED)
+		g->answer = NULL;
+	pthread_mutex_unlock(&g->mu);
+	if (stage == STAGE_ANSWERED) {
+		if (r == NULL)
+			return MHD_NO; /* the handler failed hard: close */
+		enum MHD_Result ok = real_queue_response(conn, status, r);
+		real_destroy_response(r);
+		return ok;
+	}
+	if (stage == STAGE_RUNNING)
+		return MHD_YES; /* cannot happen: a suspended connection gets no call */
+	if (!http_workers_accepting() || http_route_inline(method, url)) {
+		http_current_conn = conn;
+		http_current_path_escaped = g->path_escaped;
+		enum MHD_Result rc = guard.inner(guard.inner_cls, conn, url, method, version, NULL,
+						 upload_data_size, &g->ulfius_cls);
+		http_current_conn = NULL;
+		http_current_path_escaped = 0;
+		return rc;
+	}
+	g->stage = STAGE_RUNNING;
+	g->conn = conn;
+	g->url = url;
+	g->method = method;
+	g->version = version;
+	g->job.run = guard_run;
+	MHD_suspend_connection(conn);
+	http_workers_submit(&g->job);
+	return MHD_YES;
+}
+
+/*
  * The access handler MHD calls (see above): refuses a declared
  * Content-Length above HTTP_MAX_BODY_BYTES on the first call, before any
  * body byte is read and before MHD would send "100 Continue"; cuts a body
  * without a length (chunked) as soon as it passes the limit; refuses an
- * ambiguous length (reply_bad_framing). Everything else goes to ulfius, with
- * http_current_conn set so http_header() can read the raw field lines.
+ * ambiguous length (reply_bad_framing). The first call and the body go to
+ * ulfius on the event loop (they only copy); the final call, which runs the
+ * route, goes to a worker (guard_final), with http_current_conn set so
+ * http_header() can read the raw field lines.
  */
 static enum MHD_Result guard_access(void *cls, struct MHD_Connection *conn, const char *url,
 				    const char *method, const char *version,
@@ -530,6 +758,8 @@ static enum MHD_Result guard_access(void *cls, struct MHD_Connection *conn, cons
 		if (*upload_data_size > guard.max_body - g->body_bytes)
 			return reply_too_large(conn, method);
 		g->body_bytes += *upload_data_size;
+	} else {
+		return guard_final(g, conn, url, method, version, upload_data_size);
 	}
 	http_current_conn = conn;
 	http_current_path_escaped = g->path_escaped;

@@ -38,7 +38,7 @@ static void readyz(struct request *rq)
 }
 
 const struct route health_routes[] = {
-	{"GET", "/healthz", healthz, ROUTE_PUBLIC, NULL, NULL, NULL},
+	{"GET", "/healthz", healthz, ROUTE_PUBLIC | ROUTE_INLINE, NULL, NULL, NULL},
 	{"GET", "/readyz", readyz, ROUTE_PUBLIC, NULL, NULL, NULL},
 };
 const size_t health_routes_count = sizeof(health_routes) / sizeof(*health_routes);

@@ -78,6 +78,10 @@ enum route_flags {
 	 * any parameter is accepted (still valid UTF-8), as on the SPA
 	 * fallback's paths. */
 	ROUTE_ANY_QUERY = 1 << 7,
+	/* Runs on the event loop thread instead of a worker, so it answers
+	 * even while every worker waits on the database (/healthz). Only for a
+	 * handler that never blocks: no database, Redis or outbound call. */
+	ROUTE_INLINE = 1 << 8,
 };
 
 /* The Content-Security-Policy of every JSON answer: JSON is never a page
@@ -110,6 +114,14 @@ struct http_idem {
 	size_t n_withhold;
 };
 
+/* A unit of work for the HTTP worker pool (workers.c), embedded in its
+ * owner's state (the queue never allocates). RUN is called once on a
+ * worker thread. */
+struct http_job {
+	struct http_job *next;
+	void (*run)(struct http_job *job);
+};
+
 struct request {
 	struct app *app;
 	const struct route *route;
@@ -124,6 +136,13 @@ struct request {
 	int64_t start_ms;
 	PGconn *db; /* taken lazily by http_db(), released by the dispatcher */
 	struct http_idem idem;
+	/* Deferred answers (http_defer): the connection and the guard's state
+	 * of this request, and the work http_defer_run() queued. */
+	struct MHD_Connection *conn;
+	void *guard;
+	int deferred; /* set on the dispatcher's copy: the handler deferred */
+	struct http_job job;
+	void (*defer_fn)(struct request *d);
 };
 
 /* The request's database connection, taken from the pool on first use and
@@ -136,28 +155,39 @@ PGconn *http_db(struct request *rq);
  * after failing the request with 503 (no connection) or 500 (BEGIN failed). */
 PGconn *http_db_begin(struct request *rq);
 
-/* ---- Deferred answers (defer_shim.c until the event loop lands) ---- */
+/* ---- Deferred answers (server.c) ----
+ * Route handlers run on a fixed pool of worker threads while their
+ * connection is suspended in libmicrohttpd's event loop. A handler that
+ * must wait for something that is not its own work (the heartbeat group
+ * commit) defers its answer instead of blocking: it then holds no thread
+ * and no pool connection while it waits, and its connection stays
+ * suspended until the answer is sent. The drain counts a deferred request
+ * as in flight until http_resume(). */
 
 /* Moves RQ (the dispatcher's) to the heap and marks it deferred: the
- * handler must return right after and never touch RQ again; the caller
- * owns the returned request until it passes it to http_resume() or
- * http_defer_run(). RQ's pooled connection is released first. Returns the
- * deferred request, or NULL (no memory: RQ is answered 503; just return). */
+ * handler must return right after and never touch RQ again; the caller owns
+ * the returned request until it passes it to http_resume() or
+ * http_defer_run(). RQ's pooled connection is released first (an open
+ * transaction rolled back). A deferred answer carries headers and a body,
+ * never cookies. Returns the deferred request, or NULL (no memory, or not
+ * running under the worker pool: RQ is answered 503; just return). */
 struct request *http_defer(struct request *rq);
 
-/* Finishes deferred request D from any thread, exactly once: the answer
- * set on D is sent, D is freed. */
+/* Finishes deferred request D from any thread, exactly once: the answer set
+ * on D with http_reply()/http_fail*()/http_set_header() (500 if none) is
+ * sent, the request is logged and counted, D is freed. */
 void http_resume(struct request *d);
 
-/* Runs FN(D) on an HTTP worker thread, for a deferred request whose rest
- * needs blocking work. FN must end with http_resume(D). */
+/* Runs FN(D) on a worker thread, for a deferred request whose rest needs
+ * blocking work (a transaction, an audit row); FN must end with
+ * http_resume(D). While the server stops, D is answered 503 with
+ * Retry-After and resumed instead. */
 void http_defer_run(struct request *d, void (*fn)(struct request *d));
 
-/* The shim's dispatcher step: waits until a deferred RQ is resumed. */
-void http_defer_wait(struct request *rq);
-
-/* Releases RQ's pooled connection now (an open transaction rolled back). */
-void http_db_drop(struct request *rq);
+/* Returns the request's pooled connection early (an open transaction is
+ * rolled back), for a handler about to wait on something else. A later
+ * http_db() takes a connection again. No-op without one. */
+void http_db_release(struct request *rq);
 
 /* Sets the response to STATUS with BODY (reference stolen; NULL = empty). */
 void http_reply(struct request *rq, int status, json_t *body);

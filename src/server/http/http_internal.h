@@ -10,6 +10,44 @@
 
 #include "server/http/http.h"
 
+/* ---- The worker pool (workers.c) ---- */
+
+/* Starts N worker threads (HTTP_WORKER_THREADS). Returns 0, BZ_ERR_NOMEM or
+ * BZ_ERR_INTERNAL (a thread could not start; none is left running). */
+int http_workers_start(unsigned n);
+
+/* 1 while the pool takes jobs (between start and stop). */
+int http_workers_accepting(void);
+
+/* Queues JOB (FIFO). Only while http_workers_accepting(). */
+void http_workers_submit(struct http_job *job);
+
+/* Jobs queued or running now. */
+unsigned http_workers_busy(void);
+
+/* Stops taking jobs, runs every queued one to its end, joins the threads. */
+void http_workers_stop(void);
+
+/* 1 if METHOD URL (a path, no query) is a ROUTE_INLINE route (server.c). */
+int http_route_inline(const char *method, const char *url);
+
+/* ---- Answers prepared off the event loop (guard.c) ---- */
+
+/* The guard's state of the request running on this thread (set around the
+ * handler), for http_defer(); NULL elsewhere. */
+extern _Thread_local void *http_current_guard;
+
+/* Marks the request of guard state G deferred: the answer ulfius queues
+ * when the handler returns is dropped, and the connection stays suspended
+ * until http_guard_answer(). */
+void http_guard_defer(void *g);
+
+/* Gives the deferred request of G its answer R (an MHD response, owned from
+ * here on; NULL closes the connection) with STATUS, and resumes its
+ * connection once the worker that deferred it has returned. Any thread,
+ * once per deferred request. G must not be used afterwards. */
+void http_guard_answer(void *g, unsigned status, struct MHD_Response *r);
+
 /* The running server (one per process), for callbacks that get no app. */
 extern struct app *http_current_app;
 
@@ -53,7 +91,8 @@ void http_guard_notify_conn(void *cls, struct MHD_Connection *conn, void **socke
  * completed IDLE_TIMEOUT_MS + HEADER_TIMEOUT_MS after the previous answer
  * (a client trickling that line byte by byte keeps MHD's idle timer
  * running forever; a silent one MHD closes at IDLE_TIMEOUT_MS), and with
- * CLOSE_IDLE every kept-alive connection between requests. Returns the
+ * CLOSE_IDLE every kept-alive connection between requests; while accept()
+ * is stalled for lack of descriptors, also the oldest idle one. Returns the
  * number closed for the two deadlines. Thread-safe. */
 unsigned http_guard_sweep(int64_t header_timeout_ms, int64_t idle_timeout_ms, int close_idle);
 

@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,7 +115,7 @@ PGconn *http_db(struct request *rq)
 	return rq->db;
 }
 
-void http_db_drop(struct request *rq)
+void http_db_release(struct request *rq)
 {
 	if (rq->db == NULL)
 		return;
@@ -483,6 +484,8 @@ static void request_free(struct request *rq)
 	tenancy_scope_free(&rq->scope);
 }
 
+static void request_end(struct request *rq);
+
 static int dispatch(const struct _u_request *u, struct _u_response *resp, struct app *app,
 		    const struct route *route)
 {
@@ -496,6 +499,8 @@ static int dispatch(const struct _u_request *u, struct _u_response *resp, struct
 	rq.u = u;
 	rq.resp = resp;
 	rq.start_ms = bz_monotonic_ms();
+	rq.conn = http_current_conn;
+	rq.guard = http_current_guard;
 	if (crypto_random_uuid(rq.request_id) != 0)
 		snprintf(rq.request_id, sizeof(rq.request_id), "unknown");
 	client_ip_resolve(u->client_address, http_header(&rq, "X-Forwarded-For"),
@@ -520,17 +525,108 @@ static int dispatch(const struct _u_request *u, struct _u_response *resp, struct
 			goto out;
 	}
 	route->fn(&rq);
-	http_defer_wait(&rq);
+	if (rq.deferred)
+		return U_CALLBACK_COMPLETE; /* ulfius's answer is dropped (guard.c) */
 	if (rq.status == 0)
 		http_fail(&rq, 500, "internal", "internal error");
 out:
-	drain_close(&rq);
-	log_request(&rq);
-	observe_request(&rq);
-	request_free(&rq);
-	metrics_gauge_add(METRIC_HTTP_IN_FLIGHT, -1);
-	atomic_fetch_sub(&app->in_flight, 1);
+	request_end(&rq);
 	return U_CALLBACK_COMPLETE;
+}
+
+/* The end of every request: the drain's Connection: close, the log line,
+ * the metrics, what it held; it no longer counts as in flight. */
+static void request_end(struct request *rq)
+{
+	drain_close(rq);
+	log_request(rq);
+	observe_request(rq);
+	request_free(rq);
+	metrics_gauge_add(METRIC_HTTP_IN_FLIGHT, -1);
+	atomic_fetch_sub(&rq->app->in_flight, 1);
+}
+
+struct request *http_defer(struct request *rq)
+{
+	struct request *d = rq->guard != NULL ? malloc(sizeof(*d)) : NULL;
+	struct _u_response *resp = d != NULL ? malloc(sizeof(*resp)) : NULL;
+
+	if (resp == NULL || ulfius_init_response(resp) != U_OK) {
+		free(resp);
+		free(d);
+		http_fail(rq, 503, "unavailable", "the server cannot take this request now");
+		return NULL;
+	}
+	http_db_release(rq);
+	/* The headers set so far (request id, security headers) go along. */
+	for (int i = 0; i < rq->resp->map_header->nb_values; i++)
+		u_map_put(resp->map_header, rq->resp->map_header->keys[i],
+			  rq->resp->map_header->values[i]);
+	*d = *rq;
+	d->resp = resp;
+	/* Ownership moved to D: the dispatcher's copy ends without freeing. */
+	rq->deferred = 1;
+	rq->body = NULL;
+	memset(&rq->who, 0, sizeof(rq->who));
+	memset(&rq->scope, 0, sizeof(rq->scope));
+	http_guard_defer(rq->guard);
+	return d;
+}
+
+/* libmicrohttpd's form of RESP: status, headers and body (copied). */
+static struct MHD_Response *mhd_answer(const struct _u_response *resp)
+{
+	struct MHD_Response *r = MHD_create_response_from_buffer(resp->binary_body_length,
+								 resp->binary_body,
+								 MHD_RESPMEM_MUST_COPY);
+
+	for (int i = 0; r != NULL && i < resp->map_header->nb_values; i++)
+		if (MHD_add_response_header(r, resp->map_header->keys[i],
+					    resp->map_header->values[i]) != MHD_YES) {
+			MHD_destroy_response(r);
+			r = NULL; /* the connection is closed instead */
+		}
+	return r;
+}
+
+void http_resume(struct request *d)
+{
+	if (d->status == 0)
+		http_fail(d, 500, "internal", "internal error");
+	drain_close(d);
+	struct MHD_Response *r = mhd_answer(d->resp);
+	unsigned status = (unsigned)d->resp->status;
+	void *g = d->guard;
+
+	/* Everything that reads ulfius's request ends before the resume: the
+	 * connection may complete (and ulfius free it) at once after it. */
+	request_end(d);
+	ulfius_clean_response(d->resp);
+	free(d->resp);
+	free(d);
+	http_guard_answer(g, status, r);
+}
+
+static void defer_run_job(struct http_job *job)
+{
+	struct request *d = (struct request *)((char *)job - offsetof(struct request, job));
+
+	http_current_conn = d->conn; /* suspended: its header lines are stable */
+	d->defer_fn(d);
+	http_current_conn = NULL;
+}
+
+void http_defer_run(struct request *d, void (*fn)(struct request *d))
+{
+	if (!http_workers_accepting()) {
+		http_set_header(d, "Retry-After", "1");
+		http_fail(d, 503, "shutting_down", "the server is shutting down; retry shortly");
+		http_resume(d);
+		return;
+	}
+	d->defer_fn = fn;
+	d->job.run = defer_run_job;
+	http_workers_submit(&d->job);
 }
 
 static int route_callback(const struct _u_request *u, struct _u_response *resp, void *data)
@@ -569,6 +665,20 @@ static int not_allowed_callback(const struct _u_request *u, struct _u_response *
 	return U_CALLBACK_COMPLETE;
 }
 
+/* The ROUTE_INLINE routes (at most a few), for the guard. */
+#define INLINE_MAX 4
+static const struct route *inline_routes[INLINE_MAX];
+static size_t n_inline;
+
+int http_route_inline(const char *method, const char *url)
+{
+	for (size_t i = 0; i < n_inline; i++)
+		if (!strcmp(inline_routes[i]->method, method) &&
+		    !strcmp(inline_routes[i]->path, url))
+			return 1;
+	return 0;
+}
+
 /* Registers ROUTES (N entries) with ulfius: each route by method, then per
  * path a lower-priority catch-all answering 405 with Allow, and the 404
  * default. Returns 0 or BZ_ERR_NOMEM. */
@@ -577,8 +687,14 @@ static int register_routes(struct app *app, const struct route *routes, size_t n
 	paths = calloc(n, sizeof(*paths));
 	if (paths == NULL)
 		return BZ_ERR_NOMEM;
+	n_inline = 0;
 	for (size_t i = 0; i < n; i++) {
 		const struct route *r = &routes[i];
+		/* Only fixed paths: the guard compares the path as sent. */
+		if ((r->flags & ROUTE_INLINE) && (n_inline == INLINE_MAX || strchr(r->path, ':')))
+			return BZ_ERR_INVALID;
+		if (r->flags & ROUTE_INLINE)
+			inline_routes[n_inline++] = r;
 		if (ulfius_add_endpoint_by_val(&app->inst, r->method, NULL, r->path, 0,
 					       route_callback, (void *)r) != U_OK)
 			return BZ_ERR_NOMEM;
@@ -684,14 +800,15 @@ static int start_mhd(struct app *app, struct sockaddr_in *addr)
 		{MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)http_guard_notify_conn, NULL},
 		{MHD_OPTION_END, 0, NULL},
 	};
-	/* A thread per connection: a handler waiting on PostgreSQL holds up only
-	 * its own connection, never /healthz or another client's request (with
-	 * a thread pool, every connection of a worker stuck in a query waited
-	 * with it). Concurrency on the database is bounded by the pool, whose
-	 * wait is part of the request deadline; the number of threads by
-	 * HTTP_MAX_CONNECTIONS. */
-	unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-			 MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+	/* One epoll event loop moves the bytes of every connection; each
+	 * request's handler runs on the worker pool (workers.c) while its
+	 * connection is suspended, so a handler waiting on PostgreSQL holds up
+	 * only its own request, never /healthz or another client's, and a
+	 * deferred answer (http_defer) holds no thread at all. Concurrency on
+	 * the database is bounded by the pool, whose wait is part of the
+	 * request deadline; handlers running at once by HTTP_WORKER_THREADS. */
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+			 MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC | MHD_USE_ERROR_LOG;
 	char port[8];
 	snprintf(port, sizeof(port), "%u", (unsigned)cfg->listen_port);
 	http_guard_arm(cfg->http_max_body_bytes);
@@ -751,13 +868,20 @@ int http_server_start(struct app *app, const struct route *routes, size_t n)
 	}
 	held.n = cfg->database_pool_size;
 
-	if ((rc = start_mhd(app, &addr)) != 0)
+	if ((rc = http_workers_start(cfg->http_worker_threads)) != 0) {
+		log_error("http.start.failed", "reason", "cannot start the worker threads", NULL);
 		goto fail;
+	}
+	if ((rc = start_mhd(app, &addr)) != 0) {
+		http_workers_stop();
+		goto fail;
+	}
 	atomic_store(&sweeper.stop, 0);
 	if (pthread_create(&sweeper.thread, NULL, sweeper_main, app) != 0) {
 		log_error("http.start.failed", "reason", "cannot start the connection sweeper",
 			  NULL);
 		ulfius_stop_framework(&app->inst);
+		http_workers_stop();
 		rc = BZ_ERR_INTERNAL;
 		goto fail;
 	}
@@ -780,7 +904,8 @@ static int drain_wait(struct app *app, int64_t until_ms, int cancel)
 {
 	int64_t next_cancel = 0;
 
-	while (atomic_load(&app->in_flight) > 0 && bz_monotonic_ms() < until_ms) {
+	while ((atomic_load(&app->in_flight) > 0 || http_workers_busy() > 0) &&
+	       bz_monotonic_ms() < until_ms) {
 		if (cancel && bz_monotonic_ms() >= next_cancel) {
 			unsigned k = held_cancel_all();
 			if (next_cancel == 0) {
@@ -793,7 +918,7 @@ static int drain_wait(struct app *app, int64_t until_ms, int cancel)
 		struct timespec ts = {0, 20 * 1000000L};
 		nanosleep(&ts, NULL);
 	}
-	return atomic_load(&app->in_flight);
+	return atomic_load(&app->in_flight) + (int)http_workers_busy();
 }
 
 int http_server_stop(struct app *app, int drain_ms)
@@ -820,6 +945,7 @@ int http_server_stop(struct app *app, int drain_ms)
 		return BZ_ERR_UNAVAILABLE;
 	}
 	sweeper_stop();
+	http_workers_stop();
 	ulfius_stop_framework(&app->inst);
 	ulfius_clean_instance(&app->inst);
 	held_free();
