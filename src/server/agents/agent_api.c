@@ -423,12 +423,9 @@ static void heartbeat_done(void *ctx, const struct agents_hb_outcome *o)
 	struct hb_wait *w = ctx;
 	struct request *d = w->d;
 
-	json_decref(w->inv);
-	free(w);
 	switch (o->verdict) {
 	case AGENTS_HB_SLOW:
-		http_defer_run(d, heartbeat_sync_deferred);
-		return;
+		break;
 	case AGENTS_HB_LIMITED:
 		heartbeat_rate_render(d, o->rl_rc, o->rl);
 		break;
@@ -442,7 +439,13 @@ static void heartbeat_done(void *ctx, const struct agents_hb_outcome *o)
 			heartbeat_ok(d, o->agent);
 		break;
 	}
-	http_resume(d);
+	/* O points into W's job: freed only once rendered. */
+	json_decref(w->inv);
+	free(w);
+	if (o->verdict == AGENTS_HB_SLOW)
+		http_defer_run(d, heartbeat_sync_deferred);
+	else
+		http_resume(d);
 }
 
 /*

@@ -50,6 +50,9 @@ struct agents_hb_batch {
 	pthread_t thread;
 	/* The committer's own. */
 	struct agents_hb_job *jobs[AGENTS_HB_BATCH_MAX];
+	/* Each job's progress: a completed job may already be freed by its
+	 * callback, so its state lives here, never in the job. */
+	enum job_state st[AGENTS_HB_BATCH_MAX];
 	const char *dup[DUP_SLOTS];
 };
 
@@ -110,10 +113,9 @@ static int64_t mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Completes JOB with O (once). */
+/* Completes JOB with O (once): JOB may be freed by the call. */
 static void job_finish(struct agents_hb_job *job, struct agents_hb_outcome *o)
 {
-	job->state = JOB_DONE;
 	job->done(job->ctx, o);
 }
 
@@ -197,10 +199,12 @@ static void classify(struct agents_hb_batch *b, struct agents_hb_job **jobs, siz
 		struct bz_errinfo why = {0};
 		if (j->lookup_rc == 0 && agents_agent_admit(&j->agent, j->path_id, &why) == 0 &&
 		    agents_heartbeat_plain(&j->agent, &j->hb) &&
-		    !dup_seen(b->dup, j->agent.device_id))
-			j->state = JOB_PLAIN;
-		else
+		    !dup_seen(b->dup, j->agent.device_id)) {
+			b->st[k] = JOB_PLAIN;
+		} else {
+			b->st[k] = JOB_DONE;
 			job_slow(j);
+		}
 	}
 }
 
@@ -211,7 +215,7 @@ static void limit(struct agents_hb_batch *b, struct agents_hb_job **jobs, size_t
 {
 	for (size_t k = 0; k < n; k++) {
 		struct agents_hb_job *j = jobs[k];
-		if (j->state != JOB_PLAIN)
+		if (b->st[k] != JOB_PLAIN)
 			continue;
 		const struct ratelimit_item it[2] = {
 			{.limiter = RL_AGENT_DEVICE,
@@ -222,9 +226,10 @@ static void limit(struct agents_hb_batch *b, struct agents_hb_job **jobs, size_t
 		j->rl_rc = b->rl != NULL ? ratelimit_check(b->rl, it, 2, bz_now_ms(), &j->rl)
 					 : BZ_ERR_INTERNAL;
 		if (j->rl_rc == 0 && j->rl.admitted) {
-			j->state = JOB_WRITE;
+			b->st[k] = JOB_WRITE;
 			continue;
 		}
+		b->st[k] = JOB_DONE;
 		struct agents_hb_outcome o = {.verdict = AGENTS_HB_LIMITED,
 					      .agent = &j->agent,
 					      .rl_rc = j->rl_rc,
@@ -257,14 +262,13 @@ static json_t *row_json(const struct agents_hb_job *j, size_t i)
 
 /* The JOB_WRITE jobs of JOBS as batch_sql's $1 (malloc'd text), or NULL on
  * OOM. */
-static char *rows_param(struct agents_hb_job **jobs, size_t n)
+static char *rows_param(const enum job_state *st, struct agents_hb_job **jobs, size_t n)
 {
 	json_t *rows = json_array();
 	char *s = NULL;
 
 	for (size_t k = 0; rows != NULL && k < n; k++)
-		if (jobs[k]->state == JOB_WRITE &&
-		    json_array_append_new(rows, row_json(jobs[k], k)) != 0)
+		if (st[k] == JOB_WRITE && json_array_append_new(rows, row_json(jobs[k], k)) != 0)
 			goto out;
 	if (rows != NULL)
 		s = json_dumps(rows, AGENTS_JSON_FLAGS);
@@ -278,17 +282,17 @@ out:
  * (reset, suspended or decommissioned meanwhile: nothing written, as
  * agents_heartbeat_record() answers), or every one unwritten when the
  * statement failed. */
-static void write_batch(PGconn *c, struct agents_hb_job **jobs, size_t n)
+static void write_batch(struct agents_hb_batch *b, PGconn *c, struct agents_hb_job **jobs, size_t n)
 {
 	char now_s[24], *param;
 	PGresult *r = NULL;
 	size_t w = 0;
 
 	for (size_t k = 0; k < n; k++)
-		w += jobs[k]->state == JOB_WRITE;
+		w += b->st[k] == JOB_WRITE;
 	if (w == 0)
 		return;
-	param = rows_param(jobs, n);
+	param = rows_param(b->st, jobs, n);
 	snprintf(now_s, sizeof(now_s), "%lld", (long long)bz_now());
 	const char *p[2] = {param, now_s};
 	if (param != NULL && (r = db_query(c, batch_sql, 2, p, NULL)) == NULL)
@@ -296,18 +300,20 @@ static void write_batch(PGconn *c, struct agents_hb_job **jobs, size_t n)
 	free(param);
 	for (int t = 0; r != NULL && t < PQntuples(r); t++) {
 		long i = strtol(PQgetvalue(r, t, 0), NULL, 10);
-		if (i < 0 || (size_t)i >= n || jobs[i]->state != JOB_WRITE)
+		if (i < 0 || (size_t)i >= n || b->st[i] != JOB_WRITE)
 			continue;
 		struct agents_hb_job *j = jobs[i];
 		struct agents_hb_outcome o = {.verdict = AGENTS_HB_WRITTEN,
 					      .agent = &j->agent,
 					      .rl = &j->rl};
 		metrics_inc(METRIC_HEARTBEATS, NULL);
+		b->st[i] = JOB_DONE;
 		job_finish(j, &o);
 	}
 	for (size_t k = 0; k < n; k++) {
-		if (jobs[k]->state != JOB_WRITE)
+		if (b->st[k] != JOB_WRITE)
 			continue;
+		b->st[k] = JOB_DONE;
 		if (r == NULL)
 			job_unwritten(jobs[k]);
 		else
@@ -328,7 +334,7 @@ static void run_batch(struct agents_hb_batch *b, struct agents_hb_job **jobs, si
 	} else {
 		classify(b, jobs, n);
 		limit(b, jobs, n);
-		write_batch(c, jobs, n);
+		write_batch(b, c, jobs, n);
 	}
 	if (c != NULL)
 		db_release(b->pool, c);
@@ -417,7 +423,6 @@ int agents_hb_batch_start(struct agents_hb_batch **out, struct db_pool *pool, st
 
 int agents_hb_batch_submit(struct agents_hb_batch *b, struct agents_hb_job *job)
 {
-	job->state = JOB_QUEUED;
 	job->next = NULL;
 	job->lookup_rc = BZ_ERR_NOT_FOUND;
 	job->rl_rc = 0;

@@ -60,7 +60,7 @@ struct agents_hb_job {
 	/* The batcher's own. */
 	struct agents_agent agent;
 	struct ratelimit_result rl;
-	int rl_rc, lookup_rc, state;
+	int rl_rc, lookup_rc;
 	struct agents_hb_job *next;
 	int64_t enqueued_ms;
 };
