@@ -3,7 +3,7 @@
 # asserts nothing.
 #
 #   bench/heartbeat.sh [-n AGENTS] [-k CONNECTIONS] [-r RATE] [-d SECONDS]
-#                      [-s STEP_SECONDS] [-0 FIRST_RATE]
+#                      [-s STEP_SECONDS] [-0 FIRST_RATE] [-e VAR=value]…
 #
 # Starts a throwaway PostgreSQL + Redis (scripts/dev-services) in a
 # temporary directory with production durability (fsync, synchronous_commit
@@ -17,12 +17,13 @@
 #   (b) a fixed-rate run of SECONDS at RATE (default: 70 % of the highest
 #       rate the search sustained), with every figure bench_heartbeat prints.
 # Defaults: 1000 agents, 16 connections, 5 s steps from 250/s, a 20 s run:
-# about 1–2 minutes. Uses $BREEZE_BUILD_DIR (default build). Everything is
+# about 1–2 minutes. -e adds a server setting (e.g. -e
+# HEARTBEAT_GROUP_COMMIT=false). Uses $BREEZE_BUILD_DIR (default build). Everything is
 # removed at the end.
 set -euo pipefail
 
-N=1000 K=16 RATE="" DURATION=20 STEP=5 FIRST=250
-while getopts "n:k:r:d:s:0:h" o; do
+N=1000 K=16 RATE="" DURATION=20 STEP=5 FIRST=250 SERVER_ENV=()
+while getopts "n:k:r:d:s:0:e:h" o; do
     case "$o" in
         n) N=$OPTARG ;;
         k) K=$OPTARG ;;
@@ -30,7 +31,8 @@ while getopts "n:k:r:d:s:0:h" o; do
         d) DURATION=$OPTARG ;;
         s) STEP=$OPTARG ;;
         0) FIRST=$OPTARG ;;
-        *) sed -n '2,21p' "$0" >&2; exit 2 ;;
+        e) SERVER_ENV+=("$OPTARG") ;;
+        *) sed -n '2,23p' "$0" >&2; exit 2 ;;
     esac
 done
 
@@ -38,8 +40,7 @@ done
 . "$(dirname -- "$0")/heartbeat_stack.sh"
 
 stack_up
-# shellcheck disable=SC2119
-server_start
+server_start "${SERVER_ENV[@]}"
 stack_enroll "$N" "$K"
 echo "== heartbeats: $N agents, $K connections, $(nproc) cores, generator, server, PostgreSQL and Redis on one machine"
 echo "== PostgreSQL: $PG_SETTINGS"

@@ -247,7 +247,7 @@ static const struct var vars[] = {
 	 F(web_root)},
 	{"HEARTBEAT_INTERVAL_SECONDS", VAR_UINT, 1, NEED_OPTIONAL, NULL, "60", 5, 3600, PROD_NONE,
 	 F(heartbeat_interval_s)},
-	{"HEARTBEAT_GROUP_COMMIT", VAR_BOOL, 1, NEED_OPTIONAL, NULL, "false", 0, 0, PROD_NONE,
+	{"HEARTBEAT_GROUP_COMMIT", VAR_BOOL, 1, NEED_OPTIONAL, NULL, "true", 0, 0, PROD_NONE,
 	 F(heartbeat_group_commit)},
 	{"HEARTBEAT_QUEUE_MAX", VAR_UINT, 1, NEED_OPTIONAL, NULL, "10000", 1, 1000000, PROD_NONE,
 	 F(heartbeat_queue_max)},

@@ -76,7 +76,7 @@ struct config {
 	const char *web_root;
 	int64_t access_token_ttl_s; /* 900 (15 min), fixed */
 	int heartbeat_interval_s;   /* default 60 */
-	/* HEARTBEAT_GROUP_COMMIT: plain heartbeats are written in batches of
+	/* HEARTBEAT_GROUP_COMMIT (default on): plain heartbeats are written in batches of
 	 * one statement each (agents/heartbeat_batch.c), answered after their
 	 * batch committed; at most HEARTBEAT_QUEUE_MAX (default 10000) wait,
 	 * beyond that 503 heartbeat_queue_full. */

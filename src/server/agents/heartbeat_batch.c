@@ -8,7 +8,8 @@
  *   1. ONE token lookup statement for every job (exact: nothing cached);
  *   2. the pure admission checks (agents_agent_admit, agents_heartbeat_plain):
  *      a job that needs the synchronous path is handed back at once;
- *   3. the device and organization limits (R3, R4) of every plain job;
+ *   3. the device and organization limits (R3, R4) of every plain job, in
+ *      one Redis round trip where ratelimit_check_many() exists;
  *   4. ONE write statement for the admitted jobs, in its own implicit
  *      transaction: when it returns, its rows are committed (durable with
  *      synchronous_commit=on) and only then are the jobs completed.
@@ -54,6 +55,15 @@ struct agents_hb_batch {
 	 * callback, so its state lives here, never in the job. */
 	enum job_state st[AGENTS_HB_BATCH_MAX];
 	const char *dup[DUP_SLOTS];
+	/* Step 3's checks: the limiter pair, result and return of the i-th
+	 * plain job, and that job's index in the batch. */
+	struct ratelimit_item rl_items[AGENTS_HB_BATCH_MAX][2];
+	struct ratelimit_result rl_out[AGENTS_HB_BATCH_MAX];
+	int rl_rcs[AGENTS_HB_BATCH_MAX];
+	size_t rl_job[AGENTS_HB_BATCH_MAX];
+#ifdef RATELIMIT_MANY_MAX
+	struct ratelimit_check rl_checks[AGENTS_HB_BATCH_MAX];
+#endif
 };
 
 /*
@@ -208,23 +218,54 @@ static void classify(struct agents_hb_batch *b, struct agents_hb_job **jobs, siz
 	}
 }
 
+/* Checks the N limiter pairs ITEMS (each a device and its organization) at
+ * NOW_MS into OUT and RCS: with ratelimit_check_many() when the rate
+ * limiter has it (one Redis round trip for the whole batch), else one
+ * ratelimit_check() each. Either way each check is exactly the one the
+ * synchronous path makes, and checks of one key count in order. */
+static void limit_checks(struct agents_hb_batch *b, size_t n, int64_t now_ms)
+{
+	if (b->rl == NULL) {
+		for (size_t i = 0; i < n; i++)
+			b->rl_rcs[i] = BZ_ERR_INTERNAL; /* never unlimited */
+		return;
+	}
+#ifdef RATELIMIT_MANY_MAX
+	for (size_t i = 0; i < n; i++)
+		b->rl_checks[i] = (struct ratelimit_check){.items = b->rl_items[i], .n = 2};
+	if (ratelimit_check_many(b->rl, b->rl_checks, n, now_ms, b->rl_out, b->rl_rcs) != 0)
+		for (size_t i = 0; i < n; i++)
+			b->rl_rcs[i] = BZ_ERR_INTERNAL; /* no memory: nothing counted */
+#else
+	for (size_t i = 0; i < n; i++)
+		b->rl_rcs[i] = ratelimit_check(b->rl, b->rl_items[i], 2, now_ms, &b->rl_out[i]);
+#endif
+}
+
 /* Step 3: R3 and R4, the device and its organization in one check per
  * job, exactly as the synchronous path checks them (agent_api.c). Refused
  * jobs are completed; admitted ones marked JOB_WRITE. */
 static void limit(struct agents_hb_batch *b, struct agents_hb_job **jobs, size_t n)
 {
+	size_t m = 0;
+
 	for (size_t k = 0; k < n; k++) {
-		struct agents_hb_job *j = jobs[k];
 		if (b->st[k] != JOB_PLAIN)
 			continue;
-		const struct ratelimit_item it[2] = {
-			{.limiter = RL_AGENT_DEVICE,
-			 .tag = j->agent.org_id,
-			 .subject = j->agent.device_id},
-			{.limiter = RL_AGENT_ORG, .tag = j->agent.org_id},
-		};
-		j->rl_rc = b->rl != NULL ? ratelimit_check(b->rl, it, 2, bz_now_ms(), &j->rl)
-					 : BZ_ERR_INTERNAL;
+		struct agents_hb_job *j = jobs[k];
+		b->rl_items[m][0] = (struct ratelimit_item){.limiter = RL_AGENT_DEVICE,
+							    .tag = j->agent.org_id,
+							    .subject = j->agent.device_id};
+		b->rl_items[m][1] =
+			(struct ratelimit_item){.limiter = RL_AGENT_ORG, .tag = j->agent.org_id};
+		b->rl_job[m++] = k;
+	}
+	limit_checks(b, m, bz_now_ms());
+	for (size_t i = 0; i < m; i++) {
+		size_t k = b->rl_job[i];
+		struct agents_hb_job *j = jobs[k];
+		j->rl_rc = b->rl_rcs[i];
+		j->rl = b->rl_out[i];
 		if (j->rl_rc == 0 && j->rl.admitted) {
 			b->st[k] = JOB_WRITE;
 			continue;
