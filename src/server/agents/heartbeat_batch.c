@@ -231,6 +231,7 @@ static void limit_checks(struct agents_hb_batch *b, size_t n, int64_t now_ms)
 		return;
 	}
 #ifdef RATELIMIT_MANY_MAX
+	_Static_assert(AGENTS_HB_BATCH_MAX <= RATELIMIT_MANY_MAX, "a batch is one pipeline");
 	for (size_t i = 0; i < n; i++)
 		b->rl_checks[i] = (struct ratelimit_check){.items = b->rl_items[i], .n = 2};
 	if (ratelimit_check_many(b->rl, b->rl_checks, n, now_ms, b->rl_out, b->rl_rcs) != 0)
