@@ -225,9 +225,6 @@ enum agent_auth_mode {
 	AUTH_CONFIRM, /* an expired pending token of the device: 409 rotation_expired */
 };
 
-/* Authenticates the agent token of RQ for path agent ID into A, and its
- * SHA-256 into TOKEN_HASH. A retired token is a theft signal (G2): the
- * same 401 as a bad token, and audited. */
 /* The checks of an agent request that need nothing but the request: path
  * agent ID (404) and the Authorization header's form (401), and the
  * token's SHA-256 into TOKEN_HASH. Returns 0 or BZ_ERR_RESPONDED. */
@@ -249,6 +246,9 @@ static int agent_token_hash(struct request *rq, char id[37], char token_hash[65]
 	return 0;
 }
 
+/* Authenticates the agent token of RQ for path agent ID into A, and its
+ * SHA-256 into TOKEN_HASH. A retired token is a theft signal (G2): the
+ * same 401 as a bad token, and audited. */
 static int agent_auth(struct request *rq, PGconn **c, struct agents_agent *a, char token_hash[65],
 		      enum agent_auth_mode mode)
 {
