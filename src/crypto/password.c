@@ -12,10 +12,10 @@
 #define HASH_LEN 32
 #define PASSWORD_MAX 1024
 
-static struct password_params params = {19456, 2, 1, 4};
+static struct password_params params = {19456, 2, 1, 4, 8};
 static pthread_mutex_t slot_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t slot_cv = PTHREAD_COND_INITIALIZER;
-static uint32_t running;
+static uint32_t running, waiting;
 /* Hash of a random password under the current parameters, verified for
  * unknown users so they cost what known users cost. Rebuilt whenever the
  * parameters change. */
@@ -32,13 +32,22 @@ int password_init(const struct password_params *p)
 	return 0;
 }
 
-static void slot_acquire(void)
+/* Takes a hashing slot. BOUNDED: refuses (BZ_ERR_UNAVAILABLE) instead of
+ * waiting when max_waiting callers wait already; else waits. */
+static int slot_acquire(int bounded)
 {
 	pthread_mutex_lock(&slot_mu);
+	if (bounded && running >= params.max_concurrent && waiting >= params.max_waiting) {
+		pthread_mutex_unlock(&slot_mu);
+		return BZ_ERR_UNAVAILABLE;
+	}
+	waiting++;
 	while (running >= params.max_concurrent)
 		pthread_cond_wait(&slot_cv, &slot_mu);
+	waiting--;
 	running++;
 	pthread_mutex_unlock(&slot_mu);
+	return 0;
 }
 
 static void slot_release(void)
@@ -65,7 +74,8 @@ static int hash_unbounded(const char *password, char *out, size_t outlen)
 
 int password_hash(const char *password, char *out, size_t outlen)
 {
-	slot_acquire();
+	if (slot_acquire(1) != 0)
+		return BZ_ERR_UNAVAILABLE;
 	int rc = hash_unbounded(password, out, outlen);
 	slot_release();
 	return rc;
@@ -95,7 +105,8 @@ static int current_dummy(char *out, size_t outlen)
 	return rc;
 }
 
-int password_verify(const char *password, const char *encoded)
+/* password_verify() and password_check(): BOUNDED as for slot_acquire(). */
+static int verify(const char *password, const char *encoded, int bounded)
 {
 	char dummy[PASSWORD_HASH_MAX];
 	int ok, invalid = password == NULL || strlen(password) > PASSWORD_MAX;
@@ -105,14 +116,26 @@ int password_verify(const char *password, const char *encoded)
 	if (invalid || encoded == NULL || strncmp(encoded, "$argon2id$", 10) != 0) {
 		/* Same work as a real verification, result discarded. */
 		if (current_dummy(dummy, sizeof(dummy)) == 0) {
-			slot_acquire();
+			if (slot_acquire(bounded) != 0)
+				return BZ_ERR_UNAVAILABLE;
 			(void)argon2id_verify(dummy, password, strlen(password));
 			slot_release();
 		}
 		return 0;
 	}
-	slot_acquire();
+	if (slot_acquire(bounded) != 0)
+		return BZ_ERR_UNAVAILABLE;
 	ok = argon2id_verify(encoded, password, strlen(password)) == ARGON2_OK;
 	slot_release();
 	return ok;
+}
+
+int password_verify(const char *password, const char *encoded)
+{
+	return verify(password, encoded, 0);
+}
+
+int password_check(const char *password, const char *encoded)
+{
+	return verify(password, encoded, 1);
 }

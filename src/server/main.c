@@ -235,10 +235,17 @@ static int load_config(struct config *cfg, enum config_purpose purpose)
 	return rc;
 }
 
+/* Logins and registrations hashing or waiting to hash may hold at most
+ * half the HTTP workers (the rest serve everything else under a login
+ * flood): ARGON2_MAX_CONCURRENT hashing, and up to twice as many waiting,
+ * within that half. */
 static void init_passwords(const struct config *cfg)
 {
+	uint32_t half = cfg->http_worker_threads / 2 > 0 ? cfg->http_worker_threads / 2 : 1;
+	uint32_t running = cfg->argon2_max_concurrent < half ? cfg->argon2_max_concurrent : half;
+	uint32_t waiting = 2 * running < half - running ? 2 * running : half - running;
 	struct password_params pp = {cfg->argon2_memory_kib, cfg->argon2_iterations,
-				     cfg->argon2_parallelism, cfg->argon2_max_concurrent};
+				     cfg->argon2_parallelism, running, waiting};
 	if (password_init(&pp) != 0) {
 		fprintf(stderr, "breeze-server: invalid argon2 parameters\n");
 		exit(BZ_EXIT_CONFIG);

@@ -406,3 +406,35 @@ def test_connections_closed_by_clients_do_not_linger_in_close_wait(spawn_server)
         time.sleep(0.05)
     assert close_wait_count(srv.port) == 0
     assert get_health(srv) == 200
+
+
+def test_kept_alive_connection_reused_as_it_expires_is_served(spawn_server):
+    """A client that sends its next request on a kept-alive connection just
+    as the idle timeout expires is served, not cut off with the request
+    unread (RemoteDisconnected): the idle close skips a connection whose
+    next request has begun to arrive. 16 clients reuse their connections
+    after gaps around the 2 s timeout for about 10 s."""
+    import random
+    import threading
+    import requests
+    srv = spawn_server(HTTP_TIMEOUT_SECONDS="2", DATABASE_REQUEST_DEADLINE_MS="1500")
+    errors, served = [], []
+    stop = time.monotonic() + 10
+
+    def client(i):
+        s = requests.Session()
+        rnd = random.Random(i)
+        while time.monotonic() < stop:
+            try:
+                served.append(s.get(srv.url + "/healthz", timeout=10 * SLOW).status_code)
+            except requests.ConnectionError as e:
+                errors.append(repr(e))
+            time.sleep(rnd.choice([0.0, 1.95, 1.99, 2.0, 2.0, 2.01, 2.03, 2.05]))
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, f"{len(errors)} of {len(errors) + len(served)} cut off: {errors[:2]}"
+    assert served and set(served) == {200}

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -20,7 +21,7 @@
 #include "common/err.h"
 #include "crypto/password.h"
 
-static const struct password_params fast = {8192, 1, 1, 4};
+static const struct password_params fast = {8192, 1, 1, 4, 8};
 
 static void test_default_params_phc_prefix(void **state)
 {
@@ -196,6 +197,45 @@ static void test_concurrency_bound(void **state)
 	}
 }
 
+static void *hash_slowly(void *arg)
+{
+	int *rc = arg;
+	char out[PASSWORD_HASH_MAX];
+
+	*rc = password_hash("a-password-to-hash", out, sizeof(out));
+	return NULL;
+}
+
+/* Beyond max_waiting callers waiting for a slot, password_hash() and
+ * password_check() refuse at once (BZ_ERR_UNAVAILABLE) instead of holding
+ * one more request thread; password_verify() still waits. */
+static void test_waiting_is_bounded(void **state)
+{
+	struct password_params p = fast;
+	pthread_t t;
+	int slow_rc = -99;
+	char out[PASSWORD_HASH_MAX];
+
+	(void)state;
+	p.max_concurrent = 1;
+	p.max_waiting = 0;
+	p.iterations = 60; /* the slot stays taken for a good while */
+	assert_int_equal(password_init(&p), 0);
+	assert_int_equal(pthread_create(&t, NULL, hash_slowly, &slow_rc), 0);
+	struct timespec ts = {0, 150 * 1000000L};
+	nanosleep(&ts, NULL); /* the thread holds the only slot now */
+	assert_int_equal(password_hash("pw", out, sizeof(out)), BZ_ERR_UNAVAILABLE);
+	assert_int_equal(password_check("pw", "$argon2id$v=19$m=8192,t=1,p=1$c2FsdHNhbHQ$aGFzaA"),
+			 BZ_ERR_UNAVAILABLE);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_int_equal(slow_rc, 0);
+	/* Alone, nothing is refused. */
+	assert_int_equal(password_hash("pw", out, sizeof(out)), 0);
+	assert_int_equal(password_check("pw", out), 1);
+	assert_int_equal(password_check("other", out), 0);
+	assert_int_equal(password_init(&fast), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -208,6 +248,7 @@ int main(void)
 		cmocka_unit_test(test_overlong_or_null_password_never_matches),
 		cmocka_unit_test(test_init_bounds),
 		cmocka_unit_test(test_concurrency_bound),
+		cmocka_unit_test(test_waiting_is_bounded),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -27,6 +27,14 @@ static int invalid_credentials(struct bz_errinfo *why)
 		       "invalid e-mail or password");
 }
 
+/* Too many logins wait for a password hashing slot (password_check): 503
+ * with Retry-After, nothing verified, nothing audited. */
+static int hashing_busy(struct bz_errinfo *why)
+{
+	return bz_fail(why, BZ_ERR_UNAVAILABLE, "server_busy", NULL,
+		       "too many sign-ins at once; retry shortly");
+}
+
 /* Writes auth.login.failed in its own transaction and answers like every
  * other failed login. */
 static int login_failed(PGconn *c, const struct auth_login_input *in, const char *email,
@@ -139,14 +147,18 @@ int auth_login(PGconn *c, const struct config *cfg, const struct auth_login_inpu
 	*ev = (struct audit_event){0};
 	if (auth_normalize_email(in->email, email, sizeof(email)) != 0) {
 		/* Malformed addresses cannot exist; still spend the same time. */
-		password_verify(in->password, NULL);
+		if (password_check(in->password, NULL) == BZ_ERR_UNAVAILABLE)
+			return hashing_busy(why);
 		metrics_inc(METRIC_LOGINS, "failure");
 		return invalid_credentials(why);
 	}
 	if ((rc = auth_user_credentials(c, email, &cr, &found)) != 0)
 		return rc;
-	ok = password_verify(in->password, found ? cr.password_hash : NULL);
+	rc = password_check(in->password, found ? cr.password_hash : NULL);
 	crypto_wipe(cr.password_hash, sizeof(cr.password_hash));
+	if (rc == BZ_ERR_UNAVAILABLE)
+		return hashing_busy(why);
+	ok = rc == 1;
 	if (!found)
 		return login_failed(c, in, email, NULL, NULL, "unknown_user", why);
 	int active = strcmp(cr.user.status, "active") == 0;

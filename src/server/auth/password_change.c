@@ -88,8 +88,8 @@ static int store_password(PGconn *c, const char *user_id, const char *password)
 	char hash[PASSWORD_HASH_MAX];
 	int rc;
 
-	if (password_hash(password, hash, sizeof(hash)) != 0)
-		return BZ_ERR_CRYPTO;
+	if ((rc = password_hash(password, hash, sizeof(hash))) != 0)
+		return rc; /* BZ_ERR_UNAVAILABLE when too many hash at once: 503 */
 	const char *p[2] = {user_id, hash};
 	rc = db_exec(c, sql, 2, p) == 0 ? 0 : BZ_ERR_DB;
 	crypto_wipe(hash, sizeof(hash));
@@ -119,9 +119,14 @@ int auth_password_change(PGconn *c, const struct auth_password_change *in,
 		db_rollback(c);
 		return rc;
 	}
-	ok = password_verify(in->current_password, hash);
+	ok = password_check(in->current_password, hash);
 	crypto_wipe(hash, sizeof(hash));
-	if (!ok) {
+	if (ok == BZ_ERR_UNAVAILABLE) {
+		db_rollback(c);
+		return bz_fail(why, ok, "server_busy", NULL,
+			       "too many password checks at once; retry shortly");
+	}
+	if (ok != 1) {
 		db_rollback(c);
 		return wrong_password(c, in, out->org_id, why);
 	}

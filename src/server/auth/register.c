@@ -105,8 +105,8 @@ int auth_register(PGconn *c, const struct auth_register_input *in, struct auth_r
 	if ((rc = auth_password_check(in->password, email, why)) != 0)
 		return rc;
 	/* Hashed whether or not the address is free: the same work either way. */
-	if (password_hash(in->password, hash, sizeof(hash)) != 0)
-		return BZ_ERR_CRYPTO;
+	if ((rc = password_hash(in->password, hash, sizeof(hash))) != 0)
+		return rc; /* BZ_ERR_UNAVAILABLE when too many hash at once: 503 */
 	if ((rc = db_begin(c)) != 0)
 		goto out;
 	if ((rc = email_taken(c, email, &taken)) == 0 && !taken)

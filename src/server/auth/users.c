@@ -339,10 +339,8 @@ int auth_user_create(PGconn *c, const struct tenancy_scope *sc, const struct aut
 		}
 		password = gen_pw;
 	}
-	if (password_hash(password, hash, sizeof(hash)) != 0) {
-		rc = BZ_ERR_CRYPTO;
-		goto out;
-	}
+	if ((rc = password_hash(password, hash, sizeof(hash))) != 0)
+		goto out; /* BZ_ERR_UNAVAILABLE when too many hash at once: 503 */
 	if ((rc = insert_user(c, &pl, sc->partner_id, email, in->name, hash, id, why)) != 0 ||
 	    (rc = tenancy_memberships_add(c, id, pl.org_ids_pg, pl.site_ids_pg)) != 0 ||
 	    (rc = read_user(c, id, out)) != 0)
@@ -635,7 +633,7 @@ int auth_user_check_password(PGconn *c, const char *user_id, const char *passwor
 	if (PQntuples(r) == 1)
 		text_copy(hash, sizeof(hash), PQgetvalue(r, 0, 0));
 	PQclear(r);
-	ok = password_verify(password != NULL ? password : "", hash[0] ? hash : NULL);
+	ok = password_check(password != NULL ? password : "", hash[0] ? hash : NULL);
 	crypto_wipe(hash, sizeof(hash));
-	return ok ? 0 : BZ_ERR_UNAUTHORIZED;
+	return ok == 1 ? 0 : ok == BZ_ERR_UNAVAILABLE ? ok : BZ_ERR_UNAUTHORIZED;
 }

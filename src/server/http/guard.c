@@ -6,7 +6,6 @@
  */
 #include <dlfcn.h>
 #include <errno.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -15,6 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -85,8 +87,9 @@ static int mhd_log_admit(const char *msg, int64_t now, unsigned *repeated)
  * connection"); the logger then pauses the loop for 100 ms. With no
  * connection open, no request waits on that pause. MHD takes the listening
  * socket back only when one of its connections closes, so while accept is
- * stalled the sweep sheds kept-alive idle connections, oldest first, one
- * per sweep (http_guard_sweep), until a new connection is accepted.
+ * stalled the sweep sheds the oldest kept-alive idle connection while a
+ * client waits to be accepted, one at a time: the next only once MHD has
+ * closed the previous one (http_guard_sweep).
  */
 static atomic_int accept_stalled;
 
@@ -139,6 +142,7 @@ struct conn_track {
 	enum conn_state state;
 	int64_t since_ms; /* entered HEADERS (monotonic) */
 	int shut;	  /* already shut down by the sweep */
+	int shed;	  /* shut down to make room for accept() (not closed yet) */
 };
 
 static pthread_mutex_t track_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -202,30 +206,55 @@ static void track_set(struct MHD_Connection *conn, enum conn_state state, int fr
 	pthread_mutex_unlock(&track_mu);
 }
 
-unsigned http_guard_sweep(int64_t header_timeout_ms, int64_t idle_timeout_ms, int close_idle)
+/* 1 if socket FD received a byte within the last MS milliseconds, or holds
+ * unread ones: the next request has begun to arrive, even if MHD already
+ * took its first bytes into its own buffer (Linux TCP_INFO). */
+static int received_within(MHD_socket fd, int64_t ms)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+	int n = 0;
+
+	if (ioctl(fd, FIONREAD, &n) == 0 && n > 0)
+		return 1;
+	return getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 &&
+	       (int64_t)ti.tcpi_last_data_recv < ms;
+}
+
+unsigned http_guard_sweep(int64_t header_timeout_ms, int64_t idle_timeout_ms, int close_idle,
+			  int (*client_waiting)(void))
 {
 	int64_t now = bz_monotonic_ms();
 	unsigned n = 0;
 	struct conn_track *oldest_idle = NULL;
+	int shedding = 0; /* a connection shed earlier is not closed yet */
 
 	pthread_mutex_lock(&track_mu);
 	for (struct conn_track *t = track_head; t != NULL; t = t->next) {
+		shedding |= t->shed;
 		if (!t->shut && t->state == CONN_IDLE &&
 		    (oldest_idle == NULL || t->since_ms < oldest_idle->since_ms))
 			oldest_idle = t;
 		int64_t waited = now - t->since_ms;
 		int late = (t->state == CONN_HEADERS && waited > header_timeout_ms) ||
 			   (t->state == CONN_IDLE && waited > idle_timeout_ms + header_timeout_ms);
-		if (t->shut || !(late || (close_idle && t->state == CONN_IDLE)))
+		/* The idle timeout: only a connection with nothing arrived, so a
+		 * client that reuses it just as it expires is not cut off with
+		 * its request unread (MHD's own timeout, a backstop, is longer). */
+		int idle_expired = t->state == CONN_IDLE && waited > idle_timeout_ms &&
+				   !received_within(t->fd, idle_timeout_ms);
+		if (t->shut || !(late || idle_expired || (close_idle && t->state == CONN_IDLE)))
 			continue;
 		shutdown(t->fd, SHUT_RDWR);
 		t->shut = 1;
 		n += late;
 	}
 	/* Out of descriptors: an idle connection makes room (see http_mhd_log). */
-	if (atomic_load(&accept_stalled) && oldest_idle != NULL && !oldest_idle->shut) {
+	if (atomic_load(&accept_stalled) && !shedding && oldest_idle != NULL &&
+	    !oldest_idle->shut && client_waiting != NULL && client_waiting()) {
 		shutdown(oldest_idle->fd, SHUT_RDWR);
 		oldest_idle->shut = 1;
+		oldest_idle->shed = 1;
 	}
 	pthread_mutex_unlock(&track_mu);
 	return n;
@@ -257,38 +286,9 @@ static struct {
 	int logger_first; /* the JSON logger went in as MHD's first option */
 } guard;
 
-/* Where a request's final call stands (guard_access). */
-enum guard_stage {
-	STAGE_READING,	/* headers and body arriving on the event loop */
-	STAGE_RUNNING,	/* suspended; the handler runs (or its answer waits) */
-	STAGE_ANSWERED, /* the answer is ready: queue it when MHD calls again */
-};
-
-struct body_guard {
-	void *ulfius_cls;    /* what ulfius_uri_logger() returned */
-	int path_escaped;    /* the raw request path holds a percent escape */
-	uint64_t body_bytes; /* body bytes passed to ulfius so far */
-	int headers_seen;
-	/* The final call, run on a worker (guard_run) while the connection is
-	 * suspended; MU guards the fields below it. */
-	struct http_job job;
-	struct MHD_Connection *conn;
-	const char *url, *method, *version; /* MHD's, valid for the request */
-	pthread_mutex_t mu;
-	enum guard_stage stage;
-	int worker_returned;	       /* guard_run() is past ulfius's dispatcher */
-	int deferred;		       /* http_defer(): the answer comes from http_guard_answer() */
-	int resume_wanted;	       /* answered before the worker returned */
-	struct MHD_Response *captured; /* what ulfius queued on the worker */
-	unsigned captured_status;
-	struct MHD_Response *answer; /* queued when MHD calls again; NULL = close */
-	unsigned answer_status;
-};
-
 struct MHD_Daemon *MHD_start_daemon(unsigned int flags, uint16_t port, MHD_AcceptPolicyCallback apc,
 				    void *apc_cls, MHD_AccessHandlerCallback dh, void *dh_cls, ...);
 
-static void real_destroy_response(struct MHD_Response *r);
 
 static enum MHD_Result guard_access(void *cls, struct MHD_Connection *conn, const char *url,
 				    const char *method, const char *version,
@@ -377,8 +377,10 @@ void http_guard_completed(void *cls, struct MHD_Connection *conn, void **con_cls
 	if (g == NULL)
 		return;
 	mhd_request_completed(cls, conn, &g->ulfius_cls, toe);
+	if (g->counted)
+		http_guard_pending_done();
 	if (g->answer != NULL) /* answered, never sent (the connection closed) */
-		real_destroy_response(g->answer);
+		http_real_destroy_response(g->answer);
 	pthread_mutex_destroy(&g->mu);
 	free(g);
 	*con_cls = NULL;
@@ -426,7 +428,10 @@ static enum MHD_Result content_length_cb(void *cls, enum MHD_ValueKind kind, con
  * middle: libmicrohttpd 0.9.75 takes a response only before the body or
  * after all of it, so the 413 is written here and the access handler then
  * returns MHD_NO, which makes MHD close the connection without writing
- * anything more. Waits at most 1 s for the socket. Returns 0 or BZ_ERR_IO.
+ * anything more. This runs on the event loop, so it never waits: what the
+ * socket's send buffer does not take at once (a client that stopped
+ * reading) is not sent, and the connection is closed all the same. Returns
+ * 0 or BZ_ERR_IO.
  */
 static int write_raw_response(struct MHD_Connection *conn, const char *resp, size_t len)
 {
@@ -437,20 +442,77 @@ static int write_raw_response(struct MHD_Connection *conn, const char *resp, siz
 	if (ci == NULL || ci->connect_fd == MHD_INVALID_SOCKET)
 		return BZ_ERR_IO;
 	while (off < len) {
-		ssize_t w = send(ci->connect_fd, resp + off, len - off, MSG_NOSIGNAL);
+		ssize_t w =
+			send(ci->connect_fd, resp + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (w > 0) {
 			off += (size_t)w;
 			continue;
 		}
 		if (w < 0 && errno == EINTR)
 			continue;
-		struct pollfd pfd = {.fd = ci->connect_fd, .events = POLLOUT};
-		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && poll(&pfd, 1, 1000) == 1)
-			continue;
 		return BZ_ERR_IO;
 	}
 	shutdown(ci->connect_fd, SHUT_WR);
 	return 0;
+}
+
+/* The headers of every answer the guard gives itself. */
+static const char *const refusal_headers[][2] = {
+	{"Content-Type", "application/json"},
+	{"Cache-Control", "no-store"},
+	{"X-Content-Type-Options", "nosniff"},
+	{"Content-Security-Policy", HTTP_API_CSP},
+	{"Strict-Transport-Security", "max-age=31536000; includeSubDomains; preload"},
+	{"Connection", "close"},
+};
+
+/* Formats the JSON error body {CODE, MSG} into BODY (LEN bytes). Returns
+ * its length, or -1 if it does not fit. */
+static int refusal_body(char *body, size_t len, const char *code, const char *msg)
+{
+	int bl = snprintf(body, len, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", code, msg);
+	return bl < 0 || (size_t)bl >= len ? -1 : bl;
+}
+
+struct MHD_Response *http_guard_refusal(const char *code, const char *msg, const char *rid,
+					const char *retry_after)
+{
+	char body[192];
+	int bl = refusal_body(body, sizeof(body), code, msg);
+	struct MHD_Response *r =
+		bl < 0 ? NULL
+		       : MHD_create_response_from_buffer((size_t)bl, body, MHD_RESPMEM_MUST_COPY);
+
+	for (size_t i = 0; r != NULL && i < sizeof(refusal_headers) / sizeof(*refusal_headers); i++)
+		MHD_add_response_header(r, refusal_headers[i][0], refusal_headers[i][1]);
+	if (r != NULL) {
+		MHD_add_response_header(r, "X-Request-Id", rid);
+		if (retry_after != NULL)
+			MHD_add_response_header(r, "Retry-After", retry_after);
+	}
+	return r;
+}
+
+void http_guard_log_refused(struct MHD_Connection *conn, const char *method, int status,
+			    const char *route, const char *rid, int responded)
+{
+	char ip[CLIENT_IP_LEN] = "";
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	const struct app *app = http_current_app;
+	struct _u_map map;
+
+	if (ci != NULL && app != NULL && u_map_init(&map) == U_OK) {
+		client_ip_resolve(ci->client_addr,
+				  http_header_combined(conn, &map, "X-Forwarded-For"),
+				  &app->cfg->trusted_proxies, ip);
+		u_map_clean(&map);
+	}
+	json_t *f = json_pack("{s:s,s:s,s:s,s:i,s:i,s:s,s:b}", "requestId", rid, "method",
+			      method ? method : "", "route", route, "status", status, "durationMs",
+			      0, "clientIp", ip, "responded", responded);
+	log_json(LOG_LEVEL_INFO, "http.request", f);
+	json_decref(f);
 }
 
 /*
@@ -463,61 +525,31 @@ static int write_raw_response(struct MHD_Connection *conn, const char *resp, siz
 static enum MHD_Result reply_refused(struct MHD_Connection *conn, const char *method, int status,
 				     const char *code, const char *msg, const char *route)
 {
-	static const char *const hdrs[][2] = {
-		{"Content-Type", "application/json"},
-		{"Cache-Control", "no-store"},
-		{"X-Content-Type-Options", "nosniff"},
-		{"Content-Security-Policy", HTTP_API_CSP},
-		{"Strict-Transport-Security", "max-age=31536000; includeSubDomains; preload"},
-		{"Connection", "close"},
-	};
-	char body[192], rid[37], ip[CLIENT_IP_LEN] = "";
-	struct MHD_Response *r;
+	char rid[37];
 	enum MHD_Result ok = MHD_NO;
 	int written = 0;
-	const union MHD_ConnectionInfo *ci =
-		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-	const struct app *app = http_current_app;
 
 	if (crypto_random_uuid(rid) != 0)
 		snprintf(rid, sizeof(rid), "unknown");
-	int bl = snprintf(body, sizeof(body), "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}",
-			  code, msg);
-	if (bl < 0 || (size_t)bl >= sizeof(body))
+	struct MHD_Response *r = http_guard_refusal(code, msg, rid, NULL);
+	if (r == NULL)
 		return MHD_NO;
-	r = MHD_create_response_from_buffer((size_t)bl, body, MHD_RESPMEM_MUST_COPY);
-	if (r != NULL) {
-		for (size_t i = 0; i < sizeof(hdrs) / sizeof(*hdrs); i++)
-			MHD_add_response_header(r, hdrs[i][0], hdrs[i][1]);
-		MHD_add_response_header(r, "X-Request-Id", rid);
-		ok = MHD_queue_response(conn, (unsigned)status, r);
-		MHD_destroy_response(r);
-	}
+	ok = MHD_queue_response(conn, (unsigned)status, r);
+	MHD_destroy_response(r);
 	if (ok != MHD_YES) {
-		char resp[1024];
+		char resp[1024], body[192];
+		int bl = refusal_body(body, sizeof(body), code, msg);
 		size_t rl = (size_t)snprintf(resp, sizeof(resp), "HTTP/1.1 %d %s\r\n", status,
 					     status == 413 ? "Content Too Large" : "Bad Request");
-		for (size_t i = 0; i < sizeof(hdrs) / sizeof(*hdrs); i++)
+		for (size_t i = 0; i < sizeof(refusal_headers) / sizeof(*refusal_headers); i++)
 			rl += (size_t)snprintf(resp + rl, sizeof(resp) - rl, "%s: %s\r\n",
-					       hdrs[i][0], hdrs[i][1]);
+					       refusal_headers[i][0], refusal_headers[i][1]);
 		rl += (size_t)snprintf(resp + rl, sizeof(resp) - rl,
 				       "X-Request-Id: %s\r\nContent-Length: %d\r\n\r\n%s", rid, bl,
 				       body);
 		written = rl < sizeof(resp) && write_raw_response(conn, resp, rl) == 0;
 	}
-
-	struct _u_map map;
-	if (ci != NULL && app != NULL && u_map_init(&map) == U_OK) {
-		client_ip_resolve(ci->client_addr,
-				  http_header_combined(conn, &map, "X-Forwarded-For"),
-				  &app->cfg->trusted_proxies, ip);
-		u_map_clean(&map);
-	}
-	json_t *f = json_pack("{s:s,s:s,s:s,s:i,s:i,s:s,s:b}", "requestId", rid, "method",
-			      method ? method : "", "route", route, "status", status, "durationMs",
-			      0, "clientIp", ip, "responded", ok == MHD_YES || written);
-	log_json(LOG_LEVEL_INFO, "http.request", f);
-	json_decref(f);
+	http_guard_log_refused(conn, method, status, route, rid, ok == MHD_YES || written);
 	return ok;
 }
 
@@ -544,184 +576,6 @@ static enum MHD_Result reply_bad_framing(struct MHD_Connection *conn, const char
 			     "ambiguous message length: more than one Content-Length, or "
 			     "Content-Length with Transfer-Encoding",
 			     "(bad framing)");
-}
-
-/*
- * Answers prepared on a worker. ulfius's dispatcher queues its answer with
- * MHD_queue_response() before it returns, and libmicrohttpd 0.9.75 takes a
- * response from another thread only for a suspended connection, while its
- * own thread may still be on its way out of the access handler that
- * suspended it. So the answer is not queued from the worker: the two
- * functions below are defined here (like MHD_start_daemon above, ulfius's
- * calls resolve to them), and on a worker running a request's final call
- * they keep ulfius's response in the guard instead; the connection is then
- * resumed, MHD calls the access handler once more on its own thread, and
- * guard_access() queues the kept response there — the documented
- * suspend/resume pattern. Everywhere else they are libmicrohttpd's.
- */
-static _Thread_local struct body_guard *capturing;
-_Thread_local void *http_current_guard;
-
-typedef enum MHD_Result (*queue_fn)(struct MHD_Connection *, unsigned int, struct MHD_Response *);
-typedef void (*destroy_fn)(struct MHD_Response *);
-static queue_fn real_queue;
-static destroy_fn real_destroy;
-static pthread_once_t real_once = PTHREAD_ONCE_INIT;
-
-static void real_resolve(void)
-{
-	real_queue = (queue_fn)dlsym(RTLD_NEXT, "MHD_queue_response");
-	real_destroy = (destroy_fn)dlsym(RTLD_NEXT, "MHD_destroy_response");
-}
-
-static enum MHD_Result real_queue_response(struct MHD_Connection *conn, unsigned status,
-					   struct MHD_Response *r)
-{
-	pthread_once(&real_once, real_resolve);
-	return real_queue != NULL ? real_queue(conn, status, r) : MHD_NO;
-}
-
-static void real_destroy_response(struct MHD_Response *r)
-{
-	pthread_once(&real_once, real_resolve);
-	if (real_destroy != NULL)
-		real_destroy(r);
-}
-
-enum MHD_Result MHD_queue_response(struct MHD_Connection *conn, unsigned int status,
-				   struct MHD_Response *r)
-{
-	struct body_guard *g = capturing;
-
-	if (g == NULL || conn != g->conn)
-		return real_queue_response(conn, status, r);
-	if (g->captured != NULL || r == NULL)
-		return MHD_NO; /* one answer per request, as MHD's own rule */
-	g->captured = r;
-	g->captured_status = status;
-	return MHD_YES;
-}
-
-void MHD_destroy_response(struct MHD_Response *r)
-{
-	struct body_guard *g = capturing;
-
-	if (g != NULL && r != NULL && r == g->captured)
-		return; /* kept: guard_run() owns it now */
-	real_destroy_response(r);
-}
-
-/* Runs a request's final call (ulfius's dispatcher: dispatch() and the
- * route handler) on a worker, then hands its answer to the event loop. */
-static void guard_run(struct http_job *job)
-{
-	struct body_guard *g =
-		(struct body_guard *)((char *)job - offsetof(struct body_guard, job));
-	size_t none = 0;
-	int resume = 0;
-
-	capturing = g;
-	http_current_guard = g;
-	http_current_conn = g->conn;
-	http_current_path_escaped = g->path_escaped;
-	enum MHD_Result rc = guard.inner(guard.inner_cls, g->conn, g->url, g->method, g->version,
-					 NULL, &none, &g->ulfius_cls);
-	capturing = NULL;
-	http_current_guard = NULL;
-	http_current_conn = NULL;
-	http_current_path_escaped = 0;
-
-	pthread_mutex_lock(&g->mu);
-	g->worker_returned = 1;
-	struct MHD_Response *placeholder = NULL;
-	if (g->deferred) {
-		placeholder = g->captured; /* the answer comes from http_guard_answer() */
-		resume = g->resume_wanted;
-	} else {
-		g->answer = rc == MHD_YES ? g->captured : NULL;
-		g->answer_status = g->captured_status;
-		if (rc != MHD_YES)
-			placeholder = g->captured;
-		g->stage = STAGE_ANSWERED;
-		resume = 1;
-	}
-	g->captured = NULL;
-	struct MHD_Connection *conn = g->conn;
-	pthread_mutex_unlock(&g->mu);
-	if (placeholder != NULL)
-		real_destroy_response(placeholder);
-	if (resume)
-		MHD_resume_connection(conn); /* G may be freed from here on */
-}
-
-void http_guard_defer(void *gp)
-{
-	struct body_guard *g = gp;
-
-	pthread_mutex_lock(&g->mu);
-	g->deferred = 1;
-	pthread_mutex_unlock(&g->mu);
-}
-
-void http_guard_answer(void *gp, unsigned status, struct MHD_Response *r)
-{
-	struct body_guard *g = gp;
-
-	pthread_mutex_lock(&g->mu);
-	g->answer = r;
-	g->answer_status = status;
-	g->stage = STAGE_ANSWERED;
-	int resume = g->worker_returned;
-	if (!resume)
-		g->resume_wanted = 1; /* guard_run() resumes when it returns */
-	struct MHD_Connection *conn = g->conn;
-	pthread_mutex_unlock(&g->mu);
-	if (resume)
-		MHD_resume_connection(conn);
-}
-
-/* The final call of a request: on a worker while the connection is
- * suspended (first time), or queueing the answer it left (after resume).
- * A ROUTE_INLINE route, or any without a running pool (never while
- * serving), ulfius runs here on the event loop. */
-static enum MHD_Result guard_final(struct body_guard *g, struct MHD_Connection *conn,
-				   const char *url, const char *method, const char *version,
-				   size_t *upload_data_size)
-{
-	pthread_mutex_lock(&g->mu);
-	enum guard_stage stage = g->stage;
-	struct MHD_Response *r = g->answer;
-	unsigned status = g->answer_status;
-	if (stage == STAGE_ANSWERED)
-		g->answer = NULL;
-	pthread_mutex_unlock(&g->mu);
-	if (stage == STAGE_ANSWERED) {
-		if (r == NULL)
-			return MHD_NO; /* the handler failed hard: close */
-		enum MHD_Result ok = real_queue_response(conn, status, r);
-		real_destroy_response(r);
-		return ok;
-	}
-	if (stage == STAGE_RUNNING)
-		return MHD_YES; /* cannot happen: a suspended connection gets no call */
-	if (!http_workers_accepting() || http_route_inline(method, url)) {
-		http_current_conn = conn;
-		http_current_path_escaped = g->path_escaped;
-		enum MHD_Result rc = guard.inner(guard.inner_cls, conn, url, method, version, NULL,
-						 upload_data_size, &g->ulfius_cls);
-		http_current_conn = NULL;
-		http_current_path_escaped = 0;
-		return rc;
-	}
-	g->stage = STAGE_RUNNING;
-	g->conn = conn;
-	g->url = url;
-	g->method = method;
-	g->version = version;
-	g->job.run = guard_run;
-	MHD_suspend_connection(conn);
-	http_workers_submit(&g->job);
-	return MHD_YES;
 }
 
 /*
@@ -759,7 +613,7 @@ static enum MHD_Result guard_access(void *cls, struct MHD_Connection *conn, cons
 			return reply_too_large(conn, method);
 		g->body_bytes += *upload_data_size;
 	} else {
-		return guard_final(g, conn, url, method, version, upload_data_size);
+		return http_guard_final(g, conn, url, method, version, upload_data_size);
 	}
 	http_current_conn = conn;
 	http_current_path_escaped = g->path_escaped;
@@ -772,6 +626,14 @@ static enum MHD_Result guard_access(void *cls, struct MHD_Connection *conn, cons
 
 
 _Thread_local int http_current_path_escaped;
+
+enum MHD_Result http_guard_call_inner(struct body_guard *g, struct MHD_Connection *conn,
+				      const char *url, const char *method, const char *version,
+				      const char *upload_data, size_t *upload_data_size)
+{
+	return guard.inner(guard.inner_cls, conn, url, method, version, upload_data,
+			   upload_data_size, &g->ulfius_cls);
+}
 
 void http_guard_arm(size_t max_body)
 {

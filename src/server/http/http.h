@@ -116,10 +116,13 @@ struct http_idem {
 
 /* A unit of work for the HTTP worker pool (workers.c), embedded in its
  * owner's state (the queue never allocates). RUN is called once on a
- * worker thread. */
+ * worker thread, or REFUSE instead. */
 struct http_job {
 	struct http_job *next;
 	void (*run)(struct http_job *job);
+	/* Called instead of RUN (on the draining thread) for a job still queued
+	 * when the drain's cancel phase begins; must not block. */
+	void (*refuse)(struct http_job *job);
 };
 
 struct request {

@@ -6,7 +6,9 @@
 #define BZ_HTTP_INTERNAL_H
 
 #include <stdarg.h>
+#include <pthread.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "server/http/http.h"
 
@@ -25,13 +27,85 @@ void http_workers_submit(struct http_job *job);
 /* Jobs queued or running now. */
 unsigned http_workers_busy(void);
 
+/* Takes every job still queued (none started) and calls its REFUSE on
+ * this thread. Returns how many. */
+unsigned http_workers_shed(void);
+
 /* Stops taking jobs, runs every queued one to its end, joins the threads. */
 void http_workers_stop(void);
+
+/* The end of every request (server.c): the drain's Connection: close, the
+ * log line, the metrics, what it held; it no longer counts as in flight. */
+void http_request_end(struct request *rq);
 
 /* 1 if METHOD URL (a path, no query) is a ROUTE_INLINE route (server.c). */
 int http_route_inline(const char *method, const char *url);
 
-/* ---- Answers prepared off the event loop (guard.c) ---- */
+/* ---- The guard's state of one request (guard.c, guard_suspend.c) ---- */
+
+/* Where a request's final call stands (guard_access). */
+enum guard_stage {
+	STAGE_READING,	/* headers and body arriving on the event loop */
+	STAGE_RUNNING,	/* suspended; the handler runs (or its answer waits) */
+	STAGE_ANSWERED, /* the answer is ready: queue it when MHD calls again */
+};
+
+struct body_guard {
+	void *ulfius_cls;    /* what ulfius_uri_logger() returned */
+	int path_escaped;    /* the raw request path holds a percent escape */
+	uint64_t body_bytes; /* body bytes passed to ulfius so far */
+	int headers_seen;
+	/* The final call, run on a worker (guard_run) while the connection is
+	 * suspended; MU guards the fields below it. */
+	struct http_job job;
+	struct MHD_Connection *conn;
+	const char *url, *method, *version; /* MHD's, valid for the request */
+	pthread_mutex_t mu;
+	enum guard_stage stage;
+	int worker_returned;	       /* guard_run() is past ulfius's dispatcher */
+	int deferred;		       /* http_defer(): the answer comes from http_guard_answer() */
+	int counted;		       /* in http_guard_pending() until its completion */
+	int resume_wanted;	       /* answered before the worker returned */
+	struct MHD_Response *captured; /* what ulfius queued on the worker */
+	unsigned captured_status;
+	struct MHD_Response *answer; /* queued when MHD calls again; NULL = close */
+	unsigned answer_status;
+};
+
+/* ulfius's access handler for G's request (guard.c). */
+enum MHD_Result http_guard_call_inner(struct body_guard *g, struct MHD_Connection *conn,
+				      const char *url, const char *method, const char *version,
+				      const char *upload_data, size_t *upload_data_size);
+
+/* The final call of G's request (guard_suspend.c): suspends the connection
+ * and queues the handler on a worker; when MHD calls again after the
+ * resume, queues the answer the handler left. Inline routes run here. */
+enum MHD_Result http_guard_final(struct body_guard *g, struct MHD_Connection *conn, const char *url,
+				 const char *method, const char *version, size_t *upload_data_size);
+
+/* libmicrohttpd's own MHD_queue_response / MHD_destroy_response (the
+ * executable's definitions interpose them for ulfius, guard_suspend.c). */
+enum MHD_Result http_real_queue_response(struct MHD_Connection *conn, unsigned status,
+					 struct MHD_Response *r);
+void http_real_destroy_response(struct MHD_Response *r);
+
+/* Requests suspended and not complete yet (queued, running, deferred, or
+ * answered and not yet sent); the drain waits for them. */
+unsigned http_guard_pending(void);
+/* Called by the completion of a request counted there (guard.c). */
+void http_guard_pending_done(void);
+
+/* A refusal the guard gives itself (guard.c): {CODE, MSG} with the common
+ * headers, Connection: close, X-Request-Id RID and, unless NULL,
+ * Retry-After RETRY_AFTER. NULL on no memory. */
+struct MHD_Response *http_guard_refusal(const char *code, const char *msg, const char *rid,
+					const char *retry_after);
+
+/* The log line of a request the guard answered itself (guard.c). */
+void http_guard_log_refused(struct MHD_Connection *conn, const char *method, int status,
+			    const char *route, const char *rid, int responded);
+
+/* ---- Answers prepared off the event loop (guard_suspend.c) ---- */
 
 /* The guard's state of the request running on this thread (set around the
  * handler), for http_defer(); NULL elsewhere. */
@@ -92,9 +166,11 @@ void http_guard_notify_conn(void *cls, struct MHD_Connection *conn, void **socke
  * (a client trickling that line byte by byte keeps MHD's idle timer
  * running forever; a silent one MHD closes at IDLE_TIMEOUT_MS), and with
  * CLOSE_IDLE every kept-alive connection between requests; while accept()
- * is stalled for lack of descriptors, also the oldest idle one. Returns the
+ * is stalled for lack of descriptors and CLIENT_WAITING() says a client is
+ * queued, also the oldest idle one. Returns the
  * number closed for the two deadlines. Thread-safe. */
-unsigned http_guard_sweep(int64_t header_timeout_ms, int64_t idle_timeout_ms, int close_idle);
+unsigned http_guard_sweep(int64_t header_timeout_ms, int64_t idle_timeout_ms, int close_idle,
+			  int (*client_waiting)(void));
 
 void http_guard_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 			  enum MHD_RequestTerminationCode toe);

@@ -484,8 +484,6 @@ static void request_free(struct request *rq)
 	tenancy_scope_free(&rq->scope);
 }
 
-static void request_end(struct request *rq);
-
 static int dispatch(const struct _u_request *u, struct _u_response *resp, struct app *app,
 		    const struct route *route)
 {
@@ -530,13 +528,11 @@ static int dispatch(const struct _u_request *u, struct _u_response *resp, struct
 	if (rq.status == 0)
 		http_fail(&rq, 500, "internal", "internal error");
 out:
-	request_end(&rq);
+	http_request_end(&rq);
 	return U_CALLBACK_COMPLETE;
 }
 
-/* The end of every request: the drain's Connection: close, the log line,
- * the metrics, what it held; it no longer counts as in flight. */
-static void request_end(struct request *rq)
+void http_request_end(struct request *rq)
 {
 	drain_close(rq);
 	log_request(rq);
@@ -544,89 +540,6 @@ static void request_end(struct request *rq)
 	request_free(rq);
 	metrics_gauge_add(METRIC_HTTP_IN_FLIGHT, -1);
 	atomic_fetch_sub(&rq->app->in_flight, 1);
-}
-
-struct request *http_defer(struct request *rq)
-{
-	struct request *d = rq->guard != NULL ? malloc(sizeof(*d)) : NULL;
-	struct _u_response *resp = d != NULL ? malloc(sizeof(*resp)) : NULL;
-
-	if (resp == NULL || ulfius_init_response(resp) != U_OK) {
-		free(resp);
-		free(d);
-		http_fail(rq, 503, "unavailable", "the server cannot take this request now");
-		return NULL;
-	}
-	http_db_release(rq);
-	/* The headers set so far (request id, security headers) go along. */
-	for (int i = 0; i < rq->resp->map_header->nb_values; i++)
-		u_map_put(resp->map_header, rq->resp->map_header->keys[i],
-			  rq->resp->map_header->values[i]);
-	*d = *rq;
-	d->resp = resp;
-	/* Ownership moved to D: the dispatcher's copy ends without freeing. */
-	rq->deferred = 1;
-	rq->body = NULL;
-	memset(&rq->who, 0, sizeof(rq->who));
-	memset(&rq->scope, 0, sizeof(rq->scope));
-	http_guard_defer(rq->guard);
-	return d;
-}
-
-/* libmicrohttpd's form of RESP: status, headers and body (copied). */
-static struct MHD_Response *mhd_answer(const struct _u_response *resp)
-{
-	struct MHD_Response *r = MHD_create_response_from_buffer(resp->binary_body_length,
-								 resp->binary_body,
-								 MHD_RESPMEM_MUST_COPY);
-
-	for (int i = 0; r != NULL && i < resp->map_header->nb_values; i++)
-		if (MHD_add_response_header(r, resp->map_header->keys[i],
-					    resp->map_header->values[i]) != MHD_YES) {
-			MHD_destroy_response(r);
-			r = NULL; /* the connection is closed instead */
-		}
-	return r;
-}
-
-void http_resume(struct request *d)
-{
-	if (d->status == 0)
-		http_fail(d, 500, "internal", "internal error");
-	drain_close(d);
-	struct MHD_Response *r = mhd_answer(d->resp);
-	unsigned status = (unsigned)d->resp->status;
-	void *g = d->guard;
-
-	/* Everything that reads ulfius's request ends before the resume: the
-	 * connection may complete (and ulfius free it) at once after it. */
-	request_end(d);
-	ulfius_clean_response(d->resp);
-	free(d->resp);
-	free(d);
-	http_guard_answer(g, status, r);
-}
-
-static void defer_run_job(struct http_job *job)
-{
-	struct request *d = (struct request *)((char *)job - offsetof(struct request, job));
-
-	http_current_conn = d->conn; /* suspended: its header lines are stable */
-	d->defer_fn(d);
-	http_current_conn = NULL;
-}
-
-void http_defer_run(struct request *d, void (*fn)(struct request *d))
-{
-	if (!http_workers_accepting()) {
-		http_set_header(d, "Retry-After", "1");
-		http_fail(d, 503, "shutting_down", "the server is shutting down; retry shortly");
-		http_resume(d);
-		return;
-	}
-	d->defer_fn = fn;
-	d->job.run = defer_run_job;
-	http_workers_submit(&d->job);
 }
 
 static int route_callback(const struct _u_request *u, struct _u_response *resp, void *data)
@@ -730,7 +643,25 @@ static struct {
 	int running;
 	atomic_int stop;
 	struct app *app;
-} sweeper;
+	/* The listening socket, for the sweep's "is a client waiting?" while
+	 * accept() is stalled; -1 once the drain closes it (under MU). */
+	pthread_mutex_t mu;
+	int listen_fd;
+} sweeper = {.mu = PTHREAD_MUTEX_INITIALIZER, .listen_fd = -1};
+
+/* 1 if a connection waits in the listening socket's queue. */
+static int client_waiting(void)
+{
+	int waiting = 0;
+
+	pthread_mutex_lock(&sweeper.mu);
+	if (sweeper.listen_fd >= 0) {
+		struct pollfd p = {.fd = sweeper.listen_fd, .events = POLLIN};
+		waiting = poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
+	}
+	pthread_mutex_unlock(&sweeper.mu);
+	return waiting;
+}
 
 static void *sweeper_main(void *arg)
 {
@@ -742,7 +673,8 @@ static void *sweeper_main(void *arg)
 	while (!atomic_load(&sweeper.stop)) {
 		struct timespec ts = {0, SWEEP_MS * 1000000L};
 		nanosleep(&ts, NULL);
-		closed += http_guard_sweep(header_ms, idle_ms, atomic_load(&app->draining));
+		closed += http_guard_sweep(header_ms, idle_ms, atomic_load(&app->draining),
+					   client_waiting);
 		int64_t now = bz_monotonic_ms();
 		/* One line per SWEEP_LOG_MS however many slow clients there are. */
 		if (closed > 0 && now - last_log >= SWEEP_LOG_MS) {
@@ -791,7 +723,11 @@ static int start_mhd(struct app *app, struct sockaddr_in *addr)
 	struct MHD_OptionItem ops[] = {
 		{MHD_OPTION_SOCK_ADDR, 0, addr},
 		{MHD_OPTION_CONNECTION_LIMIT, (intptr_t)cfg->http_max_connections, NULL},
-		{MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)cfg->http_timeout_s, NULL},
+		/* A backstop for stalled bodies and answers: the sweeper closes
+		 * idle kept-alive connections at HTTP_TIMEOUT_SECONDS itself,
+		 * never one whose next request has begun to arrive. */
+		{MHD_OPTION_CONNECTION_TIMEOUT,
+		 (intptr_t)(cfg->http_timeout_s + cfg->http_header_timeout_s), NULL},
 		{MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)(64 * 1024), NULL},
 		{MHD_OPTION_PER_IP_CONNECTION_LIMIT, (intptr_t)cfg->http_max_connections_per_ip,
 		 NULL},
@@ -877,6 +813,9 @@ int http_server_start(struct app *app, const struct route *routes, size_t n)
 		goto fail;
 	}
 	atomic_store(&sweeper.stop, 0);
+	const union MHD_DaemonInfo *di =
+		MHD_get_daemon_info(app->inst.mhd_daemon, MHD_DAEMON_INFO_LISTEN_FD);
+	sweeper.listen_fd = di != NULL ? di->listen_fd : -1;
 	if (pthread_create(&sweeper.thread, NULL, sweeper_main, app) != 0) {
 		log_error("http.start.failed", "reason", "cannot start the connection sweeper",
 			  NULL);
@@ -897,28 +836,41 @@ fail:
 	return rc;
 }
 
+/* What the drain waits for: requests in a handler, and requests whose
+ * connection is suspended (queued, running, deferred, or answered and not
+ * yet sent: libmicrohttpd must not stop with a suspended connection). */
+static int drain_left(struct app *app)
+{
+	return atomic_load(&app->in_flight) + (int)http_workers_busy() + (int)http_guard_pending();
+}
+
 /* Sleeps until APP has no request in flight or the monotonic clock reaches
- * UNTIL_MS; with CANCEL, cancels running queries every 100 ms meanwhile.
+ * UNTIL_MS; with CANCEL, every 100 ms meanwhile answers the requests still
+ * queued for a worker 503 and cancels running queries.
  * Returns the requests still in flight. */
 static int drain_wait(struct app *app, int64_t until_ms, int cancel)
 {
 	int64_t next_cancel = 0;
 
-	while ((atomic_load(&app->in_flight) > 0 || http_workers_busy() > 0) &&
-	       bz_monotonic_ms() < until_ms) {
+	while (drain_left(app) > 0 && bz_monotonic_ms() < until_ms) {
 		if (cancel && bz_monotonic_ms() >= next_cancel) {
+			/* Requests still queued behind busy workers would only start
+			 * queries to be cancelled: they are answered 503 instead. */
+			unsigned shed = http_workers_shed();
 			unsigned k = held_cancel_all();
-			if (next_cancel == 0) {
-				char n[16];
+			if (next_cancel == 0 || shed > 0) {
+				char n[16], q[16];
 				snprintf(n, sizeof(n), "%u", k);
-				log_warn("server.drain.cancel", "queriesCancelled", n, NULL);
+				snprintf(q, sizeof(q), "%u", shed);
+				log_warn("server.drain.cancel", "queriesCancelled", n,
+					 "queuedRefused", q, NULL);
 			}
 			next_cancel = bz_monotonic_ms() + 100;
 		}
 		struct timespec ts = {0, 20 * 1000000L};
 		nanosleep(&ts, NULL);
 	}
-	return atomic_load(&app->in_flight) + (int)http_workers_busy();
+	return drain_left(app);
 }
 
 int http_server_stop(struct app *app, int drain_ms)
@@ -934,6 +886,9 @@ int http_server_stop(struct app *app, int drain_ms)
 	 * says Connection: close. */
 	if (app->inst.mhd_daemon != NULL) {
 		MHD_socket ls = MHD_quiesce_daemon(app->inst.mhd_daemon);
+		pthread_mutex_lock(&sweeper.mu);
+		sweeper.listen_fd = -1;
+		pthread_mutex_unlock(&sweeper.mu);
 		if (ls != MHD_INVALID_SOCKET)
 			close(ls); /* after quiescing, the listen socket is ours to close */
 	}

@@ -92,6 +92,26 @@ unsigned http_workers_busy(void)
 	return atomic_load(&pool.busy);
 }
 
+unsigned http_workers_shed(void)
+{
+	struct http_job *list;
+	unsigned n = 0;
+
+	pthread_mutex_lock(&pool.mu);
+	list = pool.head;
+	pool.head = pool.tail = NULL;
+	pthread_mutex_unlock(&pool.mu);
+	while (list != NULL) {
+		struct http_job *j = list;
+		list = j->next;
+		j->next = NULL;
+		j->refuse(j);
+		atomic_fetch_sub(&pool.busy, 1);
+		n++;
+	}
+	return n;
+}
+
 void http_workers_stop(void)
 {
 	atomic_store(&pool.accepting, 0);
