@@ -3,7 +3,7 @@
 # asserts nothing.
 #
 #   bench/heartbeat.sh [-n AGENTS] [-k CONNECTIONS] [-r RATE] [-d SECONDS]
-#                      [-s STEP_SECONDS] [-0 FIRST_RATE]
+#                      [-s STEP_SECONDS] [-0 FIRST_RATE] [-e VAR=value]…
 #
 # Starts a throwaway PostgreSQL + Redis (scripts/dev-services) in a
 # temporary directory with production durability (fsync, synchronous_commit
@@ -17,13 +17,14 @@
 #   (b) a fixed-rate run of SECONDS at RATE (default: 70 % of the highest
 #       rate the search sustained), with every figure bench_heartbeat prints.
 # Defaults: 1000 agents, 16 connections, 5 s steps from 250/s, a 20 s run:
-# about 1–2 minutes. Uses $BREEZE_BUILD_DIR (default build). Everything is
+# about 1–2 minutes. -e adds a server setting (e.g. -e
+# HEARTBEAT_GROUP_COMMIT=false). Uses $BREEZE_BUILD_DIR (default build). Everything is
 # removed at the end.
 #
 #   bench/heartbeat.sh -E 10000,1000000 [-n ACTIVE] [-O ORGS] [-k …] [-r …] …
 #
-# The enrolled-devices mode (issue 13 §4, "throughput within 20 % of the
-# 10,000-device figure"): for each total in the list (ascending), the
+# The enrolled-devices mode ("throughput within 20 % of the 10,000-device
+# figure"): for each total in the list (ascending), the
 # database is filled up to that many enrolled devices with the bulk fast
 # path (bench/bulk_enroll.c: the rows API enrolment writes, audit chain
 # included; see docs/performance.md for its speed), vacuumed, analyzed and
@@ -37,8 +38,8 @@
 # per total at the end.
 set -euo pipefail
 
-N=1000 K=16 RATE="" DURATION=20 STEP=5 FIRST=250 ENROLLED="" N_SET="" ORGS=500
-while getopts "n:k:r:d:s:0:E:O:h" o; do
+N=1000 K=16 RATE="" DURATION=20 STEP=5 FIRST=250 ENROLLED="" N_SET="" ORGS=500 SERVER_ENV=()
+while getopts "n:k:r:d:s:0:E:O:e:h" o; do
     case "$o" in
         E) ENROLLED=$OPTARG ;;
         O) ORGS=$OPTARG ;;
@@ -48,7 +49,8 @@ while getopts "n:k:r:d:s:0:E:O:h" o; do
         d) DURATION=$OPTARG ;;
         s) STEP=$OPTARG ;;
         0) FIRST=$OPTARG ;;
-        *) sed -n '2,37p' "$0" >&2; exit 2 ;;
+        e) SERVER_ENV+=("$OPTARG") ;;
+        *) sed -n '2,38p' "$0" >&2; exit 2 ;;
     esac
 done
 
@@ -56,8 +58,7 @@ done
 . "$(dirname -- "$0")/heartbeat_stack.sh"
 
 stack_up
-# shellcheck disable=SC2119
-server_start
+server_start "${SERVER_ENV[@]}"
 if [[ -n "$ENROLLED" ]]; then
     [[ -n "$N_SET" ]] || N=10000
     echo "== $ORGS organizations (through the API)"

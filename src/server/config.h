@@ -74,8 +74,14 @@ struct config {
 	 * path; borrowed. Default: BREEZE_WEB_ROOT_DEFAULT, set by CMake to
 	 * the source tree's web/dist. Checked at serve start (a warning). */
 	const char *web_root;
-	int64_t access_token_ttl_s;   /* 900 (15 min), fixed */
-	int heartbeat_interval_s;     /* default 60 */
+	int64_t access_token_ttl_s; /* 900 (15 min), fixed */
+	int heartbeat_interval_s;   /* default 60 */
+	/* HEARTBEAT_GROUP_COMMIT (default on): plain heartbeats are written in batches of
+	 * one statement each (agents/heartbeat_batch.c), answered after their
+	 * batch committed; at most HEARTBEAT_QUEUE_MAX (default 10000) wait,
+	 * beyond that 503 heartbeat_queue_full. */
+	int heartbeat_group_commit;
+	unsigned heartbeat_queue_max;
 	int agent_token_max_age_days; /* rotation asked past it, default 30 (G2) */
 	/* AGENT_IP_CHANGE_DEDUP_SECONDS, 0..30 days, default 86400: at most one
 	 * agent.source.ip.changed per device and new address in this (G7) */

@@ -32,6 +32,7 @@
 #include "crypto/crypto.h"
 #include "crypto/password.h"
 #include "server/agents/agents.h"
+#include "server/agents/agents_api.h"
 #include "server/agents/agents_metrics.h"
 #include "server/audit/audit_cli.h"
 #include "server/audit/audit_retention.h"
@@ -518,9 +519,11 @@ static int cmd_serve(struct opts *o)
 		return BZ_EXIT_FAILURE;
 	}
 	struct route *routes = routes_serve(&cfg, &n);
-	if (routes == NULL || http_server_start(&app, routes, n) != 0) {
+	if (routes == NULL || agents_api_start(&cfg, app.pool, app.rl) != 0 ||
+	    http_server_start(&app, routes, n) != 0) {
 		fprintf(stderr, "breeze-server: cannot listen on %s:%u\n", cfg.listen_host,
 			cfg.listen_port);
+		agents_api_stop();
 		free(routes);
 		ratelimit_close(app.rl);
 		db_pool_close(app.pool);
@@ -542,6 +545,7 @@ static int cmd_serve(struct opts *o)
 		log_error("server.stopped", "forced", "true", NULL);
 		_exit(BZ_EXIT_FAILURE);
 	}
+	agents_api_stop(); /* the drain answered every deferred heartbeat */
 	agents_liveness_worker_stop();
 	webhook_worker_stop();
 	audit_worker_stop();

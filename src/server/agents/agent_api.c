@@ -6,6 +6,7 @@
  * display string. Rotation takes no body (or {}).
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -14,6 +15,7 @@
 #include "crypto/crypto.h"
 #include "server/agents/agents.h"
 #include "server/agents/agents_api.h"
+#include "server/agents/heartbeat_batch.h"
 
 struct enroll_body {
 	struct body_str key, secret, hostname, os_type, os_version, arch, agent_version;
@@ -223,15 +225,12 @@ enum agent_auth_mode {
 	AUTH_CONFIRM, /* an expired pending token of the device: 409 rotation_expired */
 };
 
-/* Authenticates the agent token of RQ for path agent ID into A, and its
- * SHA-256 into TOKEN_HASH. A retired token is a theft signal (G2): the
- * same 401 as a bad token, and audited. */
-static int agent_auth(struct request *rq, PGconn **c, struct agents_agent *a, char token_hash[65],
-		      enum agent_auth_mode mode)
+/* The checks of an agent request that need nothing but the request: path
+ * agent ID (404) and the Authorization header's form (401), and the
+ * token's SHA-256 into TOKEN_HASH. Returns 0 or BZ_ERR_RESPONDED. */
+static int agent_token_hash(struct request *rq, char id[37], char token_hash[65])
 {
 	const char *h = http_header(rq, "Authorization");
-	struct bz_errinfo why = {0};
-	char id[37];
 
 	if (http_path_uuid(rq, "agentId", id, "agent not found") != 0)
 		return BZ_ERR_RESPONDED;
@@ -244,6 +243,20 @@ static int agent_auth(struct request *rq, PGconn **c, struct agents_agent *a, ch
 		http_fail_err(rq, BZ_ERR_CRYPTO, NULL);
 		return BZ_ERR_RESPONDED;
 	}
+	return 0;
+}
+
+/* Authenticates the agent token of RQ for path agent ID into A, and its
+ * SHA-256 into TOKEN_HASH. A retired token is a theft signal (G2): the
+ * same 401 as a bad token, and audited. */
+static int agent_auth(struct request *rq, PGconn **c, struct agents_agent *a, char token_hash[65],
+		      enum agent_auth_mode mode)
+{
+	struct bz_errinfo why = {0};
+	char id[37];
+
+	if (agent_token_hash(rq, id, token_hash) != 0)
+		return BZ_ERR_RESPONDED;
 	if ((*c = http_db(rq)) == NULL)
 		return BZ_ERR_RESPONDED;
 	int rc = agents_agent_auth(*c, token_hash, id, a, &why);
@@ -280,34 +293,59 @@ static int agent_auth(struct request *rq, PGconn **c, struct agents_agent *a, ch
 	return BZ_ERR_RESPONDED;
 }
 
-static void heartbeat(struct request *rq)
+/* Checks B's metrics (numbers only). Returns 0 or BZ_ERR_RESPONDED (400). */
+static int heartbeat_check(struct request *rq, const struct heartbeat_body *b)
+{
+	const char *bad;
+
+	if (b->metrics.v != NULL && agents_json_check(b->metrics.v, AGENTS_JSON_NUMBERS, &bad) != 0)
+		return json_member_error(rq, "metrics", bad, "must be a number within ±2^53");
+	return 0;
+}
+
+/* The heartbeat's HB of body B from RQ (INV: its inventory object). */
+static struct agents_heartbeat heartbeat_of(const struct request *rq,
+					    const struct heartbeat_body *b, json_t *inv)
+{
+	return (struct agents_heartbeat){.status = b->status.v,
+					 .agent_version = b->agent_version.v,
+					 .uptime_s = b->uptime.present ? b->uptime.v : -1,
+					 .metrics = b->metrics.v,
+					 .inventory = inv,
+					 .hostname = b->hostname.v,
+					 .os_version = b->os_version.v,
+					 .client_ip = rq->client_ip[0] ? rq->client_ip : NULL,
+					 .ip_dedup_s = rq->app->cfg->agent_ip_change_dedup_s};
+}
+
+/* The 200 of a written heartbeat of A. */
+static void heartbeat_ok(struct request *rq, const struct agents_agent *a)
+{
+	int rotate =
+		agents_token_rotate_due(a, bz_now(),
+					(int64_t)rq->app->cfg->agent_token_max_age_days * 86400);
+	http_reply(rq, 200,
+		   json_pack("{s:{s:i},s:[],s:b}", "config", "heartbeatIntervalSeconds",
+			     a->heartbeat_interval_s, "commands", "rotateToken", rotate));
+}
+
+/* The synchronous heartbeat: every check and write on the request's own
+ * connection, audited changes in their transaction. */
+static void heartbeat_sync(struct request *rq)
 {
 	struct heartbeat_body b = {0};
 	struct agents_agent a;
 	struct bz_errinfo why = {0};
 	char token_hash[65];
-	const char *bad;
 	PGconn *c;
 
 	/* The token first: an unauthenticated caller learns nothing about
 	 * what a valid body looks like. */
 	if (agent_auth(rq, &c, &a, token_hash, AUTH_USABLE) != 0 ||
-	    http_body_parse(rq, heartbeat_fields, &b) != 0)
+	    http_body_parse(rq, heartbeat_fields, &b) != 0 || heartbeat_check(rq, &b) != 0)
 		return;
-	if (b.metrics.v != NULL && agents_json_check(b.metrics.v, AGENTS_JSON_NUMBERS, &bad) != 0) {
-		json_member_error(rq, "metrics", bad, "must be a number within ±2^53");
-		return;
-	}
 	json_t *inv = inventory_json(&b);
-	struct agents_heartbeat hb = {.status = b.status.v,
-				      .agent_version = b.agent_version.v,
-				      .uptime_s = b.uptime.present ? b.uptime.v : -1,
-				      .metrics = b.metrics.v,
-				      .inventory = inv,
-				      .hostname = b.hostname.v,
-				      .os_version = b.os_version.v,
-				      .client_ip = rq->client_ip[0] ? rq->client_ip : NULL,
-				      .ip_dedup_s = rq->app->cfg->agent_ip_change_dedup_s};
+	struct agents_heartbeat hb = heartbeat_of(rq, &b, inv);
 	/* G2: a heartbeat made with a live pending token confirms it. */
 	int rc = a.token_state == AGENTS_TOKEN_PENDING
 			 ? agents_token_confirm_heartbeat(c, token_hash, &a, hb.client_ip, bz_now(),
@@ -322,12 +360,153 @@ static void heartbeat(struct request *rq)
 		http_fail_why(rq, rc, &why);
 		return;
 	}
-	int rotate =
-		agents_token_rotate_due(&a, bz_now(),
-					(int64_t)rq->app->cfg->agent_token_max_age_days * 86400);
-	http_reply(rq, 200,
-		   json_pack("{s:{s:i},s:[],s:b}", "config", "heartbeatIntervalSeconds",
-			     a.heartbeat_interval_s, "commands", "rotateToken", rotate));
+	heartbeat_ok(rq, &a);
+}
+
+/* heartbeat_sync() of a deferred heartbeat (http_defer_run). */
+static void heartbeat_sync_deferred(struct request *d)
+{
+	heartbeat_sync(d);
+	http_resume(d);
+}
+
+/* The group committer (HEARTBEAT_GROUP_COMMIT), or NULL: every heartbeat
+ * then takes heartbeat_sync(). */
+static struct agents_hb_batch *hb_batch;
+
+/* A heartbeat waiting for its batch: the job and what its pointers borrow. */
+struct hb_wait {
+	struct agents_hb_job job;
+	struct request *d;
+	struct heartbeat_body b; /* points into d's body */
+	json_t *inv;
+};
+
+/* The answer of limiter result R (RC: ratelimit_check()'s return) on RQ,
+ * as http_rate_limit() (limit.c) renders it for a check without a refusal
+ * audit: the X-RateLimit-* headers, 429 rate_limited with Retry-After, 503
+ * rate_limit_unavailable (deny mode, Redis down). Returns 0 when admitted
+ * or BZ_ERR_RESPONDED. */
+static int heartbeat_rate_render(struct request *rq, int rc, const struct ratelimit_result *r)
+{
+	char v[24];
+
+	if (rc == BZ_ERR_UNAVAILABLE) {
+		http_set_header(rq, "Retry-After", "1");
+		http_fail(rq, 503, "rate_limit_unavailable",
+			  "rate limiting is unavailable; retry shortly");
+		return BZ_ERR_RESPONDED;
+	}
+	if (rc != 0) {
+		http_fail_err(rq, BZ_ERR_INTERNAL, NULL);
+		return BZ_ERR_RESPONDED;
+	}
+	snprintf(v, sizeof(v), "%u", r->limit);
+	http_set_header(rq, "X-RateLimit-Limit", v);
+	snprintf(v, sizeof(v), "%u", r->remaining);
+	http_set_header(rq, "X-RateLimit-Remaining", v);
+	snprintf(v, sizeof(v), "%lld", (long long)r->reset_s);
+	http_set_header(rq, "X-RateLimit-Reset", v);
+	if (r->admitted)
+		return 0;
+	snprintf(v, sizeof(v), "%u", r->retry_after_s);
+	http_set_header(rq, "Retry-After", v);
+	http_fail(rq, 429, "rate_limited", "too many requests (%s); retry after %u s", r->limiter,
+		  r->retry_after_s);
+	return BZ_ERR_RESPONDED;
+}
+
+/* The batch's outcome O of waiting heartbeat CTX (on the committer
+ * thread: renders and resumes, never blocks). */
+static void heartbeat_done(void *ctx, const struct agents_hb_outcome *o)
+{
+	struct hb_wait *w = ctx;
+	struct request *d = w->d;
+
+	switch (o->verdict) {
+	case AGENTS_HB_SLOW:
+		break;
+	case AGENTS_HB_LIMITED:
+		heartbeat_rate_render(d, o->rl_rc, o->rl);
+		break;
+	case AGENTS_HB_FAILED:
+		if (o->rc == BZ_ERR_UNAVAILABLE)
+			http_set_header(d, "Retry-After", "1");
+		http_fail_why(d, o->rc, o->why);
+		break;
+	case AGENTS_HB_WRITTEN:
+		if (heartbeat_rate_render(d, 0, o->rl) == 0)
+			heartbeat_ok(d, o->agent);
+		break;
+	}
+	/* O points into W's job: freed only once rendered. */
+	json_decref(w->inv);
+	free(w);
+	if (o->verdict == AGENTS_HB_SLOW)
+		http_defer_run(d, heartbeat_sync_deferred);
+	else
+		http_resume(d);
+}
+
+/*
+ * POST /agents/:agentId/heartbeat. With the group committer, only what
+ * needs nothing but the request runs here (path, token form and hash, the
+ * body); the answer is deferred until the heartbeat's batch committed
+ * (heartbeat_batch.h), and no thread waits for it. An invalid body takes
+ * the synchronous path, so a bad token is still a 401 whatever the body.
+ */
+static void heartbeat(struct request *rq)
+{
+	struct hb_wait *w;
+	struct request *d;
+
+	if (hb_batch == NULL) {
+		heartbeat_sync(rq);
+		return;
+	}
+	if ((w = calloc(1, sizeof(*w))) == NULL) {
+		http_fail_err(rq, BZ_ERR_NOMEM, NULL);
+		return;
+	}
+	if (agent_token_hash(rq, w->job.path_id, w->job.token_hash) != 0) {
+		free(w);
+		return;
+	}
+	if (http_body_parse(rq, heartbeat_fields, &w->b) != 0 || heartbeat_check(rq, &w->b) != 0) {
+		free(w);
+		heartbeat_sync(rq); /* answers in the order it always did */
+		return;
+	}
+	if ((d = http_defer(rq)) == NULL) {
+		free(w);
+		return;
+	}
+	w->d = d;
+	w->inv = inventory_json(&w->b);
+	w->job.hb = heartbeat_of(d, &w->b, w->inv);
+	w->job.done = heartbeat_done;
+	w->job.ctx = w;
+	if (agents_hb_batch_submit(hb_batch, &w->job) != 0) {
+		json_decref(w->inv);
+		free(w);
+		http_set_header(d, "Retry-After", "1");
+		http_fail(d, 503, "heartbeat_queue_full",
+			  "too many heartbeats waiting to be written; retry later");
+		http_resume(d);
+	}
+}
+
+int agents_api_start(const struct config *cfg, struct db_pool *pool, struct ratelimit *rl)
+{
+	if (!cfg->heartbeat_group_commit)
+		return 0;
+	return agents_hb_batch_start(&hb_batch, pool, rl, cfg->heartbeat_queue_max);
+}
+
+void agents_api_stop(void)
+{
+	agents_hb_batch_stop(hb_batch);
+	hb_batch = NULL;
 }
 
 /* POST /agents/:agentId/rotate-token, with the current token: a new token,

@@ -255,6 +255,15 @@ int agents_token_insert(PGconn *c, const char *device_id, const char *org_id, co
 int agents_token_lookup(PGconn *c, const char *token_hash, int64_t now, struct agents_agent *out);
 
 /*
+ * agents_token_lookup() of N token hashes HASHES with ONE statement (the
+ * heartbeat group commit): for each i, *OUT[i] is filled and RCS[i] set to
+ * 0, or RCS[i] = BZ_ERR_NOT_FOUND. Exact: nothing is cached. Returns 0,
+ * BZ_ERR_DB (RCS not meaningful) or BZ_ERR_NOMEM.
+ */
+int agents_token_lookup_many(PGconn *c, const char *const *hashes, size_t n, int64_t now,
+			     struct agents_agent *const *out, int *rcs);
+
+/*
  * 1 if the token A was looked up by authenticates: current; pending before
  * its expiry (unconfirmed rotation); previous inside its grace period (G2);
  * and the device not decommissioned. 0 otherwise.
@@ -420,6 +429,16 @@ int agents_token_reset(PGconn *c, const struct tenancy_scope *scope, const char 
 int agents_agent_auth(PGconn *c, const char *token_hash, const char *path_id,
 		      struct agents_agent *out, struct bz_errinfo *why);
 
+/*
+ * The part of agents_agent_auth() that needs no database, for token A
+ * already looked up: 0 when A is usable and speaks for PATH_ID, an active
+ * device; BZ_ERR_FORBIDDEN (device_suspended, in WHY) when usable for
+ * PATH_ID but the device is not active; BZ_ERR_NOT_FOUND when only
+ * agents_agent_auth() can decide (an unusable token, another device's
+ * path: retirement, probes and their audit rows). Pure.
+ */
+int agents_agent_admit(const struct agents_agent *a, const char *path_id, struct bz_errinfo *why);
+
 /* ---- Cross-tenant probes (probe.c; G6, docs/probes-and-addresses.md) ---- */
 
 /*
@@ -482,6 +501,17 @@ struct agents_heartbeat {
  */
 int agents_heartbeat_record(PGconn *c, const struct agents_agent *a,
 			    const struct agents_heartbeat *hb);
+
+/*
+ * 1 when heartbeat HB of device A (token usable, looked up) is plain: it
+ * changes nothing audited and confirms nothing — a current or previous
+ * token (a pending one is confirmed by its first heartbeat, G2), the same
+ * source address (G7), the same hostname, and a device that is not back
+ * from offline (device.online, liveness.c). What agents_heartbeat_record()
+ * writes for it is then one statement's rows, which the group commit
+ * (heartbeat_batch.c) writes for many heartbeats at once. Pure.
+ */
+int agents_heartbeat_plain(const struct agents_agent *a, const struct agents_heartbeat *hb);
 
 /* ---- Source-address history (ip_history.c; G7) ---- */
 

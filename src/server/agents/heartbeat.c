@@ -94,10 +94,25 @@ int agents_agent_auth(PGconn *c, const char *token_hash, const char *path_id,
 	 * device it is a probe (G6, probe.c). */
 	if (strcasecmp(out->device_id, path_id) != 0)
 		return agents_probe_classify(c, out, path_id, why);
-	if (strcmp(out->device_status, "active") != 0)
+	return agents_agent_admit(out, path_id, why);
+}
+
+int agents_agent_admit(const struct agents_agent *a, const char *path_id, struct bz_errinfo *why)
+{
+	if (!agents_token_usable(a) || strcasecmp(a->device_id, path_id) != 0)
+		return BZ_ERR_NOT_FOUND;
+	if (strcmp(a->device_status, "active") != 0)
 		return bz_fail(why, BZ_ERR_FORBIDDEN, "device_suspended", NULL,
 			       "device is suspended; an administrator must review it");
 	return 0;
+}
+
+int agents_heartbeat_plain(const struct agents_agent *a, const struct agents_heartbeat *hb)
+{
+	int ip_changed = hb->client_ip != NULL && strcmp(a->old_ip, hb->client_ip) != 0;
+	int renamed = hb->hostname != NULL && strcmp(hb->hostname, a->hostname) != 0;
+
+	return a->token_state != AGENTS_TOKEN_PENDING && !ip_changed && !renamed && a->online != 0;
 }
 
 /* One statement per heartbeat: the device row (last seen at $11, the

@@ -83,41 +83,88 @@ int agents_token_insert(PGconn *c, const char *device_id, const char *org_id, co
  * partial pending index, which holds at most one row per device, so the
  * heartbeat learns whether to ask for a rotation in the same statement),
  * 12 devices.online as 1, 0 or -1 for NULL (never seen; liveness.c). */
-static const char *lookup_sql =
-	"SELECT d.id, d.org_id, d.status, d.heartbeat_interval_s, coalesce(host(d.last_ip), ''),"
-	"       d.hostname,"
-	/* A pending token retired because it expired unconfirmed was never in
-	 * service: it reads as what it was, an expired pending token (409
-	 * rotation_expired on confirm, no theft signal). */
-	"       CASE WHEN t.state = 'retired' AND t.retired_reason = 'expired' THEN 'pending'"
-	"            ELSE t.state END,"
-	"       (t.expires_at IS NULL OR t.expires_at > to_timestamp($2::bigint))::int"
-	"         * (t.retired_reason IS DISTINCT FROM 'expired')::int,"
-	"       extract(epoch FROM t.activated_at)::bigint,"
-	"       (t.rotation_requested_at IS NOT NULL)::int, d.credential_version,"
-	"       CASE WHEN t.state = 'current' THEN EXISTS (SELECT 1 FROM agent_tokens p"
-	"            WHERE p.device_id = t.device_id AND p.state = 'pending'"
-	"              AND p.expires_at > to_timestamp($2::bigint))::int ELSE 0 END,"
+#define LOOKUP_COLUMNS                                                                             \
+	"SELECT d.id, d.org_id, d.status, d.heartbeat_interval_s, coalesce(host(d.last_ip), ''),"  \
+	"       d.hostname,"                                                                       \
+	"       CASE WHEN t.state = 'retired' AND t.retired_reason = 'expired' THEN 'pending'"     \
+	"            ELSE t.state END,"                                                            \
+	"       (t.expires_at IS NULL OR t.expires_at > to_timestamp($2::bigint))::int"            \
+	"         * (t.retired_reason IS DISTINCT FROM 'expired')::int,"                           \
+	"       extract(epoch FROM t.activated_at)::bigint,"                                       \
+	"       (t.rotation_requested_at IS NOT NULL)::int, d.credential_version,"                 \
+	"       CASE WHEN t.state = 'current' THEN EXISTS (SELECT 1 FROM agent_tokens p"           \
+	"            WHERE p.device_id = t.device_id AND p.state = 'pending'"                      \
+	"              AND p.expires_at > to_timestamp($2::bigint))::int ELSE 0 END,"              \
 	"       coalesce(d.online::int, -1)"
+
+/* A pending token retired because it expired unconfirmed was never in
+ * service: column 6 reads it as what it was, an expired pending token (409
+ * rotation_expired on confirm, no theft signal). */
+static const char *lookup_sql = LOOKUP_COLUMNS
 	"  FROM agent_tokens t JOIN devices d ON d.id = t.device_id"
 	" WHERE t.token_hash = $1";
 
-/* Fills OUT from row 0 of R. */
-static void agent_fill(PGresult *r, struct agents_agent *out)
+/* The same for many hashes at once (the heartbeat group commit): $1 is a
+ * JSON array of hashes, column 13 the position (from 1) in it of the hash
+ * the row answers. Token hashes are unique: at most one row per element. */
+static const char *lookup_many_sql = LOOKUP_COLUMNS
+	", q.i"
+	"  FROM jsonb_array_elements_text($1::jsonb) WITH ORDINALITY AS q(h, i)"
+	"  JOIN agent_tokens t ON t.token_hash = q.h JOIN devices d ON d.id = t.device_id";
+
+/* Fills OUT from row ROW of R. */
+static void agent_fill(PGresult *r, int row, struct agents_agent *out)
 {
-	text_copy(out->device_id, sizeof(out->device_id), PQgetvalue(r, 0, 0));
-	text_copy(out->org_id, sizeof(out->org_id), PQgetvalue(r, 0, 1));
-	text_copy(out->device_status, sizeof(out->device_status), PQgetvalue(r, 0, 2));
-	out->heartbeat_interval_s = atoi(PQgetvalue(r, 0, 3));
-	text_copy(out->old_ip, sizeof(out->old_ip), PQgetvalue(r, 0, 4));
-	text_copy(out->hostname, sizeof(out->hostname), PQgetvalue(r, 0, 5));
-	out->token_state = state_parse(PQgetvalue(r, 0, 6));
-	out->token_live = strcmp(PQgetvalue(r, 0, 7), "1") == 0;
-	out->token_activated_at = PQgetisnull(r, 0, 8) ? 0 : strtoll(PQgetvalue(r, 0, 8), NULL, 10);
-	out->rotation_requested = strcmp(PQgetvalue(r, 0, 9), "1") == 0;
-	out->credential_version = atoi(PQgetvalue(r, 0, 10));
-	out->pending_live = strcmp(PQgetvalue(r, 0, 11), "1") == 0;
-	out->online = atoi(PQgetvalue(r, 0, 12));
+	text_copy(out->device_id, sizeof(out->device_id), PQgetvalue(r, row, 0));
+	text_copy(out->org_id, sizeof(out->org_id), PQgetvalue(r, row, 1));
+	text_copy(out->device_status, sizeof(out->device_status), PQgetvalue(r, row, 2));
+	out->heartbeat_interval_s = atoi(PQgetvalue(r, row, 3));
+	text_copy(out->old_ip, sizeof(out->old_ip), PQgetvalue(r, row, 4));
+	text_copy(out->hostname, sizeof(out->hostname), PQgetvalue(r, row, 5));
+	out->token_state = state_parse(PQgetvalue(r, row, 6));
+	out->token_live = strcmp(PQgetvalue(r, row, 7), "1") == 0;
+	out->token_activated_at = PQgetisnull(r, row, 8) ? 0
+							 : strtoll(PQgetvalue(r, row, 8), NULL, 10);
+	out->rotation_requested = strcmp(PQgetvalue(r, row, 9), "1") == 0;
+	out->credential_version = atoi(PQgetvalue(r, row, 10));
+	out->pending_live = strcmp(PQgetvalue(r, row, 11), "1") == 0;
+	out->online = atoi(PQgetvalue(r, row, 12));
+}
+
+int agents_token_lookup_many(PGconn *c, const char *const *hashes, size_t n, int64_t now,
+			     struct agents_agent *const *out, int *rcs)
+{
+	json_t *arr = json_array();
+	char now_s[24], *param = NULL;
+	PGresult *r = NULL;
+	int rc = BZ_ERR_NOMEM;
+
+	for (size_t i = 0; i < n; i++) {
+		memset(out[i], 0, sizeof(*out[i]));
+		rcs[i] = BZ_ERR_NOT_FOUND;
+		if (arr != NULL && json_array_append_new(arr, json_string(hashes[i])) != 0)
+			goto out;
+	}
+	if (arr == NULL || (param = json_dumps(arr, JSON_COMPACT)) == NULL)
+		goto out;
+	snprintf(now_s, sizeof(now_s), "%lld", (long long)now);
+	const char *p[2] = {param, now_s};
+	rc = BZ_ERR_DB;
+	if (n > 0 && (r = db_query(c, lookup_many_sql, 2, p, NULL)) == NULL)
+		goto out;
+	for (int t = 0; r != NULL && t < PQntuples(r); t++) {
+		long e = strtol(PQgetvalue(r, t, 13), NULL, 10);
+		if (e >= 1 && (size_t)e <= n) {
+			agent_fill(r, t, out[e - 1]);
+			rcs[e - 1] = 0;
+		}
+	}
+	rc = 0;
+out:
+	PQclear(r);
+	free(param);
+	json_decref(arr);
+	return rc;
 }
 
 int agents_token_lookup(PGconn *c, const char *token_hash, int64_t now, struct agents_agent *out)
@@ -134,7 +181,7 @@ int agents_token_lookup(PGconn *c, const char *token_hash, int64_t now, struct a
 		PQclear(r);
 		return BZ_ERR_NOT_FOUND;
 	}
-	agent_fill(r, out);
+	agent_fill(r, 0, out);
 	PQclear(r);
 	return 0;
 }
