@@ -382,40 +382,6 @@ struct hb_wait {
 	json_t *inv;
 };
 
-/* The answer of limiter result R (RC: ratelimit_check()'s return) on RQ,
- * as http_rate_limit() (limit.c) renders it for a check without a refusal
- * audit: the X-RateLimit-* headers, 429 rate_limited with Retry-After, 503
- * rate_limit_unavailable (deny mode, Redis down). Returns 0 when admitted
- * or BZ_ERR_RESPONDED. */
-static int heartbeat_rate_render(struct request *rq, int rc, const struct ratelimit_result *r)
-{
-	char v[24];
-
-	if (rc == BZ_ERR_UNAVAILABLE) {
-		http_set_header(rq, "Retry-After", "1");
-		http_fail(rq, 503, "rate_limit_unavailable",
-			  "rate limiting is unavailable; retry shortly");
-		return BZ_ERR_RESPONDED;
-	}
-	if (rc != 0) {
-		http_fail_err(rq, BZ_ERR_INTERNAL, NULL);
-		return BZ_ERR_RESPONDED;
-	}
-	snprintf(v, sizeof(v), "%u", r->limit);
-	http_set_header(rq, "X-RateLimit-Limit", v);
-	snprintf(v, sizeof(v), "%u", r->remaining);
-	http_set_header(rq, "X-RateLimit-Remaining", v);
-	snprintf(v, sizeof(v), "%lld", (long long)r->reset_s);
-	http_set_header(rq, "X-RateLimit-Reset", v);
-	if (r->admitted)
-		return 0;
-	snprintf(v, sizeof(v), "%u", r->retry_after_s);
-	http_set_header(rq, "Retry-After", v);
-	http_fail(rq, 429, "rate_limited", "too many requests (%s); retry after %u s", r->limiter,
-		  r->retry_after_s);
-	return BZ_ERR_RESPONDED;
-}
-
 /* The batch's outcome O of waiting heartbeat CTX (on the committer
  * thread: renders and resumes, never blocks). */
 static void heartbeat_done(void *ctx, const struct agents_hb_outcome *o)
@@ -427,7 +393,7 @@ static void heartbeat_done(void *ctx, const struct agents_hb_outcome *o)
 	case AGENTS_HB_SLOW:
 		break;
 	case AGENTS_HB_LIMITED:
-		heartbeat_rate_render(d, o->rl_rc, o->rl);
+		http_rate_render(d, o->rl_rc, o->rl, NULL);
 		break;
 	case AGENTS_HB_FAILED:
 		if (o->rc == BZ_ERR_UNAVAILABLE)
@@ -435,7 +401,7 @@ static void heartbeat_done(void *ctx, const struct agents_hb_outcome *o)
 		http_fail_why(d, o->rc, o->why);
 		break;
 	case AGENTS_HB_WRITTEN:
-		if (heartbeat_rate_render(d, 0, o->rl) == 0)
+		if (http_rate_render(d, 0, o->rl, NULL) == 0)
 			heartbeat_ok(d, o->agent);
 		break;
 	}

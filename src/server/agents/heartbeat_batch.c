@@ -61,9 +61,7 @@ struct agents_hb_batch {
 	struct ratelimit_result rl_out[AGENTS_HB_BATCH_MAX];
 	int rl_rcs[AGENTS_HB_BATCH_MAX];
 	size_t rl_job[AGENTS_HB_BATCH_MAX];
-#ifdef RATELIMIT_MANY_MAX
 	struct ratelimit_check rl_checks[AGENTS_HB_BATCH_MAX];
-#endif
 };
 
 /*
@@ -219,10 +217,9 @@ static void classify(struct agents_hb_batch *b, struct agents_hb_job **jobs, siz
 }
 
 /* Checks the N limiter pairs ITEMS (each a device and its organization) at
- * NOW_MS into OUT and RCS: with ratelimit_check_many() when the rate
- * limiter has it (one Redis round trip for the whole batch), else one
- * ratelimit_check() each. Either way each check is exactly the one the
- * synchronous path makes, and checks of one key count in order. */
+ * NOW_MS into OUT and RCS with ratelimit_check_many(): one Redis round trip
+ * for the whole batch, each check exactly the one the synchronous path
+ * makes, checks of one key counted in order. */
 static void limit_checks(struct agents_hb_batch *b, size_t n, int64_t now_ms)
 {
 	if (b->rl == NULL) {
@@ -230,17 +227,12 @@ static void limit_checks(struct agents_hb_batch *b, size_t n, int64_t now_ms)
 			b->rl_rcs[i] = BZ_ERR_INTERNAL; /* never unlimited */
 		return;
 	}
-#ifdef RATELIMIT_MANY_MAX
 	_Static_assert(AGENTS_HB_BATCH_MAX <= RATELIMIT_MANY_MAX, "a batch is one pipeline");
 	for (size_t i = 0; i < n; i++)
 		b->rl_checks[i] = (struct ratelimit_check){.items = b->rl_items[i], .n = 2};
 	if (ratelimit_check_many(b->rl, b->rl_checks, n, now_ms, b->rl_out, b->rl_rcs) != 0)
 		for (size_t i = 0; i < n; i++)
 			b->rl_rcs[i] = BZ_ERR_INTERNAL; /* no memory: nothing counted */
-#else
-	for (size_t i = 0; i < n; i++)
-		b->rl_rcs[i] = ratelimit_check(b->rl, b->rl_items[i], 2, now_ms, &b->rl_out[i]);
-#endif
 }
 
 /* Step 3: R3 and R4, the device and its organization in one check per
